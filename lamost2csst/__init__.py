@@ -1,0 +1,47 @@
+"""lamost2csst: LAMOST low-resolution spectra to CSST-like SEDs with per-pixel uncertainties.
+
+The public API for notebooks and scripts. Wavelengths are vacuum Angstrom throughout.
+"""
+
+from lamost2csst.core import (
+    BANDS,
+    INPUT_WAVE,
+    LAMOST_WAVE,
+    OUTPUT_WAVE,
+    add_noise,
+    air_to_vacuum,
+    band_statistics,
+    continuum,
+    degrade,
+    degrade_error,
+    normalize,
+    relative_residual,
+    resample,
+    rmsae,
+    scale_sed,
+    shift_to_rest,
+    vacuum_to_air,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BANDS",
+    "INPUT_WAVE",
+    "LAMOST_WAVE",
+    "OUTPUT_WAVE",
+    "__version__",
+    "add_noise",
+    "air_to_vacuum",
+    "band_statistics",
+    "continuum",
+    "degrade",
+    "degrade_error",
+    "normalize",
+    "relative_residual",
+    "resample",
+    "rmsae",
+    "scale_sed",
+    "shift_to_rest",
+    "vacuum_to_air",
+]

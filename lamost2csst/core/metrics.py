@@ -1,0 +1,135 @@
+"""Accuracy metrics of predicted SEDs (paper Eqs. 2-3, Sect. 4.2 statistics).
+
+* relative residual ``r = (F_pred - F_true) / F_true`` (Eq. 2);
+* RMSAE of a spectrum ``sqrt(mean(r**2))`` over its pixels (Eq. 3);
+* per Teff bin and band: the "typical error" is, per pixel, the standard deviation of
+  ``r`` over the stars of the bin, then the median over the band's pixels; the "offset"
+  is the same with the median instead of the standard deviation. Teff bins are 250 K
+  wide and centred on multiples of 250 K: the 6000 K bin is [5875, 6125) K.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lamost2csst.core._validate import as_float_array
+from lamost2csst.core.grids import BANDS, band_pixels
+
+__all__ = ["BandStatistics", "band_statistics", "relative_residual", "rmsae", "teff_bin"]
+
+TEFF_BIN_WIDTH = 250.0
+
+
+def relative_residual(predicted, true, *, mask=None) -> np.ndarray:
+    """``(predicted - true) / true`` (Eq. 2); NaN where ``mask`` is True.
+
+    Unmasked ``true`` values must be finite and positive (SED fluxes): anything else is
+    refused rather than turned into inf.
+    """
+    predicted = as_float_array(predicted, name="predicted")
+    true = as_float_array(true, name="true")
+    if predicted.shape != true.shape:
+        raise ValueError(f"predicted {predicted.shape} and true {true.shape} must have the same shape")
+    use = np.ones(true.shape, bool) if mask is None else ~np.asarray(mask, dtype=bool)
+    if np.any(use & ~(np.isfinite(true) & (true > 0))):
+        raise ValueError("true SED has non-positive or non-finite values on unmasked pixels; mask them")
+    if np.any(use & ~np.isfinite(predicted)):
+        raise ValueError("predicted SED has NaN/inf on unmasked pixels; mask them")
+    safe_true = np.where(use, true, 1.0)
+    return np.where(use, (predicted - true) / safe_true, np.nan)
+
+
+def rmsae(residual, *, axis: int = -1) -> np.ndarray:
+    """Root mean square of relative residuals over the pixels of each spectrum (Eq. 3), NaN ignored."""
+    residual = np.asarray(residual)
+    n = np.sum(np.isfinite(residual), axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sqrt(np.nansum(residual**2, axis=axis) / n)
+
+
+def teff_bin(teff) -> np.ndarray:
+    """Centre of the 250 K Teff bin holding each ``teff`` (6000 K bin = [5875, 6125) K)."""
+    teff = np.asarray(teff, dtype=np.float64)
+    return TEFF_BIN_WIDTH * np.floor(teff / TEFF_BIN_WIDTH + 0.5)
+
+
+@dataclass(frozen=True)
+class BandStatistics:
+    """Typical error and offset per Teff bin (rows) and band (columns)."""
+
+    teff_bin: np.ndarray  # (n_bin,) K
+    bands: tuple[str, ...]
+    typical_error: np.ndarray  # (n_bin, n_band)
+    offset: np.ndarray  # (n_bin, n_band)
+    n_star: np.ndarray  # (n_bin,)
+
+    def as_rows(self) -> list[dict]:
+        """One dict per Teff bin, convenient for tables and JSON."""
+        rows = []
+        for i, t in enumerate(self.teff_bin):
+            row = {"teff_bin": float(t), "n_star": int(self.n_star[i])}
+            for j, band in enumerate(self.bands):
+                row[f"error_{band}"] = float(self.typical_error[i, j])
+                row[f"offset_{band}"] = float(self.offset[i, j])
+            rows.append(row)
+        return rows
+
+
+def band_statistics(residual, *, wave, teff, bands=None, min_stars: int = 2) -> BandStatistics:
+    """Typical error and offset of relative residuals per Teff bin and band.
+
+    Parameters
+    ----------
+    residual : array_like, (n_star, n_pixel)
+        Relative residuals (NaN = excluded pixel), e.g. of one SNR.
+    wave : array_like, (n_pixel,)
+        Wavelengths of the pixels (vacuum A).
+    teff : array_like, (n_star,)
+        Effective temperatures (K).
+    bands : dict, optional
+        Band name -> (lo, hi) A; default the CSST bands GU, GV, GI.
+    min_stars : int
+        Bins with fewer stars are left out (a standard deviation needs at least 2).
+    """
+    residual = as_float_array(residual, name="residual")
+    wave = np.asarray(wave, dtype=np.float64)
+    teff = np.asarray(teff, dtype=np.float64)
+    if residual.ndim != 2 or residual.shape[1] != wave.size or residual.shape[0] != teff.size:
+        raise ValueError(
+            f"residual {residual.shape} must be (n_star={teff.size}, n_pixel={wave.size}) to match teff and wave"
+        )
+    bands = BANDS if bands is None else bands
+    selections = [band_pixels(wave, lo_hi) for lo_hi in bands.values()]
+    bins = teff_bin(teff)
+    centres, counts = np.unique(bins[np.isfinite(bins)], return_counts=True)
+    keep = counts >= min_stars
+    centres, counts = centres[keep], counts[keep]
+    error = np.full((centres.size, len(bands)), np.nan)
+    offset = np.full_like(error, np.nan)
+    for i, centre in enumerate(centres):  # a loop over Teff bins (tens), not over stars
+        r = residual[bins == centre]
+        with np.errstate(invalid="ignore"), _quiet_all_nan():
+            std = np.nanstd(r, axis=0)
+            med = np.nanmedian(r, axis=0)
+            for j, sel in enumerate(selections):
+                error[i, j] = np.nanmedian(std[sel])
+                offset[i, j] = np.nanmedian(med[sel])
+    return BandStatistics(centres, tuple(bands), error, offset, counts)
+
+
+class _quiet_all_nan:
+    """Silence numpy's 'All-NaN slice' warnings: all-NaN columns correctly give NaN."""
+
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.filterwarnings("ignore", message="All-NaN slice", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", message="Degrees of freedom", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", message="Mean of empty slice", category=RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
