@@ -17,6 +17,7 @@ from lamost2csst.core.grids import (
     log_wave_grid,
     pixel_edges,
 )
+from lamost2csst.core.inputs import NetworkInput, prepare_inputs
 from lamost2csst.core.lsf import degrade, degrade_error, lsf_sigma
 from lamost2csst.core.metrics import BandStatistics, band_statistics, relative_residual, rmsae, teff_bin
 from lamost2csst.core.noise import add_noise
@@ -30,6 +31,7 @@ __all__ = [
     "OUTPUT_WAVE",
     "SCALE_WINDOW",
     "BandStatistics",
+    "NetworkInput",
     "Resampled",
     "add_noise",
     "air_to_vacuum",
@@ -42,6 +44,7 @@ __all__ = [
     "lsf_sigma",
     "normalize",
     "pixel_edges",
+    "prepare_inputs",
     "relative_residual",
     "resample",
     "rmsae",

@@ -33,6 +33,7 @@ from lamost2csst.core.grids import pixel_edges
 __all__ = ["Resampled", "resample"]
 
 _EDGE_TOLERANCE = 1e-7  # in pixels: absorbs rounding when output and input edges coincide
+_BLOCK = 16  # stars per block: 64 x 2239 float32 temporaries stay in L2 cache
 
 
 class Resampled(NamedTuple):
@@ -85,112 +86,188 @@ def resample(wave, flux, *, wave_out, ivar=None, mask=None, z=None, method: str 
         raise ValueError(f"wave has shape {wave.shape} but flux has {flux.shape}; they must match")
     reshape = (lambda a: None if a is None else np.asarray(a)[None, :]) if single else (lambda a: a)
     ivar2 = reshape(ivar)
-    good = good_pixels(flux2, mask=reshape(mask), ivar=ivar2)
-    ln_shift = np.zeros((n_star, 1)) if z is None else np.broadcast_to(
-        np.log1p(check_redshift(z, n_star=n_star if np.ndim(z) else None)), (n_star,))[:, None]
+    mask2 = reshape(mask)
+    if mask2 is not None and np.shape(mask2) != flux2.shape:
+        raise ValueError(f"mask has shape {np.shape(mask)}, flux has {flux.shape}; they must match")
+    if ivar2 is not None and np.shape(ivar2) != flux2.shape:
+        raise ValueError(f"ivar has shape {np.shape(ivar)}, flux has {flux.shape}; they must match")
+    if z is None:
+        ln_shift = np.zeros((1, 1))
+    else:
+        z = check_redshift(z, n_star=n_star if np.ndim(z) else None)
+        ln_shift = np.log1p(np.broadcast_to(z, (n_star,)))[:, None] if (z.ndim or wave.ndim == 2) else np.log1p(z)[None, None]
 
     if method == "flux":
-        grid = np.log(pixel_edges(wave))
-        query = np.log(pixel_edges(wave_out))[None, :] + ln_shift
+        grid, query = np.log(pixel_edges(wave)), np.log(pixel_edges(wave_out))
     else:
-        grid = np.log(wave)
-        query = np.log(wave_out)[None, :] + ln_shift
-    position = _fractional_position(grid, query)
-
+        grid, query = np.log(wave), np.log(wave_out)
+    locate = _Locator(grid, query, ln_shift)
     out_dtype = np.result_type(flux2.dtype, np.float32)
-    f0 = np.where(good, flux2, 0.0).astype(np.float64)
-    var = None if ivar2 is None else np.where(good, 1.0 / np.where(good, ivar2, 1.0), 0.0)
-    kernel = _rebin if method == "flux" else _interpolate
-    out, out_var, out_mask = kernel(position, f0, var, ~good)
-
-    out_flux = np.where(out_mask, np.nan, out).astype(out_dtype)
-    out_ivar = None
-    if out_var is not None:
-        with np.errstate(divide="ignore"):
-            out_ivar = np.where(out_mask | (out_var <= 0), 0.0, 1.0 / out_var).astype(out_dtype)
+    out_flux = np.empty((n_star, wave_out.size), out_dtype)
+    out_ivar = None if ivar2 is None else np.empty((n_star, wave_out.size), out_dtype)
+    out_mask = np.empty((n_star, wave_out.size), bool)
+    for start in range(0, n_star, _BLOCK):  # blocks of stars keep the temporaries in cache
+        rows = slice(start, min(start + _BLOCK, n_star))
+        good = good_pixels(flux2[rows], mask=None if mask2 is None else mask2[rows], ivar=None if ivar2 is None else ivar2[rows])
+        position, valid = locate(rows)
+        taps = (_rebin_taps if method == "flux" else _interpolation_taps)(position, valid, out_dtype)
+        _apply_taps(
+            taps,
+            flux2[rows],
+            None if ivar2 is None else ivar2[rows],
+            good,
+            out_flux=out_flux[rows],
+            out_ivar=None if out_ivar is None else out_ivar[rows],
+            out_mask=out_mask[rows],
+        )
     if single:
         return Resampled(out_flux[0], None if out_ivar is None else out_ivar[0], out_mask[0])
     return Resampled(out_flux, out_ivar, out_mask)
 
 
-def _fractional_position(grid: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """Fractional index of ``query`` (n_star, m) in the increasing ``grid`` (n,) or (n_star, n).
+class _Locator:
+    """Fractional index of the query points (ln lambda) in the input grid, block by block.
 
-    Returns float64 (n_star, m) with NaN where a query lies outside the grid.
+    ``grid`` is (n,) or (n_star, n) in ln lambda, ``query`` (m,), ``ln_shift`` (n_star, 1)
+    or (1, 1) is ``ln(1 + z)``. A call with a slice of stars returns the positions
+    (float64, clipped into the grid) and whether each query point lies inside the grid.
+    On a log-uniform 1-D grid the position is one addition per point.
     """
-    n = grid.shape[-1]
-    if grid.ndim == 1:
-        steps = np.diff(grid)
-        step = steps.mean()
-        if np.all(np.abs(steps - step) <= 1e-9 * np.abs(grid).max() + 1e-6 * step):
-            pos = (query - grid[0]) / step
+
+    def __init__(self, grid: np.ndarray, query: np.ndarray, ln_shift: np.ndarray):
+        self.grid, self.query, self.ln_shift = grid, query, ln_shift
+        self.last = grid.shape[-1] - 1
+        self.uniform_step = None
+        if grid.ndim == 1:
+            steps = np.diff(grid)
+            step = steps.mean()
+            if np.all(np.abs(steps - step) <= 1e-9 * np.abs(grid).max() + 1e-6 * step):
+                self.uniform_step = step
+                self.base = (query - grid[0]) / step
+
+    def __call__(self, rows: slice):
+        shift = self.ln_shift if self.ln_shift.shape[0] == 1 else self.ln_shift[rows]
+        n_rows = rows.stop - rows.start
+        if self.uniform_step is not None:
+            pos = self.base[None, :] + shift / self.uniform_step
+        elif self.grid.ndim == 1:
+            pos = np.interp(self.query[None, :] + shift, self.grid, np.arange(self.last + 1.0), left=-1.0, right=self.last + 1.0)
         else:
-            pos = np.interp(query, grid, np.arange(n, dtype=np.float64), left=-1.0, right=n + 1.0)
+            pos = _search_rows(self.grid[rows], self.query[None, :] + shift)
+        if pos.shape[0] != n_rows:
+            pos = np.repeat(pos, n_rows, axis=0)
+        valid = (pos > -_EDGE_TOLERANCE) & (pos < self.last + _EDGE_TOLERANCE)
+        np.clip(pos, 0.0, self.last, out=pos)
+        return pos, valid
+
+
+def _search_rows(grid: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Fractional index of ``query`` (n, m) in each row of the increasing ``grid`` (n, k).
+
+    One searchsorted for all rows: the rows are moved apart by a constant offset so that
+    the flattened grid stays sorted. Points outside a row's grid get -1 or k.
+    """
+    n, k = grid.shape
+    query = np.broadcast_to(query, (n, query.shape[1]))
+    span = max(grid.max(), query.max()) - min(grid.min(), query.min()) + 1.0
+    offset = np.arange(n)[:, None] * span
+    idx = np.searchsorted((grid + offset).ravel(), (query + offset).ravel(), side="right").reshape(query.shape)
+    idx -= 1 + np.arange(n)[:, None] * k
+    lo = np.clip(idx, 0, k - 2)
+    g0 = np.take_along_axis(grid, lo, axis=1)
+    g1 = np.take_along_axis(grid, lo + 1, axis=1)
+    pos = lo + (query - g0) / (g1 - g0)
+    pos[query < grid[:, :1]] = -1.0
+    pos[query > grid[:, -1:]] = k
+    return pos
+
+
+class _Taps(NamedTuple):
+    """Output pixel j = norm_j * sum_d weight[d]_j * input[first_j + d] (+ coverage flags)."""
+
+    first: np.ndarray  # (n, m) intp: first input pixel of each output pixel
+    weight: list  # D arrays (n, m) in the working precision
+    norm: np.ndarray | None  # (n, m) factor applied to the sum, None for 1
+    covered: np.ndarray  # (n, m) bool: output pixel fully inside the input grid
+
+
+def _rebin_taps(edges: np.ndarray, valid: np.ndarray, dtype) -> _Taps:
+    """Overlaps of output pixels (edges in input-edge index units) with input pixels.
+
+    With ``lo`` in [0, 1) and ``hi`` the output pixel's edges relative to its first input
+    pixel, the overlap with input pixel ``first + d`` is ``min(hi, 1) - lo`` for d = 0
+    and ``clip(hi - d, 0, 1)`` for d >= 1.
+    """
+    index = edges.astype(np.intp)  # edges >= 0: truncation is floor
+    frac = np.subtract(edges, index, dtype=dtype, casting="unsafe")
+    first = index[:, :-1]
+    lo = frac[:, :-1]
+    hi = np.subtract(index[:, 1:], first, dtype=dtype, casting="unsafe")
+    hi += frac[:, 1:]
+    n_taps = int(np.ceil(hi.max())) if hi.size else 1
+    w0 = np.minimum(hi, dtype.type(1.0))
+    w0 -= lo
+    weight = [w0]
+    for d in range(1, n_taps):  # taps (2-3 for pixels of similar size), not stars
+        w = hi - dtype.type(d)
+        np.clip(w, 0.0, 1.0, out=w)
+        weight.append(w)
+    width = hi
+    width -= lo
+    covered = valid[:, :-1] & valid[:, 1:] & (width > 0)
+    norm = np.divide(1.0, width, out=np.zeros_like(width), where=covered)
+    return _Taps(first, weight, norm, covered)
+
+
+def _interpolation_taps(position: np.ndarray, valid: np.ndarray, dtype) -> _Taps:
+    """Linear interpolation between input centres; ``position`` in centre index units."""
+    first = position.astype(np.intp)
+    t = np.subtract(position, first, dtype=dtype, casting="unsafe")
+    return _Taps(first, [1.0 - t, t], None, valid)
+
+
+def _apply_taps(taps: _Taps, flux, ivar, good, *, out_flux, out_ivar, out_mask) -> None:
+    """Weighted sums of the tapped input pixels, with variances and masks, written into ``out_*``."""
+    n, n_src = flux.shape
+    n_taps = len(taps.weight)
+    dtype = out_flux.dtype
+    all_good = bool(good.all())
+    pad = np.zeros((n, n_src + n_taps), dtype)  # taps beyond the last pixel read zeros
+    if all_good:
+        pad[:, :n_src] = flux
     else:
-        # One searchsorted for all stars: rows are moved apart by a constant offset so that
-        # the flattened grid stays sorted.
-        span = max(grid.max(), query.max()) - min(grid.min(), query.min()) + 1.0
-        offset = np.arange(grid.shape[0])[:, None] * span
-        flat = (grid + offset).ravel()
-        idx = np.searchsorted(flat, (query + offset).ravel(), side="right").reshape(query.shape) - 1
-        idx -= np.arange(grid.shape[0])[:, None] * n
-        lo = np.clip(idx, 0, n - 2)
-        g0 = np.take_along_axis(grid, lo, axis=1)
-        g1 = np.take_along_axis(grid, lo + 1, axis=1)
-        pos = lo + (query - g0) / (g1 - g0)
-    pos = np.where((pos > -_EDGE_TOLERANCE) & (pos < 0), 0.0, pos)
-    pos = np.where((pos > n - 1) & (pos < n - 1 + _EDGE_TOLERANCE), n - 1.0, pos)
-    return np.where((pos >= 0) & (pos <= n - 1), pos, np.nan)
+        np.copyto(pad[:, :n_src], flux, where=good)
+    index = taps.first + (np.arange(n) * (n_src + n_taps))[:, None]
+    flat = pad.ravel()
+    tmp = np.empty(index.shape, dtype)
 
+    def weighted_sum(square: bool, out: np.ndarray) -> None:
+        for d, w in enumerate(taps.weight):
+            flat[d:].take(index, out=tmp)  # the view offset by d saves an index addition
+            np.multiply(tmp, w * w if square else w, out=tmp)
+            if d:
+                out += tmp
+            else:
+                out[...] = tmp
+        if taps.norm is not None:
+            out *= taps.norm * taps.norm if square else taps.norm
 
-def _cumulative(a: np.ndarray) -> np.ndarray:
-    out = np.zeros((a.shape[0], a.shape[1] + 1), dtype=np.float64 if a.dtype.kind == "f" else np.int64)
-    np.cumsum(a, axis=1, out=out[:, 1:])
-    return out
-
-
-def _rebin(edges, f0, var, bad):
-    """Flux-conserving rebinning; ``edges`` are output edges in input-edge index units."""
-    n_src = f0.shape[1]
-    take = np.take_along_axis
-    valid = np.isfinite(edges)
-    e = np.where(valid, edges, 0.0)
-    k = np.clip(np.floor(e).astype(np.intp), 0, n_src - 1)  # input pixel holding each edge
-    frac = e - k
-    cum = take(_cumulative(f0), k, axis=1) + frac * take(f0, k, axis=1)
-    width = np.diff(e, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.diff(cum, axis=1) / width
-    k_left = k[:, :-1]
-    k_right = np.maximum(np.ceil(e[:, 1:]).astype(np.intp) - 1, k_left)  # last input pixel touched
-    n_bad = _cumulative(bad)
-    touched_bad = take(n_bad, k_right + 1, axis=1) - take(n_bad, k_left, axis=1) > 0
-    out_mask = ~(valid[:, :-1] & valid[:, 1:]) | touched_bad | ~(width > 0)
-    out_var = None
-    if var is not None:
-        a, b = e[:, :-1], e[:, 1:]
-        same = k_left == k_right
-        w_left = np.where(same, b - a, k_left + 1 - a)
-        w_right = np.where(same, 0.0, b - k_right)
-        cum_var = _cumulative(var)
-        inner = np.where(same, 0.0, take(cum_var, k_right, axis=1) - take(cum_var, k_left + 1, axis=1))
-        total = w_left**2 * take(var, k_left, axis=1) + w_right**2 * take(var, k_right, axis=1) + inner
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out_var = total / width**2
-    return out, out_var, out_mask
-
-
-def _interpolate(position, f0, var, bad):
-    """Linear interpolation; ``position`` is in input-centre index units."""
-    n_src = f0.shape[1]
-    take = np.take_along_axis
-    valid = np.isfinite(position)
-    p = np.where(valid, position, 0.0)
-    k = np.clip(np.floor(p).astype(np.intp), 0, n_src - 2)
-    t = p - k
-    out = (1.0 - t) * take(f0, k, axis=1) + t * take(f0, k + 1, axis=1)
-    out_mask = ~valid | (take(bad, k, axis=1) & (t < 1.0)) | (take(bad, k + 1, axis=1) & (t > 0.0))
-    out_var = None
-    if var is not None:
-        out_var = (1.0 - t) ** 2 * take(var, k, axis=1) + t**2 * take(var, k + 1, axis=1)
-    return out, out_var, out_mask
+    weighted_sum(False, out_flux)
+    np.logical_not(taps.covered, out=out_mask)
+    if not all_good:
+        bad = np.ones((n, n_src + n_taps), bool)
+        bad[:, :n_src] = ~good
+        flat_bad = bad.ravel()
+        for d, w in enumerate(taps.weight):
+            out_mask |= flat_bad[d:].take(index) & (w > 0)
+    out_flux[out_mask] = np.nan
+    if ivar is None:
+        return
+    with np.errstate(divide="ignore"):
+        np.divide(1.0, ivar, out=pad[:, :n_src])  # variances
+    if not all_good:
+        pad[:, :n_src][~good] = 0.0
+    weighted_sum(True, out_ivar)
+    with np.errstate(divide="ignore"):
+        np.reciprocal(out_ivar, out=out_ivar)
+    out_ivar[out_mask | ~np.isfinite(out_ivar)] = 0.0

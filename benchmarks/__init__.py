@@ -1,0 +1,1 @@
+"""Runnable benchmarks of lamost2csst (see BENCHMARKS.md for recorded results)."""

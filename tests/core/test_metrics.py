@@ -1,0 +1,161 @@
+"""Metrics: relative residual (Eq. 2), RMSAE (Eq. 3), Teff bins and per-band statistics (Sect. 4.2)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from lamost2csst.core.grids import OUTPUT_WAVE
+from lamost2csst.core.metrics import band_statistics, relative_residual, rmsae, teff_bin
+
+# ---------------------------------------------------------------- relative residual
+
+
+def test_relative_residual_known_pair():
+    pred = np.array([1.1, 0.9, 2.0, 5.0])
+    true = np.array([1.0, 1.0, 4.0, 5.0])
+    np.testing.assert_allclose(relative_residual(pred, true), [0.1, -0.1, -0.5, 0.0], atol=1e-15)
+
+
+def test_relative_residual_mask_gives_nan_and_allows_bad_true():
+    pred = np.array([[1.2, np.nan, 3.0]])
+    true = np.array([[1.0, 0.0, 2.0]])
+    out = relative_residual(pred, true, mask=np.array([[False, True, False]]))
+    assert np.isnan(out[0, 1])
+    np.testing.assert_allclose(out[0, [0, 2]], [0.2, 0.5], rtol=1e-14)
+
+
+@pytest.mark.parametrize("bad_true", [0.0, -1.0, np.nan, np.inf])
+def test_relative_residual_refuses_bad_true(bad_true):
+    with pytest.raises(ValueError, match="true SED"):
+        relative_residual(np.ones(3), np.array([1.0, bad_true, 1.0]))
+
+
+def test_relative_residual_refuses_bad_prediction_and_shape():
+    with pytest.raises(ValueError, match="predicted SED"):
+        relative_residual(np.array([1.0, np.nan]), np.ones(2))
+    with pytest.raises(ValueError, match="same shape"):
+        relative_residual(np.ones(3), np.ones(4))
+
+
+# ---------------------------------------------------------------- RMSAE
+
+
+def test_rmsae_hand_computed():
+    r = np.array([0.1, -0.2, 0.2, -0.1])
+    assert float(rmsae(r)) == pytest.approx(math.sqrt((0.01 + 0.04 + 0.04 + 0.01) / 4), rel=1e-14)
+
+
+def test_rmsae_ignores_nan_and_per_row():
+    r = np.array([[0.3, np.nan, 0.4], [0.0, 0.0, 0.0], [np.nan, np.nan, np.nan]])
+    out = rmsae(r)
+    assert out[0] == pytest.approx(math.sqrt((0.09 + 0.16) / 2), rel=1e-14)
+    assert out[1] == 0.0
+    assert np.isnan(out[2])
+
+
+def test_rmsae_axis():
+    r = np.array([[3.0, 0.0], [4.0, 0.0]])
+    np.testing.assert_allclose(rmsae(r, axis=0), [math.sqrt(12.5), 0.0])
+
+
+def test_rmsae_of_constant_offset():
+    # a uniform 2 % offset has RMSAE 0.02
+    true = np.linspace(1.0, 2.0, 574)
+    assert float(rmsae(relative_residual(1.02 * true, true))) == pytest.approx(0.02, rel=1e-12)
+
+
+# ---------------------------------------------------------------- Teff bins
+
+
+@pytest.mark.parametrize(
+    "teff, centre",
+    [
+        (5875.0, 6000.0),
+        (6000.0, 6000.0),
+        (6124.9, 6000.0),
+        (6125.0, 6250.0),
+        (5874.9, 5750.0),
+        (8000.0, 8000.0),
+        (3500.0, 3500.0),
+        (7874.99, 7750.0),
+    ],
+)
+def test_teff_bin_edges(teff, centre):
+    assert float(teff_bin(teff)) == centre
+
+
+def test_teff_bin_vectorized():
+    np.testing.assert_array_equal(teff_bin([5875.0, 6124.9, 6125.0]), [6000.0, 6000.0, 6250.0])
+
+
+# ---------------------------------------------------------------- band statistics
+
+A = {"GU": 0.04, "GV": 0.002, "GI": 0.003}  # per-pixel std over stars, per band
+OFF = {"GU": 0.01, "GV": -0.001, "GI": 0.0005}  # per-pixel median over stars, per band
+
+
+def _band_residuals(n_star, scale=1.0):
+    """Residuals r[star, pixel] = offset(band) + (-1)^star a(band) on OUTPUT_WAVE.
+
+    Pixels in only one band carry that band's values; the overlap pixels (4000-4200 and
+    6200-6500 A, ~20 px each) carry values from the neighbouring band, a minority of each
+    band's ~190-200 px, so the per-band median is the band's own value.
+    """
+    w = OUTPUT_WAVE
+    region = np.where(w < 4100.0, "GU", np.where(w < 6350.0, "GV", "GI"))
+    a = np.array([A[b] for b in region]) * scale
+    off = np.array([OFF[b] for b in region]) * scale
+    sign = np.where(np.arange(n_star) % 2 == 0, 1.0, -1.0)[:, None]
+    return off[None, :] + sign * a[None, :]
+
+
+def test_band_statistics_analytic():
+    r6000 = _band_residuals(6)
+    r8000 = _band_residuals(4, scale=0.5)
+    single = _band_residuals(1)  # lone star in the 7000 K bin: left out (min_stars=2)
+    residual = np.vstack([r6000, r8000, single])
+    teff = np.array([5900.0, 6100.0, 5875.0, 6124.9, 6000.0, 5950.0, 7900.0, 8100.0, 8000.0, 7875.0, 7000.0])
+    stats = band_statistics(residual, wave=OUTPUT_WAVE, teff=teff)
+    np.testing.assert_array_equal(stats.teff_bin, [6000.0, 8000.0])
+    np.testing.assert_array_equal(stats.n_star, [6, 4])
+    assert stats.bands == ("GU", "GV", "GI")
+    np.testing.assert_allclose(stats.typical_error[0], [A["GU"], A["GV"], A["GI"]], rtol=1e-12)
+    np.testing.assert_allclose(stats.offset[0], [OFF["GU"], OFF["GV"], OFF["GI"]], rtol=1e-12)
+    np.testing.assert_allclose(stats.typical_error[1], [0.5 * A[b] for b in ("GU", "GV", "GI")], rtol=1e-12)
+    np.testing.assert_allclose(stats.offset[1], [0.5 * OFF[b] for b in ("GU", "GV", "GI")], rtol=1e-12)
+    rows = stats.as_rows()
+    assert rows[0]["teff_bin"] == 6000.0 and rows[0]["n_star"] == 6
+    assert rows[0]["error_GV"] == pytest.approx(A["GV"], rel=1e-12)
+    assert rows[1]["offset_GI"] == pytest.approx(0.5 * OFF["GI"], rel=1e-12)
+
+
+def test_band_statistics_custom_bands_and_nan_pixels():
+    wave = np.array([1.0, 2.0, 3.0, 4.0])
+    # per pixel over 4 stars: values {-1, 1, -1, 1} * a_pixel + off_pixel
+    a = np.array([1.0, 2.0, 3.0, 4.0])
+    off = np.array([0.5, 0.5, 0.0, 0.0])
+    sign = np.array([1.0, -1.0, 1.0, -1.0])[:, None]
+    residual = off + sign * a
+    residual[:, 3] = np.nan  # an all-NaN pixel is left out of the band median
+    stats = band_statistics(
+        residual, wave=wave, teff=np.full(4, 5000.0), bands={"blue": (1.0, 2.0), "red": (3.0, 4.0), "none": (9, 10)}
+    )
+    np.testing.assert_allclose(stats.typical_error[0, :2], [1.5, 3.0], rtol=1e-14)
+    np.testing.assert_allclose(stats.offset[0, :2], [0.5, 0.0], atol=1e-15)
+    assert np.isnan(stats.typical_error[0, 2]) and np.isnan(stats.offset[0, 2])
+
+
+def test_band_statistics_std_is_over_stars_with_nan_stars_ignored():
+    # per-pixel std over stars of {0, 0, 3, NaN}: population std of (0, 0, 3) = sqrt(2)
+    residual = np.array([[0.0], [0.0], [3.0], [np.nan]])
+    stats = band_statistics(residual, wave=np.array([5000.0]), teff=np.full(4, 6000.0), bands={"x": (0, 1e4)})
+    assert stats.typical_error[0, 0] == pytest.approx(math.sqrt(2.0), rel=1e-14)
+    assert stats.offset[0, 0] == 0.0
+
+
+def test_band_statistics_shape_mismatch_raises():
+    with pytest.raises(ValueError, match="must be"):
+        band_statistics(np.zeros((3, 574)), wave=OUTPUT_WAVE, teff=np.zeros(4))
+    with pytest.raises(ValueError, match="must be"):
+        band_statistics(np.zeros((3, 573)), wave=OUTPUT_WAVE, teff=np.zeros(3))
