@@ -5,7 +5,7 @@ that the parallel layer maps over chunks.
 """
 
 from lamost2csst.core.air_vacuum import air_to_vacuum, vacuum_to_air
-from lamost2csst.core.continuum import continuum, normalize
+from lamost2csst.core.normalization import continuum, normalize
 from lamost2csst.core.doppler import shift_to_rest
 from lamost2csst.core.grids import (
     BANDS,
@@ -21,7 +21,7 @@ from lamost2csst.core.inputs import NetworkInput, prepare_inputs
 from lamost2csst.core.lsf import degrade, degrade_error, lsf_sigma
 from lamost2csst.core.metrics import BandStatistics, band_statistics, relative_residual, rmsae, teff_bin
 from lamost2csst.core.noise import add_noise
-from lamost2csst.core.resample import Resampled, resample
+from lamost2csst.core.resampling import Resampled, resample
 from lamost2csst.core.sed import scale_sed, sed_scale
 
 __all__ = [

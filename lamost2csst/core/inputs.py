@@ -11,9 +11,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lamost2csst.core.continuum import normalize
+from lamost2csst.core.normalization import normalize
 from lamost2csst.core.grids import INPUT_WAVE
-from lamost2csst.core.resample import resample
+from lamost2csst.core.resampling import resample
 
 __all__ = ["NetworkInput", "prepare_inputs"]
 

@@ -9,12 +9,14 @@ from lamost2csst.io.spectra import (
     write_spectra,
     write_spectra_region,
 )
+from lamost2csst.io.demo import toy_catalogue
 
 __all__ = [
     "SCHEMA",
     "create_spectra_store",
     "open_spectra",
     "spectra_dataset",
+    "toy_catalogue",
     "validate_spectra",
     "write_spectra",
     "write_spectra_region",

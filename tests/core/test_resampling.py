@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from lamost2csst.core.doppler import shift_to_rest
 from lamost2csst.core.grids import INPUT_WAVE, OUTPUT_WAVE, log_wave_grid, pixel_edges
-from lamost2csst.core.resample import resample
+from lamost2csst.core.resampling import resample
 
 METHODS = ["flux", "linear"]
 
@@ -83,11 +83,6 @@ def test_identity_on_non_uniform_grid(method):
     np.testing.assert_allclose(out.ivar, iv, rtol=1e-9)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _fractional_position takes a non-log grid as uniform in ln(lambda) when its ln "
-    "steps differ by less than 1e-9*max|ln(lambda)| (absolute), shifting positions by up to 0.25 px",
-)
 @pytest.mark.parametrize("method", METHODS)
 def test_identity_on_fine_linear_grid(method):
     # 1000 px of 0.01 A at 5000 A: linear in lambda, NOT uniform in ln(lambda)
@@ -105,7 +100,7 @@ def test_constant_spectrum_stays_constant(method, z):
     out = resample(INPUT_WAVE, f, wave_out=OUTPUT_WAVE, ivar=iv, z=z, method=method)
     assert out.flux.shape == out.mask.shape == (3, OUTPUT_WAVE.size)
     good = ~out.mask
-    np.testing.assert_allclose(out.flux[good], 7.25, rtol=1e-12)
+    np.testing.assert_allclose(out.flux[good], 7.25, rtol=1e-10)
     # coverage (independent): whole output pixel (flux) or centre (linear) inside the rest-frame input
     zz = np.zeros(3) if z is None else np.broadcast_to(z, (3,))
     for k in range(3):
@@ -122,7 +117,7 @@ def test_constant_spectrum_stays_constant(method, z):
 def test_constant_spectrum_with_per_star_grids(method):
     waves = np.stack([INPUT_WAVE, INPUT_WAVE * 1.0007, np.linspace(4010.0, 6900.0, 2238)])
     out = resample(waves, np.full((3, 2238), 2.0), wave_out=OUTPUT_WAVE, method=method)
-    np.testing.assert_allclose(out.flux[~out.mask], 2.0, rtol=1e-12)
+    np.testing.assert_allclose(out.flux[~out.mask], 2.0, rtol=1e-10)
     assert (~out.mask).sum(axis=1).min() > 200
 
 
@@ -176,15 +171,10 @@ def test_flux_method_output_inside_one_input_pixel():
     wave_out = np.exp(np.linspace(np.log(e[7]) + 1e-4, np.log(e[8]) - 1e-4, 6))[1:-1]
     out = resample(wave, f, wave_out=wave_out, ivar=iv)
     assert np.all(pixel_edges(wave_out)[0] > e[7]) and np.all(pixel_edges(wave_out)[-1] < e[8])
-    np.testing.assert_allclose(out.flux, 8.0, rtol=1e-12)
+    np.testing.assert_allclose(out.flux, 8.0, rtol=1e-10)
     np.testing.assert_allclose(out.ivar, iv[7], rtol=1e-10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the 'flux' method averages in ln(lambda) (index units), not in lambda, so "
-    "sum(flux * d_lambda) is not conserved on grids with unequal pixel widths",
-)
 def test_flux_method_conserves_lambda_integral_whole_pixels():
     # log grid (pixel widths grow with lambda); output pixels = pairs of whole input pixels
     wave = log_wave_grid(5000.0, 41, ln_step=1e-3)
@@ -204,10 +194,6 @@ def test_flux_method_conserves_lambda_integral_whole_pixels():
     np.testing.assert_allclose(out.flux, expected, rtol=1e-10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the 'flux' method averages in ln(lambda), not lambda (see the whole-pixel test)",
-)
 def test_flux_method_matches_exact_average_input_to_output_grid():
     rng = np.random.default_rng(5)
     f = 1.0 - 0.8 * rng.random(INPUT_WAVE.size) ** 8  # many deep narrow "lines"
@@ -271,7 +257,7 @@ def test_ivar_matches_monte_carlo(method):
     out = resample(wave, noisy, wave_out=wave_out, ivar=np.broadcast_to(ivar, noisy.shape), method=method)
     assert not out.mask.any()
     predicted_std = 1.0 / np.sqrt(out.ivar[0])
-    np.testing.assert_allclose(out.ivar, np.broadcast_to(out.ivar[0], out.ivar.shape), rtol=1e-12)
+    np.testing.assert_allclose(out.ivar, np.broadcast_to(out.ivar[0], out.ivar.shape), rtol=1e-10)
     mc_std = out.flux.std(axis=0)
     # one pixel: standard error of a std from 4000 draws is 1.1 %
     np.testing.assert_allclose(mc_std, predicted_std, rtol=0.05)
@@ -339,7 +325,7 @@ def test_masked_input_masks_exactly_overlapping_output_flux(bad_pixels):
     expected = overlapping(e, eo)[:, mask].any(axis=1) | ~covered(e, eo)
     np.testing.assert_array_equal(out.mask, expected)
     assert np.all(np.isnan(out.flux[expected])) and np.all(out.ivar[expected] == 0)
-    np.testing.assert_allclose(out.flux[~expected], 1.0, rtol=1e-12)
+    np.testing.assert_allclose(out.flux[~expected], 1.0, rtol=1e-10)
     assert np.all(out.ivar[~expected] > 0)
 
 
@@ -360,11 +346,6 @@ def test_masked_input_masks_exactly_overlapping_output_linear(bad_pixels):
     assert np.all(np.isnan(out.flux[expected])) and np.all(np.isfinite(out.flux[~expected]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when output edges coincide with input edges, rounding makes the neighbouring "
-    "output pixel 'touch' a masked input pixel with zero weight and masks it too",
-)
 def test_mask_with_coinciding_edges_flux():
     wave = log_wave_grid(5000.0, 41, ln_step=1e-3)
     wave_out = np.sqrt(wave[0:40:2] * wave[1:41:2])  # output pixel j = input pixels 2j, 2j+1
@@ -375,11 +356,6 @@ def test_mask_with_coinciding_edges_flux():
         assert np.flatnonzero(out.mask).tolist() == [bad // 2], f"input pixel {bad}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: resampling a log grid onto itself with one masked pixel also masks its "
-    "neighbours (fractional positions like 4.9999999999 give a zero weight that counts)",
-)
 @pytest.mark.parametrize("method", METHODS)
 def test_identity_with_mask_masks_only_that_pixel(method):
     for bad in (3, 100, 1000, 2000):
@@ -526,7 +502,7 @@ def test_masked_nan_is_accepted_and_stays_local(method):
     extra = np.flatnonzero(out.mask & ~baseline)
     near = np.flatnonzero(np.abs(np.log(wave_out / wave[100])) < 1.35e-4 + 0.5e-4)  # within half a pixel
     assert 1 <= extra.size <= 2 and set(near) <= set(extra)
-    np.testing.assert_allclose(out.flux[~out.mask], 1.0, rtol=1e-12)
+    np.testing.assert_allclose(out.flux[~out.mask], 1.0, rtol=1e-10)
 
 
 # ---------------------------------------------------------------- properties (hypothesis)
@@ -579,8 +555,8 @@ def test_property_masks_and_finiteness(seed, n_star, n_in, mask_fraction, method
             if good.any():
                 lo = np.nanmin(vals[good], axis=1)
                 hi = np.nanmax(vals[good], axis=1)
-                assert np.all(out.flux[k, good] >= lo * (1 - 1e-12))
-                assert np.all(out.flux[k, good] <= hi * (1 + 1e-12))
+                assert np.all(out.flux[k, good] >= lo * (1 - 1e-10))
+                assert np.all(out.flux[k, good] <= hi * (1 + 1e-10))
     else:
         # masked: centre outside the input, or strictly between the neighbours of a bad pixel
         outside = (wave_out < wave[0]) | (wave_out > wave[-1])
@@ -592,10 +568,6 @@ def test_property_masks_and_finiteness(seed, n_star, n_in, mask_fraction, method
         assert np.all(out.flux[~out.mask] > 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the 'flux' method conserves sum(flux * d ln lambda), not sum(flux * d lambda)",
-)
 @settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(**CASES)
 def test_property_flux_method_conserves_integral(seed, n_star, n_in, mask_fraction):

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lamost2csst.core.continuum import continuum, normalize
+from lamost2csst.core.normalization import continuum, normalize
 from lamost2csst.core.grids import INPUT_WAVE
 
 N = INPUT_WAVE.size  # 2238

@@ -1,0 +1,1 @@
+"""Command-line entry points of lamost2csst: ``python -m jobs.<name> --help``."""

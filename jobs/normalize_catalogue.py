@@ -1,0 +1,306 @@
+"""Job: normalize a spectra catalogue into UaRA-net inputs on a Dask cluster.
+
+``python -m jobs.normalize_catalogue --help`` explains the steps, options and outputs.
+Tests call :func:`run` with their own client; :func:`main` parses the command line,
+starts (or attaches to) the cluster and calls :func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+
+# Heavy imports (xarray, dask, distributed) happen inside the functions so that --help is fast.
+
+PROG = "python -m jobs.normalize_catalogue"
+DEMO_CATALOGUE = os.path.join("outputs", "demo_catalogue.zarr")
+DEMO_OUT = os.path.join("outputs", "demo_inputs.zarr")
+DEMO_SEED = 0
+
+DESCRIPTION = """\
+Normalize LAMOST-like spectra into UaRA-net inputs, chunk by chunk, on a Dask cluster.
+
+Input: a spectra catalogue, a Zarr store in the lamost2csst.spectra/1 schema (dims star
+x wave; flux, ivar, mask; per-star obsid, ra, dec, z; see lamost2csst.io.spectra).
+For every star, the normative steps of DESIGN.md (the numpy kernel
+lamost2csst.core.prepare_inputs):
+  1. rest frame: lambda_rest = lambda_obs / (1 + z), z per star (skipped when the
+     catalogue's frame attribute is already "rest");
+  2. flux-conserving resampling onto INPUT_WAVE (2238 px, 4000*exp(i/4000) A, vacuum,
+     R=2000), inverse variances and masks propagated; uncovered pixels are masked;
+  3. continuum normalization (paper Sect. 2.1): flux/continuum and error/continuum, the
+     continuum being the centred moving average of 51 px.
+
+One Dask task per chunk of stars. The output template (metadata and per-star
+coordinates) is written first; each task then writes its chunk's region and, only after
+that succeeded, the marker <out>/.markers/chunk-<index>.done. A stopped or failed run is
+finished with --resume, which recomputes only the chunks without a marker.
+
+Without --catalogue, a toy demo catalogue of --n-demo stars (an ANALYTIC STAND-IN:
+Planck continua x Gaussian lines at vacuum wavelengths, Doppler shifts, Eq. 1 noise,
+masked pixels; lamost2csst.io.demo) is built once at outputs/demo_catalogue.zarr
+(relative to the current directory; reused when it holds the same demo) and the output
+defaults to outputs/demo_inputs.zarr.
+"""
+
+EPILOG = """\
+outputs:
+  OUT (Zarr v3, schema lamost2csst.network_input/1, readable with
+      xarray.open_zarr(OUT, consolidated=False)): flux and error (float32, normalized,
+      NaN where masked) and mask (bool, True = unusable) on dims (star, wave_in=2238);
+      coordinate wave_in (rest-frame vacuum Angstrom); all per-star coordinates of the
+      input (obsid, ra, dec, z, ...), same stars in the same order; provenance attrs
+      (input store, package version, UTC time) and attrs['summary'].
+  OUT/.markers/chunk-<index>.done: one JSON marker per finished chunk (for --resume).
+  stdout: ONE JSON line, the summary: stars_in, stars_written, chunks_total,
+      chunks_done, chunks_skipped, masked_pixel_fraction, stars_all_masked, seconds,
+      spectra_per_second, paths.
+  stderr: the Dask dashboard address, a progress bar over chunks, messages.
+
+exit status: 0 done; 2 bad input or output location (message on stderr, e.g. missing
+store, wrong schema, existing output without --resume); 1 any other failure.
+
+examples:
+  python -m jobs.normalize_catalogue                                   # demo, 20000 stars
+  python -m jobs.normalize_catalogue --catalogue dr6.zarr --out dr6_inputs.zarr --workers 8
+  python -m jobs.normalize_catalogue --catalogue dr6.zarr --out dr6_inputs.zarr --resume \\
+      --scheduler tcp://head-node:8786 --performance-report report.html
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--catalogue",
+        metavar="C.zarr",
+        help="input spectra catalogue (schema lamost2csst.spectra/1); default: build/reuse the demo "
+        f"catalogue {DEMO_CATALOGUE}",
+    )
+    data.add_argument(
+        "--out",
+        metavar="O.zarr",
+        help=f"output store (must not exist unless --resume/--overwrite); default {DEMO_OUT} for the demo, "
+        "required with --catalogue",
+    )
+    data.add_argument(
+        "--n-demo",
+        type=_positive_int,
+        default=20_000,
+        metavar="N",
+        help="number of stars of the demo catalogue, used only without --catalogue (default: %(default)s)",
+    )
+    data.add_argument(
+        "--chunk-stars",
+        type=_positive_int,
+        metavar="N",
+        help="stars per output chunk = per task; default: the input's chunk size (on --resume: the "
+        "existing output's); multiples of the input chunk size read best",
+    )
+    state = parser.add_mutually_exclusive_group()
+    state.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an existing output made from the same input and chunking: chunks with a marker "
+        "are skipped, the others (re)computed",
+    )
+    state.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="remove an existing output first (only a lamost2csst.network_input store is ever removed)",
+    )
+    cluster = parser.add_argument_group("cluster")
+    where = cluster.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="attach to a running Dask scheduler (e.g. tcp://host:8786) instead of starting a LocalCluster; "
+        "the paths must be visible to its workers",
+    )
+    where.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="worker processes of the LocalCluster (default: number of CPU cores)",
+    )
+    cluster.add_argument(
+        "--threads-per-worker",
+        type=_positive_int,
+        default=1,
+        metavar="T",
+        help="threads per LocalCluster worker (default: %(default)s; the numpy kernel does not gain from threads)",
+    )
+    report = parser.add_argument_group("reporting")
+    report.add_argument(
+        "--performance-report",
+        metavar="FILE",
+        help="write a Dask performance report (HTML) of the run to FILE",
+    )
+    report.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The parsed command line (also for tests: ``run(parse_args([...]), client)``)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.catalogue is not None and args.out is None:
+        parser.error("--out is required with --catalogue")
+    return args
+
+
+def _log(message: str) -> None:
+    print(f"[normalize_catalogue] {message}", file=sys.stderr, flush=True)
+
+
+def _demo_catalogue(path: str, n_star: int, client) -> str:
+    """Build the demo catalogue at ``path`` once; reuse it when it holds the same demo."""
+    from lamost2csst.io import open_spectra, write_spectra
+    from lamost2csst.io.demo import BLOCK_STARS, SOURCE, toy_catalogue
+    from lamost2csst.parallel import JobInputError
+
+    wanted = {"demo_n_star": n_star, "demo_seed": DEMO_SEED, "demo_block_stars": BLOCK_STARS, "source": SOURCE}
+    if os.path.exists(path):
+        try:
+            attrs = open_spectra(path).attrs
+        except ValueError:
+            attrs = {}
+        if all(attrs.get(k) == v for k, v in wanted.items()):
+            _log(f"reusing the demo catalogue {path} ({n_star} stars)")
+            return path
+        if attrs.get("source") != SOURCE:
+            raise JobInputError(f"{path} exists but is not a demo catalogue of this package; move it away")
+        _log(f"{path} holds another demo ({attrs.get('demo_n_star')} stars); rebuilding it with {n_star} stars")
+        shutil.rmtree(path)
+    _log(f"building the demo catalogue {path}: {n_star} toy spectra (analytic stand-in), seed {DEMO_SEED}")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with client.as_current():
+        write_spectra(toy_catalogue(n_star, seed=DEMO_SEED, lazy=True), tmp, chunk_stars=BLOCK_STARS, mode="w")
+    os.replace(tmp, path)  # a demo catalogue is either complete or absent
+    return path
+
+
+def _remove_output(out: str) -> None:
+    import xarray as xr
+
+    from lamost2csst.parallel import NETWORK_INPUT_SCHEMA, JobInputError
+
+    try:
+        schema = xr.open_zarr(out, consolidated=False).attrs.get("schema")
+    except Exception:  # noqa: BLE001
+        schema = None
+    if schema != NETWORK_INPUT_SCHEMA:
+        raise JobInputError(f"--overwrite: refusing to remove {out}: it is not a {NETWORK_INPUT_SCHEMA} store")
+    _log(f"--overwrite: removing {out}")
+    shutil.rmtree(out)
+
+
+def _resolve(args) -> tuple[str | None, str]:
+    """(catalogue or None for the demo, output path)."""
+    return args.catalogue, args.out if args.out is not None else DEMO_OUT
+
+
+def _preflight(args) -> None:
+    """Cheap checks before a cluster is started, so that bad input fails at once (exit 2)."""
+    from lamost2csst.parallel import JobInputError
+    from lamost2csst.parallel.normalize import _open_input
+
+    catalogue, out = _resolve(args)
+    if catalogue is not None:
+        _open_input(os.path.abspath(catalogue))
+    if os.path.exists(out) and not (args.resume or args.overwrite):
+        raise JobInputError(
+            f"output {out} already exists; pass --resume to finish it, --overwrite to replace it, "
+            "or choose another --out"
+        )
+
+
+def run(args: argparse.Namespace, client) -> dict:
+    """Run the job on ``client``; print the summary as one JSON line on stdout and return it.
+
+    Raises :class:`lamost2csst.parallel.JobInputError` for bad input or output locations.
+    """
+    from lamost2csst.parallel import normalize_catalogue
+
+    catalogue, out = _resolve(args)
+    _preflight(args)
+    if catalogue is None:
+        catalogue = _demo_catalogue(DEMO_CATALOGUE, args.n_demo, client)
+    if args.overwrite and os.path.exists(out):
+        _remove_output(out)
+    _log(f"{catalogue} -> {out}")
+    summary = normalize_catalogue(
+        catalogue,
+        out,
+        client=client,
+        chunk_stars=args.chunk_stars,
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
+@contextlib.contextmanager
+def _client(args):
+    from distributed import Client, LocalCluster
+
+    if args.scheduler:
+        if args.threads_per_worker != 1:
+            _log("--threads-per-worker applies to a LocalCluster only; ignored with --scheduler")
+        with Client(args.scheduler) as client:
+            yield client
+        return
+    n_workers = args.workers or os.cpu_count() or 1
+    with (
+        LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=args.threads_per_worker,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:8787",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def main(argv=None) -> dict:
+    """Command-line entry point: returns the summary; bad input exits with status 2."""
+    args = parse_args(argv)
+    from lamost2csst.parallel import JobInputError
+
+    try:
+        _preflight(args)
+        with _client(args) as client:
+            _log(f"Dask dashboard: {client.dashboard_link}")
+            if args.performance_report:
+                from distributed import performance_report
+
+                with performance_report(filename=args.performance_report):
+                    summary = run(args, client)
+                _log(f"performance report: {args.performance_report}")
+            else:
+                summary = run(args, client)
+    except JobInputError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return summary
+
+
+if __name__ == "__main__":
+    main()

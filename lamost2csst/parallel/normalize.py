@@ -1,0 +1,368 @@
+"""Dask job: a spectra catalogue -> UaRA-net inputs (rest frame, INPUT_WAVE, normalized).
+
+The per-block numpy kernel is :func:`lamost2csst.core.prepare_inputs`; this module only
+orchestrates it over a catalogue that may not fit in memory:
+
+1. open the input catalogue lazily and check its schema (:func:`open_spectra`);
+2. write the output *template* (metadata, the per-star coordinates copied from the input
+   and empty ``flux``/``error``/``mask`` arrays) before any pixel is computed;
+3. one task per star chunk, shipped as (paths, chunk index): the task reads its stars,
+   runs the kernel, writes its region of the output and only then writes the marker
+   ``<out>/.markers/chunk-<index>.done``. A chunk written is a chunk done: a job that is
+   stopped or crashes is finished by running it again with ``resume=True``, which skips
+   the chunks that have a marker.
+
+The output store (schema ``lamost2csst.network_input/1``, Zarr v3, readable with plain
+``xarray.open_zarr(out, consolidated=False)``)::
+
+    Dimensions:  (star: N, wave_in: 2238)
+    Coordinates:
+      * wave_in  (wave_in) float64  INPUT_WAVE: rest-frame vacuum A, R=2000
+        obsid, ra, dec, z, ... (star)  copied from the input
+    Data variables:
+        flux   (star, wave_in) float32  flux / continuum (NaN where masked)
+        error  (star, wave_in) float32  error / continuum (NaN where masked)
+        mask   (star, wave_in) bool     True = pixel unusable
+
+Markers live in ``<out>/.markers``, an empty Zarr group (so that Zarr readers do not
+warn about an unknown directory); each marker is a small JSON file with the chunk's counts.
+Paths must be visible to every worker under the same name (local disk for a
+LocalCluster, a shared file system for a multi-node cluster).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from datetime import datetime, timezone
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+
+from lamost2csst.core import INPUT_WAVE, prepare_inputs
+from lamost2csst.io.spectra import compressor, open_spectra
+
+__all__ = [
+    "MARKERS",
+    "NETWORK_INPUT_SCHEMA",
+    "JobInputError",
+    "network_input_template",
+    "normalize_catalogue",
+    "normalize_chunk",
+]
+
+NETWORK_INPUT_SCHEMA = "lamost2csst.network_input/1"
+MARKERS = ".markers"
+INPUT_RESOLUTION = 2000.0
+
+_STEPS = (
+    "1. shift to the rest frame, lambda_rest = lambda_obs / (1 + z) (input frame 'observed' only); "
+    "2. flux-conserving resampling onto INPUT_WAVE (2238 px, 4000*exp(i/4000) A), inverse "
+    "variances and masks propagated; "
+    "3. continuum normalization (paper Sect. 2.1): flux / continuum and error / continuum, "
+    "continuum = centred moving average of 51 px"
+)
+
+
+class JobInputError(ValueError):
+    """A job's input or output location is unusable; the message says why (no traceback needed)."""
+
+
+def _path(p) -> str:
+    return os.path.abspath(os.fspath(p))
+
+
+def _marker_path(out: str, index: int) -> str:
+    return os.path.join(out, MARKERS, f"chunk-{index}.done")
+
+
+def _chunk_ranges(n_star: int, chunk_stars: int) -> list[tuple[int, int, int]]:
+    return [(i, start, min(start + chunk_stars, n_star)) for i, start in enumerate(range(0, n_star, chunk_stars))]
+
+
+def _read_marker(out: str, index: int) -> dict | None:
+    """The marker of a chunk, or None if it is missing or unreadable (then the chunk is redone)."""
+    try:
+        with open(_marker_path(out, index)) as f:
+            marker = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) and marker.get("index") == index else None
+
+
+def _open_input(catalogue: str) -> xr.Dataset:
+    if not os.path.exists(catalogue):
+        raise JobInputError(f"input catalogue {catalogue} does not exist")
+    try:
+        ds = open_spectra(catalogue)
+    except ValueError as err:  # not a Zarr store, or not the spectra schema
+        raise JobInputError(f"input {catalogue}: {err}") from None
+    if ds.sizes["star"] == 0:
+        raise JobInputError(f"input catalogue {catalogue} holds no stars")
+    return ds
+
+
+def network_input_template(ds: xr.Dataset, *, chunk_stars: int, catalogue: str = "") -> xr.Dataset:
+    """The output Dataset of :func:`normalize_catalogue` with lazy, never-computed pixel arrays.
+
+    ``ds`` is the (lazily opened) input catalogue; its per-star coordinates are loaded
+    (they are small) and copied, the pixel arrays are dask placeholders chunked
+    ``(chunk_stars, 2238)`` that ``to_zarr(compute=False)`` turns into empty arrays.
+    """
+    from lamost2csst import __version__
+
+    n_star, n_pix = ds.sizes["star"], INPUT_WAVE.size
+    chunks = (chunk_stars, n_pix)
+    dims = ("star", "wave_in")
+
+    def empty(dtype):
+        return da.zeros((n_star, n_pix), dtype=dtype, chunks=chunks)
+
+    coords = {
+        "wave_in": (
+            "wave_in",
+            np.asarray(INPUT_WAVE, dtype=np.float64),
+            {
+                "units": "Angstrom",
+                "medium": "vacuum",
+                "frame": "rest",
+                "resolution": INPUT_RESOLUTION,
+                "long_name": "rest-frame vacuum wavelength (INPUT_WAVE, 4000*exp(i/4000))",
+            },
+        )
+    }
+    for name, var in ds.coords.items():
+        if var.dims == ("star",):
+            coords[name] = xr.Variable("star", var.values, dict(var.attrs))
+    data_vars = {
+        "flux": (dims, empty(np.float32), {"long_name": "continuum-normalized flux (flux / continuum)", "units": "1"}),
+        "error": (dims, empty(np.float32), {"long_name": "1-sigma error of the normalized flux", "units": "1"}),
+        "mask": (dims, empty(np.bool_), {"long_name": "True = pixel unusable (flux and error are NaN)"}),
+    }
+    attrs = {
+        "schema": NETWORK_INPUT_SCHEMA,
+        "title": "UaRA-net input spectra: rest frame, INPUT_WAVE, continuum-normalized",
+        "medium": "vacuum",
+        "frame": "rest",
+        "resolution": INPUT_RESOLUTION,
+        "steps": _STEPS,
+        "input_store": catalogue,
+        "input_schema": ds.attrs.get("schema", ""),
+        "input_frame": ds.attrs.get("frame", ""),
+        "input_resolution": ds.attrs.get("resolution", float("nan")),
+        "input_flux_unit": ds.attrs.get("flux_unit", ""),
+        "input_source": ds.attrs.get("source", ""),
+        "chunk_stars": int(chunk_stars),
+        "lamost2csst_version": __version__,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "history": f"lamost2csst {__version__} parallel.normalize_catalogue",
+    }
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def _encoding(template: xr.Dataset, chunk_stars: int) -> dict:
+    encoding = {}
+    for name, var in template.variables.items():
+        if "star" in var.dims:
+            chunks = tuple(chunk_stars if d == "star" else template.sizes[d] for d in var.dims)
+            encoding[name] = {"chunks": chunks, "compressors": [compressor(1)]}
+    return encoding
+
+
+def _create_output(template: xr.Dataset, out: str, chunk_stars: int) -> None:
+    template.to_zarr(
+        out,
+        mode="w-",
+        compute=False,
+        zarr_format=3,
+        consolidated=False,
+        encoding=_encoding(template, chunk_stars),
+    )
+    _markers_group(out)
+
+
+def _markers_group(out: str) -> None:
+    group = zarr.open_group(os.path.join(out, MARKERS), mode="a", zarr_format=3)
+    group.attrs["description"] = "resume markers of lamost2csst jobs: chunk-<index>.done (JSON) = chunk written"
+
+
+def _existing_chunk_stars(out: str) -> int | None:
+    try:
+        return int(xr.open_zarr(out, consolidated=False).attrs["chunk_stars"])
+    except Exception:  # noqa: BLE001 - anything unreadable is reported by _check_resumable
+        return None
+
+
+def _check_resumable(out: str, template: xr.Dataset, chunk_stars: int) -> None:
+    """Refuse to resume into a store that is not the output of this input and chunking."""
+    try:
+        old = xr.open_zarr(out, consolidated=False)
+    except Exception as err:  # noqa: BLE001
+        raise JobInputError(f"cannot resume: {out} exists but is not a readable Zarr store ({err})") from None
+    problems = []
+    if old.attrs.get("schema") != NETWORK_INPUT_SCHEMA:
+        problems.append(f"its schema is {old.attrs.get('schema')!r}, not {NETWORK_INPUT_SCHEMA!r}")
+    else:
+        if old.sizes.get("star") != template.sizes["star"]:
+            problems.append(f"it has {old.sizes.get('star')} stars, the input has {template.sizes['star']}")
+        if old.sizes.get("wave_in") != INPUT_WAVE.size or "flux" not in old:
+            problems.append("its pixel grid is not INPUT_WAVE")
+        else:
+            old_chunks = old["flux"].encoding.get("chunks")
+            if old_chunks is None or tuple(old_chunks) != (chunk_stars, INPUT_WAVE.size):
+                problems.append(f"its chunks are {old_chunks}, this run uses ({chunk_stars}, {INPUT_WAVE.size})")
+        if not problems and not np.array_equal(old["obsid"].values, template["obsid"].values):
+            problems.append("its obsid differ from the input's (another catalogue?)")
+    if problems:
+        raise JobInputError(
+            f"cannot resume into {out}: it was not made from this input with this chunking: "
+            + "; ".join(problems)
+            + ". Remove it or choose another output."
+        )
+
+
+def normalize_chunk(index: int, start: int, stop: int, *, catalogue: str, out: str, observed: bool) -> dict:
+    """One task: stars ``start:stop`` of ``catalogue`` -> the same region of ``out``, then the marker.
+
+    Top-level and argument-light on purpose (paths and integers, no arrays): cheap to ship to
+    any worker. Returns the chunk's marker (counts).
+    """
+    t0 = time.perf_counter()
+    src = xr.open_zarr(catalogue, consolidated=False, chunks=None).isel(star=slice(start, stop))
+    wave = src["wave"].values
+    flux, ivar, mask = src["flux"].values, src["ivar"].values, src["mask"].values
+    z = src["z"].values if observed else np.zeros(stop - start)
+    res = prepare_inputs(wave, flux, ivar=ivar, z=z, mask=mask)
+    dims = ("star", "wave_in")
+    part = xr.Dataset({"flux": (dims, res.flux), "error": (dims, res.error), "mask": (dims, res.mask)})
+    part.to_zarr(out, region={"star": slice(start, stop)}, mode="r+", zarr_format=3, consolidated=False)
+    marker = {
+        "index": int(index),
+        "start": int(start),
+        "stop": int(stop),
+        "n_star": int(stop - start),
+        "n_pixel": int(res.mask.size),
+        "masked_pixels": int(res.mask.sum()),
+        "stars_all_masked": int(res.mask.all(axis=1).sum()),
+        "seconds": round(time.perf_counter() - t0, 4),
+        "host": socket.gethostname(),
+        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    path = _marker_path(out, index)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(marker, f)
+    os.replace(tmp, path)  # atomic: a marker is either absent or complete
+    return marker
+
+
+def normalize_catalogue(catalogue, out, *, client, chunk_stars=None, resume=False, progress=True) -> dict:
+    """Normalize a whole spectra catalogue into a ``lamost2csst.network_input/1`` Zarr store.
+
+    Parameters
+    ----------
+    catalogue : path
+        Zarr store in the spectra schema (:mod:`lamost2csst.io.spectra`).
+    out : path
+        Output Zarr store; must not exist unless ``resume`` is True.
+    client : distributed.Client
+        Where the chunk tasks run.
+    chunk_stars : int, optional
+        Stars per output chunk (= per task). Default: the input's star chunk size (when
+        resuming, the existing output's). Multiples of the input chunk read most efficiently.
+    resume : bool
+        Finish an existing output: chunks with a marker are skipped. The existing store must
+        have been made from the same input (same stars) with the same chunking.
+    progress : bool
+        Show a tqdm bar over chunks (on stderr).
+
+    Returns
+    -------
+    dict
+        Summary: ``stars_in``, ``stars_written`` (this run), ``chunks_total``, ``chunks_done``
+        (computed and written in this run), ``chunks_skipped`` (had a marker),
+        ``masked_pixel_fraction`` and ``stars_all_masked`` (over the whole output),
+        ``seconds`` and ``spectra_per_second`` (this run), and the paths. It is also stored
+        in the output's attrs as ``summary``.
+
+    Raises
+    ------
+    JobInputError (a ValueError)
+        Unreadable or wrong-schema input, an existing output without ``resume``, or an
+        existing output that does not match the input.
+    """
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    catalogue, out = _path(catalogue), _path(out)
+    ds = _open_input(catalogue)
+    n_star = ds.sizes["star"]
+    exists = os.path.exists(out)
+    if exists and not resume:
+        raise JobInputError(
+            f"output {out} already exists; pass resume=True (--resume) to finish it, or remove it first"
+        )
+    if chunk_stars is None:
+        chunk_stars = (_existing_chunk_stars(out) if exists else None) or ds.chunks["star"][0]
+    if int(chunk_stars) != chunk_stars or chunk_stars < 1:
+        raise JobInputError(f"chunk_stars must be a positive integer, got {chunk_stars!r}")
+    chunk_stars = int(min(chunk_stars, n_star))
+    template = network_input_template(ds, chunk_stars=chunk_stars, catalogue=catalogue)
+    if exists:
+        _check_resumable(out, template, chunk_stars)
+        _markers_group(out)
+    else:
+        _create_output(template, out, chunk_stars)
+
+    chunks = _chunk_ranges(n_star, chunk_stars)
+    markers = {i: m for i, _, _ in chunks if (m := _read_marker(out, i)) is not None}
+    todo = [c for c in chunks if c[0] not in markers]
+    observed = ds.attrs.get("frame") == "observed"
+    futures = client.map(
+        normalize_chunk,
+        [c[0] for c in todo],
+        [c[1] for c in todo],
+        [c[2] for c in todo],
+        catalogue=catalogue,
+        out=out,
+        observed=observed,
+        pure=False,
+    ) if todo else []
+    bar = tqdm(total=len(chunks), initial=len(markers), unit="chunk", desc="normalize", disable=not progress)
+    stars_written = 0
+    try:
+        for future in as_completed(futures):
+            marker = future.result()
+            markers[marker["index"]] = marker
+            stars_written += marker["n_star"]
+            bar.update(1)
+    except BaseException:
+        client.cancel(futures)
+        raise
+    finally:
+        bar.close()
+
+    seconds = time.perf_counter() - t0
+    n_pixel = sum(m["n_pixel"] for m in markers.values())
+    summary = {
+        "job": "normalize_catalogue",
+        "catalogue": catalogue,
+        "out": out,
+        "stars_in": int(n_star),
+        "stars_written": int(stars_written),
+        "chunk_stars": chunk_stars,
+        "chunks_total": len(chunks),
+        "chunks_done": len(todo),
+        "chunks_skipped": len(chunks) - len(todo),
+        "masked_pixel_fraction": (sum(m["masked_pixels"] for m in markers.values()) / n_pixel) if n_pixel else 0.0,
+        "stars_all_masked": int(sum(m["stars_all_masked"] for m in markers.values())),
+        "seconds": round(seconds, 3),
+        "spectra_per_second": round(stars_written / seconds, 1) if seconds > 0 else 0.0,
+    }
+    zarr.open_group(out, mode="r+", zarr_format=3).attrs["summary"] = summary
+    return summary
