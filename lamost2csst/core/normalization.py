@@ -84,6 +84,8 @@ def normalize(flux, error=None, *, mask=None, window: int = CONTINUUM_WINDOW):
     flux = as_float_array(flux, name="flux")
     check_last_axis(flux, INPUT_WAVE.size, name="flux", grid="INPUT_WAVE")
     bad = np.zeros(flux.shape, bool) if mask is None else np.asarray(mask, dtype=bool)
+    if bad.shape != flux.shape:
+        raise ValueError(f"mask has shape {bad.shape}, flux has {flux.shape}; they must match")
     if error is not None:
         error = as_float_array(error, name="error")
         if error.shape != flux.shape:

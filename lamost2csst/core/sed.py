@@ -30,10 +30,14 @@ def scale_sed(sed, error=None):
     """Divide SEDs (..., 574) by :func:`sed_scale`; with ``error``, return both scaled.
 
     The scale's own uncertainty is not propagated into ``error`` (it is a common factor
-    of the whole SED, not a per-pixel error).
+    of the whole SED, not a per-pixel error). Pixels outside the window are divided as
+    they are: NaN (a pixel without data) stays NaN.
     """
     scale = sed_scale(sed)[..., None]
     scaled = np.asarray(sed) / scale
     if error is None:
         return scaled
-    return scaled, np.asarray(error) / scale
+    error = np.asarray(error)
+    if error.shape != np.shape(sed):
+        raise ValueError(f"error has shape {error.shape}, sed has {np.shape(sed)}; they must match")
+    return scaled, error / scale

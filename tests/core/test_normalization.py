@@ -280,3 +280,10 @@ def test_normalize_nan_only_on_masked_pixels(n_star, seed, mask_fraction):
     # an unmasked pixel is finite unless its whole window is masked (never, since it is itself usable)
     assert np.all(np.isfinite(norm[~mask]))
     assert np.all(norm[~mask] > 0)
+
+
+@pytest.mark.parametrize("mask_shape", [(2237,), (3, 2238), (2238,)])
+def test_normalize_refuses_mask_of_other_shape(mask_shape):
+    flux = np.ones((2, 2238))
+    with pytest.raises(ValueError, match="mask has shape"):
+        normalize(flux, mask=np.zeros(mask_shape, bool))

@@ -78,3 +78,17 @@ def test_non_positive_or_non_finite_window_raises(bad):
     sed[1, WINDOW] = bad
     with pytest.raises(ValueError, match="cannot be scaled"):
         scale_sed(sed)
+
+
+def test_scale_sed_refuses_error_of_other_shape():
+    sed = np.ones((2, OUTPUT_WAVE.size))
+    with pytest.raises(ValueError, match="error has shape"):
+        scale_sed(sed, np.ones(OUTPUT_WAVE.size))
+
+
+def test_scale_sed_keeps_nan_outside_window_as_nan():
+    sed = np.full(OUTPUT_WAVE.size, 4.0)
+    sed[:10] = np.nan
+    scaled = scale_sed(sed)
+    assert np.all(np.isnan(scaled[:10]))
+    np.testing.assert_allclose(scaled[10:], 1.0)
