@@ -44,7 +44,7 @@ Without --catalogue, a toy demo catalogue of --n-demo stars (an ANALYTIC STAND-I
 Planck continua x Gaussian lines at vacuum wavelengths, Doppler shifts, Eq. 1 noise,
 masked pixels; lamost2csst.io.demo) is built once at outputs/demo_catalogue.zarr
 (relative to the current directory; reused when it holds the same demo) and the output
-defaults to outputs/demo_inputs.zarr.
+defaults to outputs/demo_inputs.zarr, which a rerun of the demo replaces.
 """
 
 EPILOG = """\
@@ -160,6 +160,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.catalogue is not None and args.out is None:
         parser.error("--out is required with --catalogue")
+    if args.catalogue is None and args.out is None and not args.resume:
+        args.overwrite = True  # the default demo output is the job's own: rerunning replaces it
     return args
 
 
@@ -261,9 +263,15 @@ def _client(args):
     from distributed import Client, LocalCluster
 
     if args.scheduler:
+        from lamost2csst.parallel import JobInputError
+
         if args.threads_per_worker != 1:
             _log("--threads-per-worker applies to a LocalCluster only; ignored with --scheduler")
-        with Client(args.scheduler) as client:
+        try:
+            client = Client(args.scheduler)
+        except (OSError, ValueError) as err:  # unreachable (TimeoutError is an OSError) or malformed
+            raise JobInputError(f"cannot connect to the Dask scheduler {args.scheduler}: {err}") from None
+        with client:
             yield client
         return
     n_workers = args.workers or os.cpu_count() or 1

@@ -113,17 +113,21 @@ def resample(wave, flux, *, wave_out, ivar=None, mask=None, z=None, method: str 
     out_flux = np.empty((n_star, wave_out.size), out_dtype)
     out_ivar = None if ivar2 is None else np.empty((n_star, wave_out.size), out_dtype)
     out_mask = np.empty((n_star, wave_out.size), bool)
+    def taps_for(rows: slice) -> _Taps:
+        position, valid = locate(rows)
+        if method == "linear":
+            return _interpolation_taps(position, valid, out_dtype)
+        row_ln_width = ln_width if np.ndim(ln_width) < 2 else ln_width[rows]
+        stretch = np.exp(ln_shift if ln_shift.shape[0] == 1 else ln_shift[rows])  # 1 + z
+        return _rebin_taps(position, valid, out_dtype, ln_width=row_ln_width, out_width=stretch * out_width)
+
+    # one grid and one shift for all stars: the weights are computed once and broadcast
+    shared = taps_for(slice(0, 1)) if grid.ndim == 1 and ln_shift.shape[0] == 1 else None
     for start in range(0, n_star, _BLOCK):  # blocks of stars keep the temporaries in cache
         rows = slice(start, min(start + _BLOCK, n_star))
         good = good_pixels(flux2[rows], mask=None if mask2 is None else mask2[rows], ivar=None if ivar2 is None else ivar2[rows])
-        position, valid = locate(rows)
-        if method == "flux":
-            row_ln_width = ln_width if np.ndim(ln_width) < 2 else ln_width[rows]
-            stretch = np.exp(ln_shift if ln_shift.shape[0] == 1 else ln_shift[rows])  # 1 + z
-            taps = _rebin_taps(position, valid, out_dtype, ln_width=row_ln_width, out_width=stretch * out_width)
-            scale = in_width if in_width.ndim == 1 else in_width[rows]
-        else:
-            taps, scale = _interpolation_taps(position, valid, out_dtype), None
+        taps = shared if shared is not None else taps_for(rows)
+        scale = None if method == "linear" else (in_width if in_width.ndim == 1 else in_width[rows])
         _apply_taps(
             taps,
             flux2[rows],

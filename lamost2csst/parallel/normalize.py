@@ -294,6 +294,10 @@ def normalize_catalogue(catalogue, out, *, client, chunk_stars=None, resume=Fals
     JobInputError (a ValueError)
         Unreadable or wrong-schema input, an existing output without ``resume``, or an
         existing output that does not match the input.
+
+    If a task fails, the chunks not yet started are cancelled and the task's error is
+    raised; chunks already running may still finish and leave their markers. Either way
+    ``resume=True`` recomputes exactly the chunks without a marker.
     """
     from distributed import as_completed
     from tqdm.auto import tqdm
@@ -323,16 +327,12 @@ def normalize_catalogue(catalogue, out, *, client, chunk_stars=None, resume=Fals
     markers = {i: m for i, _, _ in chunks if (m := _read_marker(out, i)) is not None}
     todo = [c for c in chunks if c[0] not in markers]
     observed = ds.attrs.get("frame") == "observed"
-    futures = client.map(
-        normalize_chunk,
-        [c[0] for c in todo],
-        [c[1] for c in todo],
-        [c[2] for c in todo],
-        catalogue=catalogue,
-        out=out,
-        observed=observed,
-        pure=False,
-    ) if todo else []
+    futures = []
+    if todo:
+        index, start, stop = (list(column) for column in zip(*todo))
+        futures = client.map(
+            normalize_chunk, index, start, stop, catalogue=catalogue, out=out, observed=observed, pure=False
+        )
     bar = tqdm(total=len(chunks), initial=len(markers), unit="chunk", desc="normalize", disable=not progress)
     stars_written = 0
     try:
