@@ -35,6 +35,19 @@ def check_wave(wave, *, name: str = "wave") -> np.ndarray:
     return wave
 
 
+def raise_for_bad_values(n_nonfinite_ivar: int, n_negative_ivar: int, n_bad_flux: int, *, name: str = "flux") -> None:
+    """The errors of :func:`good_pixels`, from counts (for kernels that count instead of raising)."""
+    if n_nonfinite_ivar:
+        raise ValueError("ivar contains NaN or inf; use ivar = 0 for pixels without information")
+    if n_negative_ivar:
+        raise ValueError(f"ivar contains {n_negative_ivar} negative values; inverse variances must be >= 0")
+    if n_bad_flux:
+        raise ValueError(
+            f"{name} has {n_bad_flux} NaN/inf values on pixels marked usable; "
+            "pass mask=True (or ivar=0) for those pixels"
+        )
+
+
 def good_pixels(flux: np.ndarray, *, mask=None, ivar=None, name: str = "flux") -> np.ndarray:
     """Boolean array of usable pixels, refusing data that are bad but not marked bad.
 

@@ -28,7 +28,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lamost2csst.core._validate import as_float_array, check_wave, good_pixels
+from lamost2csst.core import _compiled
+from lamost2csst.core._validate import as_float_array, check_wave, good_pixels, raise_for_bad_values
 from lamost2csst.core.doppler import check_redshift
 from lamost2csst.core.grids import pixel_edges
 
@@ -74,30 +75,12 @@ def resample(wave, flux, *, wave_out, ivar=None, mask=None, z=None, method: str 
     """
     if method not in ("flux", "linear"):
         raise ValueError(f"method must be 'flux' or 'linear', got {method!r}")
-    wave = check_wave(wave)
+    args = checked_spectra(wave, flux, ivar=ivar, mask=mask, z=z)
+    wave, flux2, ivar2, mask2, ln_shift = args.wave, args.flux, args.ivar, args.mask, args.ln_shift
+    single, n_star = args.single, args.flux.shape[0]
     wave_out = check_wave(wave_out, name="wave_out")
     if wave_out.ndim != 1:
         raise ValueError("wave_out must be one grid (n_out,) shared by all stars")
-    flux = as_float_array(flux, name="flux")
-    single = flux.ndim == 1
-    flux2 = flux[None, :] if single else flux
-    if flux2.ndim != 2:
-        raise ValueError(f"flux must be (n_pixel,) or (n_star, n_pixel), got shape {flux.shape}")
-    n_star, n_src = flux2.shape
-    if wave.shape[-1] != n_src or (wave.ndim == 2 and wave.shape[0] != n_star):
-        raise ValueError(f"wave has shape {wave.shape} but flux has {flux.shape}; they must match")
-    reshape = (lambda a: None if a is None else np.asarray(a)[None, :]) if single else (lambda a: a)
-    ivar2 = reshape(ivar)
-    mask2 = reshape(mask)
-    if mask2 is not None and np.shape(mask2) != flux2.shape:
-        raise ValueError(f"mask has shape {np.shape(mask)}, flux has {flux.shape}; they must match")
-    if ivar2 is not None and np.shape(ivar2) != flux2.shape:
-        raise ValueError(f"ivar has shape {np.shape(ivar)}, flux has {flux.shape}; they must match")
-    if z is None:
-        ln_shift = np.zeros((1, 1))
-    else:
-        z = check_redshift(z, n_star=n_star if np.ndim(z) else None)
-        ln_shift = np.log1p(np.broadcast_to(z, (n_star,)))[:, None] if (z.ndim or wave.ndim == 2) else np.log1p(z)[None, None]
 
     if method == "flux":
         grid, query = np.log(pixel_edges(wave)), np.log(pixel_edges(wave_out))
@@ -121,6 +104,13 @@ def resample(wave, flux, *, wave_out, ivar=None, mask=None, z=None, method: str 
         stretch = np.exp(ln_shift if ln_shift.shape[0] == 1 else ln_shift[rows])  # 1 + z
         return _rebin_taps(position, valid, out_dtype, ln_width=row_ln_width, out_width=stretch * out_width)
 
+    setup = uniform_rebin(wave, wave_out, ln_shift) if method == "flux" else None
+    if setup is not None:
+        _rebin_uniform_compiled(setup, flux2, ivar2, mask2, out_flux=out_flux, out_ivar=out_ivar, out_mask=out_mask)
+        if single:
+            return Resampled(out_flux[0], None if out_ivar is None else out_ivar[0], out_mask[0])
+        return Resampled(out_flux, out_ivar, out_mask)
+
     # one grid and one shift for all stars: the weights are computed once and broadcast
     shared = taps_for(slice(0, 1)) if grid.ndim == 1 and ln_shift.shape[0] == 1 else None
     for start in range(0, n_star, _BLOCK):  # blocks of stars keep the temporaries in cache
@@ -141,6 +131,99 @@ def resample(wave, flux, *, wave_out, ivar=None, mask=None, z=None, method: str 
     if single:
         return Resampled(out_flux[0], None if out_ivar is None else out_ivar[0], out_mask[0])
     return Resampled(out_flux, out_ivar, out_mask)
+
+
+class CheckedSpectra(NamedTuple):
+    """Validated inputs of the resampling kernels, always 2-D (n_star, n_pixel)."""
+
+    wave: np.ndarray
+    flux: np.ndarray
+    ivar: np.ndarray | None
+    mask: np.ndarray | None
+    ln_shift: np.ndarray  # ln(1 + z): (n_star, 1), or (1, 1) when shared by all stars
+    single: bool  # the caller passed one spectrum (n_pixel,)
+
+
+def checked_spectra(wave, flux, *, ivar=None, mask=None, z=None) -> CheckedSpectra:
+    """Check shapes, wavelengths and redshifts of spectra to resample; messages say what to fix.
+
+    Pixel values (NaN, negative ivar) are checked block by block by the kernels'
+    callers with :func:`~lamost2csst.core._validate.good_pixels`.
+    """
+    wave = check_wave(wave)
+    flux = as_float_array(flux, name="flux")
+    single = flux.ndim == 1
+    flux2 = flux[None, :] if single else flux
+    if flux2.ndim != 2:
+        raise ValueError(f"flux must be (n_pixel,) or (n_star, n_pixel), got shape {flux.shape}")
+    n_star, n_src = flux2.shape
+    if wave.shape[-1] != n_src or (wave.ndim == 2 and wave.shape[0] != n_star):
+        raise ValueError(f"wave has shape {wave.shape} but flux has {flux.shape}; they must match")
+    reshape = (lambda a: None if a is None else np.asarray(a)[None, :]) if single else (lambda a: a)
+    ivar2, mask2 = reshape(ivar), reshape(mask)
+    if mask2 is not None and np.shape(mask2) != flux2.shape:
+        raise ValueError(f"mask has shape {np.shape(mask)}, flux has {flux.shape}; they must match")
+    if ivar2 is not None and np.shape(ivar2) != flux2.shape:
+        raise ValueError(f"ivar has shape {np.shape(ivar)}, flux has {flux.shape}; they must match")
+    if z is None:
+        ln_shift = np.zeros((1, 1))
+    else:
+        z = check_redshift(z, n_star=n_star if np.ndim(z) else None)
+        per_star = z.ndim or wave.ndim == 2
+        ln_shift = np.log1p(np.broadcast_to(z, (n_star,)))[:, None] if per_star else np.log1p(z)[None, None]
+    return CheckedSpectra(wave, flux2, ivar2, mask2, ln_shift, single)
+
+
+class UniformRebin(NamedTuple):
+    """Arguments of the compiled kernels for a log-uniform input grid (see :mod:`._compiled`)."""
+
+    base: np.ndarray  # output edges in input-edge index units, before the shift
+    shift: np.ndarray  # (n_star,) or (1,): ln(1 + z) in input pixels
+    dln: float  # input pixel width in ln lambda
+    ratio: float  # dln / expm1(dln)
+    n_taps: int  # input pixels an output pixel can touch
+    in_width: np.ndarray  # input pixel widths, Angstrom
+    inv_out_width: np.ndarray  # 1 / output pixel widths (rest frame), 1 / Angstrom
+    inv_stretch: np.ndarray  # 1 / (1 + z), (n_star,) or (1,)
+
+    def rows(self, rows: slice) -> tuple:
+        """The kernel's leading arguments for a block of stars."""
+        per_star = self.shift.shape[0] > 1
+        return (
+            self.base, self.shift[rows] if per_star else self.shift, self.dln, self.ratio, _EDGE_TOLERANCE,
+            self.n_taps, self.in_width, self.inv_out_width, self.inv_stretch[rows] if per_star else self.inv_stretch,
+        )
+
+
+def uniform_rebin(wave, wave_out, ln_shift: np.ndarray) -> UniformRebin | None:
+    """Set-up of the compiled flux-conserving kernels, or None (no numba, or a grid not log-uniform)."""
+    if not _compiled.AVAILABLE or np.ndim(wave) != 1:
+        return None
+    grid, query = np.log(pixel_edges(wave)), np.log(pixel_edges(wave_out))
+    locate = _Locator(grid, query, ln_shift)
+    step = locate.uniform_step
+    if step is None:
+        return None
+    shift = ln_shift[:, 0] / step
+    # an output pixel spanning w input pixels touches at most ceil(w) + 1 of them
+    n_taps = int(np.ceil(np.max(np.diff(locate.base)) * np.max(np.exp(ln_shift)))) + 1
+    return UniformRebin(
+        locate.base, shift, step, step / np.expm1(step), n_taps, np.diff(np.exp(grid)),
+        1.0 / np.diff(np.exp(query)), np.exp(-ln_shift[:, 0]),
+    )
+
+
+def _rebin_uniform_compiled(setup: UniformRebin, flux, ivar, mask, *, out_flux, out_ivar, out_mask):
+    """The flux method on a log-uniform input grid with the compiled kernel (same numbers)."""
+    empty = np.empty((0, 0), flux.dtype)
+    problems = _compiled.rebin_uniform(
+        *setup.rows(slice(0, flux.shape[0])), flux, empty if ivar is None else np.ascontiguousarray(ivar),
+        np.empty((0, 0), bool) if mask is None else np.ascontiguousarray(mask, dtype=bool),
+        out_flux, empty if out_ivar is None else out_ivar, out_mask,
+    )
+    raise_for_bad_values(*problems)
+    if out_ivar is not None:  # the kernel left variances: invert them, 0 where masked
+        np.divide(1.0, out_ivar, out=out_ivar, where=out_ivar > 0)
 
 
 class _Locator:
@@ -223,7 +306,7 @@ def _rebin_taps(edges: np.ndarray, valid: np.ndarray, dtype, *, ln_width, out_wi
     for d = 0 and ``clip(hi - d, 0, 1)`` for d >= 1.
     """
     index = edges.astype(np.intp)  # edges >= 0: truncation is floor
-    t = np.subtract(edges, index, dtype=dtype, casting="unsafe")
+    t = (edges - index).astype(dtype)  # in float64 first: positions reach thousands of pixels
     if np.ndim(ln_width) == 0:
         dln = dtype.type(ln_width)
     elif np.ndim(ln_width) == 1:
@@ -268,7 +351,7 @@ def _ln_to_linear_fraction(t: np.ndarray, dln) -> np.ndarray:
 def _interpolation_taps(position: np.ndarray, valid: np.ndarray, dtype) -> _Taps:
     """Linear interpolation between input centres; ``position`` in centre index units."""
     first = position.astype(np.intp)
-    t = np.subtract(position, first, dtype=dtype, casting="unsafe")
+    t = (position - first).astype(dtype)
     return _Taps(first, [1.0 - t, t], None, valid)
 
 

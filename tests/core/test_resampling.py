@@ -583,3 +583,21 @@ def test_property_flux_method_conserves_integral(seed, n_star, n_in, mask_fracti
         integral_in = exact_bin_average(e, flux[k], np.array([a, b]))[0] * (b - a)
         integral_out = np.sum(out.flux[k, good] * np.diff(eo)[good])
         assert integral_out == pytest.approx(integral_in, rel=1e-9)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("use_compiled", [False, True])
+def test_float32_input_is_as_accurate_as_float32_allows(method, use_compiled, monkeypatch):
+    # positions reach thousands of pixels: fractions must be formed in float64 before the cast
+    from lamost2csst.core import LAMOST_WAVE, _compiled
+
+    if use_compiled and not _compiled.AVAILABLE:
+        pytest.skip("numba not installed")
+    monkeypatch.setattr(_compiled, "AVAILABLE", use_compiled and _compiled.AVAILABLE)
+    rng = np.random.default_rng(0)
+    flux = rng.uniform(1.0, 2.0, (3, LAMOST_WAVE.size))
+    z = np.array([0.0, 1e-4, -2e-4])
+    exact = resample(LAMOST_WAVE, flux, wave_out=INPUT_WAVE, z=z, method=method).flux
+    single = resample(LAMOST_WAVE, flux.astype(np.float32), wave_out=INPUT_WAVE, z=z, method=method).flux
+    assert single.dtype == np.float32
+    np.testing.assert_allclose(single, exact, rtol=1e-6)
