@@ -20,6 +20,10 @@ with non-zero weight is unusable (masked or ``ivar == 0``), or when the output p
 not entirely covered by the input grid. Nothing is extrapolated. Positions within 1e-7
 pixel of an input edge (or centre) are snapped onto it, so that grids which share edges
 give exact weights of 0 and 1 (resampling a grid onto itself is the identity).
+
+Two implementations give the same numbers: the flux method on a log-uniform input grid
+(LAMOST's, any per-star z) runs in a compiled numba kernel (:mod:`._compiled`); every
+other case, and every case without numba, runs as blocked numpy passes (the reference).
 """
 
 from __future__ import annotations
@@ -76,61 +80,63 @@ def resample(wave, flux, *, wave_out, ivar=None, mask=None, z=None, method: str 
     if method not in ("flux", "linear"):
         raise ValueError(f"method must be 'flux' or 'linear', got {method!r}")
     args = checked_spectra(wave, flux, ivar=ivar, mask=mask, z=z)
-    wave, flux2, ivar2, mask2, ln_shift = args.wave, args.flux, args.ivar, args.mask, args.ln_shift
-    single, n_star = args.single, args.flux.shape[0]
     wave_out = check_wave(wave_out, name="wave_out")
     if wave_out.ndim != 1:
         raise ValueError("wave_out must be one grid (n_out,) shared by all stars")
-
-    if method == "flux":
-        grid, query = np.log(pixel_edges(wave)), np.log(pixel_edges(wave_out))
+    n_star = args.flux.shape[0]
+    dtype = np.result_type(args.flux.dtype, np.float32)
+    out = Resampled(
+        np.empty((n_star, wave_out.size), dtype),
+        None if args.ivar is None else np.empty((n_star, wave_out.size), dtype),
+        np.empty((n_star, wave_out.size), bool),
+    )
+    setup = uniform_rebin(args.wave, wave_out, args.ln_shift) if method == "flux" else None
+    if setup is not None:
+        _rebin_uniform_compiled(setup, args.flux, args.ivar, args.mask, out=out)
     else:
-        grid, query = np.log(wave), np.log(wave_out)
+        _resample_numpy(args, wave_out, method, out=out)
+    if args.single:
+        return Resampled(out.flux[0], None if out.ivar is None else out.ivar[0], out.mask[0])
+    return out
+
+
+def _resample_numpy(args, wave_out, method: str, *, out: Resampled) -> None:
+    """Reference path: blocked tap sums as numpy array passes (any grids, both methods)."""
+    n_star, ln_shift = args.flux.shape[0], args.ln_shift
+    if method == "flux":
+        grid, query = np.log(pixel_edges(args.wave)), np.log(pixel_edges(wave_out))
+    else:
+        grid, query = np.log(args.wave), np.log(wave_out)
     locate = _Locator(grid, query, ln_shift)
     if method == "flux":
-        edges_in = np.exp(grid)
-        in_width = np.diff(edges_in, axis=-1)  # input pixel widths, Angstrom (observed frame)
+        in_width = np.diff(np.exp(grid), axis=-1)  # input pixel widths, Angstrom (observed frame)
         ln_width = locate.uniform_step if locate.uniform_step is not None else np.diff(grid, axis=-1)
         out_width = np.diff(np.exp(query))  # output pixel widths, Angstrom (rest frame)
-    out_dtype = np.result_type(flux2.dtype, np.float32)
-    out_flux = np.empty((n_star, wave_out.size), out_dtype)
-    out_ivar = None if ivar2 is None else np.empty((n_star, wave_out.size), out_dtype)
-    out_mask = np.empty((n_star, wave_out.size), bool)
+
     def taps_for(rows: slice) -> _Taps:
         position, valid = locate(rows)
         if method == "linear":
-            return _interpolation_taps(position, valid, out_dtype)
+            return _interpolation_taps(position, valid, out.flux.dtype)
         row_ln_width = ln_width if np.ndim(ln_width) < 2 else ln_width[rows]
         stretch = np.exp(ln_shift if ln_shift.shape[0] == 1 else ln_shift[rows])  # 1 + z
-        return _rebin_taps(position, valid, out_dtype, ln_width=row_ln_width, out_width=stretch * out_width)
-
-    setup = uniform_rebin(wave, wave_out, ln_shift) if method == "flux" else None
-    if setup is not None:
-        _rebin_uniform_compiled(setup, flux2, ivar2, mask2, out_flux=out_flux, out_ivar=out_ivar, out_mask=out_mask)
-        if single:
-            return Resampled(out_flux[0], None if out_ivar is None else out_ivar[0], out_mask[0])
-        return Resampled(out_flux, out_ivar, out_mask)
+        return _rebin_taps(position, valid, out.flux.dtype, ln_width=row_ln_width, out_width=stretch * out_width)
 
     # one grid and one shift for all stars: the weights are computed once and broadcast
     shared = taps_for(slice(0, 1)) if grid.ndim == 1 and ln_shift.shape[0] == 1 else None
     for start in range(0, n_star, _BLOCK):  # blocks of stars keep the temporaries in cache
         rows = slice(start, min(start + _BLOCK, n_star))
-        good = good_pixels(flux2[rows], mask=None if mask2 is None else mask2[rows], ivar=None if ivar2 is None else ivar2[rows])
-        taps = shared if shared is not None else taps_for(rows)
-        scale = None if method == "linear" else (in_width if in_width.ndim == 1 else in_width[rows])
+        ivar = None if args.ivar is None else args.ivar[rows]
+        good = good_pixels(args.flux[rows], mask=None if args.mask is None else args.mask[rows], ivar=ivar)
         _apply_taps(
-            taps,
-            flux2[rows],
-            None if ivar2 is None else ivar2[rows],
+            shared if shared is not None else taps_for(rows),
+            args.flux[rows],
+            ivar,
             good,
-            scale=scale,
-            out_flux=out_flux[rows],
-            out_ivar=None if out_ivar is None else out_ivar[rows],
-            out_mask=out_mask[rows],
+            scale=None if method == "linear" else (in_width if in_width.ndim == 1 else in_width[rows]),
+            out_flux=out.flux[rows],
+            out_ivar=None if out.ivar is None else out.ivar[rows],
+            out_mask=out.mask[rows],
         )
-    if single:
-        return Resampled(out_flux[0], None if out_ivar is None else out_ivar[0], out_mask[0])
-    return Resampled(out_flux, out_ivar, out_mask)
 
 
 class CheckedSpectra(NamedTuple):
@@ -213,17 +219,17 @@ def uniform_rebin(wave, wave_out, ln_shift: np.ndarray) -> UniformRebin | None:
     )
 
 
-def _rebin_uniform_compiled(setup: UniformRebin, flux, ivar, mask, *, out_flux, out_ivar, out_mask):
+def _rebin_uniform_compiled(setup: UniformRebin, flux, ivar, mask, *, out: Resampled) -> None:
     """The flux method on a log-uniform input grid with the compiled kernel (same numbers)."""
     empty = np.empty((0, 0), flux.dtype)
     problems = _compiled.rebin_uniform(
         *setup.rows(slice(0, flux.shape[0])), flux, empty if ivar is None else np.ascontiguousarray(ivar),
         np.empty((0, 0), bool) if mask is None else np.ascontiguousarray(mask, dtype=bool),
-        out_flux, empty if out_ivar is None else out_ivar, out_mask,
+        out.flux, empty if out.ivar is None else out.ivar, out.mask,
     )
     raise_for_bad_values(*problems)
-    if out_ivar is not None:  # the kernel left variances: invert them, 0 where masked
-        np.divide(1.0, out_ivar, out=out_ivar, where=out_ivar > 0)
+    if out.ivar is not None:  # the kernel left variances: invert them, 0 where masked
+        np.divide(1.0, out.ivar, out=out.ivar, where=out.ivar > 0)
 
 
 class _Locator:
