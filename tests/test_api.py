@@ -1,0 +1,46 @@
+"""The public API of lamost2csst and the layering rules of DESIGN.md."""
+
+import inspect
+import subprocess
+import sys
+
+import numpy as np
+
+import lamost2csst
+
+
+def test_grids_are_the_normative_ones():
+    assert lamost2csst.INPUT_WAVE.shape == (2238,)
+    assert lamost2csst.OUTPUT_WAVE.shape == (574,)
+    # independent closed forms: 4000 exp(i/4000), 2500 exp(j/400)
+    assert lamost2csst.INPUT_WAVE[0] == 4000.0
+    np.testing.assert_allclose(lamost2csst.INPUT_WAVE[-1], 4000.0 * np.exp(2237 / 4000), rtol=1e-14)
+    np.testing.assert_allclose(lamost2csst.OUTPUT_WAVE[-1], 2500.0 * np.exp(573 / 400), rtol=1e-14)
+    assert 6990 < lamost2csst.INPUT_WAVE[-1] < 7000  # 4000-7000 A
+    assert 10470 < lamost2csst.OUTPUT_WAVE[-1] < 10500
+    assert not lamost2csst.INPUT_WAVE.flags.writeable
+
+
+def test_api_functions_take_their_options_by_keyword_only():
+    keyword_only = {
+        "degrade": {"resolution", "wave_out", "input_resolution"},
+        "add_noise": {"snr", "rng"},
+        "resample": {"wave_out", "ivar", "mask", "z", "method"},
+        "prepare_inputs": {"ivar", "z", "mask"},
+    }
+    for name, expected in keyword_only.items():
+        params = inspect.signature(getattr(lamost2csst, name)).parameters
+        kinds = {p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY}
+        assert expected <= kinds, (name, expected - kinds)
+    for name in ("normalize", "scale_sed", "air_to_vacuum", "vacuum_to_air"):
+        assert callable(getattr(lamost2csst, name))
+
+
+def test_core_imports_no_dask_xarray_or_tensorflow():
+    code = (
+        "import sys, lamost2csst.core; "
+        "bad = [m for m in ('dask', 'xarray', 'tensorflow', 'zarr') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
