@@ -10,11 +10,29 @@ from lamost2csst.io.spectra import (
     write_spectra_region,
 )
 from lamost2csst.io.demo import toy_catalogue
+from lamost2csst.io.readers import (
+    ReaderError,
+    read_bosz,
+    read_lamost,
+    read_mangadap_miles,
+    read_mangadap_stelib,
+    read_miles,
+    read_ngsl,
+    read_stelib,
+)
 
 __all__ = [
     "SCHEMA",
+    "ReaderError",
     "create_spectra_store",
     "open_spectra",
+    "read_bosz",
+    "read_lamost",
+    "read_mangadap_miles",
+    "read_mangadap_stelib",
+    "read_miles",
+    "read_ngsl",
+    "read_stelib",
     "spectra_dataset",
     "toy_catalogue",
     "validate_spectra",
