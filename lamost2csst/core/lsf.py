@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 
 from lamost2csst.core._validate import as_float_array, check_wave, good_pixels
 
-__all__ = ["FWHM_PER_SIGMA", "degradation_operator", "degrade", "degrade_error", "lsf_sigma"]
+__all__ = ["FWHM_PER_SIGMA", "LsfOperator", "degradation_operator", "degrade", "degrade_error", "lsf_sigma"]
 
 FWHM_PER_SIGMA = 2.3548  # 2 sqrt(2 ln 2), rounded as in the paper
 _KERNEL_HALF_WIDTH = 5.0  # in sigma
@@ -47,28 +48,54 @@ def lsf_sigma(resolution: float, input_resolution: float | None = None) -> float
     return float(np.sqrt(1.0 / resolution**2 - inv_in2) / FWHM_PER_SIGMA)
 
 
-def degradation_operator(wave, *, resolution, wave_out, input_resolution=None):
-    """Sparse matrix (n_out, n_in) mapping spectra on ``wave`` to degraded ones on ``wave_out``.
+class LsfOperator(NamedTuple):
+    """A degradation as a linear operator, with what each output pixel can be trusted for."""
 
-    Rows of output pixels whose centre lies outside the input coverage are empty; the
-    second return value flags them.
+    matrix: sp.csr_array  # (n_out, n_in) float64
+    outside: np.ndarray  # (n_out,) bool: centre outside the input coverage (row empty)
+    coverage: np.ndarray  # (n_out,) fraction of the Gaussian weight inside the input coverage
+    coarser: np.ndarray  # (n_out,) bool: the input is already coarser than the target there
+    dense: np.ndarray | None = None  # float64 (n_in, n_out) copy for small operators
 
-    Returns
-    -------
-    operator : scipy.sparse.csr_array, float64
-    outside : ndarray of bool, (n_out,)
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (n_star, n_in) -> (n_star, n_out) in the precision of ``values``."""
+        if self.dense is not None:
+            return values @ self.dense.astype(values.dtype, copy=False)
+        return np.asarray((self.matrix @ values.T).T, dtype=values.dtype)
+
+
+def degradation_operator(wave, *, resolution, wave_out, input_resolution=None, input_fwhm=None) -> LsfOperator:
+    """The degradation from ``wave`` to ``wave_out`` as a cached :class:`LsfOperator`.
+
+    ``input_fwhm`` (Angstrom, constant in wavelength as for MILES or STELIB) gives each
+    output pixel its own kernel, ``sigma_j**2 = (1/R**2 - (input_fwhm/lambda_j)**2) / 2.3548**2``.
+    Where the input is already coarser than the target (``sigma_j**2 <= 0``) the kernel
+    falls back to half an input pixel (interpolation, no smoothing) and ``coarser`` is
+    True: such pixels are not at the target resolution.
     """
     wave = check_wave(wave)
     wave_out = check_wave(wave_out, name="wave_out")
     if wave.ndim != 1 or wave_out.ndim != 1:
         raise ValueError("degrade needs one input grid shared by all spectra; resample per-star grids first")
-    sigma = lsf_sigma(resolution, input_resolution)
-    key = (_digest(wave), _digest(wave_out), sigma)
+    if input_fwhm is not None and input_resolution is not None:
+        raise ValueError("give input_resolution or input_fwhm, not both")
+    ln_in = np.log(wave)
+    ln_out = np.log(wave_out)
+    floor = 0.5 * np.diff(ln_in).min()
+    if input_fwhm is None:
+        sigma = np.full(ln_out.size, lsf_sigma(resolution, input_resolution))
+        coarser = np.zeros(ln_out.size, bool)
+    else:
+        if not input_fwhm > 0:
+            raise ValueError(f"input_fwhm must be > 0 Angstrom, got {input_fwhm}")
+        variance = (1.0 / resolution**2 - (input_fwhm / wave_out) ** 2) / FWHM_PER_SIGMA**2
+        coarser = variance <= floor**2
+        sigma = np.sqrt(np.where(coarser, floor**2, variance))
+    key = (_digest(wave), _digest(wave_out), _digest(sigma))
     if key in _cache:
         _cache.move_to_end(key)
         return _cache[key]
-    ln_in = np.log(wave)
-    step = min(np.diff(ln_in).min(), sigma / 8.0)
+    step = min(np.diff(ln_in).min(), sigma.min() / 8.0)
     n_fine = int(np.floor((ln_in[-1] - ln_in[0]) / step)) + 1
     ln_fine = ln_in[0] + step * np.arange(n_fine)
 
@@ -82,24 +109,26 @@ def degradation_operator(wave, *, resolution, wave_out, input_resolution=None):
     )
 
     # output centres <- fine grid: Gaussian weights, renormalized where truncated by the ends
-    ln_out = np.log(wave_out)
-    half = int(np.ceil(_KERNEL_HALF_WIDTH * sigma / step))
+    half = int(np.ceil(_KERNEL_HALF_WIDTH * sigma.max() / step))
     centre = np.rint((ln_out - ln_in[0]) / step).astype(np.int64)
     idx = centre[:, None] + np.arange(-half, half + 1)[None, :]
     inside = (idx >= 0) & (idx < n_fine)
-    idx_c = np.clip(idx, 0, n_fine - 1)
-    weight = np.exp(-0.5 * ((ln_fine[idx_c] - ln_out[:, None]) / sigma) ** 2) * inside
+    full = np.exp(-0.5 * ((ln_in[0] + step * idx - ln_out[:, None]) / sigma[:, None]) ** 2)
+    full[np.abs(idx - centre[:, None]) * step > _KERNEL_HALF_WIDTH * sigma[:, None]] = 0.0
+    weight = full * inside
     outside = (ln_out < ln_in[0]) | (ln_out > ln_in[-1])
     weight[outside] = 0.0
     norm = weight.sum(axis=1, keepdims=True)
+    coverage = (norm[:, 0] / full.sum(axis=1)).clip(0.0, 1.0)
     weight = np.divide(weight, norm, out=np.zeros_like(weight), where=norm > 0)
     kernel = sp.csr_array(
-        (weight.ravel(), (np.repeat(np.arange(ln_out.size), idx.shape[1]), idx_c.ravel())),
+        (weight.ravel(), (np.repeat(np.arange(ln_out.size), idx.shape[1]), np.clip(idx, 0, n_fine - 1).ravel())),
         shape=(ln_out.size, n_fine),
     )
-    operator = (kernel @ interp).tocsr()
-    operator.eliminate_zeros()
-    result = (operator, outside)
+    matrix = (kernel @ interp).tocsr()
+    matrix.eliminate_zeros()
+    dense = matrix.toarray().T if matrix.shape[0] * matrix.shape[1] <= _DENSE_LIMIT else None
+    result = LsfOperator(matrix, outside, coverage, coarser, dense)
     _cache[key] = result
     if len(_cache) > 8:
         _cache.popitem(last=False)
@@ -108,15 +137,6 @@ def degradation_operator(wave, *, resolution, wave_out, input_resolution=None):
 
 def _digest(a: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(a, dtype=np.float64).tobytes()).hexdigest()
-
-
-def _apply(operator, values: np.ndarray) -> np.ndarray:
-    """``values`` (n_star, n_in) -> (n_star, n_out) with the operator, dense BLAS when small."""
-    n_out, n_in = operator.shape
-    if n_out * n_in <= _DENSE_LIMIT:
-        dense = operator.toarray().T.astype(values.dtype)
-        return values @ dense
-    return np.asarray((operator @ values.T).T, dtype=values.dtype)
 
 
 def _prepare(wave, values, mask, *, name):
@@ -130,16 +150,16 @@ def _prepare(wave, values, mask, *, name):
     return single, values2, good
 
 
-def _finish(operator, outside, out, good, single):
+def _finish(op: LsfOperator, out, good, single):
     bad = ~good
     if bad.any():
-        touched = np.asarray((abs(operator) @ bad.T.astype(np.float64)).T) > 0
+        touched = np.asarray((abs(op.matrix) @ bad.T.astype(np.float64)).T) > 0
         out = np.where(touched, np.nan, out)
-    out[:, outside] = np.nan
+    out[:, op.outside] = np.nan
     return out[0] if single else out
 
 
-def degrade(wave, flux, *, resolution, wave_out, input_resolution=None, mask=None):
+def degrade(wave, flux, *, resolution, wave_out, input_resolution=None, input_fwhm=None, mask=None):
     """Degrade spectra to ``resolution`` and sample them at the centres ``wave_out``.
 
     Parameters
@@ -153,6 +173,9 @@ def degrade(wave, flux, *, resolution, wave_out, input_resolution=None, mask=Non
         Output pixel centres (vacuum A).
     input_resolution : float, optional
         Resolving power of the input; None for a model spectrum (infinite resolution).
+    input_fwhm : float, optional
+        Instead of ``input_resolution``: the input's line-spread FWHM in Angstrom,
+        constant in wavelength (MILES 2.5 A, STELIB 3.4 A); see :func:`degradation_operator`.
     mask : array_like of bool, optional
         Unusable input pixels; output pixels whose kernel touches one are NaN.
 
@@ -162,28 +185,28 @@ def degrade(wave, flux, *, resolution, wave_out, input_resolution=None, mask=Non
         Degraded flux in the input precision (at least float32); NaN outside the input
         coverage and where the kernel touches masked input.
     """
-    operator, outside = degradation_operator(
-        wave, resolution=resolution, wave_out=wave_out, input_resolution=input_resolution
+    op = degradation_operator(
+        wave, resolution=resolution, wave_out=wave_out, input_resolution=input_resolution, input_fwhm=input_fwhm
     )
     single, flux2, good = _prepare(wave, flux, mask, name="flux")
     dtype = np.result_type(flux2.dtype, np.float32)
-    out = _apply(operator, np.where(good, flux2, 0.0).astype(dtype))
-    return _finish(operator, outside, out, good, single)
+    out = op.apply(np.where(good, flux2, 0.0).astype(dtype))
+    return _finish(op, out, good, single)
 
 
-def degrade_error(wave, error, *, resolution, wave_out, input_resolution=None, mask=None):
+def degrade_error(wave, error, *, resolution, wave_out, input_resolution=None, input_fwhm=None, mask=None):
     """Propagate 1-sigma errors of independent input pixels through :func:`degrade`.
 
     ``error_out = sqrt(sum_i W_ji**2 error_i**2)`` with the weights ``W`` of the same
     operator. Neighbouring output pixels are correlated; that covariance is not returned.
     """
-    operator, outside = degradation_operator(
-        wave, resolution=resolution, wave_out=wave_out, input_resolution=input_resolution
+    op = degradation_operator(
+        wave, resolution=resolution, wave_out=wave_out, input_resolution=input_resolution, input_fwhm=input_fwhm
     )
     single, err2, good = _prepare(wave, error, mask, name="error")
     if np.any(err2[good] < 0):
         raise ValueError("error contains negative values; 1-sigma errors must be >= 0")
     dtype = np.result_type(err2.dtype, np.float32)
     variance = np.where(good, err2, 0.0).astype(np.float64) ** 2
-    out = np.sqrt(np.asarray((operator.multiply(operator) @ variance.T).T)).astype(dtype)
-    return _finish(operator, outside, out, good, single)
+    out = np.sqrt(np.asarray((op.matrix.multiply(op.matrix) @ variance.T).T)).astype(dtype)
+    return _finish(op, out, good, single)

@@ -223,3 +223,57 @@ def test_wrong_length_and_bad_grids_raise():
         degrade(np.stack([INPUT_WAVE, INPUT_WAVE]), np.ones((2, INPUT_WAVE.size)), resolution=200.0, wave_out=OUTPUT_WAVE)
     with pytest.raises(ValueError, match="mask has shape"):
         degrade(INPUT_WAVE, np.ones(INPUT_WAVE.size), resolution=200.0, wave_out=OUTPUT_WAVE, mask=np.zeros(5, bool))
+
+
+def _fwhm(wave, depth):
+    """FWHM of an absorption profile by linear interpolation of the half-depth crossings."""
+    half = depth.max() / 2.0
+    i = int(np.argmax(depth))
+    left = np.flatnonzero(depth[:i] < half)[-1]
+    right = i + np.flatnonzero(depth[i:] < half)[0]
+    x_left = np.interp(half, [depth[left], depth[left + 1]], [wave[left], wave[left + 1]])
+    x_right = np.interp(half, [depth[right], depth[right - 1]], [wave[right], wave[right - 1]])
+    return x_right - x_left
+
+
+def _broadened_line(centre, fwhm_angstrom):
+    wave = np.exp(np.arange(np.log(centre - 60), np.log(centre + 60), 2e-6))
+    sigma = fwhm_angstrom / FWHM_PER_SIGMA
+    return wave, 1.0 - 0.5 * np.exp(-0.5 * ((wave - centre) / sigma) ** 2)
+
+
+def test_input_fwhm_degrades_a_constant_fwhm_library_to_the_target_resolution():
+    # a line already of FWHM 2.5 A (MILES) at 6000 A: R_in = 2400 > 2000, the result has FWHM 6000/2000
+    wave, flux = _broadened_line(6000.0, 2.5)
+    fine = np.exp(np.arange(np.log(5970), np.log(6030), 2e-6))
+    out = degrade(wave, flux, resolution=2000, wave_out=fine, input_fwhm=2.5)
+    assert _fwhm(fine, 1.0 - out) == pytest.approx(3.0, rel=0.02)
+    from lamost2csst.core.lsf import degradation_operator
+
+    assert not degradation_operator(wave, resolution=2000, wave_out=fine, input_fwhm=2.5).coarser.any()
+
+
+def test_input_fwhm_coarser_than_target_is_flagged_and_not_smoothed_further():
+    # at 4000 A a 2.5 A FWHM is R = 1600 < 2000: nothing to degrade, flagged
+    from lamost2csst.core.lsf import degradation_operator
+
+    wave, flux = _broadened_line(4000.0, 2.5)
+    fine = np.exp(np.arange(np.log(3980), np.log(4020), 2e-6))
+    op = degradation_operator(wave, resolution=2000, wave_out=fine, input_fwhm=2.5)
+    assert op.coarser.all()
+    out = degrade(wave, flux, resolution=2000, wave_out=fine, input_fwhm=2.5)
+    assert _fwhm(fine, 1.0 - out) == pytest.approx(2.5, rel=0.01)
+
+
+def test_coverage_is_the_kernel_fraction_inside_the_input():
+    from lamost2csst.core.lsf import degradation_operator
+
+    wave = np.exp(np.arange(np.log(5000), np.log(6000), 1e-5))
+    sigma_angstrom = 5500.0 / 200 / FWHM_PER_SIGMA
+    out_wave = np.array([wave[0], 5500.0, wave[-1]])
+    op = degradation_operator(wave, resolution=200, wave_out=out_wave)
+    assert op.coverage[1] == pytest.approx(1.0, abs=1e-6)
+    # a centre on the first or last input pixel sees half of its Gaussian
+    assert op.coverage[0] == pytest.approx(0.5, abs=0.01)
+    assert op.coverage[2] == pytest.approx(0.5, abs=0.01)
+    assert sigma_angstrom > 10  # the test is about a wide kernel
