@@ -69,9 +69,9 @@ def degradation_operator(wave, *, resolution, wave_out, input_resolution=None, i
 
     ``input_fwhm`` (Angstrom, constant in wavelength as for MILES or STELIB) gives each
     output pixel its own kernel, ``sigma_j**2 = (1/R**2 - (input_fwhm/lambda_j)**2) / 2.3548**2``.
-    Where the input is already coarser than the target (``sigma_j**2 <= 0``) the kernel
-    falls back to half an input pixel (interpolation, no smoothing) and ``coarser`` is
-    True: such pixels are not at the target resolution.
+    Where the input is already coarser than the target (``sigma_j**2 <= 0``) ``coarser``
+    is True: such pixels are not at the target resolution. Kernels are never narrower
+    than half an input pixel (there, and close to it, the result is an interpolation).
     """
     wave = check_wave(wave)
     wave_out = check_wave(wave_out, name="wave_out")
@@ -89,8 +89,8 @@ def degradation_operator(wave, *, resolution, wave_out, input_resolution=None, i
         if not input_fwhm > 0:
             raise ValueError(f"input_fwhm must be > 0 Angstrom, got {input_fwhm}")
         variance = (1.0 / resolution**2 - (input_fwhm / wave_out) ** 2) / FWHM_PER_SIGMA**2
-        coarser = variance <= floor**2
-        sigma = np.sqrt(np.where(coarser, floor**2, variance))
+        coarser = variance <= 0.0
+        sigma = np.sqrt(np.maximum(variance, floor**2))  # at least half an input pixel
     key = (_digest(wave), _digest(wave_out), _digest(sigma))
     if key in _cache:
         _cache.move_to_end(key)

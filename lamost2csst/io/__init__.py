@@ -10,6 +10,7 @@ from lamost2csst.io.spectra import (
     write_spectra_region,
 )
 from lamost2csst.io.demo import toy_catalogue
+from lamost2csst.io.training import gridded_library, training_pairs
 from lamost2csst.io.readers import (
     ReaderError,
     read_bosz,
@@ -25,6 +26,7 @@ __all__ = [
     "SCHEMA",
     "ReaderError",
     "create_spectra_store",
+    "gridded_library",
     "open_spectra",
     "read_bosz",
     "read_lamost",
@@ -35,6 +37,7 @@ __all__ = [
     "read_stelib",
     "spectra_dataset",
     "toy_catalogue",
+    "training_pairs",
     "validate_spectra",
     "write_spectra",
     "write_spectra_region",

@@ -1,0 +1,81 @@
+"""Training pairs: library -> network grids, Eq. 1 noise, normalization."""
+
+import numpy as np
+import pytest
+
+from lamost2csst.core import INPUT_WAVE, OUTPUT_WAVE
+from lamost2csst.core.lsf import FWHM_PER_SIGMA
+from lamost2csst.core.pairs import MIN_COVERAGE, library_to_grids, make_pairs
+
+HC_OVER_K = 1.438776877e8  # A K
+
+
+def planck(wave, teff):
+    return wave**-5 / np.expm1(HC_OVER_K / (wave * teff))
+
+
+def model_grid(lo=2300.0, hi=10800.0, step=2e-5):
+    return np.exp(np.arange(np.log(lo), np.log(hi), step))
+
+
+def test_a_smooth_model_becomes_its_scaled_planck_curve():
+    wave = model_grid()
+    flux = np.stack([planck(wave, t) for t in (5000.0, 8000.0)])
+    g = library_to_grids(wave, flux)
+    assert not g.target_mask.any() and not g.input_mask.any()
+    expected = np.stack([planck(OUTPUT_WAVE, t) for t in (5000.0, 8000.0)])
+    window = (OUTPUT_WAVE >= 5526) & (OUTPUT_WAVE <= 5586)
+    expected /= expected[:, window].mean(axis=1, keepdims=True)
+    # a Gaussian of FWHM lambda/200 barely changes a Planck curve: second-order smoothing only
+    np.testing.assert_allclose(g.sed, expected, rtol=2e-3)
+    np.testing.assert_allclose(g.sed[:, window].mean(axis=1), 1.0, rtol=1e-12)
+
+
+def test_a_partial_library_gets_a_target_mask_where_the_kernel_leaves_its_coverage():
+    lo, hi = 3540.5, 7409.6  # MILES
+    wave = np.exp(np.arange(np.log(lo), np.log(hi), 1.5e-4))
+    flux = planck(wave, 6000.0)[None, :]
+    g = library_to_grids(wave, flux, input_fwhm=2.5)
+    sigma_ln = np.sqrt(np.maximum(1 / 200**2 - (2.5 / OUTPUT_WAVE) ** 2, 0)) / FWHM_PER_SIGMA
+    far_inside = (OUTPUT_WAVE * np.exp(-4 * sigma_ln) > lo) & (OUTPUT_WAVE * np.exp(4 * sigma_ln) < hi)
+    far_outside = (OUTPUT_WAVE * np.exp(-2 * sigma_ln) < lo) | (OUTPUT_WAVE * np.exp(2 * sigma_ln) > hi)
+    assert not g.target_mask[0, far_inside].any()
+    assert g.target_mask[0, far_outside].all()
+    assert np.all(np.isnan(g.sed[0, g.target_mask[0]]))
+    # the input grid 4000-7000 A lies inside MILES: fully defined, coarser than R=2000 in the blue
+    assert not g.input_mask.any()
+    np.testing.assert_array_equal(g.input_coarser, 2.5 / INPUT_WAVE > 1 / 2000)
+    assert 0 < MIN_COVERAGE < 1
+
+
+def test_a_library_without_the_scaling_window_is_refused():
+    wave = np.exp(np.arange(np.log(6000), np.log(9000), 1e-4))
+    with pytest.raises(ValueError, match="scaling window"):
+        library_to_grids(wave, planck(wave, 6000.0)[None, :])
+
+
+def test_make_pairs_noise_and_normalization():
+    n = 400
+    flux_in = np.full((n, INPUT_WAVE.size), 3.0)
+    sed = np.ones((n, OUTPUT_WAVE.size))
+    pairs = make_pairs(flux_in, sed, snr=50.0, rng=np.random.default_rng(1))
+    inner = slice(100, -100)
+    # a flat spectrum normalizes to 1 with relative noise 1/snr (continuum averages 51 px)
+    assert np.mean(pairs.flux[:, inner]) == pytest.approx(1.0, abs=1e-3)
+    assert np.std(pairs.flux[:, inner]) == pytest.approx(1 / 50, rel=0.05)
+    assert np.median(pairs.error[:, inner]) == pytest.approx(1 / 50, rel=0.03)
+    again = make_pairs(flux_in, sed, snr=50.0, rng=np.random.default_rng(1))
+    np.testing.assert_array_equal(pairs.flux, again.flux)
+    other = make_pairs(flux_in, sed, snr=50.0, rng=np.random.default_rng(2))
+    assert not np.array_equal(pairs.flux, other.flux)
+
+
+def test_make_pairs_carries_masks():
+    flux_in = np.full((2, INPUT_WAVE.size), 1.0)
+    flux_in[0, 500:510] = np.nan
+    sed = np.ones((2, OUTPUT_WAVE.size))
+    sed[1, :20] = np.nan
+    pairs = make_pairs(flux_in, sed, snr=[20.0, 40.0], rng=np.random.default_rng(0))
+    assert pairs.input_mask[0, 500:510].all() and not pairs.input_mask[1].any()
+    assert np.isnan(pairs.flux[0, 500:510]).all() and np.isfinite(pairs.flux[1]).all()
+    assert pairs.target_mask[1, :20].all() and not pairs.target_mask[0].any()
