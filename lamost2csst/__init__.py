@@ -26,6 +26,13 @@ from lamost2csst.core import (
 
 __version__ = "0.1.0"
 
+
+def load_grid(path=None):
+    """The shipped BOSZ-like synthetic grid as an xarray Dataset (see :mod:`lamost2csst.io.grid`)."""
+    from lamost2csst.io.grid import load_grid as _load_grid  # xarray only when asked for
+
+    return _load_grid(path)
+
 __all__ = [
     "BANDS",
     "INPUT_WAVE",
@@ -38,6 +45,7 @@ __all__ = [
     "continuum",
     "degrade",
     "degrade_error",
+    "load_grid",
     "normalize",
     "prepare_inputs",
     "relative_residual",
