@@ -8,7 +8,6 @@ starts (or attaches to) the cluster and calls :func:`run`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -198,18 +197,10 @@ def _demo_catalogue(path: str, n_star: int, client) -> str:
 
 
 def _remove_output(out: str) -> None:
-    import xarray as xr
+    from lamost2csst.parallel import NETWORK_INPUT_SCHEMA
+    from lamost2csst.parallel.runtime import remove_store
 
-    from lamost2csst.parallel import NETWORK_INPUT_SCHEMA, JobInputError
-
-    try:
-        schema = xr.open_zarr(out, consolidated=False).attrs.get("schema")
-    except Exception:  # noqa: BLE001
-        schema = None
-    if schema != NETWORK_INPUT_SCHEMA:
-        raise JobInputError(f"--overwrite: refusing to remove {out}: it is not a {NETWORK_INPUT_SCHEMA} store")
-    _log(f"--overwrite: removing {out}")
-    shutil.rmtree(out)
+    remove_store(out, schema=NETWORK_INPUT_SCHEMA)
 
 
 def _resolve(args) -> tuple[str | None, str]:
@@ -258,56 +249,17 @@ def run(args: argparse.Namespace, client) -> dict:
     return summary
 
 
-@contextlib.contextmanager
-def _client(args):
-    from distributed import Client, LocalCluster
-
-    if args.scheduler:
-        from lamost2csst.parallel import JobInputError
-
-        if args.threads_per_worker != 1:
-            _log("--threads-per-worker applies to a LocalCluster only; ignored with --scheduler")
-        try:
-            client = Client(args.scheduler)
-        except (OSError, ValueError) as err:  # unreachable (TimeoutError is an OSError) or malformed
-            raise JobInputError(f"cannot connect to the Dask scheduler {args.scheduler}: {err}") from None
-        with client:
-            yield client
-        return
-    n_workers = args.workers or os.cpu_count() or 1
-    with (
-        LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=args.threads_per_worker,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:8787",
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
-
-
 def main(argv=None) -> dict:
     """Command-line entry point: returns the summary; bad input exits with status 2."""
+    from lamost2csst.parallel import run_cli
+
     args = parse_args(argv)
-    from lamost2csst.parallel import JobInputError
-
-    try:
-        _preflight(args)
-        with _client(args) as client:
-            _log(f"Dask dashboard: {client.dashboard_link}")
-            if args.performance_report:
-                from distributed import performance_report
-
-                with performance_report(filename=args.performance_report):
-                    summary = run(args, client)
-                _log(f"performance report: {args.performance_report}")
-            else:
-                summary = run(args, client)
-    except JobInputError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    return summary
+    if args.scheduler and args.threads_per_worker != 1:
+        _log("--threads-per-worker applies to a LocalCluster only; ignored with --scheduler")
+    return run_cli(
+        "normalize_catalogue", args, run, preflight=_preflight, n_workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from lamost2csst.parallel.runtime import JobInputError, read_json, run_cli, write_json
+
 # Heavy imports (xarray, zarr, dask, distributed) happen inside the functions so that --help is fast.
 
 PROG = "python -m jobs.synthesize_grid"
@@ -72,10 +74,6 @@ examples:
   python -m jobs.synthesize_grid --out part-002.zarr --feh=-1.5:-0.5 --alpha 0.4 --teff 6000:7000
   python -m jobs.synthesize_grid --out part-001.zarr --n-random 200 --seed 1 --workers 2 --resume
 """
-
-
-class JobInputError(ValueError):
-    """Bad arguments or output location; the message says why."""
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -403,22 +401,6 @@ def _marker(out: str, index: int, kind: str) -> str:
     return os.path.join(out, MARKERS, f"model-{index}.{kind}")
 
 
-def _read_json(path: str) -> dict | None:
-    try:
-        with open(path) as f:
-            value = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _write_json(path: str, value: dict) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f)
-    os.replace(tmp, path)  # atomic: a marker is either absent or complete
-
-
 # ----------------------------------------------------------------------------- the task
 
 
@@ -447,11 +429,11 @@ def synthesize_model(index: int, teff: float, logg: float, feh: float, alpha: fl
         reason = f"{type(err).__name__}: {err}"
         marker = {**base, "status": "failed", "reason": reason[-4000:], "seconds_total": round(time.perf_counter() - t0, 2),
                   "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
-        _write_json(_marker(out, index, "failed"), marker)
+        write_json(_marker(out, index, "failed"), marker)
         return marker
     marker = {**base, "status": "done", "seconds": round(res.seconds, 2), "seconds_total": round(time.perf_counter() - t0, 2),
               "n_points": int(res.wave.size), "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
-    _write_json(_marker(out, index, "done"), marker)
+    write_json(_marker(out, index, "done"), marker)
     with contextlib.suppress(FileNotFoundError):
         os.remove(_marker(out, index, "failed"))
     return marker
@@ -467,18 +449,9 @@ def _preflight(args) -> None:
 
 
 def _remove(out: str) -> None:
-    import shutil
+    from lamost2csst.parallel.runtime import remove_store
 
-    import xarray as xr
-
-    try:
-        schema = xr.open_zarr(out, consolidated=False).attrs.get("schema")
-    except Exception:  # noqa: BLE001
-        schema = None
-    if schema != SCHEMA:
-        raise JobInputError(f"--overwrite: refusing to remove {out}: it is not a {SCHEMA} store")
-    _log(f"--overwrite: removing {out}")
-    shutil.rmtree(out)
+    remove_store(out, schema=SCHEMA)
 
 
 def run(args: argparse.Namespace, client) -> dict:
@@ -506,7 +479,7 @@ def run(args: argparse.Namespace, client) -> dict:
         _create(ds, out)
     _log(f"-> {out}")
 
-    todo = [i for i in range(rows.size) if _read_json(_marker(out, i, "done")) is None]
+    todo = [i for i in range(rows.size) if read_json(_marker(out, i, "done")) is None]
     skipped = rows.size - len(todo)
     futures = []
     if todo:
@@ -539,11 +512,11 @@ def run(args: argparse.Namespace, client) -> dict:
     secs = np.full(rows.size, np.nan, np.float32)
     failures = []
     for i in range(rows.size):
-        done = _read_json(_marker(out, i, "done"))
+        done = read_json(_marker(out, i, "done"))
         if done is not None:
             ok[i], secs[i] = True, done["seconds"]
             continue
-        failed = _read_json(_marker(out, i, "failed"))
+        failed = read_json(_marker(out, i, "failed"))
         if failed is not None:
             failures.append({k: failed[k] for k in ("index", "key", "teff", "logg", "feh", "alpha", "reason")})
     group = zarr.open_group(out, mode="r+", zarr_format=3)
@@ -577,46 +550,15 @@ def run(args: argparse.Namespace, client) -> dict:
     return summary
 
 
-@contextlib.contextmanager
-def _client(args):
-    from distributed import Client, LocalCluster
-
-    if args.scheduler:
-        try:
-            client = Client(args.scheduler)
-        except (OSError, ValueError) as err:
-            raise JobInputError(f"cannot connect to the Dask scheduler {args.scheduler}: {err}") from None
-        with client:
-            yield client
-        return
-    with (
-        LocalCluster(n_workers=args.workers, threads_per_worker=1, host="127.0.0.1",
-                     dashboard_address="127.0.0.1:0") as cluster,  # fmt: skip
-        Client(cluster) as client,
-    ):
-        yield client
-
-
 def main(argv=None) -> dict:
     """Command-line entry point: returns the summary; bad input exits with status 2."""
     args = parse_args(argv)
-    try:
+
+    def preflight(args):
         _preflight(args)
         select_models(args)  # fail fast on an empty selection, before a cluster starts
-        with _client(args) as client:
-            _log(f"Dask dashboard: {client.dashboard_link}")
-            if args.performance_report:
-                from distributed import performance_report
 
-                with performance_report(filename=args.performance_report):
-                    summary = run(args, client)
-                _log(f"performance report: {args.performance_report}")
-            else:
-                summary = run(args, client)
-    except JobInputError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    return summary
+    return run_cli("synthesize_grid", args, run, preflight=preflight, n_workers=args.workers)
 
 
 if __name__ == "__main__":

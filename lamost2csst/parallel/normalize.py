@@ -32,7 +32,6 @@ LocalCluster, a shared file system for a multi-node cluster).
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -45,6 +44,7 @@ import zarr
 
 from lamost2csst.core import INPUT_WAVE, prepare_inputs
 from lamost2csst.io.spectra import compressor, open_spectra
+from lamost2csst.parallel.runtime import JobInputError, read_json, write_json
 
 __all__ = [
     "MARKERS",
@@ -68,10 +68,6 @@ _STEPS = (
 )
 
 
-class JobInputError(ValueError):
-    """A job's input or output location is unusable; the message says why (no traceback needed)."""
-
-
 def _path(p) -> str:
     return os.path.abspath(os.fspath(p))
 
@@ -86,12 +82,8 @@ def _chunk_ranges(n_star: int, chunk_stars: int) -> list[tuple[int, int, int]]:
 
 def _read_marker(out: str, index: int) -> dict | None:
     """The marker of a chunk, or None if it is missing or unreadable (then the chunk is redone)."""
-    try:
-        with open(_marker_path(out, index)) as f:
-            marker = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return marker if isinstance(marker, dict) and marker.get("index") == index else None
+    marker = read_json(_marker_path(out, index))
+    return marker if marker is not None and marker.get("index") == index else None
 
 
 def _open_input(catalogue: str) -> xr.Dataset:
@@ -252,11 +244,7 @@ def normalize_chunk(index: int, start: int, stop: int, *, catalogue: str, out: s
         "host": socket.gethostname(),
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    path = _marker_path(out, index)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(marker, f)
-    os.replace(tmp, path)  # atomic: a marker is either absent or complete
+    write_json(_marker_path(out, index), marker)  # atomic: a marker is either absent or complete
     return marker
 
 

@@ -1,0 +1,115 @@
+"""What every job shares: the input-error type, atomic JSON markers, the Dask client, the CLI frame.
+
+* :class:`JobInputError`: bad input or output locations; CLIs turn it into exit code 2
+  with the message and no traceback.
+* :func:`write_json` / :func:`read_json`: resume markers. A marker is written to a
+  temporary name and renamed, so it is either absent or complete; an unreadable marker
+  reads as absent (its chunk is redone).
+* :func:`dask_client`: attach to ``scheduler`` or start a LocalCluster on 127.0.0.1
+  (dashboard on 127.0.0.1 too: never exposed unless a user asks).
+* :func:`run_cli`: the frame of a job's ``main``: preflight checks before any cluster
+  starts, the dashboard link, an optional performance report, exit 2 on JobInputError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+
+__all__ = ["JobInputError", "dask_client", "read_json", "remove_store", "run_cli", "write_json"]
+
+
+class JobInputError(ValueError):
+    """A job's input or output location is unusable; the message says why (no traceback needed)."""
+
+
+def write_json(path: str, value: dict) -> None:
+    """Write ``value`` as JSON atomically (temporary file + rename)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f)
+    os.replace(tmp, path)
+
+
+def read_json(path: str) -> dict | None:
+    """The JSON object at ``path``, or None when it is missing or unreadable."""
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def remove_store(out: str, *, schema: str) -> None:
+    """Delete the Zarr store ``out`` (for ``--overwrite``), but only if it has ``schema``.
+
+    Refusing anything else keeps a mistyped path from deleting a user's data.
+    """
+    import shutil
+
+    import xarray as xr
+
+    try:
+        found = xr.open_zarr(out, consolidated=False).attrs.get("schema")
+    except Exception:  # noqa: BLE001 - anything unreadable is not ours to delete
+        found = None
+    if found != schema:
+        raise JobInputError(f"--overwrite: refusing to remove {out}: it is not a {schema} store")
+    print(f"--overwrite: removing {out}", file=sys.stderr, flush=True)
+    shutil.rmtree(out)
+
+
+@contextlib.contextmanager
+def dask_client(*, scheduler: str | None = None, n_workers: int | None = None, threads_per_worker: int = 1):
+    """A ``distributed.Client``: attached to ``scheduler``, or on a new local cluster."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            client = Client(scheduler)
+        except (OSError, ValueError) as err:  # unreachable (TimeoutError is an OSError) or malformed
+            raise JobInputError(f"cannot connect to the Dask scheduler {scheduler}: {err}") from None
+        with client:
+            yield client
+        return
+    with (
+        LocalCluster(
+            n_workers=n_workers or os.cpu_count() or 1,
+            threads_per_worker=threads_per_worker,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def run_cli(prog: str, args, run, *, preflight=None, n_workers=None, threads_per_worker: int = 1):
+    """Run ``run(args, client)`` as a command-line job; returns its summary.
+
+    ``preflight(args)`` runs first (cheap checks: a bad input fails before a cluster
+    starts). :class:`JobInputError` becomes ``prog: error: ...`` on stderr and exit 2.
+    """
+    try:
+        if preflight is not None:
+            preflight(args)
+        with dask_client(
+            scheduler=getattr(args, "scheduler", None), n_workers=n_workers, threads_per_worker=threads_per_worker
+        ) as client:
+            print(f"[{prog}] Dask dashboard: {client.dashboard_link}", file=sys.stderr, flush=True)
+            report = getattr(args, "performance_report", None)
+            if report:
+                from distributed import performance_report
+
+                with performance_report(filename=report):
+                    summary = run(args, client)
+                print(f"[{prog}] performance report: {report}", file=sys.stderr, flush=True)
+            else:
+                summary = run(args, client)
+    except JobInputError as err:
+        print(f"python -m jobs.{prog}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return summary
