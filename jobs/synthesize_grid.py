@@ -146,9 +146,23 @@ def select_models(args) -> tuple[np.ndarray, int]:
         rng = np.random.default_rng(args.seed)
         pick = np.sort(rng.choice(rows.size, size=args.n_random, replace=False))
         rows = rows[pick]
+    if getattr(args, "part", None) is not None:
+        k, n = args.part
+        order = np.random.default_rng([args.seed, n]).permutation(rows.size)
+        rows = rows[np.sort(order[k::n])]
     if rows.size == 0:
         raise JobInputError("no model of the Castelli-Kurucz grid matches --teff/--logg/--feh/--alpha")
     return rows, not_in_grid
+
+
+def _part(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--part {text!r}: expected K/N, e.g. 0/8") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise argparse.ArgumentTypeError(f"--part {text!r}: need 0 <= K < N")
+    return k, n
 
 
 def parse_step(text: str):
@@ -228,7 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     grid_.add_argument("--alpha", type=lambda t: parse_values(t, name="alpha"), default="0,0.4",
                        metavar="SPEC", help="[alpha/M] (default %(default)s)")  # fmt: skip
     grid_.add_argument("--n-random", type=_positive_int, metavar="N", help="keep a random subset of N models")
-    grid_.add_argument("--seed", type=int, default=0, help="seed of --n-random (default %(default)s)")
+    grid_.add_argument("--seed", type=int, default=0, help="seed of --n-random and --part (default %(default)s)")
+    grid_.add_argument("--part", type=_part, metavar="K/N",
+                       help="keep part K of N (K = 0..N-1) of the selected models, dealt at random (--seed): "
+                       "parts are disjoint and together make the whole selection, so a grid can be "
+                       "synthesized part by part across machines or sessions")
     synth = p.add_argument_group("synthesis")
     synth.add_argument("--step", type=parse_step, default=_step_text(DEFAULT_STEP), metavar="STEP",
                        help="Synspec SPACE, largest spacing of frequency points in A, or a schedule "

@@ -134,3 +134,18 @@ def test_step_option():
     for bad in ("0", "3000:0.01", "4000:0.01,3000:0.02,0.05", "x", "3000:0.01:1,0.05"):
         with pytest.raises(SystemExit):
             sg.parse_args(["--out", "x", "--step", bad])
+
+
+def test_parts_are_disjoint_and_make_the_whole_selection():
+    import jobs.synthesize_grid as sg
+
+    base = ["--out", "x.zarr", "--teff", "5000:6000", "--logg", "4.0:4.5", "--feh=-1.0:0.0", "--alpha", "0"]
+    whole, _ = sg.select_models(sg.parse_args(base))
+    parts = [sg.select_models(sg.parse_args([*base, "--part", f"{k}/3", "--seed", "7"]))[0] for k in range(3)]
+    keys = [set(zip(p["teff"], p["logg"], p["feh"], p["alpha"])) for p in parts]
+    assert sum(len(k) for k in keys) == whole.size
+    assert set().union(*keys) == set(zip(whole["teff"], whole["logg"], whole["feh"], whole["alpha"]))
+    assert all(len(keys[i] & keys[j]) == 0 for i in range(3) for j in range(i + 1, 3))
+    assert 1 <= min(len(k) for k in keys)
+    with pytest.raises(SystemExit):
+        sg.parse_args([*base, "--part", "3/3"])
