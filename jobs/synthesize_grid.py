@@ -150,9 +150,24 @@ def select_models(args) -> tuple[np.ndarray, int]:
         k, n = args.part
         order = np.random.default_rng([args.seed, n]).permutation(rows.size)
         rows = rows[np.sort(order[k::n])]
+    if getattr(args, "skip_shipped", False):
+        rows = rows[~_shipped(rows)]
     if rows.size == 0:
         raise JobInputError("no model of the Castelli-Kurucz grid matches --teff/--logg/--feh/--alpha")
     return rows, not_in_grid
+
+
+def _shipped(rows) -> np.ndarray:
+    """Which rows are already models of the shipped grid (none if nothing is shipped)."""
+    from lamost2csst.io.grid import load_grid
+
+    try:
+        grid = load_grid()
+    except ValueError:
+        return np.zeros(rows.size, bool)
+    have = {tuple(np.round(v, 4)) for v in zip(*(grid[p].values for p in ("teff", "logg", "feh", "alpha")))}
+    return np.array([tuple(np.round(v, 4)) in have for v in zip(rows["teff"], rows["logg"], rows["feh"], rows["alpha"])],
+                    dtype=bool)
 
 
 def _part(text: str) -> tuple[int, int]:
@@ -247,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep part K of N (K = 0..N-1) of the selected models, dealt at random (--seed): "
                        "parts are disjoint and together make the whole selection, so a grid can be "
                        "synthesized part by part across machines or sessions")
+    grid_.add_argument("--skip-shipped", action="store_true",
+                       help="leave out models already in the grid shipped with the package (lamost2csst.load_grid())")
     synth = p.add_argument_group("synthesis")
     synth.add_argument("--step", type=parse_step, default=_step_text(DEFAULT_STEP), metavar="STEP",
                        help="Synspec SPACE, largest spacing of frequency points in A, or a schedule "

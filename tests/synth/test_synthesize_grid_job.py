@@ -149,3 +149,19 @@ def test_parts_are_disjoint_and_make_the_whole_selection():
     assert 1 <= min(len(k) for k in keys)
     with pytest.raises(SystemExit):
         sg.parse_args([*base, "--part", "3/3"])
+
+
+def test_skip_shipped_leaves_out_models_of_the_shipped_grid():
+    import jobs.synthesize_grid as sg
+    from lamost2csst.io.grid import GRID_DIR, load_grid
+
+    if not any(GRID_DIR.glob("*.zarr")):
+        pytest.skip("no grid shipped")
+    grid = load_grid()
+    first = grid.isel(model=0)
+    base = ["--out", "x.zarr", "--teff", str(first.teff.item()), "--logg", str(first.logg.item()),
+            f"--feh={first.feh.item()}", "--alpha", str(first.alpha.item())]
+    rows, _ = sg.select_models(sg.parse_args(base))
+    assert rows.size == 1
+    with pytest.raises(sg.JobInputError, match="no model"):
+        sg.select_models(sg.parse_args([*base, "--skip-shipped"]))
