@@ -56,7 +56,8 @@ outputs:
       (input store, package version, UTC time) and attrs['summary'].
   OUT/.markers/chunk-<index>.done: one JSON marker per finished chunk (for --resume).
   stdout: ONE JSON line, the summary: stars_in, stars_written, chunks_total,
-      chunks_done, chunks_skipped, masked_pixel_fraction, stars_all_masked, seconds,
+      chunks_done, chunks_skipped, masked_pixel_fraction, stars_all_masked, stars_bad_z
+      (no usable z: kept, fully masked), seconds,
       spectra_per_second, paths.
   stderr: the Dask dashboard address, a progress bar over chunks, messages.
 

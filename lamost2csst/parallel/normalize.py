@@ -228,6 +228,12 @@ def normalize_chunk(index: int, start: int, stop: int, *, catalogue: str, out: s
     wave = src["wave"].values
     flux, ivar, mask = src["flux"].values, src["ivar"].values, src["mask"].values
     z = src["z"].values if observed else np.zeros(stop - start)
+    # a star without a usable redshift (NaN, LAMOST's -9999) cannot be put in the rest
+    # frame: it is kept, fully masked, and counted, rather than failing its whole chunk
+    bad_z = ~np.isfinite(z) | (z <= -1.0)
+    if bad_z.any():
+        z = np.where(bad_z, 0.0, z)
+        mask = mask | bad_z[:, None]
     res = prepare_inputs(wave, flux, ivar=ivar, z=z, mask=mask)
     dims = ("star", "wave_in")
     part = xr.Dataset({"flux": (dims, res.flux), "error": (dims, res.error), "mask": (dims, res.mask)})
@@ -240,6 +246,7 @@ def normalize_chunk(index: int, start: int, stop: int, *, catalogue: str, out: s
         "n_pixel": int(res.mask.size),
         "masked_pixels": int(res.mask.sum()),
         "stars_all_masked": int(res.mask.all(axis=1).sum()),
+        "stars_bad_z": int(bad_z.sum()),
         "seconds": round(time.perf_counter() - t0, 4),
         "host": socket.gethostname(),
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -349,6 +356,7 @@ def normalize_catalogue(catalogue, out, *, client, chunk_stars=None, resume=Fals
         "chunks_skipped": len(chunks) - len(todo),
         "masked_pixel_fraction": (sum(m["masked_pixels"] for m in markers.values()) / n_pixel) if n_pixel else 0.0,
         "stars_all_masked": int(sum(m["stars_all_masked"] for m in markers.values())),
+        "stars_bad_z": int(sum(m.get("stars_bad_z", 0) for m in markers.values())),
         "seconds": round(seconds, 3),
         "spectra_per_second": round(stars_written / seconds, 1) if seconds > 0 else 0.0,
     }

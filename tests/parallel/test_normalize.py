@@ -189,3 +189,20 @@ def test_rest_frame_input_is_not_shifted_again(client, toy, tmp_path):
     normalize_catalogue(tmp_path / "rest.zarr", tmp_path / "o.zarr", client=client, progress=False)
     expected = prepare_inputs(rest.wave.values, rest.flux.values, ivar=rest.ivar.values, z=np.zeros(40), mask=rest.mask.values)
     assert_equals_kernel(tmp_path / "o.zarr", expected)
+
+
+def test_stars_without_a_usable_redshift_are_kept_fully_masked_and_counted(client, toy, tmp_path):
+    part = toy.isel(star=slice(0, 40))
+    z = part.z.values.copy()
+    z[[3, 17]] = [np.nan, -9999.0]  # no redshift, and LAMOST's placeholder
+    part = part.assign_coords(z=("star", z))
+    write_spectra(part, tmp_path / "badz.zarr", chunk_stars=16)
+    summary = normalize_catalogue(tmp_path / "badz.zarr", tmp_path / "o.zarr", client=client, progress=False)
+    assert summary["stars_written"] == 40 and summary["stars_bad_z"] == 2
+    out = xr.open_zarr(tmp_path / "o.zarr", consolidated=False)
+    assert out.mask.values[[3, 17]].all() and np.isnan(out.flux.values[[3, 17]]).all()
+    good = np.setdiff1d(np.arange(40), [3, 17])
+    expected = prepare_inputs(part.wave.values, part.flux.values[good], ivar=part.ivar.values[good], z=z[good],
+                              mask=part.mask.values[good])
+    np.testing.assert_array_equal(out.flux.values[good], expected.flux)
+    np.testing.assert_array_equal(out.obsid.values, part.obsid.values)
