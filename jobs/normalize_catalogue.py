@@ -13,6 +13,8 @@ import os
 import shutil
 import sys
 
+from jobs._cli import positive_int
+
 # Heavy imports (xarray, dask, distributed) happen inside the functions so that --help is fast.
 
 PROG = "python -m jobs.normalize_catalogue"
@@ -72,16 +74,6 @@ examples:
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")
@@ -99,14 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument(
         "--n-demo",
-        type=_positive_int,
+        type=positive_int,
         default=20_000,
         metavar="N",
         help="number of stars of the demo catalogue, used only without --catalogue (default: %(default)s)",
     )
     data.add_argument(
         "--chunk-stars",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="stars per output chunk = per task; default: the input's chunk size (on --resume: the "
         "existing output's); multiples of the input chunk size read best",
@@ -133,13 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     where.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="worker processes of the LocalCluster (default: number of CPU cores)",
     )
     cluster.add_argument(
         "--threads-per-worker",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="T",
         help="threads per LocalCluster worker (default: %(default)s; the numpy kernel does not gain from threads)",
@@ -252,9 +244,9 @@ def run(args: argparse.Namespace, client) -> dict:
 
 def main(argv=None) -> dict:
     """Command-line entry point: returns the summary; bad input exits with status 2."""
+    args = parse_args(argv)  # before any heavy import: --help answers at once
     from lamost2csst.parallel import run_cli
 
-    args = parse_args(argv)
     if args.scheduler and args.threads_per_worker != 1:
         _log("--threads-per-worker applies to a LocalCluster only; ignored with --scheduler")
     return run_cli(

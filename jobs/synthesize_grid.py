@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from jobs._cli import positive_int
 from lamost2csst.parallel.runtime import JobInputError, read_json, run_cli, write_json
 
 # Heavy imports (xarray, zarr, dask, distributed) happen inside the functions so that --help is fast.
@@ -230,16 +231,6 @@ def _step_text(step) -> str:
     return ",".join(parts)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     from lamost2csst.synth.synspec import DEFAULT_NFREQS, DEFAULT_STEP
 
@@ -256,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "starts with a minus sign as --feh=-1.5:0)")  # fmt: skip
     grid_.add_argument("--alpha", type=lambda t: parse_values(t, name="alpha"), default="0,0.4",
                        metavar="SPEC", help="[alpha/M] (default %(default)s)")  # fmt: skip
-    grid_.add_argument("--n-random", type=_positive_int, metavar="N", help="keep a random subset of N models")
+    grid_.add_argument("--n-random", type=positive_int, metavar="N", help="keep a random subset of N models")
     grid_.add_argument("--seed", type=int, default=0, help="seed of --n-random and --part (default %(default)s)")
     grid_.add_argument("--part", type=_part, metavar="K/N",
                        help="keep part K of N (K = 0..N-1) of the selected models, dealt at random (--seed): "
@@ -269,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Synspec SPACE, largest spacing of frequency points in A, or a schedule "
                        "upper:step[:nfreqs],...,step over air wavelength, one Synspec run per segment "
                        "(default %(default)s; see benchmarks/bench_synthesis.py)")  # fmt: skip
-    synth.add_argument("--nfreqs", type=_positive_int, default=DEFAULT_NFREQS, metavar="N",
+    synth.add_argument("--nfreqs", type=positive_int, default=DEFAULT_NFREQS, metavar="N",
                        help="Synspec NFREQS for segments that do not set their own: frequency points per "
                        "interval, across which the continuum is interpolated linearly (default %(default)s "
                        "= Synspec's own, 120)")  # fmt: skip
@@ -282,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster = p.add_argument_group("cluster")
     where = cluster.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="attach to a running Dask scheduler")
-    where.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+    where.add_argument("--workers", type=positive_int, default=1, metavar="N",
                        help="LocalCluster worker processes, one Synspec run each (default %(default)s, "
                        "so that the machine stays usable)")  # fmt: skip
     report = p.add_argument_group("reporting")
