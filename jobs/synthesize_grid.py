@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from jobs._cli import positive_int
-from lamost2csst.parallel.runtime import JobInputError, read_json, run_cli, write_json
+from lamost2csst.parallel.runtime import JobInputError, open_own_store, read_json, run_cli, write_json
 
 # Heavy imports (xarray, zarr, dask, distributed) happen inside the functions so that --help is fast.
 
@@ -404,16 +404,9 @@ def _create(ds, out: str) -> None:
 
 
 def _check_resumable(out: str, ds) -> None:
-    import xarray as xr
-
-    try:
-        old = xr.open_zarr(out, consolidated=False)
-    except Exception as err:  # noqa: BLE001
-        raise JobInputError(f"cannot resume: {out} is not a readable Zarr store ({err})") from None
+    old = open_own_store(out, schema=SCHEMA, action="cannot resume into")
     problems = []
-    if old.attrs.get("schema") != SCHEMA:
-        problems.append(f"its schema is {old.attrs.get('schema')!r}")
-    elif old.sizes.get("model") != ds.sizes["model"] or not all(
+    if old.sizes.get("model") != ds.sizes["model"] or not all(
         np.array_equal(old[c].values, ds[c].values) for c in ("teff", "logg", "feh", "alpha")
     ):
         problems.append("it holds other models (different --teff/--logg/--feh/--alpha/--n-random/--seed)")

@@ -12,6 +12,7 @@ _WHERE = {
     "normalize_catalogue": "normalize",
     "JobInputError": "runtime",
     "dask_client": "runtime",
+    "open_own_store": "runtime",
     "read_json": "runtime",
     "remove_store": "runtime",
     "run_cli": "runtime",

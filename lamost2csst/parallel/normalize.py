@@ -44,7 +44,7 @@ import zarr
 
 from lamost2csst.core import INPUT_WAVE, prepare_inputs
 from lamost2csst.io.spectra import compressor, open_spectra
-from lamost2csst.parallel.runtime import JobInputError, read_json, write_json
+from lamost2csst.parallel.runtime import JobInputError, open_own_store, read_json, write_json
 
 __all__ = [
     "MARKERS",
@@ -191,24 +191,18 @@ def _existing_chunk_stars(out: str) -> int | None:
 
 def _check_resumable(out: str, template: xr.Dataset, chunk_stars: int) -> None:
     """Refuse to resume into a store that is not the output of this input and chunking."""
-    try:
-        old = xr.open_zarr(out, consolidated=False)
-    except Exception as err:  # noqa: BLE001
-        raise JobInputError(f"cannot resume: {out} exists but is not a readable Zarr store ({err})") from None
+    old = open_own_store(out, schema=NETWORK_INPUT_SCHEMA, action="cannot resume into")
     problems = []
-    if old.attrs.get("schema") != NETWORK_INPUT_SCHEMA:
-        problems.append(f"its schema is {old.attrs.get('schema')!r}, not {NETWORK_INPUT_SCHEMA!r}")
+    if old.sizes.get("star") != template.sizes["star"]:
+        problems.append(f"it has {old.sizes.get('star')} stars, the input has {template.sizes['star']}")
+    if old.sizes.get("wave_in") != INPUT_WAVE.size or "flux" not in old:
+        problems.append("its pixel grid is not INPUT_WAVE")
     else:
-        if old.sizes.get("star") != template.sizes["star"]:
-            problems.append(f"it has {old.sizes.get('star')} stars, the input has {template.sizes['star']}")
-        if old.sizes.get("wave_in") != INPUT_WAVE.size or "flux" not in old:
-            problems.append("its pixel grid is not INPUT_WAVE")
-        else:
-            old_chunks = old["flux"].encoding.get("chunks")
-            if old_chunks is None or tuple(old_chunks) != (chunk_stars, INPUT_WAVE.size):
-                problems.append(f"its chunks are {old_chunks}, this run uses ({chunk_stars}, {INPUT_WAVE.size})")
-        if not problems and not np.array_equal(old["obsid"].values, template["obsid"].values):
-            problems.append("its obsid differ from the input's (another catalogue?)")
+        old_chunks = old["flux"].encoding.get("chunks")
+        if old_chunks is None or tuple(old_chunks) != (chunk_stars, INPUT_WAVE.size):
+            problems.append(f"its chunks are {old_chunks}, this run uses ({chunk_stars}, {INPUT_WAVE.size})")
+    if not problems and not np.array_equal(old["obsid"].values, template["obsid"].values):
+        problems.append("its obsid differ from the input's (another catalogue?)")
     if problems:
         raise JobInputError(
             f"cannot resume into {out}: it was not made from this input with this chunking: "

@@ -18,7 +18,7 @@ import json
 import os
 import sys
 
-__all__ = ["JobInputError", "dask_client", "read_json", "remove_store", "run_cli", "write_json"]
+__all__ = ["JobInputError", "dask_client", "open_own_store", "read_json", "remove_store", "run_cli", "write_json"]
 
 
 class JobInputError(ValueError):
@@ -43,6 +43,22 @@ def read_json(path: str) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+def open_own_store(out: str, *, schema: str, action: str):
+    """Open the existing Zarr store ``out`` lazily, refusing it unless it has ``schema``.
+
+    ``action`` starts the error message ("cannot resume into", "--overwrite: refusing to remove").
+    """
+    import xarray as xr
+
+    try:
+        ds = xr.open_zarr(out, consolidated=False)
+    except Exception as err:  # noqa: BLE001 - anything unreadable is not ours
+        raise JobInputError(f"{action} {out}: not a readable Zarr store ({err})") from None
+    if ds.attrs.get("schema") != schema:
+        raise JobInputError(f"{action} {out}: its schema is {ds.attrs.get('schema')!r}, not {schema!r}")
+    return ds
+
+
 def remove_store(out: str, *, schema: str) -> None:
     """Delete the Zarr store ``out`` (for ``--overwrite``), but only if it has ``schema``.
 
@@ -50,14 +66,7 @@ def remove_store(out: str, *, schema: str) -> None:
     """
     import shutil
 
-    import xarray as xr
-
-    try:
-        found = xr.open_zarr(out, consolidated=False).attrs.get("schema")
-    except Exception:  # noqa: BLE001 - anything unreadable is not ours to delete
-        found = None
-    if found != schema:
-        raise JobInputError(f"--overwrite: refusing to remove {out}: it is not a {schema} store")
+    open_own_store(out, schema=schema, action="--overwrite: refusing to remove")
     print(f"--overwrite: removing {out}", file=sys.stderr, flush=True)
     shutil.rmtree(out)
 
