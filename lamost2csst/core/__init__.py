@@ -19,7 +19,15 @@ from lamost2csst.core.grids import (
 )
 from lamost2csst.core.inputs import NetworkInput, prepare_inputs
 from lamost2csst.core.lsf import degrade, degrade_error, lsf_sigma
-from lamost2csst.core.metrics import BandStatistics, band_statistics, relative_residual, rmsae, teff_bin
+from lamost2csst.core.metrics import (
+    BandStatistics,
+    CalibrationStatistics,
+    band_statistics,
+    calibration_statistics,
+    relative_residual,
+    rmsae,
+    teff_bin,
+)
 from lamost2csst.core.noise import add_noise
 from lamost2csst.core.resampling import Resampled, resample
 from lamost2csst.core.sed import scale_sed, sed_scale
@@ -31,12 +39,14 @@ __all__ = [
     "OUTPUT_WAVE",
     "SCALE_WINDOW",
     "BandStatistics",
+    "CalibrationStatistics",
     "NetworkInput",
     "Resampled",
     "add_noise",
     "air_to_vacuum",
     "band_pixels",
     "band_statistics",
+    "calibration_statistics",
     "continuum",
     "degrade",
     "degrade_error",

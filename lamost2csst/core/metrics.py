@@ -17,7 +17,8 @@ import numpy as np
 from lamost2csst.core._validate import as_float_array
 from lamost2csst.core.grids import BANDS, band_pixels
 
-__all__ = ["BandStatistics", "band_statistics", "relative_residual", "rmsae", "teff_bin"]
+__all__ = ["BandStatistics", "CalibrationStatistics", "band_statistics", "calibration_statistics", "relative_residual",
+           "rmsae", "teff_bin"]
 
 TEFF_BIN_WIDTH = 250.0
 
@@ -133,3 +134,70 @@ class _quiet_all_nan:
 
     def __exit__(self, *exc):
         return self._ctx.__exit__(*exc)
+
+
+@dataclass(frozen=True)
+class CalibrationStatistics:
+    """How well a predicted relative sigma describes the residuals, per Teff bin and band.
+
+    ``within_1sigma``: fraction of pixels with ``|r| / sigma < 1`` (0.683 for a calibrated
+    Gaussian sigma); ``std_z``: standard deviation of ``r / sigma`` (1 when calibrated).
+    """
+
+    teff_bin: np.ndarray
+    bands: tuple[str, ...]
+    within_1sigma: np.ndarray  # (n_bin, n_band)
+    std_z: np.ndarray  # (n_bin, n_band)
+    n_star: np.ndarray
+
+    def as_rows(self) -> list[dict]:
+        rows = []
+        for i, t in enumerate(self.teff_bin):
+            row = {"teff_bin": float(t), "n_star": int(self.n_star[i])}
+            for j, band in enumerate(self.bands):
+                row[f"within1sigma_{band}"] = float(self.within_1sigma[i, j])
+                row[f"std_z_{band}"] = float(self.std_z[i, j])
+            rows.append(row)
+        return rows
+
+
+def calibration_statistics(residual, sigma, *, wave, teff=None, bands=None) -> CalibrationStatistics:
+    """Calibration of a relative sigma against relative residuals, per Teff bin and band.
+
+    Parameters
+    ----------
+    residual, sigma : array_like, (n_star, n_pixel)
+        Relative residuals (NaN = excluded pixel) and predicted relative 1-sigma (> 0).
+    wave : array_like, (n_pixel,)
+    teff : array_like (n_star,), optional
+        Without it all stars form one bin (``teff_bin`` NaN).
+    """
+    residual = as_float_array(residual, name="residual")
+    sigma = as_float_array(sigma, name="sigma")
+    wave = np.asarray(wave, dtype=np.float64)
+    if residual.shape != sigma.shape or residual.ndim != 2 or residual.shape[1] != wave.size:
+        raise ValueError(f"residual {residual.shape} and sigma {sigma.shape} must both be (n_star, {wave.size})")
+    use = np.isfinite(residual)
+    if np.any(use & ~(sigma > 0)):
+        raise ValueError("sigma must be > 0 wherever the residual is defined")
+    z = np.where(use, residual / np.where(use, sigma, 1.0), np.nan)
+    bands = BANDS if bands is None else bands
+    selections = [band_pixels(wave, lo_hi) for lo_hi in bands.values()]
+    if teff is None:
+        bins = np.zeros(residual.shape[0])
+        centres, counts = np.array([np.nan]), np.array([residual.shape[0]])
+        groups = [np.ones(residual.shape[0], bool)]
+    else:
+        bins = teff_bin(teff)
+        centres, counts = np.unique(bins[np.isfinite(bins)], return_counts=True)
+        groups = [bins == c for c in centres]
+    within = np.full((centres.size, len(bands)), np.nan)
+    std_z = np.full_like(within, np.nan)
+    for i, rows in enumerate(groups):
+        for j, sel in enumerate(selections):
+            zb = z[rows][:, sel]
+            zb = zb[np.isfinite(zb)]
+            if zb.size:
+                within[i, j] = np.mean(np.abs(zb) < 1)
+                std_z[i, j] = np.std(zb)
+    return CalibrationStatistics(centres, tuple(bands), within, std_z, counts)

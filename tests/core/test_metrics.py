@@ -159,3 +159,26 @@ def test_band_statistics_shape_mismatch_raises():
         band_statistics(np.zeros((3, 574)), wave=OUTPUT_WAVE, teff=np.zeros(4))
     with pytest.raises(ValueError, match="must be"):
         band_statistics(np.zeros((3, 573)), wave=OUTPUT_WAVE, teff=np.zeros(3))
+
+
+def test_calibration_statistics_of_gaussian_residuals():
+    from scipy.stats import norm
+
+    from lamost2csst.core.metrics import calibration_statistics
+
+    rng = np.random.default_rng(4)
+    n = 3000
+    teff = np.where(np.arange(n) < n // 2, 6000.0, 8000.0)
+    sigma = np.full((n, OUTPUT_WAVE.size), 0.02)
+    true_std = np.where(teff[:, None] == 6000.0, 0.02, 0.04)  # 8000 K: sigma too small by 2x
+    residual = rng.normal(0, 1, sigma.shape) * true_std
+    stats = calibration_statistics(residual, sigma, wave=OUTPUT_WAVE, teff=teff)
+    np.testing.assert_array_equal(stats.teff_bin, [6000.0, 8000.0])
+    np.testing.assert_allclose(stats.within_1sigma[0], norm.cdf(1) - norm.cdf(-1), atol=0.005)
+    np.testing.assert_allclose(stats.within_1sigma[1], norm.cdf(0.5) - norm.cdf(-0.5), atol=0.005)
+    np.testing.assert_allclose(stats.std_z[0], 1.0, rtol=0.01)
+    np.testing.assert_allclose(stats.std_z[1], 2.0, rtol=0.01)
+    one = calibration_statistics(residual[: n // 2], sigma[: n // 2], wave=OUTPUT_WAVE)
+    assert np.isnan(one.teff_bin[0]) and one.n_star[0] == n // 2
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        calibration_statistics(residual, np.zeros_like(sigma), wave=OUTPUT_WAVE)

@@ -1,0 +1,209 @@
+"""Job: train UaRA-net (paper Sects. 3.3, 4.1): ``pretrain`` on the synthetic grid, ``finetune`` on spectra.
+
+``python -m jobs.train_model --help`` explains the stages; :func:`run` is what tests call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from jobs._cli import positive_int
+
+PROG = "python -m jobs.train_model"
+
+DESCRIPTION = """\
+Train UaRA-net and write a run directory:
+
+  RUN/best.keras + best.json   the model with the lowest validation NLL and its model card
+  RUN/checkpoint.keras         model + optimizer state of the last validation (for --resume)
+  RUN/state.json               progress (epoch, spectrum passes, seconds, best epoch)
+  RUN/history.jsonl            one JSON line per validation: loss, val NLL, and per SNR and
+                               band the typical error, offset and fraction of |r|/sigma < 1
+  RUN/split.json               which models/stars are training and which are test
+  RUN/summary.json             the final summary (also printed as one JSON line on stdout)
+
+stages:
+  pretrain   on the synthetic grid (lamost2csst.load_grid, or --grid PATH...): a 3:1
+             train/test split BY MODEL (never by noise realisation), every training model at
+             every SNR of --snrs with fresh Eq. 1 noise each epoch, validation on the test
+             models at SNR 20 and 40 with fixed noise.
+
+Optimizer: Adam, learning rate --lr (paper: 1e-3) with cosine decay over --epochs to
+--lr-min; the loss is Eq. 17 (Gaussian NLL of relative residuals; --beta for beta-NLL).
+Deterministic from --seed (noise of epoch e from numpy default_rng([seed, e])); --resume
+continues an interrupted run exactly where its last validation left it.
+"""
+
+EPILOG = """\
+exit status: 0 done; 2 bad arguments (e.g. a run directory that holds another run); 1 other.
+
+examples:
+  python -m jobs.train_model pretrain --run-dir runs/pretrain --epochs 3000 --minutes 120
+  python -m jobs.train_model pretrain --run-dir runs/pretrain --epochs 3000 --minutes 120 --resume
+  python -m jobs.train_model pretrain --run-dir runs/try --epochs 50 --export my.keras
+"""
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def float_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    pre = stages.add_parser("pretrain", help="train on the synthetic grid", description=DESCRIPTION,
+                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pre.add_argument("--grid", nargs="+", metavar="PATH",
+                     help="grid part stores (default: the grid shipped in the package)")
+    pre.add_argument("--run-dir", required=True, help="directory for checkpoints, logs and the best model")
+    pre.add_argument("--epochs", type=positive_int, default=3000, help="epochs (default 3000, as the paper)")
+    pre.add_argument("--batch-size", type=positive_int, default=256, help="spectra per step (default 256)")
+    pre.add_argument("--lr", type=positive_float, default=1e-3, help="initial learning rate (default 1e-3)")
+    pre.add_argument("--lr-min", type=float, default=1e-5, help="learning rate at the last epoch (default 1e-5)")
+    pre.add_argument("--snrs", type=float_list, default=(20.0, 25.0, 30.0, 35.0, 40.0),
+                     help="training SNRs (default 20,25,30,35,40)")
+    pre.add_argument("--validate-every", type=positive_int, default=10, help="epochs between validations")
+    pre.add_argument("--patience", type=int, default=0, help="validations without improvement before stopping (0: off)")
+    pre.add_argument("--minutes", type=positive_float, default=math.inf, help="wall-time cap of the training loop")
+    pre.add_argument("--beta", type=float, default=0.0, help="beta-NLL exponent (default 0: Eq. 17)")
+    pre.add_argument("--mask-augment", type=float, default=0.25,
+                     help="probability of a random masked span per training spectrum (default 0.25)")
+    pre.add_argument("--test-fraction", type=float, default=0.25, help="fraction of models held out (default 0.25)")
+    pre.add_argument("--dropout", type=float, default=0.0, help="dropout before hidden FC layers (MC dropout)")
+    pre.add_argument("--seed", type=int, default=0, help="seed of split, initial weights and noise")
+    pre.add_argument("--threads", type=positive_int, default=None, help="TensorFlow intra-op threads")
+    pre.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    pre.add_argument("--export", metavar="PATH.keras", help="copy the best model (+ card) here at the end")
+    return parser
+
+
+def _grid_library(paths):
+    import numpy as np
+
+    from lamost2csst.io.grid import load_grid
+    from lamost2csst.io.training import gridded_library
+    from lamost2csst.nn.training import LibraryArrays
+
+    if paths:
+        import xarray as xr
+
+        parts = [load_grid(p) for p in paths]
+        ds = xr.concat(parts, dim="model") if len(parts) > 1 else parts[0]
+    else:
+        ds = load_grid()
+    g = gridded_library(ds)
+    lib = LibraryArrays(g.flux_in.astype(np.float32), g.input_mask, g.sed.astype(np.float32), g.target_mask,
+                        ds["teff"].values.astype(float))
+    params = np.stack([ds[k].values.astype(float) for k in ("teff", "logg", "feh", "alpha")], axis=1)
+    return lib, params
+
+
+def run(args, *, progress=True) -> dict:
+    """Run one stage from parsed arguments; returns the summary."""
+    import numpy as np
+
+    from lamost2csst.nn.model import ModelConfig, build_uaranet
+    from lamost2csst.nn.training import TrainConfig, split_by_model, train
+
+    run_dir = Path(args.run_dir)
+    if args.threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    lib, params = _grid_library(args.grid)
+    train_idx, test_idx = split_by_model(len(lib), test_fraction=args.test_fraction, seed=args.seed)
+    split = {"columns": ["teff", "logg", "feh", "alpha"], "train": params[train_idx].tolist(),
+             "test": params[test_idx].tolist(), "seed": args.seed, "test_fraction": args.test_fraction}
+    split_path = run_dir / "split.json"
+    if args.resume and split_path.exists():
+        if json.loads(split_path.read_text()) != split:
+            raise SystemExit(f"{PROG}: error: --resume with a different grid or split than {split_path}")
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, lr_min=args.lr_min,
+                         snrs=tuple(args.snrs), validate_every=args.validate_every, patience=args.patience,
+                         max_minutes=args.minutes, beta=args.beta, mask_augment=args.mask_augment, seed=args.seed)
+    train_lib, test_lib = lib.take(train_idx), lib.take(test_idx)
+    # Start from the geometric-mean training SED (the heads' zero kernels make that the first prediction).
+    with np.errstate(invalid="ignore"):
+        start_sed = np.exp(np.nanmean(np.log(np.where(train_lib.target_mask, np.nan, train_lib.sed)), axis=0))
+    model = build_uaranet(ModelConfig(dropout=args.dropout), sed_bias=start_sed)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.epochs, unit="epoch", file=sys.stderr, desc=args.stage)
+
+    def on_epoch(epoch, n, info):
+        if bar is not None:
+            bar.n = epoch
+            post = {"loss": f"{info['loss']:.3f}"}
+            if "val_nll" in info:
+                post.update(val=f"{info['val_nll']:.3f}", GU20=f"{info['error_snr20_GU']:.4f}",
+                            GV20=f"{info['error_snr20_GV']:.4f}", GI20=f"{info['error_snr20_GI']:.4f}")
+            bar.set_postfix(post, refresh=False)
+            bar.refresh()
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    command = " ".join([PROG, *map(shlex.quote, sys.argv[1:])]) if sys.argv[0].endswith("train_model.py") else None
+    card = {"stage": args.stage, "command": command, "grid_models": len(lib), "train_models": len(train_lib),
+            "test_models": len(test_lib), "model_config": json.loads(ModelConfig(dropout=args.dropout).to_json())}
+    try:
+        if not (args.resume and split_path.exists()):
+            if (run_dir / "checkpoint.keras").exists() and not args.resume:
+                raise FileExistsError(f"{run_dir} holds a previous run; pass --resume or choose a new --run-dir")
+            split_path.write_text(json.dumps(split) + "\n")
+        t0 = time.perf_counter()
+        _, summary = train(model, train_lib, test_lib, config=config, run_dir=run_dir, resume=args.resume,
+                           progress=on_epoch, card=card)
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = {"stage": args.stage, "run_dir": str(run_dir), **summary, "train_models": len(train_lib),
+               "test_models": len(test_lib), "wall_seconds_this_call": round(time.perf_counter() - t0, 1)}
+    if args.export:
+        from lamost2csst.nn.inference import load_model, model_card, save_model
+
+        best = run_dir / "best.keras"
+        save_model(load_model(best), args.export, card=model_card(best))
+        summary["exported"] = str(args.export)
+    return summary
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.stage == "pretrain" and not 0 < args.test_fraction < 1:
+        build_parser().error("--test-fraction must be in (0, 1)")
+    try:
+        summary = run(args)
+    except FileExistsError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

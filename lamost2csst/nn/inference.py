@@ -1,0 +1,184 @@
+"""Saving, loading and running UaRA-net: the one predict loop of the project.
+
+Model files are Keras 3 ``.keras`` archives (JSON config + HDF5 weights; no pickle, no Lambda
+layers) loaded with ``safe_mode=True``. Beside each ``NAME.keras`` a ``NAME.json`` model card
+holds the training provenance (command, data, epochs, time, machine) and the model config.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["MASKED_ERROR", "default_model_path", "load_model", "model_card", "model_hash", "predict",
+           "prepare_network_arrays", "save_model"]
+
+#: Normalized 1-sigma error given to masked input pixels (their flux is set to the continuum, 1).
+#: An error of 1 means "no information at this pixel"; pre-training shows the network such
+#: pixels (random masked spans), so it learns to ignore them.
+MASKED_ERROR = 1.0
+
+N_INPUT = 2238
+N_OUTPUT = 574
+
+
+def default_model_path() -> Path:
+    """The shipped model: ``lamost2csst/data/model/uaranet.keras``."""
+    return Path(str(resources.files("lamost2csst") / "data" / "model" / "uaranet.keras"))
+
+
+def _card_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def save_model(model, path, *, card: dict | None = None) -> Path:
+    """Write ``model`` to ``path`` (``.keras``) and its model card beside it (``.json``)."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"model files end in .keras, got {path.name!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+    card = dict(card or {})
+    card["sha256"] = model_hash(path)
+    _card_path(path).write_text(json.dumps(card, indent=1, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def model_hash(path) -> str:
+    """SHA-256 of a model file (provenance of predictions)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_card(path=None) -> dict:
+    """The model card (``.json`` beside the ``.keras`` file); empty if there is none."""
+    path = Path(path) if path is not None else default_model_path()
+    card = _card_path(path)
+    return json.loads(card.read_text()) if card.exists() else {}
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str, mtime_ns: int):
+    import keras
+
+    import lamost2csst.nn.layers  # noqa: F401  (registers the custom layers)
+
+    return keras.saving.load_model(path, compile=False, safe_mode=True)
+
+
+def load_model(path=None):
+    """Load a UaRA-net ``.keras`` file (the shipped model when ``path`` is None).
+
+    Loaded models are cached per process (one load per Dask worker); a file changed on disk
+    is loaded again.
+    """
+    path = Path(path) if path is not None else default_model_path()
+    if not path.exists():
+        hint = " (the shipped model is missing: reinstall the package)" if path == default_model_path() else ""
+        raise FileNotFoundError(f"no model file at {path}{hint}")
+    if path.suffix != ".keras":
+        raise ValueError(f"expected a Keras 3 .keras model file, got {path.name!r}")
+    return _load_cached(str(path.resolve()), path.stat().st_mtime_ns)
+
+
+def prepare_network_arrays(norm_flux, norm_error, *, mask=None):
+    """Validated float32 network inputs; masked pixels get flux 1 and error ``MASKED_ERROR``.
+
+    Raises
+    ------
+    ValueError
+        Wrong shapes, NaN/inf or non-positive errors on pixels that are not masked.
+    """
+    flux = np.asarray(norm_flux)
+    error = np.asarray(norm_error)
+    for name, a in (("norm_flux", flux), ("norm_error", error)):
+        if a.dtype.kind not in "fiu":
+            raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
+        if a.ndim != 2 or a.shape[1] != N_INPUT:
+            raise ValueError(
+                f"{name} has shape {a.shape}; expected (n_star, {N_INPUT}) on INPUT_WAVE "
+                "(use lamost2csst.prepare_inputs to resample and normalize observed spectra)"
+            )
+    if flux.shape != error.shape:
+        raise ValueError(f"norm_flux {flux.shape} and norm_error {error.shape} differ in shape")
+    if mask is None:
+        mask = np.zeros(flux.shape, bool)
+    else:
+        mask = np.asarray(mask)
+        if mask.dtype != bool or mask.shape != flux.shape:
+            raise ValueError(f"mask must be a boolean array of shape {flux.shape}, got {mask.dtype} {mask.shape}")
+    with np.errstate(invalid="ignore"):
+        bad = ~mask & (~np.isfinite(flux) | ~np.isfinite(error) | ~(error > 0))
+    if bad.any():
+        stars = np.flatnonzero(bad.any(axis=1))
+        raise ValueError(
+            f"{int(bad.sum())} unmasked pixels in {stars.size} spectra (first: row {stars[0]}) have NaN/inf "
+            "flux or error, or error <= 0; pass mask=True for them (e.g. NetworkInput.mask)"
+        )
+    flux = np.where(mask, 1.0, flux).astype(np.float32)
+    error = np.where(mask, MASKED_ERROR, error).astype(np.float32)
+    return flux, error
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_forward(model):
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def forward(flux, error):
+        out = model({"flux": flux, "error": error}, training=False)
+        return out["sed"], out["sigma"]
+
+    return forward
+
+
+def predict(norm_flux, norm_error, *, mask=None, model=None, batch_size: int = 1024):
+    """Predicted scaled SEDs and relative 1-sigma uncertainties for normalized spectra.
+
+    Parameters
+    ----------
+    norm_flux, norm_error : array_like (n_star, 2238)
+        Normalized rest-frame spectra on ``INPUT_WAVE`` and their 1-sigma errors (as
+        :func:`lamost2csst.prepare_inputs` returns them).
+    mask : array_like of bool (n_star, 2238), optional
+        True where an input pixel has no data. Masked pixels are given flux 1 (the continuum)
+        and error ``MASKED_ERROR``; NaN/inf on unmasked pixels is an error, never guessed.
+    model : keras.Model or path, optional
+        A loaded model or a ``.keras`` path; the shipped model by default.
+    batch_size : int
+        Spectra per forward pass (1024 is fastest on CPU).
+
+    Returns
+    -------
+    sed, sigma : numpy.ndarray float32 (n_star, 574)
+        SED on ``OUTPUT_WAVE`` scaled like :func:`lamost2csst.scale_sed`, and its relative
+        1-sigma uncertainty (flux error = ``sigma * sed``).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    flux, error = prepare_network_arrays(norm_flux, norm_error, mask=mask)
+    if model is None or isinstance(model, (str, os.PathLike)):
+        model = load_model(model)
+    n = flux.shape[0]
+    sed = np.empty((n, N_OUTPUT), np.float32)
+    sigma = np.empty((n, N_OUTPUT), np.float32)
+    if n == 0:
+        return sed, sigma
+    forward = _compiled_forward(model)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        s, e = forward(flux[start:stop], error[start:stop])
+        sed[start:stop] = s.numpy()
+        sigma[start:stop] = e.numpy()
+    return sed, sigma

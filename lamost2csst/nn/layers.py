@@ -1,0 +1,144 @@
+"""The UaRA-net building blocks (paper Sect. 3.1, Fig. 1a, Eqs. 4-6) as serializable Keras layers.
+
+No Lambda layers: every layer here is registered with Keras so that a saved ``.keras``
+file loads with ``safe_mode=True`` (no Python code executed from the file).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+__all__ = ["SoftThreshold", "StridedZeroPadShortcut", "SubUnit"]
+
+_PACKAGE = "lamost2csst"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SoftThreshold(layers.Layer):
+    """Eq. 6: ``sgn(M) (|M| - tau)`` where ``|M| > tau``, else 0, for inputs ``[M, tau]`` (tau >= 0)."""
+
+    def call(self, inputs):
+        m, tau = inputs
+        return ops.sign(m) * ops.maximum(ops.abs(m) - tau, 0.0)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Absolute(layers.Layer):
+    """``|M|`` (the attention map of Eq. 4 is computed on the magnitude of the feature map)."""
+
+    def call(self, inputs):
+        return ops.abs(inputs)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class StridedZeroPadShortcut(layers.Layer):
+    """The ResNet shortcut of Sect. 3.1: subsample by ``stride``, pad new channels with zeros.
+
+    With ``padding="same"`` convolutions a stride-s unit maps width W to ceil(W/s); taking
+    every s-th sample (``x[:, ::s]``) gives exactly that width, so no parameters are needed
+    ("extra zero entries are padded when the dimensions of the next residual unit increase").
+    """
+
+    def __init__(self, *, channels: int, stride: int, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+        self.stride = int(stride)
+
+    def call(self, inputs):
+        x = inputs[:, :: self.stride, :] if self.stride > 1 else inputs
+        extra = self.channels - x.shape[-1]
+        if extra > 0:
+            x = ops.pad(x, [[0, 0], [0, 0], [0, extra]])
+        return x
+
+    def compute_output_shape(self, input_shape):
+        width = input_shape[1]
+        if width is not None:
+            width = -(-width // self.stride)
+        return (input_shape[0], width, max(self.channels, input_shape[-1]))
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels, "stride": self.stride}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SubUnit(layers.Layer):
+    """One residual shrinkage sub-unit ``(channels, kernel, stride)`` of Table 1 / Fig. 1a.
+
+    Four convolutions, as Sect. 4.1 counts them: the feature convolution after BN and ReLU,
+    ``M = Conv(ReLU(BN(x)))``, and the three sequential 1-D convolutions of the attention map
+    ``M_c = Phi(|M|)`` (Eq. 4). The soft threshold is ``tau = M_c * |M|`` (Eq. 5) and the output
+    is the shortcut plus the shrunk map ``M'`` (Eq. 6).
+
+    ``attention_activation`` is the activation of the three attention convolutions: ``"relu"``
+    as the paper states. With ReLU, ``M_c`` may exceed 1 and then ``tau > |M|`` switches the
+    feature off entirely, which Eq. 6 allows.
+    """
+
+    def __init__(self, *, channels: int, kernel_size: int = 3, stride: int = 1,
+                 attention_activation: str = "relu", **kwargs):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+        self.kernel_size = int(kernel_size)
+        self.stride = int(stride)
+        self.attention_activation = attention_activation
+        conv = dict(kernel_size=self.kernel_size, padding="same", kernel_initializer="he_normal")
+        self.bn = layers.BatchNormalization(name="bn")
+        self.relu = layers.ReLU(name="relu")
+        self.conv = layers.Conv1D(self.channels, strides=self.stride, name="conv", **conv)
+        self.absolute = Absolute(name="abs")
+        self.attention = [
+            layers.Conv1D(self.channels, activation=attention_activation, name=f"attention_{i}", **conv)
+            for i in range(1, 4)
+        ]
+        self.threshold = layers.Multiply(name="tau")
+        self.shrink = SoftThreshold(name="soft_threshold")
+        self.shortcut = StridedZeroPadShortcut(channels=self.channels, stride=self.stride, name="shortcut")
+        self.add = layers.Add(name="add")
+
+    def build(self, input_shape):
+        self.bn.build(input_shape)
+        self.conv.build(input_shape)
+        m_shape = self.conv.compute_output_shape(input_shape)
+        shape = m_shape
+        for conv in self.attention:
+            conv.build(shape)
+            shape = conv.compute_output_shape(shape)
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        m = self.conv(self.relu(self.bn(inputs, training=training)))
+        magnitude = self.absolute(m)
+        mc = magnitude
+        for conv in self.attention:
+            mc = conv(mc)
+        tau = self.threshold([mc, magnitude])
+        return self.add([self.shortcut(inputs), self.shrink([m, tau])])
+
+    def compute_output_shape(self, input_shape):
+        return self.shortcut.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "channels": self.channels,
+            "kernel_size": self.kernel_size,
+            "stride": self.stride,
+            "attention_activation": self.attention_activation,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Offset(layers.Layer):
+    """``x + offset``: a floor under the softplus sigma head so that sigma > 0 strictly."""
+
+    def __init__(self, *, offset: float, **kwargs):
+        super().__init__(**kwargs)
+        self.offset = float(offset)
+
+    def call(self, inputs):
+        return inputs + self.offset
+
+    def get_config(self):
+        return {**super().get_config(), "offset": self.offset}

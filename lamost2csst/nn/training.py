@@ -1,0 +1,280 @@
+"""Training of UaRA-net (paper Sects. 3.3, 4.1): pre-training on a grid, fine-tuning on spectra.
+
+Data: for every epoch, each training star is drawn at every SNR of ``snrs`` with fresh Eq. 1
+noise (the paper's 5 SNRs x 41,219 BOSZ models = 206,095 spectra); the noise of epoch ``e``
+comes from ``numpy.random.default_rng([seed, e])``, so a resumed run draws the same spectra
+as an uninterrupted one. Validation uses one fixed noise realisation per SNR.
+
+Optimizer: Adam (lr 1e-3, Sect. 4.1), cosine decay of the learning rate over ``epochs``
+(to ``lr_min``), early stopping on the validation NLL (``patience`` validations), a wall-time
+cap. The best model (lowest validation NLL) and a resumable checkpoint (model + optimizer
+state + progress) are written to the run directory, with one JSON line per validation in
+``history.jsonl``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from lamost2csst.core.grids import BANDS, OUTPUT_WAVE, band_pixels
+from lamost2csst.core.pairs import make_pairs
+
+__all__ = ["LibraryArrays", "TrainConfig", "epoch_pairs", "split_by_model", "train", "validation_metrics"]
+
+
+class LibraryArrays(NamedTuple):
+    """Clean library spectra on the network's grids (masks True where undefined)."""
+
+    flux_in: np.ndarray  # (n, 2238) clean, not normalized
+    input_mask: np.ndarray
+    sed: np.ndarray  # (n, 574) scaled
+    target_mask: np.ndarray
+    teff: np.ndarray  # (n,)
+
+    def take(self, index) -> "LibraryArrays":
+        return LibraryArrays(*(a[index] for a in self))
+
+    def __len__(self):
+        return self.flux_in.shape[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimization settings (defaults: the paper's pre-training, with a small-grid batch)."""
+
+    epochs: int = 3000
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    lr_min: float = 1e-5
+    snrs: tuple[float, ...] = (20.0, 25.0, 30.0, 35.0, 40.0)
+    val_snrs: tuple[float, ...] = (20.0, 40.0)
+    validate_every: int = 10
+    patience: int = 0  # validations without improvement before stopping; 0 = never stop early
+    max_minutes: float = math.inf
+    beta: float = 0.0  # beta-NLL exponent (0 = Eq. 17)
+    mask_augment: float = 0.25  # probability that a training spectrum gets a random masked span
+    max_masked_span: int = 200
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.validate_every < 1:
+            raise ValueError("epochs, batch_size and validate_every must be >= 1")
+        if not self.learning_rate > 0 or not 0 <= self.lr_min <= self.learning_rate:
+            raise ValueError("need learning_rate > 0 and 0 <= lr_min <= learning_rate")
+        if not self.snrs or min(self.snrs) <= 0 or not self.val_snrs or min(self.val_snrs) <= 0:
+            raise ValueError("snrs and val_snrs must be non-empty and positive")
+        if not 0 <= self.mask_augment <= 1:
+            raise ValueError("mask_augment is a probability in [0, 1]")
+
+    def learning_rate_at(self, epoch: int) -> float:
+        """Cosine decay from ``learning_rate`` (epoch 0) to ``lr_min`` (last epoch)."""
+        frac = min(epoch / max(self.epochs - 1, 1), 1.0)
+        return self.lr_min + 0.5 * (self.learning_rate - self.lr_min) * (1 + math.cos(math.pi * frac))
+
+
+def split_by_model(n_model: int, *, test_fraction: float = 0.25, seed: int = 0):
+    """Indices of a random train/test split of the *models* (3:1 by default, Sect. 2.2).
+
+    Splitting by model (not by noise realisation) keeps every noisy copy of a star on one
+    side, so the test error measures generalisation to unseen stars.
+    """
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if n_model < 2:
+        raise ValueError(f"need at least 2 models to split, got {n_model}")
+    order = np.random.default_rng([seed, 7_919]).permutation(n_model)
+    n_test = min(max(1, int(round(test_fraction * n_model))), n_model - 1)
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def _mask_spans(shape, *, probability: float, max_span: int, rng: np.random.Generator) -> np.ndarray:
+    """Random contiguous masked spans (bad columns, gaps, truncated ends) for augmentation."""
+    n, m = shape
+    mask = np.zeros(shape, bool)
+    hit = np.flatnonzero(rng.random(n) < probability)
+    if hit.size == 0:
+        return mask
+    length = rng.integers(1, max_span + 1, size=hit.size)
+    start = rng.integers(-max_span // 2, m, size=hit.size)  # negative starts truncate the blue end
+    cols = np.arange(m)
+    lo = np.clip(start, 0, m)[:, None]
+    hi = np.clip(start + length, 0, m)[:, None]
+    mask[hit] = (cols >= lo) & (cols < hi)
+    return mask
+
+
+class EpochData(NamedTuple):
+    flux: np.ndarray  # (k, 2238) float32, masked pixels filled
+    error: np.ndarray
+    sed: np.ndarray  # (k, 574) float32, NaN where masked
+    target_mask: np.ndarray
+    snr: np.ndarray  # (k,)
+    star: np.ndarray  # (k,) index into the library
+
+
+def epoch_pairs(lib: LibraryArrays, *, snrs, rng: np.random.Generator, mask_augment: float = 0.0,
+                max_masked_span: int = 200) -> EpochData:
+    """Every star of ``lib`` at every SNR with fresh noise, normalized, ready for the network."""
+    from lamost2csst.nn.inference import prepare_network_arrays
+
+    n = len(lib)
+    snr = np.repeat(np.asarray(snrs, float)[None, :], n, axis=0).T.ravel()  # SNR-major
+    star = np.tile(np.arange(n), len(snrs))
+    pairs = make_pairs(lib.flux_in[star], lib.sed[star], snr=snr, rng=rng,
+                       input_mask=lib.input_mask[star], target_mask=lib.target_mask[star])
+    mask = pairs.input_mask
+    if mask_augment > 0:
+        mask = mask | _mask_spans(mask.shape, probability=mask_augment, max_span=max_masked_span, rng=rng)
+    flux, error = prepare_network_arrays(pairs.flux, pairs.error, mask=mask)
+    return EpochData(flux, error, pairs.sed.astype(np.float32), pairs.target_mask, snr, star)
+
+
+def validation_metrics(sed_true, target_mask, sed_pred, sigma, *, snr, wave=OUTPUT_WAVE) -> dict:
+    """Per validation SNR and band: typical error and offset (all stars), and sigma calibration."""
+    out = {}
+    safe = np.where(target_mask, 1.0, sed_true)
+    r = np.where(target_mask, np.nan, (sed_pred - safe) / safe)
+    z = r / sigma
+    for value in np.unique(snr):
+        rows = snr == value
+        for band, lo_hi in BANDS.items():
+            sel = band_pixels(wave, lo_hi)
+            rb, zb = r[rows][:, sel], z[rows][:, sel]
+            key = f"snr{value:g}_{band}"
+            with np.errstate(invalid="ignore"):
+                out[f"error_{key}"] = float(np.nanmedian(np.nanstd(rb, axis=0)))
+                out[f"offset_{key}"] = float(np.nanmedian(np.nanmedian(rb, axis=0)))
+                finite = np.isfinite(zb)
+                out[f"within1sigma_{key}"] = float(np.mean(np.abs(zb[finite]) < 1)) if finite.any() else math.nan
+    return out
+
+
+def _machine() -> str:
+    return f"{platform.node()} {platform.processor() or platform.machine()} {os.cpu_count()} cores"
+
+
+def train(model, train_lib: LibraryArrays, val_lib: LibraryArrays, *, config: TrainConfig, run_dir,
+          resume: bool = False, progress: Callable | None = None, card: dict | None = None):
+    """Train ``model``; returns ``(model, summary)`` (summary also in ``run_dir/summary.json``).
+
+    On resume the returned model is the one restored from the checkpoint.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A UaRA-net (:func:`lamost2csst.nn.build_uaranet` or a loaded one for fine-tuning).
+    train_lib, val_lib : LibraryArrays
+        Training and validation stars (clean inputs and scaled targets).
+    config : TrainConfig
+    run_dir : path
+        Where ``checkpoint.keras``, ``best.keras``, ``state.json`` and ``history.jsonl`` go.
+    resume : bool
+        Continue from ``run_dir/checkpoint.keras`` (refused if the config differs).
+    progress : callable, optional
+        ``progress(epoch, n_epochs, info_dict)`` after every epoch (e.g. a tqdm update).
+    card : dict, optional
+        Extra provenance for the model card of ``best.keras``.
+    """
+    import keras
+    import tensorflow as tf
+
+    from lamost2csst.nn.inference import load_model, predict, save_model
+    from lamost2csst.nn.losses import gaussian_nll
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state_path = run_dir / "state.json"
+    ckpt_path = run_dir / "checkpoint.keras"
+    config_json = json.loads(json.dumps(dataclasses.asdict(config)))
+    if resume and ckpt_path.exists() and state_path.exists():
+        state = json.loads(state_path.read_text())
+        if state["config"] != config_json:
+            raise ValueError(f"{run_dir} was started with a different training config; use a new run directory")
+        model = keras.saving.load_model(ckpt_path, compile=True, safe_mode=True)
+        optimizer = model.optimizer
+    else:
+        if (ckpt_path.exists() or (run_dir / "history.jsonl").exists()) and not resume:
+            raise FileExistsError(f"{run_dir} holds a previous run; pass resume=True or choose a new directory")
+        keras.utils.set_random_seed(config.seed)
+        state = {"config": config_json, "epoch": 0, "passes": 0, "seconds": 0.0, "best_val_nll": None,
+                 "best_epoch": None, "bad_validations": 0, "stopped": None}
+        optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+        model.compile(optimizer=optimizer)
+        (run_dir / "history.jsonl").unlink(missing_ok=True)
+
+    beta = float(config.beta)
+
+    @tf.function(reduce_retracing=True)
+    def train_step(flux, error, sed, tmask):
+        with tf.GradientTape() as tape:
+            out = model({"flux": flux, "error": error}, training=True)
+            loss = gaussian_nll(sed, out["sed"], out["sigma"], mask=tmask, beta=beta)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    val = epoch_pairs(val_lib, snrs=config.val_snrs, rng=np.random.default_rng([config.seed, 1, 2, 3]))
+    t_start = time.perf_counter() - state["seconds"]
+    history = open(run_dir / "history.jsonl", "a")
+    try:
+        while state["epoch"] < config.epochs:
+            epoch = state["epoch"]
+            lr = config.learning_rate_at(epoch)
+            optimizer.learning_rate.assign(lr)
+            rng = np.random.default_rng([config.seed, epoch])
+            data = epoch_pairs(train_lib, snrs=config.snrs, rng=rng, mask_augment=config.mask_augment,
+                               max_masked_span=config.max_masked_span)
+            order = rng.permutation(data.flux.shape[0])
+            losses = []
+            for start in range(0, order.size, config.batch_size):
+                idx = order[start:start + config.batch_size]
+                losses.append(float(train_step(data.flux[idx], data.error[idx], data.sed[idx], data.target_mask[idx])))
+            state["epoch"] = epoch + 1
+            state["passes"] += int(order.size)
+            state["seconds"] = time.perf_counter() - t_start
+            info = {"epoch": epoch + 1, "passes": state["passes"], "seconds": round(state["seconds"], 1),
+                    "lr": lr, "loss": float(np.mean(losses))}
+            last = state["epoch"] == config.epochs or state["seconds"] > 60 * config.max_minutes
+            if state["epoch"] % config.validate_every == 0 or last:
+                sed_pred, sigma = predict(val.flux, val.error, model=model)
+                val_nll = float(gaussian_nll(val.sed, sed_pred, sigma, mask=val.target_mask))
+                info["val_nll"] = val_nll
+                info.update(validation_metrics(val.sed, val.target_mask, sed_pred, sigma, snr=val.snr))
+                if state["best_val_nll"] is None or val_nll < state["best_val_nll"]:
+                    state.update(best_val_nll=val_nll, best_epoch=state["epoch"], bad_validations=0)
+                    save_model(model, run_dir / "best.keras", card={
+                        **(card or {}), "training": config_json, "epoch": state["epoch"],
+                        "passes": state["passes"], "seconds": state["seconds"], "val_nll": val_nll,
+                        "machine": _machine(), "validation": info})
+                else:
+                    state["bad_validations"] += 1
+                history.write(json.dumps(info) + "\n")
+                history.flush()
+                model.save(ckpt_path)
+                state_path.write_text(json.dumps(state, indent=1))
+                if config.patience and state["bad_validations"] >= config.patience:
+                    state["stopped"] = f"early stop: no better validation NLL in {config.patience} validations"
+                    break
+            if progress is not None:
+                progress(state["epoch"], config.epochs, info)
+            if state["seconds"] > 60 * config.max_minutes:
+                state["stopped"] = f"wall-time cap of {config.max_minutes} min"
+                break
+        else:
+            state["stopped"] = state["stopped"] or "all epochs done"
+    finally:
+        history.close()
+    model.save(ckpt_path)
+    state_path.write_text(json.dumps(state, indent=1))
+    summary = {k: state[k] for k in ("epoch", "passes", "seconds", "best_val_nll", "best_epoch", "stopped")}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return model, summary

@@ -1,0 +1,126 @@
+"""predict/load_model/save_model: validation of inputs, masked pixels, safe round trip."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from lamost2csst.nn.inference import (  # noqa: E402
+    MASKED_ERROR,
+    load_model,
+    model_card,
+    model_hash,
+    predict,
+    prepare_network_arrays,
+    save_model,
+)
+from lamost2csst.nn.model import build_uaranet  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model():
+    import keras
+
+    keras.utils.set_random_seed(3)
+    m = build_uaranet(sed_bias=np.linspace(0.2, 1.5, 574))
+    # Non-zero head kernels so that the output depends on the input.
+    for name in ("sed", "fc_err_3"):
+        layer = m.get_layer(name)
+        kernel, bias = layer.get_weights()
+        layer.set_weights([np.random.default_rng(0).normal(0, 0.05, kernel.shape).astype("float32"), bias])
+    return m
+
+
+def _inputs(n=5, seed=0):
+    rng = np.random.default_rng(seed)
+    flux = (1 + 0.05 * rng.standard_normal((n, 2238))).astype("float32")
+    error = np.full((n, 2238), 0.03, "float32")
+    return flux, error
+
+
+def test_predict_shapes_dtypes_and_positive_sigma(model):
+    flux, error = _inputs()
+    sed, sigma = predict(flux, error, model=model, batch_size=2)  # uneven last batch
+    assert sed.shape == sigma.shape == (5, 574)
+    assert sed.dtype == sigma.dtype == np.float32
+    assert np.all(sigma > 0) and np.all(np.isfinite(sed))
+    # Batching does not change results: the same rows alone give the same numbers.
+    sed_one, sigma_one = predict(flux[3:4], error[3:4], model=model)
+    np.testing.assert_allclose(sed_one[0], sed[3], rtol=1e-5)
+    np.testing.assert_allclose(sigma_one[0], sigma[3], rtol=1e-5)
+
+
+def test_masked_pixels_are_replaced_not_used(model):
+    flux, error = _inputs(2)
+    mask = np.zeros(flux.shape, bool)
+    mask[:, 100:150] = True
+    ref = predict(np.where(mask, 1.0, flux), np.where(mask, MASKED_ERROR, error), model=model)
+    junk_flux = np.where(mask, np.nan, flux)
+    junk_error = np.where(mask, -5.0, error)
+    got = predict(junk_flux, junk_error, mask=mask, model=model)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nonfinite_unmasked_input_is_an_error(model, bad):
+    flux, error = _inputs(3)
+    flux[1, 7] = bad
+    with pytest.raises(ValueError, match="row 1"):
+        predict(flux, error, model=model)
+
+
+def test_nonpositive_error_is_an_error(model):
+    flux, error = _inputs(2)
+    error[0, 0] = 0.0
+    with pytest.raises(ValueError, match="error <= 0"):
+        predict(flux, error, model=model)
+
+
+@pytest.mark.parametrize("shape", [(2238,), (3, 2000), (3, 2238, 1)])
+def test_wrong_shapes_are_errors(model, shape):
+    with pytest.raises(ValueError, match="INPUT_WAVE"):
+        predict(np.ones(shape), np.ones(shape), model=model)
+
+
+def test_mismatched_and_bad_mask():
+    flux, error = _inputs(2)
+    with pytest.raises(ValueError, match="differ"):
+        prepare_network_arrays(flux, error[:1])
+    with pytest.raises(ValueError, match="boolean"):
+        prepare_network_arrays(flux, error, mask=np.zeros(flux.shape, int))
+
+
+def test_empty_input_gives_empty_output(model):
+    sed, sigma = predict(np.ones((0, 2238)), np.ones((0, 2238)), model=model)
+    assert sed.shape == sigma.shape == (0, 574)
+
+
+def test_save_load_round_trip_is_safe_and_exact(model, tmp_path):
+    path = save_model(model, tmp_path / "m.keras", card={"note": "test"})
+    card = model_card(path)
+    assert card["note"] == "test" and card["sha256"] == model_hash(path)
+    loaded = load_model(path)
+    flux, error = _inputs(4, seed=1)
+    a = predict(flux, error, model=model)
+    b = predict(flux, error, model=path)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert load_model(path) is loaded  # cached per process
+    # The archive holds JSON config + HDF5 weights only (no pickled Python objects).
+    import zipfile
+
+    names = set(zipfile.ZipFile(path).namelist())
+    assert names <= {"config.json", "metadata.json", "model.weights.h5", "assets/"}
+    assert "lambda" not in json.dumps(json.loads(zipfile.ZipFile(path).read("config.json"))).lower()
+
+
+def test_load_model_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        load_model(tmp_path / "missing.keras")
+    other = tmp_path / "weights.h5"
+    other.write_bytes(b"x")
+    with pytest.raises(ValueError, match=".keras"):
+        load_model(other)

@@ -1,0 +1,162 @@
+"""Training: split by model, epoch data, determinism, resume = uninterrupted run, it learns."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from lamost2csst.core.grids import BANDS, OUTPUT_WAVE, band_pixels  # noqa: E402
+from lamost2csst.nn.model import build_uaranet  # noqa: E402
+from lamost2csst.nn.training import (  # noqa: E402
+    LibraryArrays,
+    TrainConfig,
+    epoch_pairs,
+    split_by_model,
+    train,
+    validation_metrics,
+)
+
+
+@pytest.fixture(scope="module")
+def lib():
+    import lamost2csst
+    from lamost2csst.io.training import gridded_library
+
+    ds = lamost2csst.load_grid().isel(model=slice(0, 24))
+    g = gridded_library(ds)
+    return LibraryArrays(g.flux_in.astype("float32"), g.input_mask, g.sed.astype("float32"), g.target_mask,
+                         ds.teff.values)
+
+
+def test_split_by_model_is_a_disjoint_3_to_1_partition():
+    train_idx, test_idx = split_by_model(100, seed=5)
+    assert len(test_idx) == 25 and len(train_idx) == 75
+    assert set(train_idx).isdisjoint(test_idx) and set(train_idx) | set(test_idx) == set(range(100))
+    again = split_by_model(100, seed=5)
+    np.testing.assert_array_equal(again[1], test_idx)
+    assert not np.array_equal(split_by_model(100, seed=6)[1], test_idx)
+    with pytest.raises(ValueError):
+        split_by_model(1)
+
+
+def test_epoch_pairs_every_star_at_every_snr_with_eq1_noise(lib):
+    data = epoch_pairs(lib, snrs=(20.0, 40.0), rng=np.random.default_rng(0))
+    n = len(lib)
+    assert data.flux.shape == (2 * n, 2238)
+    np.testing.assert_array_equal(data.star, np.tile(np.arange(n), 2))
+    np.testing.assert_array_equal(data.snr, np.repeat([20.0, 40.0], n))
+    # normalized errors ~ 1/snr (error = F/snr divided by a continuum close to F)
+    ratio = np.median(data.error[data.snr == 20]) / np.median(data.error[data.snr == 40])
+    assert ratio == pytest.approx(2.0, rel=0.05)
+    # fresh noise per rng, same noise for the same seed
+    other = epoch_pairs(lib, snrs=(20.0, 40.0), rng=np.random.default_rng(1))
+    same = epoch_pairs(lib, snrs=(20.0, 40.0), rng=np.random.default_rng(0))
+    assert not np.array_equal(other.flux, data.flux)
+    np.testing.assert_array_equal(same.flux, data.flux)
+
+
+def test_mask_augmentation_fills_masked_pixels(lib):
+    from lamost2csst.nn.inference import MASKED_ERROR
+
+    data = epoch_pairs(lib, snrs=(30.0,), rng=np.random.default_rng(2), mask_augment=1.0, max_masked_span=50)
+    filled = data.error == MASKED_ERROR
+    assert filled.any(axis=1).mean() > 0.5
+    assert np.all(data.flux[filled] == 1.0)
+
+
+def test_validation_metrics_on_known_residuals():
+    rng = np.random.default_rng(0)
+    n = 4000
+    true = np.ones((n, OUTPUT_WAVE.size))
+    r = rng.normal(0.01, 0.02, true.shape)
+    metrics = validation_metrics(true, np.zeros(true.shape, bool), true * (1 + r), np.full(true.shape, 0.02),
+                                 snr=np.full(n, 20.0))
+    from scipy.stats import norm
+
+    # r/sigma ~ N(0.5, 1): P(|r/sigma| < 1) = Phi(0.5) - Phi(-1.5)
+    expected_within = norm.cdf(0.5) - norm.cdf(-1.5)
+    for band in BANDS:
+        assert metrics[f"error_snr20_{band}"] == pytest.approx(0.02, rel=0.05)
+        assert metrics[f"offset_snr20_{band}"] == pytest.approx(0.01, abs=0.002)
+        assert metrics[f"within1sigma_snr20_{band}"] == pytest.approx(expected_within, abs=0.01)
+    assert band_pixels(OUTPUT_WAVE, BANDS["GU"]).any()
+
+
+def _weights(model):
+    return [w.copy() for w in model.get_weights()]
+
+
+def _run(lib, tmp_path, name, resume=False, model=None):
+    cfg = TrainConfig(epochs=4, batch_size=32, validate_every=2, snrs=(20.0, 40.0), seed=11, mask_augment=0.5)
+    tr, te = split_by_model(len(lib), seed=0)
+    sed0 = np.exp(np.mean(np.log(lib.sed[tr]), axis=0))
+    import keras
+
+    if model is None:
+        keras.utils.set_random_seed(11)
+        model = build_uaranet(sed_bias=sed0)
+    return train(model, lib.take(tr), lib.take(te), config=cfg, run_dir=tmp_path / name, resume=resume)
+
+
+def test_deterministic_and_resume_equals_uninterrupted(lib, tmp_path, monkeypatch):
+    model_a, summary_a = _run(lib, tmp_path, "a")
+    model_b, _ = _run(lib, tmp_path, "b")
+    for wa, wb in zip(_weights(model_a), _weights(model_b)):
+        np.testing.assert_array_equal(wa, wb)
+
+    # Interrupt run c after its first validation (epoch 2) by failing in the progress hook.
+    from lamost2csst.nn import training as training_module
+
+    original = training_module.epoch_pairs
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # validation set + 2 epochs done, third epoch -> crash
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training_module, "epoch_pairs", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        _run(lib, tmp_path, "c")
+    monkeypatch.setattr(training_module, "epoch_pairs", original)
+    state = json.loads((tmp_path / "c" / "state.json").read_text())
+    assert state["epoch"] == 2
+    model_c, summary_c = _run(lib, tmp_path, "c", resume=True)
+    assert summary_c["epoch"] == 4 and summary_c["passes"] == summary_a["passes"]
+    for wa, wc in zip(_weights(model_a), _weights(model_c)):
+        np.testing.assert_allclose(wa, wc, rtol=1e-5, atol=1e-6)
+    history = [json.loads(line) for line in (tmp_path / "c" / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [2, 4]
+
+
+def test_refuses_to_overwrite_a_run_and_a_changed_config(lib, tmp_path):
+    _run(lib, tmp_path, "d")
+    with pytest.raises(FileExistsError):
+        _run(lib, tmp_path, "d")
+    tr, te = split_by_model(len(lib), seed=0)
+    with pytest.raises(ValueError, match="different training config"):
+        train(build_uaranet(), lib.take(tr), lib.take(te), config=TrainConfig(epochs=9), run_dir=tmp_path / "d",
+              resume=True)
+
+
+def test_training_fits_a_few_stars(lib, tmp_path):
+    """Optimization works end to end: a few stars are fit far better than by the start SED."""
+    import keras
+
+    from lamost2csst.nn.inference import predict
+
+    keras.utils.set_random_seed(0)
+    few = lib.take(np.arange(0, 24, 4))  # 6 stars, 5000-9000 K
+    model = build_uaranet(sed_bias=np.exp(np.mean(np.log(few.sed), axis=0)))
+    # ~500 steps of plateau (zero-kernel heads, the trunk finding features), then a fast fit (measured).
+    cfg = TrainConfig(epochs=800, batch_size=6, validate_every=800, snrs=(100.0,), val_snrs=(100.0,), seed=0,
+                      mask_augment=0.0, learning_rate=2e-3, lr_min=2e-3)
+    val = epoch_pairs(few, snrs=(100.0,), rng=np.random.default_rng(1))
+    before = validation_metrics(val.sed, val.target_mask, *predict(val.flux, val.error, model=model), snr=val.snr)
+    model, _ = train(model, few, few, config=cfg, run_dir=tmp_path / "e")
+    after = validation_metrics(val.sed, val.target_mask, *predict(val.flux, val.error, model=model), snr=val.snr)
+    for band in BANDS:
+        assert after[f"error_snr100_{band}"] < 0.5 * before[f"error_snr100_{band}"], (band, before, after)
