@@ -140,7 +140,9 @@ def run(args, *, progress=True) -> dict:
     split_path = run_dir / "split.json"
     if args.resume and split_path.exists():
         if json.loads(split_path.read_text()) != split:
-            raise SystemExit(f"{PROG}: error: --resume with a different grid or split than {split_path}")
+            from lamost2csst.nn.training import RunMismatchError
+
+            raise RunMismatchError(f"--resume with a different grid or split than {split_path}")
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, lr_min=args.lr_min,
                          snrs=tuple(args.snrs), validate_every=args.validate_every, patience=args.patience,
                          max_minutes=args.minutes, beta=args.beta, mask_augment=args.mask_augment, seed=args.seed)
@@ -169,7 +171,8 @@ def run(args, *, progress=True) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     command = " ".join([PROG, *map(shlex.quote, sys.argv[1:])]) if sys.argv[0].endswith("train_model.py") else None
     card = {"stage": args.stage, "command": command, "grid_models": len(lib), "train_models": len(train_lib),
-            "test_models": len(test_lib), "model_config": json.loads(ModelConfig(dropout=args.dropout).to_json())}
+            "test_models": len(test_lib), "model_config": json.loads(ModelConfig(dropout=args.dropout).to_json()),
+            "split": split}
     try:
         if not (args.resume and split_path.exists()):
             if (run_dir / "checkpoint.keras").exists() and not args.resume:
@@ -196,9 +199,11 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.stage == "pretrain" and not 0 < args.test_fraction < 1:
         build_parser().error("--test-fraction must be in (0, 1)")
+    from lamost2csst.nn.training import RunMismatchError
+
     try:
         summary = run(args)
-    except FileExistsError as exc:
+    except (FileExistsError, RunMismatchError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary))

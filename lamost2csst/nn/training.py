@@ -28,7 +28,11 @@ import numpy as np
 from lamost2csst.core.grids import BANDS, OUTPUT_WAVE, band_pixels
 from lamost2csst.core.pairs import make_pairs
 
-__all__ = ["LibraryArrays", "TrainConfig", "epoch_pairs", "split_by_model", "train", "validation_metrics"]
+__all__ = ["LibraryArrays", "RunMismatchError", "TrainConfig", "epoch_pairs", "split_by_model", "train", "validation_metrics"]
+
+
+class RunMismatchError(ValueError):
+    """A run directory that belongs to another run (different config, or not resumable)."""
 
 
 class LibraryArrays(NamedTuple):
@@ -198,7 +202,7 @@ def train(model, train_lib: LibraryArrays, val_lib: LibraryArrays, *, config: Tr
     if resume and ckpt_path.exists() and state_path.exists():
         state = json.loads(state_path.read_text())
         if state["config"] != config_json:
-            raise ValueError(f"{run_dir} was started with a different training config; use a new run directory")
+            raise RunMismatchError(f"{run_dir} was started with a different training config; use a new run directory")
         model = keras.saving.load_model(ckpt_path, compile=True, safe_mode=True)
         optimizer = model.optimizer
     else:

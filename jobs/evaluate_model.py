@@ -1,0 +1,311 @@
+"""Job: evaluate a UaRA-net model like Sects. 4.2-4.3 of the paper; tables (Markdown + JSON) and figures.
+
+``python -m jobs.evaluate_model --help`` explains; :func:`run` is what tests call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from jobs._cli import positive_int
+
+PROG = "python -m jobs.evaluate_model"
+
+DESCRIPTION = """\
+Evaluate a UaRA-net model and write DIR/evaluation.md, DIR/evaluation.json and PNG figures.
+
+grid test split (--grid-test, default on): the test models of the model's own training split
+  (from its model card, or --split RUN/split.json), each at every SNR of --snrs with
+  --realisations independent Eq. 1 noise draws (fixed --seed). Per SNR x Teff bin x band:
+  typical error and offset (DESIGN.md: per pixel std / median of r over the stars of the bin,
+  then the median over the band's pixels) and the calibration of sigma (fraction of
+  |r|/sigma < 1, ideally 0.683; std of r/sigma, ideally 1). Figures like Figs. 2-5.
+
+MILES verification (--miles): the MILES v9.1 stars of the sdss-mangadap package with
+  5000 <= Teff <= 9750 K, screened by an out-of-fold GPR (Appendix B, RMSAE < --miles-rmsae);
+  input: MILES degraded to R=2000 on INPUT_WAVE with Eq. 1 noise at --miles-snr, normalized;
+  target: MILES degraded to R=200 and scaled, on the OUTPUT_WAVE pixels MILES covers
+  (3500-7500 A). Errors at 3600/4500/5000/6000/7000 A (Sect. 4.3) and a figure like Fig. 11.
+"""
+
+EPILOG = """\
+outputs: DIR/evaluation.md (also printed), DIR/evaluation.json, DIR/grid_residuals.png,
+DIR/grid_calibration.png, DIR/miles_residuals.png (with --miles); stdout ends with one JSON
+summary line.
+
+examples:
+  python -m jobs.evaluate_model --out eval/shipped --miles
+  python -m jobs.evaluate_model --model runs/pretrain/best.keras --split runs/pretrain/split.json --out eval/run
+"""
+
+#: Sect. 4.2 / DESIGN.md: BOSZ test set typical errors (GU, GV, GI).
+PAPER_GRID = {(6000, 20): (0.0425, 0.0025, 0.0029), (6000, 40): (0.0207, 0.0013, 0.0015),
+              (6000, 80): (0.0151, 0.0011, 0.0011), (8000, 20): (0.0117, 0.0016, 0.0024),
+              (8000, 40): (0.0064, 0.0008, 0.0014), (8000, 80): (0.0052, 0.0007, 0.0012)}
+#: Sect. 4.3: MILES verification errors at 3600, 4500, 5000, 6000, 7000 A.
+PAPER_MILES = (0.070, 0.022, 0.013, 0.010, 0.022)
+BAND_NAMES = ("GU", "GV", "GI")
+
+
+def float_list(text):
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if min(values) <= 0:
+        raise argparse.ArgumentTypeError("SNRs must be positive")
+    return values
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="a .keras model (default: the shipped model)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--grid", nargs="+", metavar="PATH", help="grid part stores (default: the shipped grid)")
+    p.add_argument("--split", help="split.json of the training run (default: the split in the model card)")
+    p.add_argument("--no-grid-test", dest="grid_test", action="store_false", help="skip the grid test split")
+    p.add_argument("--snrs", type=float_list, default=(20.0, 40.0, 80.0), help="SNRs (default 20,40,80)")
+    p.add_argument("--realisations", type=positive_int, default=10, help="noise draws per test model (default 10)")
+    p.add_argument("--miles", action="store_true", help="also run the MILES verification (Sect. 4.3)")
+    p.add_argument("--miles-snr", type=float, default=100.0, help="SNR of the MILES inputs (default 100)")
+    p.add_argument("--miles-rmsae", type=float, default=0.05, help="GPR screening threshold (default 0.05)")
+    p.add_argument("--seed", type=int, default=2024, help="seed of the evaluation noise")
+    return p
+
+
+def _test_models(args, card):
+    import numpy as np
+
+    from lamost2csst.io.grid import load_grid
+
+    if args.split:
+        split = json.loads(Path(args.split).read_text())
+    elif "split" in card:
+        split = card["split"]
+    else:
+        raise SystemExit(f"{PROG}: error: the model card has no training split; pass --split RUN/split.json")
+    if args.grid:
+        import xarray as xr
+
+        parts = [load_grid(p) for p in args.grid]
+        ds = xr.concat(parts, dim="model") if len(parts) > 1 else parts[0]
+    else:
+        ds = load_grid()
+    params = np.stack([ds[k].values.astype(float) for k in ("teff", "logg", "feh", "alpha")], axis=1)
+    wanted = {tuple(np.round(p, 4)) for p in split["test"]}
+    keep = np.array([tuple(np.round(p, 4)) in wanted for p in params])
+    if keep.sum() != len(wanted):
+        raise SystemExit(f"{PROG}: error: {len(wanted) - keep.sum()} test models of the split are not in the grid")
+    return ds.isel(model=np.flatnonzero(keep))
+
+
+def grid_evaluation(model, ds, *, snrs, realisations, seed):
+    """Predictions of ``model`` for the grid models of ``ds`` at each SNR x realisation."""
+    import numpy as np
+
+    from lamost2csst.core.evaluation import evaluation_rows
+    from lamost2csst.io.training import gridded_library
+    from lamost2csst.nn.inference import predict
+    from lamost2csst.nn.training import LibraryArrays, epoch_pairs
+
+    g = gridded_library(ds)
+    lib = LibraryArrays(g.flux_in, g.input_mask, g.sed, g.target_mask, ds["teff"].values.astype(float))
+    parts = []
+    for k in range(realisations):
+        data = epoch_pairs(lib, snrs=snrs, rng=np.random.default_rng([seed, k]))
+        sed, sigma = predict(data.flux, data.error, model=model)
+        parts.append((data.sed, data.target_mask, sed, sigma, lib.teff[data.star], data.snr, data.star))
+    cat = [np.concatenate(x) for x in zip(*parts)]
+    rows = evaluation_rows(*cat[:4], teff=cat[4], snr=cat[5], star_id=cat[6])
+    return rows, cat
+
+
+def miles_evaluation(model, *, snr, threshold, seed):
+    import numpy as np
+
+    from lamost2csst.core.evaluation import MILES_WAVELENGTHS, wavelength_errors
+    from lamost2csst.core.gpr import screen_library
+    from lamost2csst.core.grids import OUTPUT_WAVE
+    from lamost2csst.core.metrics import relative_residual
+    from lamost2csst.io.readers.mangadap import read_mangadap_miles
+    from lamost2csst.io.training import gridded_library
+    from lamost2csst.nn.inference import predict
+    from lamost2csst.nn.training import LibraryArrays, epoch_pairs
+
+    ds = read_mangadap_miles()
+    teff, logg, feh = (ds[k].values.astype(float) for k in ("teff", "logg", "feh"))
+    sel = (teff >= 5000) & (teff <= 9750) & np.isfinite(logg) & np.isfinite(feh)
+    ds = ds.isel(star=np.flatnonzero(sel))
+    g = gridded_library(ds)
+    covered = ~g.target_mask.any(axis=0)  # the pixels every star covers (~3500-7500 A)
+    params = np.stack([teff[sel], logg[sel], feh[sel]], axis=1)
+    screen = screen_library(params, g.sed[:, covered], threshold=threshold, seed=seed)
+    keep = screen.normal & ~g.input_mask.any(axis=1)
+    lib = LibraryArrays(g.flux_in[keep], g.input_mask[keep], g.sed[keep], g.target_mask[keep], params[keep, 0])
+    data = epoch_pairs(lib, snrs=(snr,), rng=np.random.default_rng([seed, 99]))
+    sed, sigma = predict(data.flux, data.error, model=model)
+    r = relative_residual(sed, data.sed, mask=data.target_mask)
+    z = r / sigma
+    within = float(np.nanmean(np.abs(z) < 1) / np.mean(np.isfinite(z))) if np.isfinite(z).any() else float("nan")
+    result = {"n_selected": int(sel.sum()), "n_screened_out": int((~screen.normal).sum()), "n_used": int(keep.sum()),
+              "rmsae_threshold": threshold, "gpr_hyperparameters": screen.hyperparameters, "snr": snr,
+              "errors": wavelength_errors(r, at=MILES_WAVELENGTHS), "within1sigma": within,
+              "std_z": float(np.nanstd(z))}
+    return result, (OUTPUT_WAVE, r, lib.teff)
+
+
+def _markdown(card, grid_rows, miles, args) -> str:
+    lines = ["# UaRA-net evaluation", ""]
+    lines.append(f"model: `{args.model or 'shipped'}` (sha256 {card.get('sha256', '?')[:12]}), "
+                 f"trained on {card.get('train_models', '?')} grid models; command: `{' '.join(sys.argv)}`")
+    if grid_rows:
+        lines += ["", "## Grid test split vs the paper (Sect. 4.2, BOSZ test set)", "",
+                  "Rows are models × noise realisations; `models` counts the distinct test models of the bin.", "",
+                  "| Teff | SNR | models | GU ours | GU paper | GV ours | GV paper | GI ours | GI paper |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for (teff, snr), paper in PAPER_GRID.items():
+            row = next((r for r in grid_rows if r["teff_bin"] == teff and r["snr"] == snr), None)
+            if row is None:
+                lines.append(f"| {teff} | {snr} | 0 | – | {paper[0]} | – | {paper[1]} | – | {paper[2]} |")
+                continue
+            cells = " | ".join(f"{row[f'error_{b}']:.4f} | {p}" for b, p in zip(BAND_NAMES, paper))
+            lines.append(f"| {teff} | {snr:g} | {row['n_distinct']} | {cells} |")
+        lines += ["", "## Grid test split: every Teff bin (typical error / offset / fraction |r|/σ<1)", "",
+                  "| SNR | Teff | models | " + " | ".join(f"{b} error | {b} offset | {b} in 1σ | {b} std(r/σ)"
+                                                        for b in BAND_NAMES) + " |",
+                  "|---:|---:|---:|" + "---:|" * 12]
+        for r in grid_rows:
+            cells = " | ".join(f"{r[f'error_{b}']:.4f} | {r[f'offset_{b}']:+.4f} | {r[f'within1sigma_{b}']:.3f} | "
+                               f"{r[f'std_z_{b}']:.2f}" for b in BAND_NAMES)
+            lines.append(f"| {r['snr']:g} | {r['teff_bin']:.0f} | {r['n_distinct']} | {cells} |")
+    if miles:
+        lines += ["", "## MILES verification (Sect. 4.3)", "",
+                  f"{miles['n_used']} MILES stars used ({miles['n_selected']} with 5000-9750 K and parameters, "
+                  f"{miles['n_screened_out']} screened out by GPR RMSAE ≥ {miles['rmsae_threshold']}), "
+                  f"input SNR {miles['snr']:g}; fraction |r|/σ<1 = {miles['within1sigma']:.3f}, "
+                  f"std(r/σ) = {miles['std_z']:.2f}", "",
+                  "| λ (Å) | error ours | offset ours | error paper |", "|---:|---:|---:|---:|"]
+        for e, p in zip(miles["errors"], PAPER_MILES):
+            lines.append(f"| {e['wave']:.0f} | {e['error']:.4f} | {e['offset']:+.4f} | {p} |")
+    return "\n".join(lines) + "\n"
+
+
+def _figures(out, grid_cat, miles_arrays):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from lamost2csst.core.grids import OUTPUT_WAVE
+    from lamost2csst.core.metrics import relative_residual, teff_bin
+
+    files = []
+    if grid_cat is not None:
+        sed_true, tmask, sed, sigma, teff, snr, _ = grid_cat
+        r = relative_residual(sed, sed_true, mask=tmask)
+        bins = teff_bin(teff)
+        snrs = np.unique(snr)
+        fig, axes = plt.subplots(len(snrs), 2, figsize=(11, 2.6 * len(snrs)), sharex=True, squeeze=False)
+        cmap = plt.get_cmap("coolwarm")
+        centres = np.unique(bins)
+        for i, s in enumerate(snrs):
+            for c in centres:
+                sel = (snr == s) & (bins == c)
+                if sel.sum() < 2:
+                    continue
+                color = cmap((c - 5000) / 4750)
+                axes[i, 0].plot(OUTPUT_WAVE, np.nanmedian(r[sel], axis=0), color=color, lw=0.8)
+                axes[i, 1].plot(OUTPUT_WAVE, np.nanstd(r[sel], axis=0), color=color, lw=0.8)
+            axes[i, 0].set_ylabel(f"SNR {s:g}\nmedian r")
+            axes[i, 1].set_ylabel("std r")
+            axes[i, 1].set_yscale("log")
+        for ax in axes[-1]:
+            ax.set_xlabel("wavelength (Å, vacuum)")
+        fig.suptitle("Grid test split: relative residuals per Teff bin (blue 5000 K → red 9750 K), like Figs. 2-3")
+        fig.tight_layout()
+        path = Path(out) / "grid_residuals.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        files.append(path)
+
+        fig, axes = plt.subplots(1, 3, figsize=(11, 3))
+        z = r / sigma
+        from lamost2csst.core.grids import BANDS, band_pixels
+
+        x = np.linspace(-4, 4, 200)
+        for ax, (band, lo_hi) in zip(axes, BANDS.items()):
+            zb = z[:, band_pixels(OUTPUT_WAVE, lo_hi)]
+            zb = zb[np.isfinite(zb)]
+            ax.hist(np.clip(zb, -4, 4), bins=80, density=True, color="0.6")
+            ax.plot(x, np.exp(-x**2 / 2) / np.sqrt(2 * np.pi), "k-", lw=1)
+            ax.set_title(f"{band}: |r/σ|<1 for {np.mean(np.abs(zb) < 1):.3f}")
+            ax.set_xlabel("r / σ")
+        fig.tight_layout()
+        path = Path(out) / "grid_calibration.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        files.append(path)
+    if miles_arrays is not None:
+        wave, r, teff = miles_arrays
+        fig, ax = plt.subplots(figsize=(9, 3.5))
+        for row in r:
+            ax.plot(wave, row, color="0.75", lw=0.4)
+        ax.plot(wave, np.nanmedian(r, axis=0), "r-", label="median")
+        ax.plot(wave, np.nanstd(r, axis=0), "b--", label="std")
+        ax.set_xlim(3400, 7600)
+        ax.set_ylim(-0.2, 0.2)
+        ax.set_xlabel("wavelength (Å, vacuum)")
+        ax.set_ylabel("relative residual")
+        ax.legend()
+        ax.set_title(f"MILES verification: {r.shape[0]} stars (like Fig. 11)")
+        fig.tight_layout()
+        path = Path(out) / "miles_residuals.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        files.append(path)
+    return files
+
+
+def run(args) -> dict:
+    from lamost2csst.nn.inference import default_model_path, load_model, model_card
+
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = Path(args.model) if args.model else default_model_path()
+    model = load_model(path)
+    card = model_card(path)
+    grid_rows, grid_cat, miles, miles_arrays = [], None, None, None
+    if args.grid_test:
+        ds = _test_models(args, card)
+        grid_rows, grid_cat = grid_evaluation(model, ds, snrs=args.snrs, realisations=args.realisations,
+                                              seed=args.seed)
+    if args.miles:
+        miles, miles_arrays = miles_evaluation(model, snr=args.miles_snr, threshold=args.miles_rmsae, seed=args.seed)
+    text = _markdown(card, grid_rows, miles, args)
+    (out / "evaluation.md").write_text(text)
+    figures = _figures(out, grid_cat, miles_arrays)
+    result = {"model": str(path), "sha256": card.get("sha256"), "grid": grid_rows, "miles": miles,
+              "paper_grid": {f"{t}K_snr{s}": v for (t, s), v in PAPER_GRID.items()}, "paper_miles": PAPER_MILES,
+              "figures": [str(f) for f in figures], "seconds": round(time.perf_counter() - t0, 1)}
+    (out / "evaluation.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(text)
+    return {"out": str(out), "grid_rows": len(grid_rows), "miles_stars": miles["n_used"] if miles else 0,
+            "seconds": result["seconds"]}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    summary = run(args)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The evaluate_model job on a tiny trained run: tables, JSON, figures, and its errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from jobs import evaluate_model, train_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    import lamost2csst
+
+    tmp = tmp_path_factory.mktemp("eval")
+    ds = lamost2csst.load_grid().isel(model=slice(0, 16))
+    grid = tmp / "grid.zarr"
+    ds.to_zarr(grid, mode="w", consolidated=False)
+    run_dir = tmp / "run"
+    assert train_model.main(["pretrain", "--grid", str(grid), "--run-dir", str(run_dir), "--epochs", "2",
+                             "--batch-size", "16"]) == 0
+    return grid, run_dir
+
+
+def test_grid_evaluation_writes_tables_and_figures(run, tmp_path, capsys):
+    grid, run_dir = run
+    out = tmp_path / "out"
+    assert evaluate_model.main(["--model", str(run_dir / "best.keras"), "--grid", str(grid), "--out", str(out),
+                                "--snrs", "20,40", "--realisations", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "| Teff | SNR | models |" in printed and "0.0425" in printed  # paper column present
+    result = json.loads((out / "evaluation.json").read_text())
+    split = json.loads((run_dir / "split.json").read_text())
+    n_test = len(split["test"])
+    rows = result["grid"]
+    assert {r["snr"] for r in rows} == {20.0, 40.0}
+    # every test model appears in exactly one Teff bin per SNR, 3 realisations each
+    for snr in (20.0, 40.0):
+        in_snr = [r for r in rows if r["snr"] == snr]
+        assert sum(r["n_distinct"] for r in in_snr) <= n_test
+        assert all(r["n_star"] == 3 * r["n_distinct"] for r in in_snr)
+    for r in rows:
+        for band in ("GU", "GV", "GI"):
+            assert np.isfinite(r[f"error_{band}"]) and 0 <= r[f"within1sigma_{band}"] <= 1
+    for name in ("evaluation.md", "grid_residuals.png", "grid_calibration.png"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_same_seed_same_numbers(run, tmp_path):
+    grid, run_dir = run
+    outs = []
+    for name in ("a", "b"):
+        evaluate_model.main(["--model", str(run_dir / "best.keras"), "--grid", str(grid), "--out",
+                             str(tmp_path / name), "--snrs", "20", "--realisations", "2"])
+        outs.append(json.loads((tmp_path / name / "evaluation.json").read_text())["grid"])
+    assert outs[0] == outs[1]
+
+
+def test_missing_split_is_a_clear_error(run, tmp_path):
+    grid, run_dir = run
+    from lamost2csst.nn.inference import load_model, save_model
+
+    bare = save_model(load_model(run_dir / "best.keras"), tmp_path / "bare.keras")  # card without a split
+    with pytest.raises(SystemExit, match="no training split"):
+        evaluate_model.main(["--model", str(bare), "--grid", str(grid), "--out", str(tmp_path / "o")])
+
+
+@pytest.mark.slow
+def test_miles_verification_runs_on_the_mangadap_stars(run, tmp_path):
+    pytest.importorskip("mangadap")
+    grid, run_dir = run
+    out = tmp_path / "m"
+    evaluate_model.main(["--model", str(run_dir / "best.keras"), "--out", str(out), "--no-grid-test", "--miles"])
+    miles = json.loads((out / "evaluation.json").read_text())["miles"]
+    assert miles["n_used"] > 200 and miles["n_used"] + miles["n_screened_out"] <= miles["n_selected"]
+    assert [e["wave"] for e in miles["errors"]] == [3600.0, 4500.0, 5000.0, 6000.0, 7000.0]
+    assert (out / "miles_residuals.png").exists()

@@ -1,0 +1,69 @@
+"""The train_model job: command line, run directory contents, resume, refusal to clobber."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from jobs import train_model  # noqa: E402
+
+
+def _grid_part(tmp_path):
+    """A 12-model grid part (a slice of the shipped grid) so the job runs in seconds."""
+    import lamost2csst
+
+    ds = lamost2csst.load_grid().isel(model=slice(0, 12))
+    path = tmp_path / "grid.zarr"
+    ds.to_zarr(path, mode="w", consolidated=False)
+    return path
+
+
+def test_help_is_fast_and_explains_the_stages():
+    out = subprocess.run([sys.executable, "-m", "jobs.train_model", "--help"], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert "pretrain" in out and "split BY MODEL" in out
+    probe = subprocess.run([sys.executable, "-c", "import sys, jobs.train_model; print('tensorflow' in sys.modules)"],
+                           capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    assert probe == "False"
+
+
+def test_pretrain_writes_a_complete_run_and_resumes(tmp_path, capsys):
+    grid = _grid_part(tmp_path)
+    run = tmp_path / "run"
+    args = ["pretrain", "--grid", str(grid), "--run-dir", str(run), "--epochs", "2", "--validate-every", "1",
+            "--batch-size", "16", "--seed", "3", "--export", str(tmp_path / "exported.keras")]
+    assert train_model.main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["epoch"] == 2 and summary["train_models"] == 9 and summary["test_models"] == 3
+    assert summary["passes"] == 2 * 9 * 5
+    for name in ("best.keras", "best.json", "checkpoint.keras", "state.json", "history.jsonl", "split.json",
+                 "summary.json"):
+        assert (run / name).exists(), name
+    split = json.loads((run / "split.json").read_text())
+    train_set = {tuple(p) for p in split["train"]}
+    assert len(train_set) == 9 and train_set.isdisjoint({tuple(p) for p in split["test"]})
+    assert (tmp_path / "exported.keras").exists() and (tmp_path / "exported.json").exists()
+    card = json.loads((tmp_path / "exported.json").read_text())
+    assert card["train_models"] == 9 and card["stage"] == "pretrain"
+
+    # same directory without --resume: refused, nothing overwritten
+    before = (run / "history.jsonl").read_text()
+    assert train_model.main(args[:-2]) == 2
+    assert (run / "history.jsonl").read_text() == before
+
+    # --resume with more epochs continues from epoch 2... but a changed config is refused
+    assert train_model.main([*args[:-2], "--resume", "--epochs", "3"]) == 2
+    assert "different training config" in capsys.readouterr().err
+    # --resume of a finished run with the same config does nothing more
+    assert train_model.main([*args[:-2], "--resume"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["epoch"] == 2
+
+
+def test_bad_arguments_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        train_model.main(["pretrain", "--run-dir", "x", "--epochs", "0"])
+    assert exc.value.code == 2
+    assert "positive integer" in capsys.readouterr().err
