@@ -33,6 +33,12 @@ stages:
              train/test split BY MODEL (never by noise realisation), every training model at
              every SNR of --snrs with fresh Eq. 1 noise each epoch, validation on the test
              models at SNR 20 and 40 with fixed noise.
+  finetune   from --init (default: the shipped model) on STELIB (sdss-mangadap, 3200-9899 A;
+             the loss is masked on SED pixels outside its coverage): stars in --teff-range
+             with parameters from their headers, or where a header lacks them from a chi-square
+             match against the grid (lamost2csst.core.params); screened by an out-of-fold GPR
+             (Appendix B, RMSAE < --screen-rmsae); 4:1 split by star; lr 1e-3 constant,
+             batch 32, 200 epochs (Sect. 4.1).
 
 Optimizer: Adam, learning rate --lr (paper: 1e-3) with cosine decay over --epochs to
 --lr-min; the loss is Eq. 17 (Gaussian NLL of relative residuals; --beta for beta-NLL).
@@ -47,6 +53,7 @@ examples:
   python -m jobs.train_model pretrain --run-dir runs/pretrain --epochs 3000 --minutes 120
   python -m jobs.train_model pretrain --run-dir runs/pretrain --epochs 3000 --minutes 120 --resume
   python -m jobs.train_model pretrain --run-dir runs/try --epochs 50 --export my.keras
+  python -m jobs.train_model finetune --run-dir runs/stelib --export stelib.keras
 """
 
 
@@ -70,33 +77,61 @@ def float_list(text: str) -> tuple[float, ...]:
     return values
 
 
+def _common_options(p, *, epochs, batch_size, lr_min, test_fraction, mask_augment):
+    p.add_argument("--run-dir", required=True, help="directory for checkpoints, logs and the best model")
+    p.add_argument("--grid", nargs="+", metavar="PATH",
+                   help="grid part stores (default: the grid shipped in the package)")
+    p.add_argument("--epochs", type=positive_int, default=epochs, help=f"epochs (default {epochs})")
+    p.add_argument("--batch-size", type=positive_int, default=batch_size,
+                   help=f"spectra per step (default {batch_size})")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="initial learning rate (default 1e-3)")
+    p.add_argument("--lr-min", type=float, default=lr_min,
+                   help="learning rate at the last epoch, cosine decay (default %(default)s; none = constant)")
+    p.add_argument("--snrs", type=float_list, default=(20.0, 25.0, 30.0, 35.0, 40.0),
+                   help="training SNRs (default 20,25,30,35,40)")
+    p.add_argument("--validate-every", type=positive_int, default=10, help="epochs between validations")
+    p.add_argument("--patience", type=int, default=0,
+                   help="validations without improvement before stopping (0: off)")
+    p.add_argument("--minutes", type=positive_float, default=math.inf, help="wall-time cap of the training loop")
+    p.add_argument("--beta", type=float, default=0.0, help="beta-NLL exponent (default 0: Eq. 17)")
+    p.add_argument("--mask-augment", type=float, default=mask_augment,
+                   help="probability of a random masked span per training spectrum (default %(default)s)")
+    p.add_argument("--test-fraction", type=float, default=test_fraction,
+                   help="fraction held out for validation/test (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of split, initial weights and noise")
+    p.add_argument("--threads", type=positive_int, default=None, help="TensorFlow intra-op threads")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    p.add_argument("--export", metavar="PATH.keras", help="copy the best model (+ card) here at the end")
+
+
+def teff_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI in K, got {text!r}") from None
+    if not 0 < lo < hi:
+        raise argparse.ArgumentTypeError(f"expected 0 < LO < HI, got {text!r}")
+    return lo, hi
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt)
     stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     pre = stages.add_parser("pretrain", help="train on the synthetic grid", description=DESCRIPTION,
-                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    pre.add_argument("--grid", nargs="+", metavar="PATH",
-                     help="grid part stores (default: the grid shipped in the package)")
-    pre.add_argument("--run-dir", required=True, help="directory for checkpoints, logs and the best model")
-    pre.add_argument("--epochs", type=positive_int, default=3000, help="epochs (default 3000, as the paper)")
-    pre.add_argument("--batch-size", type=positive_int, default=256, help="spectra per step (default 256)")
-    pre.add_argument("--lr", type=positive_float, default=1e-3, help="initial learning rate (default 1e-3)")
-    pre.add_argument("--lr-min", type=float, default=1e-5, help="learning rate at the last epoch (default 1e-5)")
-    pre.add_argument("--snrs", type=float_list, default=(20.0, 25.0, 30.0, 35.0, 40.0),
-                     help="training SNRs (default 20,25,30,35,40)")
-    pre.add_argument("--validate-every", type=positive_int, default=10, help="epochs between validations")
-    pre.add_argument("--patience", type=int, default=0, help="validations without improvement before stopping (0: off)")
-    pre.add_argument("--minutes", type=positive_float, default=math.inf, help="wall-time cap of the training loop")
-    pre.add_argument("--beta", type=float, default=0.0, help="beta-NLL exponent (default 0: Eq. 17)")
-    pre.add_argument("--mask-augment", type=float, default=0.25,
-                     help="probability of a random masked span per training spectrum (default 0.25)")
-    pre.add_argument("--test-fraction", type=float, default=0.25, help="fraction of models held out (default 0.25)")
+                            epilog=EPILOG, formatter_class=fmt)
+    _common_options(pre, epochs=3000, batch_size=256, lr_min=1e-5, test_fraction=0.25, mask_augment=0.25)
     pre.add_argument("--dropout", type=float, default=0.0, help="dropout before hidden FC layers (MC dropout)")
-    pre.add_argument("--seed", type=int, default=0, help="seed of split, initial weights and noise")
-    pre.add_argument("--threads", type=positive_int, default=None, help="TensorFlow intra-op threads")
-    pre.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    pre.add_argument("--export", metavar="PATH.keras", help="copy the best model (+ card) here at the end")
+    fine = stages.add_parser("finetune", help="fine-tune a model on empirical spectra (STELIB)",
+                             description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt)
+    _common_options(fine, epochs=200, batch_size=32, lr_min=None, test_fraction=0.2, mask_augment=0.0)
+    fine.add_argument("--init", metavar="MODEL.keras", help="model to start from (default: the shipped model)")
+    fine.add_argument("--library", choices=["stelib"], default="stelib",
+                      help="empirical library (stelib: the 255 STELIB stars of sdss-mangadap)")
+    fine.add_argument("--teff-range", type=teff_range, default=(5000.0, 9750.0),
+                      help="Teff range of the stars used, LO,HI in K (default 5000,9750)")
+    fine.add_argument("--screen-rmsae", type=float, default=0.05,
+                      help="drop stars whose out-of-fold GPR RMSAE exceeds this (Appendix B; 0: no screening)")
     return parser
 
 
@@ -121,36 +156,102 @@ def _grid_library(paths):
     return lib, params
 
 
+def _stelib_library(args):
+    """STELIB stars (sdss-mangadap) in the Teff range, parameters from headers or a chi2 grid fit."""
+    import numpy as np
+
+    from lamost2csst.core.gpr import screen_library
+    from lamost2csst.core.params import fit_parameters
+    from lamost2csst.io.readers.mangadap import read_mangadap_stelib
+    from lamost2csst.io.training import gridded_library
+    from lamost2csst.nn.training import LibraryArrays
+
+    ds = read_mangadap_stelib()
+    # Stars without data around the SED scaling window cannot be scaled (Sect. 2.1): count, drop.
+    wave = ds["wave"].values
+    window = (wave > 5480) & (wave < 5630)
+    scalable = ~ds["mask"].values[:, window].any(axis=1)
+    n_read = int(ds.sizes["star"])
+    ds = ds.isel(star=np.flatnonzero(scalable))
+    g = gridded_library(ds)
+    params = np.stack([ds[k].values.astype(float) for k in ("teff", "logg", "feh")], axis=1)
+    source = np.where(np.all(np.isfinite(params), axis=1), "header", "chi2-grid-fit")
+    usable = ~g.input_mask.all(axis=1)
+    missing = (source != "header") & usable
+    if missing.any():
+        grid_lib, grid_params = _grid_library(args.grid)
+        fit = fit_parameters(g.flux_in[missing], grid_lib.flux_in, grid_params[:, :3], mask=g.input_mask[missing])
+        params[missing] = fit.params
+    lo, hi = args.teff_range
+    keep = usable & (params[:, 0] >= lo) & (params[:, 0] <= hi) & ~g.input_mask.any(axis=1)
+    info = {"library": "stelib", "stars_read": n_read, "no_scale_window": int((~scalable).sum()),
+            "in_teff_range": int(keep.sum()),
+            "params_from_header": int((keep & (source == "header")).sum()),
+            "params_from_chi2_fit": int((keep & (source != "header")).sum())}
+    idx = np.flatnonzero(keep)
+    if args.screen_rmsae > 0:
+        covered = ~g.target_mask[idx].any(axis=0)
+        screen = screen_library(params[idx], g.sed[idx][:, covered], threshold=args.screen_rmsae, seed=args.seed)
+        info.update(screened_out=int((~screen.normal).sum()), screen_rmsae=args.screen_rmsae,
+                    gpr_hyperparameters=screen.hyperparameters)
+        idx = idx[screen.normal]
+    lib = LibraryArrays(g.flux_in[idx].astype(np.float32), g.input_mask[idx], g.sed[idx].astype(np.float32),
+                        g.target_mask[idx], params[idx, 0])
+    names = ds["name"].values[idx].astype(str)
+    return lib, names, info
+
+
 def run(args, *, progress=True) -> dict:
     """Run one stage from parsed arguments; returns the summary."""
     import numpy as np
 
     from lamost2csst.nn.model import ModelConfig, build_uaranet
-    from lamost2csst.nn.training import TrainConfig, split_by_model, train
+    from lamost2csst.nn.training import RunMismatchError, TrainConfig, split_by_model, train
 
     run_dir = Path(args.run_dir)
     if args.threads:
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    lib, params = _grid_library(args.grid)
+    if args.stage == "pretrain":
+        lib, params = _grid_library(args.grid)
+        keys = [list(p) for p in params]
+        columns, extra = ["teff", "logg", "feh", "alpha"], {}
+    else:
+        lib, names, extra = _stelib_library(args)
+        keys, columns = list(names), ["name"]
     train_idx, test_idx = split_by_model(len(lib), test_fraction=args.test_fraction, seed=args.seed)
-    split = {"columns": ["teff", "logg", "feh", "alpha"], "train": params[train_idx].tolist(),
-             "test": params[test_idx].tolist(), "seed": args.seed, "test_fraction": args.test_fraction}
+    split = {"columns": columns, "train": [keys[i] for i in train_idx], "test": [keys[i] for i in test_idx],
+             "seed": args.seed, "test_fraction": args.test_fraction}
     split_path = run_dir / "split.json"
     if args.resume and split_path.exists():
-        if json.loads(split_path.read_text()) != split:
-            from lamost2csst.nn.training import RunMismatchError
-
-            raise RunMismatchError(f"--resume with a different grid or split than {split_path}")
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, lr_min=args.lr_min,
-                         snrs=tuple(args.snrs), validate_every=args.validate_every, patience=args.patience,
-                         max_minutes=args.minutes, beta=args.beta, mask_augment=args.mask_augment, seed=args.seed)
+        if json.loads(split_path.read_text()) != json.loads(json.dumps(split)):
+            raise RunMismatchError(f"--resume with a different library or split than {split_path}")
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                         lr_min=args.lr if args.lr_min is None else args.lr_min, snrs=tuple(args.snrs),
+                         validate_every=args.validate_every, patience=args.patience, max_minutes=args.minutes,
+                         beta=args.beta, mask_augment=args.mask_augment, seed=args.seed)
     train_lib, test_lib = lib.take(train_idx), lib.take(test_idx)
-    # Start from the geometric-mean training SED (the heads' zero kernels make that the first prediction).
-    with np.errstate(invalid="ignore"):
-        start_sed = np.exp(np.nanmean(np.log(np.where(train_lib.target_mask, np.nan, train_lib.sed)), axis=0))
-    model = build_uaranet(ModelConfig(dropout=args.dropout), sed_bias=start_sed)
+    if args.stage == "pretrain":
+        # Start from the geometric-mean training SED (the heads' zero kernels make that the first prediction).
+        with np.errstate(invalid="ignore"):
+            start_sed = np.exp(np.nanmean(np.log(np.where(train_lib.target_mask, np.nan, train_lib.sed)), axis=0))
+        model_config = ModelConfig(dropout=args.dropout)
+        model = build_uaranet(model_config, sed_bias=start_sed)
+        model_config = json.loads(model_config.to_json())
+    else:
+        import keras
+
+        from lamost2csst.nn.inference import default_model_path, model_card
+
+        init = Path(args.init) if args.init else default_model_path()
+        keras.utils.set_random_seed(args.seed)
+        import lamost2csst.nn.layers  # noqa: F401  (registers the custom layers)
+
+        model = keras.saving.load_model(init, compile=False, safe_mode=True)  # a fresh copy, not the cache
+        model_config = model_card(init).get("model_config")
+        extra["init"] = str(init)
+        extra["init_sha256"] = model_card(init).get("sha256")
 
     bar = None
     if progress:
@@ -170,9 +271,8 @@ def run(args, *, progress=True) -> dict:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     command = " ".join([PROG, *map(shlex.quote, sys.argv[1:])]) if sys.argv[0].endswith("train_model.py") else None
-    card = {"stage": args.stage, "command": command, "grid_models": len(lib), "train_models": len(train_lib),
-            "test_models": len(test_lib), "model_config": json.loads(ModelConfig(dropout=args.dropout).to_json()),
-            "split": split}
+    card = {"stage": args.stage, "command": command, "library_size": len(lib), "train_models": len(train_lib),
+            "test_models": len(test_lib), "model_config": model_config, "split": split, **extra}
     try:
         if not (args.resume and split_path.exists()):
             if (run_dir / "checkpoint.keras").exists() and not args.resume:
@@ -185,7 +285,8 @@ def run(args, *, progress=True) -> dict:
         if bar is not None:
             bar.close()
     summary = {"stage": args.stage, "run_dir": str(run_dir), **summary, "train_models": len(train_lib),
-               "test_models": len(test_lib), "wall_seconds_this_call": round(time.perf_counter() - t0, 1)}
+               "test_models": len(test_lib), "wall_seconds_this_call": round(time.perf_counter() - t0, 1),
+               **{k: v for k, v in extra.items() if k != "gpr_hyperparameters"}}
     if args.export:
         from lamost2csst.nn.inference import load_model, model_card, save_model
 
@@ -197,7 +298,7 @@ def run(args, *, progress=True) -> dict:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.stage == "pretrain" and not 0 < args.test_fraction < 1:
+    if not 0 < args.test_fraction < 1:
         build_parser().error("--test-fraction must be in (0, 1)")
     from lamost2csst.nn.training import RunMismatchError
 
