@@ -36,7 +36,11 @@ stages:
   finetune   from --init (default: the shipped model) on STELIB (sdss-mangadap, 3200-9899 A;
              the loss is masked on SED pixels outside its coverage): stars in --teff-range
              with parameters from their headers, or where a header lacks them from a chi-square
-             match against the grid (lamost2csst.core.params); screened by an out-of-fold GPR
+             match against the grid (lamost2csst.core.params); dereddened (STELIB is not: E(B-V)
+             fitted against the SED of the best-matching grid model, F99, R_V = 3.1,
+             lamost2csst.core.extinction; stars bluer than their model by E(B-V) < -0.05,
+             or matched > 500 K from their catalogue Teff, are dropped); screened by an
+             out-of-fold GPR
              (Appendix B, RMSAE < --screen-rmsae); 4:1 split by star; lr 1e-3 constant,
              batch 32, 200 epochs (Sect. 4.1).
 
@@ -130,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="empirical library (stelib: the 255 STELIB stars of sdss-mangadap)")
     fine.add_argument("--teff-range", type=teff_range, default=(5000.0, 9750.0),
                       help="Teff range of the stars used, LO,HI in K (default 5000,9750)")
+    fine.add_argument("--no-deredden", dest="deredden", action="store_false",
+                      help="keep STELIB's reddened fluxes (default: fit E(B-V) against the grid and remove it)")
     fine.add_argument("--screen-rmsae", type=float, default=0.05,
                       help="drop stars whose out-of-fold GPR RMSAE exceeds this (Appendix B; 0: no screening)")
     return parser
@@ -160,8 +166,11 @@ def _stelib_library(args):
     """STELIB stars (sdss-mangadap) in the Teff range, parameters from headers or a chi2 grid fit."""
     import numpy as np
 
+    from lamost2csst.core.extinction import deredden, fit_ebv
     from lamost2csst.core.gpr import screen_library
+    from lamost2csst.core.grids import INPUT_WAVE, OUTPUT_WAVE
     from lamost2csst.core.params import fit_parameters
+    from lamost2csst.core.sed import scale_sed
     from lamost2csst.io.readers.mangadap import read_mangadap_stelib
     from lamost2csst.io.training import gridded_library
     from lamost2csst.nn.training import LibraryArrays
@@ -189,13 +198,30 @@ def _stelib_library(args):
             "params_from_header": int((keep & (source == "header")).sum()),
             "params_from_chi2_fit": int((keep & (source != "header")).sum())}
     idx = np.flatnonzero(keep)
+    flux_in, sed = g.flux_in[idx], g.sed[idx]
+    if args.deredden:
+        # STELIB is not dereddened: fit E(B-V) against the best-matching grid model's SED.
+        grid_lib, grid_params = _grid_library(args.grid)
+        match = fit_parameters(flux_in, grid_lib.flux_in, grid_params[:, :3])
+        ebv = fit_ebv(OUTPUT_WAVE, sed, grid_lib.sed[match.best], mask=g.target_mask[idx])
+        # A star bluer than its model (E(B-V) < -0.05) or matched to a model far from its catalogue
+        # Teff (> 500 K; e.g. supergiants below the grid's log g 2) has no trustworthy reddening.
+        consistent = np.isfinite(ebv) & (ebv >= -0.05)
+        header = source[idx] == "header"
+        consistent &= ~header | (np.abs(match.params[:, 0] - params[idx, 0]) <= 500)
+        info["dropped_inconsistent_reddening"] = int((~consistent).sum())
+        ebv = np.clip(ebv, 0.0, None)
+        idx, flux_in, sed, ebv = idx[consistent], flux_in[consistent], sed[consistent], ebv[consistent]
+        sed = scale_sed(np.where(g.target_mask[idx], np.nan, deredden(OUTPUT_WAVE, sed, ebv)))
+        flux_in = deredden(INPUT_WAVE, flux_in, ebv)
+        info["ebv_percentiles_10_50_90"] = [round(float(v), 3) for v in np.percentile(ebv, [10, 50, 90])]
     if args.screen_rmsae > 0:
         covered = ~g.target_mask[idx].any(axis=0)
-        screen = screen_library(params[idx], g.sed[idx][:, covered], threshold=args.screen_rmsae, seed=args.seed)
+        screen = screen_library(params[idx], sed[:, covered], threshold=args.screen_rmsae, seed=args.seed)
         info.update(screened_out=int((~screen.normal).sum()), screen_rmsae=args.screen_rmsae,
                     gpr_hyperparameters=screen.hyperparameters)
-        idx = idx[screen.normal]
-    lib = LibraryArrays(g.flux_in[idx].astype(np.float32), g.input_mask[idx], g.sed[idx].astype(np.float32),
+        idx, flux_in, sed = idx[screen.normal], flux_in[screen.normal], sed[screen.normal]
+    lib = LibraryArrays(flux_in.astype(np.float32), g.input_mask[idx], sed.astype(np.float32),
                         g.target_mask[idx], params[idx, 0])
     names = ds["name"].values[idx].astype(str)
     return lib, names, info
