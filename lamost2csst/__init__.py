@@ -33,6 +33,27 @@ def load_grid(path=None):
 
     return _load_grid(path)
 
+def load_model(path=None):
+    """The shipped UaRA-net (or the ``.keras`` file at ``path``); see :mod:`lamost2csst.nn.inference`."""
+    from lamost2csst.nn.inference import load_model as _load_model  # TensorFlow only when asked for
+
+    return _load_model(path)
+
+
+def predict(norm_flux, norm_error, *, mask=None, model=None, batch_size: int = 1024):
+    """Predicted scaled SEDs and relative sigmas ``(sed, sigma)``, each (n, 574) float32.
+
+    ``norm_flux``/``norm_error`` are normalized rest-frame spectra on ``INPUT_WAVE`` as
+    :func:`prepare_inputs` returns them; ``mask`` marks pixels without data (given flux 1 and
+    error ``lamost2csst.nn.MASKED_ERROR``); NaN/inf on unmasked pixels raise ``ValueError``.
+    ``model`` is a loaded model or a path (default: the shipped model). See
+    :func:`lamost2csst.nn.inference.predict`.
+    """
+    from lamost2csst.nn.inference import predict as _predict
+
+    return _predict(norm_flux, norm_error, mask=mask, model=model, batch_size=batch_size)
+
+
 __all__ = [
     "BANDS",
     "INPUT_WAVE",
@@ -46,7 +67,9 @@ __all__ = [
     "degrade",
     "degrade_error",
     "load_grid",
+    "load_model",
     "normalize",
+    "predict",
     "prepare_inputs",
     "relative_residual",
     "resample",

@@ -27,6 +27,7 @@ def test_api_functions_take_their_options_by_keyword_only():
         "add_noise": {"snr", "rng"},
         "resample": {"wave_out", "ivar", "mask", "z", "method"},
         "prepare_inputs": {"ivar", "z", "mask"},
+        "predict": {"mask", "model", "batch_size"},
     }
     for name, expected in keyword_only.items():
         params = inspect.signature(getattr(lamost2csst, name)).parameters
@@ -44,3 +45,36 @@ def test_core_imports_no_dask_xarray_or_tensorflow():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_importing_the_package_and_nn_loads_no_tensorflow_or_dask():
+    code = (
+        "import sys, lamost2csst, lamost2csst.nn; "
+        "bad = [m for m in ('dask', 'tensorflow', 'keras') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_nn_does_not_import_dask_and_core_gpr_has_no_tensorflow():
+    code = (
+        "import sys, lamost2csst.nn.training, lamost2csst.nn.inference, lamost2csst.nn.model, "
+        "lamost2csst.core.gpr, lamost2csst.core.evaluation; "
+        "bad = [m for m in ('dask', 'distributed', 'xarray') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_predict_through_the_public_api_with_a_given_model(tmp_path):
+    import pytest
+
+    pytest.importorskip("tensorflow")
+    from lamost2csst.nn.model import build_uaranet
+
+    model = build_uaranet(sed_bias=np.full(574, 2.0))
+    sed, sigma = lamost2csst.predict(np.ones((2, 2238)), np.full((2, 2238), 0.02), model=model)
+    np.testing.assert_allclose(sed, 2.0, rtol=1e-6)  # zero-kernel head: the start SED exactly
+    np.testing.assert_allclose(sigma, 0.05, rtol=1e-5)

@@ -20,6 +20,7 @@ import math
 import os
 import platform
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -154,7 +155,9 @@ def validation_metrics(sed_true, target_mask, sed_pred, sigma, *, snr, wave=OUTP
             sel = band_pixels(wave, lo_hi)
             rb, zb = r[rows][:, sel], z[rows][:, sel]
             key = f"snr{value:g}_{band}"
-            with np.errstate(invalid="ignore"):
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                # pixels masked for every star (a library's coverage) are NaN columns: ignored
+                warnings.simplefilter("ignore", RuntimeWarning)
                 out[f"error_{key}"] = float(np.nanmedian(np.nanstd(rb, axis=0)))
                 out[f"offset_{key}"] = float(np.nanmedian(np.nanmedian(rb, axis=0)))
                 finite = np.isfinite(zb)

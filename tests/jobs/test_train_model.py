@@ -67,3 +67,24 @@ def test_bad_arguments_exit_2(capsys):
         train_model.main(["pretrain", "--run-dir", "x", "--epochs", "0"])
     assert exc.value.code == 2
     assert "positive integer" in capsys.readouterr().err
+
+
+def test_finetune_on_stelib_from_a_pretrained_model(tmp_path, capsys):
+    pytest.importorskip("mangadap")
+    grid = _grid_part(tmp_path)
+    pre = tmp_path / "pre"
+    assert train_model.main(["pretrain", "--grid", str(grid), "--run-dir", str(pre), "--epochs", "1"]) == 0
+    capsys.readouterr()
+    fine = tmp_path / "fine"
+    assert train_model.main(["finetune", "--init", str(pre / "best.keras"), "--grid", str(grid), "--run-dir",
+                             str(fine), "--epochs", "2", "--validate-every", "1", "--screen-rmsae", "0"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["library"] == "stelib" and summary["stars_read"] == 255
+    used = summary["train_models"] + summary["test_models"]
+    assert used == summary["in_teff_range"] - summary["dropped_inconsistent_reddening"]
+    assert summary["test_models"] == round(0.2 * used)
+    card = json.loads((fine / "best.json").read_text())
+    assert card["stage"] == "finetune" and card["init_sha256"] == json.loads((pre / "best.json").read_text())["sha256"]
+    # the SED loss is masked outside STELIB's coverage: the run's targets have masked pixels
+    split = json.loads((fine / "split.json").read_text())
+    assert split["columns"] == ["name"] and len(split["test"]) == summary["test_models"]
