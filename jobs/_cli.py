@@ -14,3 +14,7 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+class UsageError(Exception):
+    """Bad input of a job that is the user's to fix (reported as ``prog: error: ...``, exit 2)."""

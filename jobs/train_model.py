@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from jobs._cli import positive_int
+from jobs._cli import UsageError, positive_int
 
 PROG = "python -m jobs.train_model"
 
@@ -43,6 +43,10 @@ stages:
              out-of-fold GPR
              (Appendix B, RMSAE < --screen-rmsae); 4:1 split by star; lr 1e-3 constant,
              batch 32, 200 epochs (Sect. 4.1).
+             --library ngsl (for users with NGSL v2 files, as the paper): SED targets from the
+             files (masked outside their coverage); R=2000 inputs generated from (Teff, log g,
+             [Fe/H]) by a GPR trained on the GPR-screened MILES stars (Appendix C), since
+             NGSL's own R~1000 is too low; NGSL screened at --screen-rmsae (paper: 0.068).
 
 Optimizer: Adam, learning rate --lr (paper: 1e-3) with cosine decay over --epochs to
 --lr-min; the loss is Eq. 17 (Gaussian NLL of relative residuals; --beta for beta-NLL).
@@ -130,8 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
                              description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt)
     _common_options(fine, epochs=200, batch_size=32, lr_min=None, test_fraction=0.2, mask_augment=0.0)
     fine.add_argument("--init", metavar="MODEL.keras", help="model to start from (default: the shipped model)")
-    fine.add_argument("--library", choices=["stelib"], default="stelib",
-                      help="empirical library (stelib: the 255 STELIB stars of sdss-mangadap)")
+    fine.add_argument("--library", choices=["stelib", "ngsl"], default="stelib",
+                      help="stelib: the 255 STELIB stars of sdss-mangadap; ngsl: your NGSL v2 files")
+    fine.add_argument("--ngsl", nargs="+", metavar="PATH", help="NGSL v2 FITS files or folders (--library ngsl)")
+    fine.add_argument("--ngsl-params", metavar="CSV",
+                      help="CSV with columns name,teff,logg,feh (name as in h_stis_ngsl_<name>_v2.fits)")
     fine.add_argument("--teff-range", type=teff_range, default=(5000.0, 9750.0),
                       help="Teff range of the stars used, LO,HI in K (default 5000,9750)")
     fine.add_argument("--no-deredden", dest="deredden", action="store_false",
@@ -227,6 +234,82 @@ def _stelib_library(args):
     return lib, names, info
 
 
+def _read_params_csv(path):
+    """``name,teff,logg,feh`` per line (header line first) -> {name: {teff, logg, feh}}."""
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    need = {"name", "teff", "logg", "feh"}
+    if not rows or not need <= set(rows[0]):
+        raise UsageError(f"{path}: expected a CSV with columns {sorted(need)}")
+    return {r["name"].strip().lower(): {k: float(r[k]) for k in ("teff", "logg", "feh")} for r in rows}
+
+
+def _miles_input_gpr(seed):
+    """Appendix C: a GPR from (Teff, log g, [Fe/H]) to normalized R=2000 inputs, trained on MILES."""
+    import numpy as np
+
+    from lamost2csst.core.gpr import SpectrumGPR, screen_library
+    from lamost2csst.core.normalization import normalize
+    from lamost2csst.io.readers.mangadap import read_mangadap_miles
+    from lamost2csst.io.training import gridded_library
+
+    ds = read_mangadap_miles()
+    params = np.stack([ds[k].values.astype(float) for k in ("teff", "logg", "feh")], axis=1)
+    sel = np.all(np.isfinite(params), axis=1) & (params[:, 0] >= 5000) & (params[:, 0] <= 9750)
+    ds = ds.isel(star=np.flatnonzero(sel))
+    params = params[sel]
+    g = gridded_library(ds)
+    ok = ~g.input_mask.any(axis=1)
+    covered = ~g.target_mask[ok].any(axis=0)
+    screen = screen_library(params[ok], g.sed[ok][:, covered], threshold=0.05, seed=seed)  # Appendix B
+    idx = np.flatnonzero(ok)[screen.normal]
+    norm, _ = normalize(g.flux_in[idx])
+    return SpectrumGPR(seed=seed).fit(params[idx], norm), int(idx.size)
+
+
+def _ngsl_library(args):
+    """NGSL stars: SED targets from the files, R=2000 inputs generated from parameters (Appendix C)."""
+    import numpy as np
+
+    from lamost2csst.core.gpr import screen_library
+    from lamost2csst.io.readers.ngsl import read_ngsl
+    from lamost2csst.io.training import gridded_library
+    from lamost2csst.nn.training import LibraryArrays
+
+    if not args.ngsl or not args.ngsl_params:
+        raise UsageError("--library ngsl needs --ngsl FILES... and --ngsl-params CSV")
+    files = []
+    for item in args.ngsl:
+        path = Path(item)
+        files += sorted(path.glob("h_stis_ngsl_*_v2.fits")) if path.is_dir() else [path]
+    if not files:
+        raise UsageError(f"no h_stis_ngsl_*_v2.fits files in {args.ngsl}")
+    params_by_name = _read_params_csv(args.ngsl_params)
+    wave = 1700.0 * np.exp(np.arange(0, np.log(10200.0 / 1700.0), 1 / 5000.0))  # common vacuum grid
+    ds = read_ngsl(files, params=params_by_name, wave=wave)
+    params = np.stack([ds[k].values.astype(float) for k in ("teff", "logg", "feh")], axis=1)
+    lo, hi = args.teff_range
+    keep = np.all(np.isfinite(params), axis=1) & (params[:, 0] >= lo) & (params[:, 0] <= hi)
+    info = {"library": "ngsl", "stars_read": int(ds.sizes["star"]), "in_teff_range_with_params": int(keep.sum())}
+    ds, params = ds.isel(star=np.flatnonzero(keep)), params[keep]
+    g = gridded_library(ds, inputs=False)  # NGSL (R~1000) gives targets only
+    idx = np.arange(params.shape[0])
+    if args.screen_rmsae > 0 and idx.size >= 5:
+        covered = ~g.target_mask.any(axis=0)
+        screen = screen_library(params, g.sed[:, covered], threshold=args.screen_rmsae, seed=args.seed)
+        info.update(screened_out=int((~screen.normal).sum()), screen_rmsae=args.screen_rmsae)
+        idx = idx[screen.normal]
+    gpr, n_miles = _miles_input_gpr(args.seed)
+    flux_in = gpr.predict(params[idx]).astype(np.float32)  # normalized, clean: Eq. 1 noise comes per epoch
+    info.update(inputs="GPR(Teff, log g, [Fe/H]) trained on MILES (Appendix C)", gpr_miles_stars=n_miles,
+                gpr_hyperparameters=gpr.hyperparameters)
+    lib = LibraryArrays(flux_in, np.zeros(flux_in.shape, bool), g.sed[idx].astype(np.float32), g.target_mask[idx],
+                        params[idx, 0])
+    return lib, ds["name"].values[idx].astype(str), info
+
+
 def run(args, *, progress=True) -> dict:
     """Run one stage from parsed arguments; returns the summary."""
     import numpy as np
@@ -244,7 +327,7 @@ def run(args, *, progress=True) -> dict:
         keys = [list(p) for p in params]
         columns, extra = ["teff", "logg", "feh", "alpha"], {}
     else:
-        lib, names, extra = _stelib_library(args)
+        lib, names, extra = _stelib_library(args) if args.library == "stelib" else _ngsl_library(args)
         keys, columns = list(names), ["name"]
     train_idx, test_idx = split_by_model(len(lib), test_fraction=args.test_fraction, seed=args.seed)
     split = {"columns": columns, "train": [keys[i] for i in train_idx], "test": [keys[i] for i in test_idx],
@@ -330,7 +413,7 @@ def main(argv=None) -> int:
 
     try:
         summary = run(args)
-    except (FileExistsError, RunMismatchError) as exc:
+    except (FileExistsError, RunMismatchError, UsageError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary))

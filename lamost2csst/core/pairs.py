@@ -55,7 +55,8 @@ class TrainingPairs(NamedTuple):
     target_mask: np.ndarray
 
 
-def library_to_grids(wave, flux, *, mask=None, input_resolution=None, input_fwhm=None) -> GriddedLibrary:
+def library_to_grids(wave, flux, *, mask=None, input_resolution=None, input_fwhm=None,
+                     inputs: bool = True) -> GriddedLibrary:
     """Degrade library spectra (n, n_pixel) on ``wave`` to the network's input and target grids.
 
     Parameters
@@ -69,6 +70,9 @@ def library_to_grids(wave, flux, *, mask=None, input_resolution=None, input_fwhm
     input_resolution, input_fwhm : float, optional
         The library's resolving power, or its constant line-spread FWHM in A (MILES
         2.5 A); neither for model spectra. See :func:`~lamost2csst.core.lsf.degrade`.
+    inputs : bool
+        False: make the targets only (a library coarser than R=2000, such as NGSL, whose
+        inputs come from elsewhere): ``flux_in`` is NaN and ``input_mask`` True everywhere.
 
     Raises
     ------
@@ -78,11 +82,17 @@ def library_to_grids(wave, flux, *, mask=None, input_resolution=None, input_fwhm
     """
     flux = np.asarray(flux)
     options = dict(input_resolution=input_resolution, input_fwhm=input_fwhm)
-    op_in = degradation_operator(wave, resolution=INPUT_RESOLUTION, wave_out=INPUT_WAVE, **options)
     op_out = degradation_operator(wave, resolution=OUTPUT_RESOLUTION, wave_out=OUTPUT_WAVE, **options)
-    flux_in = degrade(wave, flux, resolution=INPUT_RESOLUTION, wave_out=INPUT_WAVE, mask=mask, **options)
     sed = degrade(wave, flux, resolution=OUTPUT_RESOLUTION, wave_out=OUTPUT_WAVE, mask=mask, **options)
-    input_mask = ~np.isfinite(flux_in) | (op_in.coverage < MIN_COVERAGE)
+    if inputs:
+        op_in = degradation_operator(wave, resolution=INPUT_RESOLUTION, wave_out=INPUT_WAVE, **options)
+        flux_in = degrade(wave, flux, resolution=INPUT_RESOLUTION, wave_out=INPUT_WAVE, mask=mask, **options)
+        input_mask = ~np.isfinite(flux_in) | (op_in.coverage < MIN_COVERAGE)
+        coarser = op_in.coarser.copy()
+    else:
+        flux_in = np.full(flux.shape[:-1] + (INPUT_WAVE.size,), np.nan, dtype=np.result_type(flux, np.float32))
+        input_mask = np.ones(flux_in.shape, bool)
+        coarser = np.ones(INPUT_WAVE.size, bool)
     target_mask = ~np.isfinite(sed) | (op_out.coverage < MIN_COVERAGE)
     window_bad = target_mask[..., SCALE_PIXELS].any(axis=-1)
     if np.any(window_bad):
@@ -93,7 +103,7 @@ def library_to_grids(wave, flux, *, mask=None, input_resolution=None, input_fwhm
     sed = scale_sed(np.where(target_mask, 0.0, sed))
     sed = np.where(target_mask, np.nan, sed)
     flux_in = np.where(input_mask, np.nan, flux_in)
-    return GriddedLibrary(flux_in, input_mask, sed, target_mask, op_in.coarser.copy())
+    return GriddedLibrary(flux_in, input_mask, sed, target_mask, coarser)
 
 
 def make_pairs(flux_in, sed, *, snr, rng: np.random.Generator, input_mask=None, target_mask=None) -> TrainingPairs:

@@ -20,8 +20,11 @@ from lamost2csst.core.pairs import GriddedLibrary, TrainingPairs, library_to_gri
 __all__ = ["gridded_library", "training_pairs"]
 
 
-def gridded_library(ds: xr.Dataset) -> GriddedLibrary:
-    """Clean inputs (R=2000, ``INPUT_WAVE``) and scaled targets (R=200, ``OUTPUT_WAVE``) of a library."""
+def gridded_library(ds: xr.Dataset, *, inputs: bool = True) -> GriddedLibrary:
+    """Clean inputs (R=2000, ``INPUT_WAVE``) and scaled targets (R=200, ``OUTPUT_WAVE``) of a library.
+
+    ``inputs=False`` makes the targets only (libraries coarser than R=2000, e.g. NGSL).
+    """
     if "flux_in" in ds and "sed" in ds:  # a synthetic grid: already on the network's grids
         flux_in = ds["flux_in"].values
         sed = ds["sed"].values
@@ -46,7 +49,7 @@ def gridded_library(ds: xr.Dataset) -> GriddedLibrary:
     flux = ds["flux"].values
     if mask is not None:
         flux = np.where(mask, np.nan, flux)
-    return library_to_grids(ds["wave"].values, flux, mask=mask, **options)
+    return library_to_grids(ds["wave"].values, flux, mask=mask, inputs=inputs, **options)
 
 
 def training_pairs(ds: xr.Dataset, *, snr, rng: np.random.Generator) -> TrainingPairs:

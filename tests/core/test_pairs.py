@@ -79,3 +79,19 @@ def test_make_pairs_carries_masks():
     assert pairs.input_mask[0, 500:510].all() and not pairs.input_mask[1].any()
     assert np.isnan(pairs.flux[0, 500:510]).all() and np.isfinite(pairs.flux[1]).all()
     assert pairs.target_mask[1, :20].all() and not pairs.target_mask[0].any()
+
+
+def test_targets_only_for_a_library_coarser_than_the_input():
+    from lamost2csst.core.grids import INPUT_WAVE, OUTPUT_WAVE
+    from lamost2csst.core.pairs import library_to_grids
+
+    wave = np.linspace(1700.0, 10200.0, 6000)
+    flux = np.ones((2, wave.size)) * (wave / 5000.0) ** -2
+    with pytest.raises(ValueError, match="cannot sharpen"):
+        library_to_grids(wave, flux, input_resolution=1000.0)
+    g = library_to_grids(wave, flux, input_resolution=1000.0, inputs=False)
+    assert g.input_mask.all() and np.isnan(g.flux_in).all() and g.flux_in.shape == (2, INPUT_WAVE.size)
+    covered = ~g.target_mask[0]
+    # a power law stays a power law at R=200; scaled to 1 at 5526-5586 A
+    expected = (OUTPUT_WAVE / 5556.0) ** -2
+    np.testing.assert_allclose(g.sed[0, covered], expected[covered], rtol=3e-3)

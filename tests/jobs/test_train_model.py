@@ -88,3 +88,54 @@ def test_finetune_on_stelib_from_a_pretrained_model(tmp_path, capsys):
     # the SED loss is masked outside STELIB's coverage: the run's targets have masked pixels
     split = json.loads((fine / "split.json").read_text())
     assert split["columns"] == ["name"] and len(split["test"]) == summary["test_models"]
+
+
+def _write_ngsl_like(folder, ds):
+    """NGSL v2-format files whose fluxes are grid SEDs (R=200) on a 2 A grid, 1700-10200 A."""
+    import numpy as np
+    from astropy.io import fits
+
+    from lamost2csst.core.grids import OUTPUT_WAVE
+
+    folder.mkdir()
+    wave = np.arange(1700.0, 10200.0, 2.0)
+    rows = ["name,teff,logg,feh"]
+    for i in range(ds.sizes["model"]):
+        flux = 1e-13 * np.interp(wave, OUTPUT_WAVE, ds.sed.values[i])
+        cols = [fits.Column(name="WAVELENGTH", format="D", array=wave),
+                fits.Column(name="FLUX", format="D", array=flux),
+                fits.Column(name="STAT_ERR", format="D", array=flux / 100),
+                fits.Column(name="SYS_ERR", format="D", array=flux / 100)]
+        name = f"star{i:02d}"
+        fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols)]).writeto(
+            folder / f"h_stis_ngsl_{name}_v2.fits")
+        rows.append(f"{name},{ds.teff.values[i]},{ds.logg.values[i]},{ds.feh.values[i]}")
+    (folder / "params.csv").write_text("\n".join(rows) + "\n")
+
+
+@pytest.mark.slow
+def test_finetune_on_ngsl_files_with_gpr_generated_inputs(tmp_path, capsys):
+    pytest.importorskip("mangadap")
+    import numpy as np
+
+    import lamost2csst
+
+    ds = lamost2csst.load_grid().isel(model=slice(0, 15))
+    _write_ngsl_like(tmp_path / "ngsl", ds)
+    grid = _grid_part(tmp_path)
+    pre = tmp_path / "pre"
+    assert train_model.main(["pretrain", "--grid", str(grid), "--run-dir", str(pre), "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert train_model.main(["finetune", "--library", "ngsl", "--ngsl", str(tmp_path / "ngsl"), "--ngsl-params",
+                             str(tmp_path / "ngsl" / "params.csv"), "--init", str(pre / "best.keras"),
+                             "--run-dir", str(tmp_path / "fine"), "--epochs", "1", "--screen-rmsae", "0"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["library"] == "ngsl" and summary["stars_read"] == 15
+    assert summary["train_models"] + summary["test_models"] == summary["in_teff_range_with_params"]
+    assert summary["gpr_miles_stars"] > 200
+
+
+def test_ngsl_without_params_is_a_usage_error(tmp_path, capsys):
+    assert train_model.main(["finetune", "--library", "ngsl", "--ngsl", str(tmp_path), "--run-dir",
+                             str(tmp_path / "r")]) == 2
+    assert "--ngsl-params" in capsys.readouterr().err
