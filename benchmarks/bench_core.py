@@ -36,7 +36,6 @@ from lamost2csst.core import (
     INPUT_WAVE,
     LAMOST_WAVE,
     OUTPUT_WAVE,
-    continuum,
     degrade,
     lsf_sigma,
     normalize,

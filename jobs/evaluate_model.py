@@ -74,6 +74,9 @@ def build_parser():
     p.add_argument("--miles", action="store_true", help="also run the MILES verification (Sect. 4.3)")
     p.add_argument("--miles-snr", type=float, default=100.0, help="SNR of the MILES inputs (default 100)")
     p.add_argument("--miles-rmsae", type=float, default=0.05, help="GPR screening threshold (default 0.05)")
+    p.add_argument("--ensemble", nargs="+", metavar="MODEL.keras",
+                   help="more members (same training data, other seeds): predictions are the ensemble mean "
+                        "and sigma its total (aleatoric + epistemic) uncertainty (lamost2csst.nn.uncertainty)")
     p.add_argument("--seed", type=int, default=2024, help="seed of the evaluation noise")
     return p
 
@@ -104,13 +107,42 @@ def _test_models(args, card):
     return ds.isel(model=np.flatnonzero(keep))
 
 
+def _predict_any(model, flux, error):
+    """(sed, sigma, sigma_aleatoric) of one model or of an ensemble (a list of models)."""
+    from lamost2csst.nn.inference import predict
+    from lamost2csst.nn.uncertainty import predict_ensemble
+
+    if isinstance(model, list):
+        out = predict_ensemble(flux, error, models=model)
+        return out.sed, out.sigma, out.sigma_aleatoric
+    sed, sigma = predict(flux, error, model=model)
+    return sed, sigma, sigma
+
+
+def calibration_summary(sed_true, target_mask, sed, sigma, snr):
+    """Fraction |r|/sigma < 1 per SNR and band over all stars."""
+    import numpy as np
+
+    from lamost2csst.core.grids import BANDS, OUTPUT_WAVE, band_pixels
+    from lamost2csst.core.metrics import relative_residual
+
+    r = relative_residual(sed, sed_true, mask=target_mask)
+    z = r / sigma
+    out = {}
+    for value in np.unique(snr):
+        for band, lo_hi in BANDS.items():
+            zb = z[snr == value][:, band_pixels(OUTPUT_WAVE, lo_hi)]
+            zb = zb[np.isfinite(zb)]
+            out[f"snr{value:g}_{band}"] = float(np.mean(np.abs(zb) < 1))
+    return out
+
+
 def grid_evaluation(model, ds, *, snrs, realisations, seed):
-    """Predictions of ``model`` for the grid models of ``ds`` at each SNR x realisation."""
+    """Predictions of ``model`` (or an ensemble) for the grid models of ``ds`` at each SNR x realisation."""
     import numpy as np
 
     from lamost2csst.core.evaluation import evaluation_rows
     from lamost2csst.io.training import gridded_library
-    from lamost2csst.nn.inference import predict
     from lamost2csst.nn.training import LibraryArrays, epoch_pairs
 
     g = gridded_library(ds)
@@ -118,11 +150,11 @@ def grid_evaluation(model, ds, *, snrs, realisations, seed):
     parts = []
     for k in range(realisations):
         data = epoch_pairs(lib, snrs=snrs, rng=np.random.default_rng([seed, k]))
-        sed, sigma = predict(data.flux, data.error, model=model)
-        parts.append((data.sed, data.target_mask, sed, sigma, lib.teff[data.star], data.snr, data.star))
+        sed, sigma, aleatoric = _predict_any(model, data.flux, data.error)
+        parts.append((data.sed, data.target_mask, sed, sigma, lib.teff[data.star], data.snr, data.star, aleatoric))
     cat = [np.concatenate(x) for x in zip(*parts)]
     rows = evaluation_rows(*cat[:4], teff=cat[4], snr=cat[5], star_id=cat[6])
-    return rows, cat
+    return rows, cat[:7], calibration_summary(cat[0], cat[1], cat[2], cat[7], cat[5])
 
 
 def miles_evaluation(model, *, snr, threshold, seed):
@@ -134,7 +166,6 @@ def miles_evaluation(model, *, snr, threshold, seed):
     from lamost2csst.core.metrics import relative_residual
     from lamost2csst.io.readers.mangadap import read_mangadap_miles
     from lamost2csst.io.training import gridded_library
-    from lamost2csst.nn.inference import predict
     from lamost2csst.nn.training import LibraryArrays, epoch_pairs
 
     ds = read_mangadap_miles()
@@ -148,14 +179,15 @@ def miles_evaluation(model, *, snr, threshold, seed):
     keep = screen.normal & ~g.input_mask.any(axis=1)
     lib = LibraryArrays(g.flux_in[keep], g.input_mask[keep], g.sed[keep], g.target_mask[keep], params[keep, 0])
     data = epoch_pairs(lib, snrs=(snr,), rng=np.random.default_rng([seed, 99]))
-    sed, sigma = predict(data.flux, data.error, model=model)
+    sed, sigma, aleatoric = _predict_any(model, data.flux, data.error)
     r = relative_residual(sed, data.sed, mask=data.target_mask)
     z = r / sigma
     within = float(np.nanmean(np.abs(z) < 1) / np.mean(np.isfinite(z))) if np.isfinite(z).any() else float("nan")
     result = {"n_selected": int(sel.sum()), "n_screened_out": int((~screen.normal).sum()), "n_used": int(keep.sum()),
               "rmsae_threshold": threshold, "gpr_hyperparameters": screen.hyperparameters, "snr": snr,
               "errors": wavelength_errors(r, at=MILES_WAVELENGTHS), "within1sigma": within,
-              "std_z": float(np.nanstd(z))}
+              "std_z": float(np.nanstd(z)),
+              "within1sigma_aleatoric_only": float(np.mean(np.abs(r / aleatoric)[np.isfinite(r)] < 1))}
     return result, (OUTPUT_WAVE, r, lib.teff)
 
 
@@ -281,17 +313,23 @@ def run(args) -> dict:
     path = Path(args.model) if args.model else default_model_path()
     model = load_model(path)
     card = model_card(path)
-    grid_rows, grid_cat, miles, miles_arrays = [], None, None, None
+    if args.ensemble:
+        model = [model, *(load_model(p) for p in args.ensemble)]
+    grid_rows, grid_cat, miles, miles_arrays, aleatoric_calibration = [], None, None, None, None
     if args.grid_test:
         ds = _test_models(args, card)
-        grid_rows, grid_cat = grid_evaluation(model, ds, snrs=args.snrs, realisations=args.realisations,
-                                              seed=args.seed)
+        grid_rows, grid_cat, aleatoric_calibration = grid_evaluation(
+            model, ds, snrs=args.snrs, realisations=args.realisations, seed=args.seed)
     if args.miles:
         miles, miles_arrays = miles_evaluation(model, snr=args.miles_snr, threshold=args.miles_rmsae, seed=args.seed)
     text = _markdown(card, grid_rows, miles, args)
+    if args.ensemble and aleatoric_calibration:
+        text += ("\n## Ensemble: fraction |r|/σ < 1 with the aleatoric σ only (the tables above use the total)\n\n"
+                 + "\n".join(f"- {k}: {v:.3f}" for k, v in aleatoric_calibration.items()) + "\n")
     (out / "evaluation.md").write_text(text)
     figures = _figures(out, grid_cat, miles_arrays)
-    result = {"model": str(path), "sha256": card.get("sha256"), "grid": grid_rows, "miles": miles,
+    result = {"model": str(path), "sha256": card.get("sha256"), "ensemble": args.ensemble, "grid": grid_rows,
+              "grid_within1sigma_aleatoric_only": aleatoric_calibration, "miles": miles,
               "paper_grid": {f"{t}K_snr{s}": v for (t, s), v in PAPER_GRID.items()}, "paper_miles": PAPER_MILES,
               "figures": [str(f) for f in figures], "seconds": round(time.perf_counter() - t0, 1)}
     (out / "evaluation.json").write_text(json.dumps(result, indent=1) + "\n")

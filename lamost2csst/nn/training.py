@@ -194,7 +194,7 @@ def train(model, train_lib: LibraryArrays, val_lib: LibraryArrays, *, config: Tr
     import keras
     import tensorflow as tf
 
-    from lamost2csst.nn.inference import load_model, predict, save_model
+    from lamost2csst.nn.inference import predict, save_model
     from lamost2csst.nn.losses import gaussian_nll
 
     run_dir = Path(run_dir)

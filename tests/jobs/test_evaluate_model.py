@@ -77,3 +77,16 @@ def test_miles_verification_runs_on_the_mangadap_stars(run, tmp_path):
     assert miles["n_used"] > 200 and miles["n_used"] + miles["n_screened_out"] <= miles["n_selected"]
     assert [e["wave"] for e in miles["errors"]] == [3600.0, 4500.0, 5000.0, 6000.0, 7000.0]
     assert (out / "miles_residuals.png").exists()
+
+
+def test_ensemble_evaluation_reports_total_and_aleatoric_calibration(run, tmp_path):
+    grid, run_dir = run
+    out = tmp_path / "ens"
+    # a second member: the checkpoint of the same run (different weights from best.keras only if
+    # training moved on; the combination code is tested exactly in tests/nn/test_uncertainty.py)
+    assert evaluate_model.main(["--model", str(run_dir / "best.keras"), "--ensemble", str(run_dir / "checkpoint.keras"),
+                                "--grid", str(grid), "--out", str(out), "--snrs", "20", "--realisations", "2"]) == 0
+    result = json.loads((out / "evaluation.json").read_text())
+    assert result["ensemble"] == [str(run_dir / "checkpoint.keras")]
+    assert set(result["grid_within1sigma_aleatoric_only"]) == {"snr20_GU", "snr20_GV", "snr20_GI"}
+    assert "aleatoric σ only" in (out / "evaluation.md").read_text()

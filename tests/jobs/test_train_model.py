@@ -116,7 +116,6 @@ def _write_ngsl_like(folder, ds):
 @pytest.mark.slow
 def test_finetune_on_ngsl_files_with_gpr_generated_inputs(tmp_path, capsys):
     pytest.importorskip("mangadap")
-    import numpy as np
 
     import lamost2csst
 
