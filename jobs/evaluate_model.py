@@ -77,6 +77,8 @@ def build_parser():
     p.add_argument("--ensemble", nargs="+", metavar="MODEL.keras",
                    help="more members (same training data, other seeds): predictions are the ensemble mean "
                         "and sigma its total (aleatoric + epistemic) uncertainty (lamost2csst.nn.uncertainty)")
+    p.add_argument("--ridge-baseline", action="store_true",
+                   help="also evaluate a ridge regression trained on the same training models (the simple way)")
     p.add_argument("--seed", type=int, default=2024, help="seed of the evaluation noise")
     return p
 
@@ -100,11 +102,40 @@ def _test_models(args, card):
     else:
         ds = load_grid()
     params = np.stack([ds[k].values.astype(float) for k in ("teff", "logg", "feh", "alpha")], axis=1)
+    keys = [tuple(np.round(p, 4)) for p in params]
     wanted = {tuple(np.round(p, 4)) for p in split["test"]}
-    keep = np.array([tuple(np.round(p, 4)) in wanted for p in params])
+    keep = np.array([k in wanted for k in keys])
     if keep.sum() != len(wanted):
         raise SystemExit(f"{PROG}: error: {len(wanted) - keep.sum()} test models of the split are not in the grid")
-    return ds.isel(model=np.flatnonzero(keep))
+    trained = {tuple(np.round(p, 4)) for p in split["train"]}
+    return ds.isel(model=np.flatnonzero(keep)), ds.isel(model=np.flatnonzero([k in trained for k in keys]))
+
+
+class RidgeBaseline:
+    """What a simple linear model achieves from the same training models: ridge regression from
+    the normalized input (minus 1) to ln(SED), fitted on 10 noise draws of each training model
+    at the training SNRs 20-40 (scikit-learn ``Ridge(alpha=1)``)."""
+
+    def __init__(self, train_ds, *, seed):
+        import numpy as np
+        from sklearn.linear_model import Ridge
+
+        from lamost2csst.io.training import gridded_library
+        from lamost2csst.nn.training import LibraryArrays, epoch_pairs
+
+        g = gridded_library(train_ds)
+        lib = LibraryArrays(g.flux_in, g.input_mask, g.sed, g.target_mask, train_ds["teff"].values.astype(float))
+        x, y = [], []
+        for k in range(10):
+            d = epoch_pairs(lib, snrs=(20.0, 25.0, 30.0, 35.0, 40.0), rng=np.random.default_rng([seed, 555, k]))
+            x.append(d.flux - 1.0)
+            y.append(np.log(d.sed))
+        self.model = Ridge(alpha=1.0).fit(np.concatenate(x), np.concatenate(y))
+
+    def __call__(self, flux):
+        import numpy as np
+
+        return np.exp(self.model.predict(flux - 1.0))
 
 
 def _predict_any(model, flux, error):
@@ -137,7 +168,7 @@ def calibration_summary(sed_true, target_mask, sed, sigma, snr):
     return out
 
 
-def grid_evaluation(model, ds, *, snrs, realisations, seed):
+def grid_evaluation(model, ds, *, snrs, realisations, seed, baseline=None):
     """Predictions of ``model`` (or an ensemble) for the grid models of ``ds`` at each SNR x realisation."""
     import numpy as np
 
@@ -147,13 +178,21 @@ def grid_evaluation(model, ds, *, snrs, realisations, seed):
 
     g = gridded_library(ds)
     lib = LibraryArrays(g.flux_in, g.input_mask, g.sed, g.target_mask, ds["teff"].values.astype(float))
-    parts = []
+    parts, baseline_seds = [], []
     for k in range(realisations):
         data = epoch_pairs(lib, snrs=snrs, rng=np.random.default_rng([seed, k]))
+        if baseline is not None:
+            baseline_seds.append(baseline(data.flux))
         sed, sigma, aleatoric = _predict_any(model, data.flux, data.error)
         parts.append((data.sed, data.target_mask, sed, sigma, lib.teff[data.star], data.snr, data.star, aleatoric))
     cat = [np.concatenate(x) for x in zip(*parts)]
     rows = evaluation_rows(*cat[:4], teff=cat[4], snr=cat[5], star_id=cat[6])
+    if baseline is not None:
+        base = np.concatenate(baseline_seds)
+        base_rows = evaluation_rows(cat[0], cat[1], base, np.ones_like(base), teff=cat[4], snr=cat[5], star_id=cat[6])
+        for row, b in zip(rows, base_rows):
+            for band in ("GU", "GV", "GI"):
+                row[f"ridge_error_{band}"] = b[f"error_{band}"]
     return rows, cat[:7], calibration_summary(cat[0], cat[1], cat[2], cat[7], cat[5])
 
 
@@ -198,14 +237,17 @@ def _markdown(card, grid_rows, miles, args) -> str:
     if grid_rows:
         lines += ["", "## Grid test split vs the paper (Sect. 4.2, BOSZ test set)", "",
                   "Rows are models × noise realisations; `models` counts the distinct test models of the bin.", "",
-                  "| Teff | SNR | models | GU ours | GU paper | GV ours | GV paper | GI ours | GI paper |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| Teff | SNR | models | GU ours | GU paper | GV ours | GV paper | GI ours | GI paper |"
+                  + (" GU ridge | GV ridge | GI ridge |" if "ridge_error_GU" in grid_rows[0] else ""),
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" * 3 if "ridge_error_GU" in grid_rows[0] else "")]
         for (teff, snr), paper in PAPER_GRID.items():
             row = next((r for r in grid_rows if r["teff_bin"] == teff and r["snr"] == snr), None)
             if row is None:
                 lines.append(f"| {teff} | {snr} | 0 | – | {paper[0]} | – | {paper[1]} | – | {paper[2]} |")
                 continue
             cells = " | ".join(f"{row[f'error_{b}']:.4f} | {p}" for b, p in zip(BAND_NAMES, paper))
+            if "ridge_error_GU" in row:
+                cells += " | " + " | ".join(f"{row[f'ridge_error_{b}']:.4f}" for b in BAND_NAMES)
             lines.append(f"| {teff} | {snr:g} | {row['n_distinct']} | {cells} |")
         lines += ["", "## Grid test split: every Teff bin (typical error / offset / fraction |r|/σ<1)", "",
                   "| SNR | Teff | models | " + " | ".join(f"{b} error | {b} offset | {b} in 1σ | {b} std(r/σ)"
@@ -317,9 +359,10 @@ def run(args) -> dict:
         model = [model, *(load_model(p) for p in args.ensemble)]
     grid_rows, grid_cat, miles, miles_arrays, aleatoric_calibration = [], None, None, None, None
     if args.grid_test:
-        ds = _test_models(args, card)
+        ds, train_ds = _test_models(args, card)
+        baseline = RidgeBaseline(train_ds, seed=args.seed) if args.ridge_baseline else None
         grid_rows, grid_cat, aleatoric_calibration = grid_evaluation(
-            model, ds, snrs=args.snrs, realisations=args.realisations, seed=args.seed)
+            model, ds, snrs=args.snrs, realisations=args.realisations, seed=args.seed, baseline=baseline)
     if args.miles:
         miles, miles_arrays = miles_evaluation(model, snr=args.miles_snr, threshold=args.miles_rmsae, seed=args.seed)
     text = _markdown(card, grid_rows, miles, args)

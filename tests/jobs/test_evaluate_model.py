@@ -28,9 +28,10 @@ def test_grid_evaluation_writes_tables_and_figures(run, tmp_path, capsys):
     grid, run_dir = run
     out = tmp_path / "out"
     assert evaluate_model.main(["--model", str(run_dir / "best.keras"), "--grid", str(grid), "--out", str(out),
-                                "--snrs", "20,40", "--realisations", "3"]) == 0
+                                "--snrs", "20,40", "--realisations", "3", "--ridge-baseline"]) == 0
     printed = capsys.readouterr().out
     assert "| Teff | SNR | models |" in printed and "0.0425" in printed  # paper column present
+    assert "GV ridge" in printed
     result = json.loads((out / "evaluation.json").read_text())
     split = json.loads((run_dir / "split.json").read_text())
     n_test = len(split["test"])
@@ -44,6 +45,7 @@ def test_grid_evaluation_writes_tables_and_figures(run, tmp_path, capsys):
     for r in rows:
         for band in ("GU", "GV", "GI"):
             assert np.isfinite(r[f"error_{band}"]) and 0 <= r[f"within1sigma_{band}"] <= 1
+            assert np.isfinite(r[f"ridge_error_{band}"])
     for name in ("evaluation.md", "grid_residuals.png", "grid_calibration.png"):
         assert (out / name).stat().st_size > 0
 
