@@ -269,6 +269,14 @@ def _markdown(card, grid_rows, miles, args) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _save(fig, path):
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _figures(out, grid_cat, miles_arrays):
     import matplotlib
 
@@ -303,10 +311,7 @@ def _figures(out, grid_cat, miles_arrays):
             ax.set_xlabel("wavelength (Å, vacuum)")
         fig.suptitle("Grid test split: relative residuals per Teff bin (blue 5000 K → red 9750 K), like Figs. 2-3")
         fig.tight_layout()
-        path = Path(out) / "grid_residuals.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        files.append(path)
+        files.append(_save(fig, Path(out) / "grid_residuals.png"))
 
         fig, axes = plt.subplots(1, 3, figsize=(11, 3))
         z = r / sigma
@@ -321,10 +326,7 @@ def _figures(out, grid_cat, miles_arrays):
             ax.set_title(f"{band}: |r/σ|<1 for {np.mean(np.abs(zb) < 1):.3f}")
             ax.set_xlabel("r / σ")
         fig.tight_layout()
-        path = Path(out) / "grid_calibration.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        files.append(path)
+        files.append(_save(fig, Path(out) / "grid_calibration.png"))
     if miles_arrays is not None:
         wave, r, teff = miles_arrays
         fig, ax = plt.subplots(figsize=(9, 3.5))
@@ -339,10 +341,7 @@ def _figures(out, grid_cat, miles_arrays):
         ax.legend()
         ax.set_title(f"MILES verification: {r.shape[0]} stars (like Fig. 11)")
         fig.tight_layout()
-        path = Path(out) / "miles_residuals.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        files.append(path)
+        files.append(_save(fig, Path(out) / "miles_residuals.png"))
     return files
 
 

@@ -358,9 +358,10 @@ def run(args, *, progress=True) -> dict:
         import lamost2csst.nn.layers  # noqa: F401  (registers the custom layers)
 
         model = keras.saving.load_model(init, compile=False, safe_mode=True)  # a fresh copy, not the cache
-        model_config = model_card(init).get("model_config")
+        init_card = model_card(init)
+        model_config = init_card.get("model_config")
         extra["init"] = str(init)
-        extra["init_sha256"] = model_card(init).get("sha256")
+        extra["init_sha256"] = init_card.get("sha256")
 
     bar = None
     if progress:

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import lamost2csst
 
@@ -37,31 +38,20 @@ def test_api_functions_take_their_options_by_keyword_only():
         assert callable(getattr(lamost2csst, name))
 
 
-def test_core_imports_no_dask_xarray_or_tensorflow():
+@pytest.mark.parametrize(
+    ("modules", "forbidden"),
+    [
+        ("lamost2csst.core", ("dask", "xarray", "tensorflow", "zarr")),
+        ("lamost2csst, lamost2csst.nn", ("dask", "tensorflow", "keras")),
+        ("lamost2csst.nn.training, lamost2csst.nn.inference, lamost2csst.nn.model, lamost2csst.core.gpr, "
+         "lamost2csst.core.evaluation", ("dask", "distributed", "xarray")),
+    ],
+)
+def test_layering_imports(modules, forbidden):
+    """DESIGN.md layering: core has no dask/xarray/tensorflow; the package and nn load no TF on import."""
     code = (
-        "import sys, lamost2csst.core; "
-        "bad = [m for m in ('dask', 'xarray', 'tensorflow', 'zarr') if m in sys.modules]; "
-        "print(bad); sys.exit(1 if bad else 0)"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_importing_the_package_and_nn_loads_no_tensorflow_or_dask():
-    code = (
-        "import sys, lamost2csst, lamost2csst.nn; "
-        "bad = [m for m in ('dask', 'tensorflow', 'keras') if m in sys.modules]; "
-        "print(bad); sys.exit(1 if bad else 0)"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_nn_does_not_import_dask_and_core_gpr_has_no_tensorflow():
-    code = (
-        "import sys, lamost2csst.nn.training, lamost2csst.nn.inference, lamost2csst.nn.model, "
-        "lamost2csst.core.gpr, lamost2csst.core.evaluation; "
-        "bad = [m for m in ('dask', 'distributed', 'xarray') if m in sys.modules]; "
+        f"import sys, {modules}; "
+        f"bad = [m for m in {forbidden!r} if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -69,8 +59,6 @@ def test_nn_does_not_import_dask_and_core_gpr_has_no_tensorflow():
 
 
 def test_predict_through_the_public_api_with_a_given_model(tmp_path):
-    import pytest
-
     pytest.importorskip("tensorflow")
     from lamost2csst.nn.model import build_uaranet
 
