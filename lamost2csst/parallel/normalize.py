@@ -37,14 +37,25 @@ import socket
 import time
 from datetime import datetime, timezone
 
-import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
 
 from lamost2csst.core import INPUT_WAVE, prepare_inputs
-from lamost2csst.io.spectra import compressor, open_spectra
-from lamost2csst.parallel.runtime import JobInputError, open_own_store, read_json, write_json
+from lamost2csst.io.spectra import open_spectra
+from lamost2csst.parallel.chunks import (
+    MARKERS,
+    chunk_ranges,
+    create_output,
+    empty_array,
+    existing_chunk_stars,
+    marker_path,
+    markers_group,
+    run_chunk_tasks,
+    same_stars,
+    star_coords,
+)
+from lamost2csst.parallel.runtime import JobInputError, open_own_store, write_json
 
 __all__ = [
     "MARKERS",
@@ -56,7 +67,6 @@ __all__ = [
 ]
 
 NETWORK_INPUT_SCHEMA = "lamost2csst.network_input/1"
-MARKERS = ".markers"
 INPUT_RESOLUTION = 2000.0
 
 _STEPS = (
@@ -70,20 +80,6 @@ _STEPS = (
 
 def _path(p) -> str:
     return os.path.abspath(os.fspath(p))
-
-
-def _marker_path(out: str, index: int) -> str:
-    return os.path.join(out, MARKERS, f"chunk-{index}.done")
-
-
-def _chunk_ranges(n_star: int, chunk_stars: int) -> list[tuple[int, int, int]]:
-    return [(i, start, min(start + chunk_stars, n_star)) for i, start in enumerate(range(0, n_star, chunk_stars))]
-
-
-def _read_marker(out: str, index: int) -> dict | None:
-    """The marker of a chunk, or None if it is missing or unreadable (then the chunk is redone)."""
-    marker = read_json(_marker_path(out, index))
-    return marker if marker is not None and marker.get("index") == index else None
 
 
 def _open_input(catalogue: str) -> xr.Dataset:
@@ -107,12 +103,11 @@ def network_input_template(ds: xr.Dataset, *, chunk_stars: int, catalogue: str =
     """
     from lamost2csst import __version__
 
-    n_star, n_pix = ds.sizes["star"], INPUT_WAVE.size
-    chunks = (chunk_stars, n_pix)
+    shape = (ds.sizes["star"], INPUT_WAVE.size)
     dims = ("star", "wave_in")
 
     def empty(dtype):
-        return da.zeros((n_star, n_pix), dtype=dtype, chunks=chunks)
+        return empty_array(shape, dtype, chunk_stars)
 
     coords = {
         "wave_in": (
@@ -127,9 +122,7 @@ def network_input_template(ds: xr.Dataset, *, chunk_stars: int, catalogue: str =
             },
         )
     }
-    for name, var in ds.coords.items():
-        if var.dims == ("star",):
-            coords[name] = xr.Variable("star", var.values, dict(var.attrs))
+    coords.update(star_coords(ds))
     data_vars = {
         "flux": (dims, empty(np.float32), {"long_name": "continuum-normalized flux (flux / continuum)", "units": "1"}),
         "error": (dims, empty(np.float32), {"long_name": "1-sigma error of the normalized flux", "units": "1"}),
@@ -156,39 +149,6 @@ def network_input_template(ds: xr.Dataset, *, chunk_stars: int, catalogue: str =
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
-def _encoding(template: xr.Dataset, chunk_stars: int) -> dict:
-    encoding = {}
-    for name, var in template.variables.items():
-        if "star" in var.dims:
-            chunks = tuple(chunk_stars if d == "star" else template.sizes[d] for d in var.dims)
-            encoding[name] = {"chunks": chunks, "compressors": [compressor(1)]}
-    return encoding
-
-
-def _create_output(template: xr.Dataset, out: str, chunk_stars: int) -> None:
-    template.to_zarr(
-        out,
-        mode="w-",
-        compute=False,
-        zarr_format=3,
-        consolidated=False,
-        encoding=_encoding(template, chunk_stars),
-    )
-    _markers_group(out)
-
-
-def _markers_group(out: str) -> None:
-    group = zarr.open_group(os.path.join(out, MARKERS), mode="a", zarr_format=3)
-    group.attrs["description"] = "resume markers of lamost2csst jobs: chunk-<index>.done (JSON) = chunk written"
-
-
-def _existing_chunk_stars(out: str) -> int | None:
-    try:
-        return int(xr.open_zarr(out, consolidated=False).attrs["chunk_stars"])
-    except Exception:  # noqa: BLE001 - anything unreadable is reported by _check_resumable
-        return None
-
-
 def _check_resumable(out: str, template: xr.Dataset, chunk_stars: int) -> None:
     """Refuse to resume into a store that is not the output of this input and chunking."""
     old = open_own_store(out, schema=NETWORK_INPUT_SCHEMA, action="cannot resume into")
@@ -201,7 +161,7 @@ def _check_resumable(out: str, template: xr.Dataset, chunk_stars: int) -> None:
         old_chunks = old["flux"].encoding.get("chunks")
         if old_chunks is None or tuple(old_chunks) != (chunk_stars, INPUT_WAVE.size):
             problems.append(f"its chunks are {old_chunks}, this run uses ({chunk_stars}, {INPUT_WAVE.size})")
-    if not problems and not np.array_equal(old["obsid"].values, template["obsid"].values):
+    if not problems and not same_stars(old, template):
         problems.append("its obsid differ from the input's (another catalogue?)")
     if problems:
         raise JobInputError(
@@ -245,7 +205,7 @@ def normalize_chunk(index: int, start: int, stop: int, *, catalogue: str, out: s
         "host": socket.gethostname(),
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    write_json(_marker_path(out, index), marker)  # atomic: a marker is either absent or complete
+    write_json(marker_path(out, index), marker)  # atomic: a marker is either absent or complete
     return marker
 
 
@@ -288,9 +248,6 @@ def normalize_catalogue(catalogue, out, *, client, chunk_stars=None, resume=Fals
     raised; chunks already running may still finish and leave their markers. Either way
     ``resume=True`` recomputes exactly the chunks without a marker.
     """
-    from distributed import as_completed
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
     catalogue, out = _path(catalogue), _path(out)
     ds = _open_input(catalogue)
@@ -301,40 +258,24 @@ def normalize_catalogue(catalogue, out, *, client, chunk_stars=None, resume=Fals
             f"output {out} already exists; pass resume=True (--resume) to finish it, or remove it first"
         )
     if chunk_stars is None:
-        chunk_stars = (_existing_chunk_stars(out) if exists else None) or ds.chunks["star"][0]
+        chunk_stars = (existing_chunk_stars(out) if exists else None) or ds.chunks["star"][0]
     if int(chunk_stars) != chunk_stars or chunk_stars < 1:
         raise JobInputError(f"chunk_stars must be a positive integer, got {chunk_stars!r}")
     chunk_stars = int(min(chunk_stars, n_star))
     template = network_input_template(ds, chunk_stars=chunk_stars, catalogue=catalogue)
     if exists:
         _check_resumable(out, template, chunk_stars)
-        _markers_group(out)
+        markers_group(out)
     else:
-        _create_output(template, out, chunk_stars)
+        create_output(template, out, chunk_stars)
 
-    chunks = _chunk_ranges(n_star, chunk_stars)
-    markers = {i: m for i, _, _ in chunks if (m := _read_marker(out, i)) is not None}
-    todo = [c for c in chunks if c[0] not in markers]
+    chunks = chunk_ranges(n_star, chunk_stars)
     observed = ds.attrs.get("frame") == "observed"
-    futures = []
-    if todo:
-        index, start, stop = (list(column) for column in zip(*todo))
-        futures = client.map(
-            normalize_chunk, index, start, stop, catalogue=catalogue, out=out, observed=observed, pure=False
-        )
-    bar = tqdm(total=len(chunks), initial=len(markers), unit="chunk", desc="normalize", disable=not progress)
-    stars_written = 0
-    try:
-        for future in as_completed(futures):
-            marker = future.result()
-            markers[marker["index"]] = marker
-            stars_written += marker["n_star"]
-            bar.update(1)
-    except BaseException:
-        client.cancel(futures)
-        raise
-    finally:
-        bar.close()
+    markers, new = run_chunk_tasks(
+        client, normalize_chunk, chunks, out=out, desc="normalize", progress=progress,
+        catalogue=catalogue, observed=observed,
+    )
+    stars_written = sum(m["n_star"] for m in new)
 
     seconds = time.perf_counter() - t0
     n_pixel = sum(m["n_pixel"] for m in markers.values())
@@ -346,8 +287,8 @@ def normalize_catalogue(catalogue, out, *, client, chunk_stars=None, resume=Fals
         "stars_written": int(stars_written),
         "chunk_stars": chunk_stars,
         "chunks_total": len(chunks),
-        "chunks_done": len(todo),
-        "chunks_skipped": len(chunks) - len(todo),
+        "chunks_done": len(new),
+        "chunks_skipped": len(chunks) - len(new),
         "masked_pixel_fraction": (sum(m["masked_pixels"] for m in markers.values()) / n_pixel) if n_pixel else 0.0,
         "stars_all_masked": int(sum(m["stars_all_masked"] for m in markers.values())),
         "stars_bad_z": int(sum(m.get("stars_bad_z", 0) for m in markers.values())),

@@ -1,0 +1,190 @@
+"""Per-star quality flags of predicted SEDs: a documented bitmask, and the kernels that set it.
+
+Every star of a catalogue gets a prediction row; what can be trusted is said by ``flags``
+(0 = nothing to report). The bits:
+
+=====  ====================  ==============================================================
+bit    name                  set when
+=====  ====================  ==============================================================
+1      ``NO_DATA``           no usable input pixel on ``INPUT_WAVE`` after the rest-frame
+                             shift (all masked, no coverage, or no usable z): ``sed`` and
+                             ``sigma`` are NaN
+2      ``MASKED_PIXELS``     more than ``max_masked_fraction`` of the ``INPUT_WAVE`` pixels
+                             are masked (also when the spectrum does not cover the range)
+4      ``NONFINITE_INPUT``   the input had NaN/inf flux or NaN/inf/negative ivar on pixels not
+                             marked bad; those pixels were masked before prediction
+8      ``LOW_SNR``           median S/N per pixel of the normalized input below ``min_snr``
+16     ``BAD_Z``             z missing (NaN, LAMOST's -9999) or ``|z| > max_abs_z``; a missing
+                             z also sets ``NO_DATA`` (the rest frame is unknown)
+32     ``OUTSIDE_DOMAIN``    the catalogue gives a ``teff`` outside the model's training range
+                             (only checked when the catalogue has a ``teff`` coordinate)
+64     ``UNCERTAIN``         the network's own median relative sigma over ``OUTPUT_WAVE`` is
+                             above ``max_sigma``
+=====  ====================  ==============================================================
+
+The functions here are pure numpy kernels on blocks of stars.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from lamost2csst.core.metrics import _quiet_all_nan
+
+__all__ = ["Flag", "FlagThresholds", "describe_flags", "input_flags", "output_flags", "sanitize_pixels"]
+
+
+class Flag(enum.IntFlag):
+    """Bits of the ``flags`` (star) variable of predictions; see the module docstring."""
+
+    NO_DATA = 1
+    MASKED_PIXELS = 2
+    NONFINITE_INPUT = 4
+    LOW_SNR = 8
+    BAD_Z = 16
+    OUTSIDE_DOMAIN = 32
+    UNCERTAIN = 64
+
+
+#: One line per bit, stored in the output's attrs so that a store explains itself.
+FLAG_MEANINGS = {
+    Flag.NO_DATA: "no usable input pixel on INPUT_WAVE in the rest frame: sed and sigma are NaN",
+    Flag.MASKED_PIXELS: "more than max_masked_fraction of the INPUT_WAVE pixels masked or not covered",
+    Flag.NONFINITE_INPUT: "NaN/inf flux or NaN/inf/negative ivar on pixels not marked bad (masked by the job)",
+    Flag.LOW_SNR: "median S/N per pixel of the normalized input below min_snr",
+    Flag.BAD_Z: "z missing (NaN, -9999) or |z| > max_abs_z; a missing z also sets NO_DATA",
+    Flag.OUTSIDE_DOMAIN: "catalogue teff outside the model's training range",
+    Flag.UNCERTAIN: "median predicted relative sigma over OUTPUT_WAVE above max_sigma",
+}
+
+
+@dataclass(frozen=True)
+class FlagThresholds:
+    """Where the flags start; stored in the output's attrs.
+
+    Defaults: at most 20 % masked input pixels (the network was trained with masked spans
+    of up to ~10 %); median S/N 10 (below the paper's lowest test S/N of 20, and
+    LAMOST's usual quality cut); ``|z| <= 0.005`` (1,500 km/s, far beyond Galactic stars);
+    the training range of the shipped grid, 5000-9750 K; median sigma 0.1 (10 %).
+    """
+
+    max_masked_fraction: float = 0.2
+    min_snr: float = 10.0
+    max_abs_z: float = 0.005
+    teff_range: tuple[float, float] = (5000.0, 9750.0)
+    max_sigma: float = 0.1
+
+    def __post_init__(self):
+        problems = []
+        if not 0.0 <= self.max_masked_fraction <= 1.0:
+            problems.append(f"max_masked_fraction must be in [0, 1], got {self.max_masked_fraction}")
+        for name in ("min_snr", "max_abs_z", "max_sigma"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                problems.append(f"{name} must be finite and >= 0, got {value}")
+        lo, hi = self.teff_range
+        if not lo < hi:
+            problems.append(f"teff_range must be (low, high) with low < high, got {self.teff_range}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["teff_range"] = list(self.teff_range)
+        return d
+
+
+def describe_flags(value: int) -> list[str]:
+    """Names of the bits set in ``value`` (e.g. ``['NO_DATA', 'BAD_Z']``)."""
+    return [flag.name for flag in Flag if int(value) & flag]
+
+
+def sanitize_pixels(flux, ivar, mask=None):
+    """Mask input pixels that are bad but not marked bad, and report which stars had any.
+
+    Parameters
+    ----------
+    flux, ivar : array_like (n_star, n_pixel)
+    mask : array_like of bool, optional
+        True where a pixel is known bad.
+
+    Returns
+    -------
+    flux, ivar, mask, nonfinite
+        Copies where every pixel with NaN/inf flux, NaN/inf ivar or negative ivar is masked
+        with ``ivar = 0``; ``nonfinite`` (n_star,) is True for stars that had such a pixel
+        outside the given mask (flag ``NONFINITE_INPUT``).
+    """
+    flux = np.array(flux, dtype=np.float32)
+    ivar = np.array(ivar, dtype=np.float32)
+    mask = np.zeros(flux.shape, bool) if mask is None else np.array(mask, dtype=bool)
+    if not flux.shape == ivar.shape == mask.shape or flux.ndim != 2:
+        raise ValueError(f"flux {flux.shape}, ivar {ivar.shape} and mask {mask.shape} must be equal 2-D shapes")
+    with np.errstate(invalid="ignore"):
+        ivar_bad = ~np.isfinite(ivar) | (ivar < 0)
+        # NaN flux with ivar == 0 is LAMOST's way of saying "no data here": not an anomaly
+        flux_bad = ~np.isfinite(flux) & (ivar != 0)
+    nonfinite = ((ivar_bad | flux_bad) & ~mask).any(axis=1)
+    mask |= ivar_bad | ~np.isfinite(flux) | (ivar == 0)
+    ivar[mask] = 0.0
+    return flux, ivar, mask, nonfinite
+
+
+def bad_redshift(z, *, max_abs_z: float) -> tuple[np.ndarray, np.ndarray]:
+    """(missing, implausible) per star: z NaN/inf or <= -1, and ``|z| > max_abs_z``."""
+    z = np.asarray(z, dtype=np.float64)
+    missing = ~np.isfinite(z) | (z <= -1.0)
+    with np.errstate(invalid="ignore"):
+        implausible = ~missing & (np.abs(z) > max_abs_z)
+    return missing, implausible
+
+
+def input_flags(input_mask, input_error, *, nonfinite, z_missing, z_implausible, teff=None,
+                thresholds: FlagThresholds) -> np.ndarray:
+    """Flags known before prediction, from the network input of a block of stars.
+
+    Parameters
+    ----------
+    input_mask : array_like of bool (n_star, n_in)
+        True where the normalized input pixel is unusable.
+    input_error : array_like (n_star, n_in)
+        Normalized 1-sigma errors (NaN where masked); S/N per pixel = 1 / error.
+    nonfinite, z_missing, z_implausible : array_like of bool (n_star,)
+    teff : array_like (n_star,), optional
+        Catalogue effective temperatures; NaN = unknown (not flagged).
+    thresholds : FlagThresholds
+
+    Returns
+    -------
+    numpy.ndarray of uint16 (n_star,)
+    """
+    input_mask = np.asarray(input_mask, dtype=bool)
+    flags = np.zeros(input_mask.shape[0], np.uint16)
+    no_data = input_mask.all(axis=1) | np.asarray(z_missing, bool)
+    flags[no_data] |= Flag.NO_DATA
+    flags[input_mask.mean(axis=1) > thresholds.max_masked_fraction] |= Flag.MASKED_PIXELS
+    flags[np.asarray(nonfinite, bool)] |= Flag.NONFINITE_INPUT
+    error = np.where(input_mask, np.nan, np.asarray(input_error, dtype=np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"), _quiet_all_nan():
+        snr = np.nanmedian(1.0 / error, axis=1)
+    flags[~no_data & ~(snr >= thresholds.min_snr)] |= Flag.LOW_SNR
+    flags[np.asarray(z_missing, bool) | np.asarray(z_implausible, bool)] |= Flag.BAD_Z
+    if teff is not None:
+        teff = np.asarray(teff, dtype=np.float64)
+        lo, hi = thresholds.teff_range
+        with np.errstate(invalid="ignore"):
+            flags[np.isfinite(teff) & ((teff < lo) | (teff > hi))] |= Flag.OUTSIDE_DOMAIN
+    return flags
+
+
+def output_flags(sigma, *, thresholds: FlagThresholds) -> np.ndarray:
+    """``UNCERTAIN`` where the median predicted relative sigma exceeds ``max_sigma`` (uint16)."""
+    sigma = np.asarray(sigma, dtype=np.float64)
+    with _quiet_all_nan():
+        median = np.nanmedian(sigma, axis=1)
+    flags = np.zeros(sigma.shape[0], np.uint16)
+    flags[median > thresholds.max_sigma] |= Flag.UNCERTAIN
+    return flags

@@ -1,0 +1,131 @@
+"""Chunked, resumable catalogue jobs: star chunks, the output template, markers, the task loop.
+
+The pattern every catalogue job follows (hats-import style):
+
+1. the output *template* (metadata, per-star coordinates, empty arrays chunked along
+   ``star``) is written before any pixel is computed;
+2. one task per star chunk, shipped as integers and paths, reads its stars, computes,
+   writes its region of the output, and only then writes the marker
+   ``<out>/.markers/chunk-<index>.done`` (JSON, written atomically);
+3. a rerun with ``resume`` skips the chunks that have a marker.
+
+``<out>/.markers`` is an empty Zarr group, so that Zarr readers do not warn about an
+unknown directory.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+
+from lamost2csst.io.spectra import compressor
+from lamost2csst.parallel.runtime import read_json
+
+__all__ = [
+    "MARKERS",
+    "chunk_ranges",
+    "create_output",
+    "empty_array",
+    "existing_chunk_stars",
+    "marker_path",
+    "markers_group",
+    "read_marker",
+    "run_chunk_tasks",
+    "star_coords",
+]
+
+MARKERS = ".markers"
+
+
+def marker_path(out: str, index: int) -> str:
+    return os.path.join(out, MARKERS, f"chunk-{index}.done")
+
+
+def chunk_ranges(n_star: int, chunk_stars: int) -> list[tuple[int, int, int]]:
+    """(index, start, stop) of each star chunk."""
+    return [(i, start, min(start + chunk_stars, n_star)) for i, start in enumerate(range(0, n_star, chunk_stars))]
+
+
+def read_marker(out: str, index: int) -> dict | None:
+    """The marker of a chunk, or None if it is missing or unreadable (then the chunk is redone)."""
+    marker = read_json(marker_path(out, index))
+    return marker if marker is not None and marker.get("index") == index else None
+
+
+def markers_group(out: str) -> None:
+    group = zarr.open_group(os.path.join(out, MARKERS), mode="a", zarr_format=3)
+    group.attrs["description"] = "resume markers of lamost2csst jobs: chunk-<index>.done (JSON) = chunk written"
+
+
+def empty_array(shape: tuple[int, ...], dtype, chunk_stars: int) -> da.Array:
+    """A never-computed placeholder, chunked along the first (star) axis only."""
+    return da.zeros(shape, dtype=dtype, chunks=(chunk_stars, *shape[1:]))
+
+
+def star_coords(ds: xr.Dataset) -> dict[str, xr.Variable]:
+    """The per-star coordinates of ``ds``, loaded (they are small), attrs kept."""
+    return {name: xr.Variable("star", var.values, dict(var.attrs)) for name, var in ds.coords.items()
+            if var.dims == ("star",)}
+
+
+def _encoding(template: xr.Dataset, chunk_stars: int) -> dict:
+    encoding = {}
+    for name, var in template.variables.items():
+        if "star" in var.dims:
+            chunks = tuple(chunk_stars if d == "star" else template.sizes[d] for d in var.dims)
+            encoding[name] = {"chunks": chunks, "compressors": [compressor(1)]}
+    return encoding
+
+
+def create_output(template: xr.Dataset, out: str, chunk_stars: int) -> None:
+    """Write the template's metadata and coordinates (no data) and the markers group."""
+    template.to_zarr(out, mode="w-", compute=False, zarr_format=3, consolidated=False,
+                     encoding=_encoding(template, chunk_stars))
+    markers_group(out)
+
+
+def existing_chunk_stars(out: str) -> int | None:
+    try:
+        return int(xr.open_zarr(out, consolidated=False).attrs["chunk_stars"])
+    except Exception:  # noqa: BLE001 - anything unreadable is reported by the resume check
+        return None
+
+
+def run_chunk_tasks(client, task, chunks, *, out: str, desc: str, progress: bool, **kwargs) -> tuple[dict, list]:
+    """Run ``task(index, start, stop, **kwargs)`` for the chunks without a marker.
+
+    Returns ``(markers, new)``: every chunk's marker by index (old and new) and the
+    list of the markers of the chunks computed in this call. If a task fails, the chunks not yet started
+    are cancelled and the error is raised; finished chunks keep their markers.
+    """
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    markers = {i: m for i, _, _ in chunks if (m := read_marker(out, i)) is not None}
+    todo = [c for c in chunks if c[0] not in markers]
+    futures, new = [], []
+    if todo:
+        index, start, stop = (list(column) for column in zip(*todo))
+        futures = client.map(task, index, start, stop, pure=False, out=out, **kwargs)
+    bar = tqdm(total=len(chunks), initial=len(markers), unit="chunk", desc=desc, disable=not progress)
+    try:
+        for future in as_completed(futures):
+            marker = future.result()
+            markers[marker["index"]] = marker
+            new.append(marker)
+            bar.update(1)
+    except BaseException:
+        client.cancel(futures)
+        raise
+    finally:
+        bar.close()
+    return markers, new
+
+
+def same_stars(old: xr.Dataset, template: xr.Dataset) -> bool:
+    """True when two stores list the same obsid in the same order."""
+    return bool(np.array_equal(old["obsid"].values, template["obsid"].values))
