@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 
 from jobs._cli import positive_int
+from jobs._demo import ensure_demo_catalogue
 
 # Heavy imports (xarray, dask, distributed) happen inside the functions so that --help is fast.
 
@@ -163,30 +163,16 @@ def _log(message: str) -> None:
 
 def _demo_catalogue(path: str, n_star: int, client) -> str:
     """Build the demo catalogue at ``path`` once; reuse it when it holds the same demo."""
-    from lamost2csst.io import open_spectra, write_spectra
+    from lamost2csst.io import write_spectra
     from lamost2csst.io.demo import BLOCK_STARS, SOURCE, toy_catalogue
-    from lamost2csst.parallel import JobInputError
+
+    def build(tmp):
+        _log(f"building the demo catalogue {path}: {n_star} toy spectra (analytic stand-in), seed {DEMO_SEED}")
+        with client.as_current():
+            write_spectra(toy_catalogue(n_star, seed=DEMO_SEED, lazy=True), tmp, chunk_stars=BLOCK_STARS, mode="w")
 
     wanted = {"demo_n_star": n_star, "demo_seed": DEMO_SEED, "demo_block_stars": BLOCK_STARS, "source": SOURCE}
-    if os.path.exists(path):
-        try:
-            attrs = open_spectra(path).attrs
-        except ValueError:
-            attrs = {}
-        if all(attrs.get(k) == v for k, v in wanted.items()):
-            _log(f"reusing the demo catalogue {path} ({n_star} stars)")
-            return path
-        if attrs.get("source") != SOURCE:
-            raise JobInputError(f"{path} exists but is not a demo catalogue of this package; move it away")
-        _log(f"{path} holds another demo ({attrs.get('demo_n_star')} stars); rebuilding it with {n_star} stars")
-        shutil.rmtree(path)
-    _log(f"building the demo catalogue {path}: {n_star} toy spectra (analytic stand-in), seed {DEMO_SEED}")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with client.as_current():
-        write_spectra(toy_catalogue(n_star, seed=DEMO_SEED, lazy=True), tmp, chunk_stars=BLOCK_STARS, mode="w")
-    os.replace(tmp, path)  # a demo catalogue is either complete or absent
-    return path
+    return ensure_demo_catalogue(path, wanted=wanted, build=build, log=_log)
 
 
 def _remove_output(out: str) -> None:

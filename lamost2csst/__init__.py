@@ -54,6 +54,27 @@ def predict(norm_flux, norm_error, *, mask=None, model=None, batch_size: int = 1
     return _predict(norm_flux, norm_error, mask=mask, model=model, batch_size=batch_size)
 
 
+def predict_catalogue(catalogue, out, *, client=None, model=None, chunk_stars=None, resume=False,
+                      progress=True, thresholds=None, batch_size: int = 1024) -> dict:
+    """Predict SEDs, sigmas and quality flags for every star of a Zarr spectra catalogue into ``out``.
+
+    What ``python -m jobs.predict_catalogue`` runs. ``client`` is a ``distributed.Client``;
+    without one, a LocalCluster with one single-threaded worker per CPU core is started for
+    the call. Returns the summary dict. See
+    :func:`lamost2csst.parallel.predict.predict_catalogue` for every argument.
+    """
+    from lamost2csst.parallel.predict import predict_catalogue as _predict_catalogue
+
+    kwargs = dict(model=model, chunk_stars=chunk_stars, resume=resume, progress=progress,
+                  thresholds=thresholds, batch_size=batch_size)
+    if client is not None:
+        return _predict_catalogue(catalogue, out, client=client, **kwargs)
+    from lamost2csst.parallel.runtime import dask_client
+
+    with dask_client() as own_client:
+        return _predict_catalogue(catalogue, out, client=own_client, **kwargs)
+
+
 __all__ = [
     "BANDS",
     "INPUT_WAVE",
@@ -70,6 +91,7 @@ __all__ = [
     "load_model",
     "normalize",
     "predict",
+    "predict_catalogue",
     "prepare_inputs",
     "relative_residual",
     "resample",

@@ -13,7 +13,8 @@ bit    name                  set when
                              are masked (also when the spectrum does not cover the range)
 4      ``NONFINITE_INPUT``   the input had NaN/inf flux or NaN/inf/negative ivar on pixels not
                              marked bad; those pixels were masked before prediction
-8      ``LOW_SNR``           median S/N per pixel of the normalized input below ``min_snr``
+8      ``LOW_SNR``           median S/N per pixel of the input spectrum (its own pixels,
+                             before resampling; comparable to LAMOST's SNRG) below ``min_snr``
 16     ``BAD_Z``             z missing (NaN, LAMOST's -9999) or ``|z| > max_abs_z``; a missing
                              z also sets ``NO_DATA`` (the rest frame is unknown)
 32     ``OUTSIDE_DOMAIN``    the catalogue gives a ``teff`` outside the model's training range
@@ -34,7 +35,7 @@ import numpy as np
 
 from lamost2csst.core.metrics import _quiet_all_nan
 
-__all__ = ["Flag", "FlagThresholds", "describe_flags", "input_flags", "output_flags", "sanitize_pixels"]
+__all__ = ["Flag", "FlagThresholds", "describe_flags", "input_flags", "median_snr", "output_flags", "sanitize_pixels"]
 
 
 class Flag(enum.IntFlag):
@@ -54,7 +55,7 @@ FLAG_MEANINGS = {
     Flag.NO_DATA: "no usable input pixel on INPUT_WAVE in the rest frame: sed and sigma are NaN",
     Flag.MASKED_PIXELS: "more than max_masked_fraction of the INPUT_WAVE pixels masked or not covered",
     Flag.NONFINITE_INPUT: "NaN/inf flux or NaN/inf/negative ivar on pixels not marked bad (masked by the job)",
-    Flag.LOW_SNR: "median S/N per pixel of the normalized input below min_snr",
+    Flag.LOW_SNR: "median S/N per pixel of the input spectrum (own pixels, before resampling) below min_snr",
     Flag.BAD_Z: "z missing (NaN, -9999) or |z| > max_abs_z; a missing z also sets NO_DATA",
     Flag.OUTSIDE_DOMAIN: "catalogue teff outside the model's training range",
     Flag.UNCERTAIN: "median predicted relative sigma over OUTPUT_WAVE above max_sigma",
@@ -142,7 +143,19 @@ def bad_redshift(z, *, max_abs_z: float) -> tuple[np.ndarray, np.ndarray]:
     return missing, implausible
 
 
-def input_flags(input_mask, input_error, *, nonfinite, z_missing, z_implausible, teff=None,
+def median_snr(flux, ivar, mask) -> np.ndarray:
+    """Median S/N per pixel, ``|flux| sqrt(ivar)`` over the usable pixels of each star (NaN if none).
+
+    Measured on the spectrum's own pixels: after resampling, neighbouring pixels share
+    noise and the per-pixel S/N looks ~1.3x higher than it is (measured on LAMOST_WAVE ->
+    INPUT_WAVE), so the threshold is applied before.
+    """
+    snr = np.where(mask, np.nan, np.abs(flux) * np.sqrt(np.maximum(ivar, 0.0)))
+    with _quiet_all_nan():
+        return np.nanmedian(snr, axis=1)
+
+
+def input_flags(input_mask, *, snr, nonfinite, z_missing, z_implausible, teff=None,
                 thresholds: FlagThresholds) -> np.ndarray:
     """Flags known before prediction, from the network input of a block of stars.
 
@@ -150,8 +163,8 @@ def input_flags(input_mask, input_error, *, nonfinite, z_missing, z_implausible,
     ----------
     input_mask : array_like of bool (n_star, n_in)
         True where the normalized input pixel is unusable.
-    input_error : array_like (n_star, n_in)
-        Normalized 1-sigma errors (NaN where masked); S/N per pixel = 1 / error.
+    snr : array_like (n_star,)
+        Median S/N per pixel of the input spectra (:func:`median_snr`).
     nonfinite, z_missing, z_implausible : array_like of bool (n_star,)
     teff : array_like (n_star,), optional
         Catalogue effective temperatures; NaN = unknown (not flagged).
@@ -164,19 +177,16 @@ def input_flags(input_mask, input_error, *, nonfinite, z_missing, z_implausible,
     input_mask = np.asarray(input_mask, dtype=bool)
     flags = np.zeros(input_mask.shape[0], np.uint16)
     no_data = input_mask.all(axis=1) | np.asarray(z_missing, bool)
-    flags[no_data] |= Flag.NO_DATA
-    flags[input_mask.mean(axis=1) > thresholds.max_masked_fraction] |= Flag.MASKED_PIXELS
-    flags[np.asarray(nonfinite, bool)] |= Flag.NONFINITE_INPUT
-    error = np.where(input_mask, np.nan, np.asarray(input_error, dtype=np.float64))
-    with np.errstate(divide="ignore", invalid="ignore"), _quiet_all_nan():
-        snr = np.nanmedian(1.0 / error, axis=1)
-    flags[~no_data & ~(snr >= thresholds.min_snr)] |= Flag.LOW_SNR
-    flags[np.asarray(z_missing, bool) | np.asarray(z_implausible, bool)] |= Flag.BAD_Z
+    flags[no_data] |= np.uint16(Flag.NO_DATA)
+    flags[input_mask.mean(axis=1) > thresholds.max_masked_fraction] |= np.uint16(Flag.MASKED_PIXELS)
+    flags[np.asarray(nonfinite, bool)] |= np.uint16(Flag.NONFINITE_INPUT)
+    flags[~no_data & ~(np.asarray(snr, dtype=np.float64) >= thresholds.min_snr)] |= np.uint16(Flag.LOW_SNR)
+    flags[np.asarray(z_missing, bool) | np.asarray(z_implausible, bool)] |= np.uint16(Flag.BAD_Z)
     if teff is not None:
         teff = np.asarray(teff, dtype=np.float64)
         lo, hi = thresholds.teff_range
         with np.errstate(invalid="ignore"):
-            flags[np.isfinite(teff) & ((teff < lo) | (teff > hi))] |= Flag.OUTSIDE_DOMAIN
+            flags[np.isfinite(teff) & ((teff < lo) | (teff > hi))] |= np.uint16(Flag.OUTSIDE_DOMAIN)
     return flags
 
 
@@ -186,5 +196,5 @@ def output_flags(sigma, *, thresholds: FlagThresholds) -> np.ndarray:
     with _quiet_all_nan():
         median = np.nanmedian(sigma, axis=1)
     flags = np.zeros(sigma.shape[0], np.uint16)
-    flags[median > thresholds.max_sigma] |= Flag.UNCERTAIN
+    flags[median > thresholds.max_sigma] |= np.uint16(Flag.UNCERTAIN)
     return flags

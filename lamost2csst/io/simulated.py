@@ -25,13 +25,16 @@ Each star:
 The true SED (``sed_true``, (star, wave_out), the grid's ``sed`` scaled with ``scale_sed``)
 is stored in the same store as a data variable, beside the spectra.
 
-Randomness: stars come in blocks of :data:`BLOCK_STARS`; block ``b`` draws from
-``numpy.random.SeedSequence([seed, b])``, so the catalogue depends only on ``seed`` and
-the grid (the first ``k`` stars of a larger catalogue are the same catalogue).
+Randomness: stars come in blocks of :data:`BLOCK_STARS`; block ``b`` draws from three
+child streams of ``numpy.random.SeedSequence([seed, b])`` (per-star parameters for the
+whole block; the noise; the scattered bad pixels, each drawn in star order), so the
+catalogue depends only on ``seed`` and the grid, and the first ``k`` stars of a larger
+catalogue are the same catalogue.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 
@@ -63,7 +66,7 @@ def grid_digest(grid: xr.Dataset) -> str:
 
 def _block_parameters(seed: int, block: int, n_model: int) -> dict[str, np.ndarray]:
     """Per-star parameters of one whole block, in a fixed draw order."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, block]).spawn(2)[0])
+    rng = np.random.default_rng(np.random.SeedSequence([seed, block]).spawn(3)[0])
     n = BLOCK_STARS
     model = rng.integers(0, n_model, n)
     halo = rng.random(n) < 0.10
@@ -91,17 +94,17 @@ def simulate_block(block: int, n_star: int, *, flux_lamost: np.ndarray, seed: in
     if not 1 <= n_star <= BLOCK_STARS:
         raise ValueError(f"a block holds 1..{BLOCK_STARS} stars, got {n_star}")
     par = {k: v[:n_star] for k, v in _block_parameters(seed, block, flux_lamost.shape[0]).items()}
-    noise_rng = np.random.default_rng(np.random.SeedSequence([seed, block]).spawn(2)[1])
+    _, noise_seed, pixel_seed = np.random.SeedSequence([seed, block]).spawn(3)
     rest = flux_lamost[par["model"]].astype(np.float64)
     rest /= np.median(rest, axis=1, keepdims=True)
     flux, ivar, mask = observe_spectra(
-        rest, wave=LAMOST_WAVE, z=par["z"], snr=par["snr"], scale=par["scale"], rng=noise_rng
+        rest, wave=LAMOST_WAVE, z=par["z"], snr=par["snr"], scale=par["scale"], rng=np.random.default_rng(noise_seed)
     )
     column = np.arange(LAMOST_WAVE.size)[None, :]
     start, length = par["run_start"][:, None], par["run_length"][:, None]
     bad = par["has_run"][:, None] & (column >= start) & (column < start + length)
     bad |= par["blue_arm_failed"][:, None] & (LAMOST_WAVE[None, :] < _BLUE_ARM_END)
-    bad |= noise_rng.random(flux.shape, dtype=np.float32) < 0.002
+    bad |= np.random.default_rng(pixel_seed).random(flux.shape, dtype=np.float32) < 0.002
     mask |= bad
     flux[mask] = np.nan
     ivar[mask] = 0.0
@@ -118,7 +121,24 @@ def _block_ranges(n_star: int):
         yield block, start, min(start + BLOCK_STARS, n_star)
 
 
-def _block_pixels(block: int, n_star: int, flux_lamost: np.ndarray, seed: int):
+@functools.lru_cache(maxsize=1)
+def _shipped_flux_lamost() -> np.ndarray:
+    """The shipped grid's ``flux_lamost``, loaded once per process (by each Dask worker)."""
+    from lamost2csst.io.grid import load_grid
+
+    return _checked_flux(load_grid())
+
+
+def _checked_flux(grid: xr.Dataset) -> np.ndarray:
+    flux_lamost = np.asarray(grid["flux_lamost"].values, dtype=np.float32)
+    if not np.all(np.isfinite(flux_lamost)) or np.any(flux_lamost <= 0):
+        raise ValueError("the grid's flux_lamost must be finite and positive")
+    return flux_lamost
+
+
+def _block_pixels(block: int, n_star: int, flux_lamost: np.ndarray | None, seed: int):
+    if flux_lamost is None:
+        flux_lamost = _shipped_flux_lamost()
     part = simulate_block(block, n_star, flux_lamost=flux_lamost, seed=seed)
     return part["flux"], part["ivar"], part["mask"]
 
@@ -133,7 +153,8 @@ def grid_catalogue(n_star: int, *, seed: int = 0, grid: xr.Dataset | None = None
     seed : int
         Root seed (block ``b`` uses ``SeedSequence([seed, b])``).
     grid : xarray.Dataset, optional
-        The synthetic grid (default: :func:`lamost2csst.load_grid`, the shipped one).
+        The synthetic grid (default: :func:`lamost2csst.load_grid`, the shipped one; with
+        ``lazy=True`` each Dask worker then loads it itself instead of receiving it).
     lazy : bool
         Pixel arrays as dask arrays, one chunk per block, computed when written.
 
@@ -148,13 +169,12 @@ def grid_catalogue(n_star: int, *, seed: int = 0, grid: xr.Dataset | None = None
         raise ValueError(f"n_star must be a positive integer, got {n_star!r}")
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if grid is None:
+    shipped = grid is None
+    if shipped:
         from lamost2csst.io.grid import load_grid
 
         grid = load_grid()
-    flux_lamost = np.asarray(grid["flux_lamost"].values, dtype=np.float32)
-    if not np.all(np.isfinite(flux_lamost)) or np.any(flux_lamost <= 0):
-        raise ValueError("the grid's flux_lamost must be finite and positive")
+    flux_lamost = _checked_flux(grid)
     ranges = list(_block_ranges(n_star))
     params = [_block_parameters(seed, block, flux_lamost.shape[0]) for block, _, _ in ranges]
     coord = {
@@ -166,7 +186,8 @@ def grid_catalogue(n_star: int, *, seed: int = 0, grid: xr.Dataset | None = None
         import dask
         import dask.array as da
 
-        shared = dask.delayed(flux_lamost, pure=True)
+        # the shipped grid is loaded by each worker itself: the graph stays small
+        shared = None if shipped else dask.delayed(flux_lamost, pure=True)
         parts = [
             dask.delayed(_block_pixels, pure=True, nout=3)(block, stop - start, shared, seed)
             for block, start, stop in ranges
@@ -198,8 +219,9 @@ def grid_catalogue(n_star: int, *, seed: int = 0, grid: xr.Dataset | None = None
     if lazy:
         import dask.array as da
 
+        sed_shared = dask.delayed(sed_grid, pure=True)
         sed = da.concatenate([
-            da.from_delayed(dask.delayed(np.take)(sed_grid, model[start:stop], axis=0),
+            da.from_delayed(dask.delayed(np.take)(sed_shared, model[start:stop], axis=0),
                             (stop - start, OUTPUT_WAVE.size), np.float32)
             for _, start, stop in ranges
         ])

@@ -72,8 +72,13 @@ def remove_store(out: str, *, schema: str) -> None:
 
 
 @contextlib.contextmanager
-def dask_client(*, scheduler: str | None = None, n_workers: int | None = None, threads_per_worker: int = 1):
-    """A ``distributed.Client``: attached to ``scheduler``, or on a new local cluster."""
+def dask_client(*, scheduler: str | None = None, n_workers: int | None = None, threads_per_worker: int = 1,
+                gpus: bool = False):
+    """A ``distributed.Client``: attached to ``scheduler``, or on a new local cluster.
+
+    ``gpus=True`` starts a dask-cuda ``LocalCUDACluster`` instead: one worker per visible
+    GPU (``CUDA_VISIBLE_DEVICES`` selects them), ``n_workers`` ignored.
+    """
     from distributed import Client, LocalCluster
 
     if scheduler:
@@ -82,6 +87,21 @@ def dask_client(*, scheduler: str | None = None, n_workers: int | None = None, t
         except (OSError, ValueError) as err:  # unreachable (TimeoutError is an OSError) or malformed
             raise JobInputError(f"cannot connect to the Dask scheduler {scheduler}: {err}") from None
         with client:
+            yield client
+        return
+    if gpus:
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError:
+            raise JobInputError(
+                "--gpus needs dask-cuda and NVIDIA GPUs: pip install dask-cuda (and tensorflow[and-cuda]); "
+                "without GPUs leave --gpus out"
+            ) from None
+        with (
+            LocalCUDACluster(threads_per_worker=threads_per_worker, host="127.0.0.1",
+                             dashboard_address="127.0.0.1:0") as cluster,
+            Client(cluster) as client,
+        ):
             yield client
         return
     with (
@@ -96,7 +116,7 @@ def dask_client(*, scheduler: str | None = None, n_workers: int | None = None, t
         yield client
 
 
-def run_cli(prog: str, args, run, *, preflight=None, n_workers=None, threads_per_worker: int = 1):
+def run_cli(prog: str, args, run, *, preflight=None, n_workers=None, threads_per_worker: int = 1, gpus: bool = False):
     """Run ``run(args, client)`` as a command-line job; returns its summary.
 
     ``preflight(args)`` runs first (cheap checks: a bad input fails before a cluster
@@ -106,7 +126,8 @@ def run_cli(prog: str, args, run, *, preflight=None, n_workers=None, threads_per
         if preflight is not None:
             preflight(args)
         with dask_client(
-            scheduler=getattr(args, "scheduler", None), n_workers=n_workers, threads_per_worker=threads_per_worker
+            scheduler=getattr(args, "scheduler", None), n_workers=n_workers, threads_per_worker=threads_per_worker,
+            gpus=gpus,
         ) as client:
             print(f"[{prog}] Dask dashboard: {client.dashboard_link}", file=sys.stderr, flush=True)
             report = getattr(args, "performance_report", None)

@@ -1,0 +1,236 @@
+"""Job: predict CSST-like SEDs with uncertainties for every star of a spectra catalogue, on Dask.
+
+``python -m jobs.predict_catalogue --help`` explains the steps, options and outputs.
+Tests call :func:`run` with their own client; :func:`main` parses the command line,
+starts (or attaches to) the cluster and calls :func:`run`. Notebooks call
+:func:`lamost2csst.predict_catalogue`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from jobs._cli import positive_int
+from jobs._demo import ensure_demo_catalogue
+
+PROG = "python -m jobs.predict_catalogue"
+DEMO_CATALOGUE = os.path.join("outputs", "demo_grid_catalogue.zarr")
+DEMO_OUT = os.path.join("outputs", "demo_predictions.zarr")
+DEMO_SEED = 0
+
+DESCRIPTION = """\
+Predict CSST-like SEDs (2500-10500 A, R=200) with per-pixel uncertainties for every star of
+a LAMOST-like spectra catalogue with UaRA-net, chunk by chunk, on a Dask cluster.
+
+Input: a spectra catalogue, a Zarr store in the lamost2csst.spectra/1 schema (dims star x
+wave; flux, ivar, mask; per-star obsid, ra, dec, z), e.g. made by jobs.ingest_lamost.
+For every chunk of stars (lamost2csst.parallel.predict.predict_block):
+  1. pixels with NaN/inf flux or bad ivar that are not marked bad are masked (flagged);
+  2. rest frame with the star's z; stars without a usable z get NO_DATA | BAD_Z;
+  3. flux-conserving resampling onto INPUT_WAVE (2238 px, R=2000), continuum normalization
+     (centred 51-px moving average, paper Sect. 2.1);
+  4. UaRA-net (the model is loaded once per worker): SED scaled like scale_sed, and its
+     relative 1-sigma uncertainty;
+  5. quality flags (bitmask, see below).
+Every input star appears exactly once in the output, in the input's order.
+
+The output template is written first; each task writes its chunk's region and then the
+marker <out>/.markers/chunk-<index>.done. A stopped or failed run is finished with
+--resume, which computes only the chunks without a marker (and refuses an output made
+with another input, chunking, model or thresholds).
+
+Without --catalogue, a demo catalogue of --n-demo LAMOST-like stars simulated from the
+shipped synthetic grid (Doppler shifts, realistic S/N distribution, masked pixels, a few
+injected faults; lamost2csst.io.simulated) is built once at outputs/demo_grid_catalogue.zarr
+with the true SEDs beside it, and the summary then reports the typical error against them.
+NOTE: the demo stars are drawn from all grid models, most of which the shipped model was
+trained on, so the demo truth is mostly in-sample (EVALUATION.md has held-out numbers).
+"""
+
+EPILOG = """\
+flags (uint16 bitmask; 0 = nothing to report):
+  1   NO_DATA          no usable input pixel in the rest frame: sed and sigma are NaN
+  2   MASKED_PIXELS    more than --max-masked-fraction of the INPUT_WAVE pixels masked
+  4   NONFINITE_INPUT  NaN/inf flux or bad ivar on pixels not marked bad (masked by the job)
+  8   LOW_SNR          median S/N per pixel of the input spectrum below --min-snr
+  16  BAD_Z            z missing (NaN, -9999) or |z| > --max-abs-z
+  32  OUTSIDE_DOMAIN   the catalogue's teff (if it has one) outside 5000-9750 K
+  64  UNCERTAIN        median predicted sigma above --max-sigma
+
+outputs:
+  OUT (Zarr v3, schema lamost2csst.predictions/1, xarray.open_zarr(OUT, consolidated=False)):
+      sed, sigma (star, wave_out=574) float32; flags (star) uint16; coordinate wave_out
+      (vacuum A); all per-star coordinates of the input; attrs: flag meanings and
+      thresholds, model path and sha256, input store, package version, time, summary.
+  OUT/.markers/chunk-<index>.done: JSON marker per finished chunk (for --resume).
+  stdout: ONE JSON line, the summary: stars_in, stars_written, ok, flagged, flag_counts,
+      chunks_total/done/skipped, seconds, spectra_per_second, model_hash and, when the
+      catalogue has true SEDs (the demo), truth: typical error per band (GU, GV, GI) per
+      S/N bin = median over the band's pixels of the std over stars of sed/sed_true - 1.
+  stderr: the Dask dashboard address, a progress bar over chunks, messages.
+
+exit status: 0 done; 2 bad input or output location (message on stderr); 1 any other failure.
+
+examples:
+  python -m jobs.predict_catalogue                                   # demo, 100000 stars
+  python -m jobs.predict_catalogue --n-demo 1000000 --out big.zarr
+  python -m jobs.predict_catalogue --catalogue dr10.zarr --out dr10_sed.zarr --workers 16
+  python -m jobs.predict_catalogue --catalogue dr10.zarr --out dr10_sed.zarr --gpus
+  python -m jobs.predict_catalogue --catalogue dr10.zarr --out dr10_sed.zarr --resume \\
+      --scheduler tcp://head-node:8786 --performance-report report.html
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--catalogue", metavar="C.zarr",
+                      help=f"input spectra catalogue (schema lamost2csst.spectra/1); default: build/reuse the "
+                      f"demo catalogue {DEMO_CATALOGUE}")
+    data.add_argument("--out", metavar="P.zarr",
+                      help=f"output store (must not exist unless --resume/--overwrite); default {DEMO_OUT} for "
+                      "the demo, required with --catalogue")
+    data.add_argument("--model", metavar="PATH.keras",
+                      help="UaRA-net model file visible to all workers (default: the shipped model)")
+    data.add_argument("--n-demo", type=positive_int, default=100_000, metavar="N",
+                      help="stars of the demo catalogue, used only without --catalogue (default: %(default)s)")
+    data.add_argument("--chunk-stars", type=positive_int, metavar="N",
+                      help="stars per output chunk = per task; default: the input's chunk size (on --resume: "
+                      "the existing output's)")
+    data.add_argument("--batch-size", type=positive_int, default=1024, metavar="N",
+                      help="spectra per forward pass of the network (default: %(default)s)")
+    state = parser.add_mutually_exclusive_group()
+    state.add_argument("--resume", action="store_true",
+                       help="finish an existing output of the same input, chunking, model and thresholds: "
+                       "chunks with a marker are skipped")
+    state.add_argument("--overwrite", action="store_true",
+                       help="remove an existing output first (only a lamost2csst.predictions store is removed)")
+    flags = parser.add_argument_group("quality flags")
+    flags.add_argument("--min-snr", type=float, default=10.0, metavar="S",
+                       help="LOW_SNR below this median S/N per pixel of the input spectrum, on its own pixels "
+                       "(default: %(default)s)")
+    flags.add_argument("--max-masked-fraction", type=float, default=0.2, metavar="F",
+                       help="MASKED_PIXELS above this fraction of masked INPUT_WAVE pixels (default: %(default)s)")
+    flags.add_argument("--max-abs-z", type=float, default=0.005, metavar="Z",
+                       help="BAD_Z above this |z| (default: %(default)s, 1500 km/s)")
+    flags.add_argument("--max-sigma", type=float, default=0.1, metavar="S",
+                       help="UNCERTAIN above this median predicted sigma (default: %(default)s)")
+    cluster = parser.add_argument_group("cluster")
+    where = cluster.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="attach to a running Dask scheduler (e.g. tcp://host:8786); paths must be visible to "
+                       "its workers")
+    where.add_argument("--workers", type=positive_int, metavar="N",
+                       help="worker processes of the LocalCluster (default: number of CPU cores; one "
+                       "1-thread TensorFlow per core was fastest here, see BENCHMARKS.md)")
+    where.add_argument("--gpus", action="store_true",
+                       help="a dask-cuda LocalCUDACluster: one worker per visible GPU (needs dask-cuda)")
+    cluster.add_argument("--threads-per-worker", type=positive_int, default=1, metavar="T",
+                         help="threads per LocalCluster worker, also TensorFlow's thread count (default: "
+                         "%(default)s)")
+    report = parser.add_argument_group("reporting")
+    report.add_argument("--performance-report", metavar="FILE", help="write a Dask performance report (HTML)")
+    report.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The parsed command line (also for tests: ``run(parse_args([...]), client)``)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.catalogue is not None and args.out is None:
+        parser.error("--out is required with --catalogue")
+    if args.catalogue is None and args.out is None and not args.resume:
+        args.overwrite = True  # the default demo output is the job's own: rerunning replaces it
+    return args
+
+
+def _log(message: str) -> None:
+    print(f"[predict_catalogue] {message}", file=sys.stderr, flush=True)
+
+
+def _thresholds(args):
+    from lamost2csst.core.flags import FlagThresholds
+    from lamost2csst.parallel import JobInputError
+
+    try:
+        return FlagThresholds(max_masked_fraction=args.max_masked_fraction, min_snr=args.min_snr,
+                              max_abs_z=args.max_abs_z, max_sigma=args.max_sigma)
+    except ValueError as err:
+        raise JobInputError(f"flag thresholds: {err}") from None
+
+
+def _demo_catalogue(path: str, n_star: int, client) -> str:
+    from lamost2csst.io import write_spectra
+    from lamost2csst.io.grid import load_grid
+    from lamost2csst.io.simulated import BLOCK_STARS, SOURCE, grid_catalogue, grid_digest
+
+    grid = load_grid()
+
+    def build(tmp):
+        _log(f"building the demo catalogue {path}: {n_star} LAMOST-like stars simulated from the shipped grid "
+             f"({grid.sizes['model']} models), seed {DEMO_SEED}")
+        with client.as_current():
+            write_spectra(grid_catalogue(n_star, seed=DEMO_SEED, lazy=True), tmp,
+                          chunk_stars=BLOCK_STARS, mode="w")
+
+    wanted = {"demo_n_star": n_star, "demo_seed": DEMO_SEED, "demo_block_stars": BLOCK_STARS, "source": SOURCE,
+              "demo_grid": grid_digest(grid)}
+    return ensure_demo_catalogue(path, wanted=wanted, build=build, log=_log)
+
+
+def _resolve(args) -> tuple[str | None, str]:
+    return args.catalogue, args.out if args.out is not None else DEMO_OUT
+
+
+def _preflight(args) -> None:
+    """Cheap checks before a cluster starts, so that bad input fails at once (exit 2)."""
+    from lamost2csst.parallel import JobInputError
+    from lamost2csst.parallel.normalize import _open_input
+
+    catalogue, out = _resolve(args)
+    if catalogue is not None:
+        _open_input(os.path.abspath(catalogue))
+    if args.model is not None and not os.path.isfile(args.model):
+        raise JobInputError(f"model file {args.model} does not exist")
+    if os.path.exists(out) and not (args.resume or args.overwrite):
+        raise JobInputError(f"output {out} already exists; pass --resume to finish it, --overwrite to replace it, "
+                            "or choose another --out")
+    _thresholds(args)
+
+
+def run(args: argparse.Namespace, client) -> dict:
+    """Run the job on ``client``; print the summary as one JSON line on stdout and return it."""
+    from lamost2csst.parallel.predict import PREDICTIONS_SCHEMA, predict_catalogue
+    from lamost2csst.parallel.runtime import remove_store
+
+    catalogue, out = _resolve(args)
+    _preflight(args)
+    if catalogue is None:
+        catalogue = _demo_catalogue(DEMO_CATALOGUE, args.n_demo, client)
+    if args.overwrite and os.path.exists(out):
+        remove_store(out, schema=PREDICTIONS_SCHEMA)
+    _log(f"{catalogue} -> {out}")
+    summary = predict_catalogue(catalogue, out, client=client, model=args.model, chunk_stars=args.chunk_stars,
+                                resume=args.resume, progress=not args.no_progress, thresholds=_thresholds(args),
+                                batch_size=args.batch_size)
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
+def main(argv=None) -> dict:
+    """Command-line entry point: returns the summary; bad input exits with status 2."""
+    args = parse_args(argv)  # before any heavy import: --help answers at once
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # workers inherit it: no TensorFlow banner per worker
+    from lamost2csst.parallel import run_cli
+
+    return run_cli("predict_catalogue", args, run, preflight=_preflight, n_workers=args.workers,
+                   threads_per_worker=args.threads_per_worker, gpus=args.gpus)
+
+
+if __name__ == "__main__":
+    main()

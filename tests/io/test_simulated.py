@@ -1,0 +1,74 @@
+"""The demo catalogue simulated from the grid: deterministic, lazy == eager, truth consistent."""
+
+import numpy as np
+import pytest
+
+from lamost2csst.core.flags import sanitize_pixels
+from lamost2csst.io import validate_spectra
+from lamost2csst.io.grid import load_grid
+from lamost2csst.io.simulated import BLOCK_STARS, grid_catalogue, grid_digest
+
+N = BLOCK_STARS + 100  # two blocks, the second ragged
+
+
+@pytest.fixture(scope="module")
+def grid():
+    return load_grid()
+
+
+@pytest.fixture(scope="module")
+def demo(grid):
+    return grid_catalogue(N, seed=3, grid=grid)
+
+
+def test_schema_and_truth_follow_the_grid(demo, grid):
+    validate_spectra(demo)
+    model = demo.grid_model.values
+    np.testing.assert_array_equal(demo.sed_true.values, grid.sed.values[model])
+    for p in ("teff", "logg", "feh", "alpha"):
+        np.testing.assert_array_equal(demo[p].values, grid[p].values[model])
+    assert demo.attrs["demo_grid"] == grid_digest(grid)
+    assert demo.attrs["frame"] == "observed"
+
+
+def test_prefix_and_lazy_equal_eager(demo, grid):
+    small = grid_catalogue(50, seed=3, grid=grid)
+    for name in ("flux", "ivar", "mask", "sed_true"):
+        np.testing.assert_array_equal(small[name].values, demo[name].values[:50])
+    lazy = grid_catalogue(N, seed=3, grid=grid, lazy=True)
+    assert lazy.flux.chunks[0] == (BLOCK_STARS, 100)
+    for name in ("flux", "ivar", "mask", "sed_true"):
+        np.testing.assert_array_equal(lazy[name].values, demo[name].values)
+    other = grid_catalogue(50, seed=4, grid=grid)
+    assert not np.array_equal(other.flux.values, small.flux.values, equal_nan=True)
+
+
+def test_observations_scatter_like_their_snr(demo, grid):
+    # continuum-free check: the ratio of two neighbouring pixels of the same star varies by
+    # sqrt(2)/snr (Eq. 1 noise is independent per pixel; the model is smooth on 1 pixel at R=2000 mostly)
+    f = demo.flux.values.astype(np.float64)
+    snr = demo.snr_g.values
+    sel = (snr > 40) & (snr < 60)
+    d = (f[sel, 1001:3001:2] / f[sel, 1000:3000:2]) - 1.0
+    measured = np.nanmedian(np.abs(d - np.nanmedian(d, axis=1, keepdims=True)), axis=1) * 1.4826
+    expected = np.sqrt(2) / snr[sel]
+    assert np.median(measured / expected) == pytest.approx(1.0, abs=0.25)
+
+
+def test_faults_are_injected_as_documented(demo):
+    z, z_true = demo.z.values, demo.z_true.values
+    missing = np.isnan(z)
+    assert 0 < missing.sum() < 0.02 * N
+    np.testing.assert_array_equal(z[~missing], z_true[~missing])
+    assert np.all(np.isfinite(z_true))
+    _, _, _, nonfinite = sanitize_pixels(demo.flux.values, demo.ivar.values, demo.mask.values)
+    assert 0 < nonfinite.sum() < 0.01 * N
+    velocity = z_true * 299792.458
+    assert 30 < np.std(velocity[np.abs(velocity) < 100]) < 45  # the disc component, N(0, 40 km/s) cut at 2.5 sigma
+
+
+def test_bad_arguments(grid):
+    with pytest.raises(ValueError, match="n_star"):
+        grid_catalogue(0, grid=grid)
+    with pytest.raises(ValueError, match="seed"):
+        grid_catalogue(5, seed=-1, grid=grid)

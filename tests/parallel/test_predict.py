@@ -1,0 +1,196 @@
+"""The predict_catalogue Dask job: equals the numpy path, every star once, flags, truth, resume."""
+
+import shutil
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+from distributed import Client, LocalCluster
+
+import lamost2csst
+from lamost2csst.core import BANDS, OUTPUT_WAVE, band_pixels, prepare_inputs
+from lamost2csst.core.flags import Flag, FlagThresholds, sanitize_pixels
+from lamost2csst.io import write_spectra
+from lamost2csst.io.simulated import grid_catalogue
+from lamost2csst.nn.inference import default_model_path
+from lamost2csst.parallel import JobInputError
+from lamost2csst.parallel.predict import PREDICTIONS_SCHEMA, predict_block, predict_catalogue
+
+N_STAR, CHUNK = 600, 128  # 5 chunks, the last one ragged (88 stars)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
+        with Client(cluster) as c:
+            yield c
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return grid_catalogue(N_STAR, seed=5)
+
+
+@pytest.fixture(scope="module")
+def catalogue(demo, tmp_path_factory):
+    path = tmp_path_factory.mktemp("cat") / "catalogue.zarr"
+    write_spectra(demo, path, chunk_stars=CHUNK)
+    return path
+
+
+@pytest.fixture(scope="module")
+def by_hand(demo):
+    """The documented steps written out with the public functions, on the whole catalogue."""
+    flux, ivar, mask, _ = sanitize_pixels(demo.flux.values, demo.ivar.values, demo.mask.values)
+    z = demo.z.values
+    has_z = np.isfinite(z)
+    net = prepare_inputs(demo.wave.values, flux[has_z], ivar=ivar[has_z], z=z[has_z], mask=mask[has_z])
+    sed = np.full((N_STAR, OUTPUT_WAVE.size), np.nan, np.float32)
+    sigma = sed.copy()
+    sed[has_z], sigma[has_z] = lamost2csst.predict(net.flux, net.error, mask=net.mask)
+    return sed, sigma
+
+
+@pytest.fixture(scope="module")
+def finished(client, catalogue, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out") / "predictions.zarr"
+    summary = predict_catalogue(catalogue, out, client=client, progress=False)
+    return out, summary
+
+
+def test_job_equals_the_hand_made_pipeline(finished, by_hand, demo):
+    out, summary = finished
+    ds = xr.open_zarr(out, consolidated=False)
+    sed, sigma = by_hand
+    # batches differ between the job (per chunk) and the hand run: float32 round-off only
+    np.testing.assert_allclose(ds.sed.values, sed, rtol=2e-5, equal_nan=True)
+    np.testing.assert_allclose(ds.sigma.values, sigma, rtol=2e-5, equal_nan=True)
+    np.testing.assert_array_equal(np.isnan(ds.sed.values).all(axis=1), np.isnan(demo.z.values))
+
+
+def test_every_star_once_in_order_with_its_coordinates(finished, demo):
+    out, summary = finished
+    ds = xr.open_zarr(out, consolidated=False)
+    assert ds.attrs["schema"] == PREDICTIONS_SCHEMA
+    assert ds.sizes == {"star": N_STAR, "wave_out": OUTPUT_WAVE.size}
+    assert (ds.sed.dtype, ds.sigma.dtype, ds.flags.dtype) == (np.float32, np.float32, np.uint16)
+    for name in ("obsid", "ra", "dec", "z", "teff", "snr_g", "grid_model"):
+        np.testing.assert_array_equal(ds[name].values, demo[name].values)
+    assert "sed_true" not in ds
+    assert ds.attrs["model_hash"] == summary["model_hash"] == lamost2csst.nn.inference.model_hash(default_model_path())
+    assert summary["stars_in"] == summary["stars_written"] == N_STAR
+    assert (summary["chunks_total"], summary["chunks_done"]) == (5, 5)
+
+
+def test_flags_match_their_conditions_and_the_summary(finished, demo):
+    out, summary = finished
+    ds = xr.open_zarr(out, consolidated=False)
+    flags = ds.flags.values
+    no_z = np.isnan(demo.z.values)
+    assert no_z.any()
+    np.testing.assert_array_equal((flags & Flag.NO_DATA) != 0, no_z)
+    assert ((flags[no_z] & Flag.BAD_Z) != 0).all()
+    _, _, _, nonfinite = sanitize_pixels(demo.flux.values, demo.ivar.values, demo.mask.values)
+    np.testing.assert_array_equal((flags & Flag.NONFINITE_INPUT) != 0, nonfinite)
+    low = (flags & Flag.LOW_SNR) != 0
+    assert low.any()
+    assert np.all(demo.snr_g.values[low & ~no_z] < 10.5) and np.all(demo.snr_g.values[~low & ~no_z] > 9.5)
+    assert summary["ok"] == int((flags == 0).sum())
+    assert summary["flagged"] == N_STAR - summary["ok"]
+    for f in Flag:
+        assert summary["flag_counts"][f.name] == int(((flags & f) != 0).sum())
+    assert ds.attrs["flag_thresholds"] == FlagThresholds().as_dict()
+
+
+def test_truth_summary_equals_a_direct_computation(finished, demo):
+    out, summary = finished
+    ds = xr.open_zarr(out, consolidated=False)
+    ok = ds.flags.values == 0
+    r = ds.sed.values[ok].astype(np.float64) / demo.sed_true.values[ok] - 1.0
+    std = np.std(r, axis=0, ddof=1)
+    row = next(r for r in summary["truth"] if r["snr"] == "all ok")
+    assert row["n_star"] == ok.sum()
+    for band, lo_hi in BANDS.items():
+        sel = band_pixels(OUTPUT_WAVE, lo_hi)
+        assert row[f"error_{band}"] == pytest.approx(np.median(std[sel]), abs=1e-5)
+        assert row[f"offset_{band}"] == pytest.approx(np.median(r.mean(axis=0)[sel]), abs=1e-5)
+    assert xr.open_zarr(out, consolidated=False).attrs["summary"] == summary
+
+
+def _chunk_files(out):
+    root = out / "sed" / "c"
+    return {p: p.stat().st_mtime_ns for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_resume_recomputes_only_the_chunk_without_marker(client, catalogue, finished, tmp_path):
+    reference, _ = finished
+    out = tmp_path / "p.zarr"
+    shutil.copytree(reference, out)
+    (out / ".markers" / "chunk-2.done").unlink()
+    zarr.open_array(out / "sed", mode="r+")[2 * CHUNK: 3 * CHUNK] = 0.0
+    before = _chunk_files(out)
+    summary = predict_catalogue(catalogue, out, client=client, resume=True, progress=False)
+    assert (summary["chunks_done"], summary["chunks_skipped"], summary["stars_written"]) == (1, 4, CHUNK)
+    after = _chunk_files(out)
+    assert [p.relative_to(out).as_posix() for p in after if after[p] != before[p]] == ["sed/c/2/0"]
+    a, b = xr.open_zarr(out, consolidated=False), xr.open_zarr(reference, consolidated=False)
+    for name in ("sed", "sigma", "flags"):
+        np.testing.assert_array_equal(a[name].values, b[name].values)
+
+
+def test_resume_refuses_another_model_and_existing_output_needs_resume(client, catalogue, finished, tmp_path):
+    reference, _ = finished
+    out = tmp_path / "p.zarr"
+    shutil.copytree(reference, out)
+    other = tmp_path / "other.keras"
+    other.write_bytes(default_model_path().read_bytes() + b"\0")
+    with pytest.raises(JobInputError, match="cannot resume.*model"):
+        predict_catalogue(catalogue, out, client=client, model=other, resume=True, progress=False)
+    with pytest.raises(JobInputError, match="already exists"):
+        predict_catalogue(catalogue, out, client=client, progress=False)
+    with pytest.raises(JobInputError, match="cannot resume.*thresholds"):
+        predict_catalogue(catalogue, out, client=client, resume=True, progress=False,
+                          thresholds=FlagThresholds(min_snr=5.0))
+
+
+def test_bad_inputs_raise_job_input_error(client, catalogue, tmp_path):
+    with pytest.raises(JobInputError, match="does not exist"):
+        predict_catalogue(tmp_path / "nope.zarr", tmp_path / "o.zarr", client=client)
+    with pytest.raises(JobInputError, match="model file"):
+        predict_catalogue(catalogue, tmp_path / "o.zarr", client=client, model=tmp_path / "m.h5")
+    with pytest.raises(JobInputError, match="batch_size"):
+        predict_catalogue(catalogue, tmp_path / "o.zarr", client=client, batch_size=0)
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_predict_block_on_rest_frame_input_ignores_z(demo):
+    sl = slice(0, 40)
+    wave = demo.wave.values
+    flux, ivar, mask = demo.flux.values[sl], demo.ivar.values[sl], demo.mask.values[sl]
+    z = np.nan_to_num(demo.z.values[sl], nan=0.0)
+    a = predict_block(wave, flux, ivar, mask, z, model=default_model_path(), observed=False)
+    b = predict_block(wave, flux, ivar, mask, np.zeros_like(z), model=default_model_path())
+    np.testing.assert_array_equal(a["sed"], b["sed"])
+    np.testing.assert_array_equal(a["flags"], b["flags"])
+
+
+def _gpu_available():
+    try:
+        import dask_cuda  # noqa: F401
+        import tensorflow as tf
+    except ImportError:
+        return False
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+@pytest.mark.skipif(not _gpu_available(), reason="needs an NVIDIA GPU, TensorFlow with CUDA and dask-cuda")
+def test_gpu_cluster_gives_the_cpu_result(catalogue, finished, tmp_path):
+    from lamost2csst.parallel.runtime import dask_client
+
+    reference, _ = finished
+    with dask_client(gpus=True) as gpu_client:
+        predict_catalogue(catalogue, tmp_path / "gpu.zarr", client=gpu_client, progress=False)
+    a, b = xr.open_zarr(tmp_path / "gpu.zarr", consolidated=False), xr.open_zarr(reference, consolidated=False)
+    np.testing.assert_allclose(a.sed.values, b.sed.values, rtol=1e-3, equal_nan=True)
+    np.testing.assert_array_equal(a.flags.values, b.flags.values)
