@@ -1,0 +1,151 @@
+"""ingest_lamost: FITS (both layouts) -> catalogue; rejects recorded; nothing twice; resumable;
+and the predictions from ingested files equal the hand-made path."""
+
+import shutil
+
+import numpy as np
+import pytest
+import xarray as xr
+from distributed import Client, LocalCluster
+
+import lamost2csst
+from lamost2csst.core import prepare_inputs
+from lamost2csst.core.flags import sanitize_pixels
+from lamost2csst.io import read_lamost
+from lamost2csst.io.lamost_export import export_lamost
+from lamost2csst.io.simulated import grid_catalogue
+from lamost2csst.parallel import JobInputError
+from lamost2csst.parallel.ingest import find_lamost_files, ingest_lamost
+from lamost2csst.parallel.predict import predict_catalogue
+
+N, CHUNK = 120, 32
+
+
+@pytest.fixture(scope="module")
+def client():
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
+        with Client(cluster) as c:
+            yield c
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return grid_catalogue(N, seed=7)
+
+
+@pytest.fixture(scope="module")
+def folder(demo, tmp_path_factory):
+    root = tmp_path_factory.mktemp("fits")
+    export_lamost(demo.isel(star=slice(0, N // 2)), root / "image", layout="image")
+    export_lamost(demo.isel(star=slice(N // 2, N)), root / "table" / "night2", layout="table", gz=True)
+    (root / "broken.fits").write_bytes(b"SIMPLE  =                    T" + b"\0" * 100)
+    good = sorted((root / "image").glob("*.fits"))[0]
+    (root / "truncated.fits").write_bytes(good.read_bytes()[:5000])
+    shutil.copy(good, root / "zz-copy-of-first.fits")  # same OBSID, later in file order: the copy is the reject
+    (root / "notes.txt").write_text("not a spectrum")
+    return root
+
+
+@pytest.fixture(scope="module")
+def ingested(client, folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cat") / "catalogue.zarr"
+    summary = ingest_lamost([folder], out, client=client, chunk_stars=CHUNK, progress=False, files_per_task=16)
+    return out, summary
+
+
+def _by_obsid(ds):
+    return ds.sortby("obsid")
+
+
+def test_catalogue_holds_every_readable_star_once_with_its_pixels(ingested, demo):
+    out, summary = ingested
+    assert (summary["files_found"], summary["stars_added"], summary["rejected"]) == (N + 3, N, 3)
+    cat = _by_obsid(xr.open_zarr(out, consolidated=False).load())
+    lamost2csst.io.validate_spectra(cat)
+    np.testing.assert_array_equal(cat.obsid.values, demo.obsid.values)
+    flux, ivar, mask, _ = sanitize_pixels(demo.flux.values, demo.ivar.values, demo.mask.values)
+    np.testing.assert_array_equal(cat.mask.values, mask)  # the reader masks the NaN fault pixels too
+    np.testing.assert_array_equal(cat.ivar.values, ivar)
+    np.testing.assert_array_equal(cat.flux.values[~mask], flux[~mask])
+    for name in ("ra", "dec", "z", "snr_g"):
+        np.testing.assert_allclose(cat[name].values, demo[name].values, rtol=1e-6, equal_nan=True)
+    assert cat.flux.encoding["chunks"] == (CHUNK, cat.sizes["wave"])
+
+
+def test_rejects_name_path_and_reason(ingested, folder):
+    out, _ = ingested
+    rejects = {r["path"]: r["reason"] for r in xr.open_zarr(out, consolidated=False).attrs["rejects"]}
+    assert set(rejects) == {str(folder / n) for n in ("broken.fits", "truncated.fits", "zz-copy-of-first.fits")}
+    assert "already" in rejects[str(folder / "zz-copy-of-first.fits")]
+    assert all(reason for reason in rejects.values())
+
+
+def test_rerun_adds_nothing_twice_and_new_files_are_appended(client, ingested, folder, demo, tmp_path):
+    reference, _ = ingested
+    out = tmp_path / "c.zarr"
+    shutil.copytree(reference, out)
+    again = ingest_lamost([folder], out, client=client, progress=False)
+    assert (again["stars_added"], again["files_already_ingested"], again["stars_total"]) == (0, N, N)
+    assert again["rejects_total"] == 3
+
+    more = demo.isel(star=slice(0, 10)).assign_coords(obsid=demo.obsid.values[:10] + 10_000)
+    export_lamost(more, tmp_path / "new", layout="table")
+    added = ingest_lamost([folder, tmp_path / "new"], out, client=client, progress=False)
+    assert (added["stars_added"], added["stars_total"]) == (10, N + 10)
+    cat = xr.open_zarr(out, consolidated=False)
+    np.testing.assert_array_equal(cat.ivar.values[-10:], cat.ivar.values[[list(cat.obsid.values).index(o - 10_000)
+                                                                          for o in cat.obsid.values[-10:]]])
+    assert np.unique(cat.obsid.values).size == N + 10
+
+
+def test_an_interrupted_write_is_finished_by_the_next_run(client, ingested, folder, tmp_path):
+    reference, _ = ingested
+    out = tmp_path / "c.zarr"
+    shutil.copytree(reference, out)
+    (out / ".markers" / f"ingest-{CHUNK}.done").unlink()
+    import zarr
+
+    zarr.open_array(out / "flux", mode="r+")[CHUNK:2 * CHUNK] = 0.0
+    summary = ingest_lamost([folder], out, client=client, progress=False)
+    assert (summary["stars_resumed"], summary["stars_added"]) == (CHUNK, 0)
+    a, b = xr.open_zarr(out, consolidated=False), xr.open_zarr(reference, consolidated=False)
+    np.testing.assert_array_equal(a.flux.values, b.flux.values)
+
+
+def test_predictions_from_both_layouts_equal_the_hand_made_path(client, ingested, folder, tmp_path):
+    """FITS -> ingest -> predict_catalogue == read_lamost -> prepare_inputs(z) -> lamost2csst.predict."""
+    out, _ = ingested
+    predicted = tmp_path / "p.zarr"
+    predict_catalogue(out, predicted, client=client, progress=False)
+    pred = xr.open_zarr(predicted, consolidated=False)
+    row = {int(o): i for i, o in enumerate(pred.obsid.values)}
+    for layout, files in (("image", sorted((folder / "image").glob("*.fits"))),
+                          ("table", sorted((folder / "table").rglob("*.fits.gz")))):
+        ds = read_lamost(files)
+        assert ds.attrs["format"].startswith(layout) or layout in ds.attrs["format"]
+        z = ds.z.values
+        has_z = np.isfinite(z)
+        assert has_z.sum() > 0 and np.any(np.abs(z[has_z]) > 1e-4)  # real Doppler shifts to undo
+        net = prepare_inputs(ds.wave.values, ds.flux.values[has_z], ivar=ds.ivar.values[has_z], z=z[has_z],
+                             mask=ds.mask.values[has_z])
+        sed, sigma = lamost2csst.predict(net.flux, net.error, mask=net.mask)
+        rows = [row[int(o)] for o in ds.obsid.values[has_z]]
+        np.testing.assert_allclose(pred.sed.values[rows], sed, rtol=2e-5)
+        np.testing.assert_allclose(pred.sigma.values[rows], sigma, rtol=2e-5)
+        assert np.isnan(pred.sed.values[[row[int(o)] for o in ds.obsid.values[~has_z]]]).all()
+
+
+def test_bad_inputs(client, tmp_path, ingested):
+    with pytest.raises(JobInputError, match="neither a file nor a folder"):
+        find_lamost_files([tmp_path / "missing"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(JobInputError, match="no FITS files"):
+        ingest_lamost([tmp_path / "empty"], tmp_path / "o.zarr", client=client, progress=False)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.fits").write_bytes(b"junk")
+    with pytest.raises(JobInputError, match="none of the 1 files"):
+        ingest_lamost([tmp_path / "bad"], tmp_path / "o.zarr", client=client, progress=False)
+    other = tmp_path / "other.zarr"
+    xr.Dataset({"a": ("x", np.arange(3))}).to_zarr(other, zarr_format=3, consolidated=False)
+    with pytest.raises(JobInputError, match="not made by ingest_lamost"):
+        ingest_lamost([tmp_path / "bad"], other, client=client, progress=False)
