@@ -115,23 +115,27 @@ def sanitize_pixels(flux, ivar, mask=None):
     Returns
     -------
     flux, ivar, mask, nonfinite
-        Copies where every pixel with NaN/inf flux, NaN/inf ivar or negative ivar is masked
-        with ``ivar = 0``; ``nonfinite`` (n_star,) is True for stars that had such a pixel
-        outside the given mask (flag ``NONFINITE_INPUT``).
+        ``mask`` is a new array where every pixel with NaN/inf flux, NaN/inf ivar,
+        negative ivar or ``ivar == 0`` is masked; ``ivar`` is a copy with 0 on the bad ones
+        only when it had NaN/inf/negative values (else the input itself, as is ``flux``:
+        flux values on masked pixels are never used); ``nonfinite`` (n_star,) is True
+        for stars that had such a pixel outside the given mask (flag ``NONFINITE_INPUT``).
+        NaN flux with ``ivar == 0`` is LAMOST's way of saying "no data": not an anomaly.
     """
-    flux = np.array(flux, dtype=np.float32)
-    ivar = np.array(ivar, dtype=np.float32)
-    mask = np.zeros(flux.shape, bool) if mask is None else np.array(mask, dtype=bool)
+    flux = np.asarray(flux)
+    ivar = np.asarray(ivar)
+    mask = np.zeros(flux.shape, bool) if mask is None else np.asarray(mask, dtype=bool)
     if not flux.shape == ivar.shape == mask.shape or flux.ndim != 2:
         raise ValueError(f"flux {flux.shape}, ivar {ivar.shape} and mask {mask.shape} must be equal 2-D shapes")
     with np.errstate(invalid="ignore"):
-        ivar_bad = ~np.isfinite(ivar) | (ivar < 0)
-        # NaN flux with ivar == 0 is LAMOST's way of saying "no data here": not an anomaly
-        flux_bad = ~np.isfinite(flux) & (ivar != 0)
-    nonfinite = ((ivar_bad | flux_bad) & ~mask).any(axis=1)
-    mask |= ivar_bad | ~np.isfinite(flux) | (ivar == 0)
-    ivar[mask] = 0.0
-    return flux, ivar, mask, nonfinite
+        ivar_bad = ~(ivar >= 0) | (ivar == np.inf)  # NaN, negative or inf
+        no_data = ivar == 0
+        flux_nonfinite = ~np.isfinite(flux)
+    nonfinite = ((ivar_bad | (flux_nonfinite & ~no_data)) & ~mask).any(axis=1)
+    new_mask = mask | ivar_bad | no_data | flux_nonfinite
+    if ivar_bad.any():
+        ivar = np.where(ivar_bad, np.float32(0), ivar).astype(ivar.dtype, copy=False)
+    return flux, ivar, new_mask, nonfinite
 
 
 def bad_redshift(z, *, max_abs_z: float) -> tuple[np.ndarray, np.ndarray]:
@@ -143,14 +147,18 @@ def bad_redshift(z, *, max_abs_z: float) -> tuple[np.ndarray, np.ndarray]:
     return missing, implausible
 
 
-def median_snr(flux, ivar, mask) -> np.ndarray:
+def median_snr(flux, ivar, mask, *, stride: int = 4) -> np.ndarray:
     """Median S/N per pixel, ``|flux| sqrt(ivar)`` over the usable pixels of each star (NaN if none).
 
     Measured on the spectrum's own pixels: after resampling, neighbouring pixels share
     noise and the per-pixel S/N looks ~1.3x higher than it is (measured on LAMOST_WAVE ->
-    INPUT_WAVE), so the threshold is applied before.
+    INPUT_WAVE), so the threshold is applied before. Every ``stride``-th pixel is used
+    (~1000 of LAMOST's 3909: the median is as good and 4x cheaper).
     """
-    snr = np.where(mask, np.nan, np.abs(flux) * np.sqrt(np.maximum(ivar, 0.0)))
+    sl = (slice(None), slice(None, None, stride))
+    f, iv, m = np.asarray(flux)[sl], np.asarray(ivar)[sl], np.asarray(mask)[sl]
+    with np.errstate(invalid="ignore"):
+        snr = np.where(m, np.nan, np.abs(f) * np.sqrt(np.maximum(iv, 0)))
     with _quiet_all_nan():
         return np.nanmedian(snr, axis=1)
 
@@ -192,9 +200,13 @@ def input_flags(input_mask, *, snr, nonfinite, z_missing, z_implausible, teff=No
 
 def output_flags(sigma, *, thresholds: FlagThresholds) -> np.ndarray:
     """``UNCERTAIN`` where the median predicted relative sigma exceeds ``max_sigma`` (uint16)."""
-    sigma = np.asarray(sigma, dtype=np.float64)
-    with _quiet_all_nan():
-        median = np.nanmedian(sigma, axis=1)
+    sigma = np.asarray(sigma)
+    finite = np.isfinite(sigma).all(axis=1)
+    median = np.full(sigma.shape[0], np.nan)
+    median[finite] = np.median(sigma[finite], axis=1)
+    if not finite.all():
+        with _quiet_all_nan():
+            median[~finite] = np.nanmedian(sigma[~finite], axis=1)
     flags = np.zeros(sigma.shape[0], np.uint16)
     flags[median > thresholds.max_sigma] |= np.uint16(Flag.UNCERTAIN)
     return flags

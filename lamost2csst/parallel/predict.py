@@ -329,10 +329,18 @@ def predict_chunk(index: int, start: int, stop: int, *, catalogue: str, out: str
         "seconds_read": round(t_read - t0, 4),
         "seconds_compute": round(t_compute - t_read, 4),
         "host": socket.gethostname(), "pid": os.getpid(),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     write_json(marker_path(out, index), marker)  # last: a chunk with a marker is complete
     return marker
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this (worker) process so far, MB (Linux ru_maxrss is in kB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _summed_truth(out: str, markers: dict) -> dict | None:
@@ -446,6 +454,7 @@ def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, r
         "spectra_per_second": round(stars_written / seconds, 1) if seconds > 0 else 0.0,
         "task_seconds_read": round(sum(m["seconds_read"] for m in new), 3),
         "task_seconds_compute": round(sum(m["seconds_compute"] for m in new), 3),
+        "worker_peak_rss_mb": max((m["peak_rss_mb"] for m in new), default=None),
     }
     truth = _summed_truth(out, markers)
     if truth is not None:

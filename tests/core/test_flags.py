@@ -37,8 +37,10 @@ def test_sanitize_masks_bad_pixels_and_reports_only_unannounced_ones():
     np.testing.assert_array_equal(nonfinite, [True, False, True, False])
     np.testing.assert_array_equal(m[:, 1], [True, True, True, True])
     assert not m[:, [0, 2, 3]].any()
-    assert (i[m] == 0).all() and (i[~m] == 1).all()
+    assert i[2, 1] == 0 and (i[~m] == 1).all()  # the negative ivar is zeroed, good ones kept
     np.testing.assert_array_equal(ivar[2], [1, -1, 1, 1])  # inputs untouched
+    clean_ivar = np.ones((2, 3), np.float32)
+    assert sanitize_pixels(np.ones((2, 3)), clean_ivar)[1] is clean_ivar  # no copy when nothing to fix
 
 
 def test_bad_redshift_separates_missing_from_implausible():

@@ -1,0 +1,167 @@
+"""End-to-end speed of ``predict_catalogue`` (Zarr -> Zarr) against its limits, on this machine.
+
+Run from the repository root::
+
+    python -m benchmarks.bench_catalogue                  # 40,000 stars end to end
+    python -m benchmarks.bench_catalogue --n 100000 --n-files 500
+
+All cases in one run, on the same demo catalogue (LAMOST-like stars simulated from the
+shipped grid, ``lamost2csst.io.simulated``), with the shipped model:
+
+* ``raw predict (in memory)``: ``lamost2csst.predict`` on spectra already normalized and in
+  the worker's memory (the machine's limit for this model), on 1 and on 2 single-threaded
+  Dask worker processes (the data are prepared in the worker before the clock starts);
+* ``predict_catalogue``: the job, from the Zarr catalogue to the Zarr output (reading,
+  rest frame, resampling, normalization, network, flags, writing), on the same clusters;
+* ``simple per-file loop``: what a user would write without this package's jobs: for each
+  LAMOST FITS file, ``read_lamost``, ``prepare_inputs``, ``model.predict`` (Keras), in one
+  process with TensorFlow's default threads (all cores).
+
+Prints one line per case and writes ``benchmarks/results/catalogue.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def _raw_predict(catalogue: str, start: int, stop: int, repeat: int) -> dict:
+    """In a worker: prepare stars start:stop in memory (untimed), then time lamost2csst.predict."""
+    import numpy as np
+    import xarray as xr
+
+    from lamost2csst.core import prepare_inputs
+    from lamost2csst.core.flags import sanitize_pixels
+    from lamost2csst.nn.inference import load_model, predict
+
+    ds = xr.open_zarr(catalogue, consolidated=False).isel(star=slice(start, stop))
+    flux, ivar, mask, _ = sanitize_pixels(ds.flux.values, ds.ivar.values, ds.mask.values)
+    z = ds.z.values
+    keep = np.isfinite(z)
+    net = prepare_inputs(ds.wave.values, flux[keep], ivar=ivar[keep], z=z[keep], mask=mask[keep])
+    model = load_model()
+    predict(net.flux[:1024], net.error[:1024], mask=net.mask[:1024], model=model)  # warm-up (tracing)
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        predict(net.flux, net.error, mask=net.mask, model=model)
+        best = min(best, time.perf_counter() - t)
+    return {"n": int(keep.sum()), "seconds": best}
+
+
+def _simple_child(files: list[str]) -> dict:
+    """Child process: the per-file loop a user would write (read, prepare, model.predict)."""
+    import numpy as np
+
+    from lamost2csst.core import prepare_inputs
+    from lamost2csst.io import read_lamost
+    from lamost2csst.nn.inference import load_model, prepare_network_arrays
+
+    model = load_model()
+    one = read_lamost(files[0])
+    model.predict({"flux": np.ones((1, 2238), np.float32), "error": np.ones((1, 2238), np.float32)}, verbose=0)
+    t = time.perf_counter()
+    n = 0
+    for path in files:
+        ds = read_lamost(path)
+        z = ds.z.values
+        if not np.isfinite(z[0]):
+            continue
+        net = prepare_inputs(ds.wave.values, ds.flux.values, ivar=ds.ivar.values, z=z, mask=ds.mask.values)
+        flux, error = prepare_network_arrays(net.flux, net.error, mask=net.mask)
+        model.predict({"flux": flux, "error": error}, verbose=0)
+        n += 1
+    del one
+    return {"n": n, "seconds": time.perf_counter() - t}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=40_000, help="stars of the end-to-end catalogue")
+    p.add_argument("--n-raw", type=int, default=20_000, help="stars of the in-memory predict case")
+    p.add_argument("--n-files", type=int, default=300, help="FITS files of the simple per-file loop")
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--out", default="benchmarks/results/catalogue.json")
+    p.add_argument("--workdir", default=None, help="where the catalogue is written (default: a temporary folder)")
+    p.add_argument("--child-simple", nargs="*", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child_simple is not None:
+        print(json.dumps(_simple_child(args.child_simple)))
+        return
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from distributed import Client, LocalCluster
+
+    from lamost2csst.io import write_spectra
+    from lamost2csst.io.lamost_export import export_lamost
+    from lamost2csst.io.simulated import BLOCK_STARS, grid_catalogue
+    from lamost2csst.parallel.predict import predict_catalogue
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_catalogue_"))
+    work.mkdir(parents=True, exist_ok=True)
+    catalogue = work / "catalogue.zarr"
+    results = []
+
+    def record(case, workers, n, seconds, **extra):
+        results.append({"case": case, "workers": workers, "n": n, "seconds": round(seconds, 3),
+                        "spectra_per_s": round(n / seconds, 1), **extra})
+        print(json.dumps(results[-1]), flush=True)
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        if not catalogue.exists():
+            with client.as_current():
+                write_spectra(grid_catalogue(args.n, seed=1, lazy=True), catalogue, chunk_stars=BLOCK_STARS)
+    files = export_lamost(grid_catalogue(args.n_files, seed=2), work / "fits", layout="image")
+
+    for workers in (1, 2):
+        with LocalCluster(n_workers=workers, threads_per_worker=1, host="127.0.0.1",
+                          dashboard_address=":0") as cluster, Client(cluster) as client:
+            per = args.n_raw // workers
+            futures = [client.submit(_raw_predict, str(catalogue), i * per, (i + 1) * per, args.repeat, pure=False)
+                       for i in range(workers)]
+            parts = client.gather(futures)
+            record("raw predict (in memory)", workers, sum(r["n"] for r in parts), max(r["seconds"] for r in parts))
+            out = work / f"pred-{workers}.zarr"
+            shutil.rmtree(out, ignore_errors=True)
+            s = predict_catalogue(catalogue, out, client=client, progress=False)
+            record("predict_catalogue (Zarr -> Zarr)", workers, s["stars_written"], s["seconds"],
+                   worker_peak_rss_mb=s["worker_peak_rss_mb"])
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_catalogue", "--child-simple", *files],
+                          capture_output=True, text=True, env=env, check=True)
+    simple = json.loads(proc.stdout.strip().splitlines()[-1])
+    record("simple per-file loop (read_lamost, prepare_inputs, model.predict)", 1, simple["n"], simple["seconds"])
+
+    by = {(r["case"].split(" (")[0], r["workers"]): r["spectra_per_s"] for r in results}
+    ratios = {
+        "job / raw predict, 2 workers": round(by[("predict_catalogue", 2)] / by[("raw predict", 2)], 3),
+        "job / raw predict, 1 worker": round(by[("predict_catalogue", 1)] / by[("raw predict", 1)], 3),
+        "job 2 workers / simple per-file loop": round(by[("predict_catalogue", 2)] / by[("simple per-file loop", 1)], 1),
+        "job 2 workers / 1 worker": round(by[("predict_catalogue", 2)] / by[("predict_catalogue", 1)], 2),
+    }
+    print(json.dumps(ratios))
+    record_file = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                   "python": platform.python_version(),
+                   "command": " ".join(["python -m benchmarks.bench_catalogue", *(argv or sys.argv[1:])]),
+                   "results": results, "ratios": ratios}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(record_file, indent=1) + "\n")
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
