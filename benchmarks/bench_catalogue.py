@@ -85,6 +85,39 @@ def _simple_child(files: list[str]) -> dict:
     return {"n": n, "seconds": time.perf_counter() - t}
 
 
+def lamost_size_plan(results, *, bytes_per_star: float, gpu_rate: float, n_spectra: int = 20_000_000,
+                     disk_gb_per_s: float = 1.0, cores_per_gpu: int = 8) -> dict:
+    """What a LAMOST-size run needs, from the measured per-core rates (and an assumed GPU rate).
+
+    Per star and per core, from the 1-worker job run: ``read`` (Zarr read + decompression)
+    and ``prep`` (everything but the network: job compute time minus raw network time);
+    the network on the CPU from the raw 1-worker case. On N GPUs the network runs at
+    ``N * gpu_rate`` (assumed) while reading and preprocessing stay on ``cores_per_gpu``
+    CPU cores per GPU, and the shared file system delivers ``disk_gb_per_s``.
+    """
+    job1 = next(r for r in results if r["case"].startswith("predict_catalogue") and r["workers"] == 1)
+    raw1 = next(r for r in results if r["case"].startswith("raw predict") and r["workers"] == 1)
+    read_s = job1["task_seconds_read"] / job1["n"]
+    net_s = 1.0 / raw1["spectra_per_s"]
+    prep_s = max(job1["task_seconds_compute"] / job1["n"] - net_s, 0.0)
+    rows = []
+    for n_gpu in (0, 1, 4, 8, 16):
+        cores = cores_per_gpu * max(n_gpu, 1)
+        cpu_rate = cores / (read_s + prep_s + (net_s if n_gpu == 0 else 0.0))
+        rates = {"cpu (read + prep" + (" + network)" if n_gpu == 0 else ")"): cpu_rate,
+                 "disk": disk_gb_per_s * 1e9 / bytes_per_star}
+        if n_gpu:
+            rates["gpu network (assumed rate)"] = n_gpu * gpu_rate
+        bound = min(rates, key=rates.get)
+        rows.append({"gpus": n_gpu, "cpu_cores": cores, "bound_by": bound,
+                     "spectra_per_s": round(rates[bound]), "hours_for_20M": round(n_spectra / rates[bound] / 3600, 2),
+                     **{f"rate_{k}": round(v) for k, v in rates.items()}})
+    return {"n_spectra": n_spectra, "bytes_per_star_on_disk": round(bytes_per_star), "input_tb":
+            round(n_spectra * bytes_per_star / 1e12, 2), "per_core_seconds_per_star":
+            {"read": read_s, "prep": prep_s, "network_cpu": net_s}, "assumed_gpu_rate": gpu_rate,
+            "assumed_disk_gb_per_s": disk_gb_per_s, "cores_per_gpu": cores_per_gpu, "rows": rows}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=40_000, help="stars of the end-to-end catalogue")
@@ -93,6 +126,9 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--out", default="benchmarks/results/catalogue.json")
     p.add_argument("--workdir", default=None, help="where the catalogue is written (default: a temporary folder)")
+    p.add_argument("--gpu-rate", type=float, default=100_000.0,
+                   help="ASSUMED network throughput of one GPU (spectra/s) for the 20-million plan: not measured "
+                   "here (no GPU); replace with a measured value")
     p.add_argument("--child-simple", nargs="*", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child_simple is not None:
@@ -136,7 +172,8 @@ def main(argv=None):
             shutil.rmtree(out, ignore_errors=True)
             s = predict_catalogue(catalogue, out, client=client, progress=False)
             record("predict_catalogue (Zarr -> Zarr)", workers, s["stars_written"], s["seconds"],
-                   worker_peak_rss_mb=s["worker_peak_rss_mb"])
+                   worker_peak_rss_mb=s["worker_peak_rss_mb"], task_seconds_read=s["task_seconds_read"],
+                   task_seconds_compute=s["task_seconds_compute"])
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_catalogue", "--child-simple", *files],
@@ -152,11 +189,15 @@ def main(argv=None):
         "job 2 workers / 1 worker": round(by[("predict_catalogue", 2)] / by[("predict_catalogue", 1)], 2),
     }
     print(json.dumps(ratios))
+    bytes_per_star = sum(f.stat().st_size for f in catalogue.rglob("*") if f.is_file()) / args.n
+    plan = lamost_size_plan(results, bytes_per_star=bytes_per_star, gpu_rate=args.gpu_rate)
+    for row in plan["rows"]:
+        print(json.dumps(row))
     record_file = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                    "python": platform.python_version(),
                    "command": " ".join(["python -m benchmarks.bench_catalogue", *(argv or sys.argv[1:])]),
-                   "results": results, "ratios": ratios}
+                   "results": results, "ratios": ratios, "lamost_size_plan": plan}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record_file, indent=1) + "\n")
     if args.workdir is None:
