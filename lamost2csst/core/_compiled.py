@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover
     numba = None
     AVAILABLE = False
 
-__all__ = ["AVAILABLE", "prepare_uniform", "rebin_uniform"]
+__all__ = ["AVAILABLE", "fill_masked", "prepare_uniform", "rebin_uniform"]
 
 
 def _check_row(s, flux, ivar, mask, with_ivar, with_mask, in_width, row_good, row_flux, row_var,
@@ -182,11 +182,30 @@ def _prepare_uniform(base, shift, dln, ratio, tolerance, n_taps, in_width, inv_o
     return problems
 
 
+def _fill_masked(flux, error, mask, masked_error, out_flux, out_error):  # pragma: no cover - compiled
+    """Network arrays in one pass: masked pixels -> (1, masked_error); returns the number of
+    unmasked pixels with NaN/inf flux or error, or error <= 0 (the caller raises)."""
+    n_bad = 0
+    for s in range(flux.shape[0]):
+        for i in range(flux.shape[1]):
+            if mask[s, i]:
+                out_flux[s, i] = 1.0
+                out_error[s, i] = masked_error
+            else:
+                f = flux[s, i]
+                e = error[s, i]
+                n_bad += not (np.isfinite(f) and np.isfinite(e) and e > 0.0)
+                out_flux[s, i] = f
+                out_error[s, i] = e
+    return n_bad
+
+
 _FLAGS = dict(nogil=True, cache=True, error_model="numpy", fastmath={"contract", "reassoc", "arcp", "nsz"})  # NaN semantics kept
 if AVAILABLE:
     _check_row = numba.njit(**_FLAGS)(_check_row)
     _rebin_row = numba.njit(**_FLAGS)(_rebin_row)
     rebin_uniform = numba.njit(**_FLAGS)(_rebin_uniform)
     prepare_uniform = numba.njit(**_FLAGS)(_prepare_uniform)
+    fill_masked = numba.njit(**_FLAGS)(_fill_masked)
 else:  # pragma: no cover
-    rebin_uniform = prepare_uniform = None
+    rebin_uniform = prepare_uniform = fill_masked = None

@@ -33,7 +33,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from lamost2csst.core.metrics import _quiet_all_nan
 
 __all__ = ["Flag", "FlagThresholds", "describe_flags", "input_flags", "median_snr", "output_flags", "sanitize_pixels"]
 
@@ -147,20 +146,33 @@ def bad_redshift(z, *, max_abs_z: float) -> tuple[np.ndarray, np.ndarray]:
     return missing, implausible
 
 
-def median_snr(flux, ivar, mask, *, stride: int = 4) -> np.ndarray:
+def median_snr(flux, ivar, mask, *, stride: int = 8) -> np.ndarray:
     """Median S/N per pixel, ``|flux| sqrt(ivar)`` over the usable pixels of each star (NaN if none).
 
     Measured on the spectrum's own pixels: after resampling, neighbouring pixels share
     noise and the per-pixel S/N looks ~1.3x higher than it is (measured on LAMOST_WAVE ->
     INPUT_WAVE), so the threshold is applied before. Every ``stride``-th pixel is used
-    (~1000 of LAMOST's 3909: the median is as good and 4x cheaper).
+    (~490 of LAMOST's 3909: within 2 % of the all-pixel median on the demo catalogue, and
+    8x cheaper).
     """
     sl = (slice(None), slice(None, None, stride))
     f, iv, m = np.asarray(flux)[sl], np.asarray(ivar)[sl], np.asarray(mask)[sl]
     with np.errstate(invalid="ignore"):
         snr = np.where(m, np.nan, np.abs(f) * np.sqrt(np.maximum(iv, 0)))
-    with _quiet_all_nan():
-        return np.nanmedian(snr, axis=1)
+    return _row_nanmedian(snr)
+
+
+def _row_nanmedian(a: np.ndarray) -> np.ndarray:
+    """NaN-ignoring median of each row; NaN for rows without a finite value.
+
+    All-NaN rows are left out instead of silencing numpy's warning: ``warnings`` filters
+    are process-global and not thread-safe (Dask runs these kernels in threads).
+    """
+    out = np.full(a.shape[0], np.nan)
+    some = ~np.isnan(a).all(axis=1)
+    if some.any():
+        out[some] = np.nanmedian(a[some], axis=1)
+    return out
 
 
 def input_flags(input_mask, *, snr, nonfinite, z_missing, z_implausible, teff=None,
@@ -205,8 +217,7 @@ def output_flags(sigma, *, thresholds: FlagThresholds) -> np.ndarray:
     median = np.full(sigma.shape[0], np.nan)
     median[finite] = np.median(sigma[finite], axis=1)
     if not finite.all():
-        with _quiet_all_nan():
-            median[~finite] = np.nanmedian(sigma[~finite], axis=1)
+        median[~finite] = _row_nanmedian(sigma[~finite])
     flags = np.zeros(sigma.shape[0], np.uint16)
     flags[median > thresholds.max_sigma] |= np.uint16(Flag.UNCERTAIN)
     return flags

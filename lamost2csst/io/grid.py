@@ -53,7 +53,7 @@ def pack_grid(store, out) -> int:
     part.attrs = {k: v for k, v in ds.attrs.items()}
     part.attrs["packed_from"] = str(store)
     encoding = {
-        name: {"chunks": tuple(part.sizes[d] for d in part[name].dims), "compressors": [compressor(9)]}
+        name: {"chunks": tuple(part.sizes[d] for d in part[name].dims), "compressors": [compressor(9, cname="zstd")]}
         for name in part.data_vars
     }
     part.to_zarr(out, mode="w-", zarr_format=3, consolidated=False, encoding=encoding)

@@ -34,8 +34,11 @@ __all__ = [
     "marker_path",
     "markers_group",
     "read_marker",
+    "read_region",
     "run_chunk_tasks",
+    "same_stars",
     "star_coords",
+    "write_region",
 ]
 
 MARKERS = ".markers"
@@ -124,6 +127,31 @@ def run_chunk_tasks(client, task, chunks, *, out: str, desc: str, progress: bool
     finally:
         bar.close()
     return markers, new
+
+
+def read_region(store: str, start: int, stop: int, names) -> dict[str, np.ndarray]:
+    """The arrays ``names`` of a Zarr store, rows ``start:stop`` of those along ``star``.
+
+    Plain Zarr reads (a task reads a few arrays of one chunk: xarray's store opening and
+    decoding would cost more than the read itself). Arrays without a ``star`` dimension
+    (``wave``) are read whole; names absent from the store are left out.
+    """
+    group = zarr.open_group(store, mode="r")
+    out = {}
+    for name in names:
+        if name not in group:
+            continue
+        array = group[name]
+        dims = array.metadata.dimension_names or ()
+        out[name] = array[start:stop] if dims and dims[0] == "star" else array[...]
+    return out
+
+
+def write_region(store: str, start: int, stop: int, arrays: dict[str, np.ndarray]) -> None:
+    """Write rows ``start:stop`` of existing Zarr arrays (a task's own chunk region)."""
+    group = zarr.open_group(store, mode="r+")
+    for name, values in arrays.items():
+        group[name][start:stop] = values
 
 
 def same_stars(old: xr.Dataset, template: xr.Dataset) -> bool:

@@ -59,9 +59,11 @@ from lamost2csst.parallel.chunks import (
     existing_chunk_stars,
     marker_path,
     markers_group,
+    read_region,
     run_chunk_tasks,
     same_stars,
     star_coords,
+    write_region,
 )
 from lamost2csst.parallel.normalize import _open_input
 from lamost2csst.parallel.runtime import JobInputError, open_own_store, write_json
@@ -132,7 +134,10 @@ def predict_block(wave, flux, ivar, mask, z, *, model, teff=None, thresholds: Fl
     sed = np.full((n_star, N_OUTPUT), np.nan, np.float32)
     sigma = np.full((n_star, N_OUTPUT), np.nan, np.float32)
     rows = np.flatnonzero((flags & Flag.NO_DATA) == 0)
-    if rows.size:
+    if rows.size == n_star:  # the usual case: no copies
+        sed, sigma = predict(net.flux, net.error, mask=net.mask, model=model, batch_size=batch_size)
+        flags |= output_flags(sigma, thresholds=thresholds)
+    elif rows.size:
         sed[rows], sigma[rows] = predict(net.flux[rows], net.error[rows], mask=net.mask[rows], model=model,
                                          batch_size=batch_size)
         flags[rows] |= output_flags(sigma[rows], thresholds=thresholds)
@@ -303,21 +308,16 @@ def predict_chunk(index: int, start: int, stop: int, *, catalogue: str, out: str
     from lamost2csst.nn.inference import load_model
 
     t0 = time.perf_counter()
-    src = xr.open_zarr(catalogue, consolidated=False, chunks=None).isel(star=slice(start, stop))
-    teff = src["teff"].values if "teff" in src.coords else None
+    src = read_region(catalogue, start, stop, ("wave", "flux", "ivar", "mask", "z", "teff", "snr_g", "sed_true"))
     thresholds = FlagThresholds(**{**thresholds, "teff_range": tuple(thresholds["teff_range"])})
     t_read = time.perf_counter()
-    res = predict_block(src["wave"].values, src["flux"].values, src["ivar"].values, src["mask"].values,
-                        src["z"].values, model=load_model(model_path), teff=teff, thresholds=thresholds,
-                        observed=observed, batch_size=forward_batch)
+    res = predict_block(src["wave"], src["flux"], src["ivar"], src["mask"], src["z"], model=load_model(model_path),
+                        teff=src.get("teff"), thresholds=thresholds, observed=observed, batch_size=forward_batch)
     t_compute = time.perf_counter()
-    part = xr.Dataset({"sed": (("star", "wave_out"), res["sed"]), "sigma": (("star", "wave_out"), res["sigma"]),
-                       "flags": (("star",), res["flags"])})
-    part.to_zarr(out, region={"star": slice(start, stop)}, mode="r+", zarr_format=3, consolidated=False)
+    write_region(out, start, stop, {name: res[name] for name in ("sed", "sigma", "flags")})
     has_truth = "sed_true" in src
     if has_truth:
-        snr = src["snr_g"].values if "snr_g" in src.coords else None
-        stats = truth_statistics(res["sed"], res["sigma"], res["flags"], src["sed_true"].values, snr)
+        stats = truth_statistics(res["sed"], res["sigma"], res["flags"], src["sed_true"], src.get("snr_g"))
         np.savez(_truth_path(out, index), **stats)
     flags = res["flags"]
     marker = {
@@ -427,12 +427,13 @@ def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, r
         create_output(template, out, chunk_stars)
 
     client.register_plugin(TensorFlowSetup(model_path))
+    t_tasks = time.perf_counter()
     markers, new = run_chunk_tasks(
         client, predict_chunk, chunk_ranges(n_star, chunk_stars), out=out, desc="predict", progress=progress,
         catalogue=catalogue, model_path=model_path, observed=ds.attrs.get("frame") == "observed",
         thresholds=thresholds.as_dict(), forward_batch=int(batch_size),  # (client.map has its own batch_size)
     )
-    seconds = time.perf_counter() - t0
+    t_done = time.perf_counter()
     stars_written = sum(m["n_star"] for m in new)
     ok = sum(m["ok"] for m in markers.values())
     summary = {
@@ -450,8 +451,10 @@ def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, r
         "chunks_total": len(markers),
         "chunks_done": len(new),
         "chunks_skipped": len(markers) - len(new),
-        "seconds": round(seconds, 3),
-        "spectra_per_second": round(stars_written / seconds, 1) if seconds > 0 else 0.0,
+        "seconds": None,  # set below, after the truth statistics
+        "spectra_per_second": None,
+        "seconds_setup": round(t_tasks - t0, 3),
+        "seconds_tasks": round(t_done - t_tasks, 3),
         "task_seconds_read": round(sum(m["seconds_read"] for m in new), 3),
         "task_seconds_compute": round(sum(m["seconds_compute"] for m in new), 3),
         "worker_peak_rss_mb": max((m["peak_rss_mb"] for m in new), default=None),
@@ -459,6 +462,9 @@ def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, r
     truth = _summed_truth(out, markers)
     if truth is not None:
         summary["truth"] = truth_table(truth)
+    seconds = time.perf_counter() - t0
+    summary["seconds"] = round(seconds, 3)
+    summary["spectra_per_second"] = round(stars_written / seconds, 1) if seconds > 0 else 0.0
     zarr.open_group(out, mode="r+", zarr_format=3).attrs["summary"] = summary
     return summary
 

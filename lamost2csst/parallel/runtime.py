@@ -97,11 +97,13 @@ def dask_client(*, scheduler: str | None = None, n_workers: int | None = None, t
                 "--gpus needs dask-cuda and NVIDIA GPUs: pip install dask-cuda (and tensorflow[and-cuda]); "
                 "without GPUs leave --gpus out"
             ) from None
-        with (
-            LocalCUDACluster(threads_per_worker=threads_per_worker, host="127.0.0.1",
-                             dashboard_address="127.0.0.1:0") as cluster,
-            Client(cluster) as client,
-        ):
+        try:
+            cluster = LocalCUDACluster(threads_per_worker=threads_per_worker, host="127.0.0.1",
+                                       dashboard_address="127.0.0.1:0")
+        except Exception as err:  # noqa: BLE001 - e.g. pynvml.NVMLError_LibraryNotFound without a GPU
+            raise JobInputError(f"--gpus: cannot start a dask-cuda cluster ({type(err).__name__}: {err}); "
+                                "is there an NVIDIA GPU and driver? Without GPUs leave --gpus out") from None
+        with cluster, Client(cluster) as client:
             yield client
         return
     with (

@@ -124,3 +124,21 @@ def test_load_model_errors(tmp_path):
     other.write_bytes(b"x")
     with pytest.raises(ValueError, match=".keras"):
         load_model(other)
+
+
+def test_compiled_and_numpy_network_arrays_agree(monkeypatch):
+    from lamost2csst.core import _compiled
+    from lamost2csst.nn.inference import MASKED_ERROR, prepare_network_arrays
+
+    rng = np.random.default_rng(3)
+    flux = rng.normal(1.0, 0.1, (5, 2238))
+    error = rng.uniform(0.01, 0.1, (5, 2238))
+    mask = rng.random((5, 2238)) < 0.1
+    flux[mask] = np.nan
+    fast = prepare_network_arrays(flux, error, mask=mask)
+    monkeypatch.setattr(_compiled, "AVAILABLE", False)
+    slow = prepare_network_arrays(flux, error, mask=mask)
+    for a, b in zip(fast, slow):
+        assert a.dtype == b.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+    assert (fast[0][mask] == 1).all() and (fast[1][mask] == MASKED_ERROR).all()
