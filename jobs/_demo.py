@@ -6,6 +6,24 @@ import os
 import shutil
 
 
+def write_with_progress(ds, path, *, client, chunk_stars: int, desc: str) -> None:
+    """Write a lazy catalogue on ``client`` with a progress bar on stderr (stdout stays for the JSON line)."""
+    import contextlib
+    import sys
+
+    from distributed import progress
+
+    from lamost2csst.io import write_spectra
+
+    with client.as_current():
+        delayed = write_spectra(ds, path, chunk_stars=chunk_stars, mode="w", compute=False)
+    future = client.compute(delayed)
+    print(desc, file=sys.stderr, flush=True)
+    with contextlib.redirect_stdout(sys.stderr):
+        progress(future)
+    future.result()
+
+
 def ensure_demo_catalogue(path: str, *, wanted: dict, build, log) -> str:
     """Build the demo catalogue at ``path`` with ``build(tmp_path)`` unless it already holds ``wanted``.
 

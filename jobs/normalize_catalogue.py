@@ -13,7 +13,7 @@ import os
 import sys
 
 from jobs._cli import positive_int
-from jobs._demo import ensure_demo_catalogue
+from jobs._demo import ensure_demo_catalogue, write_with_progress
 
 # Heavy imports (xarray, dask, distributed) happen inside the functions so that --help is fast.
 
@@ -163,13 +163,12 @@ def _log(message: str) -> None:
 
 def _demo_catalogue(path: str, n_star: int, client) -> str:
     """Build the demo catalogue at ``path`` once; reuse it when it holds the same demo."""
-    from lamost2csst.io import write_spectra
     from lamost2csst.io.demo import BLOCK_STARS, SOURCE, toy_catalogue
 
     def build(tmp):
         _log(f"building the demo catalogue {path}: {n_star} toy spectra (analytic stand-in), seed {DEMO_SEED}")
-        with client.as_current():
-            write_spectra(toy_catalogue(n_star, seed=DEMO_SEED, lazy=True), tmp, chunk_stars=BLOCK_STARS, mode="w")
+        write_with_progress(toy_catalogue(n_star, seed=DEMO_SEED, lazy=True), tmp, client=client,
+                            chunk_stars=BLOCK_STARS, desc="writing the demo catalogue")
 
     wanted = {"demo_n_star": n_star, "demo_seed": DEMO_SEED, "demo_block_stars": BLOCK_STARS, "source": SOURCE}
     return ensure_demo_catalogue(path, wanted=wanted, build=build, log=_log)

@@ -14,7 +14,7 @@ import os
 import sys
 
 from jobs._cli import positive_int
-from jobs._demo import ensure_demo_catalogue
+from jobs._demo import ensure_demo_catalogue, write_with_progress
 
 PROG = "python -m jobs.predict_catalogue"
 DEMO_CATALOGUE = os.path.join("outputs", "demo_grid_catalogue.zarr")
@@ -165,7 +165,6 @@ def _thresholds(args):
 
 
 def _demo_catalogue(path: str, n_star: int, client) -> str:
-    from lamost2csst.io import write_spectra
     from lamost2csst.io.grid import load_grid
     from lamost2csst.io.simulated import BLOCK_STARS, SOURCE, grid_catalogue, grid_digest
 
@@ -174,9 +173,8 @@ def _demo_catalogue(path: str, n_star: int, client) -> str:
     def build(tmp):
         _log(f"building the demo catalogue {path}: {n_star} LAMOST-like stars simulated from the shipped grid "
              f"({grid.sizes['model']} models), seed {DEMO_SEED}")
-        with client.as_current():
-            write_spectra(grid_catalogue(n_star, seed=DEMO_SEED, lazy=True), tmp,
-                          chunk_stars=BLOCK_STARS, mode="w")
+        write_with_progress(grid_catalogue(n_star, seed=DEMO_SEED, lazy=True), tmp, client=client,
+                            chunk_stars=BLOCK_STARS, desc="simulating and writing the demo catalogue")
 
     wanted = {"demo_n_star": n_star, "demo_seed": DEMO_SEED, "demo_block_stars": BLOCK_STARS, "source": SOURCE,
               "demo_grid": grid_digest(grid)}

@@ -192,16 +192,21 @@ def _encoding(ds: xr.Dataset, chunk_stars: int, level: int) -> dict:
     return encoding
 
 
-def write_spectra(ds: xr.Dataset, store, *, chunk_stars: int = DEFAULT_CHUNK_STARS, level: int = 1, mode: str = "w-"):
+def write_spectra(ds: xr.Dataset, store, *, chunk_stars: int = DEFAULT_CHUNK_STARS, level: int = 1, mode: str = "w-",
+                  compute: bool = True):
     """Write a whole catalogue to a Zarr v3 store (computes dask-backed inputs).
 
     ``mode="w-"`` refuses to overwrite an existing store; pass ``mode="w"`` to replace it.
+    With ``compute=False`` only the metadata is written and the dask ``Delayed`` that
+    writes the arrays is returned (compute it, e.g. with ``client.compute``, to follow
+    its progress); otherwise the store path is returned.
     """
     validate_spectra(ds)
     chunk_stars = max(1, min(chunk_stars, ds.sizes["star"]))
     ds = ds.chunk({"star": chunk_stars, "wave": -1}) if ds.chunks else ds
-    ds.to_zarr(store, mode=mode, zarr_format=3, consolidated=False, encoding=_encoding(ds, chunk_stars, level))
-    return store
+    delayed = ds.to_zarr(store, mode=mode, zarr_format=3, consolidated=False, compute=compute,
+                         encoding=_encoding(ds, chunk_stars, level))
+    return store if compute else delayed
 
 
 def create_spectra_store(template: xr.Dataset, store, *, chunk_stars: int = DEFAULT_CHUNK_STARS, level: int = 1):

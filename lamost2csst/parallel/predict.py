@@ -302,13 +302,24 @@ def _check_resumable(out: str, template: xr.Dataset, chunk_stars: int) -> None:
                             + ". Remove it or choose another output.")
 
 
+def _held_out(src: dict, train_models) -> np.ndarray | None:
+    """Stars whose (teff, logg, feh, alpha) is not a training model of the network (None: unknown)."""
+    names = ("teff", "logg", "feh", "alpha")
+    if not train_models or not all(n in src for n in names):
+        return None
+    train = {tuple(np.round(row, 3)) for row in np.asarray(train_models, dtype=np.float64)}
+    params = np.round(np.stack([src[n] for n in names], axis=1).astype(np.float64), 3)
+    return np.array([tuple(row) not in train for row in params], dtype=bool)
+
+
 def predict_chunk(index: int, start: int, stop: int, *, catalogue: str, out: str, model_path: str, observed: bool,
-                  thresholds: dict, forward_batch: int) -> dict:
+                  thresholds: dict, forward_batch: int, train_models=None) -> dict:
     """One task: stars ``start:stop`` of ``catalogue`` -> the same region of ``out``, then the marker."""
     from lamost2csst.nn.inference import load_model
 
     t0 = time.perf_counter()
-    src = read_region(catalogue, start, stop, ("wave", "flux", "ivar", "mask", "z", "teff", "snr_g", "sed_true"))
+    src = read_region(catalogue, start, stop,
+                      ("wave", "flux", "ivar", "mask", "z", "teff", "logg", "feh", "alpha", "snr_g", "sed_true"))
     thresholds = FlagThresholds(**{**thresholds, "teff_range": tuple(thresholds["teff_range"])})
     t_read = time.perf_counter()
     res = predict_block(src["wave"], src["flux"], src["ivar"], src["mask"], src["z"], model=load_model(model_path),
@@ -317,7 +328,12 @@ def predict_chunk(index: int, start: int, stop: int, *, catalogue: str, out: str
     write_region(out, start, stop, {name: res[name] for name in ("sed", "sigma", "flags")})
     has_truth = "sed_true" in src
     if has_truth:
-        stats = truth_statistics(res["sed"], res["sigma"], res["flags"], src["sed_true"], src.get("snr_g"))
+        args = (res["sed"], res["sigma"], res["flags"], src["sed_true"], src.get("snr_g"))
+        stats = {f"all_{k}": v for k, v in truth_statistics(*args).items()}
+        held = _held_out(src, train_models)
+        if held is not None:
+            stats.update({f"heldout_{k}": v for k, v in truth_statistics(*(a[held] for a in args[:4]),
+                                                                         None if args[4] is None else args[4][held]).items()})
         np.savez(_truth_path(out, index), **stats)
     flags = res["flags"]
     marker = {
@@ -344,14 +360,17 @@ def _peak_rss_mb() -> float:
 
 
 def _summed_truth(out: str, markers: dict) -> dict | None:
+    """Sums of the chunks' truth statistics: ``{"all": stats, "heldout": stats or None}``."""
     if not markers or not all(m.get("truth") for m in markers.values()):
         return None
-    total = None
+    total = {}
     for index in markers:
         with np.load(_truth_path(out, index)) as part:
-            total = {k: part[k].copy() for k in _TRUTH_FIELDS} if total is None else {
-                k: total[k] + part[k] for k in _TRUTH_FIELDS}
-    return total
+            for key in part.files:
+                total[key] = total[key] + part[key] if key in total else part[key].copy()
+    split = {prefix: {k: total[f"{prefix}_{k}"] for k in _TRUTH_FIELDS} for prefix in ("all", "heldout")
+             if f"{prefix}_n" in total}
+    return {"all": split["all"], "heldout": split.get("heldout")}
 
 
 def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, resume=False, progress=True,
@@ -387,7 +406,9 @@ def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, r
         The summary (also in the output's attrs): ``stars_in``, ``stars_written`` (this
         run), ``ok``, ``flagged``, ``flag_counts``, chunk counts, ``seconds``,
         ``spectra_per_second``, the model hash and, when the input has true SEDs,
-        ``truth`` (typical error per band and S/N bin).
+        ``truth`` (typical error per band and S/N bin) and, when the catalogue has grid
+        parameters and the model card its training split, ``truth_heldout`` (the same for
+        the stars of models the network was not trained on).
 
     Raises
     ------
@@ -418,8 +439,11 @@ def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, r
         raise JobInputError(f"chunk_stars must be a positive integer, got {chunk_stars!r}")
     chunk_stars = int(min(chunk_stars, n_star))
     digest = model_hash(model_path)
-    template = predictions_template(ds, chunk_stars=chunk_stars, catalogue=catalogue, model_path=model_path,
-                                    model_hash=digest, model_card=model_card(model_path), thresholds=thresholds)
+    card = model_card(model_path)
+    # per-star coordinates are read faster without dask (one read per coordinate)
+    plain = xr.open_zarr(catalogue, consolidated=False, chunks=None)
+    template = predictions_template(plain, chunk_stars=chunk_stars, catalogue=catalogue, model_path=model_path,
+                                    model_hash=digest, model_card=card, thresholds=thresholds)
     if exists:
         _check_resumable(out, template, chunk_stars)
         markers_group(out)
@@ -432,6 +456,7 @@ def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, r
         client, predict_chunk, chunk_ranges(n_star, chunk_stars), out=out, desc="predict", progress=progress,
         catalogue=catalogue, model_path=model_path, observed=ds.attrs.get("frame") == "observed",
         thresholds=thresholds.as_dict(), forward_batch=int(batch_size),  # (client.map has its own batch_size)
+        train_models=(card.get("split") or {}).get("train"),
     )
     t_done = time.perf_counter()
     stars_written = sum(m["n_star"] for m in new)
@@ -461,7 +486,11 @@ def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, r
     }
     truth = _summed_truth(out, markers)
     if truth is not None:
-        summary["truth"] = truth_table(truth)
+        summary["truth"] = truth_table(truth["all"])
+        if truth["heldout"] is not None:
+            summary["truth_heldout"] = truth_table(truth["heldout"])
+            summary["truth_note"] = ("truth: all stars; truth_heldout: stars whose grid model was not in the "
+                                     "network's training split (its model card)")
     seconds = time.perf_counter() - t0
     summary["seconds"] = round(seconds, 3)
     summary["spectra_per_second"] = round(stars_written / seconds, 1) if seconds > 0 else 0.0

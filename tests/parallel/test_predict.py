@@ -13,7 +13,7 @@ from lamost2csst.core import BANDS, OUTPUT_WAVE, band_pixels, prepare_inputs
 from lamost2csst.core.flags import Flag, FlagThresholds, sanitize_pixels
 from lamost2csst.io import write_spectra
 from lamost2csst.io.simulated import grid_catalogue
-from lamost2csst.nn.inference import default_model_path
+from lamost2csst.nn.inference import default_model_path, model_card
 from lamost2csst.parallel import JobInputError
 from lamost2csst.parallel.predict import PREDICTIONS_SCHEMA, predict_block, predict_catalogue
 
@@ -116,6 +116,21 @@ def test_truth_summary_equals_a_direct_computation(finished, demo):
         assert row[f"error_{band}"] == pytest.approx(np.median(std[sel]), abs=1e-5)
         assert row[f"offset_{band}"] == pytest.approx(np.median(r.mean(axis=0)[sel]), abs=1e-5)
     assert xr.open_zarr(out, consolidated=False).attrs["summary"] == summary
+
+
+def test_heldout_truth_covers_only_models_outside_the_training_split(finished, demo):
+    out, summary = finished
+    train = {tuple(np.round(r, 3)) for r in model_card()["split"]["train"]}
+    params = np.round(np.stack([demo[p].values for p in ("teff", "logg", "feh", "alpha")], axis=1), 3)
+    held = np.array([tuple(p) not in train for p in params])
+    assert 0 < held.sum() < N_STAR  # the grid has grown since the model was trained
+    ds = xr.open_zarr(out, consolidated=False)
+    ok = (ds.flags.values == 0) & held
+    r = ds.sed.values[ok].astype(np.float64) / demo.sed_true.values[ok] - 1.0
+    row = next(r for r in summary["truth_heldout"] if r["snr"] == "all ok")
+    assert row["n_star"] == ok.sum()
+    sel = band_pixels(OUTPUT_WAVE, BANDS["GV"])
+    assert row["error_GV"] == pytest.approx(np.median(np.std(r, axis=0, ddof=1)[sel]), abs=1e-5)
 
 
 def _chunk_files(out):
