@@ -1,0 +1,148 @@
+"""Large-scale flats from star-by-star flux ratios: weighted 2D polynomial fits per wavelength.
+
+For one detector and one wavelength, each observation ``o`` of a star gives a ratio
+``r_o = observed flux / (predicted SED * scale)`` at the spectrum's position ``(x_o, y_o)``.
+The large-scale flat is the smooth surface
+
+    r(x, y) = sum_{i + j <= order} c_ij P_i(u) P_j(v),   u = 2 x / (nx - 1) - 1,  v likewise,
+
+with Legendre polynomials ``P`` (well conditioned on [-1, 1]; ``numpy.polynomial.legendre``).
+The coefficients minimise ``sum_o w_o (r_o - A_o c)^2`` with ``w_o = 1 / var(r_o)``.
+
+Everything is expressed through the *normal equations* ``(A^T W A) c = A^T W r``: they are
+sums over observations, so a survey's observations are reduced block by block (a Dask tree
+reduction adds the blocks' matrices) and never gathered in one place. All functions are
+vectorized over wavelengths: ratios and weights are (n_obs, n_wave); the design matrix
+(n_obs, n_terms) is shared by all wavelengths of a detector.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numpy.polynomial import legendre
+
+__all__ = [
+    "NormalEquations",
+    "PolynomialFit",
+    "design_matrix",
+    "evaluate",
+    "normal_equations",
+    "polynomial_terms",
+    "solve",
+]
+
+
+def polynomial_terms(order: int) -> list[tuple[int, int]]:
+    """The (i, j) Legendre degrees of a total-degree-``order`` 2D polynomial, in a fixed order."""
+    if int(order) != order or order < 0:
+        raise ValueError(f"order must be a non-negative integer, got {order!r}")
+    return [(i, d - i) for d in range(order + 1) for i in range(d, -1, -1)]
+
+
+def _normalized(x, size: float) -> np.ndarray:
+    return 2.0 * np.asarray(x, dtype=np.float64) / (size - 1.0) - 1.0
+
+
+def design_matrix(x, y, *, order: int, shape: tuple[int, int]) -> np.ndarray:
+    """Legendre design matrix (n_obs, n_terms) at pixel positions on a detector of ``shape = (ny, nx)``.
+
+    ``x`` in 0..nx-1 and ``y`` in 0..ny-1 map to [-1, 1]; positions off the detector are
+    refused (the caller flags them before).
+    """
+    ny, nx = shape
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"x and y must be 1-D arrays of the same length, got {x.shape} and {y.shape}")
+    if np.any(~np.isfinite(x) | ~np.isfinite(y) | (x < 0) | (x > nx - 1) | (y < 0) | (y > ny - 1)):
+        raise ValueError(f"positions must lie on the detector (0 <= x <= {nx - 1}, 0 <= y <= {ny - 1})")
+    full = legendre.legvander2d(_normalized(x, nx), _normalized(y, ny), [order, order])
+    index = [i * (order + 1) + j for i, j in polynomial_terms(order)]
+    return full[:, index]
+
+
+class NormalEquations(NamedTuple):
+    """Sums over observations, per wavelength: they add up over blocks of observations."""
+
+    ata: np.ndarray  # (n_wave, n_terms, n_terms)  A^T W A
+    atr: np.ndarray  # (n_wave, n_terms)           A^T W r
+    rtr: np.ndarray  # (n_wave,)                   r^T W r (for chi^2)
+    n: np.ndarray  # (n_wave,)                     observations used
+
+    def __add__(self, other: NormalEquations) -> NormalEquations:  # type: ignore[override]
+        return NormalEquations(self.ata + other.ata, self.atr + other.atr, self.rtr + other.rtr, self.n + other.n)
+
+    @classmethod
+    def zeros(cls, n_wave: int, n_terms: int) -> NormalEquations:
+        return cls(np.zeros((n_wave, n_terms, n_terms)), np.zeros((n_wave, n_terms)), np.zeros(n_wave),
+                   np.zeros(n_wave, np.int64))
+
+
+def normal_equations(design, ratio, weight) -> NormalEquations:
+    """Normal equations of one block of observations.
+
+    Parameters
+    ----------
+    design : array_like (n_obs, n_terms)
+    ratio, weight : array_like (n_obs, n_wave)
+        Ratios and their weights (inverse variances); a NaN ratio or a weight of 0 means
+        "not used at this wavelength" (NaN weights are refused).
+    """
+    a = np.asarray(design, dtype=np.float64)
+    r = np.asarray(ratio, dtype=np.float64)
+    w = np.asarray(weight, dtype=np.float64)
+    if r.shape != w.shape or r.ndim != 2 or a.shape != (r.shape[0], a.shape[-1]):
+        raise ValueError(f"design {a.shape}, ratio {r.shape} and weight {w.shape} do not match")
+    if np.any(np.isnan(w)) or np.any(w < 0):
+        raise ValueError("weights must be >= 0 (use 0 for unusable ratios), not NaN or negative")
+    used = np.isfinite(r) & (w > 0)
+    w = np.where(used, w, 0.0)
+    r = np.where(used, r, 0.0)
+    ata = np.einsum("ok,ow,ol->wkl", a, w, a, optimize=True)
+    atr = np.einsum("ok,ow->wk", a, w * r, optimize=True)
+    return NormalEquations(ata, atr, np.einsum("ow,ow->w", w, r * r), used.sum(axis=0))
+
+
+class PolynomialFit(NamedTuple):
+    """Solutions per wavelength; NaN (and ``fit = False``) where a wavelength could not be fitted."""
+
+    coeffs: np.ndarray  # (n_wave, n_terms)
+    covariance: np.ndarray  # (n_wave, n_terms, n_terms)
+    chi2: np.ndarray  # (n_wave,)
+    n: np.ndarray  # (n_wave,)
+    fit: np.ndarray  # (n_wave,) bool
+
+
+def solve(eq: NormalEquations, *, min_obs: int) -> PolynomialFit:
+    """Coefficients and their covariance ``(A^T W A)^-1`` per wavelength.
+
+    A wavelength with fewer than ``max(min_obs, n_terms + 1)`` observations, or a singular
+    system (stars all on a line, ...), is marked ``fit = False`` with NaN coefficients.
+    """
+    n_wave, n_terms = eq.atr.shape
+    coeffs = np.full((n_wave, n_terms), np.nan)
+    cov = np.full((n_wave, n_terms, n_terms), np.nan)
+    chi2 = np.full(n_wave, np.nan)
+    fit = eq.n >= max(int(min_obs), n_terms + 1)
+    if fit.any():
+        idx = np.flatnonzero(fit)
+        ata = eq.ata[idx]
+        # condition check before inverting: a singular system is "unfit", not a LinAlgError
+        conditioned = np.linalg.cond(ata) < 1e12
+        idx, ata = idx[conditioned], ata[conditioned]
+        fit[:] = False
+        fit[idx] = True
+        if idx.size:
+            inverse = np.linalg.inv(ata)
+            c = np.einsum("wkl,wl->wk", inverse, eq.atr[idx])
+            coeffs[idx], cov[idx] = c, inverse
+            # r^T W r - c^T A^T W r: the weighted sum of squared residuals at the solution
+            chi2[idx] = eq.rtr[idx] - np.einsum("wk,wk->w", c, eq.atr[idx])
+    return PolynomialFit(coeffs, cov, chi2, eq.n.copy(), fit)
+
+
+def evaluate(coeffs, x, y, *, order: int, shape: tuple[int, int]) -> np.ndarray:
+    """The fitted surfaces at positions ``(x, y)``: (n_obs, n_wave) from coeffs (n_wave, n_terms)."""
+    return design_matrix(x, y, order=order, shape=shape) @ np.asarray(coeffs, dtype=np.float64).T
