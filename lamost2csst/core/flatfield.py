@@ -29,7 +29,9 @@ __all__ = [
     "design_matrix",
     "evaluate",
     "normal_equations",
+    "outliers",
     "polynomial_terms",
+    "ratios",
     "solve",
 ]
 
@@ -141,6 +143,34 @@ def solve(eq: NormalEquations, *, min_obs: int) -> PolynomialFit:
             # r^T W r - c^T A^T W r: the weighted sum of squared residuals at the solution
             chi2[idx] = eq.rtr[idx] - np.einsum("wk,wk->w", c, eq.atr[idx])
     return PolynomialFit(coeffs, cov, chi2, eq.n.copy(), fit)
+
+
+def ratios(flux, error, *, scale, sed, sigma) -> tuple[np.ndarray, np.ndarray]:
+    """Flux ratios ``flux / (scale * sed)`` and their weights (inverse variances), (n_obs, n_wave).
+
+    The variance adds the observation's error and the prediction's relative sigma:
+    ``var = (error / (scale sed))^2 + (ratio sigma)^2``. Unusable entries (NaN flux, sed or
+    sigma; sed <= 0; scale not finite or <= 0) get a NaN ratio and weight 0.
+    """
+    flux = np.asarray(flux, dtype=np.float64)
+    model = np.asarray(scale, dtype=np.float64)[:, None] * np.asarray(sed, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = flux / model
+        var = (np.asarray(error, dtype=np.float64) / model) ** 2 + (ratio * np.asarray(sigma, dtype=np.float64)) ** 2
+        usable = np.isfinite(ratio) & np.isfinite(var) & (var > 0) & (model > 0)
+        weight = np.where(usable, 1.0 / var, 0.0)
+    return np.where(usable, ratio, np.nan), weight
+
+
+def outliers(ratio, weight, model, *, kappa: float, sigma_scale) -> np.ndarray:
+    """True where ``|ratio - model| sqrt(weight) > kappa * sigma_scale`` (sigma clipping).
+
+    ``sigma_scale`` (n_wave,) is ``sqrt(chi2 / dof)`` of the previous fit: it rescales the
+    weights when the errors are under- or over-estimated.
+    """
+    with np.errstate(invalid="ignore"):
+        z = np.abs(np.asarray(ratio) - np.asarray(model)) * np.sqrt(np.asarray(weight))
+        return z > kappa * np.asarray(sigma_scale)[None, :]
 
 
 def evaluate(coeffs, x, y, *, order: int, shape: tuple[int, int]) -> np.ndarray:

@@ -129,8 +129,8 @@ def run_chunk_tasks(client, task, chunks, *, out: str, desc: str, progress: bool
     return markers, new
 
 
-def read_region(store: str, start: int, stop: int, names) -> dict[str, np.ndarray]:
-    """The arrays ``names`` of a Zarr store, rows ``start:stop`` of those along ``star``.
+def read_region(store: str, start: int, stop: int, names, *, dim: str = "star") -> dict[str, np.ndarray]:
+    """The arrays ``names`` of a Zarr store, rows ``start:stop`` of those along ``dim``.
 
     Plain Zarr reads (a task reads a few arrays of one chunk: xarray's store opening and
     decoding would cost more than the read itself). Arrays without a ``star`` dimension
@@ -143,7 +143,7 @@ def read_region(store: str, start: int, stop: int, names) -> dict[str, np.ndarra
             continue
         array = group[name]
         dims = array.metadata.dimension_names or ()
-        out[name] = array[start:stop] if dims and dims[0] == "star" else array[...]
+        out[name] = array[start:stop] if dims and dims[0] == dim else array[...]
     return out
 
 

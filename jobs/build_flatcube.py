@@ -1,0 +1,152 @@
+"""Job: the 3D flat-field cube from slitless observations and predicted SEDs, on Dask.
+
+``python -m jobs.build_flatcube --help`` explains the fit, the options and the outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from jobs._cli import positive_int
+
+PROG = "python -m jobs.build_flatcube"
+DEMO_DIR = os.path.join("outputs", "flatcube_demo")
+DEMO_STARS = 3000
+
+DESCRIPTION = """\
+Fit the large-scale flat of every CSST slitless detector at every wavelength of the R=200
+output grid from star-by-star flux ratios, observed / (scale * predicted SED), across
+detector positions: per (band, detector, wavelength) a weighted least-squares 2D Legendre
+polynomial in the normalized pixel position (--order, default 2), weights from the
+observation error and the predicted sigma, --iterations fits with --kappa sigma clipping,
+at least --min-stars observations per fit. Observations are joined with the predictions
+(jobs.predict_catalogue's output) by obsid; only predictions with flags == 0 are used.
+
+The work is a Dask tree reduction of normal equations: one task per chunk of observations
+computes the small normal-equation matrices of its observations per (band, detector), the
+workers add them pairwise, and only the sums reach the client (observations are never
+gathered). Each chunk's matrices are saved under OUT/.work, so --resume reuses them.
+
+Without --observations/--predictions, the demo: a catalogue of 3000 LAMOST-like stars
+simulated from the shipped grid, their predictions by the shipped network, CSST observations
+simulated with a known injected flat (jobs.simulate_observations' model), all under
+outputs/flatcube_demo/, and the recovered flat is compared with the injected one.
+"""
+
+EPILOG = """\
+outputs:
+  OUT (Zarr v3, schema lamost2csst.flatcube/1; dims band, detector, wave_out, coeff, gy, gx):
+      coeffs and covariance of the ratio surface per (band, detector, wavelength); flat, the
+      surface normalized to mean 1 per wavelength on a 16 x 16 pixel grid, and flat_error
+      (from the covariance); mean_response (throughput x mean flat); n_obs; fit (False:
+      outside the band, too few stars, degenerate); chi2_dof; attrs: order, basis, terms,
+      wavelength ranges, inputs, model hash of the predictions, summary.
+  stdout: ONE JSON line, the summary: observations in/used, rejected per reason
+      (no_prediction, flagged_prediction, off_detector, no_scale, no_finite_flux,
+      bad_band), ratios clipped, wavelengths fit/unfit, seconds and, with simulated
+      observations, truth: per band the median over wavelengths of the rms deviation of the
+      recovered flat from the injected one, next to the rms the covariance predicts.
+
+exit status: 0 done; 2 bad input (message on stderr); 1 any other failure.
+
+examples:
+  python -m jobs.build_flatcube                                              # the demo
+  python -m jobs.build_flatcube --observations obs.zarr --predictions pred.zarr --out cube.zarr --order 3
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--observations", metavar="O.zarr", help="slitless observations (lamost2csst.slitless_observations/1)")
+    p.add_argument("--predictions", metavar="P.zarr", help="predictions of jobs.predict_catalogue")
+    p.add_argument("--out", metavar="C.zarr", help=f"the cube (default for the demo: {DEMO_DIR}/cube.zarr)")
+    p.add_argument("--order", type=int, default=2, help="total degree of the 2D polynomial (default: %(default)s)")
+    p.add_argument("--kappa", type=float, default=3.0, help="sigma-clipping threshold (default: %(default)s)")
+    p.add_argument("--iterations", type=positive_int, default=3, help="fits, with clipping between (default: %(default)s)")
+    p.add_argument("--min-stars", type=positive_int, default=20, help="minimum observations per fit (default: %(default)s)")
+    p.add_argument("--chunk-obs", type=positive_int, metavar="N", help="observations per task (default: the store's chunk)")
+    p.add_argument("--resume", action="store_true", help="reuse the saved normal equations of an interrupted run")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="attach to a running Dask scheduler")
+    where.add_argument("--workers", type=positive_int, metavar="N", help="LocalCluster workers (default: CPU cores)")
+    p.add_argument("--performance-report", metavar="FILE", help="write a Dask performance report (HTML)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    given = [args.observations is not None, args.predictions is not None]
+    if any(given) and not all(given):
+        parser.error("--observations and --predictions go together (or neither, for the demo)")
+    if all(given) and args.out is None:
+        parser.error("--out is required with --observations/--predictions")
+    return args
+
+
+def _log(message: str) -> None:
+    print(f"[build_flatcube] {message}", file=sys.stderr, flush=True)
+
+
+def _demo_inputs(client, progress: bool) -> tuple[str, str]:
+    """Catalogue -> predictions -> observations of the demo, built once under outputs/flatcube_demo."""
+    import shutil
+
+    from lamost2csst.io import write_spectra
+    from lamost2csst.io.observations import simulate_observations, write_observations
+    from lamost2csst.io.simulated import grid_catalogue
+    from lamost2csst.parallel.predict import predict_catalogue
+
+    obs_path = os.path.join(DEMO_DIR, "observations.zarr")
+    pred_path = os.path.join(DEMO_DIR, "predictions.zarr")
+    if os.path.exists(os.path.join(DEMO_DIR, "complete")):
+        _log(f"reusing the demo inputs in {DEMO_DIR}")
+        return obs_path, pred_path
+    shutil.rmtree(DEMO_DIR, ignore_errors=True)
+    os.makedirs(DEMO_DIR)
+    _log(f"building the demo in {DEMO_DIR}: {DEMO_STARS} stars from the grid, their predictions, CSST observations")
+    cat = grid_catalogue(DEMO_STARS, seed=3)
+    cat_path = os.path.join(DEMO_DIR, "catalogue.zarr")
+    write_spectra(cat, cat_path, chunk_stars=1024)
+    predict_catalogue(cat_path, pred_path, client=client, progress=progress)
+    obs, truth = simulate_observations(cat["sed_true"].values, cat["obsid"].values, n_exposures=3, seed=3)
+    write_observations(obs, obs_path, truth=truth)
+    open(os.path.join(DEMO_DIR, "complete"), "w").close()
+    return obs_path, pred_path
+
+
+def run(args: argparse.Namespace, client) -> dict:
+    """Run the job on ``client``; print the summary as one JSON line and return it."""
+    import shutil
+
+    from lamost2csst.parallel.flatcube import build_flatcube
+
+    if args.observations is None:
+        observations, predictions = _demo_inputs(client, not args.no_progress)
+        out = args.out or os.path.join(DEMO_DIR, "cube.zarr")
+        if args.out is None and not args.resume:
+            shutil.rmtree(out, ignore_errors=True)  # the demo's own output
+    else:
+        observations, predictions, out = args.observations, args.predictions, args.out
+    summary = build_flatcube(observations, predictions, out, client=client, order=args.order, kappa=args.kappa,
+                             iterations=args.iterations, min_stars=args.min_stars, chunk_obs=args.chunk_obs,
+                             resume=args.resume, progress=not args.no_progress)
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from lamost2csst.parallel import run_cli
+
+    return run_cli("build_flatcube", args, run, n_workers=args.workers)
+
+
+if __name__ == "__main__":
+    main()

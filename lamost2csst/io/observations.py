@@ -1,0 +1,164 @@
+"""The slitless observation schema: extracted 1D CSST spectra of stars, one row per observation.
+
+::
+
+    <xarray.Dataset>
+    Dimensions:  (obs: N, wave_out: 574)
+    Coordinates:
+      * wave_out  (wave_out) float64  OUTPUT_WAVE, vacuum A
+        obsid     (obs) int64    the star (joins lamost2csst.predictions/1 by obsid)   [required]
+        band      (obs) str      GU, GV or GI                                           [required]
+        detector  (obs) int16    0..3 within the band                                   [required]
+        x, y      (obs) float64  pixel position of the spectrum's reference point      [required]
+        exposure  (obs) float64  seconds                                                [required]
+        scale     (obs) float64  the star's absolute scale at 5526-5586 A where known (NaN if not)
+    Data variables:
+        flux   (obs, wave_out) float32  extracted flux, instrument units (NaN outside the band)
+        error  (obs, wave_out) float32  its 1-sigma error
+    Attributes:
+        schema  "lamost2csst.slitless_observations/1"
+
+A simulation stores its truth beside the observations, in the Zarr group ``truth`` of the
+same store: ``flat`` (band, detector, wave_out, gy, gx) on the pixel grid ``gy``, ``gx``,
+normalized to mean 1 per wavelength over the detector.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from lamost2csst.core.grids import BANDS
+from lamost2csst.core.slitless import DETECTOR_SHAPE, DETECTORS_PER_BAND
+
+__all__ = ["OBSERVATIONS_SCHEMA", "validate_observations"]
+
+OBSERVATIONS_SCHEMA = "lamost2csst.slitless_observations/1"
+REQUIRED_COORDS = ("obsid", "band", "detector", "x", "y", "exposure")
+
+
+def validate_observations(ds: xr.Dataset) -> xr.Dataset:
+    """Check the layout (not the values, which the flat-cube job flags one by one); list every problem."""
+    problems = []
+    if ds.attrs.get("schema") != OBSERVATIONS_SCHEMA:
+        problems.append(f"attrs['schema'] is {ds.attrs.get('schema')!r}, expected {OBSERVATIONS_SCHEMA!r}")
+    for name in ("flux", "error"):
+        if name not in ds.data_vars:
+            problems.append(f"missing data variable {name!r}")
+        elif ds[name].dims != ("obs", "wave_out"):
+            problems.append(f"{name} has dims {ds[name].dims}, expected ('obs', 'wave_out')")
+    for name in REQUIRED_COORDS:
+        if name not in ds.coords:
+            problems.append(f"missing per-observation coordinate {name!r}")
+        elif ds[name].dims != ("obs",):
+            problems.append(f"{name} has dims {ds[name].dims}, expected ('obs',)")
+    if "wave_out" not in ds.coords:
+        problems.append("missing coordinate 'wave_out'")
+    if problems:
+        raise ValueError("not a lamost2csst slitless observation store:\n  - " + "\n  - ".join(problems))
+    return ds
+
+
+def band_names() -> tuple[str, ...]:
+    return tuple(BANDS)
+
+
+def detector_grid(n: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel centres (gy, gx) of the coarse ``n x n`` grid on which flats are evaluated."""
+    ny, nx = DETECTOR_SHAPE
+    return (np.linspace(0, ny - 1, n), np.linspace(0, nx - 1, n))
+
+
+def simulate_observations(sed, obsid, *, n_exposures: int = 3, seed: int = 0, mag_range=(12.0, 16.0),
+                          exposure: float = 150.0, scale_error: float = 0.0, amplitude: float = 0.03,
+                          throughputs: dict | None = None, grid_points: int = 16, max_order: int = 3):
+    """Simulated CSST slitless observations of stars with true SEDs, and the injected truth.
+
+    Every star is observed ``n_exposures`` times in each band, each time on a random
+    detector of the band at a random position, with ``lamost2csst.core.slitless``'s photon and
+    read noise. Brightness: a magnitude uniform in ``mag_range``; ``scale`` = 50 counts/s per
+    pixel at 5526-5586 A at magnitude 15 (x 10^(-0.4 (mag - 15))). ``scale_error`` > 0 stores
+    a scale off by a relative N(0, scale_error) per star (the star's scale is only as well
+    known as its absolute photometry).
+
+    Returns ``(observations, truth)``: the observation Dataset (schema above, with the extra
+    per-observation ``scale_true`` and ``mag``) and the truth Dataset, ``flat`` (band,
+    detector, wave_out, gy, gx): the injected flats on a ``grid_points`` x ``grid_points``
+    grid (stored by the simulation job in the group ``truth`` of the observation store).
+    """
+    from lamost2csst.core.grids import OUTPUT_WAVE
+    from lamost2csst.core.slitless import default_throughput, injected_response, observe_slitless
+
+    sed = np.asarray(sed, dtype=np.float64)
+    obsid = np.asarray(obsid, dtype=np.int64)
+    if sed.ndim != 2 or sed.shape != (obsid.size, OUTPUT_WAVE.size):
+        raise ValueError(f"sed must be (n_star, {OUTPUT_WAVE.size}) with one obsid per star")
+    if not np.all(np.isfinite(sed)):
+        raise ValueError("true SEDs must be finite")
+    rng = np.random.default_rng(seed)
+    n_star = obsid.size
+    mag = rng.uniform(*mag_range, n_star)
+    scale_true = 50.0 * 10.0 ** (-0.4 * (mag - 15.0))
+    scale_known = scale_true * (1.0 + rng.normal(0.0, scale_error, n_star)) if scale_error > 0 else scale_true
+    throughputs = throughputs or {}
+    ny, nx = DETECTOR_SHAPE
+    parts = []
+    for band in BANDS:
+        star = np.repeat(np.arange(n_star), n_exposures)
+        n = star.size
+        detector = rng.integers(0, DETECTORS_PER_BAND, n).astype(np.int16)
+        x, y = rng.uniform(0, nx - 1, n), rng.uniform(0, ny - 1, n)
+        throughput = throughputs.get(band, default_throughput(band))
+        flat = np.empty((n, OUTPUT_WAVE.size))
+        for d in range(DETECTORS_PER_BAND):
+            on = detector == d
+            flat[on] = injected_response(x[on], y[on], band=band, detector=d, amplitude=amplitude,
+                                         max_order=max_order)
+        flux, error = observe_slitless(sed[star], scale=scale_true[star], throughput=throughput, flat=flat,
+                                       exposure=np.full(n, exposure), rng=rng)
+        parts.append(dict(flux=flux, error=error, obsid=obsid[star], band=np.full(n, band, dtype=object), detector=detector,
+                          x=x, y=y, exposure=np.full(n, exposure), scale=scale_known[star],
+                          scale_true=scale_true[star], mag=mag[star]))
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    gy, gx = detector_grid(grid_points)
+    yy, xx = np.meshgrid(gy, gx, indexing="ij")
+    truth = np.stack([np.stack([
+        injected_response(xx.ravel(), yy.ravel(), band=band, detector=d, amplitude=amplitude, max_order=max_order)
+        .T.reshape(OUTPUT_WAVE.size, grid_points, grid_points) for d in range(DETECTORS_PER_BAND)])
+        for band in BANDS])
+    inside = np.stack([(throughputs.get(b, default_throughput(b)) > 0) for b in BANDS])  # (band, wave)
+    truth = np.where(inside[:, None, :, None, None], truth, np.nan).astype(np.float32)
+    wave = ("wave_out", OUTPUT_WAVE, {"units": "Angstrom", "medium": "vacuum"})
+    attrs = {"source": "lamost2csst.io.observations.simulate_observations", "seed": int(seed),
+             "n_exposures": int(n_exposures), "scale_error": float(scale_error), "amplitude": float(amplitude),
+             "detector_shape": list(DETECTOR_SHAPE), "max_order": int(max_order)}
+    obs = xr.Dataset(
+        {"flux": (("obs", "wave_out"), cat["flux"], {"long_name": "extracted slitless flux", "units": "counts/s"}),
+         "error": (("obs", "wave_out"), cat["error"], {"long_name": "1-sigma error of flux", "units": "counts/s"})},
+        coords={"wave_out": wave, **{k: ("obs", cat[k]) for k in (
+            "obsid", "band", "detector", "x", "y", "exposure", "scale", "scale_true", "mag")}},
+        attrs={"schema": OBSERVATIONS_SCHEMA, **attrs},
+    )
+    truth = xr.Dataset(
+        {"flat": (("band", "detector", "wave_out", "gy", "gx"), truth,
+                  {"long_name": "injected large-scale flat (mean 1 per wavelength over the detector)"})},
+        coords={"wave_out": wave, "band": ("band", np.array(list(BANDS), dtype=object)),
+                "detector": ("detector", np.arange(DETECTORS_PER_BAND)), "gy": ("gy", gy), "gx": ("gx", gx)},
+        attrs={"schema": "lamost2csst.flat_truth/1", **attrs},
+    )
+    return obs, truth
+
+
+def write_observations(obs: xr.Dataset, path, *, truth: xr.Dataset | None = None, chunk_obs: int = 4096) -> None:
+    """Write observations (chunked along ``obs``; numpy data written directly, no dask graph)
+    and, if given, the truth into the group ``truth`` of the same store."""
+    validate_observations(obs)
+    chunk = max(1, min(int(chunk_obs), obs.sizes["obs"]))
+    encoding = {name: {"chunks": tuple(chunk if d == "obs" else obs.sizes[d] for d in var.dims)}
+                for name, var in obs.variables.items() if "obs" in var.dims}
+    obs.to_zarr(path, mode="w-", zarr_format=3, consolidated=False, encoding=encoding)
+    if truth is not None:
+        truth.to_zarr(path, group="truth", zarr_format=3, consolidated=False)
+
+
+__all__ += ["DETECTORS_PER_BAND", "band_names", "detector_grid", "simulate_observations", "write_observations"]

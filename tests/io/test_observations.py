@@ -1,0 +1,48 @@
+"""The slitless observation schema and its simulation."""
+
+import numpy as np
+import pytest
+
+from lamost2csst.io.observations import simulate_observations, validate_observations, write_observations
+from lamost2csst.io.simulated import grid_catalogue
+
+
+@pytest.fixture(scope="module")
+def stars():
+    cat = grid_catalogue(50, seed=5)
+    return cat.sed_true.values, cat.obsid.values
+
+
+def test_every_star_every_band_every_exposure(stars):
+    sed, obsid = stars
+    obs, truth = simulate_observations(sed, obsid, n_exposures=4, seed=1)
+    validate_observations(obs)
+    assert obs.sizes["obs"] == 50 * 3 * 4
+    for band in ("GU", "GV", "GI"):
+        ids, counts = np.unique(obs.obsid.values[obs.band.values == band], return_counts=True)
+        np.testing.assert_array_equal(ids, np.sort(obsid))
+        assert (counts == 4).all()
+    np.testing.assert_array_equal(obs.scale.values, obs.scale_true.values)
+    assert truth.flat.shape == (3, 4, 574, 16, 16)
+    assert np.nanmean(truth.flat.values) == pytest.approx(1.0, abs=2e-3)
+
+
+def test_scale_errors_and_determinism(stars):
+    sed, obsid = stars
+    a, _ = simulate_observations(sed, obsid, n_exposures=1, seed=2, scale_error=0.02)
+    b, _ = simulate_observations(sed, obsid, n_exposures=1, seed=2, scale_error=0.02)
+    np.testing.assert_array_equal(a.flux.values, b.flux.values)
+    rel = a.scale.values / a.scale_true.values - 1
+    assert 0.01 < np.std(rel) < 0.03
+
+
+def test_schema_problems_are_listed(stars, tmp_path):
+    sed, obsid = stars
+    obs, truth = simulate_observations(sed, obsid, n_exposures=1)
+    with pytest.raises(ValueError, match="missing per-observation coordinate 'x'"):
+        validate_observations(obs.drop_vars("x"))
+    write_observations(obs, tmp_path / "o.zarr", truth=truth, chunk_obs=40)
+    with pytest.raises(Exception):
+        write_observations(obs, tmp_path / "o.zarr")  # never overwrites
+    with pytest.raises(ValueError, match="one obsid per star"):
+        simulate_observations(sed, obsid[:3])

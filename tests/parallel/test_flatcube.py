@@ -1,0 +1,141 @@
+"""build_flatcube: the tree-reduced fit equals a direct fit, recovers an injected flat within its
+predicted precision (orders 1-3), counts bad input, marks unfit wavelengths, resumes."""
+
+import numpy as np
+import pytest
+import xarray as xr
+from distributed import Client, LocalCluster
+
+from lamost2csst.core import OUTPUT_WAVE
+from lamost2csst.core.flatfield import design_matrix, normal_equations, ratios, solve
+from lamost2csst.core.slitless import DETECTOR_SHAPE
+from lamost2csst.io.observations import simulate_observations, write_observations
+from lamost2csst.io.simulated import grid_catalogue
+from lamost2csst.parallel import JobInputError
+from lamost2csst.parallel.flatcube import FLATCUBE_SCHEMA, build_flatcube
+
+N_STAR, SIGMA_PRED = 1500, 0.01
+
+
+@pytest.fixture(scope="module")
+def client():
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
+        with Client(cluster) as c:
+            yield c
+
+
+@pytest.fixture(scope="module")
+def stars():
+    cat = grid_catalogue(N_STAR, seed=8)
+    return cat.sed_true.values, cat.obsid.values
+
+
+def write_predictions(path, sed_true, obsid, *, seed=0, flags=None):
+    """A predictions store whose SEDs are the truth times (1 + N(0, SIGMA_PRED)), sigma = SIGMA_PRED."""
+    rng = np.random.default_rng(seed)
+    sed = (sed_true * (1 + rng.normal(0, SIGMA_PRED, sed_true.shape))).astype(np.float32)
+    ds = xr.Dataset({"sed": (("star", "wave_out"), sed),
+                     "sigma": (("star", "wave_out"), np.full(sed.shape, SIGMA_PRED, np.float32)),
+                     "flags": (("star",), np.zeros(len(obsid), np.uint16) if flags is None else flags)},
+                    coords={"obsid": ("star", obsid), "wave_out": ("wave_out", OUTPUT_WAVE)},
+                    attrs={"schema": "lamost2csst.predictions/1", "model_hash": "test"})
+    ds.to_zarr(path, zarr_format=3, consolidated=False)
+    return path
+
+
+def store_observations(path, obs, truth, chunk=2000):
+    write_observations(obs, path, truth=truth, chunk_obs=chunk)
+    return path
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_recovers_the_injected_flat_within_the_predicted_precision(client, stars, tmp_path, order):
+    sed, obsid = stars
+    obs, truth = simulate_observations(sed, obsid, n_exposures=2, seed=order, max_order=order)
+    o = store_observations(tmp_path / "obs.zarr", obs, truth)
+    p = write_predictions(tmp_path / "pred.zarr", sed, obsid)
+    summary = build_flatcube(o, p, tmp_path / "cube.zarr", client=client, order=order, progress=False)
+    cube = xr.open_zarr(tmp_path / "cube.zarr", consolidated=False)
+    assert cube.attrs["schema"] == FLATCUBE_SCHEMA and cube.attrs["order"] == order
+    for row in summary["truth"]:
+        # the deviation from the truth is what the fit's covariance says it should be
+        assert row["rms_deviation_median"] == pytest.approx(row["predicted_rms_median"], rel=0.3), row
+    assert summary["observations_used"] == summary["observations_in"] == obs.sizes["obs"]
+    # the normalized flat has mean 1 per wavelength (Legendre constant term = detector mean)
+    flat = cube.flat.values[cube.fit.values]
+    assert np.nanmean(flat) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_tree_reduction_equals_one_direct_fit(client, stars, tmp_path):
+    sed, obsid = stars
+    obs, truth = simulate_observations(sed[:600], obsid[:600], n_exposures=2, seed=1)
+    o = store_observations(tmp_path / "obs.zarr", obs, truth, chunk=333)  # many chunks, a ragged one
+    p = write_predictions(tmp_path / "pred.zarr", sed[:600], obsid[:600])
+    build_flatcube(o, p, tmp_path / "cube.zarr", client=client, order=2, iterations=1, progress=False)
+    cube = xr.open_zarr(tmp_path / "cube.zarr", consolidated=False)
+    pred = xr.open_zarr(p, consolidated=False)
+    sel = (obs.band.values == "GV") & (obs.detector.values == 1)
+    rows = np.searchsorted(pred.obsid.values, obs.obsid.values[sel])
+    r, w = ratios(obs.flux.values[sel], obs.error.values[sel], scale=obs.scale.values[sel],
+                  sed=pred.sed.values[rows], sigma=pred.sigma.values[rows])
+    direct = solve(normal_equations(design_matrix(obs.x.values[sel], obs.y.values[sel], order=2,
+                                                  shape=DETECTOR_SHAPE), r, w), min_obs=20)
+    got = cube.coeffs.sel(band="GV", detector=1).values
+    np.testing.assert_allclose(got[direct.fit], direct.coeffs[direct.fit], rtol=1e-9, atol=1e-12)
+
+
+def test_bad_input_is_counted_and_sparse_bands_are_unfit(client, stars, tmp_path):
+    sed, obsid = stars
+    obs, truth = simulate_observations(sed[:400], obsid[:400], n_exposures=2, seed=2)
+    flux, x = obs.flux.values.copy(), obs.x.values.copy()
+    flux[0] = np.nan                              # no finite flux
+    x[1] = 1e6                                    # off the detector
+    gu = np.flatnonzero(obs.band.values == "GU")
+    obs = obs.assign(flux=(("obs", "wave_out"), flux)).assign_coords(x=("obs", x))
+    obs = obs.isel(obs=np.r_[np.setdiff1d(np.arange(obs.sizes["obs"]), gu[10:]), ])  # GU: 10 observations only
+    o = store_observations(tmp_path / "obs.zarr", obs, truth)
+    flags = np.zeros(400, np.uint16)
+    flags[5] = 8  # LOW_SNR: not a flux standard
+    keep = np.arange(400) != 7  # star 7 has no prediction
+    p = write_predictions(tmp_path / "pred.zarr", sed[:400][keep], obsid[:400][keep], flags=flags[keep])
+    summary = build_flatcube(o, p, tmp_path / "cube.zarr", client=client, order=2, progress=False)
+    n7 = int((obs.obsid.values == obsid[7]).sum())
+    n5 = int((obs.obsid.values == obsid[5]).sum())
+    assert summary["rejected"]["no_prediction"] == n7
+    assert summary["rejected"]["flagged_prediction"] == n5
+    assert summary["rejected"]["off_detector"] == 1 and summary["rejected"]["no_finite_flux"] == 1
+    assert summary["observations_used"] == obs.sizes["obs"] - n7 - n5 - 2
+    cube = xr.open_zarr(tmp_path / "cube.zarr", consolidated=False)
+    assert not cube.fit.sel(band="GU").values.any()
+    assert np.isnan(cube.coeffs.sel(band="GU").values).all()
+    assert summary["wavelengths_unfit_in_band"] > 0
+
+
+def test_resume_reuses_saved_chunks_and_gives_the_same_cube(client, stars, tmp_path):
+    sed, obsid = stars
+    obs, truth = simulate_observations(sed[:300], obsid[:300], n_exposures=2, seed=4)
+    o = store_observations(tmp_path / "obs.zarr", obs, truth, chunk=500)
+    p = write_predictions(tmp_path / "pred.zarr", sed[:300], obsid[:300])
+    first = build_flatcube(o, p, tmp_path / "a.zarr", client=client, progress=False)
+    # a run that "died" after its first pass: its saved chunks are reused by --resume
+    out = tmp_path / "b.zarr"
+    build_flatcube(o, p, out, client=client, iterations=1, progress=False)
+    saved = sorted((out / ".work" / "iter-0").glob("*.npz"))
+    stamps = [f.stat().st_mtime_ns for f in saved]
+    second = build_flatcube(o, p, out, client=client, resume=True, progress=False)
+    assert [f.stat().st_mtime_ns for f in saved] == stamps
+    a, b = xr.open_zarr(tmp_path / "a.zarr", consolidated=False), xr.open_zarr(out, consolidated=False)
+    np.testing.assert_array_equal(a.coeffs.values, b.coeffs.values)
+    assert first["truth"] == second["truth"]
+    with pytest.raises(JobInputError, match="already exists"):
+        build_flatcube(o, p, out, client=client, progress=False)
+
+
+def test_inputs_are_checked(client, tmp_path, stars):
+    with pytest.raises(JobInputError, match="does not exist"):
+        build_flatcube(tmp_path / "no.zarr", tmp_path / "no2.zarr", tmp_path / "c.zarr", client=client)
+    sed, obsid = stars
+    obs, truth = simulate_observations(sed[:50], obsid[:50], n_exposures=1)
+    o = store_observations(tmp_path / "obs.zarr", obs, truth)
+    with pytest.raises(JobInputError, match="predictions"):
+        build_flatcube(o, o, tmp_path / "c.zarr", client=client)
