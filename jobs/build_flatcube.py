@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-stars", type=positive_int, default=20, help="minimum observations per fit (default: %(default)s)")
     p.add_argument("--chunk-obs", type=positive_int, metavar="N", help="observations per task (default: the store's chunk)")
     p.add_argument("--resume", action="store_true", help="reuse the saved normal equations of an interrupted run")
+    p.add_argument("--monte-carlo", action="store_true",
+                   help="instead of building a cube: the Sect. 5 Monte Carlo of the calibration precision with the "
+                   "demo's predicted SEDs (400 stars with S/N > 20, order 2; then vs stars, order, scale errors)")
+    p.add_argument("--realizations", type=positive_int, default=20, help="Monte Carlo realizations (default: %(default)s)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="attach to a running Dask scheduler")
     where.add_argument("--workers", type=positive_int, metavar="N", help="LocalCluster workers (default: CPU cores)")
@@ -120,9 +124,47 @@ def _demo_inputs(client, progress: bool) -> tuple[str, str]:
     return obs_path, pred_path
 
 
+PAPER_PRECISION = {"GU": 0.005, "GV": 0.0003, "GI": 0.0005}
+
+
+def monte_carlo(args, client) -> dict:
+    """The Sect. 5 Monte Carlo on the demo's predictions (stars with flags == 0 and S/N > 20)."""
+    import numpy as np
+    import xarray as xr
+
+    from lamost2csst.core.calibration import monte_carlo_flat_precision
+
+    _, predictions = _demo_inputs(client, not args.no_progress)
+    pred = xr.open_zarr(predictions, consolidated=False)
+    cat = xr.open_zarr(os.path.join(DEMO_DIR, "catalogue.zarr"), consolidated=False)
+    keep = (pred.flags.values == 0) & (cat.snr_g.values > 20)
+    pool = (pred.sed.values[keep], pred.sigma.values[keep], cat.sed_true.values[keep])
+    _log(f"Monte Carlo: pool of {int(keep.sum())} demo stars with flags == 0 and S/N > 20")
+
+    def case(**kw):
+        res = monte_carlo_flat_precision(*pool, realizations=kw.pop("realizations", args.realizations), seed=0, **kw)
+        row = {**kw, **{band: round(r["median"], 6) for band, r in res.items()}}
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        return row
+
+    summary = {"job": "build_flatcube --monte-carlo", "pool_stars": int(keep.sum()), "paper": PAPER_PRECISION,
+               "realizations": args.realizations,
+               "baseline": case(n_stars=400, order=2),
+               "vs_stars": [case(n_stars=n, order=2, realizations=max(2, args.realizations // (1 + n // 2000)))
+                            for n in (100, 400, 1000, 10000, 100000)],
+               "vs_order": [case(n_stars=400, order=o) for o in (1, 2, 3)],
+               "order2_fit_of_cubic_flat": case(n_stars=400, order=2, max_order=3),
+               "scale_error_1pct": case(n_stars=400, order=2, scale_error=0.01)}
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
 def run(args: argparse.Namespace, client) -> dict:
     """Run the job on ``client``; print the summary as one JSON line and return it."""
     import shutil
+
+    if args.monte_carlo:
+        return monte_carlo(args, client)
 
     from lamost2csst.parallel.flatcube import build_flatcube
 

@@ -34,7 +34,6 @@ import zarr
 from lamost2csst.core.flatfield import (
     NormalEquations,
     design_matrix,
-    evaluate,
     normal_equations,
     outliers,
     polynomial_terms,
