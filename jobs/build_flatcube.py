@@ -22,7 +22,10 @@ output grid from star-by-star flux ratios, observed / (scale * predicted SED), a
 detector positions: per (band, detector, wavelength) a weighted least-squares 2D Legendre
 polynomial in the normalized pixel position (--order, default 2), weights from the
 observation error and the predicted sigma, --iterations fits with --kappa sigma clipping,
-at least --min-stars observations per fit. Observations are joined with the predictions
+at least --min-stars observations per fit. Each star's absolute scale at 5526-5586 A is
+taken from the observations' scale column, or, with --self-calibrate, fitted jointly with
+the flats from the star's repeated observations (alternating least squares: flats given
+the scales, scales given the flats; beyond the paper, which assumes known scales). Observations are joined with the predictions
 (jobs.predict_catalogue's output) by obsid; only predictions with flags == 0 are used.
 
 The work is a Dask tree reduction of normal equations: one task per chunk of observations
@@ -66,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="C.zarr", help=f"the cube (default for the demo: {DEMO_DIR}/cube.zarr)")
     p.add_argument("--order", type=int, default=2, help="total degree of the 2D polynomial (default: %(default)s)")
     p.add_argument("--kappa", type=float, default=3.0, help="sigma-clipping threshold (default: %(default)s)")
-    p.add_argument("--iterations", type=positive_int, default=3, help="fits, with clipping between (default: %(default)s)")
+    p.add_argument("--iterations", type=positive_int,
+                   help="fits, with clipping between (default: 3; 10 with --self-calibrate)")
+    p.add_argument("--self-calibrate", action="store_true",
+                   help="fit each star's scale jointly with the flats from repeated observations (ubercal-style) "
+                   "instead of trusting the observations' scale column; >= 3 observations per star advised")
     p.add_argument("--min-stars", type=positive_int, default=20, help="minimum observations per fit (default: %(default)s)")
     p.add_argument("--chunk-obs", type=positive_int, metavar="N", help="observations per task (default: the store's chunk)")
     p.add_argument("--resume", action="store_true", help="reuse the saved normal equations of an interrupted run")
@@ -129,7 +136,6 @@ PAPER_PRECISION = {"GU": 0.005, "GV": 0.0003, "GI": 0.0005}
 
 def monte_carlo(args, client) -> dict:
     """The Sect. 5 Monte Carlo on the demo's predictions (stars with flags == 0 and S/N > 20)."""
-    import numpy as np
     import xarray as xr
 
     from lamost2csst.core.calibration import monte_carlo_flat_precision
@@ -175,9 +181,10 @@ def run(args: argparse.Namespace, client) -> dict:
             shutil.rmtree(out, ignore_errors=True)  # the demo's own output
     else:
         observations, predictions, out = args.observations, args.predictions, args.out
+    iterations = args.iterations or (10 if args.self_calibrate else 3)
     summary = build_flatcube(observations, predictions, out, client=client, order=args.order, kappa=args.kappa,
-                             iterations=args.iterations, min_stars=args.min_stars, chunk_obs=args.chunk_obs,
-                             resume=args.resume, progress=not args.no_progress)
+                             iterations=iterations, min_stars=args.min_stars, chunk_obs=args.chunk_obs,
+                             resume=args.resume, self_calibrate=args.self_calibrate, progress=not args.no_progress)
     print(json.dumps(summary), flush=True)
     return summary
 

@@ -82,8 +82,13 @@ def _prediction_rows(predictions: str, obsid: np.ndarray, index: tuple[np.ndarra
 
 
 def flat_chunk(index: int, start: int, stop: int, *, observations: str, predictions: str, pred_index, order: int,
-               out: str, iteration: int, fits: dict | None, kappa: float) -> dict:
-    """One task: the normal equations per (band, detector) of observations ``start:stop`` (+ counts)."""
+               out: str, iteration: int, fits: dict | None, kappa: float, star_scales=None) -> dict:
+    """One task: the normal equations per (band, detector) of observations ``start:stop`` (+ counts).
+
+    With ``star_scales`` (sorted obsid, scale: the self-calibration's current per-star
+    scales) those replace the store's ``scale``, and the task also returns, per star, the
+    sums that update its scale against the previous fits (``star_sums``).
+    """
     path = _work_path(out, iteration, index)
     if os.path.exists(path):  # finished by an earlier run (resume)
         with np.load(path) as saved:
@@ -104,7 +109,10 @@ def flat_chunk(index: int, start: int, stop: int, *, observations: str, predicti
     on_detector = np.isfinite(x) & np.isfinite(y) & (x >= 0) & (x <= nx - 1) & (y >= 0) & (y <= ny - 1)
     counts["off_detector"] = int((usable & ~on_detector).sum())
     usable &= on_detector
-    scale = obs["scale"].astype(np.float64)
+    if star_scales is not None:
+        scale = _lookup(star_scales, obs["obsid"])
+    else:
+        scale = obs["scale"].astype(np.float64)
     has_scale = np.isfinite(scale) & (scale > 0)
     counts["no_scale"] = int((usable & ~has_scale).sum())
     usable &= has_scale
@@ -117,8 +125,10 @@ def flat_chunk(index: int, start: int, stop: int, *, observations: str, predicti
     known = np.isin(band, list(BANDS)) & (detector >= 0) & (detector < DETECTORS_PER_BAND)
     counts["bad_band"] = int((usable & ~known).sum())
     usable &= known
-    result = {"counts": counts, "n_obs": n, "clipped": 0, "groups": {}}
+    result = {"counts": counts, "n_obs": n, "clipped": 0, "groups": {},
+              "star_sums": (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))}
     rows = np.flatnonzero(usable)
+    sums_obsid, sums_num, sums_den = [], [], []
     if rows.size:
         ratio, weight = ratios(flux[rows], obs["error"][rows], scale=scale[rows], sed=sed[where[rows]],
                                sigma=sigma[where[rows]])
@@ -135,9 +145,31 @@ def flat_chunk(index: int, start: int, stop: int, *, observations: str, predicti
                 clip = outliers(r, w, model, kappa=kappa, sigma_scale=np.nan_to_num(sigma_scale, nan=np.inf))
                 result["clipped"] += int((clip & (w > 0)).sum())
                 w = np.where(clip, 0.0, w)
+                if star_scales is not None:
+                    # scale-free ratio q = r * s; minimise sum w' (q - s' R)^2 over s' per star,
+                    # w' = w / s^2 (the weight of q): s' = sum w' q R / sum w' R^2
+                    s_now = scale[rows][sel][:, None]
+                    good = (w > 0) & np.isfinite(model) & np.isfinite(r)
+                    wq = np.where(good, w / s_now**2, 0.0)
+                    q, m = np.where(good, r * s_now, 0.0), np.where(good, model, 0.0)
+                    sums_obsid.append(obs["obsid"][rows][sel])
+                    sums_num.append((wq * q * m).sum(axis=1))
+                    sums_den.append((wq * m * m).sum(axis=1))
             result["groups"][key] = normal_equations(a, r, w)
+        if sums_obsid:
+            ids, inverse = np.unique(np.concatenate(sums_obsid), return_inverse=True)
+            result["star_sums"] = (ids, np.bincount(inverse, np.concatenate(sums_num)),
+                                   np.bincount(inverse, np.concatenate(sums_den)))
     _save(path, result)
     return result
+
+
+def _lookup(table, obsid: np.ndarray) -> np.ndarray:
+    """Values of ``table = (sorted obsid, values)`` at ``obsid`` (NaN where absent)."""
+    keys, values = table
+    pos = np.clip(np.searchsorted(keys, obsid), 0, max(keys.size - 1, 0))
+    found = (keys[pos] == obsid) if keys.size else np.zeros(obsid.size, bool)
+    return np.where(found, values[pos] if keys.size else np.nan, np.nan)
 
 
 def _save(path: str, result: dict) -> None:
@@ -146,6 +178,7 @@ def _save(path: str, result: dict) -> None:
     arrays.update({f"count_{k}": np.array(v) for k, v in result["counts"].items()})
     for key, eq in result["groups"].items():
         arrays.update({f"{key}/{field}": getattr(eq, field) for field in NormalEquations._fields})
+    arrays.update({f"star_sums_{i}": a for i, a in enumerate(result["star_sums"])})
     tmp = f"{path}.{os.getpid()}.tmp.npz"
     np.savez(tmp, **arrays)
     os.replace(tmp, path)  # a saved chunk is complete
@@ -154,12 +187,13 @@ def _save(path: str, result: dict) -> None:
 def _unpack(saved: dict) -> dict:
     groups = {}
     for name in saved:
-        if "/" in name:
+        if "/" in name and not name.startswith("star_sums"):
             key, field = name.split("/")
             groups.setdefault(key, {})[field] = saved[name]
     return {"n_obs": int(saved["n_obs"]), "clipped": int(saved["clipped"]),
             "counts": {k: int(saved[f"count_{k}"]) for k in REJECT_REASONS},
-            "groups": {k: NormalEquations(**v) for k, v in groups.items()}}
+            "groups": {k: NormalEquations(**v) for k, v in groups.items()},
+            "star_sums": tuple(saved[f"star_sums_{i}"] for i in range(3))}
 
 
 def _add(a: dict, b: dict) -> dict:
@@ -167,8 +201,13 @@ def _add(a: dict, b: dict) -> dict:
     groups = dict(a["groups"])
     for key, eq in b["groups"].items():
         groups[key] = groups[key] + eq if key in groups else eq
+    ids = np.concatenate([a["star_sums"][0], b["star_sums"][0]])
+    uniq, inverse = np.unique(ids, return_inverse=True)
+    star_sums = (uniq, *(np.bincount(inverse, np.concatenate([a["star_sums"][i], b["star_sums"][i]]),
+                                     minlength=uniq.size) for i in (1, 2)))
     return {"n_obs": a["n_obs"] + b["n_obs"], "clipped": a["clipped"] + b["clipped"],
-            "counts": {k: a["counts"][k] + b["counts"][k] for k in REJECT_REASONS}, "groups": groups}
+            "counts": {k: a["counts"][k] + b["counts"][k] for k in REJECT_REASONS}, "groups": groups,
+            "star_sums": star_sums}
 
 
 def _tree_sum(client, futures):
@@ -176,6 +215,30 @@ def _tree_sum(client, futures):
         pairs = [client.submit(_add, futures[i], futures[i + 1], pure=False) for i in range(0, len(futures) - 1, 2)]
         futures = pairs + ([futures[-1]] if len(futures) % 2 else [])
     return futures[0].result()
+
+
+def _initial_scales(observations: str) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted obsid, scale) to start the self-calibration: the known scale where finite, else 1."""
+    group = zarr.open_group(observations, mode="r")
+    obsid, scale = group["obsid"][...], group["scale"][...].astype(np.float64)
+    ids, first = np.unique(obsid, return_index=True)
+    start = scale[first]
+    good = np.isfinite(start) & (start > 0)
+    start = np.where(good, start, np.median(start[good]) if good.any() else 1.0)
+    return ids, start
+
+
+def _updated_scales(current, sums) -> tuple[np.ndarray, np.ndarray]:
+    """New per-star scales from the summed sums; stars without sums keep theirs; median kept."""
+    ids, values = current
+    new = values.copy()
+    pos = np.searchsorted(ids, sums[0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        estimate = sums[1] / sums[2]
+    good = np.isfinite(estimate) & (estimate > 0)
+    new[pos[good]] = estimate[good]  # s' = sum w' q R / sum w' R^2: an absolute scale
+    new *= np.median(values) / np.median(new)  # the global level is degenerate with the flats: fix it
+    return ids, new
 
 
 def _open_checked(observations: str, predictions: str) -> tuple[xr.Dataset, xr.Dataset]:
@@ -231,7 +294,7 @@ def _truth_report(out_ds: xr.Dataset, observations: str) -> list[dict] | None:
 
 def build_flatcube(observations, predictions, out, *, client, order: int = 2, kappa: float = 3.0,
                    iterations: int = 3, min_stars: int = 20, chunk_obs: int | None = None, resume: bool = False,
-                   grid_points: int = 16, progress: bool = True) -> dict:
+                   grid_points: int = 16, self_calibrate: bool = False, progress: bool = True) -> dict:
     """Fit the flat-field cube from observations and predictions into the Zarr store ``out``.
 
     Parameters
@@ -256,6 +319,13 @@ def build_flatcube(observations, predictions, out, *, client, order: int = 2, ka
         Reuse the saved normal equations of chunks finished by an earlier run.
     grid_points : int
         The flat is evaluated on a ``grid_points`` x ``grid_points`` pixel grid per detector.
+    self_calibrate : bool
+        Do not trust the observations' ``scale``: fit each star's scale jointly with the flats
+        from its repeated observations (ubercal-style alternation: flats given the scales,
+        then scales given the flats, ``iterations`` times; at least 3 observations per star
+        are advisable). The scales start at the known ones where finite, else at 1, and are
+        normalized to their starting median; the normalized flats do not depend on that
+        global factor. The fitted scales are stored in the cube (``star_scale``).
 
     Returns
     -------
@@ -287,10 +357,12 @@ def build_flatcube(observations, predictions, out, *, client, order: int = 2, ka
         "saved normal equations of finished chunks (chunk-<i>.npz) per iteration, for --resume")
 
     fits, result, n_terms = None, None, len(polynomial_terms(order))
+    star_scales = _initial_scales(observations) if self_calibrate else None
     for iteration in range(iterations):
+        scales_arg = client.scatter(star_scales, broadcast=True) if star_scales is not None else None
         futures = [client.submit(flat_chunk, i, a, b, observations=observations, predictions=predictions,
                                  pred_index=pred_index, order=order, out=out, iteration=iteration, fits=fits,
-                                 kappa=kappa, pure=False) for i, a, b in chunks]
+                                 kappa=kappa, star_scales=scales_arg, pure=False) for i, a, b in chunks]
         if progress:
             bar = tqdm(total=len(futures), unit="chunk", desc=f"flat fit {iteration + 1}/{iterations}")
             for f in futures:
@@ -299,6 +371,8 @@ def build_flatcube(observations, predictions, out, *, client, order: int = 2, ka
         if progress:
             bar.close()
         solutions = {key: solve(eq, min_obs=min_stars) for key, eq in result["groups"].items()}
+        if star_scales is not None and result["star_sums"][0].size:
+            star_scales = _updated_scales(star_scales, result["star_sums"])
         fits = {key: (s.coeffs, np.sqrt(s.chi2 / np.maximum(s.n - n_terms, 1))) for key, s in solutions.items()}
 
     # the cube: coefficients, covariances, the normalized flat on a coarse grid, the mean response
@@ -362,8 +436,12 @@ def build_flatcube(observations, predictions, out, *, client, order: int = 2, ka
         "rejected": summary_counts, "ratios_clipped_last_iteration": int(result["clipped"]),
         "wavelengths_fit": int(fit.sum()), "wavelengths_unfit_in_band": int(
             sum((~fit[i] & _in_band(b)[None, :]).sum() for i, b in enumerate(BANDS))),
-        "order": int(order),
+        "order": int(order), "self_calibrated": bool(self_calibrate),
     }
+    if star_scales is not None:
+        ds["star_scale"] = (("star",), star_scales[1], {"long_name": "self-calibrated scale of each star"})
+        ds = ds.assign_coords(star_obsid=("star", star_scales[0]))
+        ds.attrs["self_calibrated"] = 1
     truth = _truth_report(ds, observations)
     if truth is not None:
         summary["truth"] = truth

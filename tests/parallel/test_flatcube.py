@@ -139,3 +139,25 @@ def test_inputs_are_checked(client, tmp_path, stars):
     o = store_observations(tmp_path / "obs.zarr", obs, truth)
     with pytest.raises(JobInputError, match="predictions"):
         build_flatcube(o, o, tmp_path / "c.zarr", client=client)
+
+
+def test_self_calibration_without_known_scales_matches_the_known_scale_fit(client, stars, tmp_path):
+    sed, obsid = stars
+    obs, truth = simulate_observations(sed[:800], obsid[:800], n_exposures=3, seed=5, max_order=2)
+    known = store_observations(tmp_path / "known.zarr", obs, truth)
+    unknown = store_observations(tmp_path / "unknown.zarr",
+                                 obs.assign_coords(scale=("obs", np.full(obs.sizes["obs"], np.nan))), truth)
+    p = write_predictions(tmp_path / "pred.zarr", sed[:800], obsid[:800])
+    a = build_flatcube(known, p, tmp_path / "a.zarr", client=client, progress=False)
+    b = build_flatcube(unknown, p, tmp_path / "b.zarr", client=client, self_calibrate=True, iterations=10,
+                       progress=False)
+    assert a["rejected"]["no_scale"] == 0 and b["rejected"]["no_scale"] == 0
+    for known_row, self_row in zip(a["truth"], b["truth"]):
+        assert self_row["rms_deviation_median"] < 2 * known_row["rms_deviation_median"], (known_row, self_row)
+    cube = xr.open_zarr(tmp_path / "b.zarr", consolidated=False)
+    true_scale = dict(zip(obs.obsid.values, obs.scale_true.values))
+    ratio = cube.star_scale.values / np.array([true_scale[i] for i in cube.star_obsid.values])
+    assert np.std(ratio / np.median(ratio)) < 0.005  # every star's scale, up to the global factor
+    # without known scales and without self-calibration, nothing can be fitted: all counted
+    c = build_flatcube(unknown, p, tmp_path / "c.zarr", client=client, iterations=1, progress=False)
+    assert c["rejected"]["no_scale"] == obs.sizes["obs"] and c["wavelengths_fit"] == 0
