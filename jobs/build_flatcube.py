@@ -47,6 +47,9 @@ outputs:
       (from the covariance); mean_response (throughput x mean flat); n_obs; fit (False:
       outside the band, too few stars, degenerate); chi2_dof; attrs: order, basis, terms,
       wavelength ranges, inputs, model hash of the predictions, summary.
+  --fits-dir DIR: aXe-style FITS flats, DIR/flat_<band>_<detector>.fits: coefficient images
+      a_i(x, y) of flat = sum_i a_i w^i, w = (lambda - WMIN) / (WMAX - WMIN), a_0 in the
+      primary HDU, a_i in extension i (WMIN, WMAX, BINNING, MAXDEV in the primary header).
   stdout: ONE JSON line, the summary: observations in/used, rejected per reason
       (no_prediction, flagged_prediction, off_detector, no_scale, no_finite_flux,
       bad_band), ratios clipped, wavelengths fit/unfit, seconds and, with simulated
@@ -77,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-stars", type=positive_int, default=20, help="minimum observations per fit (default: %(default)s)")
     p.add_argument("--chunk-obs", type=positive_int, metavar="N", help="observations per task (default: the store's chunk)")
     p.add_argument("--resume", action="store_true", help="reuse the saved normal equations of an interrupted run")
+    p.add_argument("--fits-dir", metavar="DIR",
+                   help="also write aXe-style FITS flats, one file per band and detector (DIR/flat_<band>_<det>.fits)")
+    p.add_argument("--fits-binning", type=positive_int, default=64, metavar="B",
+                   help="FITS images keep every B-th detector pixel (default: %(default)s; 1 = full 9232 x 9216)")
     p.add_argument("--monte-carlo", action="store_true",
                    help="instead of building a cube: the Sect. 5 Monte Carlo of the calibration precision with the "
                    "demo's predicted SEDs (400 stars with S/N > 20, order 2; then vs stars, order, scale errors)")
@@ -165,6 +172,27 @@ def monte_carlo(args, client) -> dict:
     return summary
 
 
+def _export_fits(cube_path: str, fits_dir: str, binning: int) -> list[str]:
+    import xarray as xr
+
+    from lamost2csst.io.flatcube_fits import export_axe_fits
+
+    cube = xr.open_zarr(cube_path, consolidated=False).load()
+    os.makedirs(fits_dir, exist_ok=True)
+    written = []
+    for band in cube.band.values:
+        for det in cube.detector.values:
+            path = os.path.join(fits_dir, f"flat_{band}_{int(det)}.fits")
+            try:
+                export_axe_fits(cube, path, band=str(band), detector=int(det), binning=binning, overwrite=True)
+            except ValueError as err:
+                _log(f"no FITS for {band} detector {int(det)}: {err}")
+                continue
+            written.append(path)
+    _log(f"{len(written)} aXe-style FITS flats in {fits_dir}")
+    return written
+
+
 def run(args: argparse.Namespace, client) -> dict:
     """Run the job on ``client``; print the summary as one JSON line and return it."""
     import shutil
@@ -185,6 +213,8 @@ def run(args: argparse.Namespace, client) -> dict:
     summary = build_flatcube(observations, predictions, out, client=client, order=args.order, kappa=args.kappa,
                              iterations=iterations, min_stars=args.min_stars, chunk_obs=args.chunk_obs,
                              resume=args.resume, self_calibrate=args.self_calibrate, progress=not args.no_progress)
+    if args.fits_dir:
+        summary["fits"] = _export_fits(out, args.fits_dir, args.fits_binning)
     print(json.dumps(summary), flush=True)
     return summary
 

@@ -1,6 +1,7 @@
 """The flat-cube command lines: help, bad input exit 2, simulate -> build end to end."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -66,7 +67,9 @@ def test_simulate_then_build(client, tmp_path, capsys):
                attrs={"schema": "lamost2csst.predictions/1"}).to_zarr(pred, zarr_format=3, consolidated=False)
     capsys.readouterr()
     summary = job.run(job.parse_args(["--observations", str(obs), "--predictions", str(pred), "--out",
-                                      str(tmp_path / "cube.zarr"), "--no-progress"]), client)
+                                      str(tmp_path / "cube.zarr"), "--no-progress", "--fits-dir",
+                                      str(tmp_path / "fits"), "--fits-binning", "1024"]), client)
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == summary
     assert summary["observations_used"] == s["observations"]
     assert {row["band"] for row in summary["truth"]} == {"GU", "GV", "GI"}
+    assert len(summary["fits"]) == 12 and all(os.path.exists(p) for p in summary["fits"])
