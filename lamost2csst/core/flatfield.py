@@ -102,9 +102,13 @@ def normal_equations(design, ratio, weight) -> NormalEquations:
     used = np.isfinite(r) & (w > 0)
     w = np.where(used, w, 0.0)
     r = np.where(used, r, 0.0)
-    ata = np.einsum("ok,ow,ol->wkl", a, w, a, optimize=True)
-    atr = np.einsum("ok,ow->wk", a, w * r, optimize=True)
-    return NormalEquations(ata, atr, np.einsum("ow,ow->w", w, r * r), used.sum(axis=0))
+    n_terms = a.shape[1]
+    # (A^T W A)[w] = sum_o w_ow a_ok a_ol: one matrix product with the outer products of the
+    # design rows, (n_wave, n_obs) @ (n_obs, n_terms^2) -- no (n_obs, n_wave, n_terms) temporary
+    outer = (a[:, :, None] * a[:, None, :]).reshape(a.shape[0], n_terms * n_terms)
+    ata = (w.T @ outer).reshape(-1, n_terms, n_terms)
+    wr = w * r
+    return NormalEquations(ata, wr.T @ a, np.einsum("ow,ow->w", wr, r), used.sum(axis=0))
 
 
 class PolynomialFit(NamedTuple):

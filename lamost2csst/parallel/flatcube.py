@@ -125,7 +125,7 @@ def flat_chunk(index: int, start: int, stop: int, *, observations: str, predicti
     known = np.isin(band, list(BANDS)) & (detector >= 0) & (detector < DETECTORS_PER_BAND)
     counts["bad_band"] = int((usable & ~known).sum())
     usable &= known
-    result = {"counts": counts, "n_obs": n, "clipped": 0, "groups": {},
+    result = {"counts": counts, "n_obs": n, "clipped": 0, "groups": {}, "peak_rss_mb": 0.0,
               "star_sums": (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))}
     rows = np.flatnonzero(usable)
     sums_obsid, sums_num, sums_den = [], [], []
@@ -160,6 +160,9 @@ def flat_chunk(index: int, start: int, stop: int, *, observations: str, predicti
             ids, inverse = np.unique(np.concatenate(sums_obsid), return_inverse=True)
             result["star_sums"] = (ids, np.bincount(inverse, np.concatenate(sums_num)),
                                    np.bincount(inverse, np.concatenate(sums_den)))
+    import resource
+
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     _save(path, result)
     return result
 
@@ -174,7 +177,8 @@ def _lookup(table, obsid: np.ndarray) -> np.ndarray:
 
 def _save(path: str, result: dict) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    arrays = {"n_obs": np.array(result["n_obs"]), "clipped": np.array(result["clipped"])}
+    arrays = {"n_obs": np.array(result["n_obs"]), "clipped": np.array(result["clipped"]),
+              "peak_rss_mb": np.array(result["peak_rss_mb"])}
     arrays.update({f"count_{k}": np.array(v) for k, v in result["counts"].items()})
     for key, eq in result["groups"].items():
         arrays.update({f"{key}/{field}": getattr(eq, field) for field in NormalEquations._fields})
@@ -191,6 +195,7 @@ def _unpack(saved: dict) -> dict:
             key, field = name.split("/")
             groups.setdefault(key, {})[field] = saved[name]
     return {"n_obs": int(saved["n_obs"]), "clipped": int(saved["clipped"]),
+            "peak_rss_mb": float(saved.get("peak_rss_mb", 0.0)),
             "counts": {k: int(saved[f"count_{k}"]) for k in REJECT_REASONS},
             "groups": {k: NormalEquations(**v) for k, v in groups.items()},
             "star_sums": tuple(saved[f"star_sums_{i}"] for i in range(3))}
@@ -206,15 +211,21 @@ def _add(a: dict, b: dict) -> dict:
     star_sums = (uniq, *(np.bincount(inverse, np.concatenate([a["star_sums"][i], b["star_sums"][i]]),
                                      minlength=uniq.size) for i in (1, 2)))
     return {"n_obs": a["n_obs"] + b["n_obs"], "clipped": a["clipped"] + b["clipped"],
+            "peak_rss_mb": max(a["peak_rss_mb"], b["peak_rss_mb"]),
             "counts": {k: a["counts"][k] + b["counts"][k] for k in REJECT_REASONS}, "groups": groups,
             "star_sums": star_sums}
+
+
+def _with_progress(future, bar):
+    future.add_done_callback(lambda _: bar.update(1))
+    return future
 
 
 def _tree_sum(client, futures):
     while len(futures) > 1:
         pairs = [client.submit(_add, futures[i], futures[i + 1], pure=False) for i in range(0, len(futures) - 1, 2)]
-        futures = pairs + ([futures[-1]] if len(futures) % 2 else [])
-    return futures[0].result()
+        futures = pairs + ([futures[-1]] if len(futures) % 2 else [])  # the previous level is dropped here
+    return futures.pop().result()
 
 
 def _initial_scales(observations: str) -> tuple[np.ndarray, np.ndarray]:
@@ -360,16 +371,16 @@ def build_flatcube(observations, predictions, out, *, client, order: int = 2, ka
     star_scales = _initial_scales(observations) if self_calibrate else None
     for iteration in range(iterations):
         scales_arg = client.scatter(star_scales, broadcast=True) if star_scales is not None else None
-        futures = [client.submit(flat_chunk, i, a, b, observations=observations, predictions=predictions,
-                                 pred_index=pred_index, order=order, out=out, iteration=iteration, fits=fits,
-                                 kappa=kappa, star_scales=scales_arg, pure=False) for i, a, b in chunks]
-        if progress:
-            bar = tqdm(total=len(futures), unit="chunk", desc=f"flat fit {iteration + 1}/{iterations}")
-            for f in futures:
-                f.add_done_callback(lambda _: bar.update(1))
-        result = _tree_sum(client, futures)
-        if progress:
-            bar.close()
+        bar = tqdm(total=len(chunks), unit="chunk", desc=f"flat fit {iteration + 1}/{iterations}",
+                   disable=not progress)
+        # the leaf futures are handed to the tree and not kept here: each chunk's matrices are
+        # released as soon as they have been added (memory does not grow with the chunks)
+        result = _tree_sum(client, [
+            _with_progress(client.submit(flat_chunk, i, a, b, observations=observations, predictions=predictions,
+                                         pred_index=pred_index, order=order, out=out, iteration=iteration,
+                                         fits=fits, kappa=kappa, star_scales=scales_arg, pure=False), bar)
+            for i, a, b in chunks])
+        bar.close()
         solutions = {key: solve(eq, min_obs=min_stars) for key, eq in result["groups"].items()}
         if star_scales is not None and result["star_sums"][0].size:
             star_scales = _updated_scales(star_scales, result["star_sums"])
@@ -437,6 +448,7 @@ def build_flatcube(observations, predictions, out, *, client, order: int = 2, ka
         "wavelengths_fit": int(fit.sum()), "wavelengths_unfit_in_band": int(
             sum((~fit[i] & _in_band(b)[None, :]).sum() for i, b in enumerate(BANDS))),
         "order": int(order), "self_calibrated": bool(self_calibrate),
+        "worker_peak_rss_mb": round(result["peak_rss_mb"], 1),
     }
     if star_scales is not None:
         ds["star_scale"] = (("star",), star_scales[1], {"long_name": "self-calibrated scale of each star"})
