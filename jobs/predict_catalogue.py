@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = parser.add_argument_group("reporting")
     report.add_argument("--performance-report", metavar="FILE", help="write a Dask performance report (HTML)")
     report.add_argument("--no-progress", action="store_true", help="no progress bar")
+    report.add_argument("--log-chunks", action="store_true",
+                        help="one JSON line per chunk done or failed on stderr (for log collectors)")
     return parser
 
 
@@ -223,7 +225,15 @@ def run(args: argparse.Namespace, client) -> dict:
 def main(argv=None) -> dict:
     """Command-line entry point: returns the summary; bad input exits with status 2."""
     args = parse_args(argv)  # before any heavy import: --help answers at once
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # workers inherit it: no TensorFlow banner per worker
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.log_chunks:
+        import logging
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger = logging.getLogger("lamost2csst.jobs")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)  # workers inherit it: no TensorFlow banner per worker
     from lamost2csst.parallel import run_cli
 
     return run_cli("predict_catalogue", args, run, preflight=_preflight, n_workers=args.workers,

@@ -15,6 +15,8 @@ unknown directory.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 
 import dask.array as da
@@ -42,6 +44,9 @@ __all__ = [
 ]
 
 MARKERS = ".markers"
+#: One JSON line per chunk done or failed (``logging`` at INFO / ERROR); the jobs' ``--log-chunks``
+#: sends them to stderr, a cluster's log collector can parse them.
+LOG = logging.getLogger("lamost2csst.jobs")
 
 
 def marker_path(out: str, index: int) -> str:
@@ -117,9 +122,17 @@ def run_chunk_tasks(client, task, chunks, *, out: str, desc: str, progress: bool
     bar = tqdm(total=len(chunks), initial=len(markers), unit="chunk", desc=desc, disable=not progress)
     try:
         for future in as_completed(futures):
-            marker = future.result()
+            try:
+                marker = future.result()
+            except Exception as err:
+                LOG.error(json.dumps({"event": "chunk_failed", "job": desc, "key": str(future.key),
+                                      "error": f"{type(err).__name__}: {err}"}))
+                raise
             markers[marker["index"]] = marker
             new.append(marker)
+            LOG.info(json.dumps({"event": "chunk_done", "job": desc, "index": marker["index"],
+                                 "stars": marker.get("n_star"), "seconds": marker.get("seconds"),
+                                 "host": marker.get("host")}))
             bar.update(1)
     except BaseException:
         client.cancel(futures)

@@ -209,3 +209,14 @@ def test_gpu_cluster_gives_the_cpu_result(catalogue, finished, tmp_path):
     a, b = xr.open_zarr(tmp_path / "gpu.zarr", consolidated=False), xr.open_zarr(reference, consolidated=False)
     np.testing.assert_allclose(a.sed.values, b.sed.values, rtol=1e-3, equal_nan=True)
     np.testing.assert_array_equal(a.flags.values, b.flags.values)
+
+
+def test_one_log_line_per_chunk(client, catalogue, tmp_path, caplog):
+    import json
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="lamost2csst.jobs"):
+        predict_catalogue(catalogue, tmp_path / "p.zarr", client=client, progress=False)
+    events = [json.loads(r.getMessage()) for r in caplog.records if r.name == "lamost2csst.jobs"]
+    assert sorted(e["index"] for e in events) == list(range(5))
+    assert {e["event"] for e in events} == {"chunk_done"} and sum(e["stars"] for e in events) == N_STAR
