@@ -65,6 +65,15 @@ def _stores(work: Path, n_obs: int, n_pool: int, block: int = 50_000):
     return obs_path, pred
 
 
+def _worker_memory():
+    """(peak, current) resident memory of a worker process, MB."""
+    import resource
+
+    import psutil
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, psutil.Process().memory_info().rss / 2**20
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 500_000])
@@ -87,9 +96,11 @@ def main(argv=None):
                 out = work / f"cube-{n}-{workers}.zarr"
                 shutil.rmtree(out, ignore_errors=True)
                 s = build_flatcube(obs, pred, out, client=client, order=2, iterations=3, progress=False)
+                after = client.run(_worker_memory)
             row = {"observations": s["observations_in"], "workers": workers, "seconds": s["seconds"],
                    "observation_passes_per_s": round(3 * s["observations_in"] / s["seconds"]),
-                   "worker_peak_rss_mb": s["worker_peak_rss_mb"]}
+                   "worker_peak_rss_mb": round(max(v[0] for v in after.values()), 1),
+                   "worker_rss_after_mb": round(max(v[1] for v in after.values()), 1)}
             results.append(row)
             print(json.dumps(row), flush=True)
     record = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.machine(),
