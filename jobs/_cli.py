@@ -18,3 +18,15 @@ def positive_int(text: str) -> int:
 
 class UsageError(Exception):
     """Bad input of a job that is the user's to fix (reported as ``prog: error: ...``, exit 2)."""
+
+
+def log_chunks_to_stderr() -> None:
+    """``--log-chunks``: the jobs' per-chunk JSON lines (logger ``lamost2csst.jobs``) on stderr."""
+    import logging
+    import sys
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("lamost2csst.jobs")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)

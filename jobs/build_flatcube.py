@@ -88,11 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead of building a cube: the Sect. 5 Monte Carlo of the calibration precision with the "
                    "demo's predicted SEDs (400 stars with S/N > 20, order 2; then vs stars, order, scale errors)")
     p.add_argument("--realizations", type=positive_int, default=20, help="Monte Carlo realizations (default: %(default)s)")
+    p.add_argument("--plot", metavar="FILE.png", help="with --monte-carlo: plot the precision against the number of stars")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="attach to a running Dask scheduler")
     where.add_argument("--workers", type=positive_int, metavar="N", help="LocalCluster workers (default: CPU cores)")
     p.add_argument("--performance-report", metavar="FILE", help="write a Dask performance report (HTML)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--log-chunks", action="store_true",
+                   help="one JSON line per chunk done or failed on stderr (for log collectors)")
     return p
 
 
@@ -168,8 +171,37 @@ def monte_carlo(args, client) -> dict:
                "vs_order": [case(n_stars=400, order=o) for o in (1, 2, 3)],
                "order2_fit_of_cubic_flat": case(n_stars=400, order=2, max_order=3),
                "scale_error_1pct": case(n_stars=400, order=2, scale_error=0.01)}
+    if args.plot:
+        plot_precision(summary, args.plot)
+        _log(f"plot: {args.plot}")
     print(json.dumps(summary), flush=True)
     return summary
+
+
+def plot_precision(summary: dict, path: str) -> None:
+    """Precision per band against the number of stars (log-log), the paper's 400-star values marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = summary["vs_stars"]
+    stars = np.array([r["n_stars"] for r in rows], dtype=float)
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for band, colour in (("GU", "tab:blue"), ("GV", "tab:green"), ("GI", "tab:red")):
+        ax.plot(stars, [r[band] for r in rows], "o-", color=colour, label=f"{band}, shipped (preliminary) model")
+        ax.plot([400], [summary["paper"][band]], "*", color=colour, markersize=12, markeredgecolor="k")
+    ax.plot(stars, rows[0]["GV"] * np.sqrt(stars[0] / stars), ":", color="grey", label="1/sqrt(N) from 100 stars (GV)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("flux-standard stars per detector")
+    ax.set_ylabel("flat precision (rms of fitted / true - 1)")
+    ax.set_title("Sect. 5 Monte Carlo, order-2 2D polynomial (stars: the paper at 400)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _export_fits(cube_path: str, fits_dir: str, binning: int) -> list[str]:
@@ -222,6 +254,10 @@ def run(args: argparse.Namespace, client) -> dict:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.log_chunks:
+        from jobs._cli import log_chunks_to_stderr
+
+        log_chunks_to_stderr()
     from lamost2csst.parallel import run_cli
 
     return run_cli("build_flatcube", args, run, n_workers=args.workers)

@@ -227,13 +227,9 @@ def main(argv=None) -> dict:
     args = parse_args(argv)  # before any heavy import: --help answers at once
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.log_chunks:
-        import logging
+        from jobs._cli import log_chunks_to_stderr
 
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger = logging.getLogger("lamost2csst.jobs")
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)  # workers inherit it: no TensorFlow banner per worker
+        log_chunks_to_stderr()  # workers inherit it: no TensorFlow banner per worker
     from lamost2csst.parallel import run_cli
 
     return run_cli("predict_catalogue", args, run, preflight=_preflight, n_workers=args.workers,

@@ -23,6 +23,7 @@ marked unfit (``fit = False``, NaN coefficients).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import datetime, timezone
@@ -43,7 +44,7 @@ from lamost2csst.core.flatfield import (
 from lamost2csst.core.grids import BANDS, OUTPUT_WAVE
 from lamost2csst.core.slitless import DETECTOR_SHAPE, DETECTORS_PER_BAND
 from lamost2csst.io.observations import OBSERVATIONS_SCHEMA, detector_grid, validate_observations
-from lamost2csst.parallel.chunks import chunk_ranges, read_region
+from lamost2csst.parallel.chunks import LOG, chunk_ranges, read_region
 from lamost2csst.parallel.runtime import JobInputError
 
 __all__ = ["FLATCUBE_SCHEMA", "build_flatcube", "flat_chunk"]
@@ -217,7 +218,13 @@ def _add(a: dict, b: dict) -> dict:
 
 
 def _with_progress(future, bar):
-    future.add_done_callback(lambda _: bar.update(1))
+    def done(f):
+        bar.update(1)
+        event = "chunk_done" if f.status == "finished" else "chunk_failed"
+        log = LOG.info if event == "chunk_done" else LOG.error
+        log(json.dumps({"event": event, "job": "build_flatcube", "key": str(f.key)}))
+
+    future.add_done_callback(done)
     return future
 
 

@@ -131,6 +131,20 @@ def test_resume_reuses_saved_chunks_and_gives_the_same_cube(client, stars, tmp_p
         build_flatcube(o, p, out, client=client, progress=False)
 
 
+def test_one_log_line_per_chunk(client, stars, tmp_path, caplog):
+    import json
+    import logging
+
+    sed, obsid = stars
+    obs, truth = simulate_observations(sed[:100], obsid[:100], n_exposures=1)
+    o = store_observations(tmp_path / "obs.zarr", obs, truth, chunk=100)  # 3 chunks
+    p = write_predictions(tmp_path / "pred.zarr", sed[:100], obsid[:100])
+    with caplog.at_level(logging.INFO, logger="lamost2csst.jobs"):
+        build_flatcube(o, p, tmp_path / "c.zarr", client=client, iterations=2, min_stars=5, progress=False)
+    events = [json.loads(r.getMessage()) for r in caplog.records if r.name == "lamost2csst.jobs"]
+    assert len(events) == 6 and {e["event"] for e in events} == {"chunk_done"}
+
+
 def test_inputs_are_checked(client, tmp_path, stars):
     with pytest.raises(JobInputError, match="does not exist"):
         build_flatcube(tmp_path / "no.zarr", tmp_path / "no2.zarr", tmp_path / "c.zarr", client=client)
