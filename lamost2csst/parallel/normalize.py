@@ -83,7 +83,9 @@ def _path(p) -> str:
 
 
 def _open_input(catalogue: str) -> xr.Dataset:
-    if not os.path.exists(catalogue):
+    from lamost2csst.parallel.storage import exists
+
+    if not exists(catalogue):
         raise JobInputError(f"input catalogue {catalogue} does not exist")
     try:
         ds = open_spectra(catalogue)

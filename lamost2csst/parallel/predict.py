@@ -31,6 +31,7 @@ The output store (schema ``lamost2csst.predictions/1``, Zarr v3)::
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import time
@@ -67,6 +68,8 @@ from lamost2csst.parallel.chunks import (
 )
 from lamost2csst.parallel.normalize import _open_input
 from lamost2csst.parallel.runtime import JobInputError, open_own_store, write_json
+from lamost2csst.parallel.storage import exists as storage_exists
+from lamost2csst.parallel.storage import read_bytes, resolve, write_bytes
 
 __all__ = [
     "PREDICTIONS_SCHEMA",
@@ -88,7 +91,7 @@ _TRUTH_FIELDS = ("n", "sum", "sumsq", "within")
 
 
 def _path(p) -> str:
-    return os.path.abspath(os.fspath(p))
+    return resolve(p)
 
 
 def predict_block(wave, flux, ivar, mask, z, *, model, teff=None, thresholds: FlagThresholds | None = None,
@@ -334,7 +337,9 @@ def predict_chunk(index: int, start: int, stop: int, *, catalogue: str, out: str
         if held is not None:
             stats.update({f"heldout_{k}": v for k, v in truth_statistics(*(a[held] for a in args[:4]),
                                                                          None if args[4] is None else args[4][held]).items()})
-        np.savez(_truth_path(out, index), **stats)
+        buffer = io.BytesIO()
+        np.savez(buffer, **stats)
+        write_bytes(_truth_path(out, index), buffer.getvalue())
     flags = res["flags"]
     marker = {
         "index": int(index), "start": int(start), "stop": int(stop), "n_star": int(stop - start),
@@ -365,7 +370,7 @@ def _summed_truth(out: str, markers: dict) -> dict | None:
         return None
     total = {}
     for index in markers:
-        with np.load(_truth_path(out, index)) as part:
+        with np.load(io.BytesIO(read_bytes(_truth_path(out, index)))) as part:
             for key in part.files:
                 total[key] = total[key] + part[key] if key in total else part[key].copy()
     split = {prefix: {k: total[f"{prefix}_{k}"] for k in _TRUTH_FIELDS} for prefix in ("all", "heldout")
@@ -429,7 +434,7 @@ def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, r
     thresholds = thresholds or FlagThresholds()
     ds = _open_input(catalogue)
     n_star = ds.sizes["star"]
-    exists = os.path.exists(out)
+    exists = storage_exists(out)
     if exists and not resume:
         raise JobInputError(f"output {out} already exists; pass resume=True (--resume) to finish it, "
                             "or remove it first")

@@ -26,19 +26,22 @@ class JobInputError(ValueError):
 
 
 def write_json(path: str, value: dict) -> None:
-    """Write ``value`` as JSON atomically (temporary file + rename)."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f)
-    os.replace(tmp, path)
+    """Write ``value`` as JSON atomically (temporary file + rename; one put on object stores)."""
+    from lamost2csst.parallel.storage import write_bytes
+
+    write_bytes(path, json.dumps(value).encode())
 
 
 def read_json(path: str) -> dict | None:
     """The JSON object at ``path``, or None when it is missing or unreadable."""
+    from lamost2csst.parallel.storage import read_bytes
+
+    data = read_bytes(path)
+    if data is None:
+        return None
     try:
-        with open(path) as f:
-            value = json.load(f)
-    except (OSError, ValueError):
+        value = json.loads(data)
+    except ValueError:
         return None
     return value if isinstance(value, dict) else None
 

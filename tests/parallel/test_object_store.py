@@ -1,0 +1,66 @@
+"""Zarr on an S3-compatible object store (a local moto server): predict_catalogue reads its
+catalogue from s3:// and writes its predictions, markers and statistics there, resumably."""
+
+import os
+
+import numpy as np
+import pytest
+import xarray as xr
+from distributed import Client, LocalCluster
+
+from lamost2csst.io import write_spectra
+from lamost2csst.io.simulated import grid_catalogue
+from lamost2csst.parallel.predict import predict_catalogue
+
+moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("s3fs")
+
+
+@pytest.fixture(scope="module")
+def bucket():
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                            "AWS_DEFAULT_REGION")}
+    os.environ.update(AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="test",
+                      AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    s3fs.S3FileSystem().mkdir("lamost2csst-test")
+    try:
+        yield "s3://lamost2csst-test"
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def client():
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
+        with Client(cluster) as c:
+            yield c
+
+
+def test_predict_from_and_to_s3_equals_a_local_run(bucket, client, tmp_path):
+    demo = grid_catalogue(300, seed=21)
+    write_spectra(demo, tmp_path / "cat.zarr", chunk_stars=100)
+    write_spectra(demo, f"{bucket}/cat.zarr", chunk_stars=100)
+    local = predict_catalogue(tmp_path / "cat.zarr", tmp_path / "p.zarr", client=client, progress=False)
+    remote = predict_catalogue(f"{bucket}/cat.zarr", f"{bucket}/p.zarr", client=client, progress=False)
+    assert remote["truth"] == local["truth"] and remote["stars_written"] == 300
+    a = xr.open_zarr(f"{bucket}/p.zarr", consolidated=False)
+    b = xr.open_zarr(tmp_path / "p.zarr", consolidated=False)
+    np.testing.assert_array_equal(a.sed.values, b.sed.values)
+    np.testing.assert_array_equal(a.flags.values, b.flags.values)
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    fs.rm(f"{bucket}/p.zarr/.markers/chunk-1.done")
+    again = predict_catalogue(f"{bucket}/cat.zarr", f"{bucket}/p.zarr", client=client, resume=True, progress=False)
+    assert (again["chunks_done"], again["chunks_skipped"]) == (1, 2)
