@@ -191,13 +191,14 @@ def _preflight(args) -> None:
     """Cheap checks before a cluster starts, so that bad input fails at once (exit 2)."""
     from lamost2csst.parallel import JobInputError
     from lamost2csst.parallel.normalize import _open_input
+    from lamost2csst.parallel.storage import exists, resolve
 
     catalogue, out = _resolve(args)
     if catalogue is not None:
-        _open_input(os.path.abspath(catalogue))
+        _open_input(resolve(catalogue))
     if args.model is not None and not os.path.isfile(args.model):
         raise JobInputError(f"model file {args.model} does not exist")
-    if os.path.exists(out) and not (args.resume or args.overwrite):
+    if exists(out) and not (args.resume or args.overwrite):
         raise JobInputError(f"output {out} already exists; pass --resume to finish it, --overwrite to replace it, "
                             "or choose another --out")
     _thresholds(args)
@@ -207,12 +208,13 @@ def run(args: argparse.Namespace, client) -> dict:
     """Run the job on ``client``; print the summary as one JSON line on stdout and return it."""
     from lamost2csst.parallel.predict import PREDICTIONS_SCHEMA, predict_catalogue
     from lamost2csst.parallel.runtime import remove_store
+    from lamost2csst.parallel.storage import exists
 
     catalogue, out = _resolve(args)
     _preflight(args)
     if catalogue is None:
         catalogue = _demo_catalogue(DEMO_CATALOGUE, args.n_demo, client)
-    if args.overwrite and os.path.exists(out):
+    if args.overwrite and exists(out):
         remove_store(out, schema=PREDICTIONS_SCHEMA)
     _log(f"{catalogue} -> {out}")
     summary = predict_catalogue(catalogue, out, client=client, model=args.model, chunk_stars=args.chunk_stars,

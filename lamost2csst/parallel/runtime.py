@@ -69,9 +69,19 @@ def remove_store(out: str, *, schema: str) -> None:
     """
     import shutil
 
+    from lamost2csst.parallel.storage import is_url
+
     open_own_store(out, schema=schema, action="--overwrite: refusing to remove")
     print(f"--overwrite: removing {out}", file=sys.stderr, flush=True)
-    shutil.rmtree(out)
+    if is_url(out):
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(out)
+        fs.rm(path, recursive=True)
+        fs.invalidate_cache()
+        type(fs).clear_instance_cache()  # zarr's own (async) instance must not see a stale listing
+    else:
+        shutil.rmtree(out)
 
 
 @contextlib.contextmanager

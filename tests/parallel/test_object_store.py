@@ -64,3 +64,15 @@ def test_predict_from_and_to_s3_equals_a_local_run(bucket, client, tmp_path):
     fs.rm(f"{bucket}/p.zarr/.markers/chunk-1.done")
     again = predict_catalogue(f"{bucket}/cat.zarr", f"{bucket}/p.zarr", client=client, resume=True, progress=False)
     assert (again["chunks_done"], again["chunks_skipped"]) == (1, 2)
+
+
+def test_the_command_line_takes_s3_urls(bucket, client, tmp_path, capsys):
+    from jobs import predict_catalogue as job
+
+    write_spectra(grid_catalogue(50, seed=22), f"{bucket}/small.zarr", chunk_stars=25)
+    args = job.parse_args(["--catalogue", f"{bucket}/small.zarr", "--out", f"{bucket}/small-p.zarr", "--no-progress"])
+    summary = job.run(args, client)
+    assert summary["stars_written"] == 50
+    again = job.run(job.parse_args(["--catalogue", f"{bucket}/small.zarr", "--out", f"{bucket}/small-p.zarr",
+                                    "--overwrite", "--no-progress"]), client)
+    assert again["chunks_done"] == 2
