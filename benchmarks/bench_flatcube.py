@@ -78,6 +78,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 500_000])
     p.add_argument("--pool", type=int, default=10_000)
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="LocalCluster sizes to time")
     p.add_argument("--out", default="benchmarks/results/flatcube.json")
     p.add_argument("--workdir", default=None)
     args = p.parse_args(argv)
@@ -90,7 +91,7 @@ def main(argv=None):
     results = []
     for n in args.sizes:
         obs, pred = _stores(work, n, args.pool)
-        for workers in (1, 2):
+        for workers in args.workers:
             with LocalCluster(n_workers=workers, threads_per_worker=1, host="127.0.0.1",
                               dashboard_address=":0") as cluster, Client(cluster) as client:
                 out = work / f"cube-{n}-{workers}.zarr"
