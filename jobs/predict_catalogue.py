@@ -46,8 +46,9 @@ Without --catalogue, a demo catalogue of --n-demo LAMOST-like stars simulated fr
 shipped synthetic grid (Doppler shifts, realistic S/N distribution, masked pixels, a few
 injected faults; lamost2csst.io.simulated) is built once at outputs/demo_grid_catalogue.zarr
 with the true SEDs beside it, and the summary then reports the typical error against them.
-NOTE: the demo stars are drawn from all grid models, most of which the shipped model was
-trained on, so the demo truth is mostly in-sample (EVALUATION.md has held-out numbers).
+NOTE: the demo stars are drawn from all grid models, some of which the shipped model was
+trained on (in-sample); the summary's truth_heldout covers only the stars of the other
+models (the model card's training split), the fair measure.
 """
 
 EPILOG = """\

@@ -230,7 +230,10 @@ def _with_progress(future, bar):
 
 def _tree_sum(client, futures):
     while len(futures) > 1:
-        pairs = [client.submit(_add, futures[i], futures[i + 1], pure=False) for i in range(0, len(futures) - 1, 2)]
+        # priority: an addition runs as soon as its two inputs exist, before further chunks, so
+        # that finished chunks' matrices do not pile up on the workers
+        pairs = [client.submit(_add, futures[i], futures[i + 1], pure=False, priority=100)
+                 for i in range(0, len(futures) - 1, 2)]
         futures = pairs + ([futures[-1]] if len(futures) % 2 else [])  # the previous level is dropped here
     return futures.pop().result()
 
