@@ -79,7 +79,9 @@ _STEPS = (
 
 
 def _path(p) -> str:
-    return os.path.abspath(os.fspath(p))
+    from lamost2csst.parallel.storage import resolve
+
+    return resolve(p)
 
 
 def _open_input(catalogue: str) -> xr.Dataset:
