@@ -30,3 +30,24 @@ def log_chunks_to_stderr() -> None:
     logger = logging.getLogger("lamost2csst.jobs")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+
+
+def check_output_location(out: str, *, resume: bool, overwrite: bool) -> None:
+    """Preflight of a job's output: an existing store needs ``--resume`` or ``--overwrite``.
+
+    Only the cheap existence check; the job itself refuses an output another live job
+    writes (``lamost2csst.parallel.locking``) and removes nothing but its own schema.
+    """
+    from lamost2csst.parallel import JobInputError
+    from lamost2csst.parallel.storage import exists
+
+    if exists(out) and not (resume or overwrite):
+        raise JobInputError(f"output {out} already exists; pass --resume to finish it, --overwrite to replace it, "
+                            "or choose another --out")
+
+
+def add_dashboard_option(group) -> None:
+    """``--dashboard-address``: where a local cluster's dashboard listens (default: this machine only)."""
+    group.add_argument("--dashboard-address", metavar="HOST:PORT", default="127.0.0.1:0",
+                       help="dashboard of the local cluster (default 127.0.0.1 on a free port: not reachable from "
+                            "other machines; e.g. 0.0.0.0:8787 to expose it, behind your own firewall)")

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from jobs._cli import positive_int
+from jobs._cli import add_dashboard_option, positive_int
 
 PROG = "python -m jobs.build_flatcube"
 DEMO_DIR = os.path.join("outputs", "flatcube_demo")
@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="attach to a running Dask scheduler")
     where.add_argument("--workers", type=positive_int, metavar="N", help="LocalCluster workers (default: CPU cores)")
+    add_dashboard_option(p)
     p.add_argument("--performance-report", metavar="FILE", help="write a Dask performance report (HTML)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--log-chunks", action="store_true",

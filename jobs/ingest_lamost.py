@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from jobs._cli import positive_int
+from jobs._cli import add_dashboard_option, positive_int
 
 PROG = "python -m jobs.ingest_lamost"
 
@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--scheduler", metavar="ADDRESS", help="attach to a running Dask scheduler")
     where.add_argument("--workers", type=positive_int, metavar="N",
                        help="worker processes of the LocalCluster (default: number of CPU cores)")
+    add_dashboard_option(parser)
     parser.add_argument("--performance-report", metavar="FILE", help="write a Dask performance report (HTML)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from jobs._cli import positive_int
+from jobs._cli import add_dashboard_option, positive_int
 from jobs._demo import ensure_demo_catalogue, write_with_progress
 
 # Heavy imports (xarray, dask, distributed) happen inside the functions so that --help is fast.
@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="T",
         help="threads per LocalCluster worker (default: %(default)s; the numpy kernel does not gain from threads)",
     )
+    add_dashboard_option(cluster)
     report = parser.add_argument_group("reporting")
     report.add_argument(
         "--performance-report",
@@ -174,13 +175,6 @@ def _demo_catalogue(path: str, n_star: int, client) -> str:
     return ensure_demo_catalogue(path, wanted=wanted, build=build, log=_log)
 
 
-def _remove_output(out: str) -> None:
-    from lamost2csst.parallel import NETWORK_INPUT_SCHEMA
-    from lamost2csst.parallel.runtime import remove_store
-
-    remove_store(out, schema=NETWORK_INPUT_SCHEMA)
-
-
 def _resolve(args) -> tuple[str | None, str]:
     """(catalogue or None for the demo, output path)."""
     return args.catalogue, args.out if args.out is not None else DEMO_OUT
@@ -188,17 +182,14 @@ def _resolve(args) -> tuple[str | None, str]:
 
 def _preflight(args) -> None:
     """Cheap checks before a cluster is started, so that bad input fails at once (exit 2)."""
-    from lamost2csst.parallel import JobInputError
+    from jobs._cli import check_output_location
     from lamost2csst.parallel.normalize import _open_input
+    from lamost2csst.parallel.storage import resolve
 
     catalogue, out = _resolve(args)
     if catalogue is not None:
-        _open_input(os.path.abspath(catalogue))
-    if os.path.exists(out) and not (args.resume or args.overwrite):
-        raise JobInputError(
-            f"output {out} already exists; pass --resume to finish it, --overwrite to replace it, "
-            "or choose another --out"
-        )
+        _open_input(resolve(catalogue))
+    check_output_location(out, resume=args.resume, overwrite=args.overwrite)
 
 
 def run(args: argparse.Namespace, client) -> dict:
@@ -212,8 +203,6 @@ def run(args: argparse.Namespace, client) -> dict:
     _preflight(args)
     if catalogue is None:
         catalogue = _demo_catalogue(DEMO_CATALOGUE, args.n_demo, client)
-    if args.overwrite and os.path.exists(out):
-        _remove_output(out)
     _log(f"{catalogue} -> {out}")
     summary = normalize_catalogue(
         catalogue,
@@ -221,6 +210,7 @@ def run(args: argparse.Namespace, client) -> dict:
         client=client,
         chunk_stars=args.chunk_stars,
         resume=args.resume,
+        overwrite=args.overwrite,
         progress=not args.no_progress,
     )
     print(json.dumps(summary), flush=True)

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from jobs._cli import positive_int
+from jobs._cli import add_dashboard_option, positive_int
 from jobs._demo import ensure_demo_catalogue, write_with_progress
 
 PROG = "python -m jobs.predict_catalogue"
@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "1-thread TensorFlow per core was fastest here, see BENCHMARKS.md)")
     where.add_argument("--gpus", action="store_true",
                        help="a dask-cuda LocalCUDACluster: one worker per visible GPU (needs dask-cuda)")
+    add_dashboard_option(cluster)
     cluster.add_argument("--threads-per-worker", type=positive_int, default=1, metavar="T",
                          help="threads per LocalCluster worker, also TensorFlow's thread count (default: "
                          "%(default)s)")
@@ -190,36 +191,31 @@ def _resolve(args) -> tuple[str | None, str]:
 
 def _preflight(args) -> None:
     """Cheap checks before a cluster starts, so that bad input fails at once (exit 2)."""
+    from jobs._cli import check_output_location
     from lamost2csst.parallel import JobInputError
     from lamost2csst.parallel.normalize import _open_input
-    from lamost2csst.parallel.storage import exists, resolve
+    from lamost2csst.parallel.storage import resolve
 
     catalogue, out = _resolve(args)
     if catalogue is not None:
         _open_input(resolve(catalogue))
     if args.model is not None and not os.path.isfile(args.model):
         raise JobInputError(f"model file {args.model} does not exist")
-    if exists(out) and not (args.resume or args.overwrite):
-        raise JobInputError(f"output {out} already exists; pass --resume to finish it, --overwrite to replace it, "
-                            "or choose another --out")
+    check_output_location(out, resume=args.resume, overwrite=args.overwrite)
     _thresholds(args)
 
 
 def run(args: argparse.Namespace, client) -> dict:
     """Run the job on ``client``; print the summary as one JSON line on stdout and return it."""
-    from lamost2csst.parallel.predict import PREDICTIONS_SCHEMA, predict_catalogue
-    from lamost2csst.parallel.runtime import remove_store
-    from lamost2csst.parallel.storage import exists
+    from lamost2csst.parallel.predict import predict_catalogue
 
     catalogue, out = _resolve(args)
     _preflight(args)
     if catalogue is None:
         catalogue = _demo_catalogue(DEMO_CATALOGUE, args.n_demo, client)
-    if args.overwrite and exists(out):
-        remove_store(out, schema=PREDICTIONS_SCHEMA)
     _log(f"{catalogue} -> {out}")
     summary = predict_catalogue(catalogue, out, client=client, model=args.model, chunk_stars=args.chunk_stars,
-                                resume=args.resume, progress=not args.no_progress, thresholds=_thresholds(args),
+                                resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, thresholds=_thresholds(args),
                                 batch_size=args.batch_size)
     print(json.dumps(summary), flush=True)
     return summary

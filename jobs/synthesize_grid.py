@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from jobs._cli import positive_int
+from jobs._cli import add_dashboard_option, positive_int
 from lamost2csst.parallel.runtime import JobInputError, open_own_store, read_json, run_cli, write_json
 
 # Heavy imports (xarray, zarr, dask, distributed) happen inside the functions so that --help is fast.
@@ -276,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--workers", type=positive_int, default=1, metavar="N",
                        help="LocalCluster worker processes, one Synspec run each (default %(default)s, "
                        "so that the machine stays usable)")  # fmt: skip
+    add_dashboard_option(cluster)
     report = p.add_argument_group("reporting")
     report.add_argument("--performance-report", metavar="FILE", help="write a Dask performance report (HTML)")
     report.add_argument("--no-progress", action="store_true", help="no progress bar")

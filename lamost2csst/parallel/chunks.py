@@ -25,15 +25,17 @@ import xarray as xr
 import zarr
 
 from lamost2csst.io.spectra import compressor
-from lamost2csst.parallel.runtime import read_json
+from lamost2csst.parallel.runtime import JobInputError, open_own_store, read_json
 
 __all__ = [
     "MARKERS",
+    "check_resumable",
     "chunk_ranges",
     "create_output",
     "empty_array",
     "existing_chunk_stars",
     "marker_path",
+    "missing_chunks",
     "markers_group",
     "read_marker",
     "read_region",
@@ -170,3 +172,38 @@ def write_region(store: str, start: int, stop: int, arrays: dict[str, np.ndarray
 def same_stars(old: xr.Dataset, template: xr.Dataset) -> bool:
     """True when two stores list the same obsid in the same order."""
     return bool(np.array_equal(old["obsid"].values, template["obsid"].values))
+
+
+def check_resumable(out: str, template: xr.Dataset, chunk_stars: int, *, schema: str, variable: str,
+                    same_attrs: tuple[str, ...] = ()) -> None:
+    """Refuse to resume into a store that is not this run's output.
+
+    The existing store must have ``schema``, the template's stars (same obsid, same order),
+    ``variable`` chunked as ``(chunk_stars, width)`` and the same values of the attrs
+    ``same_attrs`` (e.g. the model hash): otherwise finished chunks would be mixed with
+    chunks of another input, chunking or model.
+    """
+    old = open_own_store(out, schema=schema, action="cannot resume into")
+    problems = []
+    n_star, width = template.sizes["star"], template[variable].shape[1]
+    if old.sizes.get("star") != n_star:
+        problems.append(f"it has {old.sizes.get('star')} stars, the input has {n_star}")
+    elif variable not in old or tuple(old[variable].encoding.get("chunks") or ()) != (chunk_stars, width):
+        chunks = old[variable].encoding.get("chunks") if variable in old else None
+        problems.append(f"its {variable} chunks are {chunks}, this run uses ({chunk_stars}, {width})")
+    elif not same_stars(old, template):
+        problems.append("its obsid differ from the input's (another catalogue?)")
+    for name in same_attrs:
+        before, now = old.attrs.get(name), template.attrs.get(name)
+        if before != now:
+            shown = (f" ({str(before)[:12]} there, {str(now)[:12]} in this run)"
+                     if isinstance(now, str) else "")
+            problems.append(f"its {name} differs{shown}")
+    if problems:
+        raise JobInputError(f"cannot resume into {out}: it is not this run's output: " + "; ".join(problems)
+                            + ". Remove it or choose another output.")
+
+
+def missing_chunks(out: str, n_star: int, chunk_stars: int) -> list[int]:
+    """Indices of the chunks of a job's output that have no valid marker (not, or not fully, written)."""
+    return [index for index, _, _ in chunk_ranges(n_star, chunk_stars) if read_marker(out, index) is None]

@@ -44,7 +44,8 @@ from lamost2csst.core.flatfield import (
 from lamost2csst.core.grids import BANDS, OUTPUT_WAVE
 from lamost2csst.core.slitless import DETECTOR_SHAPE, DETECTORS_PER_BAND
 from lamost2csst.io.observations import OBSERVATIONS_SCHEMA, detector_grid, validate_observations
-from lamost2csst.parallel.chunks import LOG, chunk_ranges, read_region
+from lamost2csst.parallel.chunks import LOG, chunk_ranges, missing_chunks, read_region
+from lamost2csst.parallel.locking import output_lock
 from lamost2csst.parallel.runtime import JobInputError
 
 __all__ = ["FLATCUBE_SCHEMA", "build_flatcube", "flat_chunk"]
@@ -276,6 +277,12 @@ def _open_checked(observations: str, predictions: str) -> tuple[xr.Dataset, xr.D
                             "'lamost2csst.predictions/1' (the output of jobs.predict_catalogue)")
     if pred.sizes.get("wave_out") != obs.sizes.get("wave_out"):
         raise JobInputError("observations and predictions are not on the same wave_out grid")
+    if "chunk_stars" in pred.attrs:  # written by the catalogue job: every chunk must be marked done
+        missing = missing_chunks(predictions, pred.sizes["star"], int(pred.attrs["chunk_stars"]))
+        if missing:
+            raise JobInputError(
+                f"predictions {predictions} are unfinished: {len(missing)} chunk(s) not written (first: "
+                f"{missing[0]}); finish them with python -m jobs.predict_catalogue ... --out {predictions} --resume")
     return obs, pred
 
 
@@ -364,113 +371,114 @@ def build_flatcube(observations, predictions, out, *, client, order: int = 2, ka
     if iterations < 1 or kappa <= 0 or min_stars < 1:
         raise JobInputError("iterations >= 1, kappa > 0 and min_stars >= 1 are required")
     obs, pred = _open_checked(observations, predictions)
-    if os.path.exists(out) and not resume:
-        raise JobInputError(f"output {out} already exists; pass resume=True (--resume) or remove it")
-    n_obs = obs.sizes["obs"]
-    chunk_obs = int(chunk_obs or obs["flux"].encoding.get("chunks", (n_obs,))[0] or n_obs)
-    chunks = chunk_ranges(n_obs, chunk_obs)
-    pred_obsid = pred["obsid"].values
-    sort = np.argsort(pred_obsid, kind="stable")
-    pred_index = client.scatter((pred_obsid[sort], sort), broadcast=True)
-    for iteration in range(iterations):  # empty Zarr groups, so that Zarr readers accept the folders
-        zarr.open_group(os.path.join(out, ".work", f"iter-{iteration}"), mode="a", zarr_format=3)
-    zarr.open_group(os.path.join(out, ".work"), mode="a", zarr_format=3).attrs["description"] = (
-        "saved normal equations of finished chunks (chunk-<i>.npz) per iteration, for --resume")
+    with output_lock(out, job="build_flatcube", resume=resume):
+        if os.path.exists(out) and not resume:
+            raise JobInputError(f"output {out} already exists; pass resume=True (--resume) or remove it")
+        n_obs = obs.sizes["obs"]
+        chunk_obs = int(chunk_obs or obs["flux"].encoding.get("chunks", (n_obs,))[0] or n_obs)
+        chunks = chunk_ranges(n_obs, chunk_obs)
+        pred_obsid = pred["obsid"].values
+        sort = np.argsort(pred_obsid, kind="stable")
+        pred_index = client.scatter((pred_obsid[sort], sort), broadcast=True)
+        for iteration in range(iterations):  # empty Zarr groups, so that Zarr readers accept the folders
+            zarr.open_group(os.path.join(out, ".work", f"iter-{iteration}"), mode="a", zarr_format=3)
+        zarr.open_group(os.path.join(out, ".work"), mode="a", zarr_format=3).attrs["description"] = (
+            "saved normal equations of finished chunks (chunk-<i>.npz) per iteration, for --resume")
 
-    fits, result, n_terms = None, None, len(polynomial_terms(order))
-    star_scales = _initial_scales(observations) if self_calibrate else None
-    for iteration in range(iterations):
-        scales_arg = client.scatter(star_scales, broadcast=True) if star_scales is not None else None
-        bar = tqdm(total=len(chunks), unit="chunk", desc=f"flat fit {iteration + 1}/{iterations}",
-                   disable=not progress)
-        # the leaf futures are handed to the tree and not kept here: each chunk's matrices are
-        # released as soon as they have been added (memory does not grow with the chunks)
-        result = _tree_sum(client, [
-            _with_progress(client.submit(flat_chunk, i, a, b, observations=observations, predictions=predictions,
-                                         pred_index=pred_index, order=order, out=out, iteration=iteration,
-                                         fits=fits, kappa=kappa, star_scales=scales_arg, pure=False), bar)
-            for i, a, b in chunks])
-        bar.close()
-        solutions = {key: solve(eq, min_obs=min_stars) for key, eq in result["groups"].items()}
-        if star_scales is not None and result["star_sums"][0].size:
-            star_scales = _updated_scales(star_scales, result["star_sums"])
-        fits = {key: (s.coeffs, np.sqrt(s.chi2 / np.maximum(s.n - n_terms, 1))) for key, s in solutions.items()}
+        fits, result, n_terms = None, None, len(polynomial_terms(order))
+        star_scales = _initial_scales(observations) if self_calibrate else None
+        for iteration in range(iterations):
+            scales_arg = client.scatter(star_scales, broadcast=True) if star_scales is not None else None
+            bar = tqdm(total=len(chunks), unit="chunk", desc=f"flat fit {iteration + 1}/{iterations}",
+                       disable=not progress)
+            # the leaf futures are handed to the tree and not kept here: each chunk's matrices are
+            # released as soon as they have been added (memory does not grow with the chunks)
+            result = _tree_sum(client, [
+                _with_progress(client.submit(flat_chunk, i, a, b, observations=observations, predictions=predictions,
+                                             pred_index=pred_index, order=order, out=out, iteration=iteration,
+                                             fits=fits, kappa=kappa, star_scales=scales_arg, pure=False), bar)
+                for i, a, b in chunks])
+            bar.close()
+            solutions = {key: solve(eq, min_obs=min_stars) for key, eq in result["groups"].items()}
+            if star_scales is not None and result["star_sums"][0].size:
+                star_scales = _updated_scales(star_scales, result["star_sums"])
+            fits = {key: (s.coeffs, np.sqrt(s.chi2 / np.maximum(s.n - n_terms, 1))) for key, s in solutions.items()}
 
-    # the cube: coefficients, covariances, the normalized flat on a coarse grid, the mean response
-    n_wave = OUTPUT_WAVE.size
-    shape = (len(BANDS), DETECTORS_PER_BAND, n_wave)
-    coeffs = np.full((*shape, n_terms), np.nan)
-    cov = np.full((*shape, n_terms, n_terms), np.nan)
-    n_used = np.zeros(shape, np.int64)
-    fit = np.zeros(shape, bool)
-    chi2_dof = np.full(shape, np.nan)
-    for key, s in solutions.items():
-        b, d = key.split("-")
-        i, j = list(BANDS).index(b), int(d)
-        coeffs[i, j], cov[i, j], n_used[i, j], fit[i, j] = s.coeffs, s.covariance, s.n, s.fit
-        chi2_dof[i, j] = s.chi2 / np.maximum(s.n - n_terms, 1)
-    gy, gx = detector_grid(grid_points)
-    yy, xx = np.meshgrid(gy, gx, indexing="ij")
-    design = design_matrix(xx.ravel(), yy.ravel(), order=order, shape=DETECTOR_SHAPE)  # (g*g, n_terms)
-    mean_response = coeffs[..., 0]  # the mean of a Legendre surface over the detector is its constant term
-    surface = np.einsum("gk,bdwk->bdwg", design, coeffs)
-    flat = surface / mean_response[..., None]
-    # 1-sigma of the normalized flat from the covariance (first order in the coefficients' errors)
-    jac = design[None, None, None] - flat[..., None] * np.eye(n_terms)[0]  # d(surface/c0)/dc * c0
-    flat_error = np.sqrt(np.einsum("bdwgk,bdwkl,bdwgl->bdwg", jac, cov, jac)) / np.abs(mean_response[..., None])
-    cube_shape = (len(BANDS), DETECTORS_PER_BAND, n_wave, grid_points, grid_points)
-    terms = polynomial_terms(order)
-    summary_counts = result["counts"]
-    used = int(result["n_obs"] - sum(summary_counts.values()))
-    ds = xr.Dataset(
-        {
-            "coeffs": (("band", "detector", "wave_out", "coeff"), coeffs.astype(np.float64),
-                       {"long_name": "Legendre coefficients of the flux-ratio surface (not normalized)"}),
-            "covariance": (("band", "detector", "wave_out", "coeff", "coeff2"), cov,
-                           {"long_name": "covariance of coeffs"}),
-            "mean_response": (("band", "detector", "wave_out"), mean_response,
-                              {"long_name": "mean over the detector of the ratio surface (throughput x mean flat)"}),
-            "flat": (("band", "detector", "wave_out", "gy", "gx"), flat.reshape(cube_shape).astype(np.float32),
-                     {"long_name": "large-scale flat normalized to mean 1 per wavelength"}),
-            "flat_error": (("band", "detector", "wave_out", "gy", "gx"),
-                           flat_error.reshape(cube_shape).astype(np.float32),
-                           {"long_name": "1-sigma of flat from the fit covariance"}),
-            "n_obs": (("band", "detector", "wave_out"), n_used, {"long_name": "observations used in the fit"}),
-            "fit": (("band", "detector", "wave_out"), fit,
-                    {"long_name": "False: unfit (outside the band, too few stars, degenerate)"}),
-            "chi2_dof": (("band", "detector", "wave_out"), chi2_dof),
-        },
-        coords={"band": ("band", np.array(list(BANDS), dtype=object)), "detector": ("detector", np.arange(DETECTORS_PER_BAND)),
-                "wave_out": ("wave_out", OUTPUT_WAVE, {"units": "Angstrom", "medium": "vacuum"}),
-                "coeff": ("coeff", np.arange(n_terms)), "coeff2": ("coeff2", np.arange(n_terms)),
-                "gy": ("gy", gy, {"units": "pixel"}), "gx": ("gx", gx, {"units": "pixel"})},
-        attrs={"schema": FLATCUBE_SCHEMA, "order": int(order), "terms_ij": [list(t) for t in terms],
-               "basis": "P_i(u) P_j(v), Legendre, u = 2x/(nx-1)-1, v = 2y/(ny-1)-1",
-               "detector_shape": list(DETECTOR_SHAPE), "kappa": float(kappa), "iterations": int(iterations),
-               "min_stars": int(min_stars), "wavelength_ranges": {b: list(r) for b, r in BANDS.items()},
-               "observations": observations, "predictions": predictions,
-               "prediction_model_hash": pred.attrs.get("model_hash", ""),
-               "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-    )
-    summary = {
-        "job": "build_flatcube", "out": out, "observations_in": int(result["n_obs"]), "observations_used": used,
-        "rejected": summary_counts, "ratios_clipped_last_iteration": int(result["clipped"]),
-        "wavelengths_fit": int(fit.sum()), "wavelengths_unfit_in_band": int(
-            sum((~fit[i] & _in_band(b)[None, :]).sum() for i, b in enumerate(BANDS))),
-        "order": int(order), "self_calibrated": bool(self_calibrate),
-        "worker_peak_rss_mb": round(result["peak_rss_mb"], 1),
-    }
-    if star_scales is not None:
-        ds["star_scale"] = (("star",), star_scales[1], {"long_name": "self-calibrated scale of each star"})
-        ds = ds.assign_coords(star_obsid=("star", star_scales[0]))
-        ds.attrs["self_calibrated"] = 1
-    truth = _truth_report(ds, observations)
-    if truth is not None:
-        summary["truth"] = truth
-    summary["seconds"] = round(time.perf_counter() - t0, 3)
-    ds.attrs["summary"] = summary
-    ds.to_zarr(out, mode="a" if resume else "w", zarr_format=3, consolidated=False)
-    return summary
+        # the cube: coefficients, covariances, the normalized flat on a coarse grid, the mean response
+        n_wave = OUTPUT_WAVE.size
+        shape = (len(BANDS), DETECTORS_PER_BAND, n_wave)
+        coeffs = np.full((*shape, n_terms), np.nan)
+        cov = np.full((*shape, n_terms, n_terms), np.nan)
+        n_used = np.zeros(shape, np.int64)
+        fit = np.zeros(shape, bool)
+        chi2_dof = np.full(shape, np.nan)
+        for key, s in solutions.items():
+            b, d = key.split("-")
+            i, j = list(BANDS).index(b), int(d)
+            coeffs[i, j], cov[i, j], n_used[i, j], fit[i, j] = s.coeffs, s.covariance, s.n, s.fit
+            chi2_dof[i, j] = s.chi2 / np.maximum(s.n - n_terms, 1)
+        gy, gx = detector_grid(grid_points)
+        yy, xx = np.meshgrid(gy, gx, indexing="ij")
+        design = design_matrix(xx.ravel(), yy.ravel(), order=order, shape=DETECTOR_SHAPE)  # (g*g, n_terms)
+        mean_response = coeffs[..., 0]  # the mean of a Legendre surface over the detector is its constant term
+        surface = np.einsum("gk,bdwk->bdwg", design, coeffs)
+        flat = surface / mean_response[..., None]
+        # 1-sigma of the normalized flat from the covariance (first order in the coefficients' errors)
+        jac = design[None, None, None] - flat[..., None] * np.eye(n_terms)[0]  # d(surface/c0)/dc * c0
+        flat_error = np.sqrt(np.einsum("bdwgk,bdwkl,bdwgl->bdwg", jac, cov, jac)) / np.abs(mean_response[..., None])
+        cube_shape = (len(BANDS), DETECTORS_PER_BAND, n_wave, grid_points, grid_points)
+        terms = polynomial_terms(order)
+        summary_counts = result["counts"]
+        used = int(result["n_obs"] - sum(summary_counts.values()))
+        ds = xr.Dataset(
+            {
+                "coeffs": (("band", "detector", "wave_out", "coeff"), coeffs.astype(np.float64),
+                           {"long_name": "Legendre coefficients of the flux-ratio surface (not normalized)"}),
+                "covariance": (("band", "detector", "wave_out", "coeff", "coeff2"), cov,
+                               {"long_name": "covariance of coeffs"}),
+                "mean_response": (("band", "detector", "wave_out"), mean_response,
+                                  {"long_name": "mean over the detector of the ratio surface (throughput x mean flat)"}),
+                "flat": (("band", "detector", "wave_out", "gy", "gx"), flat.reshape(cube_shape).astype(np.float32),
+                         {"long_name": "large-scale flat normalized to mean 1 per wavelength"}),
+                "flat_error": (("band", "detector", "wave_out", "gy", "gx"),
+                               flat_error.reshape(cube_shape).astype(np.float32),
+                               {"long_name": "1-sigma of flat from the fit covariance"}),
+                "n_obs": (("band", "detector", "wave_out"), n_used, {"long_name": "observations used in the fit"}),
+                "fit": (("band", "detector", "wave_out"), fit,
+                        {"long_name": "False: unfit (outside the band, too few stars, degenerate)"}),
+                "chi2_dof": (("band", "detector", "wave_out"), chi2_dof),
+            },
+            coords={"band": ("band", np.array(list(BANDS), dtype=object)), "detector": ("detector", np.arange(DETECTORS_PER_BAND)),
+                    "wave_out": ("wave_out", OUTPUT_WAVE, {"units": "Angstrom", "medium": "vacuum"}),
+                    "coeff": ("coeff", np.arange(n_terms)), "coeff2": ("coeff2", np.arange(n_terms)),
+                    "gy": ("gy", gy, {"units": "pixel"}), "gx": ("gx", gx, {"units": "pixel"})},
+            attrs={"schema": FLATCUBE_SCHEMA, "order": int(order), "terms_ij": [list(t) for t in terms],
+                   "basis": "P_i(u) P_j(v), Legendre, u = 2x/(nx-1)-1, v = 2y/(ny-1)-1",
+                   "detector_shape": list(DETECTOR_SHAPE), "kappa": float(kappa), "iterations": int(iterations),
+                   "min_stars": int(min_stars), "wavelength_ranges": {b: list(r) for b, r in BANDS.items()},
+                   "observations": observations, "predictions": predictions,
+                   "prediction_model_hash": pred.attrs.get("model_hash", ""),
+                   "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        )
+        summary = {
+            "job": "build_flatcube", "out": out, "observations_in": int(result["n_obs"]), "observations_used": used,
+            "rejected": summary_counts, "ratios_clipped_last_iteration": int(result["clipped"]),
+            "wavelengths_fit": int(fit.sum()), "wavelengths_unfit_in_band": int(
+                sum((~fit[i] & _in_band(b)[None, :]).sum() for i, b in enumerate(BANDS))),
+            "order": int(order), "self_calibrated": bool(self_calibrate),
+            "worker_peak_rss_mb": round(result["peak_rss_mb"], 1),
+        }
+        if star_scales is not None:
+            ds["star_scale"] = (("star",), star_scales[1], {"long_name": "self-calibrated scale of each star"})
+            ds = ds.assign_coords(star_obsid=("star", star_scales[0]))
+            ds.attrs["self_calibrated"] = 1
+        truth = _truth_report(ds, observations)
+        if truth is not None:
+            summary["truth"] = truth
+        summary["seconds"] = round(time.perf_counter() - t0, 3)
+        ds.attrs["summary"] = summary
+        ds.to_zarr(out, mode="a" if resume else "w", zarr_format=3, consolidated=False)
+        return summary
 
 
 def _in_band(band: str) -> np.ndarray:

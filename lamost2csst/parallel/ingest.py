@@ -35,6 +35,7 @@ from lamost2csst.core import LAMOST_WAVE
 from lamost2csst.io.readers import ReaderError, read_lamost
 from lamost2csst.io.spectra import DEFAULT_CHUNK_STARS, SCHEMA, compressor, validate_spectra
 from lamost2csst.parallel.chunks import MARKERS, empty_array, markers_group
+from lamost2csst.parallel.locking import output_lock
 from lamost2csst.parallel.runtime import JobInputError, read_json, write_json
 
 __all__ = ["INGEST_SOURCE", "find_lamost_files", "ingest_lamost", "scan_files", "write_stars"]
@@ -216,92 +217,93 @@ def ingest_lamost(inputs, out, *, client, chunk_stars: int | None = None, progre
     files = find_lamost_files(inputs)
     if not files:
         raise JobInputError(f"no FITS files (*.fits, *.fits.gz, *.fit, *.fit.gz) in {inputs}")
-    exists = os.path.exists(out)
-    resumed = 0
-    if exists:
-        old = _open_existing(out)
-        chunk_stars = int(old.attrs.get("chunk_stars") or old["flux"].encoding["chunks"][0])
-        old_files = np.asarray(old["file"].values, dtype=object)
-        pending = _pending_ranges(out, old.sizes["star"], chunk_stars)
-        if pending:
-            resumed = _write_ranges(client, out, old_files, pending, progress=progress, desc="finish")
-        known_files = set(old_files.tolist())
-        known_obsid = dict(zip(old["obsid"].values.tolist(), old_files.tolist()))
-        n_old = old.sizes["star"]
-        rejects = {r["path"]: r for r in old.attrs.get("rejects", [])}
-    else:
-        chunk_stars = int(chunk_stars or DEFAULT_CHUNK_STARS)
-        if chunk_stars < 1:
-            raise JobInputError(f"chunk_stars must be a positive integer, got {chunk_stars}")
-        known_files, known_obsid, n_old, rejects = set(), {}, 0, {}
-
-    todo = [f for f in files if f not in known_files]
-    batches = [todo[i:i + files_per_task] for i in range(0, len(todo), files_per_task)]
-    futures = client.map(scan_files, batches, pure=False)
-    scanned = {}
-    with tqdm(total=len(todo), unit="file", desc="scan", disable=not progress) as bar:
-        try:
-            for future in as_completed(futures):
-                for result in future.result():
-                    scanned[result["path"]] = result
-                    bar.update(1)
-        except BaseException:
-            client.cancel(futures)
-            raise
-
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    accepted, rejected_now = [], 0
-    for path in todo:  # file order, not completion order: the catalogue is deterministic
-        result = scanned[path]
-        if result["ok"]:
-            obsid = result["coords"]["obsid"]
-            if obsid in known_obsid:
-                result = {"path": path, "ok": False,
-                          "reason": f"OBSID {obsid} is already in the catalogue (from {known_obsid[obsid]})"}
-            else:
-                known_obsid[obsid] = path
-                accepted.append(result)
-                rejects.pop(path, None)
-                continue
-        rejects[path] = {"path": path, "reason": result["reason"], "utc": now}
-        rejected_now += 1
-
-    added = 0
-    if accepted:
-        coords = [r["coords"] for r in accepted]
-        template = _template(coords, chunk_stars)
+    with output_lock(out, job="ingest_lamost", resume=False):
+        exists = os.path.exists(out)
+        resumed = 0
         if exists:
-            template.drop_vars("wave").to_zarr(out, append_dim="star", compute=False, zarr_format=3,
-                                               consolidated=False, safe_chunks=False)
+            old = _open_existing(out)
+            chunk_stars = int(old.attrs.get("chunk_stars") or old["flux"].encoding["chunks"][0])
+            old_files = np.asarray(old["file"].values, dtype=object)
+            pending = _pending_ranges(out, old.sizes["star"], chunk_stars)
+            if pending:
+                resumed = _write_ranges(client, out, old_files, pending, progress=progress, desc="finish")
+            known_files = set(old_files.tolist())
+            known_obsid = dict(zip(old["obsid"].values.tolist(), old_files.tolist()))
+            n_old = old.sizes["star"]
+            rejects = {r["path"]: r for r in old.attrs.get("rejects", [])}
         else:
-            template.to_zarr(out, mode="w-", compute=False, zarr_format=3, consolidated=False,
-                             encoding=_encoding(template, chunk_stars))
-            markers_group(out)
-        all_files = np.asarray([*([] if not exists else old_files.tolist()), *(r["path"] for r in accepted)],
-                               dtype=object)
-        ranges = _ranges_from(n_old, n_old + len(accepted), chunk_stars)
-        added = _write_ranges(client, out, all_files, ranges, progress=progress, desc="write")
-    elif not exists:
-        raise JobInputError(f"none of the {len(files)} files could be read; first reason: "
-                            f"{next(iter(rejects.values()))['reason']}")
+            chunk_stars = int(chunk_stars or DEFAULT_CHUNK_STARS)
+            if chunk_stars < 1:
+                raise JobInputError(f"chunk_stars must be a positive integer, got {chunk_stars}")
+            known_files, known_obsid, n_old, rejects = set(), {}, 0, {}
 
-    seconds = time.perf_counter() - t0
-    group = zarr.open_group(out, mode="r+", zarr_format=3)
-    n_total = int(group["flux"].shape[0])
-    summary = {
-        "job": "ingest_lamost",
-        "out": out,
-        "files_found": len(files),
-        "files_already_ingested": len(files) - len(todo),
-        "stars_added": int(added),
-        "stars_resumed": int(resumed),
-        "rejected": int(rejected_now),
-        "rejects_total": len(rejects),
-        "stars_total": n_total,
-        "chunk_stars": int(chunk_stars),
-        "seconds": round(seconds, 3),
-        "files_per_second": round(len(todo) / seconds, 1) if seconds > 0 else 0.0,
-    }
-    group.attrs["rejects"] = sorted(rejects.values(), key=lambda r: r["path"])
-    group.attrs["summary"] = summary
-    return summary
+        todo = [f for f in files if f not in known_files]
+        batches = [todo[i:i + files_per_task] for i in range(0, len(todo), files_per_task)]
+        futures = client.map(scan_files, batches, pure=False)
+        scanned = {}
+        with tqdm(total=len(todo), unit="file", desc="scan", disable=not progress) as bar:
+            try:
+                for future in as_completed(futures):
+                    for result in future.result():
+                        scanned[result["path"]] = result
+                        bar.update(1)
+            except BaseException:
+                client.cancel(futures)
+                raise
+
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        accepted, rejected_now = [], 0
+        for path in todo:  # file order, not completion order: the catalogue is deterministic
+            result = scanned[path]
+            if result["ok"]:
+                obsid = result["coords"]["obsid"]
+                if obsid in known_obsid:
+                    result = {"path": path, "ok": False,
+                              "reason": f"OBSID {obsid} is already in the catalogue (from {known_obsid[obsid]})"}
+                else:
+                    known_obsid[obsid] = path
+                    accepted.append(result)
+                    rejects.pop(path, None)
+                    continue
+            rejects[path] = {"path": path, "reason": result["reason"], "utc": now}
+            rejected_now += 1
+
+        added = 0
+        if accepted:
+            coords = [r["coords"] for r in accepted]
+            template = _template(coords, chunk_stars)
+            if exists:
+                template.drop_vars("wave").to_zarr(out, append_dim="star", compute=False, zarr_format=3,
+                                                   consolidated=False, safe_chunks=False)
+            else:
+                template.to_zarr(out, mode="w-", compute=False, zarr_format=3, consolidated=False,
+                                 encoding=_encoding(template, chunk_stars))
+                markers_group(out)
+            all_files = np.asarray([*([] if not exists else old_files.tolist()), *(r["path"] for r in accepted)],
+                                   dtype=object)
+            ranges = _ranges_from(n_old, n_old + len(accepted), chunk_stars)
+            added = _write_ranges(client, out, all_files, ranges, progress=progress, desc="write")
+        elif not exists:
+            raise JobInputError(f"none of the {len(files)} files could be read; first reason: "
+                                f"{next(iter(rejects.values()))['reason']}")
+
+        seconds = time.perf_counter() - t0
+        group = zarr.open_group(out, mode="r+", zarr_format=3)
+        n_total = int(group["flux"].shape[0])
+        summary = {
+            "job": "ingest_lamost",
+            "out": out,
+            "files_found": len(files),
+            "files_already_ingested": len(files) - len(todo),
+            "stars_added": int(added),
+            "stars_resumed": int(resumed),
+            "rejected": int(rejected_now),
+            "rejects_total": len(rejects),
+            "stars_total": n_total,
+            "chunk_stars": int(chunk_stars),
+            "seconds": round(seconds, 3),
+            "files_per_second": round(len(todo) / seconds, 1) if seconds > 0 else 0.0,
+        }
+        group.attrs["rejects"] = sorted(rejects.values(), key=lambda r: r["path"])
+        group.attrs["summary"] = summary
+        return summary

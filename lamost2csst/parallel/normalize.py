@@ -44,6 +44,7 @@ import zarr
 from lamost2csst.core import INPUT_WAVE, prepare_inputs
 from lamost2csst.io.spectra import open_spectra
 from lamost2csst.parallel.chunks import (
+    check_resumable,
     MARKERS,
     chunk_ranges,
     create_output,
@@ -52,10 +53,10 @@ from lamost2csst.parallel.chunks import (
     marker_path,
     markers_group,
     run_chunk_tasks,
-    same_stars,
     star_coords,
 )
-from lamost2csst.parallel.runtime import JobInputError, open_own_store, write_json
+from lamost2csst.parallel.locking import output_lock
+from lamost2csst.parallel.runtime import JobInputError, remove_store, write_json
 
 __all__ = [
     "MARKERS",
@@ -153,28 +154,6 @@ def network_input_template(ds: xr.Dataset, *, chunk_stars: int, catalogue: str =
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
-def _check_resumable(out: str, template: xr.Dataset, chunk_stars: int) -> None:
-    """Refuse to resume into a store that is not the output of this input and chunking."""
-    old = open_own_store(out, schema=NETWORK_INPUT_SCHEMA, action="cannot resume into")
-    problems = []
-    if old.sizes.get("star") != template.sizes["star"]:
-        problems.append(f"it has {old.sizes.get('star')} stars, the input has {template.sizes['star']}")
-    if old.sizes.get("wave_in") != INPUT_WAVE.size or "flux" not in old:
-        problems.append("its pixel grid is not INPUT_WAVE")
-    else:
-        old_chunks = old["flux"].encoding.get("chunks")
-        if old_chunks is None or tuple(old_chunks) != (chunk_stars, INPUT_WAVE.size):
-            problems.append(f"its chunks are {old_chunks}, this run uses ({chunk_stars}, {INPUT_WAVE.size})")
-    if not problems and not same_stars(old, template):
-        problems.append("its obsid differ from the input's (another catalogue?)")
-    if problems:
-        raise JobInputError(
-            f"cannot resume into {out}: it was not made from this input with this chunking: "
-            + "; ".join(problems)
-            + ". Remove it or choose another output."
-        )
-
-
 def normalize_chunk(index: int, start: int, stop: int, *, catalogue: str, out: str, observed: bool) -> dict:
     """One task: stars ``start:stop`` of ``catalogue`` -> the same region of ``out``, then the marker.
 
@@ -213,7 +192,8 @@ def normalize_chunk(index: int, start: int, stop: int, *, catalogue: str, out: s
     return marker
 
 
-def normalize_catalogue(catalogue, out, *, client, chunk_stars=None, resume=False, progress=True) -> dict:
+def normalize_catalogue(catalogue, out, *, client, chunk_stars=None, resume=False, overwrite=False,
+                        progress=True) -> dict:
     """Normalize a whole spectra catalogue into a ``lamost2csst.network_input/1`` Zarr store.
 
     Parameters
@@ -230,6 +210,8 @@ def normalize_catalogue(catalogue, out, *, client, chunk_stars=None, resume=Fals
     resume : bool
         Finish an existing output: chunks with a marker are skipped. The existing store must
         have been made from the same input (same stars) with the same chunking.
+    overwrite : bool
+        Remove an existing output first (only a ``lamost2csst.network_input/1`` store).
     progress : bool
         Show a tqdm bar over chunks (on stderr).
 
@@ -254,50 +236,53 @@ def normalize_catalogue(catalogue, out, *, client, chunk_stars=None, resume=Fals
     """
     t0 = time.perf_counter()
     catalogue, out = _path(catalogue), _path(out)
-    ds = _open_input(catalogue)
-    n_star = ds.sizes["star"]
-    exists = os.path.exists(out)
-    if exists and not resume:
-        raise JobInputError(
-            f"output {out} already exists; pass resume=True (--resume) to finish it, or remove it first"
+    with output_lock(out, job="normalize_catalogue", resume=resume):
+        ds = _open_input(catalogue)
+        n_star = ds.sizes["star"]
+        if overwrite and os.path.exists(out):
+            remove_store(out, schema=NETWORK_INPUT_SCHEMA)
+        exists = os.path.exists(out)
+        if exists and not resume:
+            raise JobInputError(
+                f"output {out} already exists; pass resume=True (--resume) to finish it, or remove it first"
+            )
+        if chunk_stars is None:
+            chunk_stars = (existing_chunk_stars(out) if exists else None) or ds.chunks["star"][0]
+        if int(chunk_stars) != chunk_stars or chunk_stars < 1:
+            raise JobInputError(f"chunk_stars must be a positive integer, got {chunk_stars!r}")
+        chunk_stars = int(min(chunk_stars, n_star))
+        template = network_input_template(ds, chunk_stars=chunk_stars, catalogue=catalogue)
+        if exists:
+            check_resumable(out, template, chunk_stars, schema=NETWORK_INPUT_SCHEMA, variable="flux")
+            markers_group(out)
+        else:
+            create_output(template, out, chunk_stars)
+
+        chunks = chunk_ranges(n_star, chunk_stars)
+        observed = ds.attrs.get("frame") == "observed"
+        markers, new = run_chunk_tasks(
+            client, normalize_chunk, chunks, out=out, desc="normalize", progress=progress,
+            catalogue=catalogue, observed=observed,
         )
-    if chunk_stars is None:
-        chunk_stars = (existing_chunk_stars(out) if exists else None) or ds.chunks["star"][0]
-    if int(chunk_stars) != chunk_stars or chunk_stars < 1:
-        raise JobInputError(f"chunk_stars must be a positive integer, got {chunk_stars!r}")
-    chunk_stars = int(min(chunk_stars, n_star))
-    template = network_input_template(ds, chunk_stars=chunk_stars, catalogue=catalogue)
-    if exists:
-        _check_resumable(out, template, chunk_stars)
-        markers_group(out)
-    else:
-        create_output(template, out, chunk_stars)
+        stars_written = sum(m["n_star"] for m in new)
 
-    chunks = chunk_ranges(n_star, chunk_stars)
-    observed = ds.attrs.get("frame") == "observed"
-    markers, new = run_chunk_tasks(
-        client, normalize_chunk, chunks, out=out, desc="normalize", progress=progress,
-        catalogue=catalogue, observed=observed,
-    )
-    stars_written = sum(m["n_star"] for m in new)
-
-    seconds = time.perf_counter() - t0
-    n_pixel = sum(m["n_pixel"] for m in markers.values())
-    summary = {
-        "job": "normalize_catalogue",
-        "catalogue": catalogue,
-        "out": out,
-        "stars_in": int(n_star),
-        "stars_written": int(stars_written),
-        "chunk_stars": chunk_stars,
-        "chunks_total": len(chunks),
-        "chunks_done": len(new),
-        "chunks_skipped": len(chunks) - len(new),
-        "masked_pixel_fraction": (sum(m["masked_pixels"] for m in markers.values()) / n_pixel) if n_pixel else 0.0,
-        "stars_all_masked": int(sum(m["stars_all_masked"] for m in markers.values())),
-        "stars_bad_z": int(sum(m.get("stars_bad_z", 0) for m in markers.values())),
-        "seconds": round(seconds, 3),
-        "spectra_per_second": round(stars_written / seconds, 1) if seconds > 0 else 0.0,
-    }
-    zarr.open_group(out, mode="r+", zarr_format=3).attrs["summary"] = summary
-    return summary
+        seconds = time.perf_counter() - t0
+        n_pixel = sum(m["n_pixel"] for m in markers.values())
+        summary = {
+            "job": "normalize_catalogue",
+            "catalogue": catalogue,
+            "out": out,
+            "stars_in": int(n_star),
+            "stars_written": int(stars_written),
+            "chunk_stars": chunk_stars,
+            "chunks_total": len(chunks),
+            "chunks_done": len(new),
+            "chunks_skipped": len(chunks) - len(new),
+            "masked_pixel_fraction": (sum(m["masked_pixels"] for m in markers.values()) / n_pixel) if n_pixel else 0.0,
+            "stars_all_masked": int(sum(m["stars_all_masked"] for m in markers.values())),
+            "stars_bad_z": int(sum(m.get("stars_bad_z", 0) for m in markers.values())),
+            "seconds": round(seconds, 3),
+            "spectra_per_second": round(stars_written / seconds, 1) if seconds > 0 else 0.0,
+        }
+        zarr.open_group(out, mode="r+", zarr_format=3).attrs["summary"] = summary
+        return summary

@@ -54,6 +54,7 @@ from lamost2csst.core.flags import (
     sanitize_pixels,
 )
 from lamost2csst.parallel.chunks import (
+    check_resumable,
     chunk_ranges,
     create_output,
     empty_array,
@@ -62,12 +63,12 @@ from lamost2csst.parallel.chunks import (
     markers_group,
     read_region,
     run_chunk_tasks,
-    same_stars,
     star_coords,
     write_region,
 )
 from lamost2csst.parallel.normalize import _open_input
-from lamost2csst.parallel.runtime import JobInputError, open_own_store, write_json
+from lamost2csst.parallel.locking import output_lock
+from lamost2csst.parallel.runtime import JobInputError, remove_store, write_json
 from lamost2csst.parallel.storage import exists as storage_exists
 from lamost2csst.parallel.storage import read_bytes, resolve, write_bytes
 
@@ -285,26 +286,6 @@ def predictions_template(ds: xr.Dataset, *, chunk_stars: int, catalogue: str, mo
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
-def _check_resumable(out: str, template: xr.Dataset, chunk_stars: int) -> None:
-    """Refuse to resume into a store not made from this input, chunking and model."""
-    old = open_own_store(out, schema=PREDICTIONS_SCHEMA, action="cannot resume into")
-    problems = []
-    if old.sizes.get("star") != template.sizes["star"]:
-        problems.append(f"it has {old.sizes.get('star')} stars, the input has {template.sizes['star']}")
-    elif "sed" not in old or tuple(old["sed"].encoding.get("chunks") or ()) != (chunk_stars, OUTPUT_WAVE.size):
-        problems.append(f"its chunks are not ({chunk_stars}, {OUTPUT_WAVE.size})")
-    elif not same_stars(old, template):
-        problems.append("its obsid differ from the input's (another catalogue?)")
-    if old.attrs.get("model_hash") != template.attrs["model_hash"]:
-        problems.append(f"it was predicted with model {str(old.attrs.get('model_hash'))[:12]}, this run uses "
-                        f"{template.attrs['model_hash'][:12]}")
-    if old.attrs.get("flag_thresholds") != template.attrs["flag_thresholds"]:
-        problems.append("its flag thresholds differ")
-    if problems:
-        raise JobInputError(f"cannot resume into {out}: " + "; ".join(problems)
-                            + ". Remove it or choose another output.")
-
-
 def _held_out(src: dict, train_models) -> np.ndarray | None:
     """Stars whose (teff, logg, feh, alpha) is not a training model of the network (None: unknown)."""
     names = ("teff", "logg", "feh", "alpha")
@@ -378,8 +359,8 @@ def _summed_truth(out: str, markers: dict) -> dict | None:
     return {"all": split["all"], "heldout": split.get("heldout")}
 
 
-def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, resume=False, progress=True,
-                      thresholds: FlagThresholds | None = None, batch_size: int = 1024) -> dict:
+def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, resume=False, overwrite=False,
+                      progress=True, thresholds: FlagThresholds | None = None, batch_size: int = 1024) -> dict:
     """Predict SEDs for every star of a spectra catalogue into a ``lamost2csst.predictions/1`` store.
 
     Parameters
@@ -398,6 +379,8 @@ def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, r
         existing output's).
     resume : bool
         Finish an existing output of the same input, chunking, model and thresholds.
+    overwrite : bool
+        Remove an existing output first (only a ``lamost2csst.predictions/1`` store is removed).
     progress : bool
         A tqdm bar over chunks on stderr.
     thresholds : FlagThresholds, optional
@@ -418,7 +401,9 @@ def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, r
     Raises
     ------
     JobInputError (a ValueError)
-        Bad input, an existing output without ``resume``, or one that does not match.
+        Bad input, an existing output without ``resume``, or one that does not match;
+        another live job writing ``out`` (its lock ``<out>.lock``, see
+        :mod:`lamost2csst.parallel.locking`).
     """
     from lamost2csst.nn.inference import default_model_path, model_card, model_hash
 
@@ -432,73 +417,77 @@ def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, r
     if int(batch_size) != batch_size or batch_size < 1:
         raise JobInputError(f"batch_size must be a positive integer, got {batch_size!r}")
     thresholds = thresholds or FlagThresholds()
-    ds = _open_input(catalogue)
-    n_star = ds.sizes["star"]
-    exists = storage_exists(out)
-    if exists and not resume:
-        raise JobInputError(f"output {out} already exists; pass resume=True (--resume) to finish it, "
-                            "or remove it first")
-    if chunk_stars is None:
-        chunk_stars = (existing_chunk_stars(out) if exists else None) or ds.chunks["star"][0]
-    if int(chunk_stars) != chunk_stars or chunk_stars < 1:
-        raise JobInputError(f"chunk_stars must be a positive integer, got {chunk_stars!r}")
-    chunk_stars = int(min(chunk_stars, n_star))
-    digest = model_hash(model_path)
-    card = model_card(model_path)
-    # per-star coordinates are read faster without dask (one read per coordinate)
-    plain = xr.open_zarr(catalogue, consolidated=False, chunks=None)
-    template = predictions_template(plain, chunk_stars=chunk_stars, catalogue=catalogue, model_path=model_path,
-                                    model_hash=digest, model_card=card, thresholds=thresholds)
-    if exists:
-        _check_resumable(out, template, chunk_stars)
-        markers_group(out)
-    else:
-        create_output(template, out, chunk_stars)
+    with output_lock(out, job="predict_catalogue", resume=resume):
+        ds = _open_input(catalogue)
+        n_star = ds.sizes["star"]
+        if overwrite and storage_exists(out):
+            remove_store(out, schema=PREDICTIONS_SCHEMA)
+        exists = storage_exists(out)
+        if exists and not resume:
+            raise JobInputError(f"output {out} already exists; pass resume=True (--resume) to finish it, "
+                                "or remove it first")
+        if chunk_stars is None:
+            chunk_stars = (existing_chunk_stars(out) if exists else None) or ds.chunks["star"][0]
+        if int(chunk_stars) != chunk_stars or chunk_stars < 1:
+            raise JobInputError(f"chunk_stars must be a positive integer, got {chunk_stars!r}")
+        chunk_stars = int(min(chunk_stars, n_star))
+        digest = model_hash(model_path)
+        card = model_card(model_path)
+        # per-star coordinates are read faster without dask (one read per coordinate)
+        plain = xr.open_zarr(catalogue, consolidated=False, chunks=None)
+        template = predictions_template(plain, chunk_stars=chunk_stars, catalogue=catalogue, model_path=model_path,
+                                        model_hash=digest, model_card=card, thresholds=thresholds)
+        if exists:
+            check_resumable(out, template, chunk_stars, schema=PREDICTIONS_SCHEMA, variable="sed",
+                            same_attrs=("model_hash", "flag_thresholds"))
+            markers_group(out)
+        else:
+            create_output(template, out, chunk_stars)
 
-    client.register_plugin(TensorFlowSetup(model_path))
-    t_tasks = time.perf_counter()
-    markers, new = run_chunk_tasks(
-        client, predict_chunk, chunk_ranges(n_star, chunk_stars), out=out, desc="predict", progress=progress,
-        catalogue=catalogue, model_path=model_path, observed=ds.attrs.get("frame") == "observed",
-        thresholds=thresholds.as_dict(), forward_batch=int(batch_size),  # (client.map has its own batch_size)
-        train_models=(card.get("split") or {}).get("train"),
-    )
-    t_done = time.perf_counter()
-    stars_written = sum(m["n_star"] for m in new)
-    ok = sum(m["ok"] for m in markers.values())
-    summary = {
-        "job": "predict_catalogue",
-        "catalogue": catalogue,
-        "out": out,
-        "model": model_path,
-        "model_hash": digest,
-        "stars_in": int(n_star),
-        "stars_written": int(stars_written),
-        "ok": int(ok),
-        "flagged": int(n_star - ok),
-        "flag_counts": {f.name: int(sum(m["flag_counts"][f.name] for m in markers.values())) for f in Flag},
-        "chunk_stars": chunk_stars,
-        "chunks_total": len(markers),
-        "chunks_done": len(new),
-        "chunks_skipped": len(markers) - len(new),
-        "seconds": None,  # set below, after the truth statistics
-        "spectra_per_second": None,
-        "seconds_setup": round(t_tasks - t0, 3),
-        "seconds_tasks": round(t_done - t_tasks, 3),
-        "task_seconds_read": round(sum(m["seconds_read"] for m in new), 3),
-        "task_seconds_compute": round(sum(m["seconds_compute"] for m in new), 3),
-        "worker_peak_rss_mb": max((m["peak_rss_mb"] for m in new), default=None),
-    }
-    truth = _summed_truth(out, markers)
-    if truth is not None:
-        summary["truth"] = truth_table(truth["all"])
-        if truth["heldout"] is not None:
-            summary["truth_heldout"] = truth_table(truth["heldout"])
-            summary["truth_note"] = ("truth: all stars; truth_heldout: stars whose grid model was not in the "
-                                     "network's training split (its model card)")
-    seconds = time.perf_counter() - t0
-    summary["seconds"] = round(seconds, 3)
-    summary["spectra_per_second"] = round(stars_written / seconds, 1) if seconds > 0 else 0.0
-    zarr.open_group(out, mode="r+", zarr_format=3).attrs["summary"] = summary
-    return summary
+        client.register_plugin(TensorFlowSetup(model_path))
+        t_tasks = time.perf_counter()
+        markers, new = run_chunk_tasks(
+            client, predict_chunk, chunk_ranges(n_star, chunk_stars), out=out, desc="predict", progress=progress,
+            catalogue=catalogue, model_path=model_path, observed=ds.attrs.get("frame") == "observed",
+            thresholds=thresholds.as_dict(), forward_batch=int(batch_size),  # (client.map has its own batch_size)
+            train_models=(card.get("split") or {}).get("train"),
+        )
+        t_done = time.perf_counter()
+        stars_written = sum(m["n_star"] for m in new)
+        ok = sum(m["ok"] for m in markers.values())
+        summary = {
+            "job": "predict_catalogue",
+            "catalogue": catalogue,
+            "out": out,
+            "model": model_path,
+            "model_hash": digest,
+            "stars_in": int(n_star),
+            "stars_written": int(stars_written),
+            "ok": int(ok),
+            "flagged": int(n_star - ok),
+            "flag_counts": {f.name: int(sum(m["flag_counts"][f.name] for m in markers.values())) for f in Flag},
+            "chunk_stars": chunk_stars,
+            "chunks_total": len(markers),
+            "chunks_done": len(new),
+            "chunks_skipped": len(markers) - len(new),
+            "seconds": None,  # set below, after the truth statistics
+            "spectra_per_second": None,
+            "seconds_setup": round(t_tasks - t0, 3),
+            "seconds_tasks": round(t_done - t_tasks, 3),
+            "task_seconds_read": round(sum(m["seconds_read"] for m in new), 3),
+            "task_seconds_compute": round(sum(m["seconds_compute"] for m in new), 3),
+            "worker_peak_rss_mb": max((m["peak_rss_mb"] for m in new), default=None),
+        }
+        truth = _summed_truth(out, markers)
+        if truth is not None:
+            summary["truth"] = truth_table(truth["all"])
+            if truth["heldout"] is not None:
+                summary["truth_heldout"] = truth_table(truth["heldout"])
+                summary["truth_note"] = ("truth: all stars; truth_heldout: stars whose grid model was not in the "
+                                         "network's training split (its model card)")
+        seconds = time.perf_counter() - t0
+        summary["seconds"] = round(seconds, 3)
+        summary["spectra_per_second"] = round(stars_written / seconds, 1) if seconds > 0 else 0.0
+        zarr.open_group(out, mode="r+", zarr_format=3).attrs["summary"] = summary
+        return summary
 

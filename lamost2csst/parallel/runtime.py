@@ -86,11 +86,13 @@ def remove_store(out: str, *, schema: str) -> None:
 
 @contextlib.contextmanager
 def dask_client(*, scheduler: str | None = None, n_workers: int | None = None, threads_per_worker: int = 1,
-                gpus: bool = False):
+                gpus: bool = False, dashboard_address: str = "127.0.0.1:0"):
     """A ``distributed.Client``: attached to ``scheduler``, or on a new local cluster.
 
     ``gpus=True`` starts a dask-cuda ``LocalCUDACluster`` instead: one worker per visible
-    GPU (``CUDA_VISIBLE_DEVICES`` selects them), ``n_workers`` ignored.
+    GPU (``CUDA_VISIBLE_DEVICES`` selects them), ``n_workers`` ignored. The local
+    cluster's dashboard listens on ``dashboard_address``: by default 127.0.0.1 on a free
+    port, so that it is not exposed to the network unless asked (e.g. ``0.0.0.0:8787``).
     """
     from distributed import Client, LocalCluster
 
@@ -112,7 +114,7 @@ def dask_client(*, scheduler: str | None = None, n_workers: int | None = None, t
             ) from None
         try:
             cluster = LocalCUDACluster(threads_per_worker=threads_per_worker, host="127.0.0.1",
-                                       dashboard_address="127.0.0.1:0")
+                                       dashboard_address=dashboard_address)
         except Exception as err:  # noqa: BLE001 - e.g. pynvml.NVMLError_LibraryNotFound without a GPU
             raise JobInputError(f"--gpus: cannot start a dask-cuda cluster ({type(err).__name__}: {err}); "
                                 "is there an NVIDIA GPU and driver? Without GPUs leave --gpus out") from None
@@ -124,7 +126,7 @@ def dask_client(*, scheduler: str | None = None, n_workers: int | None = None, t
             n_workers=n_workers or os.cpu_count() or 1,
             threads_per_worker=threads_per_worker,
             host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
+            dashboard_address=dashboard_address,
         ) as cluster,
         Client(cluster) as client,
     ):
@@ -142,7 +144,7 @@ def run_cli(prog: str, args, run, *, preflight=None, n_workers=None, threads_per
             preflight(args)
         with dask_client(
             scheduler=getattr(args, "scheduler", None), n_workers=n_workers, threads_per_worker=threads_per_worker,
-            gpus=gpus,
+            gpus=gpus, dashboard_address=getattr(args, "dashboard_address", None) or "127.0.0.1:0",
         ) as client:
             print(f"[{prog}] Dask dashboard: {client.dashboard_link}", file=sys.stderr, flush=True)
             report = getattr(args, "performance_report", None)

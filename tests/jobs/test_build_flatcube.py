@@ -6,20 +6,12 @@ import os
 import numpy as np
 import pytest
 import xarray as xr
-from distributed import Client, LocalCluster
 
 from jobs import build_flatcube as job
 from jobs import simulate_observations as sim
 from lamost2csst.core import OUTPUT_WAVE
 from lamost2csst.io import write_spectra
 from lamost2csst.io.simulated import grid_catalogue
-
-
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
-        with Client(cluster) as c:
-            yield c
 
 
 def test_help_texts(capsys):

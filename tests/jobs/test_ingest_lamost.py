@@ -4,18 +4,10 @@ import json
 
 import pytest
 import xarray as xr
-from distributed import Client, LocalCluster
 
 from jobs import ingest_lamost as job
 from lamost2csst.io.lamost_export import export_lamost
 from lamost2csst.io.simulated import grid_catalogue
-
-
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
-        with Client(cluster) as c:
-            yield c
 
 
 def test_help_explains_steps_and_outputs(capsys):

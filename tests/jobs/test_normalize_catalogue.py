@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
-from distributed import Client, LocalCluster
 
 from jobs import normalize_catalogue as job
 from lamost2csst.core import prepare_inputs
@@ -13,13 +12,6 @@ from lamost2csst.io import toy_catalogue, write_spectra
 from lamost2csst.parallel import JobInputError
 
 N_DEMO = 300
-
-
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
-        with Client(cluster) as c:
-            yield c
 
 
 def test_help_exits_0_and_explains_steps_options_and_outputs(capsys):

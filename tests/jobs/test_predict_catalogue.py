@@ -11,20 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from distributed import Client, LocalCluster
 
 from jobs import predict_catalogue as job
 from lamost2csst.io import write_spectra
 from lamost2csst.io.simulated import grid_catalogue
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
-        with Client(cluster) as c:
-            yield c
 
 
 def test_help_explains_options_flags_and_outputs(capsys):

@@ -4,7 +4,7 @@ predicted precision (orders 1-3), counts bad input, marks unfit wavelengths, res
 import numpy as np
 import pytest
 import xarray as xr
-from distributed import Client, LocalCluster
+import zarr
 
 from lamost2csst.core import OUTPUT_WAVE
 from lamost2csst.core.flatfield import design_matrix, normal_equations, ratios, solve
@@ -12,16 +12,11 @@ from lamost2csst.core.slitless import DETECTOR_SHAPE
 from lamost2csst.io.observations import simulate_observations, write_observations
 from lamost2csst.io.simulated import grid_catalogue
 from lamost2csst.parallel import JobInputError
+from lamost2csst.parallel.chunks import marker_path, markers_group
 from lamost2csst.parallel.flatcube import FLATCUBE_SCHEMA, build_flatcube
+from lamost2csst.parallel.runtime import write_json
 
 N_STAR, SIGMA_PRED = 1500, 0.01
-
-
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
-        with Client(cluster) as c:
-            yield c
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +148,22 @@ def test_inputs_are_checked(client, tmp_path, stars):
     o = store_observations(tmp_path / "obs.zarr", obs, truth)
     with pytest.raises(JobInputError, match="predictions"):
         build_flatcube(o, o, tmp_path / "c.zarr", client=client)
+
+
+def test_unfinished_predictions_are_refused(client, tmp_path, stars):
+    """A catalogue job's output with a chunk not marked done (killed mid-run) is not read."""
+    sed, obsid = stars
+    obs, truth = simulate_observations(sed[:50], obsid[:50], n_exposures=1)
+    o = store_observations(tmp_path / "obs.zarr", obs, truth)
+    p = str(write_predictions(tmp_path / "pred.zarr", sed[:50], obsid[:50]))
+    zarr.open_group(p, mode="r+").attrs["chunk_stars"] = 20  # 3 chunks: 0-20, 20-40, 40-50
+    markers_group(p)
+    for index in (0, 2):
+        write_json(marker_path(p, index), {"index": index})
+    with pytest.raises(JobInputError, match=r"unfinished: 1 chunk\(s\) not written \(first: 1\).*--resume"):
+        build_flatcube(o, p, tmp_path / "c.zarr", client=client, progress=False)
+    write_json(marker_path(p, 1), {"index": 1})
+    build_flatcube(o, p, tmp_path / "c.zarr", client=client, progress=False, min_stars=5)
 
 
 def test_self_calibration_without_known_scales_matches_the_known_scale_fit(client, stars, tmp_path):

@@ -6,7 +6,6 @@ import shutil
 import numpy as np
 import pytest
 import xarray as xr
-from distributed import Client, LocalCluster
 
 import lamost2csst
 from lamost2csst.core import prepare_inputs
@@ -19,13 +18,6 @@ from lamost2csst.parallel.ingest import find_lamost_files, ingest_lamost
 from lamost2csst.parallel.predict import predict_catalogue
 
 N, CHUNK = 120, 32
-
-
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
-        with Client(cluster) as c:
-            yield c
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from distributed import Client, LocalCluster
 
 import lamost2csst.parallel.normalize as normalize_module
 from lamost2csst.core import INPUT_WAVE, prepare_inputs
@@ -15,13 +14,6 @@ from lamost2csst.io import toy_catalogue, write_spectra
 from lamost2csst.parallel import NETWORK_INPUT_SCHEMA, JobInputError, normalize_catalogue
 
 N_STAR, CHUNK = 300, 64  # 5 chunks, the last one ragged (44 stars)
-
-
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
-        with Client(cluster) as c:
-            yield c
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import os
 import numpy as np
 import pytest
 import xarray as xr
-from distributed import Client, LocalCluster
 
 from lamost2csst.io import write_spectra
 from lamost2csst.io.simulated import grid_catalogue
@@ -38,13 +37,6 @@ def bucket():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
-        with Client(cluster) as c:
-            yield c
 
 
 def test_predict_from_and_to_s3_equals_a_local_run(bucket, client, tmp_path):

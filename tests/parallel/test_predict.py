@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from distributed import Client, LocalCluster
 
 import lamost2csst
 from lamost2csst.core import BANDS, OUTPUT_WAVE, band_pixels, prepare_inputs
@@ -18,13 +17,6 @@ from lamost2csst.parallel import JobInputError
 from lamost2csst.parallel.predict import PREDICTIONS_SCHEMA, predict_block, predict_catalogue
 
 N_STAR, CHUNK = 600, 128  # 5 chunks, the last one ragged (88 stars)
-
-
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
-        with Client(cluster) as c:
-            yield c
 
 
 @pytest.fixture(scope="module")
