@@ -20,7 +20,8 @@ def write_with_progress(ds, path, *, client, chunk_stars: int, desc: str) -> Non
     future = client.compute(delayed)
     print(desc, file=sys.stderr, flush=True)
     with contextlib.redirect_stdout(sys.stderr):
-        progress(future)
+        # this client's scheduler, not the process's default client (another client may be the default)
+        progress(future, scheduler=client.scheduler.address)
     future.result()
 
 

@@ -158,8 +158,13 @@ def monte_carlo(args, client) -> dict:
     pool = (pred.sed.values[keep], pred.sigma.values[keep], cat.sed_true.values[keep])
     _log(f"Monte Carlo: pool of {int(keep.sum())} demo stars with flags == 0 and S/N > 20")
 
+    def on_workers(func, arrays, items):
+        scattered = client.scatter(list(arrays), broadcast=True, hash=False)  # fresh keys: no race with a release
+        return client.gather([client.submit(func, *scattered, **item, pure=False) for item in items])
+
     def case(**kw):
-        res = monte_carlo_flat_precision(*pool, realizations=kw.pop("realizations", args.realizations), seed=0, **kw)
+        res = monte_carlo_flat_precision(*pool, realizations=kw.pop("realizations", args.realizations), seed=0,
+                                         mapper=on_workers, **kw)
         row = {**kw, **{band: round(r["median"], 6) for band, r in res.items()}}
         print(json.dumps(row), file=sys.stderr, flush=True)
         return row

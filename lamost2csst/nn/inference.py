@@ -74,14 +74,21 @@ def _load_cached(path: str, mtime_ns: int):
 
     import lamost2csst.nn.layers  # noqa: F401  (registers the custom layers)
 
-    return keras.saving.load_model(path, compile=False, safe_mode=True)
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except ValueError as err:
+        if "safe_mode" in str(err) or "unsafe" in str(err).lower():
+            raise ValueError(f"{path}: refusing to load a model file that carries Python code (Lambda layers or "
+                             f"pickled functions); lamost2csst loads models in Keras safe mode only ({err})") from None
+        raise
 
 
 def load_model(path=None):
     """Load a UaRA-net ``.keras`` file (the shipped model when ``path`` is None).
 
     Loaded models are cached per process (one load per Dask worker); a file changed on disk
-    is loaded again.
+    is loaded again. Files are loaded in Keras safe mode: a file that would run Python code
+    (a ``Lambda`` layer, a pickled function) raises ``ValueError`` instead.
     """
     path = Path(path) if path is not None else default_model_path()
     if not path.exists():

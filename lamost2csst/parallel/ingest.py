@@ -259,7 +259,7 @@ def ingest_lamost(inputs, out, *, client, chunk_stars: int | None = None, progre
                 obsid = result["coords"]["obsid"]
                 if obsid in known_obsid:
                     result = {"path": path, "ok": False,
-                              "reason": f"OBSID {obsid} is already in the catalogue (from {known_obsid[obsid]})"}
+                              "reason": f"{path}: OBSID {obsid} is already in the catalogue (from {known_obsid[obsid]})"}
                 else:
                     known_obsid[obsid] = path
                     accepted.append(result)

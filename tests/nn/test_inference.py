@@ -117,6 +117,22 @@ def test_save_load_round_trip_is_safe_and_exact(model, tmp_path):
     assert "lambda" not in json.dumps(json.loads(zipfile.ZipFile(path).read("config.json"))).lower()
 
 
+def test_a_model_file_carrying_code_is_refused(tmp_path):
+    """Safe loading: a .keras file with a Lambda layer (arbitrary Python) is never executed."""
+    import keras
+
+    ran = tmp_path / "the-lambda-ran"
+    inputs = keras.Input((3,))
+    outputs = keras.layers.Lambda(lambda x: x * 2.0)(inputs)
+    path = tmp_path / "lambda.keras"
+    keras.Model(inputs, outputs).save(path)
+    with pytest.raises(ValueError, match="refusing to load a model file that carries Python code"):
+        load_model(path)
+    with pytest.raises(ValueError, match="carries Python code"):
+        predict(*_inputs(1, seed=0), model=path)
+    assert not ran.exists()
+
+
 def test_load_model_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no model file"):
         load_model(tmp_path / "missing.keras")

@@ -88,8 +88,9 @@ def _weights(model):
     return [w.copy() for w in model.get_weights()]
 
 
-def _run(lib, tmp_path, name, resume=False, model=None):
-    cfg = TrainConfig(epochs=4, batch_size=32, validate_every=2, snrs=(20.0, 40.0), seed=11, mask_augment=0.5)
+def _run(lib, tmp_path, name, resume=False, model=None, epochs=4, batch_size=32):
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, validate_every=2, snrs=(20.0, 40.0), seed=11,
+                      mask_augment=0.5)
     tr, te = split_by_model(len(lib), seed=0)
     sed0 = np.exp(np.mean(np.log(lib.sed[tr]), axis=0))
     import keras
@@ -130,6 +131,32 @@ def test_deterministic_and_resume_equals_uninterrupted(lib, tmp_path, monkeypatc
         np.testing.assert_allclose(wa, wc, rtol=1e-5, atol=1e-6)
     history = [json.loads(line) for line in (tmp_path / "c" / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [2, 4]
+
+
+def test_epoch_noise_depends_on_seed_and_epoch_only(lib, tmp_path, monkeypatch):
+    """The noisy spectra of every epoch are the same whatever the batch size (the "chunking" of training)."""
+    from lamost2csst.nn import training as training_module
+
+    original, seen = training_module.epoch_pairs, {}
+
+    def recording(*args, **kwargs):
+        data = original(*args, **kwargs)
+        seen.setdefault(kwargs.get("mask_augment", 0.0) > 0 and "train" or "val", []).append(data)
+        return data
+
+    monkeypatch.setattr(training_module, "epoch_pairs", recording)
+    runs = {}
+    for batch_size in (8, 64):
+        seen.clear()
+        _run(lib, tmp_path, f"batch{batch_size}", epochs=2, batch_size=batch_size)
+        runs[batch_size] = dict(seen)
+    for kind in ("train", "val"):
+        assert len(runs[8][kind]) == len(runs[64][kind]) == (2 if kind == "train" else 1)
+        for a, b in zip(runs[8][kind], runs[64][kind]):
+            for name in ("flux", "error", "sed", "target_mask"):
+                np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    # and the two epochs differ (fresh Eq. 1 noise every epoch)
+    assert not np.array_equal(runs[8]["train"][0].flux, runs[8]["train"][1].flux)
 
 
 def test_refuses_to_overwrite_a_run_and_a_changed_config(lib, tmp_path):
