@@ -29,9 +29,9 @@ _VARIABLES = ("flux_in", "flux_lamost", "sed")
 _PARAMETERS = ("teff", "logg", "feh", "alpha")
 
 
-def _open(store) -> xr.Dataset:
+def _open(store, *, chunks="auto") -> xr.Dataset:
     try:
-        ds = xr.open_zarr(store, consolidated=False)
+        ds = xr.open_zarr(store, consolidated=False, chunks=chunks)
     except (FileNotFoundError, KeyError, ValueError) as err:
         raise ValueError(f"{store}: not a readable Zarr store ({err})") from None
     if ds.attrs.get("schema") != GRID_SCHEMA:
@@ -75,7 +75,10 @@ def load_grid(path=None) -> xr.Dataset:
         raise ValueError(f"no grid parts (*.zarr) in {path}; run jobs.synthesize_grid and pack_grid first")
     parts = []
     for store in stores:
-        ds = _open(store)
+        # chunks=None: plain reads, no Dask graph. Inside a Dask task (the lazy demo catalogue
+        # loads the grid on each worker) a dask compute would start a worker client, which
+        # in an in-process cluster changes the whole process's default scheduler.
+        ds = _open(store, chunks=None)
         keep = [n for n in (*_VARIABLES, "seconds") if n in ds]
         parts.append(ds[keep].load())
     grid = xr.concat(parts, dim="model", coords="minimal", compat="override", join="exact", combine_attrs="drop")

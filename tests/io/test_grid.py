@@ -71,3 +71,4 @@ def test_errors_name_the_problem(tmp_path):
     job_store(tmp_path / "empty.zarr", [5000], [False])
     with pytest.raises(ValueError, match="no synthesized model"):
         pack_grid(tmp_path / "empty.zarr", tmp_path / "out.zarr")
+

@@ -72,3 +72,20 @@ def test_bad_arguments(grid):
         grid_catalogue(0, grid=grid)
     with pytest.raises(ValueError, match="seed"):
         grid_catalogue(5, seed=-1, grid=grid)
+
+
+def test_lazy_catalogue_on_an_in_process_cluster_leaves_the_process_config_alone(tmp_path):
+    """Its blocks load the grid inside Dask tasks; a dask compute there (xarray's .load()) would
+    start a worker client and, with in-process workers, change this process's default scheduler."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    from lamost2csst.io import write_spectra
+
+    before = dask.config.get("scheduler", None)
+    with (LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as cluster, Client(cluster) as c,
+          LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as other, Client(other)):
+        with c.as_current():  # a second client is open, as in a notebook or a test session
+            delayed = write_spectra(grid_catalogue(100, seed=1, lazy=True), tmp_path / "c.zarr", compute=False)
+        c.compute(delayed).result()
+    assert dask.config.get("scheduler", None) == before

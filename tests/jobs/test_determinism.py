@@ -16,7 +16,9 @@ from lamost2csst.io.simulated import grid_catalogue
 
 
 @pytest.fixture(scope="module")
-def two_workers():
+def two_workers(client):
+    # depends on ``client`` so that it closes first: Dask clients restore the default-scheduler
+    # config they replaced, which is only right when they close in reverse order of opening
     with (LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster,
           Client(cluster) as c):
         yield c

@@ -32,8 +32,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def processes():
-    """Two single-threaded worker processes under nannies (a killed worker is restarted)."""
+def processes(client):
+    """Two single-threaded worker processes under nannies (a killed worker is restarted).
+
+    Depends on ``client`` so that it closes first (Dask clients must close in reverse order
+    of opening, or the default-scheduler config they restore is left pointing at a closed one).
+    """
     with (LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                        dashboard_address="127.0.0.1:0") as cluster,
           Client(cluster) as client):
