@@ -1,6 +1,15 @@
-"""Fixtures shared by the whole test tree."""
+"""Fixtures shared by the whole test tree, and the hypothesis profiles."""
+
+import os
 
 import pytest
+from hypothesis import settings
+
+# CI runs the property tests on a fixed sequence of examples (a red CI must be reproducible);
+# HYPOTHESIS_PROFILE=explore draws fresh examples on every run, to look for new failures.
+settings.register_profile("default", derandomize=True)
+settings.register_profile("explore", derandomize=False, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="module")

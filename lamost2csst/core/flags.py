@@ -119,7 +119,7 @@ def sanitize_pixels(flux, ivar, mask=None):
         only when it had NaN/inf/negative values (else the input itself, as is ``flux``:
         flux values on masked pixels are never used); ``nonfinite`` (n_star,) is True
         for stars that had such a pixel outside the given mask (flag ``NONFINITE_INPUT``).
-        NaN flux with ``ivar == 0`` is LAMOST's way of saying "no data": not an anomaly.
+        Non-finite flux with ``ivar == 0`` (LAMOST writes NaN) is "no data": not an anomaly.
     """
     flux = np.asarray(flux)
     ivar = np.asarray(ivar)
