@@ -389,6 +389,9 @@ def build_flatcube(observations, predictions, out, *, client, order: int = 2, ka
         star_scales = _initial_scales(observations) if self_calibrate else None
         for iteration in range(iterations):
             scales_arg = client.scatter(star_scales, broadcast=True) if star_scales is not None else None
+            # the previous fits (~0.3 MB) once per worker, not embedded in every task's arguments
+            # (thousands of queued tasks x 0.3 MB would grow with the number of chunks)
+            fits_arg = client.scatter([fits], broadcast=True, hash=False)[0] if fits is not None else None
             bar = tqdm(total=len(chunks), unit="chunk", desc=f"flat fit {iteration + 1}/{iterations}",
                        disable=not progress)
             # the leaf futures are handed to the tree and not kept here: each chunk's matrices are
@@ -396,7 +399,8 @@ def build_flatcube(observations, predictions, out, *, client, order: int = 2, ka
             result = _tree_sum(client, [
                 _with_progress(client.submit(flat_chunk, i, a, b, observations=observations, predictions=predictions,
                                              pred_index=pred_index, order=order, out=out, iteration=iteration,
-                                             fits=fits, kappa=kappa, star_scales=scales_arg, pure=False), bar)
+                                             fits=fits_arg, kappa=kappa, star_scales=scales_arg, pure=False),
+                               bar)
                 for i, a, b in chunks])
             bar.close()
             solutions = {key: solve(eq, min_obs=min_stars) for key, eq in result["groups"].items()}
