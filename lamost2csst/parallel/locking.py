@@ -150,7 +150,8 @@ def output_lock(out: str, *, job: str, resume: bool):
     try:
         yield path
     finally:
-        if _read_lock(path).get("pid") == mine["pid"] and _read_lock(path).get("host") == mine["host"]:
+        held = _read_lock(path)
+        if (held.get("pid"), held.get("host")) == (mine["pid"], mine["host"]):  # still ours: not taken over
             _remove(path)
 
 
