@@ -150,6 +150,7 @@ def monte_carlo(args, client) -> dict:
     import xarray as xr
 
     from lamost2csst.core.calibration import monte_carlo_flat_precision
+    from lamost2csst.parallel.runtime import worker_mapper
 
     _, predictions = _demo_inputs(client, not args.no_progress)
     pred = xr.open_zarr(predictions, consolidated=False)
@@ -158,13 +159,9 @@ def monte_carlo(args, client) -> dict:
     pool = (pred.sed.values[keep], pred.sigma.values[keep], cat.sed_true.values[keep])
     _log(f"Monte Carlo: pool of {int(keep.sum())} demo stars with flags == 0 and S/N > 20")
 
-    def on_workers(func, arrays, items):
-        scattered = client.scatter(list(arrays), broadcast=True, hash=False)  # fresh keys: no race with a release
-        return client.gather([client.submit(func, *scattered, **item, pure=False) for item in items])
-
     def case(**kw):
         res = monte_carlo_flat_precision(*pool, realizations=kw.pop("realizations", args.realizations), seed=0,
-                                         mapper=on_workers, **kw)
+                                         mapper=worker_mapper(client), **kw)
         row = {**kw, **{band: round(r["median"], 6) for band, r in res.items()}}
         print(json.dumps(row), file=sys.stderr, flush=True)
         return row

@@ -18,7 +18,7 @@ import json
 import os
 import sys
 
-__all__ = ["JobInputError", "dask_client", "open_own_store", "read_json", "remove_store", "run_cli", "write_json"]
+__all__ = ["JobInputError", "dask_client", "worker_mapper", "open_own_store", "read_json", "remove_store", "run_cli", "write_json"]
 
 
 class JobInputError(ValueError):
@@ -160,3 +160,17 @@ def run_cli(prog: str, args, run, *, preflight=None, n_workers=None, threads_per
         print(f"python -m jobs.{prog}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     return summary
+
+
+def worker_mapper(client):
+    """A ``mapper(func, arrays, items)`` running ``func(*arrays, **item)`` per item on ``client``'s workers.
+
+    The arrays are scattered once to every worker (fresh keys: a repeated identical scatter
+    would race with the release of the previous one); results come back in item order.
+    Used by :func:`lamost2csst.core.calibration.monte_carlo_flat_precision`.
+    """
+    def mapper(func, arrays, items):
+        scattered = client.scatter(list(arrays), broadcast=True, hash=False)
+        return client.gather([client.submit(func, *scattered, **item, pure=False) for item in items])
+
+    return mapper

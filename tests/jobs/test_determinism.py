@@ -13,6 +13,7 @@ from jobs import simulate_observations as simulate_job
 from jobs._demo import write_with_progress
 from lamost2csst.core.calibration import monte_carlo_flat_precision
 from lamost2csst.io.simulated import grid_catalogue
+from lamost2csst.parallel.runtime import worker_mapper
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +56,12 @@ def test_simulated_observations_do_not_depend_on_the_chunking(client, tmp_path, 
 
 
 def _dask_mapper(client, *, reverse=False):
+    """The job's mapper; ``reverse`` submits the realizations in reverse order."""
+    if not reverse:
+        return worker_mapper(client)
+
     def mapper(func, arrays, items):
-        scattered = client.scatter(list(arrays), broadcast=True, hash=False)  # fresh keys: no race with a release
-        order = list(reversed(items)) if reverse else items
-        futures = [client.submit(func, *scattered, **item, pure=False) for item in order]
-        results = client.gather(futures)
-        return list(reversed(results)) if reverse else results
+        return list(reversed(worker_mapper(client)(func, arrays, list(reversed(items)))))
     return mapper
 
 
