@@ -12,8 +12,11 @@ aimed at the same output is refused while the first is alive:
 * the lock was written on another host, whose processes cannot be checked from here →
   refused unless ``resume`` (the user asserts that the other job is dead).
 
-On a local disk the lock is created with ``O_CREAT | O_EXCL``: of two jobs started at the
-same moment exactly one gets it. Object stores (``s3://``) have no exclusive create; there
+On a local disk the lock's whole content appears at once (written to a private file, then
+hard-linked to ``<out>.lock``, which fails if the name exists), and the check-and-take-over
+of a stale lock runs under an exclusive ``flock`` of the output's parent folder: of jobs
+started at the same moment exactly one gets the lock, and none ever reads a half-written
+one. Object stores (``s3://``) have no exclusive create; there
 the lock is a check followed by a put, which leaves a window of one round trip.
 """
 
@@ -24,6 +27,7 @@ import json
 import os
 import socket
 import sys
+import uuid
 from datetime import datetime, timezone
 
 from lamost2csst.parallel.runtime import JobInputError
@@ -72,15 +76,52 @@ def _describe(lock: dict) -> str:
             f"started {lock.get('started_utc')})")
 
 
-def _create_local(path: str, payload: bytes) -> bool:
-    """Exclusive create; False if the file exists."""
+def _create_local(path: str, payload: bytes, token: str) -> bool:
+    """Exclusive create of a complete file; False if ``path`` exists.
+
+    The content goes to a private file first and is hard-linked to ``path``, so a reader
+    never sees an empty or half-written lock (an ``O_EXCL`` create followed by a write
+    leaves such a window). Filesystems without hard links fall back to ``O_EXCL``.
+    """
+    private = f"{path}.{token}.tmp"
+    with open(private, "wb") as f:
+        f.write(payload)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.link(private, path)
+        return True
     except FileExistsError:
         return False
-    with os.fdopen(fd, "wb") as f:
-        f.write(payload)
-    return True
+    except OSError:  # no hard links here (some FUSE / SMB mounts)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        return True
+    finally:
+        os.remove(private)
+
+
+@contextlib.contextmanager
+def _folder_mutex(path: str):
+    """Exclusive ``flock`` of the folder holding ``path`` (local disks; no-op without fcntl).
+
+    Serializes the read-check-take-over of stale locks between contenders, threads or
+    processes: without it two jobs that both find a dead holder could both take over.
+    """
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: exclusive create only
+        yield
+        return
+    fd = os.open(parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
 
 
 def _read_lock(path: str) -> dict:
@@ -113,22 +154,38 @@ def output_lock(out: str, *, job: str, resume: bool):
     JobInputError
         Another job that is (or may be) alive writes to ``out``.
     """
-    from lamost2csst.parallel.storage import exists, is_url, write_bytes
+    from lamost2csst.parallel.storage import is_url
 
     path = lock_path(out)
-    mine = {"job": job, **_holder()}
+    local = not is_url(path)
+    if local:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    mutex = _folder_mutex(path) if local else contextlib.nullcontext()
+    with mutex:
+        mine = _acquire(out, path, job=job, resume=resume, local=local)
+    try:
+        yield path
+    finally:
+        with (_folder_mutex(path) if local else contextlib.nullcontext()):
+            if _read_lock(path).get("token") == mine["token"]:  # still ours: not taken over
+                _remove(path)
+
+
+def _acquire(out: str, path: str, *, job: str, resume: bool, local: bool) -> dict:
+    """Create the lock, taking over a stale one; the holder record written, or JobInputError."""
+    from lamost2csst.parallel.storage import exists, write_bytes
+
+    mine = {"job": job, "token": uuid.uuid4().hex, **_holder()}
     payload = json.dumps(mine).encode()
     for _attempt in range(2):
-        if is_url(path):
+        if local:
+            acquired = _create_local(path, payload, mine["token"])
+        else:
             acquired = not exists(path)
             if acquired:
                 write_bytes(path, payload)
-        else:
-            parent = os.path.dirname(os.path.abspath(path))
-            os.makedirs(parent, exist_ok=True)
-            acquired = _create_local(path, payload)
         if acquired:
-            break
+            return mine
         held = _read_lock(path)
         if held.get("host") == socket.gethostname():
             if _alive_here(held):
@@ -145,14 +202,8 @@ def output_lock(out: str, *, job: str, resume: bool):
         else:
             print(f"[lock] resume: taking over the lock {path} of {_describe(held)}", file=sys.stderr, flush=True)
         _remove(path)
-    else:  # another job took the freed lock between our removal and our create
-        raise JobInputError(f"output {out}: another job took the lock {path} at the same moment; retry later")
-    try:
-        yield path
-    finally:
-        held = _read_lock(path)
-        if (held.get("pid"), held.get("host")) == (mine["pid"], mine["host"]):  # still ours: not taken over
-            _remove(path)
+    # another job took the freed lock between our removal and our create
+    raise JobInputError(f"output {out}: another job took the lock {path} at the same moment; retry later")
 
 
 def _remove(path: str) -> None:

@@ -80,31 +80,46 @@ def test_a_lock_from_another_host_needs_resume(tmp_path):
     assert not os.path.exists(lock_path(out))
 
 
-def test_simultaneous_starts_give_exactly_one_writer(tmp_path):
-    out = str(tmp_path / "out.zarr")
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize("previous", [None, "killed job", "other host"])
+def test_simultaneous_starts_give_exactly_one_writer(tmp_path, previous):
+    """8 threads start at once, 5 rounds; with no lock before, or a stale one all try to take over."""
     n = 8
-    start, release = threading.Barrier(n), threading.Event()
-    winners, refused = [], []
+    for round_ in range(5):
+        out = str(tmp_path / f"out{round_}.zarr")
+        if previous is not None:
+            pid, host = (_dead_pid(), socket.gethostname()) if previous == "killed job" else (1, "some-other-node")
+            with open(lock_path(out), "w") as f:
+                json.dump({"job": "old", "pid": pid, "host": host}, f)
+        start, release = threading.Barrier(n), threading.Event()
+        winners, refused = [], []
 
-    def contender(i):
-        start.wait()
-        try:
-            with output_lock(out, job=f"job{i}", resume=True):
-                winners.append(i)
-                release.wait(10)
-        except JobInputError:
-            refused.append(i)
+        def contender(i):
+            start.wait()
+            try:
+                with output_lock(out, job=f"job{i}", resume=True):
+                    winners.append(i)
+                    release.wait(10)
+            except JobInputError:
+                refused.append(i)
 
-    threads = [threading.Thread(target=contender, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 20
-    while len(refused) < n - 1 and time.monotonic() < deadline:  # the winner holds the lock meanwhile
-        time.sleep(0.01)
-    release.set()
-    for t in threads:
-        t.join()
-    assert len(winners) == 1 and len(refused) == n - 1
+        threads = [threading.Thread(target=contender, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 20
+        while len(refused) < n - 1 and time.monotonic() < deadline:  # the winner holds the lock meanwhile
+            time.sleep(0.01)
+        release.set()
+        for t in threads:
+            t.join()
+        assert len(winners) == 1 and len(refused) == n - 1, (round_, winners)
+        assert not os.path.exists(lock_path(out))
+        assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
 
 
 def test_the_lock_is_released_when_the_job_fails(tmp_path):
