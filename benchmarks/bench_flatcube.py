@@ -67,11 +67,11 @@ def _stores(work: Path, n_obs: int, n_pool: int, block: int = 50_000):
 
 def _worker_memory():
     """(peak, current) resident memory of a worker process, MB."""
-    import resource
-
     import psutil
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, psutil.Process().memory_info().rss / 2**20
+    from lamost2csst.parallel.runtime import peak_rss_mb
+
+    return peak_rss_mb(), psutil.Process().memory_info().rss / 2**20
 
 
 def main(argv=None):

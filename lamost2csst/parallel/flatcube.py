@@ -46,7 +46,7 @@ from lamost2csst.core.slitless import DETECTOR_SHAPE, DETECTORS_PER_BAND
 from lamost2csst.io.observations import OBSERVATIONS_SCHEMA, detector_grid, validate_observations
 from lamost2csst.parallel.chunks import LOG, chunk_ranges, missing_chunks, read_region
 from lamost2csst.parallel.locking import output_lock
-from lamost2csst.parallel.runtime import JobInputError
+from lamost2csst.parallel.runtime import JobInputError, peak_rss_mb
 
 __all__ = ["FLATCUBE_SCHEMA", "build_flatcube", "flat_chunk"]
 
@@ -162,9 +162,7 @@ def flat_chunk(index: int, start: int, stop: int, *, observations: str, predicti
             ids, inverse = np.unique(np.concatenate(sums_obsid), return_inverse=True)
             result["star_sums"] = (ids, np.bincount(inverse, np.concatenate(sums_num)),
                                    np.bincount(inverse, np.concatenate(sums_den)))
-    import resource
-
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    result["peak_rss_mb"] = peak_rss_mb()
     _save(path, result)
     return result
 

@@ -68,7 +68,7 @@ from lamost2csst.parallel.chunks import (
 )
 from lamost2csst.parallel.normalize import _open_input
 from lamost2csst.parallel.locking import output_lock
-from lamost2csst.parallel.runtime import JobInputError, remove_store, write_json
+from lamost2csst.parallel.runtime import JobInputError, peak_rss_mb, remove_store, write_json
 from lamost2csst.parallel.storage import exists as storage_exists
 from lamost2csst.parallel.storage import read_bytes, resolve, write_bytes
 
@@ -331,18 +331,11 @@ def predict_chunk(index: int, start: int, stop: int, *, catalogue: str, out: str
         "seconds_read": round(t_read - t0, 4),
         "seconds_compute": round(t_compute - t_read, 4),
         "host": socket.gethostname(), "pid": os.getpid(),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     write_json(marker_path(out, index), marker)  # last: a chunk with a marker is complete
     return marker
-
-
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this (worker) process so far, MB (Linux ru_maxrss is in kB)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _summed_truth(out: str, markers: dict) -> dict | None:

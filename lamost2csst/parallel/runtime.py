@@ -18,7 +18,7 @@ import json
 import os
 import sys
 
-__all__ = ["JobInputError", "dask_client", "worker_mapper", "open_own_store", "read_json", "remove_store", "run_cli", "write_json"]
+__all__ = ["JobInputError", "dask_client", "worker_mapper", "open_own_store", "peak_rss_mb", "read_json", "remove_store", "run_cli", "write_json"]
 
 
 class JobInputError(ValueError):
@@ -44,6 +44,28 @@ def read_json(path: str) -> dict | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process's own address space so far, MB.
+
+    Read from ``VmHWM`` of ``/proc/self/status`` on Linux. ``getrusage().ru_maxrss`` is not
+    used there: Linux carries it across fork + exec, so a Dask worker spawned by a client
+    holding 1.5 GB reports 1.5 GB before running anything (measured: a worker of 62 MB
+    reported the 1,578 MB of its parent). Elsewhere ``ru_maxrss`` is the best there is
+    (bytes on macOS, kB on other systems).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
 
 
 def open_own_store(out: str, *, schema: str, action: str):

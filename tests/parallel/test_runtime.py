@@ -64,3 +64,28 @@ def test_synspec_runs_in_a_private_temporary_directory():
     assert ("tempfile", "mkdtemp") in temp_calls and ("tempfile", "mktemp") not in temp_calls
     runs = [node for node, owner, name in _calls(tree) if owner == "subprocess" and name == "run"]
     assert runs and all(any(kw.arg == "cwd" for kw in node.keywords) for node in runs)
+
+
+PEAK_PARENT = """
+import subprocess, sys
+import numpy as np
+ballast = np.ones(400 * 2**20 // 8)  # 400 MB, touched
+child = "import numpy as np; from lamost2csst.parallel.runtime import peak_rss_mb; " \\
+        "x = np.ones(int(sys.argv[1]) * 2**20 // 8); print(peak_rss_mb())"
+for mb in (0, 300):
+    out = subprocess.run([sys.executable, "-c", "import sys; " + child, str(mb)], capture_output=True, text=True,
+                         check=True)
+    print(out.stdout.strip())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="Linux /proc only")
+def test_peak_rss_is_the_process_own_not_inherited_from_its_parent():
+    """A worker's peak must not include its parent's memory (ru_maxrss carries over fork + exec)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", PEAK_PARENT], capture_output=True, text=True, check=True)
+    idle, busy = (float(v) for v in out.stdout.split())
+    assert idle < 200  # the parent held 400 MB when it started the child
+    assert 300 <= busy < 300 + idle + 50  # the child's own 300 MB are seen
