@@ -476,10 +476,7 @@ def _remove(out: str) -> None:
 
 def run(args: argparse.Namespace, client) -> dict:
     """Run the job on ``client``; print the summary as one JSON line on stdout and return it."""
-    import zarr
-    from distributed import as_completed
-    from tqdm.auto import tqdm
-
+    from lamost2csst.parallel.locking import output_lock
     from lamost2csst.synth.build import ensure_synspec
     from lamost2csst.synth.linelists import ensure_linelists
 
@@ -491,6 +488,16 @@ def run(args: argparse.Namespace, client) -> dict:
     ensure_synspec(verbose=True)  # build once here, not in every worker at the same time
     ensure_linelists(verbose=True)
     ds = template(rows, args=args, versions=_versions())
+    with output_lock(out, job="synthesize_grid", resume=args.resume):  # one writer per store
+        return _synthesize(args, client, out=out, rows=rows, ds=ds, not_in_grid=not_in_grid, t0=t0)
+
+
+def _synthesize(args, client, *, out: str, rows, ds, not_in_grid: int, t0: float) -> dict:
+    """The body of :func:`run` once the store's lock is held."""
+    import zarr
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
     if args.overwrite and os.path.exists(out):
         _remove(out)
     if os.path.exists(out):

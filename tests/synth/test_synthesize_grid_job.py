@@ -165,3 +165,30 @@ def test_skip_shipped_leaves_out_models_of_the_shipped_grid():
     assert rows.size == 1
     with pytest.raises(sg.JobInputError, match="no model"):
         sg.select_models(sg.parse_args([*base, "--skip-shipped"]))
+
+
+def test_a_store_another_job_writes_is_refused(job, tmp_path):
+    import subprocess
+    import sys
+
+    from lamost2csst.parallel import JobInputError
+
+    sg, client, calls, _ = job
+    out = str(tmp_path / "part.zarr")
+    holder = ("import sys, time\nfrom lamost2csst.parallel.locking import output_lock\n"
+              "with output_lock(sys.argv[1], job='holder', resume=False):\n    print('locked', flush=True)\n"
+              "    time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", holder, out], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        for flag in ("--resume", "--overwrite"):
+            argv = ["--out", out, "--teff", "5000", "--logg", "4.5", "--feh", "0", "--alpha", "0", "--no-progress", flag]
+            with pytest.raises(JobInputError, match="being written by holder"):
+                sg.run(sg.parse_args(argv), client)
+        assert calls == []  # nothing synthesized
+    finally:
+        proc.kill()
+        proc.wait()
+    summary = sg.run(sg.parse_args(["--out", out, "--teff", "5000", "--logg", "4.5", "--feh", "0", "--alpha", "0",
+                                    "--no-progress", "--resume"]), client)  # the killed holder's lock is taken over
+    assert summary["models_ok"] == 1
