@@ -6,12 +6,15 @@ import os
 import shutil
 
 
-def write_with_progress(ds, path, *, client, chunk_stars: int, desc: str) -> None:
-    """Write a lazy catalogue on ``client`` with a progress bar on stderr (stdout stays for the JSON line)."""
+def write_with_progress(ds, path, *, client, chunk_stars: int, desc: str, progress: bool = True) -> None:
+    """Write a lazy catalogue on ``client`` with a progress bar on stderr (stdout stays for the JSON line).
+
+    ``progress=False`` (the jobs' ``--no-progress``) writes ``desc`` only, no bar.
+    """
     import contextlib
     import sys
 
-    from distributed import progress
+    from distributed import progress as progress_bar
 
     from lamost2csst.io import write_spectra
 
@@ -19,9 +22,10 @@ def write_with_progress(ds, path, *, client, chunk_stars: int, desc: str) -> Non
         delayed = write_spectra(ds, path, chunk_stars=chunk_stars, mode="w", compute=False)
     future = client.compute(delayed)
     print(desc, file=sys.stderr, flush=True)
-    with contextlib.redirect_stdout(sys.stderr):
-        # this client's scheduler, not the process's default client (another client may be the default)
-        progress(future, scheduler=client.scheduler.address)
+    if progress:
+        with contextlib.redirect_stdout(sys.stderr):
+            # this client's scheduler, not the process's default client (another client may be the default)
+            progress_bar(future, scheduler=client.scheduler.address)
     future.result()
 
 

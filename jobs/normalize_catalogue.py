@@ -162,14 +162,14 @@ def _log(message: str) -> None:
     print(f"[normalize_catalogue] {message}", file=sys.stderr, flush=True)
 
 
-def _demo_catalogue(path: str, n_star: int, client) -> str:
+def _demo_catalogue(path: str, n_star: int, client, *, progress: bool = True) -> str:
     """Build the demo catalogue at ``path`` once; reuse it when it holds the same demo."""
     from lamost2csst.io.demo import BLOCK_STARS, SOURCE, toy_catalogue
 
     def build(tmp):
         _log(f"building the demo catalogue {path}: {n_star} toy spectra (analytic stand-in), seed {DEMO_SEED}")
         write_with_progress(toy_catalogue(n_star, seed=DEMO_SEED, lazy=True), tmp, client=client,
-                            chunk_stars=BLOCK_STARS, desc="writing the demo catalogue")
+                            chunk_stars=BLOCK_STARS, desc="writing the demo catalogue", progress=progress)
 
     wanted = {"demo_n_star": n_star, "demo_seed": DEMO_SEED, "demo_block_stars": BLOCK_STARS, "source": SOURCE}
     return ensure_demo_catalogue(path, wanted=wanted, build=build, log=_log)
@@ -202,7 +202,7 @@ def run(args: argparse.Namespace, client) -> dict:
     catalogue, out = _resolve(args)
     _preflight(args)
     if catalogue is None:
-        catalogue = _demo_catalogue(DEMO_CATALOGUE, args.n_demo, client)
+        catalogue = _demo_catalogue(DEMO_CATALOGUE, args.n_demo, client, progress=not args.no_progress)
     _log(f"{catalogue} -> {out}")
     summary = normalize_catalogue(
         catalogue,

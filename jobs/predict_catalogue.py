@@ -168,7 +168,7 @@ def _thresholds(args):
         raise JobInputError(f"flag thresholds: {err}") from None
 
 
-def _demo_catalogue(path: str, n_star: int, client) -> str:
+def _demo_catalogue(path: str, n_star: int, client, *, progress: bool = True) -> str:
     from lamost2csst.io.grid import load_grid
     from lamost2csst.io.simulated import BLOCK_STARS, SOURCE, grid_catalogue, grid_digest
 
@@ -178,7 +178,7 @@ def _demo_catalogue(path: str, n_star: int, client) -> str:
         _log(f"building the demo catalogue {path}: {n_star} LAMOST-like stars simulated from the shipped grid "
              f"({grid.sizes['model']} models), seed {DEMO_SEED}")
         write_with_progress(grid_catalogue(n_star, seed=DEMO_SEED, lazy=True), tmp, client=client,
-                            chunk_stars=BLOCK_STARS, desc="simulating and writing the demo catalogue")
+                            chunk_stars=BLOCK_STARS, desc="simulating and writing the demo catalogue", progress=progress)
 
     wanted = {"demo_n_star": n_star, "demo_seed": DEMO_SEED, "demo_block_stars": BLOCK_STARS, "source": SOURCE,
               "demo_grid": grid_digest(grid)}
@@ -212,7 +212,7 @@ def run(args: argparse.Namespace, client) -> dict:
     catalogue, out = _resolve(args)
     _preflight(args)
     if catalogue is None:
-        catalogue = _demo_catalogue(DEMO_CATALOGUE, args.n_demo, client)
+        catalogue = _demo_catalogue(DEMO_CATALOGUE, args.n_demo, client, progress=not args.no_progress)
     _log(f"{catalogue} -> {out}")
     summary = predict_catalogue(catalogue, out, client=client, model=args.model, chunk_stars=args.chunk_stars,
                                 resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, thresholds=_thresholds(args),

@@ -59,8 +59,9 @@ def test_bad_input_exits_2_with_a_message(tmp_path, capsys):
 def test_demo_end_to_end_reports_truth_and_is_reused(client, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     summary = job.run(job.parse_args(["--n-demo", "300", "--no-progress"]), client)
-    line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert json.loads(line) == summary
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.strip().splitlines()[-1]) == summary
+    assert "building the demo catalogue" in captured.err and "Completed" not in captured.err  # --no-progress: no bar
     assert summary["stars_in"] == summary["stars_written"] == 300
     rows = {row["snr"]: row for row in summary["truth"]}
     assert rows["all ok"]["n_star"] == summary["ok"]
