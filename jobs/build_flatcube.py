@@ -143,6 +143,7 @@ def _demo_inputs(client, progress: bool) -> tuple[str, str]:
 
 
 PAPER_PRECISION = {"GU": 0.005, "GV": 0.0003, "GI": 0.0005}
+MC_STAR_COUNTS = (100, 400, 1000, 10000, 100000)  # the precision-against-stars curve
 
 
 def monte_carlo(args, client) -> dict:
@@ -170,7 +171,7 @@ def monte_carlo(args, client) -> dict:
                "realizations": args.realizations,
                "baseline": case(n_stars=400, order=2),
                "vs_stars": [case(n_stars=n, order=2, realizations=max(2, args.realizations // (1 + n // 2000)))
-                            for n in (100, 400, 1000, 10000, 100000)],
+                            for n in MC_STAR_COUNTS],
                "vs_order": [case(n_stars=400, order=o) for o in (1, 2, 3)],
                "order2_fit_of_cubic_flat": case(n_stars=400, order=2, max_order=3),
                "scale_error_1pct": case(n_stars=400, order=2, scale_error=0.01),
