@@ -16,8 +16,9 @@ On a local disk the lock's whole content appears at once (written to a private f
 hard-linked to ``<out>.lock``, which fails if the name exists), and the check-and-take-over
 of a stale lock runs under an exclusive ``flock`` of the output's parent folder: of jobs
 started at the same moment exactly one gets the lock, and none ever reads a half-written
-one. Object stores (``s3://``) have no exclusive create; there
-the lock is a check followed by a put, which leaves a window of one round trip.
+one. Where the file system has no ``flock`` (Lustre without ``-o flock``), the take-over
+runs unserialized; creation stays exclusive. Object stores (``s3://``) have no exclusive
+create; there the lock is a check followed by a put, which leaves a window of one round trip.
 """
 
 from __future__ import annotations
@@ -118,7 +119,10 @@ def _folder_mutex(path: str):
         return
     fd = os.open(parent, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # no flock on this file system (Lustre without -o flock: ENOSYS; some NFS: ENOLCK)
+            pass  # the hard-linked, complete lock file still makes creation exclusive
         yield
     finally:
         os.close(fd)  # closing releases the flock

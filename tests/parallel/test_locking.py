@@ -148,3 +148,21 @@ def test_overwrite_never_removes_the_output_of_a_running_job(held, tmp_path):
     with pytest.raises(JobInputError, match="being written by holder"):
         predict_catalogue(str(tmp_path / "any.zarr"), out, client=None, overwrite=True)
     assert xr.open_zarr(out, consolidated=False).attrs["schema"] == PREDICTIONS_SCHEMA
+
+
+def test_a_file_system_without_flock_still_gives_the_lock(tmp_path, monkeypatch):
+    """Lustre mounted without -o flock answers ENOSYS: the job must still run (exclusive create remains)."""
+    import errno
+    import fcntl
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    out = str(tmp_path / "out.zarr")
+    with output_lock(out, job="first", resume=False) as path:
+        assert json.loads(open(path).read())["job"] == "first"
+        with pytest.raises(JobInputError, match="being written by first"):
+            with output_lock(out, job="second", resume=True):
+                pass
+    assert not os.path.exists(lock_path(out))
