@@ -164,13 +164,15 @@ def output_lock(out: str, *, job: str, resume: bool):
     local = not is_url(path)
     if local:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    mutex = _folder_mutex(path) if local else contextlib.nullcontext()
-    with mutex:
+    def mutex():
+        return _folder_mutex(path) if local else contextlib.nullcontext()
+
+    with mutex():
         mine = _acquire(out, path, job=job, resume=resume, local=local)
     try:
         yield path
     finally:
-        with (_folder_mutex(path) if local else contextlib.nullcontext()):
+        with mutex():
             if _read_lock(path).get("token") == mine["token"]:  # still ours: not taken over
                 _remove(path)
 

@@ -175,10 +175,9 @@ def test_a_store_another_job_writes_is_refused(job, tmp_path):
 
     sg, client, calls, _ = job
     out = str(tmp_path / "part.zarr")
-    holder = ("import sys, time\nfrom lamost2csst.parallel.locking import output_lock\n"
-              "with output_lock(sys.argv[1], job='holder', resume=False):\n    print('locked', flush=True)\n"
-              "    time.sleep(120)\n")
-    proc = subprocess.Popen([sys.executable, "-c", holder, out], stdout=subprocess.PIPE, text=True)
+    from tests.parallel.test_locking import HOLDER
+
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, out], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "locked"
         for flag in ("--resume", "--overwrite"):
