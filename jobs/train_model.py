@@ -107,6 +107,9 @@ def _common_options(p, *, epochs, batch_size, lr_min, test_fraction, mask_augmen
     p.add_argument("--test-fraction", type=float, default=test_fraction,
                    help="fraction held out for validation/test (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of split, initial weights and noise")
+    p.add_argument("--split-seed", type=int, default=None,
+                   help="seed of the train/test split alone (default: --seed); deep-ensemble members "
+                        "share one split (same --split-seed) and differ in --seed")
     p.add_argument("--threads", type=positive_int, default=None, help="TensorFlow intra-op threads")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     p.add_argument("--export", metavar="PATH.keras", help="copy the best model (+ card) here at the end")
@@ -329,9 +332,10 @@ def run(args, *, progress=True) -> dict:
     else:
         lib, names, extra = _stelib_library(args) if args.library == "stelib" else _ngsl_library(args)
         keys, columns = list(names), ["name"]
-    train_idx, test_idx = split_by_model(len(lib), test_fraction=args.test_fraction, seed=args.seed)
+    split_seed = args.seed if args.split_seed is None else args.split_seed
+    train_idx, test_idx = split_by_model(len(lib), test_fraction=args.test_fraction, seed=split_seed)
     split = {"columns": columns, "train": [keys[i] for i in train_idx], "test": [keys[i] for i in test_idx],
-             "seed": args.seed, "test_fraction": args.test_fraction}
+             "seed": split_seed, "test_fraction": args.test_fraction}
     split_path = run_dir / "split.json"
     if args.resume and split_path.exists():
         if json.loads(split_path.read_text()) != json.loads(json.dumps(split)):

@@ -62,6 +62,27 @@ def test_pretrain_writes_a_complete_run_and_resumes(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["epoch"] == 2
 
 
+def test_ensemble_member_shares_the_split_and_differs_in_weights(tmp_path, capsys):
+    """--split-seed fixes the split; --seed alone then changes the initial weights and noise."""
+    import keras
+    import numpy as np
+
+    grid = _grid_part(tmp_path)
+    common = ["pretrain", "--grid", str(grid), "--epochs", "1", "--validate-every", "1", "--batch-size", "16"]
+    assert train_model.main([*common, "--run-dir", str(tmp_path / "a"), "--seed", "3"]) == 0
+    assert train_model.main([*common, "--run-dir", str(tmp_path / "b"), "--seed", "4", "--split-seed", "3"]) == 0
+    assert train_model.main([*common, "--run-dir", str(tmp_path / "c"), "--seed", "4"]) == 0
+    capsys.readouterr()
+    split = {r: json.loads((tmp_path / r / "split.json").read_text()) for r in "abc"}
+    assert split["a"] == split["b"]
+    assert split["c"]["test"] != split["a"]["test"]  # 12 models: another seed draws another test set
+
+    import lamost2csst.nn.layers  # noqa: F401
+
+    a, b = (keras.saving.load_model(tmp_path / r / "best.keras", compile=False) for r in "ab")
+    assert any(not np.array_equal(wa, wb) for wa, wb in zip(a.get_weights(), b.get_weights()))
+
+
 def test_bad_arguments_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         train_model.main(["pretrain", "--run-dir", "x", "--epochs", "0"])
