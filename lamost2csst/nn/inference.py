@@ -153,13 +153,49 @@ def _raise_bad(flux, error, mask) -> None:
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_forward(model):
-    import tensorflow as tf
+def _compiled_forward(model, backend=None):
+    """``forward(flux, error) -> (sed, sigma)`` as numpy arrays, compiled for Keras's backend.
 
-    @tf.function(reduce_retracing=True)
+    TensorFlow (the default): one ``tf.function``. JAX (``KERAS_BACKEND=jax``, e.g. on a GPU
+    machine without TensorFlow): one ``jax.jit`` of the model's stateless call. Any other
+    backend (or ``backend="eager"``): the plain call.
+    """
+    import keras
+
+    backend = backend or keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function(reduce_retracing=True)
+        def tf_forward(flux, error):
+            out = model({"flux": flux, "error": error}, training=False)
+            return out["sed"], out["sigma"]
+
+        def forward(flux, error):
+            s, e = tf_forward(flux, error)
+            return s.numpy(), e.numpy()
+
+        return forward
+    if backend == "jax":
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+
+        @jax.jit
+        def jax_forward(trainable, non_trainable, flux, error):
+            out, _ = model.stateless_call(trainable, non_trainable, {"flux": flux, "error": error}, training=False)
+            return out["sed"], out["sigma"]
+
+        def forward(flux, error):
+            s, e = jax_forward(trainable, non_trainable, flux, error)
+            return np.asarray(s), np.asarray(e)
+
+        return forward
+
     def forward(flux, error):
         out = model({"flux": flux, "error": error}, training=False)
-        return out["sed"], out["sigma"]
+        return keras.ops.convert_to_numpy(out["sed"]), keras.ops.convert_to_numpy(out["sigma"])
 
     return forward
 
@@ -199,7 +235,5 @@ def predict(norm_flux, norm_error, *, mask=None, model=None, batch_size: int = 1
     forward = _compiled_forward(model)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        s, e = forward(flux[start:stop], error[start:stop])
-        sed[start:stop] = s.numpy()
-        sigma[start:stop] = e.numpy()
+        sed[start:stop], sigma[start:stop] = forward(flux[start:stop], error[start:stop])
     return sed, sigma

@@ -158,3 +158,35 @@ def test_compiled_and_numpy_network_arrays_agree(monkeypatch):
         assert a.dtype == b.dtype == np.float32
         np.testing.assert_array_equal(a, b)
     assert (fast[0][mask] == 1).all() and (fast[1][mask] == MASKED_ERROR).all()
+
+
+def test_compiled_forward_equals_the_plain_call(model):
+    from lamost2csst.nn.inference import _compiled_forward
+
+    flux, error = _inputs(7)
+    compiled = _compiled_forward(model)(flux, error)
+    eager = _compiled_forward(model, "eager")(flux, error)
+    for a, b in zip(compiled, eager):
+        assert isinstance(a, np.ndarray) and a.shape == (7, 574)
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+def test_predict_under_the_jax_backend_equals_tensorflow(tmp_path):
+    """KERAS_BACKEND=jax (GPU machines without TensorFlow) gives the same predictions."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    flux, error = _inputs(9, seed=5)
+    np.savez(tmp_path / "in.npz", flux=flux, error=error)
+    code = ("import sys, numpy as np, keras; from lamost2csst.nn.inference import predict; "
+            "d = np.load(sys.argv[1]); s, e = predict(d['flux'], d['error']); "
+            "assert keras.backend.backend() == 'jax'; np.savez(sys.argv[2], sed=s, sigma=e)")
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
+                   env=env, check=True, timeout=300)
+    jax_out = np.load(tmp_path / "out.npz")
+    sed, sigma = predict(flux, error)
+    np.testing.assert_allclose(jax_out["sed"], sed, rtol=1e-5)
+    np.testing.assert_allclose(jax_out["sigma"], sigma, rtol=1e-5)
