@@ -86,13 +86,13 @@ def _simple_child(files: list[str]) -> dict:
 
 
 def lamost_size_plan(results, *, bytes_per_star: float, gpu_rate: float, n_spectra: int = 20_000_000,
-                     disk_gb_per_s: float = 1.0, cores_per_gpu: int = 8) -> dict:
-    """What a LAMOST-size run needs, from the measured per-core rates (and an assumed GPU rate).
+                     disk_gb_per_s: float = 1.0, cores_per_gpu: int = 8, gpu_rate_source: str = "assumed") -> dict:
+    """What a LAMOST-size run needs, from the measured per-core rates and a GPU network rate.
 
     Per star and per core, from the 1-worker job run: ``read`` (Zarr read + decompression)
     and ``prep`` (everything but the network: job compute time minus raw network time);
     the network on the CPU from the raw 1-worker case. On N GPUs the network runs at
-    ``N * gpu_rate`` (assumed) while reading and preprocessing stay on ``cores_per_gpu``
+    ``N * gpu_rate`` (``gpu_rate_source`` says where that rate comes from) while reading and preprocessing stay on ``cores_per_gpu``
     CPU cores per GPU, and the shared file system delivers ``disk_gb_per_s``.
     """
     job1 = next(r for r in results if r["case"].startswith("predict_catalogue") and r["workers"] == 1)
@@ -107,14 +107,14 @@ def lamost_size_plan(results, *, bytes_per_star: float, gpu_rate: float, n_spect
         rates = {"cpu (read + prep" + (" + network)" if n_gpu == 0 else ")"): cpu_rate,
                  "disk": disk_gb_per_s * 1e9 / bytes_per_star}
         if n_gpu:
-            rates["gpu network (assumed rate)"] = n_gpu * gpu_rate
+            rates["gpu network"] = n_gpu * gpu_rate
         bound = min(rates, key=rates.get)
         rows.append({"gpus": n_gpu, "cpu_cores": cores, "bound_by": bound,
                      "spectra_per_s": round(rates[bound]), "hours_for_20M": round(n_spectra / rates[bound] / 3600, 2),
                      **{f"rate_{k}": round(v) for k, v in rates.items()}})
     return {"n_spectra": n_spectra, "bytes_per_star_on_disk": round(bytes_per_star), "input_tb":
             round(n_spectra * bytes_per_star / 1e12, 2), "per_core_seconds_per_star":
-            {"read": read_s, "prep": prep_s, "network_cpu": net_s}, "assumed_gpu_rate": gpu_rate,
+            {"read": read_s, "prep": prep_s, "network_cpu": net_s}, "gpu_rate": gpu_rate, "gpu_rate_source": gpu_rate_source,
             "assumed_disk_gb_per_s": disk_gb_per_s, "cores_per_gpu": cores_per_gpu, "rows": rows}
 
 
@@ -127,10 +127,23 @@ def main(argv=None):
     p.add_argument("--out", default="benchmarks/results/catalogue.json")
     p.add_argument("--workdir", default=None, help="where the catalogue is written (default: a temporary folder)")
     p.add_argument("--gpu-rate", type=float, default=100_000.0,
-                   help="ASSUMED network throughput of one GPU (spectra/s) for the 20-million plan: not measured "
-                   "here (no GPU); replace with a measured value")
+                   help="network throughput of one GPU (spectra/s) for the 20-million plan (default: an assumed "
+                   "100,000; measure it with benchmarks.bench_predict_device)")
+    p.add_argument("--gpu-rate-source", default="assumed", help="where --gpu-rate comes from (recorded)")
+    p.add_argument("--replan", metavar="RESULTS.json",
+                   help="only recompute the 20-million plan of a saved run (e.g. with a measured --gpu-rate) and "
+                   "store it in that file as lamost_size_plan")
     p.add_argument("--child-simple", nargs="*", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.replan:
+        saved = json.loads(Path(args.replan).read_text())
+        plan = lamost_size_plan(saved["results"], bytes_per_star=saved["lamost_size_plan"]["bytes_per_star_on_disk"],
+                                gpu_rate=args.gpu_rate, gpu_rate_source=args.gpu_rate_source)
+        for row in plan["rows"]:
+            print(json.dumps(row))
+        saved["lamost_size_plan"] = plan
+        Path(args.replan).write_text(json.dumps(saved, indent=1) + "\n")
+        return
     if args.child_simple is not None:
         print(json.dumps(_simple_child(args.child_simple)))
         return
@@ -190,7 +203,8 @@ def main(argv=None):
     }
     print(json.dumps(ratios))
     bytes_per_star = sum(f.stat().st_size for f in catalogue.rglob("*") if f.is_file()) / args.n
-    plan = lamost_size_plan(results, bytes_per_star=bytes_per_star, gpu_rate=args.gpu_rate)
+    plan = lamost_size_plan(results, bytes_per_star=bytes_per_star, gpu_rate=args.gpu_rate,
+                            gpu_rate_source=args.gpu_rate_source)
     for row in plan["rows"]:
         print(json.dumps(row))
     record_file = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

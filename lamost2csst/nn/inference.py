@@ -27,6 +27,11 @@ MASKED_ERROR = 1.0
 N_INPUT = 2238
 N_OUTPUT = 574
 
+#: Matmul/convolution precision of the JAX forward pass. "highest" is full float32: on an H200
+#: the default (TF32) was 17 % faster but changed SEDs by up to 1.0 % (median 7e-5) against
+#: the TensorFlow-CPU reference; "highest" agreed to 4e-6 (benchmarks/results/predict_device_h200.json).
+JAX_MATMUL_PRECISION = "highest"
+
 
 def default_model_path() -> Path:
     """The shipped model: ``lamost2csst/data/model/uaranet.keras``."""
@@ -156,8 +161,9 @@ def _raise_bad(flux, error, mask) -> None:
 def _compiled_forward(model, backend=None):
     """``forward(flux, error) -> (sed, sigma)`` as numpy arrays, compiled for Keras's backend.
 
-    TensorFlow (the default): one ``tf.function``. JAX (``KERAS_BACKEND=jax``, e.g. on a GPU
-    machine without TensorFlow): one ``jax.jit`` of the model's stateless call. Any other
+    TensorFlow (the default): one ``tf.function``, TF32 off (full float32 on GPUs too). JAX
+    (``KERAS_BACKEND=jax``, e.g. on a GPU machine without TensorFlow): one ``jax.jit`` of the
+    model's stateless call at ``JAX_MATMUL_PRECISION``. Any other
     backend (or ``backend="eager"``): the plain call.
     """
     import keras
@@ -165,6 +171,8 @@ def _compiled_forward(model, backend=None):
     backend = backend or keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(False)  # see JAX_MATMUL_PRECISION
 
         @tf.function(reduce_retracing=True)
         def tf_forward(flux, error):
@@ -187,8 +195,11 @@ def _compiled_forward(model, backend=None):
             out, _ = model.stateless_call(trainable, non_trainable, {"flux": flux, "error": error}, training=False)
             return out["sed"], out["sigma"]
 
+        precision = JAX_MATMUL_PRECISION
+
         def forward(flux, error):
-            s, e = jax_forward(trainable, non_trainable, flux, error)
+            with jax.default_matmul_precision(precision):
+                s, e = jax_forward(trainable, non_trainable, flux, error)
             return np.asarray(s), np.asarray(e)
 
         return forward

@@ -226,16 +226,19 @@ class TensorFlowSetup(WorkerPlugin):
 
     def setup(self, worker=None):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no C++ banner per worker
-        import tensorflow as tf
+        import keras
 
-        threads = self.threads or (worker.state.nthreads if worker is not None else 1)
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
-            for gpu in tf.config.list_physical_devices("GPU"):
-                tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:  # TensorFlow already initialized in this process
-            pass
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            threads = self.threads or (worker.state.nthreads if worker is not None else 1)
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(threads)
+                for gpu in tf.config.list_physical_devices("GPU"):
+                    tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:  # TensorFlow already initialized in this process
+                pass
         from lamost2csst.nn.inference import load_model
 
         load_model(self.model_path)
