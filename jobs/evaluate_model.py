@@ -83,6 +83,17 @@ def build_parser():
     return p
 
 
+def _training_split(model_path):
+    """Training models of a model file: from its card, else from the ``split.json`` of its run directory."""
+    from lamost2csst.nn.inference import model_card
+
+    split = model_card(model_path).get("split")
+    beside = Path(model_path).parent / "split.json"
+    if split is None and beside.exists():
+        split = json.loads(beside.read_text())
+    return None if split is None else split["train"]
+
+
 def _test_models(args, card):
     import numpy as np
 
@@ -107,6 +118,15 @@ def _test_models(args, card):
     keep = np.array([k in wanted for k in keys])
     if keep.sum() != len(wanted):
         raise SystemExit(f"{PROG}: error: {len(wanted) - keep.sum()} test models of the split are not in the grid")
+    for member in args.ensemble or ():
+        seen = _training_split(member)
+        if seen is None:
+            raise SystemExit(f"{PROG}: error: ensemble member {member} has neither a model card with its training "
+                             "split nor a split.json beside it; cannot check that it never saw the test models")
+        leaked = wanted & {tuple(np.round(p, 4)) for p in seen}
+        if leaked:
+            raise SystemExit(f"{PROG}: error: ensemble member {member} was trained on {len(leaked)} of the test "
+                             "models; train members with the same --split-seed as the first model")
     trained = {tuple(np.round(p, 4)) for p in split["train"]}
     return ds.isel(model=np.flatnonzero(keep)), ds.isel(model=np.flatnonzero([k in trained for k in keys]))
 

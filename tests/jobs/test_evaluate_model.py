@@ -92,3 +92,15 @@ def test_ensemble_evaluation_reports_total_and_aleatoric_calibration(run, tmp_pa
     assert result["ensemble"] == [str(run_dir / "checkpoint.keras")]
     assert set(result["grid_within1sigma_aleatoric_only"]) == {"snr20_GU", "snr20_GV", "snr20_GI"}
     assert "aleatoric σ only" in (out / "evaluation.md").read_text()
+
+
+def test_an_ensemble_member_trained_on_test_models_is_refused(run, tmp_path):
+    grid, run_dir = run
+    other = tmp_path / "other"  # another split seed: some of run's test models are its training models
+    assert train_model.main(["pretrain", "--grid", str(grid), "--run-dir", str(other), "--epochs", "1",
+                             "--batch-size", "16", "--seed", "7"]) == 0
+    test = {tuple(p) for p in json.loads((run_dir / "split.json").read_text())["test"]}
+    assert test & {tuple(p) for p in json.loads((other / "split.json").read_text())["train"]}
+    with pytest.raises(SystemExit, match="trained on .* of the test models"):
+        evaluate_model.main(["--model", str(run_dir / "best.keras"), "--ensemble", str(other / "best.keras"),
+                             "--grid", str(grid), "--out", str(tmp_path / "o"), "--snrs", "20"])
