@@ -170,22 +170,30 @@ def _predict_any(model, flux, error):
     return sed, sigma, sigma
 
 
-def calibration_summary(sed_true, target_mask, sed, sigma, snr):
-    """Fraction |r|/sigma < 1 per SNR and band over all stars."""
+def sigma_summary(sed_true, target_mask, sed, sigma, aleatoric, snr):
+    """Per SNR and band over all stars: fraction |r|/sigma < 1 with the total and with the aleatoric
+    sigma, and the median aleatoric and epistemic sigma (epistemic = sqrt(total^2 - aleatoric^2),
+    zero for a single model)."""
     import numpy as np
 
     from lamost2csst.core.grids import BANDS, OUTPUT_WAVE, band_pixels
     from lamost2csst.core.metrics import relative_residual
 
     r = relative_residual(sed, sed_true, mask=target_mask)
-    z = r / sigma
-    out = {}
+    epistemic = np.sqrt(np.maximum(sigma.astype(float) ** 2 - aleatoric.astype(float) ** 2, 0.0))
+    rows = []
     for value in np.unique(snr):
         for band, lo_hi in BANDS.items():
-            zb = z[snr == value][:, band_pixels(OUTPUT_WAVE, lo_hi)]
-            zb = zb[np.isfinite(zb)]
-            out[f"snr{value:g}_{band}"] = float(np.mean(np.abs(zb) < 1))
-    return out
+            sel = band_pixels(OUTPUT_WAVE, lo_hi)
+            rb = r[snr == value][:, sel]
+            good = np.isfinite(rb)
+            rows.append({"snr": float(value), "band": band,
+                         "within1sigma": float(np.mean(np.abs(rb[good] / sigma[snr == value][:, sel][good]) < 1)),
+                         "within1sigma_aleatoric": float(np.mean(np.abs(rb[good] / aleatoric[snr == value][:, sel][good])
+                                                                 < 1)),
+                         "median_sigma_aleatoric": float(np.median(aleatoric[snr == value][:, sel][good])),
+                         "median_sigma_epistemic": float(np.median(epistemic[snr == value][:, sel][good]))})
+    return rows
 
 
 def grid_evaluation(model, ds, *, snrs, realisations, seed, baseline=None):
@@ -213,7 +221,7 @@ def grid_evaluation(model, ds, *, snrs, realisations, seed, baseline=None):
         for row, b in zip(rows, base_rows):
             for band in ("GU", "GV", "GI"):
                 row[f"ridge_error_{band}"] = b[f"error_{band}"]
-    return rows, cat[:7], calibration_summary(cat[0], cat[1], cat[2], cat[7], cat[5])
+    return rows, cat[:7], sigma_summary(cat[0], cat[1], cat[2], cat[3], cat[7], cat[5])
 
 
 def miles_evaluation(model, *, snr, threshold, seed):
@@ -246,7 +254,10 @@ def miles_evaluation(model, *, snr, threshold, seed):
               "rmsae_threshold": threshold, "gpr_hyperparameters": screen.hyperparameters, "snr": snr,
               "errors": wavelength_errors(r, at=MILES_WAVELENGTHS), "within1sigma": within,
               "std_z": float(np.nanstd(z)),
-              "within1sigma_aleatoric_only": float(np.mean(np.abs(r / aleatoric)[np.isfinite(r)] < 1))}
+              "within1sigma_aleatoric_only": float(np.mean(np.abs(r / aleatoric)[np.isfinite(r)] < 1)),
+              "median_sigma_aleatoric": float(np.median(aleatoric[np.isfinite(r)])),
+              "median_sigma_epistemic": float(np.median(np.sqrt(np.maximum(
+                  sigma.astype(float) ** 2 - aleatoric.astype(float) ** 2, 0.0))[np.isfinite(r)]))}
     return result, (OUTPUT_WAVE, r, lib.teff)
 
 
@@ -376,22 +387,33 @@ def run(args) -> dict:
     card = model_card(path)
     if args.ensemble:
         model = [model, *(load_model(p) for p in args.ensemble)]
-    grid_rows, grid_cat, miles, miles_arrays, aleatoric_calibration = [], None, None, None, None
+    grid_rows, grid_cat, miles, miles_arrays, sigmas = [], None, None, None, None
     if args.grid_test:
         ds, train_ds = _test_models(args, card)
         baseline = RidgeBaseline(train_ds, seed=args.seed) if args.ridge_baseline else None
-        grid_rows, grid_cat, aleatoric_calibration = grid_evaluation(
+        grid_rows, grid_cat, sigmas = grid_evaluation(
             model, ds, snrs=args.snrs, realisations=args.realisations, seed=args.seed, baseline=baseline)
     if args.miles:
         miles, miles_arrays = miles_evaluation(model, snr=args.miles_snr, threshold=args.miles_rmsae, seed=args.seed)
     text = _markdown(card, grid_rows, miles, args)
-    if args.ensemble and aleatoric_calibration:
-        text += ("\n## Ensemble: fraction |r|/σ < 1 with the aleatoric σ only (the tables above use the total)\n\n"
-                 + "\n".join(f"- {k}: {v:.3f}" for k, v in aleatoric_calibration.items()) + "\n")
+    if args.ensemble and sigmas:
+        text += ("\n## Ensemble: aleatoric and epistemic σ (the tables above use the total)\n\n"
+                 "Over all test stars; σ relative, medians over the band's pixels and the stars.\n\n"
+                 "| SNR | band | in 1σ (total) | in 1σ (aleatoric only) | median σ aleatoric | median σ epistemic |\n"
+                 "|---:|---|---:|---:|---:|---:|\n"
+                 + "".join(f"| {r['snr']:g} | {r['band']} | {r['within1sigma']:.3f} | {r['within1sigma_aleatoric']:.3f} "
+                           f"| {r['median_sigma_aleatoric']:.4f} | {r['median_sigma_epistemic']:.4f} |\n" for r in sigmas))
+    if args.ensemble and miles:
+        text += (f"\nMILES, ensemble: fraction |r|/σ<1 {miles['within1sigma']:.3f} with the total σ, "
+                 f"{miles['within1sigma_aleatoric_only']:.3f} with the aleatoric σ only; median σ aleatoric "
+                 f"{miles['median_sigma_aleatoric']:.4f}, epistemic {miles['median_sigma_epistemic']:.4f}\n")
+    aleatoric_calibration = ({f"snr{r['snr']:g}_{r['band']}": r["within1sigma_aleatoric"] for r in sigmas}
+                             if args.ensemble and sigmas else None)
     (out / "evaluation.md").write_text(text)
     figures = _figures(out, grid_cat, miles_arrays)
     result = {"model": str(path), "sha256": card.get("sha256"), "ensemble": args.ensemble, "grid": grid_rows,
-              "grid_within1sigma_aleatoric_only": aleatoric_calibration, "miles": miles,
+              "grid_within1sigma_aleatoric_only": aleatoric_calibration, "grid_sigma_summary": sigmas,
+              "miles": miles,
               "paper_grid": {f"{t}K_snr{s}": v for (t, s), v in PAPER_GRID.items()}, "paper_miles": PAPER_MILES,
               "figures": [str(f) for f in figures], "seconds": round(time.perf_counter() - t0, 1)}
     (out / "evaluation.json").write_text(json.dumps(result, indent=1) + "\n")

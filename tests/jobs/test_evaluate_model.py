@@ -91,7 +91,28 @@ def test_ensemble_evaluation_reports_total_and_aleatoric_calibration(run, tmp_pa
     result = json.loads((out / "evaluation.json").read_text())
     assert result["ensemble"] == [str(run_dir / "checkpoint.keras")]
     assert set(result["grid_within1sigma_aleatoric_only"]) == {"snr20_GU", "snr20_GV", "snr20_GI"}
-    assert "aleatoric σ only" in (out / "evaluation.md").read_text()
+    assert [(r["snr"], r["band"]) for r in result["grid_sigma_summary"]] == [(20.0, b) for b in ("GU", "GV", "GI")]
+    assert "median σ epistemic" in (out / "evaluation.md").read_text()
+
+
+def test_sigma_summary_against_hand_computed_fractions():
+    """r = 0.01 everywhere; half the stars have total sigma 0.02 (inside), half 0.005 (outside);
+    aleatoric sigma 0.006 for all (r/aleatoric = 1.67: outside); epistemic = sqrt(total^2 - 0.006^2)."""
+    from lamost2csst.core.grids import OUTPUT_WAVE
+
+    n = 8
+    true = np.ones((n, OUTPUT_WAVE.size))
+    sed = true * 1.01
+    total = np.where(np.arange(n)[:, None] < 4, 0.02, 0.005) * np.ones_like(true)
+    aleatoric = np.full_like(true, 0.006)
+    rows = evaluate_model.sigma_summary(true, np.zeros(true.shape, bool), sed, total, aleatoric, np.full(n, 20.0))
+    assert len(rows) == 3
+    for row in rows:
+        assert row["within1sigma"] == pytest.approx(0.5)
+        assert row["within1sigma_aleatoric"] == 0.0
+        assert row["median_sigma_aleatoric"] == pytest.approx(0.006)
+        # median of 4 x sqrt(0.02^2 - 0.006^2) and 4 x 0 (total < aleatoric is clipped to zero epistemic)
+        assert row["median_sigma_epistemic"] == pytest.approx(np.sqrt(0.02**2 - 0.006**2) / 2)
 
 
 def test_an_ensemble_member_trained_on_test_models_is_refused(run, tmp_path):
