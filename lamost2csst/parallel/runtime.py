@@ -8,12 +8,14 @@
 * :func:`dask_client`: attach to ``scheduler`` or start a LocalCluster on 127.0.0.1
   (dashboard on 127.0.0.1 too: never exposed unless a user asks).
 * :func:`run_cli`: the frame of a job's ``main``: preflight checks before any cluster
-  starts, the dashboard link, an optional performance report, exit 2 on JobInputError.
+  starts, the dashboard link, an optional performance report, exit 2 on JobInputError,
+  a one-line message and exit 1 on a full disk or quota (ENOSPC/EDQUOT, also from a worker).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -181,6 +183,15 @@ def run_cli(prog: str, args, run, *, preflight=None, n_workers=None, threads_per
     except JobInputError as err:
         print(f"python -m jobs.{prog}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # A full disk (or quota) is not a bug: say so in one line, with where and what to do.
+        where = f" ({err.filename})" if err.filename else ""
+        again = "; chunks already finished are kept: rerun with --resume" if hasattr(args, "resume") else ""
+        print(f"python -m jobs.{prog}: error: {err.strerror or 'no space left'}{where}: free space or write "
+              f"the output elsewhere{again}", file=sys.stderr)
+        raise SystemExit(1) from None
     return summary
 
 

@@ -89,3 +89,40 @@ def test_peak_rss_is_the_process_own_not_inherited_from_its_parent():
     idle, busy = (float(v) for v in out.stdout.split())
     assert idle < 200  # the parent held 400 MB when it started the child
     assert 300 <= busy < 300 + idle + 50  # the child's own 300 MB are seen
+
+
+def _fill_the_disk(path):
+    import errno
+    import os
+
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+
+def test_a_full_disk_on_a_worker_is_one_line_and_exit_1(capsys):
+    """ENOSPC raised inside a Dask task reaches the client and becomes one line, not a traceback."""
+    import argparse
+
+    from lamost2csst.parallel.runtime import run_cli
+
+    def run(args, client):
+        return client.submit(_fill_the_disk, "/data/out.zarr/sed/c/3/0").result()
+
+    args = argparse.Namespace(resume=False)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("predict_catalogue", args, run, n_workers=1)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("python -m jobs.predict_catalogue: error: No space left on device (/data/out.zarr/sed/c/3/0)")
+    assert "rerun with --resume" in err
+
+
+def test_other_os_errors_are_not_disguised():
+    import argparse
+
+    from lamost2csst.parallel.runtime import run_cli
+
+    def run(args, client):
+        raise PermissionError(13, "Permission denied", "/x")
+
+    with pytest.raises(PermissionError):
+        run_cli("build_flatcube", argparse.Namespace(), run, n_workers=1)
