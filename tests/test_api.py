@@ -45,6 +45,9 @@ def test_api_functions_take_their_options_by_keyword_only():
         ("lamost2csst, lamost2csst.nn", ("dask", "tensorflow", "keras")),
         ("lamost2csst.nn.training, lamost2csst.nn.inference, lamost2csst.nn.model, lamost2csst.core.gpr, "
          "lamost2csst.core.evaluation", ("dask", "distributed", "xarray")),
+        # the catalogue jobs' Zarr paths need no FITS reader (GPU images often lack astropy)
+        ("lamost2csst.io, lamost2csst.io.spectra, lamost2csst.io.simulated, lamost2csst.parallel.predict, "
+         "jobs.predict_catalogue", ("astropy",)),
     ],
 )
 def test_layering_imports(modules, forbidden):
@@ -66,3 +69,14 @@ def test_predict_through_the_public_api_with_a_given_model(tmp_path):
     sed, sigma = lamost2csst.predict(np.ones((2, 2238)), np.full((2, 2238), 0.02), model=model)
     np.testing.assert_allclose(sed, 2.0, rtol=1e-6)  # zero-kernel head: the start SED exactly
     np.testing.assert_allclose(sigma, 0.05, rtol=1e-5)
+
+
+def test_lazy_io_names_resolve_to_their_modules():
+    import lamost2csst.io as io
+    from lamost2csst.io.readers import read_lamost
+    from lamost2csst.io.spectra import SCHEMA
+
+    assert io.read_lamost is read_lamost and io.SCHEMA is SCHEMA
+    assert set(io.__all__) <= set(dir(io))
+    with pytest.raises(AttributeError, match="no attribute 'read_nothing'"):
+        io.read_nothing

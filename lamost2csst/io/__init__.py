@@ -1,44 +1,43 @@
-"""Storage and file formats: the xarray/Zarr schemas, readers of spectral libraries."""
+"""Storage and file formats: the xarray/Zarr schemas, readers of spectral libraries.
 
-from lamost2csst.io.spectra import (
-    SCHEMA,
-    create_spectra_store,
-    open_spectra,
-    spectra_dataset,
-    validate_spectra,
-    write_spectra,
-    write_spectra_region,
-)
-from lamost2csst.io.demo import toy_catalogue
-from lamost2csst.io.training import gridded_library, training_pairs
-from lamost2csst.io.readers import (
-    ReaderError,
-    read_bosz,
-    read_lamost,
-    read_mangadap_miles,
-    read_mangadap_stelib,
-    read_miles,
-    read_ngsl,
-    read_stelib,
-)
+Importing :mod:`lamost2csst.io` is lazy: a name's module loads when the name is first used,
+so the Zarr/xarray paths (the catalogue jobs' workers) do not import astropy, which only
+the FITS readers need.
+"""
 
-__all__ = [
-    "SCHEMA",
-    "ReaderError",
-    "create_spectra_store",
-    "gridded_library",
-    "open_spectra",
-    "read_bosz",
-    "read_lamost",
-    "read_mangadap_miles",
-    "read_mangadap_stelib",
-    "read_miles",
-    "read_ngsl",
-    "read_stelib",
-    "spectra_dataset",
-    "toy_catalogue",
-    "training_pairs",
-    "validate_spectra",
-    "write_spectra",
-    "write_spectra_region",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "SCHEMA": "lamost2csst.io.spectra",
+    "create_spectra_store": "lamost2csst.io.spectra",
+    "open_spectra": "lamost2csst.io.spectra",
+    "spectra_dataset": "lamost2csst.io.spectra",
+    "validate_spectra": "lamost2csst.io.spectra",
+    "write_spectra": "lamost2csst.io.spectra",
+    "write_spectra_region": "lamost2csst.io.spectra",
+    "toy_catalogue": "lamost2csst.io.demo",
+    "gridded_library": "lamost2csst.io.training",
+    "training_pairs": "lamost2csst.io.training",
+    "ReaderError": "lamost2csst.io.readers",
+    "read_bosz": "lamost2csst.io.readers",
+    "read_lamost": "lamost2csst.io.readers",
+    "read_mangadap_miles": "lamost2csst.io.readers",
+    "read_mangadap_stelib": "lamost2csst.io.readers",
+    "read_miles": "lamost2csst.io.readers",
+    "read_ngsl": "lamost2csst.io.readers",
+    "read_stelib": "lamost2csst.io.readers",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'lamost2csst.io' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
