@@ -125,6 +125,7 @@ def measure(args) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--make-inputs", metavar="NPZ", type=Path, help="write the reference inputs and stop")
+    p.add_argument("--n-inputs", type=int, default=512, help="spectra in the reference inputs (--make-inputs)")
     p.add_argument("--inputs", type=Path, default=Path(".device/predict_inputs.npz"))
     p.add_argument("--n", type=int, default=65536, help="spectra per timed run (the inputs, tiled)")
     p.add_argument("--batches", type=int, nargs="+", default=[1024, 4096, 16384, 65536])
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=None, help="JSON record of the run")
     args = p.parse_args(argv)
     if args.make_inputs:
-        make_inputs(args.make_inputs)
+        make_inputs(args.make_inputs, n=args.n_inputs)
         return 0
     if not args.inputs.exists():
         p.error(f"{args.inputs} does not exist; make it first with --make-inputs {args.inputs}")
