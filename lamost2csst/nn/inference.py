@@ -198,9 +198,19 @@ def _compiled_forward(model, backend=None):
         precision = JAX_MATMUL_PRECISION
 
         def forward(flux, error):
+            # jax.jit compiles once per input shape: pad the batch to the next power of two
+            # (flux 1, error 1: a valid, ignorable spectrum) so that the ragged last batches of
+            # a survey's chunks reuse a few compiled shapes instead of compiling each time.
+            n = flux.shape[0]
+            size = 1 << max(n - 1, 0).bit_length()
+            if size != n:
+                flux = np.concatenate([flux, np.ones((size - n, flux.shape[1]), flux.dtype)])
+                error = np.concatenate([error, np.ones((size - n, error.shape[1]), error.dtype)])
             with jax.default_matmul_precision(precision):
                 s, e = jax_forward(trainable, non_trainable, flux, error)
-            return np.asarray(s), np.asarray(e)
+            return np.asarray(s)[:n], np.asarray(e)[:n]
+
+        forward.compiled = jax_forward  # for tests: jax_forward._cache_size() counts compilations
 
         return forward
 

@@ -180,9 +180,12 @@ def test_predict_under_the_jax_backend_equals_tensorflow(tmp_path):
     pytest.importorskip("jax")
     flux, error = _inputs(9, seed=5)
     np.savez(tmp_path / "in.npz", flux=flux, error=error)
-    code = ("import sys, numpy as np, keras; from lamost2csst.nn.inference import predict; "
-            "d = np.load(sys.argv[1]); s, e = predict(d['flux'], d['error']); "
-            "assert keras.backend.backend() == 'jax'; np.savez(sys.argv[2], sed=s, sigma=e)")
+    # ragged batch sizes (a survey chunk's last batch) reuse a few compiled shapes (padding)
+    code = ("import sys, numpy as np, keras; from lamost2csst.nn.inference import predict, load_model, "
+            "_compiled_forward; d = np.load(sys.argv[1]); s, e = predict(d['flux'], d['error']); "
+            "assert keras.backend.backend() == 'jax'; np.savez(sys.argv[2], sed=s, sigma=e); "
+            "[predict(d['flux'][:k], d['error'][:k], batch_size=4) for k in range(1, 10)]; "
+            "n = _compiled_forward(load_model()).compiled._cache_size(); assert n <= 4, n")
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
                    env=env, check=True, timeout=300)
