@@ -230,7 +230,7 @@ def plot_precision(summary: dict, path: str) -> None:
     stars = np.array([r["n_stars"] for r in rows], dtype=float)
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for band, colour in (("GU", "tab:blue"), ("GV", "tab:green"), ("GI", "tab:red")):
-        ax.plot(stars, [r[band] for r in rows], "o-", color=colour, label=f"{band}, shipped (preliminary) model")
+        ax.plot(stars, [r[band] for r in rows], "o-", color=colour, label=f"{band}, shipped model")
         ax.plot([400], [summary["paper"][band]], "*", color=colour, markersize=12, markeredgecolor="k")
     ax.plot(stars, rows[0]["GV"] * np.sqrt(stars[0] / stars), ":", color="grey", label="1/sqrt(N) from 100 stars (GV)")
     ax.set_xscale("log")
