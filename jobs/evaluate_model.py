@@ -263,8 +263,10 @@ def miles_evaluation(model, *, snr, threshold, seed):
 
 def _markdown(card, grid_rows, miles, args) -> str:
     lines = ["# UaRA-net evaluation", ""]
+    trained_on = ("grid models" if card.get("stage", "pretrain") == "pretrain"
+                  else f"{card.get('library', 'empirical')} stars (fine-tuned from {card.get('init', '?')})")
     lines.append(f"model: `{args.model or 'shipped'}` (sha256 {card.get('sha256', '?')[:12]}), "
-                 f"trained on {card.get('train_models', '?')} grid models; command: `{' '.join(sys.argv)}`")
+                 f"trained on {card.get('train_models', '?')} {trained_on}; command: `{' '.join(sys.argv)}`")
     if grid_rows:
         lines += ["", "## Grid test split vs the paper (Sect. 4.2, BOSZ test set)", "",
                   "Rows are models × noise realisations; `models` counts the distinct test models of the bin.", "",
