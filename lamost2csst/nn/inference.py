@@ -187,9 +187,6 @@ def _compiled_forward(model, backend=None):
     if backend == "jax":
         import jax
 
-        trainable = [v.value for v in model.trainable_variables]
-        non_trainable = [v.value for v in model.non_trainable_variables]
-
         @jax.jit
         def jax_forward(trainable, non_trainable, flux, error):
             out, _ = model.stateless_call(trainable, non_trainable, {"flux": flux, "error": error}, training=False)
@@ -206,6 +203,9 @@ def _compiled_forward(model, backend=None):
             if size != n:
                 flux = np.concatenate([flux, np.ones((size - n, flux.shape[1]), flux.dtype)])
                 error = np.concatenate([error, np.ones((size - n, error.shape[1]), error.dtype)])
+            # the weights as they are now (a model changed after its first prediction is not stale)
+            trainable = [v.value for v in model.trainable_variables]
+            non_trainable = [v.value for v in model.non_trainable_variables]
             with jax.default_matmul_precision(precision):
                 s, e = jax_forward(trainable, non_trainable, flux, error)
             return np.asarray(s)[:n], np.asarray(e)[:n]

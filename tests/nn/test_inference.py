@@ -185,7 +185,11 @@ def test_predict_under_the_jax_backend_equals_tensorflow(tmp_path):
             "_compiled_forward; d = np.load(sys.argv[1]); s, e = predict(d['flux'], d['error']); "
             "assert keras.backend.backend() == 'jax'; np.savez(sys.argv[2], sed=s, sigma=e); "
             "[predict(d['flux'][:k], d['error'][:k], batch_size=4) for k in range(1, 10)]; "
-            "n = _compiled_forward(load_model()).compiled._cache_size(); assert n <= 4, n")
+            "n = _compiled_forward(load_model()).compiled._cache_size(); assert n <= 4, n; "
+            # weights changed after a first prediction are used (no stale compiled copy)
+            "m = load_model(); w = m.get_weights(); s1, _ = predict(d['flux'][:2], d['error'][:2], model=m); "
+            "m.set_weights([x * 0.9 for x in w]); s2, _ = predict(d['flux'][:2], d['error'][:2], model=m); "
+            "m.set_weights(w); assert not np.allclose(s1, s2)")
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
                    env=env, check=True, timeout=300)
