@@ -31,6 +31,7 @@ The output store (schema ``lamost2csst.predictions/1``, Zarr v3)::
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import socket
@@ -289,18 +290,34 @@ def predictions_template(ds: xr.Dataset, *, chunk_stars: int, catalogue: str, mo
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
-def _held_out(src: dict, train_models) -> np.ndarray | None:
+@functools.lru_cache(maxsize=4)
+def _training_models(model_path: str) -> frozenset | None:
+    """The rounded (teff, logg, feh, alpha) of the network's training models, from its card (None: unknown).
+
+    Read on the worker from the model file's card: passing the list through ``client.map``
+    kwargs broke Dask 2026.8's scheduler once the list grew past ~1,000 entries
+    ("AssertionError: <TaskState 'train_models' processing>").
+    """
+    from lamost2csst.nn.inference import model_card
+
+    train = (model_card(model_path).get("split") or {}).get("train")
+    if not train:
+        return None
+    return frozenset(tuple(np.round(row, 3)) for row in np.asarray(train, dtype=np.float64))
+
+
+def _held_out(src: dict, model_path: str) -> np.ndarray | None:
     """Stars whose (teff, logg, feh, alpha) is not a training model of the network (None: unknown)."""
     names = ("teff", "logg", "feh", "alpha")
-    if not train_models or not all(n in src for n in names):
+    train = _training_models(model_path)
+    if not train or not all(n in src for n in names):
         return None
-    train = {tuple(np.round(row, 3)) for row in np.asarray(train_models, dtype=np.float64)}
     params = np.round(np.stack([src[n] for n in names], axis=1).astype(np.float64), 3)
     return np.array([tuple(row) not in train for row in params], dtype=bool)
 
 
 def predict_chunk(index: int, start: int, stop: int, *, catalogue: str, out: str, model_path: str, observed: bool,
-                  thresholds: dict, forward_batch: int, train_models=None) -> dict:
+                  thresholds: dict, forward_batch: int) -> dict:
     """One task: stars ``start:stop`` of ``catalogue`` -> the same region of ``out``, then the marker."""
     from lamost2csst.nn.inference import load_model
 
@@ -317,7 +334,7 @@ def predict_chunk(index: int, start: int, stop: int, *, catalogue: str, out: str
     if has_truth:
         args = (res["sed"], res["sigma"], res["flags"], src["sed_true"], src.get("snr_g"))
         stats = {f"all_{k}": v for k, v in truth_statistics(*args).items()}
-        held = _held_out(src, train_models)
+        held = _held_out(src, model_path)
         if held is not None:
             stats.update({f"heldout_{k}": v for k, v in truth_statistics(*(a[held] for a in args[:4]),
                                                                          None if args[4] is None else args[4][held]).items()})
@@ -446,7 +463,6 @@ def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, r
             client, predict_chunk, chunk_ranges(n_star, chunk_stars), out=out, desc="predict", progress=progress,
             catalogue=catalogue, model_path=model_path, observed=ds.attrs.get("frame") == "observed",
             thresholds=thresholds.as_dict(), forward_batch=int(batch_size),  # (client.map has its own batch_size)
-            train_models=(card.get("split") or {}).get("train"),
         )
         t_done = time.perf_counter()
         stars_written = sum(m["n_star"] for m in new)

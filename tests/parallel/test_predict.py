@@ -115,7 +115,7 @@ def test_heldout_truth_covers_only_models_outside_the_training_split(finished, d
     train = {tuple(np.round(r, 3)) for r in model_card()["split"]["train"]}
     params = np.round(np.stack([demo[p].values for p in ("teff", "logg", "feh", "alpha")], axis=1), 3)
     held = np.array([tuple(p) not in train for p in params])
-    assert 0 < held.sum() < N_STAR  # the grid has grown since the model was trained
+    assert 0 < held.sum() < N_STAR  # the demo draws training and test models of the network
     ds = xr.open_zarr(out, consolidated=False)
     ok = (ds.flags.values == 0) & held
     r = ds.sed.values[ok].astype(np.float64) / demo.sed_true.values[ok] - 1.0
