@@ -7,7 +7,7 @@ the FITS readers need.
 
 from __future__ import annotations
 
-import importlib
+from lamost2csst._lazy import lazy_exports
 
 _EXPORTS = {
     "SCHEMA": "lamost2csst.io.spectra",
@@ -33,11 +33,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'lamost2csst.io' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports("lamost2csst.io", _EXPORTS)

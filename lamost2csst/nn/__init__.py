@@ -6,7 +6,7 @@ This layer imports TensorFlow/Keras and numpy, never dask or xarray. Importing
 
 from __future__ import annotations
 
-import importlib
+from lamost2csst._lazy import lazy_exports
 
 _EXPORTS = {
     "build_uaranet": "lamost2csst.nn.model",
@@ -24,7 +24,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'lamost2csst.nn' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports("lamost2csst.nn", _EXPORTS)
