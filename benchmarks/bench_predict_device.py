@@ -47,7 +47,10 @@ def make_inputs(path: Path, *, n: int = 512, seed: int = 0) -> None:
     mask = np.zeros(data.flux.shape, bool)  # epoch_pairs fills masked pixels already
     sed, sigma = lamost2csst.predict(data.flux, data.error, mask=mask)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, flux=data.flux, error=data.error, mask=mask, sed=sed, sigma=sigma)
+    from lamost2csst.nn.inference import default_model_path, model_hash
+
+    np.savez_compressed(path, flux=data.flux, error=data.error, mask=mask, sed=sed, sigma=sigma,
+                        model_hash=np.array(model_hash(default_model_path())))
     print(f"wrote {path}: {n} spectra and the shipped model's predictions (TensorFlow, CPU)")
 
 
@@ -83,6 +86,12 @@ def measure(args) -> dict:
     backend = keras.backend.backend()
     ref = np.load(args.inputs)
     model = load_model(args.model)
+    model_path = args.model or inference.default_model_path()
+    ref_hash = str(ref["model_hash"]) if "model_hash" in ref else "unknown (made before hashes were stored)"
+    if ref_hash != inference.model_hash(model_path):
+        # the reference predictions came from another model: the differences below say nothing about precision
+        print(f"WARNING: {args.inputs} holds the predictions of model {ref_hash}, not of {model_path}; "
+              f"the *_rel_diff values compare two models: remake it with --make-inputs", file=sys.stderr, flush=True)
     reps = -(-args.n // ref["flux"].shape[0])
     flux = np.tile(ref["flux"], (reps, 1))[: args.n]
     error = np.tile(ref["error"], (reps, 1))[: args.n]

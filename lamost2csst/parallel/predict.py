@@ -97,7 +97,7 @@ def _path(p) -> str:
 
 
 def predict_block(wave, flux, ivar, mask, z, *, model, teff=None, thresholds: FlagThresholds | None = None,
-                  observed: bool = True, batch_size: int = 1024) -> dict[str, np.ndarray]:
+                  observed: bool = True, batch_size: int = 1024, timings: dict | None = None) -> dict[str, np.ndarray]:
     """Predicted SEDs, sigmas and flags of a block of observed spectra (numpy in, numpy out).
 
     Parameters
@@ -117,6 +117,9 @@ def predict_block(wave, flux, ivar, mask, z, *, model, teff=None, thresholds: Fl
         False when the spectra are already in the rest frame (z is then only checked).
     batch_size : int
         Spectra per forward pass.
+    timings : dict, optional
+        Filled with the seconds spent preparing the inputs (``prepare``: checks, rest frame,
+        resampling, normalization, flags) and in the network (``network``).
 
     Returns
     -------
@@ -126,6 +129,7 @@ def predict_block(wave, flux, ivar, mask, z, *, model, teff=None, thresholds: Fl
     """
     from lamost2csst.nn.inference import N_OUTPUT, predict
 
+    t0 = time.perf_counter()
     thresholds = thresholds or FlagThresholds()
     flux, ivar, mask, nonfinite = sanitize_pixels(flux, ivar, mask)
     n_star = flux.shape[0]
@@ -139,6 +143,7 @@ def predict_block(wave, flux, ivar, mask, z, *, model, teff=None, thresholds: Fl
     sed = np.full((n_star, N_OUTPUT), np.nan, np.float32)
     sigma = np.full((n_star, N_OUTPUT), np.nan, np.float32)
     rows = np.flatnonzero((flags & Flag.NO_DATA) == 0)
+    t_prepared = time.perf_counter()
     if rows.size == n_star:  # the usual case: no copies
         sed, sigma = predict(net.flux, net.error, mask=net.mask, model=model, batch_size=batch_size)
         flags |= output_flags(sigma, thresholds=thresholds)
@@ -146,6 +151,8 @@ def predict_block(wave, flux, ivar, mask, z, *, model, teff=None, thresholds: Fl
         sed[rows], sigma[rows] = predict(net.flux[rows], net.error[rows], mask=net.mask[rows], model=model,
                                          batch_size=batch_size)
         flags[rows] |= output_flags(sigma[rows], thresholds=thresholds)
+    if timings is not None:
+        timings.update(prepare=t_prepared - t0, network=time.perf_counter() - t_prepared)
     return {"sed": sed, "sigma": sigma, "flags": flags,
             "input_masked_fraction": net.mask.mean(axis=1).astype(np.float32)}
 
@@ -326,10 +333,13 @@ def predict_chunk(index: int, start: int, stop: int, *, catalogue: str, out: str
                       ("wave", "flux", "ivar", "mask", "z", "teff", "logg", "feh", "alpha", "snr_g", "sed_true"))
     thresholds = FlagThresholds(**{**thresholds, "teff_range": tuple(thresholds["teff_range"])})
     t_read = time.perf_counter()
+    timings = {}
     res = predict_block(src["wave"], src["flux"], src["ivar"], src["mask"], src["z"], model=load_model(model_path),
-                        teff=src.get("teff"), thresholds=thresholds, observed=observed, batch_size=forward_batch)
+                        teff=src.get("teff"), thresholds=thresholds, observed=observed, batch_size=forward_batch,
+                        timings=timings)
     t_compute = time.perf_counter()
     write_region(out, start, stop, {name: res[name] for name in ("sed", "sigma", "flags")})
+    t_write = time.perf_counter()
     has_truth = "sed_true" in src
     if has_truth:
         args = (res["sed"], res["sigma"], res["flags"], src["sed_true"], src.get("snr_g"))
@@ -350,6 +360,9 @@ def predict_chunk(index: int, start: int, stop: int, *, catalogue: str, out: str
         "seconds": round(time.perf_counter() - t0, 4),
         "seconds_read": round(t_read - t0, 4),
         "seconds_compute": round(t_compute - t_read, 4),
+        "seconds_prepare": round(timings["prepare"], 4),
+        "seconds_network": round(timings["network"], 4),
+        "seconds_write": round(t_write - t_compute, 4),
         "host": socket.gethostname(), "pid": os.getpid(),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -406,7 +419,9 @@ def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, r
     dict
         The summary (also in the output's attrs): ``stars_in``, ``stars_written`` (this
         run), ``ok``, ``flagged``, ``flag_counts``, chunk counts, ``seconds``,
-        ``spectra_per_second``, the model hash and, when the input has true SEDs,
+        ``spectra_per_second``, where the tasks spent their time (``task_seconds_read``,
+        ``_prepare``, ``_network``, ``_write``, summed over this run's chunks), the model hash
+        and, when the input has true SEDs,
         ``truth`` (typical error per band and S/N bin) and, when the catalogue has grid
         parameters and the model card its training split, ``truth_heldout`` (the same for
         the stars of models the network was not trained on).
@@ -488,6 +503,8 @@ def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, r
             "seconds_tasks": round(t_done - t_tasks, 3),
             "task_seconds_read": round(sum(m["seconds_read"] for m in new), 3),
             "task_seconds_compute": round(sum(m["seconds_compute"] for m in new), 3),
+            **{f"task_seconds_{part}": round(sum(m.get(f"seconds_{part}", 0.0) for m in new), 3)
+               for part in ("prepare", "network", "write")},
             "worker_peak_rss_mb": max((m["peak_rss_mb"] for m in new), default=None),
         }
         truth = _summed_truth(out, markers)

@@ -75,6 +75,23 @@ def test_every_star_once_in_order_with_its_coordinates(finished, demo):
     assert (summary["chunks_total"], summary["chunks_done"]) == (5, 5)
 
 
+def test_task_times_add_up_and_the_summary_sums_the_markers(finished):
+    import json
+
+    from lamost2csst.parallel.chunks import marker_path
+
+    out, summary = finished
+    markers = [json.loads(open(marker_path(str(out), i)).read()) for i in range(5)]
+    for m in markers:
+        parts = [m[f"seconds_{p}"] for p in ("read", "prepare", "network", "write")]
+        assert min(parts) >= 0
+        assert m["seconds_prepare"] + m["seconds_network"] <= m["seconds_compute"] + 1e-3
+        assert m["seconds_read"] + m["seconds_compute"] + m["seconds_write"] <= m["seconds"] + 1e-3
+        assert m["seconds_network"] > 0  # every chunk of the demo has stars to predict
+    for part in ("read", "compute", "prepare", "network", "write"):
+        assert summary[f"task_seconds_{part}"] == pytest.approx(sum(m[f"seconds_{part}"] for m in markers), abs=2e-3)
+
+
 def test_flags_match_their_conditions_and_the_summary(finished, demo):
     out, summary = finished
     ds = xr.open_zarr(out, consolidated=False)
