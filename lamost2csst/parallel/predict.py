@@ -14,8 +14,11 @@ Two layers, as everywhere in this package:
 
 The model is loaded once per worker process: :class:`TensorFlowSetup` (a Dask worker
 plugin) sets TensorFlow's threads to the worker's thread count (and memory growth on GPUs)
-before TensorFlow starts, and warms the per-process model cache of
-:func:`lamost2csst.nn.inference.load_model`, which every task then hits.
+before TensorFlow starts, warms the per-process model cache of
+:func:`lamost2csst.nn.inference.load_model`, which every task then hits, and compiles the
+forward pass for the job's batch size once (a ``tf.function`` trace; under JAX on a GPU an
+XLA compilation of several seconds), so that the tasks run at the steady rate and the
+one-off cost shows in the summary's ``seconds_setup``.
 
 The output store (schema ``lamost2csst.predictions/1``, Zarr v3)::
 
@@ -223,14 +226,17 @@ class TensorFlowSetup(WorkerPlugin):
 
     Register with ``client.register_plugin(TensorFlowSetup(model_path))``. ``threads``
     defaults to the worker's thread count. Setting threads fails harmlessly when
-    TensorFlow is already running in that process (an in-process worker).
+    TensorFlow is already running in that process (an in-process worker). ``warm_batch``:
+    run one forward pass of that many spectra at set-up (compiles the shape that the
+    tasks' full batches use); None skips it.
     """
 
     name = "lamost2csst-tensorflow"
 
-    def __init__(self, model_path: str, *, threads: int | None = None):
+    def __init__(self, model_path: str, *, threads: int | None = None, warm_batch: int | None = None):
         self.model_path = model_path
         self.threads = threads
+        self.warm_batch = warm_batch
 
     def setup(self, worker=None):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no C++ banner per worker
@@ -247,9 +253,12 @@ class TensorFlowSetup(WorkerPlugin):
                     tf.config.experimental.set_memory_growth(gpu, True)
             except RuntimeError:  # TensorFlow already initialized in this process
                 pass
-        from lamost2csst.nn.inference import load_model
+        from lamost2csst.nn.inference import N_INPUT, load_model, predict
 
-        load_model(self.model_path)
+        model = load_model(self.model_path)
+        if self.warm_batch:
+            flat = np.ones((self.warm_batch, N_INPUT), np.float32)
+            predict(flat, 0.01 * flat, model=model, batch_size=self.warm_batch)
 
     def teardown(self, worker=None):
         pass
@@ -472,7 +481,7 @@ def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, r
         else:
             create_output(template, out, chunk_stars)
 
-        client.register_plugin(TensorFlowSetup(model_path))
+        client.register_plugin(TensorFlowSetup(model_path, warm_batch=int(batch_size)))
         t_tasks = time.perf_counter()
         markers, new = run_chunk_tasks(
             client, predict_chunk, chunk_ranges(n_star, chunk_stars), out=out, desc="predict", progress=progress,

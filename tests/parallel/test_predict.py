@@ -229,3 +229,35 @@ def test_one_log_line_per_chunk(client, catalogue, tmp_path, caplog):
     events = [json.loads(r.getMessage()) for r in caplog.records if r.name == "lamost2csst.jobs"]
     assert sorted(e["index"] for e in events) == list(range(5))
     assert {e["event"] for e in events} == {"chunk_done"} and sum(e["stars"] for e in events) == N_STAR
+
+
+def test_worker_setup_compiles_the_forward_pass_the_tasks_then_reuse(tmp_path):
+    """TensorFlowSetup(warm_batch=B) traces the network once; predictions in batches of B trace nothing more."""
+    from lamost2csst.nn.inference import N_INPUT, _compiled_forward, load_model
+    from lamost2csst.parallel.predict import TensorFlowSetup
+
+    path = tmp_path / "copy.keras"  # a path of its own: a model object (and compiled forward) of its own
+    shutil.copy(default_model_path(), path)
+    TensorFlowSetup(str(path), warm_batch=8).setup(worker=None)
+    traced = _compiled_forward(load_model(str(path))).compiled
+    assert traced.experimental_get_tracing_count() == 1
+    rng = np.random.default_rng(0)
+    flux = 1 + 0.01 * rng.standard_normal((24, N_INPUT)).astype(np.float32)
+    lamost2csst.predict(flux, np.full_like(flux, 0.01), model=load_model(str(path)), batch_size=8)
+    assert traced.experimental_get_tracing_count() == 1
+
+
+def test_worker_setup_under_jax_leaves_nothing_to_compile_for_full_batches(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    code = ("import numpy as np; from lamost2csst.nn.inference import N_INPUT, _compiled_forward, load_model, "
+            "predict, default_model_path; from lamost2csst.parallel.predict import TensorFlowSetup; "
+            "TensorFlowSetup(default_model_path(), warm_batch=100).setup(worker=None); "
+            "f = _compiled_forward(load_model(default_model_path())).compiled; assert f._cache_size() == 1; "
+            "x = np.ones((300, N_INPUT), np.float32); predict(x, 0.01 * x, batch_size=100); "
+            "assert f._cache_size() == 1, f._cache_size()")
+    subprocess.run([sys.executable, "-c", code], env={**os.environ, "KERAS_BACKEND": "jax"}, check=True,
+                   timeout=300)
