@@ -159,7 +159,7 @@ def _raise_bad(flux, error, mask) -> None:
 
 @functools.lru_cache(maxsize=8)
 def _compiled_forward(model, backend=None):
-    """``forward(flux, error) -> (sed, sigma)`` as numpy arrays, compiled for Keras's backend.
+    """``forward(flux, error, *, pad_to=None) -> (sed, sigma)`` as numpy arrays, compiled for Keras's backend.
 
     TensorFlow (the default): one ``tf.function``, TF32 off (full float32 on GPUs too). JAX
     (``KERAS_BACKEND=jax``, e.g. on a GPU machine without TensorFlow): one ``jax.jit`` of the
@@ -179,7 +179,7 @@ def _compiled_forward(model, backend=None):
             out = model({"flux": flux, "error": error}, training=False)
             return out["sed"], out["sigma"]
 
-        def forward(flux, error):
+        def forward(flux, error, *, pad_to=None):  # noqa: ARG001 - tf.function retraces little
             s, e = tf_forward(flux, error)
             return s.numpy(), e.numpy()
 
@@ -195,12 +195,13 @@ def _compiled_forward(model, backend=None):
 
         precision = JAX_MATMUL_PRECISION
 
-        def forward(flux, error):
-            # jax.jit compiles once per input shape: pad the batch to the next power of two
-            # (flux 1, error 1: a valid, ignorable spectrum) so that the ragged last batches of
-            # a survey's chunks reuse a few compiled shapes instead of compiling each time.
+        def forward(flux, error, *, pad_to=None):
+            # jax.jit compiles once per input shape (on a GPU ~10-30 s each, autotuning
+            # included): pad the batch to pad_to, or else to the next power of two (flux 1,
+            # error 1: a valid, ignorable spectrum), so that the ragged last batches of a
+            # survey's chunks reuse the compiled shape instead of compiling anew.
             n = flux.shape[0]
-            size = 1 << max(n - 1, 0).bit_length()
+            size = pad_to if pad_to is not None and pad_to >= n else 1 << max(n - 1, 0).bit_length()
             if size != n:
                 flux = np.concatenate([flux, np.ones((size - n, flux.shape[1]), flux.dtype)])
                 error = np.concatenate([error, np.ones((size - n, error.shape[1]), error.dtype)])
@@ -215,7 +216,7 @@ def _compiled_forward(model, backend=None):
 
         return forward
 
-    def forward(flux, error):
+    def forward(flux, error, *, pad_to=None):  # noqa: ARG001
         out = model({"flux": flux, "error": error}, training=False)
         return keras.ops.convert_to_numpy(out["sed"]), keras.ops.convert_to_numpy(out["sigma"])
 
@@ -255,7 +256,10 @@ def predict(norm_flux, norm_error, *, mask=None, model=None, batch_size: int = 1
     if n == 0:
         return sed, sigma
     forward = _compiled_forward(model)
+    # every batch of one call has one shape where the backend pads (JAX): a call of >= batch_size
+    # spectra uses the batch_size shape only; a smaller call the next power of two
+    pad_to = min(batch_size, 1 << (n - 1).bit_length())
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        sed[start:stop], sigma[start:stop] = forward(flux[start:stop], error[start:stop])
+        sed[start:stop], sigma[start:stop] = forward(flux[start:stop], error[start:stop], pad_to=pad_to)
     return sed, sigma
