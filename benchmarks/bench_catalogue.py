@@ -185,8 +185,8 @@ def main(argv=None):
             shutil.rmtree(out, ignore_errors=True)
             s = predict_catalogue(catalogue, out, client=client, progress=False)
             record("predict_catalogue (Zarr -> Zarr)", workers, s["stars_written"], s["seconds"],
-                   worker_peak_rss_mb=s["worker_peak_rss_mb"], task_seconds_read=s["task_seconds_read"],
-                   task_seconds_compute=s["task_seconds_compute"])
+                   worker_peak_rss_mb=s["worker_peak_rss_mb"], seconds_setup=s["seconds_setup"],
+                   **{k: v for k, v in s.items() if k.startswith("task_seconds_")})
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_catalogue", "--child-simple", *files],

@@ -101,7 +101,26 @@ def _create_local(path: str, payload: bytes, token: str) -> bool:
             f.write(payload)
         return True
     finally:
-        os.remove(private)
+        with contextlib.suppress(FileNotFoundError):  # removed as a leftover by a contender (no flock)
+            os.remove(private)
+
+
+STALE_PRIVATE_SECONDS = 300
+
+
+def _remove_stale_private_files(path: str) -> None:
+    """Remove ``<lock>.<token>.tmp`` files older than ``STALE_PRIVATE_SECONDS``.
+
+    A contender lives in :func:`_create_local` for microseconds; its private file outlives it
+    only when it was killed there (SIGKILL, power loss). Called under the folder mutex.
+    """
+    import glob
+    import time
+
+    for leftover in glob.glob(glob.escape(path) + ".*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - os.path.getmtime(leftover) > STALE_PRIVATE_SECONDS:
+                os.remove(leftover)
 
 
 @contextlib.contextmanager
@@ -183,6 +202,8 @@ def _acquire(out: str, path: str, *, job: str, resume: bool, local: bool) -> dic
 
     mine = {"job": job, "token": uuid.uuid4().hex, **_holder()}
     payload = json.dumps(mine).encode()
+    if local:
+        _remove_stale_private_files(path)
     for _attempt in range(2):
         if local:
             acquired = _create_local(path, payload, mine["token"])

@@ -166,3 +166,20 @@ def test_a_file_system_without_flock_still_gives_the_lock(tmp_path, monkeypatch)
             with output_lock(out, job="second", resume=True):
                 pass
     assert not os.path.exists(lock_path(out))
+
+
+def test_private_files_left_by_a_killed_contender_are_cleaned_up(tmp_path):
+    from lamost2csst.parallel.locking import STALE_PRIVATE_SECONDS
+
+    out = str(tmp_path / "out.zarr")
+    old, fresh = lock_path(out) + ".dead.tmp", lock_path(out) + ".young.tmp"
+    for leftover in (old, fresh):
+        with open(leftover, "w") as f:
+            f.write("{}")
+    then = time.time() - STALE_PRIVATE_SECONDS - 10
+    os.utime(old, (then, then))
+    with output_lock(out, job="test", resume=False):
+        pass
+    assert not os.path.exists(old)  # a killed contender's leftover
+    assert os.path.exists(fresh)  # may belong to a live contender on a file system without flock
+    assert not os.path.exists(lock_path(out))
