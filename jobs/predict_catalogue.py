@@ -68,7 +68,9 @@ outputs:
       thresholds, model path and sha256, input store, package version, time, summary.
   OUT/.markers/chunk-<index>.done: JSON marker per finished chunk (for --resume).
   stdout: ONE JSON line, the summary: stars_in, stars_written, ok, flagged, flag_counts,
-      chunks_total/done/skipped, seconds, spectra_per_second, model_hash and, when the
+      chunks_total/done/skipped, seconds, spectra_per_second, seconds_setup (worker start,
+      model load and compilation) and seconds_tasks, task_seconds_read/_prepare/_network/
+      _write (summed over the chunks: where the time goes), model_hash and, when the
       catalogue has true SEDs (the demo), truth: typical error per band (GU, GV, GI) per
       S/N bin = median over the band's pixels of the std over stars of sed/sed_true - 1.
   stderr: the Dask dashboard address, a progress bar over chunks, messages.
