@@ -224,6 +224,20 @@ def grid_evaluation(model, ds, *, snrs, realisations, seed, baseline=None):
     return rows, cat[:7], sigma_summary(cat[0], cat[1], cat[2], cat[3], cat[7], cat[5])
 
 
+def branch_health(model, ds, *, seed, snr: float = 30.0) -> dict:
+    """:func:`lamost2csst.nn.diagnostics.error_branch_response` on the test models at ``snr``."""
+    import numpy as np
+
+    from lamost2csst.io.training import gridded_library
+    from lamost2csst.nn.diagnostics import error_branch_response
+    from lamost2csst.nn.training import LibraryArrays, epoch_pairs
+
+    g = gridded_library(ds)
+    lib = LibraryArrays(g.flux_in, g.input_mask, g.sed, g.target_mask, ds["teff"].values.astype(float))
+    data = epoch_pairs(lib, snrs=(snr,), rng=np.random.default_rng([seed, 7]))
+    return {"snr": snr, **error_branch_response(model, data.flux, data.error)}
+
+
 def miles_evaluation(model, *, snr, threshold, seed):
     import numpy as np
 
@@ -389,15 +403,23 @@ def run(args) -> dict:
     card = model_card(path)
     if args.ensemble:
         model = [model, *(load_model(p) for p in args.ensemble)]
-    grid_rows, grid_cat, miles, miles_arrays, sigmas = [], None, None, None, None
+    grid_rows, grid_cat, miles, miles_arrays, sigmas, branch = [], None, None, None, None, None
     if args.grid_test:
         ds, train_ds = _test_models(args, card)
+        branch = branch_health(model[0] if isinstance(model, list) else model, ds, seed=args.seed)
         baseline = RidgeBaseline(train_ds, seed=args.seed) if args.ridge_baseline else None
         grid_rows, grid_cat, sigmas = grid_evaluation(
             model, ds, snrs=args.snrs, realisations=args.realisations, seed=args.seed, baseline=baseline)
     if args.miles:
         miles, miles_arrays = miles_evaluation(model, snr=args.miles_snr, threshold=args.miles_rmsae, seed=args.seed)
     text = _markdown(card, grid_rows, miles, args)
+    if branch:
+        text += (f"\n## Uncertainty branch (FC'16 on the input errors)\n\n"
+                 f"Test models at SNR {branch['snr']:g}: {branch['active_units']} of {branch['units']} units active "
+                 f"(positive output for some star), {branch['active_fraction']:.3f} of unit-star pairs; input errors "
+                 f"x{branch['factor']:g} change σ by a median factor {branch['sigma_ratio_median']:.4f} "
+                 f"(1 exactly: σ ignores the stated errors) and the SED by at most "
+                 f"{branch['sed_max_relative_change']:.1e}.\n")
     if args.ensemble and sigmas:
         text += ("\n## Ensemble: aleatoric and epistemic σ (the tables above use the total)\n\n"
                  "Over all test stars; σ relative, medians over the band's pixels and the stars.\n\n"
@@ -415,6 +437,7 @@ def run(args) -> dict:
     figures = _figures(out, grid_cat, miles_arrays)
     result = {"model": str(path), "sha256": card.get("sha256"), "ensemble": args.ensemble, "grid": grid_rows,
               "grid_within1sigma_aleatoric_only": aleatoric_calibration, "grid_sigma_summary": sigmas,
+              "error_branch": branch,
               "miles": miles,
               "paper_grid": {f"{t}K_snr{s}": v for (t, s), v in PAPER_GRID.items()}, "paper_miles": PAPER_MILES,
               "figures": [str(f) for f in figures], "seconds": round(time.perf_counter() - t0, 1)}

@@ -102,6 +102,10 @@ def _common_options(p, *, epochs, batch_size, lr_min, test_fraction, mask_augmen
                    help="validations without improvement before stopping (0: off)")
     p.add_argument("--minutes", type=positive_float, default=math.inf, help="wall-time cap of the training loop")
     p.add_argument("--beta", type=float, default=0.0, help="beta-NLL exponent (default 0: Eq. 17)")
+    p.add_argument("--clipnorm", type=float, default=None, metavar="C",
+                   help="clip each variable's gradient norm at C (Keras Adam clipnorm); guards against the rare "
+                   "huge Adam step, which can leave the uncertainty branch's ReLUs dead (see the history's "
+                   "error_branch_active_units); default off, as in the paper")
     p.add_argument("--mask-augment", type=float, default=mask_augment,
                    help="probability of a random masked span per training spectrum (default %(default)s)")
     p.add_argument("--test-fraction", type=float, default=test_fraction,
@@ -343,7 +347,7 @@ def run(args, *, progress=True) -> dict:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                          lr_min=args.lr if args.lr_min is None else args.lr_min, snrs=tuple(args.snrs),
                          validate_every=args.validate_every, patience=args.patience, max_minutes=args.minutes,
-                         beta=args.beta, mask_augment=args.mask_augment, seed=args.seed)
+                         beta=args.beta, mask_augment=args.mask_augment, seed=args.seed, clipnorm=args.clipnorm)
     train_lib, test_lib = lib.take(train_idx), lib.take(test_idx)
     if args.stage == "pretrain":
         # Start from the geometric-mean training SED (the heads' zero kernels make that the first prediction).

@@ -69,6 +69,7 @@ class TrainConfig:
     mask_augment: float = 0.25  # probability that a training spectrum gets a random masked span
     max_masked_span: int = 200
     seed: int = 0
+    clipnorm: float | None = None  # Adam's per-variable gradient-norm clip (None = off, the paper)
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.validate_every < 1:
@@ -77,6 +78,8 @@ class TrainConfig:
             raise ValueError("need learning_rate > 0 and 0 <= lr_min <= learning_rate")
         if not self.snrs or min(self.snrs) <= 0 or not self.val_snrs or min(self.val_snrs) <= 0:
             raise ValueError("snrs and val_snrs must be non-empty and positive")
+        if self.clipnorm is not None and not self.clipnorm > 0:
+            raise ValueError(f"clipnorm must be positive or None, got {self.clipnorm!r}")
         if not 0 <= self.mask_augment <= 1:
             raise ValueError("mask_augment is a probability in [0, 1]")
 
@@ -194,6 +197,7 @@ def train(model, train_lib: LibraryArrays, val_lib: LibraryArrays, *, config: Tr
     import keras
     import tensorflow as tf
 
+    from lamost2csst.nn.diagnostics import error_branch_response
     from lamost2csst.nn.inference import predict, save_model
     from lamost2csst.nn.losses import gaussian_nll
 
@@ -204,7 +208,9 @@ def train(model, train_lib: LibraryArrays, val_lib: LibraryArrays, *, config: Tr
     config_json = json.loads(json.dumps(dataclasses.asdict(config)))
     if resume and ckpt_path.exists() and state_path.exists():
         state = json.loads(state_path.read_text())
-        if state["config"] != config_json:
+        defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
+        stored = {**{k: v for k, v in defaults.items() if k not in state["config"]}, **state["config"]}
+        if stored != config_json:  # (settings added since that run count with their defaults)
             raise RunMismatchError(f"{run_dir} was started with a different training config; use a new run directory")
         model = keras.saving.load_model(ckpt_path, compile=True, safe_mode=True)
         optimizer = model.optimizer
@@ -214,7 +220,7 @@ def train(model, train_lib: LibraryArrays, val_lib: LibraryArrays, *, config: Tr
         keras.utils.set_random_seed(config.seed)
         state = {"config": config_json, "epoch": 0, "passes": 0, "seconds": 0.0, "best_val_nll": None,
                  "best_epoch": None, "bad_validations": 0, "stopped": None}
-        optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+        optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, clipnorm=config.clipnorm)
         model.compile(optimizer=optimizer)
         (run_dir / "history.jsonl").unlink(missing_ok=True)
 
@@ -256,6 +262,9 @@ def train(model, train_lib: LibraryArrays, val_lib: LibraryArrays, *, config: Tr
                 val_nll = float(gaussian_nll(val.sed, sed_pred, sigma, mask=val.target_mask))
                 info["val_nll"] = val_nll
                 info.update(validation_metrics(val.sed, val.target_mask, sed_pred, sigma, snr=val.snr))
+                branch = error_branch_response(model, val.flux, val.error)  # dead ReLUs show here first
+                info.update(error_branch_active_units=branch["active_units"],
+                            error_branch_sigma_ratio=round(branch["sigma_ratio_median"], 4))
                 if state["best_val_nll"] is None or val_nll < state["best_val_nll"]:
                     state.update(best_val_nll=val_nll, best_epoch=state["epoch"], bad_validations=0)
                     save_model(model, run_dir / "best.keras", card={

@@ -48,6 +48,10 @@ def test_grid_evaluation_writes_tables_and_figures(run, tmp_path, capsys):
             assert np.isfinite(r[f"ridge_error_{band}"])
     for name in ("evaluation.md", "grid_residuals.png", "grid_calibration.png"):
         assert (out / name).stat().st_size > 0
+    branch = result["error_branch"]  # the uncertainty branch's health, also in the Markdown
+    assert branch["units"] == 16 and 0 <= branch["active_units"] <= 16
+    assert branch["sed_max_relative_change"] == 0.0  # the SED never depends on the stated errors
+    assert "Uncertainty branch" in printed
 
 
 def test_same_seed_same_numbers(run, tmp_path):

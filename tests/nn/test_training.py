@@ -187,3 +187,28 @@ def test_training_fits_a_few_stars(lib, tmp_path):
     after = validation_metrics(val.sed, val.target_mask, *predict(val.flux, val.error, model=model), snr=val.snr)
     for band in BANDS:
         assert after[f"error_snr100_{band}"] < 0.5 * before[f"error_snr100_{band}"], (band, before, after)
+
+
+def test_clipnorm_reaches_the_optimizer_and_history_tracks_the_error_branch(lib, tmp_path):
+    import keras
+
+    tr, te = split_by_model(len(lib), seed=0)
+    cfg = TrainConfig(epochs=2, batch_size=32, validate_every=2, seed=0, clipnorm=0.5)
+    train(build_uaranet(), lib.take(tr), lib.take(te), config=cfg, run_dir=tmp_path / "clip")
+    saved = keras.saving.load_model(tmp_path / "clip" / "checkpoint.keras", compile=True, safe_mode=True)
+    assert saved.optimizer.clipnorm == 0.5
+    (entry,) = [json.loads(line) for line in (tmp_path / "clip" / "history.jsonl").read_text().splitlines()]
+    assert 0 <= entry["error_branch_active_units"] <= 16 and entry["error_branch_sigma_ratio"] > 0
+    with pytest.raises(ValueError, match="clipnorm"):
+        TrainConfig(clipnorm=0.0)
+
+
+def test_a_run_started_before_a_setting_existed_still_resumes(lib, tmp_path):
+    """A state.json without a newer TrainConfig field (e.g. clipnorm) resumes when that field has its default."""
+    _run(lib, tmp_path, "old")
+    state_path = tmp_path / "old" / "state.json"
+    state = json.loads(state_path.read_text())
+    del state["config"]["clipnorm"]
+    state_path.write_text(json.dumps(state))
+    _, summary = _run(lib, tmp_path, "old", resume=True)
+    assert summary["epoch"] == 4

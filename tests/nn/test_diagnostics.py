@@ -1,0 +1,52 @@
+"""error_branch_response: tells a live uncertainty branch from a dead one."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from lamost2csst.nn.diagnostics import error_branch_response  # noqa: E402
+from lamost2csst.nn.model import build_uaranet  # noqa: E402
+
+
+def _model():
+    import keras
+
+    keras.utils.set_random_seed(4)
+    m = build_uaranet(sed_bias=np.linspace(0.2, 1.5, 574))
+    for name in ("sed", "fc_err_3"):  # non-zero heads: the outputs depend on their inputs
+        layer = m.get_layer(name)
+        kernel, bias = layer.get_weights()
+        layer.set_weights([np.random.default_rng(1).normal(0, 0.05, kernel.shape).astype("float32"), bias])
+    return m
+
+
+def _inputs(n=6):
+    rng = np.random.default_rng(2)
+    flux = (1 + 0.03 * rng.standard_normal((n, 2238))).astype("float32")
+    return flux, np.full(flux.shape, 0.03, "float32")
+
+
+def test_a_live_branch_responds_to_the_errors_and_the_sed_never_does():
+    report = error_branch_response(_model(), *_inputs())
+    assert report["units"] == 16
+    assert report["active_units"] > 0 and report["active_fraction"] > 0
+    assert report["sigma_ratio_median"] != pytest.approx(1.0, abs=1e-4)
+    assert report["sed_max_relative_change"] == 0.0  # the SED head sees only Z (Eqs. 7-8)
+
+
+def test_a_dead_branch_is_reported_as_dead():
+    m = _model()
+    layer = m.get_layer("fc_err_1")
+    kernel, bias = layer.get_weights()
+    # every pre-activation = -50 * sum(errors) < 0 for positive errors: all ReLUs output 0
+    layer.set_weights([np.full_like(kernel, -1.0), np.zeros_like(bias)])
+    report = error_branch_response(m, *_inputs(), factor=3.0)
+    assert (report["active_units"], report["active_fraction"]) == (0, 0.0)
+    assert report["sigma_ratio_median"] == 1.0
+    assert report["sed_max_relative_change"] == 0.0
+
+
+def test_factor_must_be_positive():
+    with pytest.raises(ValueError, match="factor"):
+        error_branch_response(_model(), *_inputs(), factor=0.0)
