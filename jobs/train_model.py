@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                             epilog=EPILOG, formatter_class=fmt)
     _common_options(pre, epochs=3000, batch_size=256, lr_min=1e-5, test_fraction=0.25, mask_augment=0.25)
     pre.add_argument("--dropout", type=float, default=0.0, help="dropout before hidden FC layers (MC dropout)")
+    pre.add_argument("--error-input", choices=("scale", "log"), default="scale",
+                     help="how the input errors enter the uncertainty branch: 'scale' (x50, as the shipped model) or "
+                     "'log' (ln(error/0.03), values of both signs, so that its ReLUs cannot all die at every S/N)")
     fine = stages.add_parser("finetune", help="fine-tune a model on empirical spectra (STELIB)",
                              description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt)
     _common_options(fine, epochs=200, batch_size=32, lr_min=None, test_fraction=0.2, mask_augment=0.0)
@@ -353,7 +356,7 @@ def run(args, *, progress=True) -> dict:
         # Start from the geometric-mean training SED (the heads' zero kernels make that the first prediction).
         with np.errstate(invalid="ignore"):
             start_sed = np.exp(np.nanmean(np.log(np.where(train_lib.target_mask, np.nan, train_lib.sed)), axis=0))
-        model_config = ModelConfig(dropout=args.dropout)
+        model_config = ModelConfig(dropout=args.dropout, error_input=args.error_input)
         model = build_uaranet(model_config, sed_bias=start_sed)
         model_config = json.loads(model_config.to_json())
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-__all__ = ["SoftThreshold", "StridedZeroPadShortcut", "SubUnit"]
+__all__ = ["LogRatio", "Offset", "SoftThreshold", "StridedZeroPadShortcut", "SubUnit"]
 
 _PACKAGE = "lamost2csst"
 
@@ -127,6 +127,31 @@ class SubUnit(layers.Layer):
             "stride": self.stride,
             "attention_activation": self.attention_activation,
         }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LogRatio(layers.Layer):
+    """``ln(max(x, floor) / reference)``: positive input errors mapped to values of both signs.
+
+    The stated errors of all stars are nearly one vector times 1/S/N; after a linear rescaling
+    every ReLU unit fed by them sees about ``(sum of its weights) * const / S/N + bias`` and dies
+    at every S/N once that turns negative. On the log scale the input changes sign with S/N
+    (``reference`` ~ the error at the middle of the training S/N), so a unit is live on one side
+    of its own S/N threshold.
+    """
+
+    def __init__(self, *, reference: float, floor: float = 1e-6, **kwargs):
+        super().__init__(**kwargs)
+        if not reference > 0 or not floor > 0:
+            raise ValueError("reference and floor must be positive")
+        self.reference = float(reference)
+        self.floor = float(floor)
+
+    def call(self, inputs):
+        return keras.ops.log(keras.ops.maximum(inputs, self.floor) / self.reference)
+
+    def get_config(self):
+        return {**super().get_config(), "reference": self.reference, "floor": self.floor}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -11,7 +11,9 @@ Two choices the paper leaves open, fixed here and recorded in the model config:
 
 * ``error_scale``: the normalized input errors (~0.01-0.05 at SNR 20-100) are multiplied by a
   constant (default 50) before ``FC'16`` so that they enter at order unity; a fixed rescaling,
-  no parameters.
+  no parameters. ``error_input="log"`` instead feeds ``ln(error / 0.03)`` (values of both
+  signs): with the linear input the shipped model's ``FC'16`` units all died in training
+  (EVALUATION.md; :mod:`lamost2csst.nn.diagnostics`).
 * ``sed_activation``: ``FC_4`` predicts ln(SED) and the output is its exponential (default).
   Scaled SEDs span two orders of magnitude in the GU band across 5000-9750 K; the loss is on
   *relative* residuals, and a linear head starting from the mean SED gives residuals of
@@ -31,12 +33,13 @@ import keras
 import numpy as np
 from keras import layers
 
-from lamost2csst.nn.layers import Offset, SubUnit
+from lamost2csst.nn.layers import LogRatio, Offset, SubUnit
 
 __all__ = ["ModelConfig", "build_uaranet"]
 
 N_INPUT = 2238
 N_OUTPUT = 574
+LOG_ERROR_REFERENCE = 0.03  # a normalized input error at S/N ~33: ln(error / this) ~ +-1 over S/N 12-90
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +55,7 @@ class ModelConfig:
     joint_layer: int = 64
     attention_activation: str = "relu"
     error_scale: float = 50.0
+    error_input: str = "scale"  # "scale": errors x error_scale (as trained so far); "log": ln(error / 0.03)
     sigma_floor: float = 1e-5
     dropout: float = 0.0  # > 0 enables MC dropout before every hidden FC layer (epistemic option)
     sed_activation: str = "exponential"  # "linear" is the literal reading of Eq. 8
@@ -120,7 +124,12 @@ def build_uaranet(config: ModelConfig | None = None, *, sed_bias=None, sigma_ini
     sed = layers.Dense(config.n_output, activation=config.sed_activation, kernel_initializer="he_normal",
                        name="sed")(h)
 
-    e = layers.Rescaling(config.error_scale, name="error_scale")(error)
+    if config.error_input == "scale":
+        e = layers.Rescaling(config.error_scale, name="error_scale")(error)
+    elif config.error_input == "log":
+        e = LogRatio(reference=LOG_ERROR_REFERENCE, name="error_log")(error)
+    else:
+        raise ValueError(f"error_input must be 'scale' or 'log', got {config.error_input!r}")
     e = _dense(config.error_layer, "fc_err_1")(e)
     joint = layers.Concatenate(name="concat")([z, e])
     if config.dropout > 0:

@@ -50,3 +50,31 @@ def test_a_dead_branch_is_reported_as_dead():
 def test_factor_must_be_positive():
     with pytest.raises(ValueError, match="factor"):
         error_branch_response(_model(), *_inputs(), factor=0.0)
+
+
+def test_log_error_input_round_trips_and_keeps_the_branch_responsive(tmp_path):
+    import keras
+
+    from lamost2csst.nn.inference import load_model, predict, save_model
+    from lamost2csst.nn.layers import LogRatio
+    from lamost2csst.nn.model import LOG_ERROR_REFERENCE, ModelConfig
+
+    x = np.array([[0.03, 0.06, 1e-9]], "float32")
+    np.testing.assert_allclose(np.asarray(LogRatio(reference=0.03, floor=1e-6)(x)),
+                               [[0.0, np.log(2.0), np.log(1e-6 / 0.03)]], rtol=1e-6)
+    keras.utils.set_random_seed(5)
+    m = build_uaranet(ModelConfig(error_input="log"), sed_bias=np.linspace(0.2, 1.5, 574))
+    layer = m.get_layer("fc_err_3")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([np.random.default_rng(1).normal(0, 0.05, kernel.shape).astype("float32"), bias])
+    assert m.get_layer("error_log").reference == LOG_ERROR_REFERENCE
+    flux, _ = _inputs()
+    error = np.full_like(flux, 0.05)  # S/N 20 (at exactly the reference, 0.03, the log input is 0)
+    report = error_branch_response(m, flux, error)
+    assert report["active_units"] > 0 and report["sigma_ratio_median"] != pytest.approx(1.0, abs=1e-4)
+    save_model(m, tmp_path / "log.keras")
+    again = load_model(tmp_path / "log.keras")
+    for a, b in zip(predict(flux, error, model=m), predict(flux, error, model=again)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="error_input"):
+        build_uaranet(ModelConfig(error_input="sqrt"))
