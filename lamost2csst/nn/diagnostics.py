@@ -2,8 +2,8 @@
 
 :func:`error_branch_response` asks whether the uncertainty branch still uses its input: the
 ``FC'16`` layer on the input errors (Eq. 9) is a ReLU layer fed by 2238 positive values, and
-a few large optimizer steps can drive every unit's pre-activation negative for all realistic
-inputs ("dead" ReLUs, which then receive no gradient and never recover). σ is then computed
+training can drive every unit's pre-activation negative for all realistic inputs ("dead"
+ReLUs, which then receive no gradient and never recover). σ is then computed
 from the flux features ``Z`` alone and no longer follows the noise the caller states: the
 network can only guess the S/N from the texture of the flux. The complete-grid model shipped
 on 2026-11-26 is in that state (EVALUATION.md).
@@ -16,7 +16,7 @@ import numpy as np
 __all__ = ["error_branch_response"]
 
 
-def error_branch_response(model, flux, error, *, mask=None, factor: float = 2.0) -> dict:
+def error_branch_response(model, flux, error, *, mask=None, factor: float = 2.0, prediction=None) -> dict:
     """How the uncertainty branch responds to the stated input errors.
 
     Parameters
@@ -29,6 +29,9 @@ def error_branch_response(model, flux, error, *, mask=None, factor: float = 2.0)
         Masked input pixels.
     factor : float
         The input errors are multiplied by this factor for the comparison.
+    prediction : tuple of arrays, optional
+        ``(sed, sigma)`` of ``predict(flux, error, mask=mask, model=model)`` when the caller
+        already has them (a training validation), so that they are not computed again.
 
     Returns
     -------
@@ -48,7 +51,7 @@ def error_branch_response(model, flux, error, *, mask=None, factor: float = 2.0)
     net_flux, net_error = prepare_network_arrays(flux, error, mask=mask)
     branch = keras.Model(model.inputs, model.get_layer("fc_err_1").output)
     units = np.asarray(branch({"flux": net_flux, "error": net_error}, training=False))
-    sed, sigma = predict(flux, error, mask=mask, model=model)
+    sed, sigma = prediction if prediction is not None else predict(flux, error, mask=mask, model=model)
     sed_k, sigma_k = predict(flux, np.asarray(error) * factor, mask=mask, model=model)
     return {
         "units": int(units.shape[1]),

@@ -262,7 +262,8 @@ def train(model, train_lib: LibraryArrays, val_lib: LibraryArrays, *, config: Tr
                 val_nll = float(gaussian_nll(val.sed, sed_pred, sigma, mask=val.target_mask))
                 info["val_nll"] = val_nll
                 info.update(validation_metrics(val.sed, val.target_mask, sed_pred, sigma, snr=val.snr))
-                branch = error_branch_response(model, val.flux, val.error)  # dead ReLUs show here first
+                # dead ReLUs show here first
+                branch = error_branch_response(model, val.flux, val.error, prediction=(sed_pred, sigma))
                 info.update(error_branch_active_units=branch["active_units"],
                             error_branch_sigma_ratio=round(branch["sigma_ratio_median"], 4))
                 if state["best_val_nll"] is None or val_nll < state["best_val_nll"]:

@@ -28,7 +28,12 @@ def _inputs(n=6):
 
 
 def test_a_live_branch_responds_to_the_errors_and_the_sed_never_does():
-    report = error_branch_response(_model(), *_inputs())
+    from lamost2csst.nn.inference import predict
+
+    model, (flux, error) = _model(), _inputs()
+    report = error_branch_response(model, flux, error)
+    # the caller's own prediction at the stated errors gives the same report
+    assert error_branch_response(model, flux, error, prediction=predict(flux, error, model=model)) == report
     assert report["units"] == 16
     assert report["active_units"] > 0 and report["active_fraction"] > 0
     assert report["sigma_ratio_median"] != pytest.approx(1.0, abs=1e-4)
