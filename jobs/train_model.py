@@ -33,6 +33,13 @@ stages:
              train/test split BY MODEL (never by noise realisation), every training model at
              every SNR of --snrs with fresh Eq. 1 noise each epoch, validation on the test
              models at SNR 20 and 40 with fixed noise.
+             --input-path lamost: instead of the paper's Eq. 1 noise on the network's input
+             grid, every spectrum is observed the way the survey job meets LAMOST data
+             (the model's flux_lamost Doppler shifted by a disc + halo radial velocity,
+             noise at the S/N per LAMOST pixel, then the job's rest frame, resampling and
+             normalization; lamost2csst.core.simulate.observed_network_inputs).
+             --init MODEL: start from that model's weights and architecture instead of
+             fresh ones (e.g. to adapt a grid model to --input-path lamost).
   finetune   from --init (default: the shipped model) on STELIB (sdss-mangadap, 3200-9899 A;
              the loss is masked on SED pixels outside its coverage): stars in --teff-range
              with parameters from their headers, or where a header lacks them from a chi-square
@@ -136,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     pre = stages.add_parser("pretrain", help="train on the synthetic grid", description=DESCRIPTION,
                             epilog=EPILOG, formatter_class=fmt)
     _common_options(pre, epochs=3000, batch_size=256, lr_min=1e-5, test_fraction=0.25, mask_augment=0.25)
+    pre.add_argument("--input-path", choices=("direct", "lamost"), default="direct",
+                     help="how training inputs are made: 'direct' (Eq. 1 noise on the input grid, the paper) or "
+                     "'lamost' (observed on LAMOST_WAVE at a radial velocity, then the survey job's input path; "
+                     "--snrs are then per LAMOST pixel)")
+    pre.add_argument("--init", metavar="MODEL.keras",
+                     help="start from this model (weights and architecture; --dropout/--error-input are then its own)")
     pre.add_argument("--dropout", type=float, default=0.0, help="dropout before hidden FC layers (MC dropout)")
     pre.add_argument("--error-input", choices=("scale", "log"), default="scale",
                      help="how the input errors enter the uncertainty branch: 'scale' (x50, as the shipped model) or "
@@ -174,7 +187,8 @@ def _grid_library(paths):
         ds = load_grid()
     g = gridded_library(ds)
     lib = LibraryArrays(g.flux_in.astype(np.float32), g.input_mask, g.sed.astype(np.float32), g.target_mask,
-                        ds["teff"].values.astype(float))
+                        ds["teff"].values.astype(float),
+                        ds["flux_lamost"].values.astype(np.float32) if "flux_lamost" in ds else None)
     params = np.stack([ds[k].values.astype(float) for k in ("teff", "logg", "feh", "alpha")], axis=1)
     return lib, params
 
@@ -350,9 +364,12 @@ def run(args, *, progress=True) -> dict:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                          lr_min=args.lr if args.lr_min is None else args.lr_min, snrs=tuple(args.snrs),
                          validate_every=args.validate_every, patience=args.patience, max_minutes=args.minutes,
-                         beta=args.beta, mask_augment=args.mask_augment, seed=args.seed, clipnorm=args.clipnorm)
+                         beta=args.beta, mask_augment=args.mask_augment, seed=args.seed, clipnorm=args.clipnorm,
+                         input_path=getattr(args, "input_path", "direct"))
+    if config.input_path == "lamost" and lib.flux_lamost is None:
+        raise UsageError("--input-path lamost needs a grid with flux_lamost (spectra on LAMOST_WAVE)")
     train_lib, test_lib = lib.take(train_idx), lib.take(test_idx)
-    if args.stage == "pretrain":
+    if args.stage == "pretrain" and not args.init:
         # Start from the geometric-mean training SED (the heads' zero kernels make that the first prediction).
         with np.errstate(invalid="ignore"):
             start_sed = np.exp(np.nanmean(np.log(np.where(train_lib.target_mask, np.nan, train_lib.sed)), axis=0))

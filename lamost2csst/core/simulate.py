@@ -1,6 +1,13 @@
 """LAMOST-like observations of rest-frame model spectra: Doppler shift, flux scale, Eq. 1 noise.
 
-A per-block numpy kernel (no randomness of its own: the caller passes the generator).
+Per-block numpy kernels (no randomness of their own: the caller passes the generator):
+
+* :func:`observe_spectra`: clean rest-frame spectra -> noisy observed-frame spectra;
+* :func:`draw_radial_velocities`: the disc + halo radial-velocity mixture of the demo;
+* :func:`observed_network_inputs`: both of the above, then back through the survey job's
+  own input path (:func:`lamost2csst.core.inputs.prepare_inputs`: rest frame, flux-conserving
+  resampling onto ``INPUT_WAVE``, normalization), i.e. what the network sees for a star
+  that LAMOST observed, as opposed to the paper's Eq. 1 noise added on ``INPUT_WAVE`` itself.
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ from lamost2csst.core.doppler import check_redshift
 from lamost2csst.core.noise import add_noise
 from lamost2csst.core.resampling import resample
 
-__all__ = ["observe_spectra"]
+__all__ = ["draw_radial_velocities", "observe_spectra", "observed_network_inputs"]
+
+C_KMS = 299_792.458
 
 
 def observe_spectra(flux_rest, *, wave, z, snr, scale, rng: np.random.Generator):
@@ -59,3 +68,45 @@ def observe_spectra(flux_rest, *, wave, z, snr, scale, rng: np.random.Generator)
     noisy[mask] = np.nan
     ivar[mask] = 0.0
     return noisy, ivar, mask
+
+
+def draw_radial_velocities(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Radial velocities (km/s) of ``n`` stars: 90 % N(0, 40) (disc), 10 % N(0, 150) (halo).
+
+    The draw order (halo membership, then halo velocities, then disc velocities, each ``n``
+    values) is part of the definition: :mod:`lamost2csst.io.simulated` relies on it.
+    """
+    halo = rng.random(n) < 0.10
+    return np.where(halo, rng.normal(0.0, 150.0, n), rng.normal(0.0, 40.0, n))
+
+
+def observed_network_inputs(flux_rest, *, wave, z, snr, rng: np.random.Generator, mask=None):
+    """Network inputs of stars observed the LAMOST way: observe at ``z``, then the job's input path.
+
+    Parameters
+    ----------
+    flux_rest : array_like (n_star, n_pixel)
+        Clean rest-frame spectra on ``wave`` (finite), e.g. the grid's ``flux_lamost``.
+    wave : array_like (n_pixel,)
+        Their vacuum wavelengths, also the observed grid (``LAMOST_WAVE``).
+    z : array_like (n_star,)
+        Redshifts of the observations (the job shifts back with the same ``z``).
+    snr : array_like (n_star,)
+        S/N per pixel of ``wave`` (per LAMOST pixel, not per ``INPUT_WAVE`` pixel).
+    rng : numpy.random.Generator
+    mask : array_like of bool (n_star, n_pixel), optional
+        Observed pixels to mask in addition to those the shift uncovers.
+
+    Returns
+    -------
+    lamost2csst.core.inputs.NetworkInput
+        Normalized ``flux`` and ``error`` on ``INPUT_WAVE`` (NaN where unusable) and ``mask``.
+    """
+    from lamost2csst.core.inputs import prepare_inputs
+
+    flux_rest = as_float_array(flux_rest, name="flux_rest")
+    n_star = flux_rest.shape[0] if flux_rest.ndim == 2 else 0
+    flux, ivar, uncovered = observe_spectra(flux_rest, wave=wave, z=z, snr=snr, scale=np.ones(n_star), rng=rng)
+    if mask is not None:
+        uncovered = uncovered | np.asarray(mask, dtype=bool)
+    return prepare_inputs(wave, flux, ivar=ivar, z=z, mask=uncovered)

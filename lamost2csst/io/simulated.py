@@ -42,7 +42,7 @@ import numpy as np
 import xarray as xr
 
 from lamost2csst.core import LAMOST_WAVE, OUTPUT_WAVE
-from lamost2csst.core.simulate import observe_spectra
+from lamost2csst.core.simulate import C_KMS, draw_radial_velocities, observe_spectra
 from lamost2csst.io.spectra import spectra_dataset
 
 __all__ = ["BLOCK_STARS", "SOURCE", "grid_catalogue", "grid_digest", "simulate_block"]
@@ -54,7 +54,6 @@ SOURCE = (
     "lamost2csst.io.simulated.grid_catalogue: LAMOST-like observations of the synthetic "
     "ATLAS9+Synspec grid (Doppler shift, Eq. 1 noise, masked pixels); sed_true = the models' SEDs"
 )
-_C_KMS = 299_792.458
 _BLUE_ARM_END = 5900.0
 
 
@@ -69,8 +68,7 @@ def _block_parameters(seed: int, block: int, n_model: int) -> dict[str, np.ndarr
     rng = np.random.default_rng(np.random.SeedSequence([seed, block]).spawn(3)[0])
     n = BLOCK_STARS
     model = rng.integers(0, n_model, n)
-    halo = rng.random(n) < 0.10
-    rv = np.where(halo, rng.normal(0.0, 150.0, n), rng.normal(0.0, 40.0, n))
+    rv = draw_radial_velocities(n, rng)
     snr = np.clip(10.0 ** rng.normal(math.log10(30.0), 0.3, n), 3.0, 1000.0)
     scale = 10.0 ** rng.uniform(1.0, 3.5, n)
     ra = rng.uniform(0.0, 360.0, n)
@@ -83,7 +81,7 @@ def _block_parameters(seed: int, block: int, n_model: int) -> dict[str, np.ndarr
     z_missing = rng.random(n) < 0.005
     nan_pixel = np.where(rng.random(n) < 0.002, rng.integers(0, LAMOST_WAVE.size, n), -1)
     return {
-        "model": model, "z": rv / _C_KMS, "snr": snr, "scale": scale, "ra": ra, "dec": dec,
+        "model": model, "z": rv / C_KMS, "snr": snr, "scale": scale, "ra": ra, "dec": dec,
         "has_run": has_run, "run_length": run_length, "run_start": run_start,
         "blue_arm_failed": blue_arm_failed, "z_missing": z_missing, "nan_pixel": nan_pixel,
     }

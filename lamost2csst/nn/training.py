@@ -29,7 +29,11 @@ import numpy as np
 from lamost2csst.core.grids import BANDS, OUTPUT_WAVE, band_pixels
 from lamost2csst.core.pairs import make_pairs
 
-__all__ = ["LibraryArrays", "RunMismatchError", "TrainConfig", "epoch_pairs", "split_by_model", "train", "validation_metrics"]
+__all__ = ["INPUT_PATHS", "LibraryArrays", "RunMismatchError", "TrainConfig", "epoch_pairs", "split_by_model", "train", "validation_metrics"]
+
+
+#: How training inputs are made: Eq. 1 noise on INPUT_WAVE, or observed through the LAMOST path.
+INPUT_PATHS = ("direct", "lamost")
 
 
 class RunMismatchError(ValueError):
@@ -44,9 +48,10 @@ class LibraryArrays(NamedTuple):
     sed: np.ndarray  # (n, 574) scaled
     target_mask: np.ndarray
     teff: np.ndarray  # (n,)
+    flux_lamost: np.ndarray | None = None  # (n, 3909) clean, on LAMOST_WAVE (only for input_path="lamost")
 
     def take(self, index) -> "LibraryArrays":
-        return LibraryArrays(*(a[index] for a in self))
+        return LibraryArrays(*(None if a is None else a[index] for a in self))
 
     def __len__(self):
         return self.flux_in.shape[0]
@@ -70,6 +75,7 @@ class TrainConfig:
     max_masked_span: int = 200
     seed: int = 0
     clipnorm: float | None = None  # Adam's per-variable gradient-norm clip (None = off, the paper)
+    input_path: str = "direct"  # "direct": Eq. 1 noise on INPUT_WAVE (the paper); "lamost": see epoch_pairs
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.validate_every < 1:
@@ -82,6 +88,8 @@ class TrainConfig:
             raise ValueError(f"clipnorm must be positive or None, got {self.clipnorm!r}")
         if not 0 <= self.mask_augment <= 1:
             raise ValueError("mask_augment is a probability in [0, 1]")
+        if self.input_path not in INPUT_PATHS:
+            raise ValueError(f"input_path must be one of {INPUT_PATHS}, got {self.input_path!r}")
 
     def learning_rate_at(self, epoch: int) -> float:
         """Cosine decay from ``learning_rate`` (epoch 0) to ``lr_min`` (last epoch)."""
@@ -130,20 +138,49 @@ class EpochData(NamedTuple):
 
 
 def epoch_pairs(lib: LibraryArrays, *, snrs, rng: np.random.Generator, mask_augment: float = 0.0,
-                max_masked_span: int = 200) -> EpochData:
-    """Every star of ``lib`` at every SNR with fresh noise, normalized, ready for the network."""
+                max_masked_span: int = 200, input_path: str = "direct") -> EpochData:
+    """Every star of ``lib`` at every SNR with fresh noise, normalized, ready for the network.
+
+    ``input_path="direct"`` (the paper): Eq. 1 noise at S/N ``snr`` per pixel is added to
+    the clean ``flux_in`` on ``INPUT_WAVE``, which is then normalized.
+
+    ``input_path="lamost"``: each star is observed the way the survey job meets real data:
+    ``flux_lamost`` (on ``LAMOST_WAVE``) Doppler shifted by a radial velocity of the disc +
+    halo mixture, Eq. 1 noise at S/N ``snr`` per LAMOST pixel, then the job's own input
+    path (rest frame, flux-conserving resampling onto ``INPUT_WAVE``, normalization). The
+    network then learns the line-profile smoothing and the correlated noise of that path
+    (:func:`lamost2csst.core.simulate.observed_network_inputs`). Needs ``lib.flux_lamost``.
+    """
     from lamost2csst.nn.inference import prepare_network_arrays
 
+    if input_path not in INPUT_PATHS:
+        raise ValueError(f"input_path must be one of {INPUT_PATHS}, got {input_path!r}")
     n = len(lib)
     snr = np.repeat(np.asarray(snrs, float)[None, :], n, axis=0).T.ravel()  # SNR-major
     star = np.tile(np.arange(n), len(snrs))
-    pairs = make_pairs(lib.flux_in[star], lib.sed[star], snr=snr, rng=rng,
-                       input_mask=lib.input_mask[star], target_mask=lib.target_mask[star])
-    mask = pairs.input_mask
+    if input_path == "direct":
+        pairs = make_pairs(lib.flux_in[star], lib.sed[star], snr=snr, rng=rng,
+                           input_mask=lib.input_mask[star], target_mask=lib.target_mask[star])
+        flux, error, mask = pairs.flux, pairs.error, pairs.input_mask
+        sed, target_mask = pairs.sed, pairs.target_mask
+    else:
+        from lamost2csst.core import LAMOST_WAVE
+        from lamost2csst.core.simulate import C_KMS, draw_radial_velocities, observed_network_inputs
+
+        if lib.flux_lamost is None:
+            raise ValueError("input_path='lamost' needs the library's clean spectra on LAMOST_WAVE (flux_lamost, "
+                             "as the synthetic grid has); empirical libraries have none")
+        z = draw_radial_velocities(star.size, rng) / C_KMS
+        rest = lib.flux_lamost[star].astype(np.float64)
+        rest /= np.median(rest, axis=1, keepdims=True)
+        net = observed_network_inputs(rest, wave=LAMOST_WAVE, z=z, snr=snr, rng=rng)
+        flux, error, mask = net.flux, net.error, net.mask | lib.input_mask[star]
+        target_mask = lib.target_mask[star] | ~np.isfinite(lib.sed[star])
+        sed = np.where(target_mask, np.nan, lib.sed[star])
     if mask_augment > 0:
         mask = mask | _mask_spans(mask.shape, probability=mask_augment, max_span=max_masked_span, rng=rng)
-    flux, error = prepare_network_arrays(pairs.flux, pairs.error, mask=mask)
-    return EpochData(flux, error, pairs.sed.astype(np.float32), pairs.target_mask, snr, star)
+    flux, error = prepare_network_arrays(flux, error, mask=mask)
+    return EpochData(flux, error, sed.astype(np.float32), target_mask, snr, star)
 
 
 def validation_metrics(sed_true, target_mask, sed_pred, sigma, *, snr, wave=OUTPUT_WAVE) -> dict:
@@ -235,7 +272,8 @@ def train(model, train_lib: LibraryArrays, val_lib: LibraryArrays, *, config: Tr
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
 
-    val = epoch_pairs(val_lib, snrs=config.val_snrs, rng=np.random.default_rng([config.seed, 1, 2, 3]))
+    val = epoch_pairs(val_lib, snrs=config.val_snrs, rng=np.random.default_rng([config.seed, 1, 2, 3]),
+                      input_path=config.input_path)
     t_start = time.perf_counter() - state["seconds"]
     history = open(run_dir / "history.jsonl", "a")
     try:
@@ -245,7 +283,7 @@ def train(model, train_lib: LibraryArrays, val_lib: LibraryArrays, *, config: Tr
             optimizer.learning_rate.assign(lr)
             rng = np.random.default_rng([config.seed, epoch])
             data = epoch_pairs(train_lib, snrs=config.snrs, rng=rng, mask_augment=config.mask_augment,
-                               max_masked_span=config.max_masked_span)
+                               max_masked_span=config.max_masked_span, input_path=config.input_path)
             order = rng.permutation(data.flux.shape[0])
             losses = []
             for start in range(0, order.size, config.batch_size):

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from lamost2csst.core import LAMOST_WAVE
-from lamost2csst.core.simulate import observe_spectra
+from lamost2csst.core import INPUT_WAVE
+from lamost2csst.core.inputs import prepare_inputs
+from lamost2csst.core.simulate import (
+    C_KMS,
+    draw_radial_velocities,
+    observe_spectra,
+    observed_network_inputs,
+)
 
 LINE = 6564.61  # a Gaussian absorption line at H-alpha (vacuum)
 
@@ -61,3 +68,52 @@ def test_bad_input_is_refused(bad):
     args.update(bad)
     with pytest.raises(ValueError):
         observe_spectra(**args)
+
+
+def test_radial_velocity_mixture_has_a_10_percent_halo():
+    v = draw_radial_velocities(200_000, np.random.default_rng(3))
+    # disc N(0, 40) and halo N(0, 150): |v| > 300 km/s happens only in the halo (2 sigma of it,
+    # 4.55 % of 10 %), and the total variance is 0.9 * 40^2 + 0.1 * 150^2
+    assert np.mean(np.abs(v) > 300) == pytest.approx(0.1 * 0.0455, rel=0.1)
+    assert np.var(v) == pytest.approx(0.9 * 40**2 + 0.1 * 150**2, rel=0.03)
+    np.testing.assert_array_equal(v, draw_radial_velocities(200_000, np.random.default_rng(3)))
+
+
+def _smooth_spectra(n):
+    return np.tile((LAMOST_WAVE / 5500.0) ** -2.0, (n, 1))
+
+
+def test_observed_network_inputs_are_back_in_the_rest_frame():
+    """Observed at z, shifted back by the job's path: the line sits at its rest wavelength again."""
+    n = 3
+    z = np.array([0.0, 2e-4, -4e-4])
+    line_on_slope = _rest_spectra(n) * _smooth_spectra(n)
+    net = observed_network_inputs(line_on_slope, wave=LAMOST_WAVE, z=z, snr=np.full(n, 1e9),
+                                  rng=np.random.default_rng(0))
+    ref = prepare_inputs(LAMOST_WAVE, line_on_slope[:1], ivar=np.ones((1, LAMOST_WAVE.size)), z=0.0)
+    assert net.flux.shape == (n, INPUT_WAVE.size)
+    far = np.abs(INPUT_WAVE - LINE) > 50
+    for i in range(n):
+        assert not net.mask[i].any()  # INPUT_WAVE (4000-7000 A) stays inside LAMOST_WAVE after the shifts
+        assert _line_centre(INPUT_WAVE, net.flux[i]) == pytest.approx(LINE, abs=0.05)  # 1.3 A pixels
+        np.testing.assert_allclose(net.flux[i, far], ref.flux[0, far], rtol=1e-4)
+    # without the shift back the line of the z = -4e-4 star would sit 2.6 A blue of its rest wavelength
+    assert LINE * 4e-4 > 2.5
+
+
+def test_observed_network_inputs_errors_are_the_per_pixel_noise():
+    """The stated error of every network pixel is the std of its noise (resampling correlates
+    neighbours but must propagate each pixel's variance right)."""
+    n, snr = 600, 50.0
+    rng = np.random.default_rng(11)
+    z = draw_radial_velocities(n, rng) / C_KMS
+    net = observed_network_inputs(_smooth_spectra(n), wave=LAMOST_WAVE, z=z, snr=np.full(n, snr), rng=rng)
+    clean = observed_network_inputs(_smooth_spectra(n), wave=LAMOST_WAVE, z=z, snr=np.full(n, 1e9),
+                                    rng=np.random.default_rng(0))
+    good = ~net.mask & ~clean.mask
+    pull = ((net.flux - clean.flux) / net.error)[good]
+    assert np.std(pull) == pytest.approx(1.0, abs=0.03)
+    # per network pixel the S/N is higher than per LAMOST pixel: each network pixel averages
+    # parts of two or three LAMOST pixels (whose noise it then shares with its neighbours)
+    gain = 1.0 / np.median(net.error[good]) / snr
+    assert 1.1 < gain < 1.5

@@ -52,6 +52,15 @@ def test_grid_evaluation_writes_tables_and_figures(run, tmp_path, capsys):
     assert branch["units"] == 16 and 0 <= branch["active_units"] <= 16
     assert branch["sed_max_relative_change"] == 0.0  # the SED never depends on the stated errors
     assert "Uncertainty branch" in printed
+    # the same test models through the survey job's input path: same bins, all stars counted
+    assert "through the survey job's input path" in printed
+    lamost = result["grid_lamost_path"]
+    assert [(r["snr"], r["teff_bin"], r["n_star"]) for r in lamost] == [(r["snr"], r["teff_bin"], r["n_star"])
+                                                                       for r in rows]
+    assert all(np.isfinite(r[f"error_{b}"]) for r in lamost for b in ("GU", "GV", "GI"))
+    assert lamost != rows
+    assert {(r["snr"], r["band"]) for r in result["grid_lamost_path_sigma_summary"]} == {
+        (s, b) for s in (20.0, 40.0) for b in ("GU", "GV", "GI")}
 
 
 def test_same_seed_same_numbers(run, tmp_path):
@@ -59,9 +68,12 @@ def test_same_seed_same_numbers(run, tmp_path):
     outs = []
     for name in ("a", "b"):
         evaluate_model.main(["--model", str(run_dir / "best.keras"), "--grid", str(grid), "--out",
-                             str(tmp_path / name), "--snrs", "20", "--realisations", "2"])
-        outs.append(json.loads((tmp_path / name / "evaluation.json").read_text())["grid"])
-    assert outs[0] == outs[1]
+                             str(tmp_path / name), "--snrs", "20", "--realisations", "2"]
+                            + (["--no-lamost-path"] if name == "b" else []))
+        outs.append(json.loads((tmp_path / name / "evaluation.json").read_text()))
+    # the direct path's numbers do not depend on whether the LAMOST path ran too
+    assert outs[0]["grid"] == outs[1]["grid"]
+    assert outs[0]["grid_lamost_path"] and outs[1]["grid_lamost_path"] is None
 
 
 def test_missing_split_is_a_clear_error(run, tmp_path):

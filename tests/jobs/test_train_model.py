@@ -86,6 +86,31 @@ def test_ensemble_member_shares_the_split_and_differs_in_weights(tmp_path, capsy
     assert any(not np.array_equal(wa, wb) for wa, wb in zip(a.get_weights(), b.get_weights()))
 
 
+def test_pretrain_through_the_lamost_path_from_an_initial_model(tmp_path, capsys):
+    """--input-path lamost reaches the training config; --init starts from that model's weights."""
+    import keras
+    import numpy as np
+
+    import lamost2csst.nn.layers  # noqa: F401
+
+    grid = _grid_part(tmp_path)
+    common = ["pretrain", "--grid", str(grid), "--epochs", "1", "--validate-every", "1", "--batch-size", "16"]
+    assert train_model.main([*common, "--run-dir", str(tmp_path / "a")]) == 0
+    start = tmp_path / "a" / "best.keras"
+    assert train_model.main([*common, "--run-dir", str(tmp_path / "b"), "--input-path", "lamost", "--init",
+                             str(start), "--lr", "1e-9", "--lr-min", "0"]) == 0
+    capsys.readouterr()
+    state = json.loads((tmp_path / "b" / "state.json").read_text())
+    assert state["config"]["input_path"] == "lamost"
+    card = json.loads((tmp_path / "b" / "best.json").read_text())
+    assert card["stage"] == "pretrain" and card["init"] == str(start)
+    # a learning rate of 1e-9 leaves the initial trainable weights (nearly) as they were: the run
+    # began from them (batch-norm statistics move without a learning rate and are not compared)
+    a, b = (keras.saving.load_model(p, compile=False) for p in (start, tmp_path / "b" / "best.keras"))
+    for wa, wb in zip(a.trainable_weights, b.trainable_weights):
+        np.testing.assert_allclose(np.asarray(wb), np.asarray(wa), atol=1e-6)
+
+
 def test_bad_arguments_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         train_model.main(["pretrain", "--run-dir", "x", "--epochs", "0"])

@@ -27,7 +27,7 @@ def lib():
     ds = lamost2csst.load_grid().isel(model=slice(0, 24))
     g = gridded_library(ds)
     return LibraryArrays(g.flux_in.astype("float32"), g.input_mask, g.sed.astype("float32"), g.target_mask,
-                         ds.teff.values)
+                         ds.teff.values, ds.flux_lamost.values)
 
 
 def test_split_by_model_is_a_disjoint_3_to_1_partition():
@@ -55,6 +55,32 @@ def test_epoch_pairs_every_star_at_every_snr_with_eq1_noise(lib):
     same = epoch_pairs(lib, snrs=(20.0, 40.0), rng=np.random.default_rng(0))
     assert not np.array_equal(other.flux, data.flux)
     np.testing.assert_array_equal(same.flux, data.flux)
+
+
+def test_epoch_pairs_through_the_lamost_path(lib):
+    data = epoch_pairs(lib, snrs=(20.0, 40.0), rng=np.random.default_rng(0), input_path="lamost")
+    direct = epoch_pairs(lib, snrs=(20.0, 40.0), rng=np.random.default_rng(0))
+    n = len(lib)
+    assert data.flux.shape == (2 * n, 2238) and np.isfinite(data.flux).all() and np.isfinite(data.error).all()
+    np.testing.assert_array_equal(data.sed, direct.sed)  # the targets do not depend on the input path
+    # S/N per LAMOST pixel: errors still scale as 1/snr, and are smaller than 1/snr on the
+    # wider network pixels (each averages parts of two or three LAMOST pixels)
+    e20, e40 = (np.median(data.error[data.snr == s]) for s in (20.0, 40.0))
+    assert e20 / e40 == pytest.approx(2.0, rel=0.05)
+    assert 1.1 < 1 / (20 * e20) < 1.5
+    # clean flux: the noise-free spectra through the same path are close to the direct ones
+    # (the path smooths line profiles a little; it does not shift or rescale them)
+    assert np.median(np.abs(data.flux - direct.flux)) < 0.05
+    same = epoch_pairs(lib, snrs=(20.0, 40.0), rng=np.random.default_rng(0), input_path="lamost")
+    np.testing.assert_array_equal(same.flux, data.flux)
+    with pytest.raises(ValueError, match="flux_lamost"):
+        epoch_pairs(LibraryArrays(*tuple(lib)[:5]), snrs=(20.0,), rng=np.random.default_rng(0), input_path="lamost")
+    with pytest.raises(ValueError, match="input_path"):
+        epoch_pairs(lib, snrs=(20.0,), rng=np.random.default_rng(0), input_path="slitless")
+    with pytest.raises(ValueError, match="input_path"):
+        TrainConfig(input_path="slitless")
+    assert lib.take([0, 2]).flux_lamost.shape == (2, lib.flux_lamost.shape[1])
+    assert LibraryArrays(*tuple(lib)[:5]).take([0]).flux_lamost is None
 
 
 def test_mask_augmentation_fills_masked_pixels(lib):
@@ -201,6 +227,17 @@ def test_clipnorm_reaches_the_optimizer_and_history_tracks_the_error_branch(lib,
     assert 0 <= entry["error_branch_active_units"] <= 16 and entry["error_branch_sigma_ratio"] > 0
     with pytest.raises(ValueError, match="clipnorm"):
         TrainConfig(clipnorm=0.0)
+
+
+def test_training_through_the_lamost_path_records_it(lib, tmp_path):
+    tr, te = split_by_model(len(lib), seed=0)
+    cfg = TrainConfig(epochs=2, batch_size=32, validate_every=2, seed=0, input_path="lamost")
+    _, summary = train(build_uaranet(), lib.take(tr), lib.take(te), config=cfg, run_dir=tmp_path / "lp")
+    assert summary["epoch"] == 2 and summary["passes"] == 2 * 5 * len(tr)
+    state = json.loads((tmp_path / "lp" / "state.json").read_text())
+    assert state["config"]["input_path"] == "lamost"
+    (entry,) = [json.loads(line) for line in (tmp_path / "lp" / "history.jsonl").read_text().splitlines()]
+    assert np.isfinite(entry["val_nll"])
 
 
 def test_a_run_started_before_a_setting_existed_still_resumes(lib, tmp_path):
