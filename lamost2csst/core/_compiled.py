@@ -1,11 +1,12 @@
-"""Compiled (numba) kernel of the flux-conserving rebinning on a log-uniform input grid.
+"""Compiled (numba) kernels of the resampling onto the network grid from a log-uniform input grid.
 
 The common survey case -- LAMOST's log-uniform grid, one redshift per star, onto
 ``INPUT_WAVE`` -- has no fixed linear operator (each star's pixel weights differ), and
 done as numpy array passes it runs at ~2-5 % of the memory-bandwidth bound (see
-BENCHMARKS.md). This kernel computes exactly the same quantities as the numpy reference
-path of :mod:`lamost2csst.core.resampling` in one pass per star (float64 arithmetic,
-results cast to the output precision); a test compares the two paths.
+BENCHMARKS.md). These kernels (flux-conserving rebinning, and cubic convolution followed
+by the continuum normalization) compute the same quantities as the numpy reference path of
+:mod:`lamost2csst.core.resampling` in one pass per star (float64 arithmetic, results cast
+to the output precision); tests compare the two paths.
 
 numba is optional: without it (or with ``LAMOST2CSST_NO_NUMBA=1``) the numpy path runs.
 The kernels release the GIL, so Dask's threads run them in parallel. They also check the
@@ -29,7 +30,7 @@ except ImportError:  # pragma: no cover
     numba = None
     AVAILABLE = False
 
-__all__ = ["AVAILABLE", "fill_masked", "prepare_uniform", "rebin_uniform"]
+__all__ = ["AVAILABLE", "fill_masked", "prepare_uniform", "prepare_uniform_cubic", "rebin_uniform"]
 
 
 def _check_row(s, flux, ivar, mask, with_ivar, with_mask, in_width, row_good, row_flux, row_var,
@@ -159,26 +160,107 @@ def _prepare_uniform(base, shift, dln, ratio, tolerance, n_taps, in_width, inv_o
         inv_stretch_s = inv_stretch[s] if inv_stretch.shape[0] > 1 else inv_stretch[0]
         _rebin_row(shift_s, inv_stretch_s, base, dln, ratio, tolerance, n_taps, inv_out_width, row_good, in_flux,
                    in_var, True, index, frac, valid, row_flux, out_var, row_mask)
-        # window sums from prefix sums over zero-padded buffers: the serial part is one
-        # cumulative loop, the per-pixel part vectorizes
-        total = 0.0
-        count = 0.0
-        for k in range(n_out + 2 * half_window):
-            p = k - half_window
-            usable = (p >= 0) and (p < n_out) and (not row_mask[min(max(p, 0), n_out - 1)])
-            total += row_flux[min(max(p, 0), n_out - 1)] if usable else 0.0
-            count += 1.0 if usable else 0.0
-            prefix_flux[k + 1] = total
-            prefix_count[k + 1] = count
-        width = 2 * half_window + 1
-        for i in range(n_out):
-            n_good = prefix_count[i + width] - prefix_count[i]
-            continuum = (prefix_flux[i + width] - prefix_flux[i]) / n_good if n_good > 0.5 else 0.0
-            unusable = row_mask[i] | (not (continuum > 0.0))
-            inverse = 1.0 / continuum
-            out_mask[s, i] = unusable
-            out_flux[s, i] = np.nan if unusable else row_flux[i] * inverse
-            out_error[s, i] = np.nan if unusable else np.sqrt(out_var[i]) * inverse
+        _normalize_row(row_flux, out_var, row_mask, half_window, prefix_flux, prefix_count, out_flux[s],
+                       out_error[s], out_mask[s])
+    return problems
+
+
+def _normalize_row(row_flux, row_var, row_mask, half_window, prefix_flux, prefix_count, out_flux, out_error,
+                   out_mask):  # pragma: no cover - compiled
+    """Sect. 2.1 continuum normalization of one resampled star (flux, variance, mask) into ``out_*``."""
+    n_out = row_flux.shape[0]
+    # window sums from prefix sums over zero-padded buffers: the serial part is one
+    # cumulative loop, the per-pixel part vectorizes
+    total = 0.0
+    count = 0.0
+    for k in range(n_out + 2 * half_window):
+        p = k - half_window
+        usable = (p >= 0) and (p < n_out) and (not row_mask[min(max(p, 0), n_out - 1)])
+        total += row_flux[min(max(p, 0), n_out - 1)] if usable else 0.0
+        count += 1.0 if usable else 0.0
+        prefix_flux[k + 1] = total
+        prefix_count[k + 1] = count
+    width = 2 * half_window + 1
+    for i in range(n_out):
+        n_good = prefix_count[i + width] - prefix_count[i]
+        continuum = (prefix_flux[i + width] - prefix_flux[i]) / n_good if n_good > 0.5 else 0.0
+        unusable = row_mask[i] | (not (continuum > 0.0))
+        inverse = 1.0 / continuum
+        out_mask[i] = unusable
+        out_flux[i] = np.nan if unusable else row_flux[i] * inverse
+        out_error[i] = np.nan if unusable else np.sqrt(row_var[i]) * inverse
+
+
+def _keys(x):  # pragma: no cover - compiled
+    """Keys' cubic convolution kernel, a = -1/2."""
+    x = abs(x)
+    if x <= 1.0:
+        return (1.5 * x - 2.5) * x * x + 1.0
+    if x < 2.0:
+        return ((-0.5 * x + 2.5) * x - 4.0) * x + 2.0
+    return 0.0
+
+
+def _cubic_row(shift_s, base, tolerance, row_good, row_flux, row_var, out_flux, out_var,
+               out_mask):  # pragma: no cover - compiled
+    """Keys cubic convolution (a = -1/2) of one star at the output centres ``base + shift_s``
+    (input-centre index units); variances ``sum w**2 var``; the rules of ``_cubic_taps``."""
+    n_src = row_good.shape[0]
+    last = n_src - 1
+    for j in range(base.shape[0]):
+        p = base[j] + shift_s
+        nearest = np.floor(p + 0.5)
+        p = nearest if abs(p - nearest) < tolerance else p  # snap onto coinciding centres
+        valid = (p >= 0.0) & (p <= last)
+        p = min(max(p, 0.0), float(last))
+        index = int(np.floor(p))
+        first = min(max(index - 1, 0), last - 3)
+        bad = not (valid and ((index >= 1 and index + 2 <= last) or p == index))
+        # the kernel at distances 1 + t, t, 1 - t, 2 - t from the four centres (Catmull-Rom form);
+        # near the ends the taps were moved inside the grid: shift the distances by the same
+        t = p - (first + 1)
+        w0 = ((-0.5 * t + 1.0) * t - 0.5) * t
+        w1 = (1.5 * t - 2.5) * t * t + 1.0
+        w2 = ((-1.5 * t + 2.0) * t + 0.5) * t
+        w3 = (0.5 * t - 0.5) * t * t
+        if t < 0.0 or t > 1.0:  # only at the ends (then the pixel is masked unless p is a centre)
+            w0, w1, w2, w3 = (_keys(p - first), _keys(p - first - 1), _keys(p - first - 2), _keys(p - first - 3))
+        bad |= ((w0 != 0.0) & (not row_good[first])) | ((w1 != 0.0) & (not row_good[first + 1])) \
+            | ((w2 != 0.0) & (not row_good[first + 2])) | ((w3 != 0.0) & (not row_good[first + 3]))
+        acc = w0 * row_flux[first] + w1 * row_flux[first + 1] + w2 * row_flux[first + 2] + w3 * row_flux[first + 3]
+        acc_var = (w0 * w0 * row_var[first] + w1 * w1 * row_var[first + 1] + w2 * w2 * row_var[first + 2]
+                   + w3 * w3 * row_var[first + 3])
+        out_mask[j] = bad
+        out_flux[j] = np.nan if bad else acc
+        out_var[j] = 0.0 if bad else acc_var
+
+
+def _prepare_uniform_cubic(base, shift, tolerance, flux, ivar, mask, half_window, out_flux, out_error,
+                           out_mask):  # pragma: no cover - compiled
+    """Cubic-convolution resampling (flux and variance) then continuum normalization of each star.
+
+    ``base`` are the output centres in input-centre index units before the shift, ``shift``
+    (n_star,) or (1,) is ln(1 + z) in input pixels. Returns the bad-value counts of
+    :func:`_check_row` (all 0 = valid input).
+    """
+    n_out, n_src = base.shape[0], flux.shape[1]
+    ones = np.ones(n_src, np.float64)
+    row_good = np.zeros(n_src, np.bool_)
+    in_flux = np.zeros(n_src, np.float64)
+    in_var = np.zeros(n_src, np.float64)
+    row_flux = np.empty(n_out, np.float64)
+    row_var = np.empty(n_out, np.float64)
+    row_mask = np.empty(n_out, np.bool_)
+    prefix_flux = np.zeros(n_out + 2 * half_window + 1, np.float64)
+    prefix_count = np.zeros(n_out + 2 * half_window + 1, np.float64)
+    problems = np.zeros(3, np.int64)
+    with_mask = mask.shape[0] > 0
+    for s in range(flux.shape[0]):
+        _check_row(s, flux, ivar, mask, True, with_mask, ones, row_good, in_flux, in_var, problems)
+        shift_s = shift[s] if shift.shape[0] > 1 else shift[0]
+        _cubic_row(shift_s, base, tolerance, row_good, in_flux, in_var, row_flux, row_var, row_mask)
+        _normalize_row(row_flux, row_var, row_mask, half_window, prefix_flux, prefix_count, out_flux[s],
+                       out_error[s], out_mask[s])
     return problems
 
 
@@ -205,7 +287,11 @@ if AVAILABLE:
     _check_row = numba.njit(**_FLAGS)(_check_row)
     _rebin_row = numba.njit(**_FLAGS)(_rebin_row)
     rebin_uniform = numba.njit(**_FLAGS)(_rebin_uniform)
+    _normalize_row = numba.njit(**_FLAGS)(_normalize_row)
+    _keys = numba.njit(**_FLAGS)(_keys)
+    _cubic_row = numba.njit(**_FLAGS)(_cubic_row)
     prepare_uniform = numba.njit(**_FLAGS)(_prepare_uniform)
+    prepare_uniform_cubic = numba.njit(**_FLAGS)(_prepare_uniform_cubic)
     fill_masked = numba.njit(**_FLAGS)(_fill_masked)
 else:  # pragma: no cover
-    rebin_uniform = prepare_uniform = fill_masked = None
+    rebin_uniform = prepare_uniform = prepare_uniform_cubic = fill_masked = None

@@ -147,7 +147,7 @@ def epoch_pairs(lib: LibraryArrays, *, snrs, rng: np.random.Generator, mask_augm
     ``input_path="lamost"``: each star is observed the way the survey job meets real data:
     ``flux_lamost`` (on ``LAMOST_WAVE``) Doppler shifted by a radial velocity of the disc +
     halo mixture, Eq. 1 noise at S/N ``snr`` per LAMOST pixel, then the job's own input
-    path (rest frame, flux-conserving resampling onto ``INPUT_WAVE``, normalization). The
+    path (rest frame, cubic-convolution resampling onto ``INPUT_WAVE``, normalization). The
     network then learns the line-profile smoothing and the correlated noise of that path
     (:func:`lamost2csst.core.simulate.observed_network_inputs`). Needs ``lib.flux_lamost``.
     """

@@ -42,6 +42,7 @@ import xarray as xr
 import zarr
 
 from lamost2csst.core import INPUT_WAVE, prepare_inputs
+from lamost2csst.core.inputs import DEFAULT_METHOD
 from lamost2csst.io.spectra import open_spectra
 from lamost2csst.parallel.chunks import (
     check_resumable,
@@ -72,8 +73,8 @@ INPUT_RESOLUTION = 2000.0
 
 _STEPS = (
     "1. shift to the rest frame, lambda_rest = lambda_obs / (1 + z) (input frame 'observed' only); "
-    "2. flux-conserving resampling onto INPUT_WAVE (2238 px, 4000*exp(i/4000) A), inverse "
-    "variances and masks propagated; "
+    "2. cubic-convolution interpolation (Keys, a = -1/2) onto INPUT_WAVE (2238 px, 4000*exp(i/4000) A), "
+    "inverse variances and masks propagated; "
     "3. continuum normalization (paper Sect. 2.1): flux / continuum and error / continuum, "
     "continuum = centred moving average of 51 px"
 )
@@ -140,6 +141,7 @@ def network_input_template(ds: xr.Dataset, *, chunk_stars: int, catalogue: str =
         "frame": "rest",
         "resolution": INPUT_RESOLUTION,
         "steps": _STEPS,
+        "input_resampling": DEFAULT_METHOD,
         "input_store": catalogue,
         "input_schema": ds.attrs.get("schema", ""),
         "input_frame": ds.attrs.get("frame", ""),
@@ -253,7 +255,8 @@ def normalize_catalogue(catalogue, out, *, client, chunk_stars=None, resume=Fals
         chunk_stars = int(min(chunk_stars, n_star))
         template = network_input_template(ds, chunk_stars=chunk_stars, catalogue=catalogue)
         if exists:
-            check_resumable(out, template, chunk_stars, schema=NETWORK_INPUT_SCHEMA, variable="flux")
+            check_resumable(out, template, chunk_stars, schema=NETWORK_INPUT_SCHEMA, variable="flux",
+                            same_attrs=("input_resampling",))
             markers_group(out)
         else:
             create_output(template, out, chunk_stars)

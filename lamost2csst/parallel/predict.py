@@ -47,6 +47,7 @@ import zarr
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from lamost2csst.core import BANDS, OUTPUT_WAVE, band_pixels, prepare_inputs
+from lamost2csst.core.inputs import DEFAULT_METHOD
 from lamost2csst.core.flags import (
     FLAG_MEANINGS,
     Flag,
@@ -298,6 +299,7 @@ def predictions_template(ds: xr.Dataset, *, chunk_stars: int, catalogue: str, mo
         "input_schema": ds.attrs.get("schema", ""),
         "input_frame": ds.attrs.get("frame", ""),
         "input_source": ds.attrs.get("source", ""),
+        "input_resampling": DEFAULT_METHOD,
         "chunk_stars": int(chunk_stars),
         "lamost2csst_version": __version__,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -476,7 +478,7 @@ def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, r
                                         model_hash=digest, model_card=card, thresholds=thresholds)
         if exists:
             check_resumable(out, template, chunk_stars, schema=PREDICTIONS_SCHEMA, variable="sed",
-                            same_attrs=("model_hash", "flag_thresholds"))
+                            same_attrs=("model_hash", "flag_thresholds", "input_resampling"))
             markers_group(out)
         else:
             create_output(template, out, chunk_stars)

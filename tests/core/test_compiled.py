@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lamost2csst.core import INPUT_WAVE, LAMOST_WAVE, OUTPUT_WAVE, _compiled, prepare_inputs, resample
-from lamost2csst.core.resampling import uniform_rebin
+from lamost2csst.core.resampling import uniform_centres, uniform_rebin
 
 pytestmark = pytest.mark.skipif(not _compiled.AVAILABLE, reason="numba not installed")
 
@@ -33,8 +33,10 @@ def both_paths(monkeypatch, fn):
 
 
 def test_the_fast_path_is_taken_for_the_lamost_grid():
-    assert uniform_rebin(LAMOST_WAVE, INPUT_WAVE, np.zeros((1, 1))) is not None
-    assert uniform_rebin(np.sort(np.random.default_rng(0).uniform(4000, 8000, 100)), INPUT_WAVE, np.zeros((1, 1))) is None
+    irregular = np.sort(np.random.default_rng(0).uniform(4000, 8000, 100))
+    for setup in (uniform_rebin, uniform_centres):
+        assert setup(LAMOST_WAVE, INPUT_WAVE, np.zeros((1, 1))) is not None
+        assert setup(irregular, INPUT_WAVE, np.zeros((1, 1))) is None
 
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float32, 2e-5), (np.float64, 1e-10)])
@@ -63,10 +65,12 @@ def test_resample_to_a_coarser_grid_matches(monkeypatch):
     np.testing.assert_allclose(fast.ivar, ref.ivar, rtol=1e-9)
 
 
+@pytest.mark.parametrize("method", ["cubic", "flux"])
 @pytest.mark.parametrize("dtype, rtol", [(np.float32, 5e-5), (np.float64, 1e-9)])
-def test_prepare_inputs_matches_numpy_reference(monkeypatch, dtype, rtol):
+def test_prepare_inputs_matches_numpy_reference(monkeypatch, dtype, rtol, method):
     flux, ivar, mask, z = spectra(dtype=dtype)
-    fast, ref = both_paths(monkeypatch, lambda: prepare_inputs(LAMOST_WAVE, flux, ivar=ivar, z=z, mask=mask))
+    fast, ref = both_paths(monkeypatch,
+                           lambda: prepare_inputs(LAMOST_WAVE, flux, ivar=ivar, z=z, mask=mask, method=method))
     np.testing.assert_array_equal(fast.mask, ref.mask)
     assert fast.mask[1, 0] and not fast.mask[2].all()
     np.testing.assert_allclose(fast.flux, ref.flux, rtol=rtol, equal_nan=True)

@@ -176,6 +176,11 @@ def test_resume_refuses_another_model_and_existing_output_needs_resume(client, c
     with pytest.raises(JobInputError, match="cannot resume.*thresholds"):
         predict_catalogue(catalogue, out, client=client, resume=True, progress=False,
                           thresholds=FlagThresholds(min_snr=5.0))
+    # an output whose chunks were made with another resampling onto INPUT_WAVE is not continued
+    assert zarr.open_group(out, mode="r").attrs["input_resampling"] == "cubic"
+    zarr.open_group(out, mode="r+").attrs["input_resampling"] = "flux"
+    with pytest.raises(JobInputError, match="cannot resume.*input_resampling"):
+        predict_catalogue(catalogue, out, client=client, resume=True, progress=False)
 
 
 def test_bad_inputs_raise_job_input_error(client, catalogue, tmp_path):
