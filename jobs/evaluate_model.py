@@ -327,13 +327,19 @@ def _markdown(card, grid_rows, miles, args) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _resampling_method() -> str:
+    from lamost2csst.core.inputs import DEFAULT_METHOD
+
+    return DEFAULT_METHOD
+
+
 def _lamost_path_markdown(direct_rows, direct_sigmas, lamost_rows, lamost_sigmas) -> str:
     """The grid test split through the survey job's input path, next to the direct (paper) path."""
     lines = ["", "## Grid test split through the survey job's input path (LAMOST-like observation)", "",
              "The same test models observed on LAMOST_WAVE at a disc + halo radial velocity (90 % N(0, 40), "
-             "10 % N(0, 150) km/s) with noise at the SNR per LAMOST pixel, then rest frame, flux-conserving "
-             "resampling and normalization as `jobs.predict_catalogue` does; `direct` is the table above "
-             "(Eq. 1 noise on the input grid). Typical error:", "",
+             f"10 % N(0, 150) km/s) with noise at the SNR per LAMOST pixel, then rest frame, resampling "
+             f"('{_resampling_method()}') and normalization as `jobs.predict_catalogue` does; `direct` is the table "
+             "above (Eq. 1 noise on the input grid). Typical error:", "",
              "| Teff | SNR | " + " | ".join(f"{b} direct | {b} LAMOST path" for b in BAND_NAMES) + " |",
              "|---:|---:|" + "---:|" * 6]
     for teff, snr in PAPER_GRID:
@@ -485,6 +491,7 @@ def run(args) -> dict:
               "grid_within1sigma_aleatoric_only": aleatoric_calibration, "grid_sigma_summary": sigmas,
               "error_branch": branch,
               "grid_lamost_path": lamost_rows or None, "grid_lamost_path_sigma_summary": lamost_sigmas,
+              "lamost_path_resampling": _resampling_method() if lamost_rows else None,
               "miles": miles,
               "paper_grid": {f"{t}K_snr{s}": v for (t, s), v in PAPER_GRID.items()}, "paper_miles": PAPER_MILES,
               "figures": [str(f) for f in figures], "seconds": round(time.perf_counter() - t0, 1)}
