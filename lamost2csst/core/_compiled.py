@@ -201,35 +201,61 @@ def _keys(x):  # pragma: no cover - compiled
     return 0.0
 
 
-def _cubic_row(shift_s, base, tolerance, row_good, row_flux, row_var, out_flux, out_var,
+def _cubic_row(shift_s, base, tolerance, row_good, row_flux, row_var, position, out_flux, out_var,
                out_mask):  # pragma: no cover - compiled
     """Keys cubic convolution (a = -1/2) of one star at the output centres ``base + shift_s``
     (input-centre index units); variances ``sum w**2 var``; the rules of ``_cubic_taps``."""
     n_src = row_good.shape[0]
+    n_out = base.shape[0]
     last = n_src - 1
-    for j in range(base.shape[0]):
+    # pass 1 (vectorizable): snapped positions
+    for j in range(n_out):
         p = base[j] + shift_s
         nearest = np.floor(p + 0.5)
-        p = nearest if abs(p - nearest) < tolerance else p  # snap onto coinciding centres
+        position[j] = nearest if abs(p - nearest) < tolerance else p
+    # the positions increase with j: the pixels whose four centres lie inside the grid are
+    # one stretch lo <= j < hi; the others (at most a few at each end) take the general path
+    lo = 0
+    while lo < n_out and position[lo] < 1.0:
+        lo += 1
+    hi = n_out
+    while hi > lo and position[hi - 1] >= last - 1.0:
+        hi -= 1
+    # pass 2 (the stretch): straight-line code, Catmull-Rom form of the kernel at 1 + t, t, 1 - t, 2 - t
+    for j in range(lo, hi):
+        p = position[j]
+        i = int(p)
+        t = p - i
+        first = i - 1
+        w0 = ((-0.5 * t + 1.0) * t - 0.5) * t
+        w1 = (1.5 * t - 2.5) * t * t + 1.0
+        w2 = ((-1.5 * t + 2.0) * t + 0.5) * t
+        w3 = (0.5 * t - 0.5) * t * t
+        # inside (0, 1) the four weights are all non-zero; at t = 0 only the centre tap counts
+        bad = (not row_good[first + 1]) | ((t != 0.0) & ((not row_good[first]) | (not row_good[first + 2])
+                                                        | (not row_good[first + 3])))
+        acc = w0 * row_flux[first] + w1 * row_flux[first + 1] + w2 * row_flux[first + 2] + w3 * row_flux[first + 3]
+        acc_var = (w0 * w0 * row_var[first] + w1 * w1 * row_var[first + 1] + w2 * w2 * row_var[first + 2]
+                   + w3 * w3 * row_var[first + 3])
+        out_mask[j] = bad
+        out_flux[j] = np.nan if bad else acc
+        out_var[j] = 0.0 if bad else acc_var
+    # the ends: taps moved inside the grid; covered only on an input centre
+    for k in range(lo + n_out - hi):
+        j = k if k < lo else hi + (k - lo)
+        p = position[j]
         valid = (p >= 0.0) & (p <= last)
         p = min(max(p, 0.0), float(last))
         index = int(np.floor(p))
         first = min(max(index - 1, 0), last - 3)
         bad = not (valid and ((index >= 1 and index + 2 <= last) or p == index))
-        # the kernel at distances 1 + t, t, 1 - t, 2 - t from the four centres (Catmull-Rom form);
-        # near the ends the taps were moved inside the grid: shift the distances by the same
-        t = p - (first + 1)
-        w0 = ((-0.5 * t + 1.0) * t - 0.5) * t
-        w1 = (1.5 * t - 2.5) * t * t + 1.0
-        w2 = ((-1.5 * t + 2.0) * t + 0.5) * t
-        w3 = (0.5 * t - 0.5) * t * t
-        if t < 0.0 or t > 1.0:  # only at the ends (then the pixel is masked unless p is a centre)
-            w0, w1, w2, w3 = (_keys(p - first), _keys(p - first - 1), _keys(p - first - 2), _keys(p - first - 3))
-        bad |= ((w0 != 0.0) & (not row_good[first])) | ((w1 != 0.0) & (not row_good[first + 1])) \
-            | ((w2 != 0.0) & (not row_good[first + 2])) | ((w3 != 0.0) & (not row_good[first + 3]))
-        acc = w0 * row_flux[first] + w1 * row_flux[first + 1] + w2 * row_flux[first + 2] + w3 * row_flux[first + 3]
-        acc_var = (w0 * w0 * row_var[first] + w1 * w1 * row_var[first + 1] + w2 * w2 * row_var[first + 2]
-                   + w3 * w3 * row_var[first + 3])
+        acc = 0.0
+        acc_var = 0.0
+        for d in range(4):
+            w = _keys(p - (first + d))
+            bad |= (w != 0.0) & (not row_good[first + d])
+            acc += w * row_flux[first + d]
+            acc_var += w * w * row_var[first + d]
         out_mask[j] = bad
         out_flux[j] = np.nan if bad else acc
         out_var[j] = 0.0 if bad else acc_var
@@ -251,6 +277,7 @@ def _prepare_uniform_cubic(base, shift, tolerance, flux, ivar, mask, half_window
     row_flux = np.empty(n_out, np.float64)
     row_var = np.empty(n_out, np.float64)
     row_mask = np.empty(n_out, np.bool_)
+    position = np.empty(n_out, np.float64)
     prefix_flux = np.zeros(n_out + 2 * half_window + 1, np.float64)
     prefix_count = np.zeros(n_out + 2 * half_window + 1, np.float64)
     problems = np.zeros(3, np.int64)
@@ -258,7 +285,7 @@ def _prepare_uniform_cubic(base, shift, tolerance, flux, ivar, mask, half_window
     for s in range(flux.shape[0]):
         _check_row(s, flux, ivar, mask, True, with_mask, ones, row_good, in_flux, in_var, problems)
         shift_s = shift[s] if shift.shape[0] > 1 else shift[0]
-        _cubic_row(shift_s, base, tolerance, row_good, in_flux, in_var, row_flux, row_var, row_mask)
+        _cubic_row(shift_s, base, tolerance, row_good, in_flux, in_var, position, row_flux, row_var, row_mask)
         _normalize_row(row_flux, row_var, row_mask, half_window, prefix_flux, prefix_count, out_flux[s],
                        out_error[s], out_mask[s])
     return problems
