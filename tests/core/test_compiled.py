@@ -87,3 +87,17 @@ def test_fast_path_refuses_bad_values_like_the_reference():
     ivar[3, 10] = -1.0
     with pytest.raises(ValueError, match="negative"):
         resample(LAMOST_WAVE, flux, wave_out=INPUT_WAVE, ivar=ivar, mask=mask, z=z)
+
+
+def test_cubic_on_the_input_grid_itself_masks_only_the_masked_pixel(monkeypatch):
+    """Spectra already on INPUT_WAVE at z = 0: every output sits on an input centre (weight 1),
+    so a masked pixel masks only itself, in both paths."""
+    rng = np.random.default_rng(4)
+    flux = rng.uniform(0.9, 1.1, (3, INPUT_WAVE.size))
+    ivar = np.full(flux.shape, 100.0)
+    mask = np.zeros(flux.shape, bool)
+    mask[0, 500] = mask[1, 0] = mask[2, -1] = True
+    fast, ref = both_paths(monkeypatch, lambda: prepare_inputs(INPUT_WAVE, flux, ivar=ivar, z=0.0, mask=mask))
+    np.testing.assert_array_equal(fast.mask, mask)
+    np.testing.assert_array_equal(ref.mask, mask)
+    np.testing.assert_allclose(fast.flux, ref.flux, rtol=1e-12, equal_nan=True)
