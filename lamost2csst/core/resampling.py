@@ -1,6 +1,6 @@
 """Resampling of spectra onto another wavelength grid, with inverse variances and masks.
 
-Two methods, both vectorized over ``(n_star, n_pixel)``:
+Three methods, all vectorized over ``(n_star, n_pixel)``:
 
 ``"flux"`` (flux-conserving)
     Each output pixel is the average of the input flux density over the output pixel's
@@ -18,7 +18,9 @@ Two methods, both vectorized over ``(n_star, n_pixel)``:
     ~2 pixels per resolution element, flux-conserving rebinning or linear interpolation
     smooth the line profiles measurably; cubic convolution keeps them (EVALUATION.md).
     An output pixel whose four centres do not all lie inside the input grid is not
-    covered (unless it falls exactly on an input centre).
+    covered (unless it falls exactly on an input centre). The kernel works in input-pixel
+    index units: exact for quadratics in ln lambda on log-uniform grids (LAMOST's); on
+    other grids it interpolates in the pixel index.
 
 Variances propagate as for independent input pixels: ``var_out = sum_i w_i**2 var_i``
 with the weights ``w_i`` of the method (neighbouring output pixels that share an input
@@ -31,8 +33,9 @@ pixel of an input edge (or centre) are snapped onto it, so that grids which shar
 give exact weights of 0 and 1 (resampling a grid onto itself is the identity).
 
 Two implementations give the same numbers: the flux method on a log-uniform input grid
-(LAMOST's, any per-star z) runs in a compiled numba kernel (:mod:`._compiled`); every
-other case, and every case without numba, runs as blocked numpy passes (the reference).
+(LAMOST's, any per-star z) runs in a compiled numba kernel (:mod:`._compiled`), as does
+the cubic method inside :func:`lamost2csst.core.inputs.prepare_inputs`; every other case,
+and every case without numba, runs as blocked numpy passes (the reference).
 """
 
 from __future__ import annotations
