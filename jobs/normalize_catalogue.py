@@ -31,8 +31,10 @@ For every star, the normative steps of DESIGN.md (the numpy kernel
 lamost2csst.core.prepare_inputs):
   1. rest frame: lambda_rest = lambda_obs / (1 + z), z per star (skipped when the
      catalogue's frame attribute is already "rest");
-  2. flux-conserving resampling onto INPUT_WAVE (2238 px, 4000*exp(i/4000) A, vacuum,
-     R=2000), inverse variances and masks propagated; uncovered pixels are masked;
+  2. cubic-convolution resampling (Keys, a = -1/2) onto INPUT_WAVE (2238 px,
+     4000*exp(i/4000) A, vacuum, R=2000), inverse variances and masks propagated;
+     uncovered pixels are masked (flux-conserving rebinning smooths LAMOST's barely
+     sampled lines; EVALUATION.md);
   3. continuum normalization (paper Sect. 2.1): flux/continuum and error/continuum, the
      continuum being the centred moving average of 51 px.
 

@@ -30,8 +30,8 @@ wave; flux, ivar, mask; per-star obsid, ra, dec, z), e.g. made by jobs.ingest_la
 For every chunk of stars (lamost2csst.parallel.predict.predict_block):
   1. pixels with NaN/inf flux or bad ivar that are not marked bad are masked (flagged);
   2. rest frame with the star's z; stars without a usable z get NO_DATA | BAD_Z;
-  3. flux-conserving resampling onto INPUT_WAVE (2238 px, R=2000), continuum normalization
-     (centred 51-px moving average, paper Sect. 2.1);
+  3. cubic-convolution resampling onto INPUT_WAVE (2238 px, R=2000; output attr
+     input_resampling), continuum normalization (centred 51-px moving average, Sect. 2.1);
   4. UaRA-net (the model is loaded once per worker): SED scaled like scale_sed, and its
      relative 1-sigma uncertainty;
   5. quality flags (bitmask, see below).

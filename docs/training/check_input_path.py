@@ -9,7 +9,8 @@ model) from inputs made four ways:
 * direct: the grid's ``flux_in`` (R = 2000 on INPUT_WAVE), as in training and in the paper;
 * the model's ``flux_lamost`` (R = 2000 on LAMOST_WAVE) observed at z and shifted back onto
   INPUT_WAVE, with z = 0 or z from the disc + halo radial-velocity mixture, and with the
-  job's resampling done flux-conserving (what the job does) or by linear interpolation.
+  job's resampling done flux-conserving (what the job did until 2026-11-26) or by linear
+  interpolation (the job now uses cubic convolution: EVALUATION.md).
 
 Prints the typical error (DESIGN.md) per band: what the path costs without any noise.
 """
