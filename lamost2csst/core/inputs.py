@@ -96,7 +96,7 @@ def prepare_inputs(wave, flux, *, ivar, z, mask=None, method: str | None = None)
     return result
 
 
-def _prepare_numpy(args, method: str = "flux") -> NetworkInput:
+def _prepare_numpy(args, method: str) -> NetworkInput:
     """Reference path: :func:`resample`, then :func:`normalize`, as numpy array passes."""
     dtype = np.result_type(args.flux.dtype, np.float32)
     z = np.expm1(args.ln_shift[:, 0]) if args.ln_shift.shape[0] > 1 else float(np.expm1(args.ln_shift[0, 0]))

@@ -5,8 +5,8 @@ Per-block numpy kernels (no randomness of their own: the caller passes the gener
 * :func:`observe_spectra`: clean rest-frame spectra -> noisy observed-frame spectra;
 * :func:`draw_radial_velocities`: the disc + halo radial-velocity mixture of the demo;
 * :func:`observed_network_inputs`: both of the above, then back through the survey job's
-  own input path (:func:`lamost2csst.core.inputs.prepare_inputs`: rest frame, flux-conserving
-  resampling onto ``INPUT_WAVE``, normalization), i.e. what the network sees for a star
+  own input path (:func:`lamost2csst.core.inputs.prepare_inputs`: rest frame, resampling
+  onto ``INPUT_WAVE`` with the job's method, normalization), i.e. what the network sees for a star
   that LAMOST observed, as opposed to the paper's Eq. 1 noise added on ``INPUT_WAVE`` itself.
 """
 
@@ -21,6 +21,7 @@ from lamost2csst.core.resampling import resample
 
 __all__ = ["draw_radial_velocities", "observe_spectra", "observed_network_inputs"]
 
+#: Speed of light, km/s.
 C_KMS = 299_792.458
 
 
@@ -80,7 +81,7 @@ def draw_radial_velocities(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.where(halo, rng.normal(0.0, 150.0, n), rng.normal(0.0, 40.0, n))
 
 
-def observed_network_inputs(flux_rest, *, wave, z, snr, rng: np.random.Generator, mask=None):
+def observed_network_inputs(flux_rest, *, wave, z, snr, rng: np.random.Generator):
     """Network inputs of stars observed the LAMOST way: observe at ``z``, then the job's input path.
 
     Parameters
@@ -94,8 +95,6 @@ def observed_network_inputs(flux_rest, *, wave, z, snr, rng: np.random.Generator
     snr : array_like (n_star,)
         S/N per pixel of ``wave`` (per LAMOST pixel, not per ``INPUT_WAVE`` pixel).
     rng : numpy.random.Generator
-    mask : array_like of bool (n_star, n_pixel), optional
-        Observed pixels to mask in addition to those the shift uncovers.
 
     Returns
     -------
@@ -104,9 +103,6 @@ def observed_network_inputs(flux_rest, *, wave, z, snr, rng: np.random.Generator
     """
     from lamost2csst.core.inputs import prepare_inputs
 
-    flux_rest = as_float_array(flux_rest, name="flux_rest")
-    n_star = flux_rest.shape[0] if flux_rest.ndim == 2 else 0
-    flux, ivar, uncovered = observe_spectra(flux_rest, wave=wave, z=z, snr=snr, scale=np.ones(n_star), rng=rng)
-    if mask is not None:
-        uncovered = uncovered | np.asarray(mask, dtype=bool)
+    flux, ivar, uncovered = observe_spectra(flux_rest, wave=wave, z=z, snr=snr, scale=np.ones(len(flux_rest)),
+                                            rng=rng)
     return prepare_inputs(wave, flux, ivar=ivar, z=z, mask=uncovered)

@@ -38,6 +38,7 @@ import numpy as np
 import xarray as xr
 
 from lamost2csst.core import LAMOST_WAVE
+from lamost2csst.core.simulate import C_KMS
 from lamost2csst.io.spectra import spectra_dataset
 
 __all__ = ["BLOCK_STARS", "TOY_LINES", "TOY_RESOLUTION", "toy_block", "toy_catalogue"]
@@ -56,7 +57,6 @@ TOY_LINES = {
     "na_d": (5891.58, 5897.56),
 }
 
-_C_KMS = 299_792.458
 _HC_OVER_K = 1.438776877e8  # h c / k in Angstrom * K
 _FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))
 _TEFF_RANGE = (5000.0, 9750.0)
@@ -114,7 +114,7 @@ def _block_parameters(seed: int, block: int) -> dict[str, np.ndarray]:
     bad_start = stream.integers(0, LAMOST_WAVE.size - _BAD_BLOCK_PIXELS, n)
     return {
         "teff": teff,
-        "z": rv / _C_KMS,
+        "z": rv / C_KMS,
         "snr": snr,
         "ra": ra,
         "dec": dec,
