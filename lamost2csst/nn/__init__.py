@@ -19,6 +19,7 @@ _EXPORTS = {
     "predict": "lamost2csst.nn.inference",
     "prepare_network_arrays": "lamost2csst.nn.inference",
     "MASKED_ERROR": "lamost2csst.nn.inference",
+    "configure": "lamost2csst.nn.setup",
 }
 
 __all__ = sorted(_EXPORTS)
