@@ -1,8 +1,13 @@
-"""Argument types shared by the job command lines (kept free of heavy imports: --help stays fast)."""
+"""What the job command lines share: argument types, options and the CLI frame :func:`run_cli`.
+
+Kept free of heavy imports (numpy, dask, TensorFlow load only when a job runs): ``--help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import sys
 
 
 def positive_int(text: str) -> int:
@@ -51,3 +56,62 @@ def add_dashboard_option(group) -> None:
     group.add_argument("--dashboard-address", metavar="HOST:PORT", default="127.0.0.1:0",
                        help="dashboard of the local cluster (default 127.0.0.1 on a free port: not reachable from "
                             "other machines; e.g. 0.0.0.0:8787 to expose it, behind your own firewall)")
+
+
+def run_cli(prog: str, args, run, *, client: bool = True, preflight=None, n_workers=None,
+            threads_per_worker: int = 1, gpus: bool = False, user_errors: tuple = ()):
+    """Run a job's ``run`` as a command line and return its summary.
+
+    With ``client=True``, ``run(args, client)`` runs on a Dask client
+    (:func:`lamost2csst.parallel.runtime.dask_client`: ``args.scheduler`` or a local cluster of
+    ``n_workers``), the dashboard link is printed and ``args.performance_report`` honoured; with
+    ``client=False``, ``run(args)`` runs in this process. ``preflight(args)`` runs first (cheap
+    checks: a bad input fails before a cluster starts).
+
+    The user's mistakes (:class:`lamost2csst.errors.InputError`, ``JobInputError``,
+    :class:`UsageError` and ``user_errors``) become ``python -m jobs.<prog>: error: ...`` on
+    stderr and exit status 2; a full disk or quota (ENOSPC/EDQUOT, also from a worker) one line
+    and exit status 1. Anything else propagates with its traceback.
+    """
+    from lamost2csst.errors import InputError
+    from lamost2csst.parallel.runtime import JobInputError
+
+    try:
+        if preflight is not None:
+            preflight(args)
+        if not client:
+            return run(args)
+        return _run_on_client(prog, args, run, n_workers=n_workers, threads_per_worker=threads_per_worker,
+                              gpus=gpus)
+    except (InputError, JobInputError, UsageError, *user_errors) as err:
+        print(f"python -m jobs.{prog}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # A full disk (or quota) is not a bug: say so in one line, with where and what to do.
+        where = f" ({err.filename})" if err.filename else ""
+        again = "; chunks already finished are kept: rerun with --resume" if hasattr(args, "resume") else ""
+        print(f"python -m jobs.{prog}: error: {err.strerror or 'no space left'}{where}: free space or write "
+              f"the output elsewhere{again}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _run_on_client(prog: str, args, run, *, n_workers, threads_per_worker: int, gpus: bool):
+    """``run(args, client)`` on the Dask client ``args`` asks for, with the dashboard link and report."""
+    from lamost2csst.parallel.runtime import dask_client
+
+    with dask_client(
+        scheduler=getattr(args, "scheduler", None), n_workers=n_workers, threads_per_worker=threads_per_worker,
+        gpus=gpus, dashboard_address=getattr(args, "dashboard_address", None) or "127.0.0.1:0",
+    ) as dask:
+        print(f"[{prog}] Dask dashboard: {dask.dashboard_link}", file=sys.stderr, flush=True)
+        report = getattr(args, "performance_report", None)
+        if not report:
+            return run(args, dask)
+        from distributed import performance_report
+
+        with performance_report(filename=report):
+            summary = run(args, dask)
+        print(f"[{prog}] performance report: {report}", file=sys.stderr, flush=True)
+        return summary

@@ -298,7 +298,7 @@ def main(argv=None) -> dict:
         from jobs._cli import log_chunks_to_stderr
 
         log_chunks_to_stderr()
-    from lamost2csst.parallel import run_cli
+    from jobs._cli import run_cli
 
     return run_cli("build_flatcube", args, run, n_workers=args.workers)
 

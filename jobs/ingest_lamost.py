@@ -98,7 +98,7 @@ def run(args: argparse.Namespace, client) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from lamost2csst.parallel import run_cli
+    from jobs._cli import run_cli
 
     return run_cli("ingest_lamost", args, run, preflight=_preflight, n_workers=args.workers)
 

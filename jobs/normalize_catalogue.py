@@ -222,7 +222,7 @@ def run(args: argparse.Namespace, client) -> dict:
 def main(argv=None) -> dict:
     """Command-line entry point: returns the summary; bad input exits with status 2."""
     args = parse_args(argv)  # before any heavy import: --help answers at once
-    from lamost2csst.parallel import run_cli
+    from jobs._cli import run_cli
 
     if args.scheduler and args.threads_per_worker != 1:
         _log("--threads-per-worker applies to a LocalCluster only; ignored with --scheduler")

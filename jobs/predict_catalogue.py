@@ -231,7 +231,7 @@ def main(argv=None) -> dict:
         from jobs._cli import log_chunks_to_stderr
 
         log_chunks_to_stderr()  # workers inherit it: no TensorFlow banner per worker
-    from lamost2csst.parallel import run_cli
+    from jobs._cli import run_cli
 
     return run_cli("predict_catalogue", args, run, preflight=_preflight, n_workers=args.workers,
                    threads_per_worker=args.threads_per_worker, gpus=args.gpus)

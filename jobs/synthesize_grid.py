@@ -20,8 +20,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from jobs._cli import add_dashboard_option, positive_int
-from lamost2csst.parallel.runtime import JobInputError, open_own_store, read_json, run_cli, write_json
+from jobs._cli import add_dashboard_option, positive_int, run_cli
+from lamost2csst.parallel.runtime import JobInputError, open_own_store, read_json, write_json
 
 # Heavy imports (xarray, zarr, dask, distributed) happen inside the functions so that --help is fast.
 

@@ -1,28 +1,27 @@
 """Dask orchestration: templates, region writes, resume markers; no numerics of its own.
 
-Names are imported on first use (PEP 562), so that ``lamost2csst.parallel.runtime`` can be
-imported by a command line without pulling in xarray and dask before ``--help``.
+Names are imported on first use (PEP 562, :func:`lamost2csst._lazy.lazy_exports`), so that
+``lamost2csst.parallel.runtime`` can be imported by a command line without pulling in xarray
+and dask before ``--help``.
 """
 
-from importlib import import_module
+from __future__ import annotations
 
-_WHERE = {
-    "NETWORK_INPUT_SCHEMA": "normalize",
-    "network_input_template": "normalize",
-    "normalize_catalogue": "normalize",
-    "JobInputError": "runtime",
-    "dask_client": "runtime",
-    "open_own_store": "runtime",
-    "read_json": "runtime",
-    "remove_store": "runtime",
-    "run_cli": "runtime",
-    "write_json": "runtime",
+from lamost2csst._lazy import lazy_exports
+
+_EXPORTS = {
+    "NETWORK_INPUT_SCHEMA": "lamost2csst.parallel.normalize",
+    "network_input_template": "lamost2csst.parallel.normalize",
+    "normalize_catalogue": "lamost2csst.parallel.normalize",
+    "JobInputError": "lamost2csst.parallel.runtime",
+    "dask_client": "lamost2csst.parallel.runtime",
+    "open_own_store": "lamost2csst.parallel.runtime",
+    "read_json": "lamost2csst.parallel.runtime",
+    "remove_store": "lamost2csst.parallel.runtime",
+    "write_json": "lamost2csst.parallel.runtime",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
+__getattr__, __dir__ = lazy_exports("lamost2csst.parallel", _EXPORTS)

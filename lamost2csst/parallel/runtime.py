@@ -1,4 +1,4 @@
-"""What every job shares: the input-error type, atomic JSON markers, the Dask client, the CLI frame.
+"""What every job shares: the input-error type, atomic JSON markers, the Dask client.
 
 * :class:`JobInputError`: bad input or output locations; CLIs turn it into exit code 2
   with the message and no traceback.
@@ -7,20 +7,19 @@
   reads as absent (its chunk is redone).
 * :func:`dask_client`: attach to ``scheduler`` or start a LocalCluster on 127.0.0.1
   (dashboard on 127.0.0.1 too: never exposed unless a user asks).
-* :func:`run_cli`: the frame of a job's ``main``: preflight checks before any cluster
-  starts, the dashboard link, an optional performance report, exit 2 on JobInputError,
-  a one-line message and exit 1 on a full disk or quota (ENOSPC/EDQUOT, also from a worker).
+
+The command-line frame around a job (exit codes, messages) is ``jobs._cli.run_cli``: the
+library does not know the command lines.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import sys
 
-__all__ = ["JobInputError", "dask_client", "worker_mapper", "open_own_store", "peak_rss_mb", "read_json", "remove_store", "run_cli", "write_json"]
+__all__ = ["JobInputError", "dask_client", "open_own_store", "peak_rss_mb", "read_json", "remove_store", "worker_mapper", "write_json"]
 
 
 class JobInputError(ValueError):
@@ -155,44 +154,6 @@ def dask_client(*, scheduler: str | None = None, n_workers: int | None = None, t
         Client(cluster) as client,
     ):
         yield client
-
-
-def run_cli(prog: str, args, run, *, preflight=None, n_workers=None, threads_per_worker: int = 1, gpus: bool = False):
-    """Run ``run(args, client)`` as a command-line job; returns its summary.
-
-    ``preflight(args)`` runs first (cheap checks: a bad input fails before a cluster
-    starts). :class:`JobInputError` becomes ``prog: error: ...`` on stderr and exit 2.
-    """
-    try:
-        if preflight is not None:
-            preflight(args)
-        with dask_client(
-            scheduler=getattr(args, "scheduler", None), n_workers=n_workers, threads_per_worker=threads_per_worker,
-            gpus=gpus, dashboard_address=getattr(args, "dashboard_address", None) or "127.0.0.1:0",
-        ) as client:
-            print(f"[{prog}] Dask dashboard: {client.dashboard_link}", file=sys.stderr, flush=True)
-            report = getattr(args, "performance_report", None)
-            if report:
-                from distributed import performance_report
-
-                with performance_report(filename=report):
-                    summary = run(args, client)
-                print(f"[{prog}] performance report: {report}", file=sys.stderr, flush=True)
-            else:
-                summary = run(args, client)
-    except JobInputError as err:
-        print(f"python -m jobs.{prog}: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except OSError as err:
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        # A full disk (or quota) is not a bug: say so in one line, with where and what to do.
-        where = f" ({err.filename})" if err.filename else ""
-        again = "; chunks already finished are kept: rerun with --resume" if hasattr(args, "resume") else ""
-        print(f"python -m jobs.{prog}: error: {err.strerror or 'no space left'}{where}: free space or write "
-              f"the output elsewhere{again}", file=sys.stderr)
-        raise SystemExit(1) from None
-    return summary
 
 
 def worker_mapper(client):
