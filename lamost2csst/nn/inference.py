@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lamost2csst.core.grids import INPUT_WAVE, OUTPUT_WAVE
+
 __all__ = ["MASKED_ERROR", "default_model_path", "load_model", "model_card", "model_hash", "predict",
            "prepare_network_arrays", "save_model"]
 
@@ -24,8 +26,9 @@ __all__ = ["MASKED_ERROR", "default_model_path", "load_model", "model_card", "mo
 #: pixels (random masked spans), so it learns to ignore them.
 MASKED_ERROR = 1.0
 
-N_INPUT = 2238
-N_OUTPUT = 574
+#: Pixels of the network's input (on INPUT_WAVE) and output (on OUTPUT_WAVE).
+N_INPUT = INPUT_WAVE.size
+N_OUTPUT = OUTPUT_WAVE.size
 
 #: Matmul/convolution precision of the JAX forward pass. "highest" is full float32: on an H200
 #: the default (TF32) was 17 % faster but changed SEDs by up to 1.0 % (median 7e-5) against

@@ -33,12 +33,11 @@ import keras
 import numpy as np
 from keras import layers
 
+from lamost2csst.nn.inference import N_INPUT, N_OUTPUT
 from lamost2csst.nn.layers import LogRatio, Offset, SubUnit
 
 __all__ = ["ModelConfig", "build_uaranet"]
 
-N_INPUT = 2238
-N_OUTPUT = 574
 LOG_ERROR_REFERENCE = 0.03  # a normalized input error at S/N ~33: ln(error / this) ~ +-1 over S/N 12-90
 
 
