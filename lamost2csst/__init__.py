@@ -3,6 +3,7 @@
 The public API for notebooks and scripts. Wavelengths are vacuum Angstrom throughout.
 """
 
+from lamost2csst._version import __version__
 from lamost2csst.core import (
     BANDS,
     INPUT_WAVE,
@@ -23,8 +24,6 @@ from lamost2csst.core import (
     shift_to_rest,
     vacuum_to_air,
 )
-
-__version__ = "0.1.0"
 
 
 def load_grid(path=None):

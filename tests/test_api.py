@@ -80,3 +80,62 @@ def test_lazy_io_names_resolve_to_their_modules():
     assert set(io.__all__) <= set(dir(io))
     with pytest.raises(AttributeError, match="no attribute 'read_nothing'"):
         io.read_nothing
+
+
+def test_importing_the_package_loads_only_core():
+    """The root re-exports core eagerly; io, nn, parallel and workflows load only when a wrapper is called."""
+    code = ("import sys, lamost2csst; "
+            "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('lamost2csst.')}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert set(eval(result.stdout)) <= {"_version", "core", "errors"}, result.stdout
+
+
+def test_version_is_a_leaf_module_agreeing_with_pyproject():
+    """``lamost2csst._version`` imports alone (no loop through parallel) and carries pyproject's version."""
+    import tomllib
+    from pathlib import Path
+
+    code = "import lamost2csst._version as v; print(v.__version__)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert result.stdout.strip() == pyproject["project"]["version"] == lamost2csst.__version__
+
+
+def test_no_subpackage_imports_from_the_root():
+    """The root sits above every subpackage: a ``from lamost2csst import ...`` below it is an import loop."""
+    import ast
+    from pathlib import Path
+
+    package = Path(lamost2csst.__file__).parent
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        if path.parent == package:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "lamost2csst" and node.level == 0:
+                offenders.append(f"{path.relative_to(package)}:{node.lineno}")
+            elif isinstance(node, ast.Import) and any(alias.name == "lamost2csst" for alias in node.names):
+                offenders.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert offenders == []
+
+
+@pytest.mark.parametrize("package", ["lamost2csst.io", "lamost2csst.parallel"])
+def test_every_lazy_name_resolves(package):
+    """Each entry of a lazy-export table names a module that defines it (entries are added by hand)."""
+    import importlib
+
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        value = getattr(module, name)
+        owner = importlib.import_module(module._EXPORTS[name])
+        assert value is getattr(owner, name), name
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        module.nothing_here
+
+
+def test_lazy_parallel_names_resolve_to_their_modules():
+    import lamost2csst.parallel as parallel
+    from lamost2csst.parallel.runtime import dask_client
+
+    assert parallel.dask_client is dask_client
+    assert set(parallel.__all__) <= set(dir(parallel))

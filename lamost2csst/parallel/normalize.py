@@ -107,7 +107,7 @@ def network_input_template(ds: xr.Dataset, *, chunk_stars: int, catalogue: str =
     (they are small) and copied, the pixel arrays are dask placeholders chunked
     ``(chunk_stars, 2238)`` that ``to_zarr(compute=False)`` turns into empty arrays.
     """
-    from lamost2csst import __version__
+    from lamost2csst._version import __version__
 
     shape = (ds.sizes["star"], INPUT_WAVE.size)
     dims = ("star", "wave_in")

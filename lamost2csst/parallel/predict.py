@@ -268,7 +268,7 @@ class TensorFlowSetup(WorkerPlugin):
 def predictions_template(ds: xr.Dataset, *, chunk_stars: int, catalogue: str, model_path: str, model_hash: str,
                          model_card: dict, thresholds: FlagThresholds) -> xr.Dataset:
     """The output Dataset of :func:`predict_catalogue` with never-computed arrays."""
-    from lamost2csst import __version__
+    from lamost2csst._version import __version__
 
     n_star = ds.sizes["star"]
     dims = ("star", "wave_out")
