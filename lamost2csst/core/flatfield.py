@@ -26,13 +26,23 @@ from numpy.polynomial import legendre
 __all__ = [
     "NormalEquations",
     "PolynomialFit",
+    "add_star_sums",
+    "clip_to_fit",
     "design_matrix",
     "evaluate",
+    "initial_scales",
     "normal_equations",
+    "normalized_flat",
     "outliers",
     "polynomial_terms",
     "ratios",
+    "reduced_chi2",
+    "rms_over_detector",
+    "scale_sums",
     "solve",
+    "sum_by_star",
+    "truth_deviation",
+    "updated_scales",
 ]
 
 
@@ -180,3 +190,134 @@ def outliers(ratio, weight, model, *, kappa: float, sigma_scale) -> np.ndarray:
 def evaluate(coeffs, x, y, *, order: int, shape: tuple[int, int]) -> np.ndarray:
     """The fitted surfaces at positions ``(x, y)``: (n_obs, n_wave) from coeffs (n_wave, n_terms)."""
     return design_matrix(x, y, order=order, shape=shape) @ np.asarray(coeffs, dtype=np.float64).T
+
+
+def reduced_chi2(fit: PolynomialFit, n_terms: int) -> np.ndarray:
+    """``chi2 / max(n - n_terms, 1)`` per wavelength (NaN where unfit)."""
+    return fit.chi2 / np.maximum(fit.n - n_terms, 1)
+
+
+def clip_to_fit(design, ratio, weight, *, coeffs, sigma_scale, kappa: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Weights with the outliers of a previous fit set to 0: ``(weight, model, n_clipped)``.
+
+    ``coeffs`` (n_wave, n_terms) and ``sigma_scale`` (n_wave,) are the previous fit's
+    coefficients and ``sqrt(chi2 / dof)``; NaN coefficients (unfit wavelengths) count as 0
+    and a NaN ``sigma_scale`` clips nothing. ``model`` is the previous fit at the
+    observations, ``n_clipped`` the usable ratios (weight > 0) that were clipped.
+    """
+    model = design @ np.nan_to_num(coeffs).T
+    clip = outliers(ratio, weight, model, kappa=kappa, sigma_scale=np.nan_to_num(sigma_scale, nan=np.inf))
+    return np.where(clip, 0.0, weight), model, int((clip & (weight > 0)).sum())
+
+
+def scale_sums(ratio, weight, model, *, scale) -> tuple[np.ndarray, np.ndarray]:
+    """Per observation, the sums that update a star's scale against the flats ``model``.
+
+    With the scale-free ratio ``q = r s`` (``s`` the scale that formed ``r``) and its weight
+    ``w' = w / s^2``, minimizing ``sum w' (q - s' R)^2`` over a star's ``s'`` gives
+    ``s' = sum w' q R / sum w' R^2``: this returns the numerator and denominator terms
+    ``(sum_wave w' q R, sum_wave w' R^2)`` of each observation (n_obs,) each.
+    """
+    s_now = scale[:, None]
+    good = (weight > 0) & np.isfinite(model) & np.isfinite(ratio)
+    wq = np.where(good, weight / s_now**2, 0.0)
+    q, m = np.where(good, ratio * s_now, 0.0), np.where(good, model, 0.0)
+    return (wq * q * m).sum(axis=1), (wq * m * m).sum(axis=1)
+
+
+def sum_by_star(obsid, numerator, denominator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(sorted unique obsid, numerator sums, denominator sums)`` over the rows of each star."""
+    ids, inverse = np.unique(obsid, return_inverse=True)
+    return (ids, *(np.bincount(inverse, values, minlength=ids.size) for values in (numerator, denominator)))
+
+
+def add_star_sums(a, b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sum of two ``(obsid, numerator, denominator)`` tables of :func:`sum_by_star`."""
+    return sum_by_star(*(np.concatenate([a[i], b[i]]) for i in range(3)))
+
+
+def initial_scales(obsid, scale) -> tuple[np.ndarray, np.ndarray]:
+    """``(sorted obsid, scale)`` to start a self-calibration: each star's first scale where finite
+    and > 0, else the median of those (1 when there is none)."""
+    ids, first = np.unique(obsid, return_index=True)
+    start = scale[first]
+    good = np.isfinite(start) & (start > 0)
+    start = np.where(good, start, np.median(start[good]) if good.any() else 1.0)
+    return ids, start
+
+
+def updated_scales(current, sums) -> tuple[np.ndarray, np.ndarray]:
+    """New per-star scales ``numerator / denominator`` from summed :func:`scale_sums`.
+
+    ``current`` is ``(sorted obsid, scale)``, ``sums`` ``(obsid, numerator, denominator)``
+    (obsid among the current ones). Stars without a finite positive estimate keep their
+    scale; the result is rescaled to the median of ``current`` (the global level is
+    degenerate with the flats).
+    """
+    ids, values = current
+    new = values.copy()
+    pos = np.searchsorted(ids, sums[0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        estimate = sums[1] / sums[2]
+    good = np.isfinite(estimate) & (estimate > 0)
+    new[pos[good]] = estimate[good]
+    new *= np.median(values) / np.median(new)
+    return ids, new
+
+
+def normalized_flat(coeffs, covariance, design) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The flat normalized to mean 1 over the detector, its 1-sigma error, and the mean response.
+
+    Parameters
+    ----------
+    coeffs : ndarray (n_band, n_detector, n_wave, n_terms)
+        Legendre coefficients of the ratio surfaces (NaN where unfit).
+    covariance : ndarray (n_band, n_detector, n_wave, n_terms, n_terms)
+    design : ndarray (n_grid, n_terms)
+        :func:`design_matrix` at the grid points.
+
+    Returns
+    -------
+    flat, flat_error : ndarray (n_band, n_detector, n_wave, n_grid)
+        ``surface / c_0`` (the mean of a Legendre surface over the detector is its constant
+        term) and its error to first order in the coefficients' errors.
+    mean_response : ndarray (n_band, n_detector, n_wave)
+        ``c_0``.
+    """
+    n_terms = design.shape[1]
+    mean_response = coeffs[..., 0]
+    surface = np.einsum("gk,bdwk->bdwg", design, coeffs)
+    flat = surface / mean_response[..., None]
+    jac = design[None, None, None] - flat[..., None] * np.eye(n_terms)[0]  # d(surface/c0)/dc * c0
+    flat_error = np.sqrt(np.einsum("bdwgk,bdwkl,bdwgl->bdwg", jac, covariance, jac)) / np.abs(
+        mean_response[..., None])
+    return flat, flat_error, mean_response
+
+
+def rms_over_detector(a) -> np.ndarray:
+    """RMS over the last two axes ignoring NaN; NaN where all are NaN (no warnings: thread-safe)."""
+    finite = np.isfinite(a)
+    count = finite.sum(axis=(-2, -1))
+    total = np.where(finite, a, 0.0) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, np.sqrt(total.sum(axis=(-2, -1)) / count), np.nan)
+
+
+def truth_deviation(*, fitted, true, flat_error, fit) -> dict | None:
+    """Recovered vs injected flat of one band, medians over the fitted wavelengths.
+
+    ``fitted``, ``true``, ``flat_error`` are (detector, wave, gy, gx), ``fit`` (detector, wave).
+    Returns ``{"rms_deviation_median", "predicted_rms_median", "wavelengths_fit"}``: the median
+    of the rms over the detector of ``fitted / true - 1``, that of ``flat_error``, and the
+    number of (detector, wavelength) fits with a finite deviation; None when there is none.
+    """
+    with np.errstate(invalid="ignore"):
+        dev = fitted / true - 1.0
+    rms = rms_over_detector(dev)
+    pred_rms = rms_over_detector(flat_error)
+    ok = fit & np.isfinite(rms)
+    if not ok.any():
+        return None
+    return {"rms_deviation_median": round(float(np.median(rms[ok])), 6),
+            "predicted_rms_median": round(float(np.median(pred_rms[ok])), 6),
+            "wavelengths_fit": int(ok.sum())}

@@ -1,15 +1,27 @@
-"""2D Legendre flat fits from normal equations: exact cases, additivity, statistical calibration."""
+"""2D Legendre flat fits from normal equations: exact cases, additivity, statistical calibration;
+the flat-cube algebra (clipping, self-calibration scales, error propagation, truth statistics) on hand numbers."""
 
 import numpy as np
 import pytest
 
 from lamost2csst.core.flatfield import (
     NormalEquations,
+    PolynomialFit,
+    add_star_sums,
+    clip_to_fit,
     design_matrix,
     evaluate,
+    initial_scales,
     normal_equations,
+    normalized_flat,
     polynomial_terms,
+    reduced_chi2,
+    rms_over_detector,
+    scale_sums,
     solve,
+    sum_by_star,
+    truth_deviation,
+    updated_scales,
 )
 
 SHAPE = (9232, 9216)  # (ny, nx) of a CSST detector
@@ -93,3 +105,102 @@ def test_too_few_or_degenerate_observations_are_unfit():
     assert not fit.fit[0]
     empty = NormalEquations.zeros(3, 6)
     assert not solve(empty, min_obs=1).fit.any()
+
+
+def test_reduced_chi2_divides_by_at_least_one_degree_of_freedom():
+    fit = PolynomialFit(np.zeros((2, 3)), np.zeros((2, 3, 3)), np.array([10.0, 4.0]), np.array([8, 3]),
+                        np.array([True, True]))
+    np.testing.assert_array_equal(reduced_chi2(fit, 3), [2.0, 4.0])  # 10 / (8 - 3), 4 / max(0, 1)
+
+
+def test_clip_to_fit_zeroes_the_outliers_of_the_previous_fit():
+    design = np.ones((3, 1))  # a constant surface: the model is c_0 at every observation
+    ratio, weight = np.array([[1.0], [1.5], [1.05]]), np.full((3, 1), 100.0)  # z = |r - 1| * 10 = 0, 5, 0.5
+    w, model, n = clip_to_fit(design, ratio, weight, coeffs=np.array([[1.0]]), sigma_scale=np.array([1.0]),
+                              kappa=3.0)
+    np.testing.assert_array_equal(w, [[100.0], [0.0], [100.0]])
+    np.testing.assert_array_equal(model, np.ones((3, 1)))
+    assert n == 1
+    w, _, n = clip_to_fit(design, ratio, weight, coeffs=np.array([[1.0]]), sigma_scale=np.array([2.0]), kappa=3.0)
+    assert n == 0 and (w == 100).all()  # z / sigma_scale = 2.5 < 3
+    already_unused = np.array([[100.0], [0.0], [100.0]])
+    _, _, n = clip_to_fit(design, ratio, already_unused, coeffs=np.array([[1.0]]), sigma_scale=np.array([1.0]),
+                          kappa=3.0)
+    assert n == 0  # a ratio of weight 0 is not counted as clipped
+    # an unfit previous wavelength (NaN) clips nothing and models 0
+    w, model, n = clip_to_fit(design, ratio, weight, coeffs=np.array([[np.nan]]),
+                              sigma_scale=np.array([np.nan]), kappa=3.0)
+    assert n == 0 and (w == 100).all() and (model == 0).all()
+
+
+def test_scale_sums_give_the_scale_that_fits_the_flat():
+    # one observation formed with scale 2: ratios 2, 4 against flats 1, 2; its flux q = r * 2 = 4, 8
+    # is 4 x the flat, so the updated scale must be 4
+    ratio, weight, model = np.array([[2.0, 4.0]]), np.array([[1.0, 0.25]]), np.array([[1.0, 2.0]])
+    num, den = scale_sums(ratio, weight, model, scale=np.array([2.0]))
+    # w' = w / s^2 = 0.25, 0.0625: num = 0.25*4*1 + 0.0625*8*2 = 2, den = 0.25*1 + 0.0625*4 = 0.5
+    np.testing.assert_allclose(num, [2.0])
+    np.testing.assert_allclose(den, [0.5])
+    num, den = scale_sums(np.array([[2.0, np.nan]]), np.array([[1.0, 0.25]]), model, scale=np.array([2.0]))
+    np.testing.assert_allclose([num[0], den[0]], [0.25 * 4 * 1, 0.25])  # the NaN ratio is left out
+
+
+def test_star_sums_add_up_per_star():
+    ids, num, den = sum_by_star(np.array([5, 3, 5]), np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0]))
+    np.testing.assert_array_equal(ids, [3, 5])
+    np.testing.assert_array_equal(num, [2.0, 4.0])
+    np.testing.assert_array_equal(den, [5.0, 10.0])
+    total = add_star_sums((np.array([3]), np.array([1.0]), np.array([1.0])),
+                          (np.array([3, 7]), np.array([2.0, 5.0]), np.array([3.0, 1.0])))
+    for got, expected in zip(total, ([3, 7], [3.0, 5.0], [4.0, 1.0])):
+        np.testing.assert_array_equal(got, expected)
+    empty = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+    assert all(part.size == 0 for part in add_star_sums(empty, empty))
+
+
+def test_initial_scales_take_the_first_known_scale_else_the_median():
+    ids, start = initial_scales(np.array([7, 3, 7, 9]), np.array([2.0, np.nan, 5.0, 4.0]))
+    np.testing.assert_array_equal(ids, [3, 7, 9])
+    np.testing.assert_array_equal(start, [3.0, 2.0, 4.0])  # star 3: median of 2 and 4
+    _, start = initial_scales(np.array([1, 2]), np.array([np.nan, -1.0]))
+    np.testing.assert_array_equal(start, [1.0, 1.0])
+
+
+def test_updated_scales_keep_stars_without_an_estimate_and_the_median():
+    current = (np.array([3, 7, 9]), np.array([1.0, 2.0, 3.0]))
+    sums = (np.array([7, 9]), np.array([8.0, -1.0]), np.array([2.0, 1.0]))  # 7: 8/2 = 4; 9: negative, kept
+    ids, new = updated_scales(current, sums)
+    np.testing.assert_array_equal(ids, [3, 7, 9])
+    # before rescaling [1, 4, 3] (median 3); rescaled to the current median 2
+    np.testing.assert_allclose(new, [2 / 3, 8 / 3, 2.0])
+    np.testing.assert_array_equal(current[1], [1.0, 2.0, 3.0])  # the input is not modified
+
+
+def test_normalized_flat_and_its_first_order_error():
+    # flat = (c0 + 0.5 c1) / c0 at a grid point with design row (1, 0.5); c = (2, 1)
+    design = np.array([[1.0, 0.5]])
+    coeffs = np.array([2.0, 1.0]).reshape(1, 1, 1, 2)
+    cov = np.diag([0.01, 0.04]).reshape(1, 1, 1, 2, 2)
+    flat, error, mean = normalized_flat(coeffs, cov, design)
+    assert flat.shape == error.shape == (1, 1, 1, 1) and mean.shape == (1, 1, 1)
+    assert flat.item() == pytest.approx(1.25) and mean.item() == 2.0
+    # d flat / d c0 = -0.5 c1 / c0^2 = -0.125, d flat / d c1 = 0.5 / c0 = 0.25
+    assert error.item() == pytest.approx(np.sqrt(0.125**2 * 0.01 + 0.25**2 * 0.04), rel=1e-12)
+    flat, error, _ = normalized_flat(np.full((1, 1, 1, 2), np.nan), cov, design)
+    assert np.isnan(flat).all() and np.isnan(error).all()  # unfit stays NaN
+
+
+def test_rms_over_detector_ignores_nan():
+    a = np.array([[[3.0, np.nan], [4.0, np.nan]], [[np.nan, np.nan], [np.nan, np.nan]]])
+    rms = rms_over_detector(a)
+    assert rms[0] == pytest.approx(np.sqrt((9 + 16) / 2)) and np.isnan(rms[1])
+
+
+def test_truth_deviation_medians_over_fitted_wavelengths():
+    true = np.ones((1, 3, 2, 2))
+    fitted = true * np.array([1.01, 1.02, 1.5]).reshape(1, 3, 1, 1)  # deviations 1 %, 2 %, 50 %
+    error = np.full(true.shape, 0.01) * np.array([1.0, 3.0, 9.0]).reshape(1, 3, 1, 1)
+    fit = np.array([[True, True, False]])  # the 50 % wavelength is unfit: left out
+    row = truth_deviation(fitted=fitted, true=true, flat_error=error, fit=fit)
+    assert row == {"rms_deviation_median": 0.015, "predicted_rms_median": 0.02, "wavelengths_fit": 2}
+    assert truth_deviation(fitted=fitted, true=true, flat_error=error, fit=np.zeros((1, 3), bool)) is None
