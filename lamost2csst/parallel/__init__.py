@@ -19,6 +19,7 @@ _EXPORTS = {
     "read_json": "lamost2csst.parallel.runtime",
     "remove_store": "lamost2csst.parallel.runtime",
     "write_json": "lamost2csst.parallel.runtime",
+    "synthesize_grid": "lamost2csst.parallel.synthesis",
 }
 
 __all__ = sorted(_EXPORTS)

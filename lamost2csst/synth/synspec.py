@@ -70,6 +70,7 @@ __all__ = [
     "reduce_model",
     "run_synspec",
     "step_segments",
+    "step_text",
     "synthesis_grid",
     "synthesize",
 ]
@@ -261,6 +262,20 @@ def step_segments(step, wave_range, nfreqs=None) -> list[tuple[float, float, flo
     if not segments or segments[-1][1] < hi:
         raise ValueError(f"the step schedule {step!r} does not reach {hi} A; end it with (None, step)")
     return segments
+
+
+def step_text(step) -> str:
+    """A step or step schedule as text, e.g. ``'3300:0.01:60,4500:0.02:60,0.05'`` (the job's ``--step``)."""
+    if np.isscalar(step):
+        return f"{step:g}"
+    parts = []
+    for entry in step:
+        if entry[0] is None:
+            parts.append(f"{entry[1]:g}")
+        else:
+            fields = [f"{entry[0]:g}", f"{entry[1]:g}"] + ([str(entry[2])] if len(entry) > 2 else [])
+            parts.append(":".join(fields))
+    return ",".join(parts)
 
 
 def run_synspec(

