@@ -5,7 +5,6 @@ that the parallel layer maps over chunks.
 """
 
 from lamost2csst.core.air_vacuum import air_to_vacuum, vacuum_to_air
-from lamost2csst.core.normalization import continuum, normalize
 from lamost2csst.core.doppler import shift_to_rest
 from lamost2csst.core.grids import (
     BANDS,
@@ -17,7 +16,7 @@ from lamost2csst.core.grids import (
     log_wave_grid,
     pixel_edges,
 )
-from lamost2csst.core.inputs import NetworkInput, prepare_inputs
+from lamost2csst.core.inputs import NetworkInput, fill_masked_pixels, prepare_inputs
 from lamost2csst.core.lsf import degrade, degrade_error, lsf_sigma
 from lamost2csst.core.metrics import (
     BandStatistics,
@@ -29,6 +28,7 @@ from lamost2csst.core.metrics import (
     teff_bin,
 )
 from lamost2csst.core.noise import add_noise
+from lamost2csst.core.normalization import continuum, normalize
 from lamost2csst.core.resampling import Resampled, resample
 from lamost2csst.core.sed import scale_sed, sed_scale
 
@@ -50,6 +50,7 @@ __all__ = [
     "continuum",
     "degrade",
     "degrade_error",
+    "fill_masked_pixels",
     "log_wave_grid",
     "lsf_sigma",
     "normalize",

@@ -32,7 +32,7 @@ from lamost2csst.core.resampling import (
     uniform_rebin,
 )
 
-__all__ = ["DEFAULT_METHOD", "NetworkInput", "prepare_inputs"]
+__all__ = ["DEFAULT_METHOD", "NetworkInput", "fill_masked_pixels", "prepare_inputs"]
 
 #: Resampling onto INPUT_WAVE used by the survey job (see :func:`prepare_inputs`).
 DEFAULT_METHOD = "cubic"
@@ -124,3 +124,41 @@ def _prepare_compiled(args, setup) -> NetworkInput:
     )
     raise_for_bad_values(*problems)
     return out
+
+
+def fill_masked_pixels(flux: np.ndarray, error: np.ndarray, mask: np.ndarray, *,
+                       masked_error: float) -> tuple[np.ndarray, np.ndarray]:
+    """float32 copies of ``flux`` and ``error`` with masked pixels set to flux 1 and error ``masked_error``.
+
+    ``flux``, ``error`` and the boolean ``mask`` have the same 2-D shape (checked by the caller).
+    With numba, one compiled pass; otherwise numpy (same numbers, tested).
+
+    Raises
+    ------
+    ValueError
+        NaN/inf flux or error, or error <= 0, on pixels that are not masked.
+    """
+    if _compiled.AVAILABLE and flux.size:
+        out_flux, out_error = np.empty(flux.shape, np.float32), np.empty(flux.shape, np.float32)
+        n_bad = _compiled.fill_masked(np.ascontiguousarray(flux), np.ascontiguousarray(error),
+                                      np.ascontiguousarray(mask), np.float32(masked_error),
+                                      out_flux, out_error)
+        if n_bad:
+            _raise_for_bad_unmasked(flux, error, mask)
+        return out_flux, out_error
+    _raise_for_bad_unmasked(flux, error, mask)
+    flux = np.where(mask, 1.0, flux).astype(np.float32)
+    error = np.where(mask, masked_error, error).astype(np.float32)
+    return flux, error
+
+
+def _raise_for_bad_unmasked(flux, error, mask) -> None:
+    """Raise for NaN/inf flux or error, or error <= 0, on unmasked pixels (numpy path and message)."""
+    with np.errstate(invalid="ignore"):
+        bad = ~mask & (~np.isfinite(flux) | ~np.isfinite(error) | ~(error > 0))
+    if bad.any():
+        stars = np.flatnonzero(bad.any(axis=1))
+        raise ValueError(
+            f"{int(bad.sum())} unmasked pixels in {stars.size} spectra (first: row {stars[0]}) have NaN/inf "
+            "flux or error, or error <= 0; pass mask=True for them (e.g. NetworkInput.mask)"
+        )

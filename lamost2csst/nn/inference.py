@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from lamost2csst.core.grids import INPUT_WAVE, OUTPUT_WAVE
+from lamost2csst.core.inputs import fill_masked_pixels
 
 __all__ = ["MASKED_ERROR", "default_model_path", "load_model", "model_card", "model_hash", "predict",
            "prepare_network_arrays", "save_model"]
@@ -133,31 +134,7 @@ def prepare_network_arrays(norm_flux, norm_error, *, mask=None):
         mask = np.asarray(mask)
         if mask.dtype != bool or mask.shape != flux.shape:
             raise ValueError(f"mask must be a boolean array of shape {flux.shape}, got {mask.dtype} {mask.shape}")
-    from lamost2csst.core import _compiled
-
-    if _compiled.AVAILABLE and flux.size:
-        out_flux, out_error = np.empty(flux.shape, np.float32), np.empty(flux.shape, np.float32)
-        n_bad = _compiled.fill_masked(np.ascontiguousarray(flux), np.ascontiguousarray(error),
-                                      np.ascontiguousarray(mask), np.float32(MASKED_ERROR), out_flux, out_error)
-        if n_bad:
-            _raise_bad(flux, error, mask)
-        return out_flux, out_error
-    _raise_bad(flux, error, mask)
-    flux = np.where(mask, 1.0, flux).astype(np.float32)
-    error = np.where(mask, MASKED_ERROR, error).astype(np.float32)
-    return flux, error
-
-
-def _raise_bad(flux, error, mask) -> None:
-    """Raise for NaN/inf flux or error, or error <= 0, on unmasked pixels (numpy path and message)."""
-    with np.errstate(invalid="ignore"):
-        bad = ~mask & (~np.isfinite(flux) | ~np.isfinite(error) | ~(error > 0))
-    if bad.any():
-        stars = np.flatnonzero(bad.any(axis=1))
-        raise ValueError(
-            f"{int(bad.sum())} unmasked pixels in {stars.size} spectra (first: row {stars[0]}) have NaN/inf "
-            "flux or error, or error <= 0; pass mask=True for them (e.g. NetworkInput.mask)"
-        )
+    return fill_masked_pixels(flux, error, mask, masked_error=MASKED_ERROR)
 
 
 @functools.lru_cache(maxsize=8)

@@ -101,3 +101,25 @@ def test_cubic_on_the_input_grid_itself_masks_only_the_masked_pixel(monkeypatch)
     np.testing.assert_array_equal(fast.mask, mask)
     np.testing.assert_array_equal(ref.mask, mask)
     np.testing.assert_allclose(fast.flux, ref.flux, rtol=1e-12, equal_nan=True)
+
+
+def test_fill_masked_pixels_on_hand_numbers_both_paths(monkeypatch):
+    from lamost2csst.core import fill_masked_pixels
+
+    flux = np.array([[0.5, np.nan, 2.0], [1.5, 0.25, np.inf]])
+    error = np.array([[0.1, 0.2, -1.0], [0.3, 0.05, 0.4]])
+    mask = np.array([[False, True, True], [False, False, True]])
+    expected_flux = np.array([[0.5, 1.0, 1.0], [1.5, 0.25, 1.0]], np.float32)
+    expected_error = np.array([[0.1, 7.0, 7.0], [0.3, 0.05, 7.0]], np.float32)
+    paths = both_paths(monkeypatch, lambda: fill_masked_pixels(flux, error, mask, masked_error=7.0))
+    for out_flux, out_error in paths:
+        assert out_flux.dtype == out_error.dtype == np.float32
+        np.testing.assert_array_equal(out_flux, expected_flux)
+        np.testing.assert_array_equal(out_error, expected_error)
+    monkeypatch.undo()
+    unmasked_bad = mask.copy()
+    unmasked_bad[0, 2] = False  # error -1 on an unmasked pixel
+    for available in (True, False):
+        monkeypatch.setattr(_compiled, "AVAILABLE", available)
+        with pytest.raises(ValueError, match=r"1 unmasked pixels in 1 spectra \(first: row 0\)"):
+            fill_masked_pixels(flux, error, unmasked_bad, masked_error=7.0)
