@@ -21,6 +21,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def float_list(text: str) -> tuple[float, ...]:
+    """argparse type of comma-separated positive numbers (SNRs): ``"20,40"`` -> ``(20.0, 40.0)``."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return values
+
+
 class UsageError(Exception):
     """Bad input of a job that is the user's to fix (reported as ``prog: error: ...``, exit 2)."""
 
@@ -102,8 +113,8 @@ def _run_on_client(prog: str, args, run, *, n_workers, threads_per_worker: int, 
     from lamost2csst.parallel.runtime import dask_client
 
     with dask_client(
-        scheduler=getattr(args, "scheduler", None), n_workers=n_workers, threads_per_worker=threads_per_worker,
-        gpus=gpus, dashboard_address=getattr(args, "dashboard_address", None) or "127.0.0.1:0",
+        scheduler=getattr(args, "scheduler", None), n_workers=n_workers,
+        threads_per_worker=threads_per_worker, gpus=gpus, dashboard_address=getattr(args, "dashboard_address", None) or "127.0.0.1:0",
     ) as dask:
         print(f"[{prog}] Dask dashboard: {dask.dashboard_link}", file=sys.stderr, flush=True)
         report = getattr(args, "performance_report", None)

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from lamost2csst.core import LAMOST_WAVE
-from lamost2csst.core import INPUT_WAVE
+from lamost2csst.core import INPUT_WAVE, LAMOST_WAVE
 from lamost2csst.core.inputs import prepare_inputs
 from lamost2csst.core.simulate import (
     C_KMS,
@@ -97,8 +96,12 @@ def test_observed_network_inputs_are_back_in_the_rest_frame():
         assert not net.mask[i].any()  # INPUT_WAVE (4000-7000 A) stays inside LAMOST_WAVE after the shifts
         assert _line_centre(INPUT_WAVE, net.flux[i]) == pytest.approx(LINE, abs=0.05)  # 1.3 A pixels
         np.testing.assert_allclose(net.flux[i, far], ref.flux[0, far], rtol=1e-4)
-    # without the shift back the line of the z = -4e-4 star would sit 2.6 A blue of its rest wavelength
-    assert LINE * 4e-4 > 2.5
+    # The check above sees a missing shift back: the same observation taken in at z = 0 puts
+    # the line of the z = -4e-4 star LINE * 4e-4 = 2.6 A blue of its rest wavelength.
+    flux, ivar, uncovered = observe_spectra(line_on_slope[2:], wave=LAMOST_WAVE, z=z[2:], snr=np.full(1, 1e9),
+                                            scale=np.ones(1), rng=np.random.default_rng(0))
+    unshifted = prepare_inputs(LAMOST_WAVE, flux, ivar=ivar, z=0.0, mask=uncovered)
+    assert _line_centre(INPUT_WAVE, unshifted.flux[0]) == pytest.approx(LINE * (1 - 4e-4), abs=0.05)
 
 
 def test_observed_network_inputs_errors_are_the_per_pixel_noise():

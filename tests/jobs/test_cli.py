@@ -27,7 +27,8 @@ def test_a_full_disk_on_a_worker_is_one_line_and_exit_1(capsys):
         run_cli("predict_catalogue", args, run, n_workers=1)
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("python -m jobs.predict_catalogue: error: No space left on device (/data/out.zarr/sed/c/3/0)")
+    assert err.startswith("python -m jobs.predict_catalogue: error: "
+                          "No space left on device (/data/out.zarr/sed/c/3/0)")
     assert "rerun with --resume" in err
 
 
@@ -57,8 +58,9 @@ class _Mismatch(Exception):
     pass
 
 
-@pytest.mark.parametrize("error", [InputError("bad --grid"), JobInputError("bad --grid"), UsageError("bad --grid"),
-                                   _Mismatch("bad --grid")], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("error", [InputError("bad --grid"), JobInputError("bad --grid"),
+                                   UsageError("bad --grid"), _Mismatch("bad --grid")],
+                         ids=lambda e: type(e).__name__)
 def test_user_errors_are_one_line_and_exit_2(capsys, error):
     def run(args):
         raise error

@@ -117,20 +117,27 @@ def test_save_load_round_trip_is_safe_and_exact(model, tmp_path):
     assert "lambda" not in json.dumps(json.loads(zipfile.ZipFile(path).read("config.json"))).lower()
 
 
-def test_a_model_file_carrying_code_is_refused(tmp_path):
+def test_a_model_file_carrying_code_is_refused(tmp_path, monkeypatch):
     """Safe loading: a .keras file with a Lambda layer (arbitrary Python) is never executed."""
     import keras
 
     ran = tmp_path / "the-lambda-ran"
     inputs = keras.Input((3,))
-    outputs = keras.layers.Lambda(lambda x: x * 2.0)(inputs)
+    # The code leaves a trace on disk whenever it runs (building the model runs it once).
+    monkeypatch.setenv("LAMOST2CSST_TEST_TRACE", str(ran))
+    outputs = keras.layers.Lambda(
+        lambda x: (open(__import__("os").environ["LAMOST2CSST_TEST_TRACE"], "w").close(), x * 2.0)[1])(inputs)
     path = tmp_path / "lambda.keras"
     keras.Model(inputs, outputs).save(path)
+    ran.unlink()
     with pytest.raises(ValueError, match="refusing to load a model file that carries Python code"):
         load_model(path)
     with pytest.raises(ValueError, match="carries Python code"):
         predict(*_inputs(1, seed=0), model=path)
     assert not ran.exists()
+    # The probe works: an unsafe load does run the file's code.
+    keras.saving.load_model(path, safe_mode=False)
+    assert ran.exists()
 
 
 def test_load_model_errors(tmp_path):

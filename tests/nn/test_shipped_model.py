@@ -19,7 +19,7 @@ def test_shipped_model_file_and_card_agree():
 
 
 def test_shipped_model_predicts_its_test_models():
-    """Test-split grid models (never trained on) at SNR 80: GV residuals at the percent level."""
+    """Test-split grid models (never trained on) at SNR 80: GV residuals at the 0.2 % level."""
     from lamost2csst.io.training import gridded_library
     from lamost2csst.nn.training import LibraryArrays, epoch_pairs
 
@@ -34,6 +34,7 @@ def test_shipped_model_predicts_its_test_models():
     sed, sigma = lamost2csst.predict(data.flux, data.error)
     r = (sed - data.sed) / data.sed
     gv = band_pixels(OUTPUT_WAVE, BANDS["GV"])
-    # measured (EVALUATION.md): GV typical error ~0.004-0.01 on test models; 0.03 leaves room
-    assert np.median(np.abs(r[:, gv])) < 0.03
+    # measured 2026-12-07 (this computation): 0.00175; seeds 0-4 give 0.0014-0.0018, all 506 test
+    # models 0.0016. The bound leaves 1.7x headroom (other TF builds, BLAS summation orders).
+    assert np.median(np.abs(r[:, gv])) < 0.003
     assert np.all(sigma > 0) and np.all(np.isfinite(sed))
