@@ -114,7 +114,8 @@ def _run_on_client(prog: str, args, run, *, n_workers, threads_per_worker: int, 
 
     with dask_client(
         scheduler=getattr(args, "scheduler", None), n_workers=n_workers,
-        threads_per_worker=threads_per_worker, gpus=gpus, dashboard_address=getattr(args, "dashboard_address", None) or "127.0.0.1:0",
+        threads_per_worker=threads_per_worker, gpus=gpus,
+        dashboard_address=getattr(args, "dashboard_address", None) or "127.0.0.1:0",
     ) as dask:
         print(f"[{prog}] Dask dashboard: {dask.dashboard_link}", file=sys.stderr, flush=True)
         report = getattr(args, "performance_report", None)
