@@ -36,13 +36,34 @@ OUTPUT_RESOLUTION = 200.0
 
 
 class GriddedLibrary(NamedTuple):
-    """Clean spectra on the network's grids; masks are True where a value is undefined."""
+    """Clean library spectra on the network's grids, one row per star; masks True where undefined.
 
-    flux_in: np.ndarray  # (n, 2238) at R=2000, not normalized
+    The one type of a training or evaluation library (``lamost2csst.nn.training.LibraryArrays``
+    is this class): :func:`library_to_grids` fills the arrays and ``input_coarser``; a
+    training library adds each star's ``teff`` and, for training through the LAMOST input
+    path, its clean spectrum on ``LAMOST_WAVE``. ``len(lib)`` counts stars and
+    :meth:`take` selects stars (``input_coarser``, one value per input pixel, is kept).
+    """
+
+    flux_in: np.ndarray  # (n, 2238) at R=2000 on INPUT_WAVE, not normalized
     input_mask: np.ndarray
-    sed: np.ndarray  # (n, 574) at R=200, scaled
+    sed: np.ndarray  # (n, 574) at R=200 on OUTPUT_WAVE, scaled
     target_mask: np.ndarray
-    input_coarser: np.ndarray  # (2238,) the library is coarser than R=2000 there (not masked)
+    teff: np.ndarray | None = None  # (n,)
+    flux_lamost: np.ndarray | None = None  # (n, 3909) clean on LAMOST_WAVE (training input_path="lamost")
+    input_coarser: np.ndarray | None = None  # (2238,) the library is coarser than R=2000 there (not masked)
+
+    def take(self, index) -> GriddedLibrary:
+        """The stars ``index`` (an index array, a boolean mask or a slice) of this library."""
+        return GriddedLibrary(**{name: value if value is None or name == "input_coarser" else value[index]
+                                 for name, value in zip(self._fields, self)})
+
+    def replace(self, **changes) -> GriddedLibrary:
+        """A copy with the fields ``changes`` replaced (the tuple's ``_replace`` fails: its len() is n_star)."""
+        return GriddedLibrary(**{**dict(zip(self._fields, self)), **changes})
+
+    def __len__(self) -> int:
+        return self.flux_in.shape[0]
 
 
 class TrainingPairs(NamedTuple):
@@ -103,7 +124,7 @@ def library_to_grids(wave, flux, *, mask=None, input_resolution=None, input_fwhm
     sed = scale_sed(np.where(target_mask, 0.0, sed))
     sed = np.where(target_mask, np.nan, sed)
     flux_in = np.where(input_mask, np.nan, flux_in)
-    return GriddedLibrary(flux_in, input_mask, sed, target_mask, coarser)
+    return GriddedLibrary(flux_in, input_mask, sed, target_mask, input_coarser=coarser)
 
 
 def make_pairs(flux_in, sed, *, snr, rng: np.random.Generator, input_mask=None, target_mask=None) -> TrainingPairs:

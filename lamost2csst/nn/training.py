@@ -27,9 +27,10 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from lamost2csst.core.grids import BANDS, OUTPUT_WAVE, band_pixels
-from lamost2csst.core.pairs import make_pairs
+from lamost2csst.core.pairs import GriddedLibrary, make_pairs
 
-__all__ = ["INPUT_PATHS", "LibraryArrays", "RunMismatchError", "TrainConfig", "epoch_pairs", "split_by_model", "train", "validation_metrics"]
+__all__ = ["INPUT_PATHS", "LibraryArrays", "RunMismatchError", "TrainConfig", "epoch_pairs", "split_by_model",
+           "train", "validation_metrics"]
 
 
 #: How training inputs are made: Eq. 1 noise on INPUT_WAVE, or observed through the LAMOST path.
@@ -40,21 +41,9 @@ class RunMismatchError(ValueError):
     """A run directory that belongs to another run (different config, or not resumable)."""
 
 
-class LibraryArrays(NamedTuple):
-    """Clean library spectra on the network's grids (masks True where undefined)."""
-
-    flux_in: np.ndarray  # (n, 2238) clean, not normalized
-    input_mask: np.ndarray
-    sed: np.ndarray  # (n, 574) scaled
-    target_mask: np.ndarray
-    teff: np.ndarray  # (n,)
-    flux_lamost: np.ndarray | None = None  # (n, 3909) clean, on LAMOST_WAVE (only for input_path="lamost")
-
-    def take(self, index) -> "LibraryArrays":
-        return LibraryArrays(*(None if a is None else a[index] for a in self))
-
-    def __len__(self):
-        return self.flux_in.shape[0]
+#: The former name of the one library type, :class:`lamost2csst.core.pairs.GriddedLibrary`:
+#: ``LibraryArrays(flux_in, input_mask, sed, target_mask, teff, flux_lamost=None)``.
+LibraryArrays = GriddedLibrary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +126,7 @@ class EpochData(NamedTuple):
     star: np.ndarray  # (k,) index into the library
 
 
-def epoch_pairs(lib: LibraryArrays, *, snrs, rng: np.random.Generator, mask_augment: float = 0.0,
+def epoch_pairs(lib: GriddedLibrary, *, snrs, rng: np.random.Generator, mask_augment: float = 0.0,
                 max_masked_span: int = 200, input_path: str = "direct") -> EpochData:
     """Every star of ``lib`` at every SNR with fresh noise, normalized, ready for the network.
 
@@ -209,7 +198,7 @@ def _machine() -> str:
     return f"{platform.node()} {platform.processor() or platform.machine()} {os.cpu_count()} cores"
 
 
-def train(model, train_lib: LibraryArrays, val_lib: LibraryArrays, *, config: TrainConfig, run_dir,
+def train(model, train_lib: GriddedLibrary, val_lib: GriddedLibrary, *, config: TrainConfig, run_dir,
           resume: bool = False, progress: Callable | None = None, card: dict | None = None):
     """Train ``model``; returns ``(model, summary)`` (summary also in ``run_dir/summary.json``).
 
@@ -219,7 +208,7 @@ def train(model, train_lib: LibraryArrays, val_lib: LibraryArrays, *, config: Tr
     ----------
     model : keras.Model
         A UaRA-net (:func:`lamost2csst.nn.build_uaranet` or a loaded one for fine-tuning).
-    train_lib, val_lib : LibraryArrays
+    train_lib, val_lib : GriddedLibrary
         Training and validation stars (clean inputs and scaled targets).
     config : TrainConfig
     run_dir : path
