@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
+import zarr
 
 from lamost2csst.core.grids import BANDS
 from lamost2csst.core.slitless import DETECTOR_SHAPE, DETECTORS_PER_BAND
+from lamost2csst.io.storage import resolve
 
 __all__ = ["OBSERVATIONS_SCHEMA", "validate_observations"]
 
@@ -57,6 +59,25 @@ def validate_observations(ds: xr.Dataset) -> xr.Dataset:
     if problems:
         raise ValueError("not a lamost2csst slitless observation store:\n  - " + "\n  - ".join(problems))
     return ds
+
+
+def open_observations(path) -> xr.Dataset:
+    """The observation store at ``path``, opened lazily and validated (``ValueError`` lists the problems)."""
+    return validate_observations(xr.open_zarr(resolve(path), consolidated=False))
+
+
+def read_scales(path) -> tuple[np.ndarray, np.ndarray]:
+    """``(obsid, scale)`` of every observation of the store at ``path`` (scale as float64)."""
+    group = zarr.open_group(resolve(path), mode="r")
+    return group["obsid"][...], group["scale"][...].astype(np.float64)
+
+
+def read_truth(path) -> xr.Dataset | None:
+    """The injected truth of a simulated store (group ``truth``), loaded; None for real observations."""
+    try:
+        return xr.open_zarr(resolve(path), group="truth", consolidated=False).load()
+    except Exception:  # noqa: BLE001 - no truth group: real observations
+        return None
 
 
 def band_names() -> tuple[str, ...]:
@@ -161,4 +182,5 @@ def write_observations(obs: xr.Dataset, path, *, truth: xr.Dataset | None = None
         truth.to_zarr(path, group="truth", zarr_format=3, consolidated=False)
 
 
-__all__ += ["DETECTORS_PER_BAND", "band_names", "detector_grid", "simulate_observations", "write_observations"]
+__all__ += ["DETECTORS_PER_BAND", "band_names", "detector_grid", "open_observations", "read_scales",
+            "read_truth", "simulate_observations", "write_observations"]

@@ -1,5 +1,6 @@
 """2D Legendre flat fits from normal equations: exact cases, additivity, statistical calibration;
-the flat-cube algebra (clipping, self-calibration scales, error propagation, truth statistics) on hand numbers."""
+the flat-cube algebra (clipping, self-calibration scales, error propagation, truth statistics)
+on hand numbers."""
 
 import numpy as np
 import pytest

@@ -2,8 +2,16 @@
 
 import numpy as np
 import pytest
+import xarray as xr
 
-from lamost2csst.io.observations import simulate_observations, validate_observations, write_observations
+from lamost2csst.io.observations import (
+    open_observations,
+    read_scales,
+    read_truth,
+    simulate_observations,
+    validate_observations,
+    write_observations,
+)
 from lamost2csst.io.simulated import grid_catalogue
 
 
@@ -42,7 +50,26 @@ def test_schema_problems_are_listed(stars, tmp_path):
     with pytest.raises(ValueError, match="missing per-observation coordinate 'x'"):
         validate_observations(obs.drop_vars("x"))
     write_observations(obs, tmp_path / "o.zarr", truth=truth, chunk_obs=40)
-    with pytest.raises(Exception):
+    with pytest.raises(FileExistsError, match="already contains data"):
         write_observations(obs, tmp_path / "o.zarr")  # never overwrites
     with pytest.raises(ValueError, match="one obsid per star"):
         simulate_observations(sed, obsid[:3])
+
+
+def test_store_readers(stars, tmp_path):
+    sed, obsid = stars
+    obs, truth = simulate_observations(sed, obsid, n_exposures=1, scale_error=0.1)
+    write_observations(obs, tmp_path / "with.zarr", truth=truth)
+    write_observations(obs, tmp_path / "without.zarr")
+    opened = open_observations(tmp_path / "with.zarr")
+    np.testing.assert_array_equal(opened.obsid.values, obs.obsid.values)
+    ids, scale = read_scales(tmp_path / "with.zarr")
+    np.testing.assert_array_equal(ids, obs.obsid.values)
+    assert scale.dtype == np.float64
+    np.testing.assert_array_equal(scale, obs.scale.values)
+    np.testing.assert_array_equal(read_truth(tmp_path / "with.zarr").flat.values, truth.flat.values)
+    assert read_truth(tmp_path / "without.zarr") is None  # real observations carry no truth
+    xr.Dataset({"flux": (("obs", "wave_out"), np.zeros((2, 3)))}).to_zarr(tmp_path / "bad.zarr", zarr_format=3,
+                                                                           consolidated=False)
+    with pytest.raises(ValueError, match="missing per-observation coordinate 'obsid'"):
+        open_observations(tmp_path / "bad.zarr")
