@@ -58,15 +58,15 @@ def check_output_location(out: str, *, resume: bool, overwrite: bool) -> None:
     from lamost2csst.parallel.storage import exists
 
     if exists(out) and not (resume or overwrite):
-        raise JobInputError(f"output {out} already exists; pass --resume to finish it, --overwrite to replace it, "
-                            "or choose another --out")
+        raise JobInputError(f"output {out} already exists; pass --resume to finish it, --overwrite to "
+                            "replace it, or choose another --out")
 
 
 def add_dashboard_option(group) -> None:
     """``--dashboard-address``: where a local cluster's dashboard listens (default: this machine only)."""
     group.add_argument("--dashboard-address", metavar="HOST:PORT", default="127.0.0.1:0",
-                       help="dashboard of the local cluster (default 127.0.0.1 on a free port: not reachable from "
-                            "other machines; e.g. 0.0.0.0:8787 to expose it, behind your own firewall)")
+                       help="dashboard of the local cluster (default 127.0.0.1 on a free port: not reachable "
+                            "from other machines; e.g. 0.0.0.0:8787 to expose it, behind your own firewall)")
 
 
 def run_cli(prog: str, args, run, *, client: bool = True, preflight=None, n_workers=None,

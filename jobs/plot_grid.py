@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
+
+from jobs._cli import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,32 +17,39 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="docs/grid.png", help="PNG file to write (default %(default)s)")
     parser.add_argument("--grid", default=None, help="directory of grid parts (default: the shipped grid)")
-    parser.add_argument("--logg", type=float, default=4.0, help="log g of the models shown (default %(default)s)")
-    parser.add_argument("--feh", type=float, default=0.0, help="[M/H] of the models shown (default %(default)s)")
-    parser.add_argument("--alpha", type=float, default=0.0, help="[alpha/M] of the models shown (default %(default)s)")
+    parser.add_argument("--logg", type=float, default=4.0,
+                        help="log g of the models shown (default %(default)s)")
+    parser.add_argument("--feh", type=float, default=0.0,
+                        help="[M/H] of the models shown (default %(default)s)")
+    parser.add_argument("--alpha", type=float, default=0.0,
+                        help="[alpha/M] of the models shown (default %(default)s)")
     return parser
 
 
 def main(argv=None) -> str:
     args = build_parser().parse_args(argv)
+    return run_cli("plot_grid", args, plot, client=False)
+
+
+def plot(args: argparse.Namespace) -> str:
+    """Write the PNG ``args.out`` and print its path; a missing grid or model is an InputError."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from lamost2csst.core import INPUT_WAVE, OUTPUT_WAVE, normalize
+    from lamost2csst.errors import InputError
     from lamost2csst.io.grid import load_grid
 
     try:
         grid = load_grid(args.grid)
     except ValueError as err:
-        print(f"python -m jobs.plot_grid: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    sel = np.asarray(np.isclose(grid.logg, args.logg) & np.isclose(grid.feh, args.feh) & np.isclose(grid.alpha, args.alpha))
+        raise InputError(str(err)) from None
+    sel = np.asarray(np.isclose(grid.logg, args.logg) & np.isclose(grid.feh, args.feh)
+                     & np.isclose(grid.alpha, args.alpha))
     if not sel.any():
-        print(f"python -m jobs.plot_grid: error: no model with logg {args.logg}, [M/H] {args.feh}, "
-              f"[alpha/M] {args.alpha}", file=sys.stderr)
-        raise SystemExit(2)
+        raise InputError(f"no model with logg {args.logg}, [M/H] {args.feh}, [alpha/M] {args.alpha}")
     models = grid.isel(model=np.flatnonzero(sel)).sortby("teff")
     colors = plt.cm.coolwarm_r(np.linspace(0, 1, models.sizes["model"]))
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5))

@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from jobs._cli import run_cli
+
 BANDS = ("GU", "GV", "GI")
 
 
@@ -27,14 +29,17 @@ def build_parser():
 
 
 def read_history(run_dir) -> list[dict]:
+    from lamost2csst.errors import InputError
+
     path = Path(run_dir) / "history.jsonl"
     if not path.exists():
-        raise SystemExit(f"python -m jobs.plot_training: error: no history.jsonl in {run_dir}")
+        raise InputError(f"no history.jsonl in {run_dir}")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def markdown_table(history, *, every: int) -> str:
-    snrs = sorted({k.split("_")[1] for k in history[0] if k.startswith("error_snr")}, key=lambda s: float(s[3:]))
+    snrs = sorted({k.split("_")[1] for k in history[0] if k.startswith("error_snr")},
+                  key=lambda s: float(s[3:]))
     head = "| epoch | spectrum passes | minutes | lr | val NLL | " + " | ".join(
         f"{b} {s.upper()}" for s in snrs for b in BANDS) + " |"
     lines = [head, "|" + "---:|" * (5 + len(snrs) * len(BANDS))]
@@ -50,6 +55,11 @@ def markdown_table(history, *, every: int) -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    return run_cli("plot_training", args, plot, client=False)
+
+
+def plot(args: argparse.Namespace) -> int:
+    """Write the PNG, print the Markdown table; a run directory without history is an InputError."""
     history = read_history(args.run_dir)
     import matplotlib
 
