@@ -139,3 +139,29 @@ def test_lazy_parallel_names_resolve_to_their_modules():
 
     assert parallel.dask_client is dask_client
     assert set(parallel.__all__) <= set(dir(parallel))
+
+
+def test_no_private_name_crosses_a_package_boundary():
+    """``_private`` names and modules stay inside their subpackage (core, io, nn, parallel, ...; jobs).
+
+    Leaf helpers meant for every layer are the exception: ``lamost2csst._version``, ``lamost2csst._lazy``.
+    """
+    import ast
+    from pathlib import Path
+
+    root = Path(lamost2csst.__file__).parents[1]
+    shared = {"lamost2csst._version", "lamost2csst._lazy"}
+    offenders = []
+    for path in sorted([*(root / "lamost2csst").rglob("*.py"), *(root / "jobs").rglob("*.py")]):
+        parts = path.relative_to(root).with_suffix("").parts
+        home = parts[:2] if parts[0] == "lamost2csst" and len(parts) > 2 else parts[:1]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module):
+                continue
+            target = tuple(node.module.split("."))
+            if node.module in shared or target[: len(home)] == home:
+                continue
+            private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+            if private or any(part.startswith("_") and not part.startswith("__") for part in target):
+                offenders.append(f"{path.relative_to(root)}:{node.lineno} {node.module} {private}")
+    assert offenders == []
