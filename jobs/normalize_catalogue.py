@@ -183,14 +183,16 @@ def _resolve(args) -> tuple[str | None, str]:
 
 
 def _preflight(args) -> None:
-    """Cheap checks before a cluster is started, so that bad input fails at once (exit 2)."""
+    """Cheap checks before a cluster is started, so that bad input fails at once (exit 2).
+
+    The catalogue is only looked for here: the library opens it once and checks its schema.
+    """
     from jobs._cli import check_output_location
-    from lamost2csst.parallel.normalize import _open_input
-    from lamost2csst.parallel.storage import resolve
+    from lamost2csst.io.spectra import require_catalogue
 
     catalogue, out = _resolve(args)
     if catalogue is not None:
-        _open_input(resolve(catalogue))
+        require_catalogue(catalogue)
     check_output_location(out, resume=args.resume, overwrite=args.overwrite)
 
 

@@ -27,7 +27,7 @@ a LAMOST-like spectra catalogue with UaRA-net, chunk by chunk, on a Dask cluster
 
 Input: a spectra catalogue, a Zarr store in the lamost2csst.spectra/1 schema (dims star x
 wave; flux, ivar, mask; per-star obsid, ra, dec, z), e.g. made by jobs.ingest_lamost.
-For every chunk of stars (lamost2csst.parallel.predict.predict_block):
+For every chunk of stars (lamost2csst.parallel.predict_tasks.predict_block):
   1. pixels with NaN/inf flux or bad ivar that are not marked bad are masked (flagged);
   2. rest frame with the star's z; stars without a usable z get NO_DATA | BAD_Z;
   3. cubic-convolution resampling onto INPUT_WAVE (2238 px, R=2000; output attr
@@ -192,15 +192,17 @@ def _resolve(args) -> tuple[str | None, str]:
 
 
 def _preflight(args) -> None:
-    """Cheap checks before a cluster starts, so that bad input fails at once (exit 2)."""
+    """Cheap checks before a cluster starts, so that bad input fails at once (exit 2).
+
+    The catalogue is only looked for here: the library opens it once and checks its schema.
+    """
     from jobs._cli import check_output_location
+    from lamost2csst.io.spectra import require_catalogue
     from lamost2csst.parallel import JobInputError
-    from lamost2csst.parallel.normalize import _open_input
-    from lamost2csst.parallel.storage import resolve
 
     catalogue, out = _resolve(args)
     if catalogue is not None:
-        _open_input(resolve(catalogue))
+        require_catalogue(catalogue)
     if args.model is not None and not os.path.isfile(args.model):
         raise JobInputError(f"model file {args.model} does not exist")
     check_output_location(out, resume=args.resume, overwrite=args.overwrite)

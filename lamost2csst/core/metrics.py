@@ -15,10 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from lamost2csst.core._validate import as_float_array
-from lamost2csst.core.grids import BANDS, band_pixels
+from lamost2csst.core.flags import Flag
+from lamost2csst.core.grids import BANDS, OUTPUT_WAVE, band_pixels
 
-__all__ = ["BandStatistics", "CalibrationStatistics", "band_statistics", "calibration_statistics", "relative_residual",
-           "rmsae", "teff_bin"]
+__all__ = ["SNR_BINS", "BandStatistics", "CalibrationStatistics", "band_statistics", "calibration_statistics",
+           "relative_residual", "rmsae", "teff_bin", "truth_statistics", "truth_table"]
 
 TEFF_BIN_WIDTH = 250.0
 
@@ -201,3 +202,69 @@ def calibration_statistics(residual, sigma, *, wave, teff=None, bands=None) -> C
                 within[i, j] = np.mean(np.abs(zb) < 1)
                 std_z[i, j] = np.std(zb)
     return CalibrationStatistics(centres, tuple(bands), within, std_z, counts)
+
+
+# ---------------------------------------------------------------- truth statistics of a catalogue job
+
+#: S/N bins (edges) of the truth statistics; the last group holds predicted but flagged stars.
+SNR_BINS = (0.0, 10.0, 20.0, 40.0, 80.0, np.inf)
+SNR_LABELS = ("<10", "10-20", "20-40", "40-80", ">=80")
+#: The sufficient statistics of :func:`truth_statistics`, in the order they are stored.
+TRUTH_FIELDS = ("n", "sum", "sumsq", "within")
+
+
+def truth_statistics(sed, sigma, flags, sed_true, snr=None) -> dict[str, np.ndarray]:
+    """Sufficient statistics of the relative residual ``sed / sed_true - 1`` per S/N group.
+
+    Groups 0..4 are the stars with ``flags == 0`` in the :data:`SNR_BINS` (by ``snr``; all
+    in one bin by S/N when ``snr`` is None, see below), group 5 the predicted but flagged
+    stars. Returns arrays (6, n_wave) ``n``, ``sum``, ``sumsq`` and ``within`` (count of
+    ``|r| < sigma``), which add up over chunks.
+    """
+    n_group = len(SNR_BINS)  # 5 S/N bins + the flagged group
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = sed.astype(np.float64) / sed_true - 1.0
+    if snr is None:
+        snr = np.full(sed.shape[0], np.nan)
+    group = np.clip(np.digitize(np.nan_to_num(np.asarray(snr, np.float64), nan=0.0), SNR_BINS[1:-1]), 0, 4)
+    group = np.where(flags == 0, group, n_group - 1)
+    predicted = (flags & Flag.NO_DATA) == 0
+    good = np.isfinite(r) & predicted[:, None]
+    r = np.where(good, r, 0.0)
+    within = good & (np.abs(r) < sigma)
+    stats = {name: np.zeros((n_group, sed.shape[1])) for name in TRUTH_FIELDS}
+    for g in np.unique(group[predicted]):
+        rows = predicted & (group == g)
+        stats["n"][g] = good[rows].sum(axis=0)
+        stats["sum"][g] = r[rows].sum(axis=0)
+        stats["sumsq"][g] = (r[rows] ** 2).sum(axis=0)
+        stats["within"][g] = within[rows].sum(axis=0)
+    return stats
+
+
+def truth_table(stats: dict[str, np.ndarray], *, wave=OUTPUT_WAVE) -> list[dict]:
+    """Rows of typical error per band from summed :func:`truth_statistics`.
+
+    Typical error of a band = median over its pixels of the standard deviation over stars
+    of the relative residual (the paper's statistic, without Teff bins); ``offset`` the
+    median of the mean residual; ``within_1sigma`` the median fraction with ``|r| < sigma``.
+    """
+    groups = [(label, [i]) for i, label in enumerate(SNR_LABELS)]
+    groups += [("all ok", list(range(5))), ("all predicted", list(range(6)))]
+    rows = []
+    for label, members in groups:
+        n = stats["n"][members].sum(axis=0)
+        if n.max(initial=0) < 2:
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = stats["sum"][members].sum(axis=0) / n
+            std = np.sqrt(np.maximum(stats["sumsq"][members].sum(axis=0) / n - mean**2, 0.0) * n / (n - 1))
+            within = stats["within"][members].sum(axis=0) / n
+        row = {"snr": label, "n_star": int(n.max())}
+        for band, lo_hi in BANDS.items():
+            sel = band_pixels(wave, lo_hi)
+            row[f"error_{band}"] = round(float(np.nanmedian(std[sel])), 5)
+            row[f"offset_{band}"] = round(float(np.nanmedian(mean[sel])), 5)
+            row[f"within_1sigma_{band}"] = round(float(np.nanmedian(within[sel])), 3)
+        rows.append(row)
+    return rows

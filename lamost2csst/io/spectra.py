@@ -36,13 +36,20 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
-from zarr.codecs import BloscCodec
+
+from lamost2csst.errors import InputError
+from lamost2csst.io.regions import compressor, template_encoding, write_region
+from lamost2csst.io.storage import exists, resolve
 
 __all__ = [
     "SCHEMA",
+    "compressor",
     "create_spectra_store",
+    "open_catalogue",
     "open_spectra",
+    "require_catalogue",
     "spectra_dataset",
+    "star_chunk",
     "validate_spectra",
     "write_spectra",
     "write_spectra_region",
@@ -66,16 +73,6 @@ _COORD_ATTRS = {
     "feh": {"units": "dex", "long_name": "[Fe/H] or [M/H]"},
     "alpha": {"units": "dex", "long_name": "[alpha/M]"},
 }
-
-
-def compressor(level: int = 1, *, cname: str = "lz4") -> BloscCodec:
-    """The Blosc codec of catalogue arrays: lz4 with byte shuffle by default.
-
-    On demo spectra (2048 stars of flux, ivar, mask) lz4 decodes 3x and encodes 2.4x
-    faster than zstd level 1 at a 3 % lower ratio (1.47 vs 1.51; BENCHMARKS.md): reading
-    the catalogue was ~20 % of the predict job's time with zstd.
-    """
-    return BloscCodec(cname=cname, clevel=level, shuffle="shuffle")
 
 
 def spectra_dataset(
@@ -182,16 +179,6 @@ def validate_spectra(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset
     return ds
 
 
-def _encoding(ds: xr.Dataset, chunk_stars: int, level: int) -> dict:
-    encoding = {}
-    for name, var in ds.variables.items():
-        if "star" not in var.dims:
-            continue
-        chunks = tuple(chunk_stars if d == "star" else ds.sizes[d] for d in var.dims)
-        encoding[name] = {"chunks": chunks, "compressors": [compressor(level)]}
-    return encoding
-
-
 def write_spectra(ds: xr.Dataset, store, *, chunk_stars: int = DEFAULT_CHUNK_STARS, level: int = 1, mode: str = "w-",
                   compute: bool = True):
     """Write a whole catalogue to a Zarr v3 store (computes dask-backed inputs).
@@ -205,7 +192,7 @@ def write_spectra(ds: xr.Dataset, store, *, chunk_stars: int = DEFAULT_CHUNK_STA
     chunk_stars = max(1, min(chunk_stars, ds.sizes["star"]))
     ds = ds.chunk({"star": chunk_stars, "wave": -1}) if ds.chunks else ds
     delayed = ds.to_zarr(store, mode=mode, zarr_format=3, consolidated=False, compute=compute,
-                         encoding=_encoding(ds, chunk_stars, level))
+                         encoding=template_encoding(ds, chunk_stars, level=level))
     return store if compute else delayed
 
 
@@ -225,7 +212,7 @@ def create_spectra_store(template: xr.Dataset, store, *, chunk_stars: int = DEFA
         zarr_format=3,
         consolidated=False,
         compute=False,
-        encoding=_encoding(template, chunk_stars, level),
+        encoding=template_encoding(template, chunk_stars, level=level),
     )
     return store
 
@@ -237,8 +224,7 @@ def write_spectra_region(part: xr.Dataset, store, *, start: int) -> None:
     concurrent writers never touch the same chunk.
     """
     stop = start + part.sizes["star"]
-    part = part.drop_vars([n for n, v in part.variables.items() if "star" not in v.dims])
-    part.to_zarr(store, region={"star": slice(start, stop)}, zarr_format=3, consolidated=False)
+    write_region(store, start, stop, {n: v.values for n, v in part.variables.items() if "star" in v.dims})
 
 
 def open_spectra(store, *, chunks=None) -> xr.Dataset:
@@ -248,3 +234,39 @@ def open_spectra(store, *, chunks=None) -> xr.Dataset:
     except (FileNotFoundError, KeyError) as err:
         raise ValueError(f"cannot open {store!s} as a Zarr store: {err}") from err
     return validate_spectra(ds)
+
+
+def require_catalogue(path) -> str:
+    """The catalogue's resolved path or URL; InputError when nothing is there (nothing is opened)."""
+    path = resolve(path)
+    if not exists(path):
+        raise InputError(f"input catalogue {path} does not exist")
+    return path
+
+
+def open_catalogue(path) -> xr.Dataset:
+    """A job's input catalogue, opened once: it exists, follows the schema and holds stars.
+
+    Opened without dask (arrays are read on access; the jobs' tasks read their own rows with
+    :func:`lamost2csst.io.regions.read_region`); :func:`star_chunk` is the store's chunk size.
+
+    Raises
+    ------
+    lamost2csst.errors.InputError
+        The store does not exist, is not a spectra catalogue, or holds no stars.
+    """
+    path = require_catalogue(path)
+    try:
+        ds = validate_spectra(xr.open_zarr(path, consolidated=False, chunks=None))
+    except (FileNotFoundError, KeyError) as err:
+        raise InputError(f"input {path}: cannot open {path!s} as a Zarr store: {err}") from None
+    except ValueError as err:  # not the spectra schema
+        raise InputError(f"input {path}: {err}") from None
+    if ds.sizes["star"] == 0:
+        raise InputError(f"input catalogue {path} holds no stars")
+    return ds
+
+
+def star_chunk(ds: xr.Dataset) -> int:
+    """Stars per chunk of an opened catalogue store (its ``flux`` array's), at most its star count."""
+    return int(min(ds["flux"].encoding["chunks"][0], ds.sizes["star"]))

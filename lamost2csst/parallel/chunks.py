@@ -1,4 +1,4 @@
-"""Chunked, resumable catalogue jobs: star chunks, the output template, markers, the task loop.
+"""Chunked, resumable catalogue jobs: star chunks, the output set-up, markers, the task loop.
 
 The pattern every catalogue job follows (hats-import style):
 
@@ -10,7 +10,9 @@ The pattern every catalogue job follows (hats-import style):
 3. a rerun with ``resume`` skips the chunks that have a marker.
 
 ``<out>/.markers`` is an empty Zarr group, so that Zarr readers do not warn about an
-unknown directory.
+unknown directory. The stores' templates and their region reads and writes are
+:mod:`lamost2csst.io` (``read_region``, ``write_region``, ``empty_array`` and ``star_coords``
+are re-exported here for old callers).
 """
 
 from __future__ import annotations
@@ -18,14 +20,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 
-import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
 
-from lamost2csst.io.spectra import compressor
-from lamost2csst.parallel.runtime import JobInputError, open_own_store, read_json
+from lamost2csst.errors import InputError
+from lamost2csst.io.regions import empty_array, read_region, star_coords, write_region, write_template
+from lamost2csst.io.spectra import open_catalogue, star_chunk
+from lamost2csst.io.storage import exists as storage_exists
+from lamost2csst.parallel.runtime import JobInputError, open_own_store, read_json, remove_store
 
 __all__ = [
     "MARKERS",
@@ -37,6 +42,8 @@ __all__ = [
     "marker_path",
     "missing_chunks",
     "markers_group",
+    "open_input",
+    "prepare_output",
     "read_marker",
     "read_region",
     "run_chunk_tasks",
@@ -71,30 +78,9 @@ def markers_group(out: str) -> None:
     group.attrs["description"] = "resume markers of lamost2csst jobs: chunk-<index>.done (JSON) = chunk written"
 
 
-def empty_array(shape: tuple[int, ...], dtype, chunk_stars: int) -> da.Array:
-    """A never-computed placeholder, chunked along the first (star) axis only."""
-    return da.zeros(shape, dtype=dtype, chunks=(chunk_stars, *shape[1:]))
-
-
-def star_coords(ds: xr.Dataset) -> dict[str, xr.Variable]:
-    """The per-star coordinates of ``ds``, loaded (they are small), attrs kept."""
-    return {name: xr.Variable("star", var.values, dict(var.attrs)) for name, var in ds.coords.items()
-            if var.dims == ("star",)}
-
-
-def _encoding(template: xr.Dataset, chunk_stars: int) -> dict:
-    encoding = {}
-    for name, var in template.variables.items():
-        if "star" in var.dims:
-            chunks = tuple(chunk_stars if d == "star" else template.sizes[d] for d in var.dims)
-            encoding[name] = {"chunks": chunks, "compressors": [compressor(1)]}
-    return encoding
-
-
 def create_output(template: xr.Dataset, out: str, chunk_stars: int) -> None:
     """Write the template's metadata and coordinates (no data) and the markers group."""
-    template.to_zarr(out, mode="w-", compute=False, zarr_format=3, consolidated=False,
-                     encoding=_encoding(template, chunk_stars))
+    write_template(template, out, chunk_stars)
     markers_group(out)
 
 
@@ -144,31 +130,6 @@ def run_chunk_tasks(client, task, chunks, *, out: str, desc: str, progress: bool
     return markers, new
 
 
-def read_region(store: str, start: int, stop: int, names, *, dim: str = "star") -> dict[str, np.ndarray]:
-    """The arrays ``names`` of a Zarr store, rows ``start:stop`` of those along ``dim``.
-
-    Plain Zarr reads (a task reads a few arrays of one chunk: xarray's store opening and
-    decoding would cost more than the read itself). Arrays without a ``star`` dimension
-    (``wave``) are read whole; names absent from the store are left out.
-    """
-    group = zarr.open_group(store, mode="r")
-    out = {}
-    for name in names:
-        if name not in group:
-            continue
-        array = group[name]
-        dims = array.metadata.dimension_names or ()
-        out[name] = array[start:stop] if dims and dims[0] == dim else array[...]
-    return out
-
-
-def write_region(store: str, start: int, stop: int, arrays: dict[str, np.ndarray]) -> None:
-    """Write rows ``start:stop`` of existing Zarr arrays (a task's own chunk region)."""
-    group = zarr.open_group(store, mode="r+")
-    for name, values in arrays.items():
-        group[name][start:stop] = values
-
-
 def same_stars(old: xr.Dataset, template: xr.Dataset) -> bool:
     """True when two stores list the same obsid in the same order."""
     return bool(np.array_equal(old["obsid"].values, template["obsid"].values))
@@ -207,3 +168,45 @@ def check_resumable(out: str, template: xr.Dataset, chunk_stars: int, *, schema:
 def missing_chunks(out: str, n_star: int, chunk_stars: int) -> list[int]:
     """Indices of the chunks of a job's output that have no valid marker (not, or not fully, written)."""
     return [index for index, _, _ in chunk_ranges(n_star, chunk_stars) if read_marker(out, index) is None]
+
+
+def open_input(catalogue: str) -> xr.Dataset:
+    """The job's input catalogue, opened once (:func:`lamost2csst.io.spectra.open_catalogue`).
+
+    Bad input raises :class:`JobInputError`, the jobs' exit-2 error.
+    """
+    try:
+        return open_catalogue(catalogue)
+    except InputError as err:
+        raise JobInputError(str(err)) from None
+
+
+def prepare_output(out: str, source: xr.Dataset, *, chunk_stars, resume: bool, overwrite: bool, schema: str,
+                   template: Callable[[int], xr.Dataset], variable: str,
+                   same_attrs: tuple[str, ...] = ()) -> int:
+    """Set up the output store of a job on catalogue ``source`` before any task runs; returns the chunk size.
+
+    ``overwrite`` removes an existing store of ``schema`` first; an existing store without
+    ``resume`` is refused. ``chunk_stars`` defaults to the existing output's (on resume) or
+    the input's, at most its star count. ``template(chunk_stars)``
+    builds the output Dataset: written as a new store, or checked against the existing one
+    (:func:`check_resumable` with ``variable`` and ``same_attrs``).
+    """
+    if overwrite and storage_exists(out):
+        remove_store(out, schema=schema)
+    exists = storage_exists(out)
+    if exists and not resume:
+        raise JobInputError(f"output {out} already exists; pass resume=True (--resume) to finish it, "
+                            "or remove it first")
+    if chunk_stars is None:
+        chunk_stars = (existing_chunk_stars(out) if exists else None) or star_chunk(source)
+    if int(chunk_stars) != chunk_stars or chunk_stars < 1:
+        raise JobInputError(f"chunk_stars must be a positive integer, got {chunk_stars!r}")
+    chunk_stars = int(min(chunk_stars, source.sizes["star"]))
+    output = template(chunk_stars)
+    if exists:
+        check_resumable(out, output, chunk_stars, schema=schema, variable=variable, same_attrs=same_attrs)
+        markers_group(out)
+    else:
+        create_output(output, out, chunk_stars)
+    return chunk_stars

@@ -5,8 +5,16 @@ import math
 import numpy as np
 import pytest
 
-from lamost2csst.core.grids import OUTPUT_WAVE
-from lamost2csst.core.metrics import band_statistics, relative_residual, rmsae, teff_bin
+from lamost2csst.core.grids import BANDS, OUTPUT_WAVE, band_pixels
+from lamost2csst.core.metrics import (
+    SNR_BINS,
+    band_statistics,
+    relative_residual,
+    rmsae,
+    teff_bin,
+    truth_statistics,
+    truth_table,
+)
 
 # ---------------------------------------------------------------- relative residual
 
@@ -182,3 +190,93 @@ def test_calibration_statistics_of_gaussian_residuals():
     assert np.isnan(one.teff_bin[0]) and one.n_star[0] == n // 2
     with pytest.raises(ValueError, match="sigma must be > 0"):
         calibration_statistics(residual, np.zeros_like(sigma), wave=OUTPUT_WAVE)
+
+
+# ---------------------------------------------------------------- truth statistics (catalogue job summary)
+
+
+def _truth_block():
+    """Four stars, two pixels: two good stars at S/N 15, one flagged LOW_SNR, one NO_DATA."""
+    from lamost2csst.core.flags import Flag
+
+    sed = np.array([[1.5, 3.0], [0.5, 2.0], [1.25, np.nan], [np.nan, np.nan]], np.float32)
+    sed_true = np.array([[1.0, 2.0]] * 4)
+    sigma = np.array([[0.6, 0.4], [0.4, 0.1], [0.3, 0.3], [np.nan, np.nan]], np.float32)
+    flags = np.array([0, 0, Flag.LOW_SNR, Flag.NO_DATA], np.uint16)
+    snr = np.array([15.0, 15.0, 5.0, 50.0])
+    return sed, sigma, flags, sed_true, snr
+
+
+def test_truth_statistics_hand_numbers():
+    # residuals r = sed / sed_true - 1: star 0 (0.5, 0.5), star 1 (-0.5, 0), star 2 (0.25, NaN), star 3 unused
+    stats = truth_statistics(*_truth_block())
+    assert set(stats) == {"n", "sum", "sumsq", "within"}
+    assert all(v.shape == (6, 2) for v in stats.values())
+    # group 1 = S/N 10-20: stars 0 and 1; within = |r| < sigma: (T, F) and (F, T)
+    np.testing.assert_array_equal(stats["n"][1], [2, 2])
+    np.testing.assert_allclose(stats["sum"][1], [0.0, 0.5], atol=1e-15)
+    np.testing.assert_allclose(stats["sumsq"][1], [0.5, 0.25], rtol=1e-15)
+    np.testing.assert_array_equal(stats["within"][1], [1, 1])
+    # group 5 = predicted but flagged: star 2, its NaN pixel not counted
+    np.testing.assert_array_equal(stats["n"][5], [1, 0])
+    np.testing.assert_allclose(stats["sum"][5], [0.25, 0.0])
+    np.testing.assert_allclose(stats["sumsq"][5], [0.0625, 0.0])
+    np.testing.assert_array_equal(stats["within"][5], [1, 0])
+    # the NO_DATA star (S/N 50, group 3) counts nowhere; the other groups stay empty
+    for g in (0, 2, 3, 4):
+        assert not any(stats[k][g].any() for k in stats)
+
+
+@pytest.mark.parametrize("snr, group", [(0.0, 0), (9.99, 0), (10.0, 1), (39.9, 2), (40.0, 3), (80.0, 4),
+                                        (1e6, 4), (np.nan, 0)])
+def test_truth_statistics_snr_bin_edges(snr, group):
+    assert SNR_BINS == (0.0, 10.0, 20.0, 40.0, 80.0, np.inf)
+    stats = truth_statistics(np.array([[2.0]], np.float32), np.array([[1.0]], np.float32),
+                             np.array([0], np.uint16), np.array([[1.0]]), np.array([snr]))
+    assert np.flatnonzero(stats["n"][:, 0]).tolist() == [group]
+
+
+def test_truth_statistics_without_snr_put_good_stars_in_the_first_bin():
+    sed, sigma, flags, sed_true, _ = _truth_block()
+    stats = truth_statistics(sed, sigma, flags, sed_true)
+    np.testing.assert_array_equal(stats["n"][:, 0], [2, 0, 0, 0, 0, 1])
+
+
+def test_truth_statistics_add_up_over_chunks():
+    rng = np.random.default_rng(3)
+    sed_true = rng.uniform(1, 2, (40, 5))
+    sed = (sed_true * rng.normal(1, 0.05, sed_true.shape)).astype(np.float32)
+    sigma = np.full(sed.shape, 0.05, np.float32)
+    flags = rng.choice(np.array([0, 0, 0, 8, 1], np.uint16), 40)
+    snr = rng.uniform(0, 120, 40)
+    whole = truth_statistics(sed, sigma, flags, sed_true, snr)
+    parts = (slice(0, 17), slice(17, 40))
+    halves = [truth_statistics(sed[s], sigma[s], flags[s], sed_true[s], snr[s]) for s in parts]
+    for key in whole:
+        np.testing.assert_allclose(halves[0][key] + halves[1][key], whole[key], rtol=1e-12, atol=1e-15)
+
+
+def test_truth_table_hand_numbers():
+    # group 2 (S/N 20-40): residuals (0, 0.1, 0.2) on every pixel -> mean 0.1, sample std 0.1, 2 of 3 within;
+    # in the GV band's pixels twice that -> mean 0.2, std 0.2. Group 0 has one star: too few for its own row.
+    n_wave = OUTPUT_WAVE.size
+    stats = {k: np.zeros((6, n_wave)) for k in ("n", "sum", "sumsq", "within")}
+    gv = band_pixels(OUTPUT_WAVE, BANDS["GV"])
+    scale = np.where(gv, 2.0, 1.0)
+    stats["n"][2], stats["sum"][2] = 3.0, 0.3 * scale
+    stats["sumsq"][2], stats["within"][2] = 0.05 * scale**2, 2.0
+    stats["n"][0], stats["sum"][0], stats["sumsq"][0], stats["within"][0] = 1.0, 0.0, 0.0, 1.0
+    rows = {row["snr"]: row for row in truth_table(stats)}
+    assert list(rows) == ["20-40", "all ok", "all predicted"]
+    row = rows["20-40"]
+    assert row["n_star"] == 3
+    assert row["error_GU"] == row["error_GI"] == pytest.approx(0.1, abs=1e-12)
+    assert row["error_GV"] == pytest.approx(0.2, abs=1e-12)
+    assert row["offset_GU"] == pytest.approx(0.1) and row["offset_GV"] == pytest.approx(0.2)
+    assert row["within_1sigma_GU"] == 0.667
+    # "all ok" adds the lone group-0 star (r = 0): 4 stars (0, 0, 0.1, 0.2) -> mean 0.075, std sqrt(0.0091667)
+    assert rows["all ok"]["n_star"] == 4
+    expected = round(math.sqrt((0.05 - 4 * 0.075**2) / 3), 5)
+    assert rows["all ok"]["error_GU"] == pytest.approx(expected, abs=1e-12)
+    assert rows["all ok"]["within_1sigma_GU"] == 0.75
+    assert rows["all predicted"] == {**rows["all ok"], "snr": "all predicted"}

@@ -115,3 +115,31 @@ def test_open_refuses_a_store_of_another_schema(tmp_path):
 def test_open_missing_store_says_so(tmp_path):
     with pytest.raises(ValueError, match="cannot open"):
         open_spectra(tmp_path / "nothing.zarr")
+
+
+def test_open_catalogue_once_without_dask_and_its_chunk_size(tmp_path):
+    from lamost2csst.io.spectra import open_catalogue, star_chunk
+
+    write_spectra(make(10), tmp_path / "c.zarr", chunk_stars=4)
+    ds = open_catalogue(tmp_path / "c.zarr")
+    assert ds["flux"].chunks is None  # no dask graph: the job's tasks read their own rows
+    assert star_chunk(ds) == 4
+    write_spectra(make(3), tmp_path / "small.zarr", chunk_stars=4)
+    assert star_chunk(open_catalogue(tmp_path / "small.zarr")) == 3  # at most the star count
+
+
+def test_open_catalogue_says_what_is_wrong(tmp_path):
+    from lamost2csst.errors import InputError
+    from lamost2csst.io.spectra import open_catalogue, require_catalogue
+
+    with pytest.raises(InputError, match="input catalogue .*nothing.zarr does not exist"):
+        require_catalogue(tmp_path / "nothing.zarr")
+    with pytest.raises(InputError, match="does not exist"):
+        open_catalogue(tmp_path / "nothing.zarr")
+    xr.Dataset({"x": ("a", np.arange(3))}).to_zarr(tmp_path / "x.zarr", zarr_format=3, consolidated=False)
+    assert require_catalogue(tmp_path / "x.zarr") == str(tmp_path / "x.zarr")  # exists: nothing opened
+    with pytest.raises(InputError, match="not a lamost2csst spectra catalogue"):
+        open_catalogue(tmp_path / "x.zarr")
+    write_spectra(make(3).isel(star=slice(0, 0)), tmp_path / "empty.zarr")
+    with pytest.raises(InputError, match="holds no stars"):
+        open_catalogue(tmp_path / "empty.zarr")

@@ -198,3 +198,17 @@ def test_stars_without_a_usable_redshift_are_kept_fully_masked_and_counted(clien
                               mask=part.mask.values[good])
     np.testing.assert_array_equal(out.flux.values[good], expected.flux)
     np.testing.assert_array_equal(out.obsid.values, part.obsid.values)
+
+
+def test_the_catalogue_is_opened_once_per_run(client, catalogue, tmp_path, monkeypatch):
+    """One xarray open of the input per job (the tasks read their rows with plain Zarr)."""
+    opened = []
+    real = xr.open_zarr
+
+    def counting(store, *args, **kwargs):
+        opened.append(os.path.abspath(os.fspath(store)))
+        return real(store, *args, **kwargs)
+
+    monkeypatch.setattr(xr, "open_zarr", counting)
+    normalize_catalogue(catalogue, tmp_path / "o.zarr", client=client, progress=False)
+    assert opened.count(os.path.abspath(catalogue)) == 1

@@ -1,0 +1,110 @@
+"""The predictions store: predicted CSST-like SEDs, their sigmas and quality flags.
+
+Written by :func:`lamost2csst.parallel.predict.predict_catalogue`; schema
+``lamost2csst.predictions/1``, Zarr v3, readable with plain
+``xarray.open_zarr(store, consolidated=False)``::
+
+    Dimensions:  (star: N, wave_out: 574)
+    Coordinates:
+      * wave_out  (wave_out) float64  OUTPUT_WAVE: vacuum A, R=200
+        obsid, ra, dec, z, ... (star)  copied from the input, same order
+    Data variables:
+        sed    (star, wave_out) float32  predicted SED, scaled like scale_sed (NaN: NO_DATA)
+        sigma  (star, wave_out) float32  relative 1-sigma uncertainty (flux error = sigma*sed)
+        flags  (star) uint16             quality bitmask (lamost2csst.core.flags.Flag)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import xarray as xr
+
+from lamost2csst.core import OUTPUT_WAVE
+from lamost2csst.core.flags import FLAG_MEANINGS, Flag, FlagThresholds
+from lamost2csst.core.inputs import DEFAULT_METHOD
+from lamost2csst.io.regions import empty_array, star_coords
+
+__all__ = ["PREDICTIONS_SCHEMA", "open_predictions", "predictions_template", "validate_predictions"]
+
+PREDICTIONS_SCHEMA = "lamost2csst.predictions/1"
+DATA_VARS = {"sed": (("star", "wave_out"), np.float32), "sigma": (("star", "wave_out"), np.float32),
+             "flags": (("star",), np.uint16)}
+
+
+def predictions_template(ds: xr.Dataset, *, chunk_stars: int, catalogue: str, model_path: str,
+                         model_hash: str, model_card: dict, thresholds: FlagThresholds) -> xr.Dataset:
+    """The predictions Dataset of catalogue ``ds`` with never-computed arrays (the job's template)."""
+    from lamost2csst._version import __version__
+
+    n_star = ds.sizes["star"]
+    dims = ("star", "wave_out")
+    coords = {"wave_out": ("wave_out", np.asarray(OUTPUT_WAVE, dtype=np.float64),
+                           {"units": "Angstrom", "medium": "vacuum", "resolution": 200.0,
+                            "long_name": "vacuum wavelength (OUTPUT_WAVE, 2500*exp(i/400))"})}
+    coords.update(star_coords(ds))
+    shape = (n_star, OUTPUT_WAVE.size)
+    data_vars = {
+        "sed": (dims, empty_array(shape, np.float32, chunk_stars),
+                {"long_name": "predicted CSST-like SED, scaled like lamost2csst.scale_sed", "units": "1"}),
+        "sigma": (dims, empty_array(shape, np.float32, chunk_stars),
+                  {"long_name": "relative 1-sigma uncertainty of sed (flux error = sigma * sed)",
+                   "units": "1"}),
+        "flags": (("star",), empty_array((n_star,), np.uint16, chunk_stars),
+                  {"long_name": "quality bitmask (0 = nothing to report)",
+                   "flag_masks": [int(f) for f in Flag], "flag_meanings": " ".join(f.name for f in Flag)}),
+    }
+    attrs = {
+        "schema": PREDICTIONS_SCHEMA,
+        "title": "UaRA-net predictions: CSST-like SEDs with per-pixel uncertainties",
+        "flags": {f.name: f"{int(f)}: {FLAG_MEANINGS[f]}" for f in Flag},
+        "flag_thresholds": thresholds.as_dict(),
+        "model_path": model_path,
+        "model_hash": model_hash,
+        "model_command": model_card.get("command", ""),
+        "model_epoch": model_card.get("epoch", -1),
+        "input_store": catalogue,
+        "input_schema": ds.attrs.get("schema", ""),
+        "input_frame": ds.attrs.get("frame", ""),
+        "input_source": ds.attrs.get("source", ""),
+        "input_resampling": DEFAULT_METHOD,
+        "chunk_stars": int(chunk_stars),
+        "lamost2csst_version": __version__,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "history": f"lamost2csst {__version__} parallel.predict_catalogue",
+    }
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def validate_predictions(ds: xr.Dataset) -> xr.Dataset:
+    """Check that ``ds`` follows the predictions schema; raise ValueError listing every problem.
+
+    Only metadata is checked (schema, the ``wave_out`` grid, variables, dims and dtypes).
+    """
+    problems = []
+    if ds.attrs.get("schema") != PREDICTIONS_SCHEMA:
+        problems.append(f"attrs['schema'] is {ds.attrs.get('schema')!r}, expected {PREDICTIONS_SCHEMA!r}")
+    if "wave_out" not in ds.coords or ds.sizes.get("wave_out") != OUTPUT_WAVE.size:
+        problems.append(f"missing coordinate 'wave_out' of {OUTPUT_WAVE.size} pixels (OUTPUT_WAVE)")
+    elif not np.allclose(ds["wave_out"].values, OUTPUT_WAVE, rtol=1e-12, atol=0.0):
+        problems.append("wave_out differs from OUTPUT_WAVE")
+    for name, (dims, dtype) in DATA_VARS.items():
+        if name not in ds.data_vars:
+            problems.append(f"missing data variable {name!r}")
+        elif ds[name].dims != dims:
+            problems.append(f"{name} has dims {ds[name].dims}, expected {dims}")
+        elif ds[name].dtype != dtype:
+            problems.append(f"{name} has dtype {ds[name].dtype}, expected {np.dtype(dtype)}")
+    if problems:
+        raise ValueError("not a lamost2csst predictions store:\n  - " + "\n  - ".join(problems))
+    return ds
+
+
+def open_predictions(store, *, chunks=None) -> xr.Dataset:
+    """Open a predictions store lazily (dask arrays on its chunks) and validate its schema."""
+    try:
+        ds = xr.open_zarr(store, consolidated=False, chunks=chunks if chunks is not None else {})
+    except (FileNotFoundError, KeyError) as err:
+        raise ValueError(f"cannot open {store!s} as a Zarr store: {err}") from err
+    return validate_predictions(ds)

@@ -1,0 +1,205 @@
+"""The predict job's chunk task and the per-block function it calls.
+
+* :func:`predict_block` is the per-block function on numpy arrays: sanitize the pixels,
+  shift to the rest frame, resample onto ``INPUT_WAVE`` and normalize
+  (:func:`lamost2csst.core.prepare_inputs`), run UaRA-net
+  (:func:`lamost2csst.nn.inference.predict`, the project's one predict loop) and set the
+  quality flags (:mod:`lamost2csst.core.flags`). It runs the same in a notebook;
+* :func:`predict_chunk` is one task: read a chunk of stars, :func:`predict_block`, write the
+  chunk's region of the predictions store, then, when the catalogue has true SEDs, the
+  chunk's truth statistics (:func:`lamost2csst.core.metrics.truth_statistics`) beside its
+  marker (``<out>/.markers/chunk-<index>.truth.npz``), then the marker.
+  :func:`summed_truth` adds the chunks' statistics up.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import socket
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+
+from lamost2csst.core import OUTPUT_WAVE, prepare_inputs
+from lamost2csst.core.flags import (
+    Flag,
+    FlagThresholds,
+    bad_redshift,
+    input_flags,
+    median_snr,
+    output_flags,
+    sanitize_pixels,
+)
+from lamost2csst.core.metrics import TRUTH_FIELDS, truth_statistics
+from lamost2csst.io.regions import read_region, write_region
+from lamost2csst.io.storage import read_bytes, write_bytes
+from lamost2csst.parallel.chunks import marker_path
+from lamost2csst.parallel.runtime import peak_rss_mb, write_json
+
+__all__ = ["predict_block", "predict_chunk", "summed_truth", "truth_path"]
+
+#: What a task reads of the catalogue (names it lacks are left out).
+_READ = ("wave", "flux", "ivar", "mask", "z", "teff", "logg", "feh", "alpha", "snr_g", "sed_true")
+
+
+def predict_block(wave, flux, ivar, mask, z, *, model, teff=None, thresholds: FlagThresholds | None = None,
+                  observed: bool = True, batch_size: int = 1024,
+                  timings: dict | None = None) -> dict[str, np.ndarray]:
+    """Predicted SEDs, sigmas and flags of a block of observed spectra (numpy in, numpy out).
+
+    Parameters
+    ----------
+    wave : array_like (n_pixel,)
+        Vacuum wavelengths of the spectra (A).
+    flux, ivar : array_like (n_star, n_pixel)
+    mask : array_like of bool (n_star, n_pixel) or None
+    z : array_like (n_star,)
+        Redshifts; NaN or <= -1 = unknown (the star gets ``NO_DATA | BAD_Z``).
+    model : keras.Model or path
+        UaRA-net (see :func:`lamost2csst.load_model`).
+    teff : array_like (n_star,), optional
+        Catalogue Teff for the ``OUTSIDE_DOMAIN`` flag.
+    thresholds : FlagThresholds, optional
+    observed : bool
+        False when the spectra are already in the rest frame (z is then only checked).
+    batch_size : int
+        Spectra per forward pass.
+    timings : dict, optional
+        Filled with the seconds spent preparing the inputs (``prepare``: checks, rest frame,
+        resampling, normalization, flags) and in the network (``network``).
+
+    Returns
+    -------
+    dict
+        ``sed``, ``sigma`` float32 (n_star, 574), NaN for ``NO_DATA`` stars; ``flags`` uint16
+        (n_star,); ``input_masked_fraction`` float32 (n_star,).
+    """
+    from lamost2csst.nn.inference import predict
+
+    t0 = time.perf_counter()
+    thresholds = thresholds or FlagThresholds()
+    flux, ivar, mask, nonfinite = sanitize_pixels(flux, ivar, mask)
+    n_star = flux.shape[0]
+    z = np.broadcast_to(np.asarray(z, dtype=np.float64), (n_star,))
+    z_missing, z_implausible = bad_redshift(z, max_abs_z=thresholds.max_abs_z)
+    mask |= z_missing[:, None]  # no rest frame: nothing of the spectrum is usable
+    z_used = np.where(z_missing, 0.0, z) if observed else np.zeros(n_star)
+    net = prepare_inputs(wave, flux, ivar=ivar, z=z_used, mask=mask)
+    flags = input_flags(net.mask, snr=median_snr(flux, ivar, mask), nonfinite=nonfinite, z_missing=z_missing,
+                        z_implausible=z_implausible, teff=teff, thresholds=thresholds)
+    sed = np.full((n_star, OUTPUT_WAVE.size), np.nan, np.float32)
+    sigma = np.full((n_star, OUTPUT_WAVE.size), np.nan, np.float32)
+    rows = np.flatnonzero((flags & Flag.NO_DATA) == 0)
+    t_prepared = time.perf_counter()
+    if rows.size == n_star:  # the usual case: no copies
+        sed, sigma = predict(net.flux, net.error, mask=net.mask, model=model, batch_size=batch_size)
+        flags |= output_flags(sigma, thresholds=thresholds)
+    elif rows.size:
+        sed[rows], sigma[rows] = predict(net.flux[rows], net.error[rows], mask=net.mask[rows], model=model,
+                                         batch_size=batch_size)
+        flags[rows] |= output_flags(sigma[rows], thresholds=thresholds)
+    if timings is not None:
+        timings.update(prepare=t_prepared - t0, network=time.perf_counter() - t_prepared)
+    return {"sed": sed, "sigma": sigma, "flags": flags,
+            "input_masked_fraction": net.mask.mean(axis=1).astype(np.float32)}
+
+
+def truth_path(out: str, index: int) -> str:
+    """Where chunk ``index`` keeps its truth statistics (beside its marker)."""
+    return marker_path(out, index).replace(".done", ".truth.npz")
+
+
+@functools.lru_cache(maxsize=4)
+def _training_models(model_path: str) -> frozenset | None:
+    """The rounded (teff, logg, feh, alpha) of the network's training models, from its card (None: unknown).
+
+    Read on the worker from the model file's card: passing the list through ``client.map``
+    kwargs broke Dask 2026.8's scheduler once the list grew past ~1,000 entries
+    ("AssertionError: <TaskState 'train_models' processing>").
+    """
+    from lamost2csst.nn.inference import model_card
+
+    train = (model_card(model_path).get("split") or {}).get("train")
+    if not train:
+        return None
+    return frozenset(tuple(np.round(row, 3)) for row in np.asarray(train, dtype=np.float64))
+
+
+def _held_out(src: dict, model_path: str) -> np.ndarray | None:
+    """Stars whose (teff, logg, feh, alpha) is not a training model of the network (None: unknown)."""
+    names = ("teff", "logg", "feh", "alpha")
+    train = _training_models(model_path)
+    if not train or not all(n in src for n in names):
+        return None
+    params = np.round(np.stack([src[n] for n in names], axis=1).astype(np.float64), 3)
+    return np.array([tuple(row) not in train for row in params], dtype=bool)
+
+
+def _write_truth(out: str, index: int, res: dict, src: dict, model_path: str) -> None:
+    """The chunk's truth statistics (all stars, and the held-out ones when known) beside its marker."""
+    args = (res["sed"], res["sigma"], res["flags"], src["sed_true"], src.get("snr_g"))
+    stats = {f"all_{k}": v for k, v in truth_statistics(*args).items()}
+    held = _held_out(src, model_path)
+    if held is not None:
+        snr = None if args[4] is None else args[4][held]
+        held_stats = truth_statistics(*(a[held] for a in args[:4]), snr)
+        stats.update({f"heldout_{k}": v for k, v in held_stats.items()})
+    buffer = io.BytesIO()
+    np.savez(buffer, **stats)
+    write_bytes(truth_path(out, index), buffer.getvalue())
+
+
+def predict_chunk(index: int, start: int, stop: int, *, catalogue: str, out: str, model_path: str,
+                  observed: bool, thresholds: dict, forward_batch: int) -> dict:
+    """One task: stars ``start:stop`` of ``catalogue`` -> the same region of ``out``, then the marker."""
+    from lamost2csst.nn.inference import load_model
+
+    t0 = time.perf_counter()
+    src = read_region(catalogue, start, stop, _READ)
+    thresholds = FlagThresholds(**{**thresholds, "teff_range": tuple(thresholds["teff_range"])})
+    t_read = time.perf_counter()
+    timings = {}
+    res = predict_block(src["wave"], src["flux"], src["ivar"], src["mask"], src["z"],
+                        model=load_model(model_path), teff=src.get("teff"), thresholds=thresholds,
+                        observed=observed, batch_size=forward_batch, timings=timings)
+    t_compute = time.perf_counter()
+    write_region(out, start, stop, {name: res[name] for name in ("sed", "sigma", "flags")})
+    t_write = time.perf_counter()
+    has_truth = "sed_true" in src
+    if has_truth:
+        _write_truth(out, index, res, src, model_path)
+    flags = res["flags"]
+    marker = {
+        "index": int(index), "start": int(start), "stop": int(stop), "n_star": int(stop - start),
+        "ok": int((flags == 0).sum()),
+        "flag_counts": {f.name: int(((flags & f) != 0).sum()) for f in Flag},
+        "truth": has_truth,
+        "seconds": round(time.perf_counter() - t0, 4),
+        "seconds_read": round(t_read - t0, 4),
+        "seconds_compute": round(t_compute - t_read, 4),
+        "seconds_prepare": round(timings["prepare"], 4),
+        "seconds_network": round(timings["network"], 4),
+        "seconds_write": round(t_write - t_compute, 4),
+        "host": socket.gethostname(), "pid": os.getpid(),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json(marker_path(out, index), marker)  # last: a chunk with a marker is complete
+    return marker
+
+
+def summed_truth(out: str, markers: dict) -> dict | None:
+    """Sums of the chunks' truth statistics: ``{"all": stats, "heldout": stats or None}`` (None: no truth)."""
+    if not markers or not all(m.get("truth") for m in markers.values()):
+        return None
+    total = {}
+    for index in markers:
+        with np.load(io.BytesIO(read_bytes(truth_path(out, index)))) as part:
+            for key in part.files:
+                total[key] = total[key] + part[key] if key in total else part[key].copy()
+    split = {prefix: {k: total[f"{prefix}_{k}"] for k in TRUTH_FIELDS} for prefix in ("all", "heldout")
+             if f"{prefix}_n" in total}
+    return {"all": split["all"], "heldout": split.get("heldout")}
