@@ -79,7 +79,7 @@ def test_lazy_io_names_resolve_to_their_modules():
     assert io.read_lamost is read_lamost and io.SCHEMA is SCHEMA
     assert set(io.__all__) <= set(dir(io))
     with pytest.raises(AttributeError, match="no attribute 'read_nothing'"):
-        io.read_nothing
+        _ = io.read_nothing
 
 
 def test_importing_the_package_loads_only_core():
@@ -130,7 +130,7 @@ def test_every_lazy_name_resolves(package):
         owner = importlib.import_module(module._EXPORTS[name])
         assert value is getattr(owner, name), name
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
-        module.nothing_here
+        _ = module.nothing_here
 
 
 def test_lazy_parallel_names_resolve_to_their_modules():
