@@ -65,7 +65,11 @@ def test_demo_end_to_end_reports_truth_and_is_reused(client, tmp_path, monkeypat
     assert summary["stars_in"] == summary["stars_written"] == 300
     rows = {row["snr"]: row for row in summary["truth"]}
     assert rows["all ok"]["n_star"] == summary["ok"]
-    assert 0 < rows["all ok"]["error_GV"] < 0.1  # a working model; EVALUATION.md has the measured values
+    # Typical GV error of this 300-star demo (seed 0) with the shipped model, measured 2026-12-07: 0.00659
+    # (in-sample stars included; EVALUATION.md has the 100,000-star values). Headroom +-50 % for other
+    # platforms' floating point and small model updates; a broken pipeline is off by far more, and a value
+    # below the band would mean the true SEDs leak into the predictions.
+    assert 0.5 * 0.00659 < rows["all ok"]["error_GV"] < 1.5 * 0.00659
     out = xr.open_zarr(tmp_path / "outputs" / "demo_predictions.zarr", consolidated=False)
     cat = xr.open_zarr(tmp_path / DEMO_PATH, consolidated=False)
     np.testing.assert_array_equal(out.obsid.values, cat.obsid.values)
