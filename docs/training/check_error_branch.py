@@ -2,8 +2,8 @@
 
     python docs/training/check_error_branch.py MODEL.keras [MODEL.keras ...]
 
-For each model: jobs.evaluate_model.branch_health (lamost2csst.nn.diagnostics.error_branch_response)
-on the 506 test models of the complete grid's split (docs/training/pretrain-2024/split.json) at
+For each model: lamost2csst.workflows.evaluation.branch_health
+(lamost2csst.nn.diagnostics.error_branch_response) on the 506 test models of the complete grid's split (docs/training/pretrain-2024/split.json) at
 SNR 20 and 80: active FC'16 units, and the median factor by which sigma changes when the stated
 input errors are doubled (1.0000 exactly: sigma ignores them).
 """
@@ -17,8 +17,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import lamost2csst  # noqa: E402
-from jobs.evaluate_model import branch_health  # noqa: E402
 from lamost2csst.nn.inference import load_model  # noqa: E402
+from lamost2csst.workflows.evaluation import branch_health  # noqa: E402
 
 ds = lamost2csst.load_grid()
 split = json.loads((Path(__file__).parent / "pretrain-2024" / "split.json").read_text())
