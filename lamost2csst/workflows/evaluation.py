@@ -43,7 +43,8 @@ from lamost2csst.workflows import report
 from lamost2csst.workflows.baselines import RidgeBaseline
 
 __all__ = ["PAPER_GRID", "PAPER_MILES", "Evaluation", "GridArrays", "GridEvaluation", "branch_health",
-           "evaluate_model", "evaluation_library", "grid_evaluation", "miles_evaluation", "split_models"]
+           "evaluate_model", "evaluation_library", "grid_evaluation", "miles_evaluation", "predict_any",
+           "split_models"]
 
 #: Teff range (K) of the MILES stars used (Sect. 4.3).
 MILES_TEFF_RANGE = (5000.0, 9750.0)
