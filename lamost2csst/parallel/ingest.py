@@ -33,6 +33,7 @@ import zarr
 
 from lamost2csst.core import LAMOST_WAVE
 from lamost2csst.io.readers import ReaderError, read_lamost
+from lamost2csst.io.regions import write_region
 from lamost2csst.io.spectra import DEFAULT_CHUNK_STARS, SCHEMA, compressor, validate_spectra
 from lamost2csst.parallel.chunks import MARKERS, empty_array, markers_group
 from lamost2csst.parallel.locking import output_lock
@@ -90,8 +91,7 @@ def write_stars(start: int, stop: int, *, out: str, files: list[str]) -> dict:
     """One task of stage 4: read ``files`` (stars ``start:stop`` of ``out``) and write their pixels."""
     t0 = time.perf_counter()
     ds = read_lamost(files)
-    part = ds[["flux", "ivar", "mask"]].drop_vars([n for n in ds.coords])
-    part.to_zarr(out, region={"star": slice(start, stop)}, mode="r+", zarr_format=3, consolidated=False)
+    write_region(out, start, stop, {name: ds[name].values for name in ("flux", "ivar", "mask")})
     marker = {"start": int(start), "stop": int(stop), "n_star": int(stop - start),
               "seconds": round(time.perf_counter() - t0, 4)}
     write_json(_marker(out, start), marker)
