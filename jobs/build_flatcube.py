@@ -15,6 +15,16 @@ from jobs._cli import add_dashboard_option, positive_int
 PROG = "python -m jobs.build_flatcube"
 DEMO_DIR = os.path.join("outputs", "flatcube_demo")
 DEMO_STARS = 3000
+MC_STAR_COUNTS = (100, 400, 1000, 10000, 100000)  # the --monte-carlo precision-against-stars curve
+
+
+def __getattr__(name):
+    # the paper's values belong to the library; imported on first use, so that --help stays fast
+    if name == "PAPER_PRECISION":
+        from lamost2csst.parallel.flat_precision import PAPER_PRECISION
+
+        return PAPER_PRECISION
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 DESCRIPTION = """\
 Fit the large-scale flat of every CSST slitless detector at every wavelength of the R=200
@@ -116,153 +126,25 @@ def _log(message: str) -> None:
 
 
 def _demo_inputs(client, progress: bool) -> tuple[str, str]:
-    """Catalogue -> predictions -> observations of the demo, built once under outputs/flatcube_demo."""
-    import shutil
+    """Catalogue -> predictions -> observations of the demo, built once under DEMO_DIR."""
+    from lamost2csst.parallel.flat_precision import flatcube_demo_inputs
 
-    from lamost2csst.io import write_spectra
-    from lamost2csst.io.observations import simulate_observations, write_observations
-    from lamost2csst.io.simulated import grid_catalogue
-    from lamost2csst.parallel.predict import predict_catalogue
-
-    obs_path = os.path.join(DEMO_DIR, "observations.zarr")
-    pred_path = os.path.join(DEMO_DIR, "predictions.zarr")
-    if os.path.exists(os.path.join(DEMO_DIR, "complete")):
-        _log(f"reusing the demo inputs in {DEMO_DIR}")
-        return obs_path, pred_path
-    shutil.rmtree(DEMO_DIR, ignore_errors=True)
-    os.makedirs(DEMO_DIR)
-    _log(f"building the demo in {DEMO_DIR}: {DEMO_STARS} stars from the grid, their predictions, CSST observations")
-    cat = grid_catalogue(DEMO_STARS, seed=3)
-    cat_path = os.path.join(DEMO_DIR, "catalogue.zarr")
-    write_spectra(cat, cat_path, chunk_stars=1024)
-    predict_catalogue(cat_path, pred_path, client=client, progress=progress)
-    obs, truth = simulate_observations(cat["sed_true"].values, cat["obsid"].values, n_exposures=3, seed=3)
-    write_observations(obs, obs_path, truth=truth)
-    open(os.path.join(DEMO_DIR, "complete"), "w").close()
-    return obs_path, pred_path
-
-
-PAPER_PRECISION = {"GU": 0.005, "GV": 0.0003, "GI": 0.0005}
-MC_STAR_COUNTS = (100, 400, 1000, 10000, 100000)  # the precision-against-stars curve
+    return flatcube_demo_inputs(client, demo_dir=DEMO_DIR, n_stars=DEMO_STARS, progress=progress, log=_log)
 
 
 def monte_carlo(args, client) -> dict:
-    """The Sect. 5 Monte Carlo on the demo's predictions (stars with flags == 0 and S/N > 20)."""
-    import xarray as xr
+    """The Sect. 5 Monte Carlo on the demo's predictions; the plot with --plot; print the summary."""
+    from lamost2csst.parallel.flat_precision import flat_precision_study
 
-    from lamost2csst.core.calibration import monte_carlo_flat_precision
-    from lamost2csst.parallel.runtime import worker_mapper
-
-    _, predictions = _demo_inputs(client, not args.no_progress)
-    pred = xr.open_zarr(predictions, consolidated=False)
-    cat = xr.open_zarr(os.path.join(DEMO_DIR, "catalogue.zarr"), consolidated=False)
-    keep = (pred.flags.values == 0) & (cat.snr_g.values > 20)
-    pool = (pred.sed.values[keep], pred.sigma.values[keep], cat.sed_true.values[keep])
-    _log(f"Monte Carlo: pool of {int(keep.sum())} demo stars with flags == 0 and S/N > 20")
-
-    def case(**kw):
-        res = monte_carlo_flat_precision(*pool, realizations=kw.pop("realizations", args.realizations), seed=0,
-                                         mapper=worker_mapper(client), **kw)
-        row = {**kw, **{band: round(r["median"], 6) for band, r in res.items()}}
-        print(json.dumps(row), file=sys.stderr, flush=True)
-        return row
-
-    summary = {"job": "build_flatcube --monte-carlo", "pool_stars": int(keep.sum()), "paper": PAPER_PRECISION,
-               "realizations": args.realizations,
-               "baseline": case(n_stars=400, order=2),
-               "vs_stars": [case(n_stars=n, order=2, realizations=max(2, args.realizations // (1 + n // 2000)))
-                            for n in MC_STAR_COUNTS],
-               "vs_order": [case(n_stars=400, order=o) for o in (1, 2, 3)],
-               "order2_fit_of_cubic_flat": case(n_stars=400, order=2, max_order=3),
-               "scale_error_1pct": case(n_stars=400, order=2, scale_error=0.01),
-               "self_calibration": _self_calibration_case(client, predictions, keep, cat, args)}
+    summary = flat_precision_study(client, demo_dir=DEMO_DIR, demo_stars=DEMO_STARS, star_counts=MC_STAR_COUNTS,
+                                   realizations=args.realizations, progress=not args.no_progress, log=_log)
     if args.plot:
+        from lamost2csst.workflows.flat_precision import plot_precision
+
         plot_precision(summary, args.plot)
         _log(f"plot: {args.plot}")
     print(json.dumps(summary), flush=True)
     return summary
-
-
-def _self_calibration_case(client, predictions: str, keep, cat, args, n_stars: int = 400, exposures: int = 3) -> dict:
-    """Known scales vs self-calibration, through the job itself: ``n_stars`` stars observed
-    ``exposures`` times per band (self-calibration needs repeats), order 2; median over
-    realizations of the per-band precision the job reports against the injected flat."""
-    import tempfile
-
-    import numpy as np
-
-    from lamost2csst.io.observations import simulate_observations, write_observations
-    from lamost2csst.parallel.flatcube import build_flatcube
-
-    pool = np.flatnonzero(keep)
-    rows = {"known": [], "self": []}
-    realizations = max(2, min(args.realizations, 5))
-    with tempfile.TemporaryDirectory() as tmp:
-        for r in range(realizations):
-            pick = np.random.default_rng(100 + r).choice(pool, n_stars, replace=False)
-            obs, truth = simulate_observations(cat.sed_true.values[pick], cat.obsid.values[pick],
-                                               n_exposures=exposures, seed=100 + r, max_order=2)
-            known_path, unknown_path = f"{tmp}/known-{r}.zarr", f"{tmp}/unknown-{r}.zarr"
-            write_observations(obs, known_path, truth=truth)
-            write_observations(obs.assign_coords(scale=("obs", np.full(obs.sizes["obs"], np.nan))), unknown_path,
-                               truth=truth)
-            for name, path, kw in (("known", known_path, {}), ("self", unknown_path, {"self_calibrate": True,
-                                                                                      "iterations": 10})):
-                s = build_flatcube(path, predictions, f"{tmp}/cube-{name}-{r}.zarr", client=client, order=2,
-                                   min_stars=10, progress=False, **kw)
-                rows[name].append({t["band"]: t["rms_deviation_median"] for t in s["truth"]})
-    result = {"n_stars": n_stars, "exposures": exposures, "realizations": realizations}
-    for name, values in rows.items():
-        result[name] = {band: round(float(np.median([v[band] for v in values])), 6) for band in values[0]}
-    print(json.dumps({"self_calibration": result}), file=sys.stderr, flush=True)
-    return result
-
-
-def plot_precision(summary: dict, path: str) -> None:
-    """Precision per band against the number of stars (log-log), the paper's 400-star values marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    rows = summary["vs_stars"]
-    stars = np.array([r["n_stars"] for r in rows], dtype=float)
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    for band, colour in (("GU", "tab:blue"), ("GV", "tab:green"), ("GI", "tab:red")):
-        ax.plot(stars, [r[band] for r in rows], "o-", color=colour, label=f"{band}, shipped model")
-        ax.plot([400], [summary["paper"][band]], "*", color=colour, markersize=12, markeredgecolor="k")
-    ax.plot(stars, rows[0]["GV"] * np.sqrt(stars[0] / stars), ":", color="grey", label="1/sqrt(N) from 100 stars (GV)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("flux-standard stars per detector")
-    ax.set_ylabel("flat precision (rms of fitted / true - 1)")
-    ax.set_title("Sect. 5 Monte Carlo, order-2 2D polynomial (stars: the paper at 400)", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _export_fits(cube_path: str, fits_dir: str, binning: int) -> list[str]:
-    import xarray as xr
-
-    from lamost2csst.io.flatcube_fits import export_axe_fits
-
-    cube = xr.open_zarr(cube_path, consolidated=False).load()
-    os.makedirs(fits_dir, exist_ok=True)
-    written = []
-    for band in cube.band.values:
-        for det in cube.detector.values:
-            path = os.path.join(fits_dir, f"flat_{band}_{int(det)}.fits")
-            try:
-                export_axe_fits(cube, path, band=str(band), detector=int(det), binning=binning, overwrite=True)
-            except ValueError as err:
-                _log(f"no FITS for {band} detector {int(det)}: {err}")
-                continue
-            written.append(path)
-    _log(f"{len(written)} aXe-style FITS flats in {fits_dir}")
-    return written
 
 
 def run(args: argparse.Namespace, client) -> dict:
@@ -282,11 +164,14 @@ def run(args: argparse.Namespace, client) -> dict:
     else:
         observations, predictions, out = args.observations, args.predictions, args.out
     iterations = args.iterations or (10 if args.self_calibrate else 3)
-    summary = build_flatcube(observations, predictions, out, client=client, order=args.order, kappa=args.kappa,
-                             iterations=iterations, min_stars=args.min_stars, chunk_obs=args.chunk_obs,
-                             resume=args.resume, self_calibrate=args.self_calibrate, progress=not args.no_progress)
+    summary = build_flatcube(observations, predictions, out, client=client, order=args.order,
+                             kappa=args.kappa, iterations=iterations, min_stars=args.min_stars,
+                             chunk_obs=args.chunk_obs, resume=args.resume, self_calibrate=args.self_calibrate,
+                             progress=not args.no_progress)
     if args.fits_dir:
-        summary["fits"] = _export_fits(out, args.fits_dir, args.fits_binning)
+        from lamost2csst.io.flatcube_fits import export_cube_fits
+
+        summary["fits"] = export_cube_fits(out, args.fits_dir, binning=args.fits_binning, log=_log)
     print(json.dumps(summary), flush=True)
     return summary
 

@@ -17,13 +17,15 @@ Full-resolution images of a 9232 x 9216 detector take 340 MB each; ``binning`` w
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import xarray as xr
 from astropy.io import fits
 
 from lamost2csst.core.flatfield import design_matrix
 
-__all__ = ["export_axe_fits", "read_axe_flat"]
+__all__ = ["export_axe_fits", "export_cube_fits", "read_axe_flat"]
 
 
 def export_axe_fits(cube: xr.Dataset, path, *, band: str, detector: int, wave_order: int = 3,
@@ -61,6 +63,36 @@ def export_axe_fits(cube: xr.Dataset, path, *, band: str, detector: int, wave_or
     hdus = [primary] + [fits.ImageHDU(images[i], name=f"COEF{i}") for i in range(1, wave_order + 1)]
     fits.HDUList(hdus).writeto(path, overwrite=overwrite)
     return header
+
+
+def export_cube_fits(cube_path, fits_dir, *, binning: int = 64, log=None) -> list[str]:
+    """Every (band, detector) of the cube at ``cube_path`` as ``fits_dir/flat_<band>_<detector>.fits``.
+
+    A detector that cannot be exported (too few fitted wavelengths) is skipped and reported
+    through ``log(message)``, as is the number written. Returns the paths written.
+    """
+    from lamost2csst.io.flatcube import open_flatcube
+
+    log = log or _quiet
+    cube = open_flatcube(cube_path)
+    os.makedirs(fits_dir, exist_ok=True)
+    written = []
+    for band in cube.band.values:
+        for det in cube.detector.values:
+            path = os.path.join(fits_dir, f"flat_{band}_{int(det)}.fits")
+            try:
+                export_axe_fits(cube, path, band=str(band), detector=int(det), binning=binning,
+                                overwrite=True)
+            except ValueError as err:
+                log(f"no FITS for {band} detector {int(det)}: {err}")
+                continue
+            written.append(path)
+    log(f"{len(written)} aXe-style FITS flats in {fits_dir}")
+    return written
+
+
+def _quiet(message: str) -> None:
+    del message
 
 
 def read_axe_flat(path, x, y, wavelength) -> np.ndarray:

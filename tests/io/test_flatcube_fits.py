@@ -8,7 +8,8 @@ from astropy.io import fits
 from lamost2csst.core import OUTPUT_WAVE
 from lamost2csst.core.flatfield import evaluate, polynomial_terms
 from lamost2csst.core.slitless import DETECTOR_SHAPE
-from lamost2csst.io.flatcube_fits import export_axe_fits, read_axe_flat
+from lamost2csst.io.flatcube import FLATCUBE_SCHEMA
+from lamost2csst.io.flatcube_fits import export_axe_fits, export_cube_fits, read_axe_flat
 
 ORDER = 2
 
@@ -48,3 +49,18 @@ def test_unfit_detector_is_refused(tmp_path):
     cube["fit"][:] = False
     with pytest.raises(ValueError, match="fitted wavelengths"):
         export_axe_fits(cube, tmp_path / "f.fits", band="GV", detector=2)
+
+
+def test_export_cube_writes_every_fitted_detector_and_reports_the_others(tmp_path):
+    cube = xr.concat([cube_with_known_flat(), cube_with_known_flat().assign_coords(detector=[3])], "detector")
+    cube["fit"].loc[{"detector": 3}] = False  # detector 3 unfit: skipped, with a message
+    cube = cube.assign_coords(band=np.array(["GV"], dtype=object))  # as the job writes it (vlen strings)
+    cube.attrs["schema"] = FLATCUBE_SCHEMA
+    cube.to_zarr(tmp_path / "cube.zarr", zarr_format=3, consolidated=False)
+    messages = []
+    written = export_cube_fits(tmp_path / "cube.zarr", tmp_path / "fits", binning=2048, log=messages.append)
+    assert written == [str(tmp_path / "fits" / "flat_GV_2.fits")]
+    assert messages[0].startswith("no FITS for GV detector 3: ") and "fitted wavelengths" in messages[0]
+    assert messages[-1] == f"1 aXe-style FITS flats in {tmp_path / 'fits'}"
+    header = fits.getheader(written[0])
+    assert header["BAND"] == "GV" and header["DETECTOR"] == 2 and header["BINNING"] == 2048
