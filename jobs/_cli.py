@@ -55,7 +55,7 @@ def check_output_location(out: str, *, resume: bool, overwrite: bool) -> None:
     writes (``lamost2csst.parallel.locking``) and removes nothing but its own schema.
     """
     from lamost2csst.parallel import JobInputError
-    from lamost2csst.parallel.storage import exists
+    from lamost2csst.io.storage import exists
 
     if exists(out) and not (resume or overwrite):
         raise JobInputError(f"output {out} already exists; pass --resume to finish it, --overwrite to "

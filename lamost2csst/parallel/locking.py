@@ -148,7 +148,7 @@ def _folder_mutex(path: str):
 
 
 def _read_lock(path: str) -> dict:
-    from lamost2csst.parallel.storage import read_bytes
+    from lamost2csst.io.storage import read_bytes
 
     data = read_bytes(path)
     try:
@@ -177,7 +177,7 @@ def output_lock(out: str, *, job: str, resume: bool):
     JobInputError
         Another job that is (or may be) alive writes to ``out``.
     """
-    from lamost2csst.parallel.storage import is_url
+    from lamost2csst.io.storage import is_url
 
     path = lock_path(out)
     local = not is_url(path)
@@ -198,7 +198,7 @@ def output_lock(out: str, *, job: str, resume: bool):
 
 def _acquire(out: str, path: str, *, job: str, resume: bool, local: bool) -> dict:
     """Create the lock, taking over a stale one; the holder record written, or JobInputError."""
-    from lamost2csst.parallel.storage import exists, write_bytes
+    from lamost2csst.io.storage import exists, write_bytes
 
     mine = {"job": job, "token": uuid.uuid4().hex, **_holder()}
     payload = json.dumps(mine).encode()
@@ -234,7 +234,7 @@ def _acquire(out: str, path: str, *, job: str, resume: bool, local: bool) -> dic
 
 
 def _remove(path: str) -> None:
-    from lamost2csst.parallel.storage import is_url
+    from lamost2csst.io.storage import is_url
 
     if is_url(path):
         import fsspec

@@ -28,14 +28,14 @@ class JobInputError(ValueError):
 
 def write_json(path: str, value: dict) -> None:
     """Write ``value`` as JSON atomically (temporary file + rename; one put on object stores)."""
-    from lamost2csst.parallel.storage import write_bytes
+    from lamost2csst.io.storage import write_bytes
 
     write_bytes(path, json.dumps(value).encode())
 
 
 def read_json(path: str) -> dict | None:
     """The JSON object at ``path``, or None when it is missing or unreadable."""
-    from lamost2csst.parallel.storage import read_bytes
+    from lamost2csst.io.storage import read_bytes
 
     data = read_bytes(path)
     if data is None:
@@ -92,7 +92,7 @@ def remove_store(out: str, *, schema: str) -> None:
     """
     import shutil
 
-    from lamost2csst.parallel.storage import is_url
+    from lamost2csst.io.storage import is_url
 
     open_own_store(out, schema=schema, action="--overwrite: refusing to remove")
     print(f"--overwrite: removing {out}", file=sys.stderr, flush=True)
