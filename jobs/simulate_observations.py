@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from jobs._cli import positive_int
@@ -66,38 +65,20 @@ def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     import time
 
-    import numpy as np
-    import xarray as xr
-
-    from lamost2csst.core.slitless import read_throughput
-    from lamost2csst.io.observations import simulate_observations, write_observations
+    from lamost2csst.errors import InputError
+    from lamost2csst.io.observations import simulate_observation_store
 
     t0 = time.perf_counter()
     try:
-        if os.path.exists(args.out):
-            raise ValueError(f"{args.out} already exists; choose another --out or remove it")
-        cat = xr.open_zarr(args.catalogue, consolidated=False)
-        if "sed_true" not in cat:
-            raise ValueError(f"{args.catalogue} has no sed_true (true SEDs): simulate from a demo catalogue")
-        usable = np.flatnonzero(np.isfinite(cat["z"].values))
-        rows = usable[: args.n_stars] if args.n_stars else usable
-        throughputs = {}
-        for item in args.throughput:
-            band, _, path = item.partition("=")
-            if band not in ("GU", "GV", "GI") or not path:
-                raise ValueError(f"--throughput expects BAND=FILE with BAND in GU, GV, GI, got {item!r}")
-            throughputs[band] = read_throughput(path)
-        obs, truth = simulate_observations(cat["sed_true"].values[rows], cat["obsid"].values[rows],
-                                           n_exposures=args.exposures, seed=args.seed, mag_range=args.mag_range,
-                                           scale_error=args.scale_error, amplitude=args.amplitude,
-                                           throughputs=throughputs, max_order=args.max_order)
-    except (OSError, ValueError) as err:
+        result = simulate_observation_store(args.catalogue, args.out, n_stars=args.n_stars,
+                                            throughput_files=args.throughput, chunk_obs=args.chunk_obs,
+                                            n_exposures=args.exposures, seed=args.seed, mag_range=args.mag_range,
+                                            scale_error=args.scale_error, amplitude=args.amplitude,
+                                            max_order=args.max_order)
+    except InputError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    obs.attrs["catalogue"] = os.path.abspath(args.catalogue)
-    write_observations(obs, args.out, truth=truth, chunk_obs=args.chunk_obs)
-    summary = {"job": "simulate_observations", "out": os.path.abspath(args.out), "stars": int(rows.size),
-               "observations": int(obs.sizes["obs"]), "seconds": round(time.perf_counter() - t0, 3)}
+    summary = {"job": "simulate_observations", **result, "seconds": round(time.perf_counter() - t0, 3)}
     print(json.dumps(summary), flush=True)
     return summary
 

@@ -25,12 +25,15 @@ normalized to mean 1 per wavelength over the detector.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import xarray as xr
 import zarr
 
 from lamost2csst.core.grids import BANDS
 from lamost2csst.core.slitless import DETECTOR_SHAPE, DETECTORS_PER_BAND
+from lamost2csst.errors import InputError
 from lamost2csst.io.storage import resolve
 
 __all__ = ["OBSERVATIONS_SCHEMA", "validate_observations"]
@@ -182,5 +185,54 @@ def write_observations(obs: xr.Dataset, path, *, truth: xr.Dataset | None = None
         truth.to_zarr(path, group="truth", zarr_format=3, consolidated=False)
 
 
+def _simulate_from_catalogue(catalogue: str, *, n_stars: int | None, throughput_files, **kwargs):
+    """``(observations, truth, n_stars)`` simulated for the catalogue's stars with a usable z."""
+    from lamost2csst.core.slitless import read_throughput
+
+    cat = xr.open_zarr(catalogue, consolidated=False)
+    if "sed_true" not in cat:
+        raise ValueError(f"{catalogue} has no sed_true (true SEDs): simulate from a demo catalogue")
+    usable = np.flatnonzero(np.isfinite(cat["z"].values))
+    rows = usable[:n_stars] if n_stars else usable
+    throughputs = {}
+    for item in throughput_files:
+        band, _, path = item.partition("=")
+        if band not in ("GU", "GV", "GI") or not path:
+            raise ValueError(f"--throughput expects BAND=FILE with BAND in GU, GV, GI, got {item!r}")
+        throughputs[band] = read_throughput(path)
+    obs, truth = simulate_observations(cat["sed_true"].values[rows], cat["obsid"].values[rows],
+                                       throughputs=throughputs, **kwargs)
+    return obs, truth, int(rows.size)
+
+
+def simulate_observation_store(catalogue, out, *, n_stars: int | None = None, throughput_files=(),
+                               chunk_obs: int = 4096, **kwargs) -> dict:
+    """Simulate observations of the stars of a spectra catalogue with ``sed_true`` into the store ``out``.
+
+    The first ``n_stars`` stars with a finite ``z`` (default: all) are observed by
+    :func:`simulate_observations` (``kwargs``: ``n_exposures``, ``seed``, ``mag_range``,
+    ``scale_error``, ``amplitude``, ``max_order``); ``throughput_files`` are ``BAND=FILE``
+    items (:func:`lamost2csst.core.slitless.read_throughput`). The truth goes into the group
+    ``truth`` of ``out``. Returns ``{"out", "stars", "observations"}``.
+
+    Raises
+    ------
+    InputError
+        ``out`` exists, the catalogue cannot be read or has no ``sed_true``, a bad
+        throughput item or file, unusable SEDs (nothing is written).
+    """
+    catalogue, out = os.fspath(catalogue), os.fspath(out)
+    try:
+        if os.path.exists(out):
+            raise ValueError(f"{out} already exists; choose another --out or remove it")
+        obs, truth, stars = _simulate_from_catalogue(catalogue, n_stars=n_stars, throughput_files=throughput_files,
+                                                     **kwargs)
+    except (OSError, ValueError) as err:
+        raise InputError(str(err)) from None
+    obs.attrs["catalogue"] = os.path.abspath(catalogue)
+    write_observations(obs, out, truth=truth, chunk_obs=chunk_obs)
+    return {"out": os.path.abspath(out), "stars": stars, "observations": int(obs.sizes["obs"])}
+
+
 __all__ += ["DETECTORS_PER_BAND", "band_names", "detector_grid", "open_observations", "read_scales",
-            "read_truth", "simulate_observations", "write_observations"]
+            "read_truth", "simulate_observation_store", "simulate_observations", "write_observations"]

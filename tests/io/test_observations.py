@@ -8,6 +8,7 @@ from lamost2csst.io.observations import (
     open_observations,
     read_scales,
     read_truth,
+    simulate_observation_store,
     simulate_observations,
     validate_observations,
     write_observations,
@@ -73,3 +74,28 @@ def test_store_readers(stars, tmp_path):
                                                                            consolidated=False)
     with pytest.raises(ValueError, match="missing per-observation coordinate 'obsid'"):
         open_observations(tmp_path / "bad.zarr")
+
+
+def test_simulate_observation_store_from_a_catalogue(tmp_path):
+    from lamost2csst.errors import InputError
+    from lamost2csst.io import write_spectra
+
+    cat = grid_catalogue(12, seed=3)
+    cat["z"].values[2] = np.nan  # no usable z: left out
+    write_spectra(cat, tmp_path / "cat.zarr")
+    result = simulate_observation_store(tmp_path / "cat.zarr", tmp_path / "o.zarr", n_stars=5, n_exposures=2, seed=4)
+    assert result == {"out": str(tmp_path / "o.zarr"), "stars": 5, "observations": 5 * 2 * 3}
+    rows = [0, 1, 3, 4, 5]
+    direct, truth = simulate_observations(cat.sed_true.values[rows], cat.obsid.values[rows], n_exposures=2, seed=4)
+    stored = open_observations(tmp_path / "o.zarr")
+    np.testing.assert_array_equal(stored.flux.values, direct.flux.values)
+    np.testing.assert_array_equal(read_truth(tmp_path / "o.zarr").flat.values, truth.flat.values)
+    assert stored.attrs["catalogue"] == str(tmp_path / "cat.zarr")
+    with pytest.raises(InputError, match="already exists"):
+        simulate_observation_store(tmp_path / "cat.zarr", tmp_path / "o.zarr")
+    with pytest.raises(InputError, match="expects BAND=FILE"):
+        simulate_observation_store(tmp_path / "cat.zarr", tmp_path / "p.zarr", throughput_files=["GX=t.txt"])
+    write_spectra(cat.drop_vars("sed_true"), tmp_path / "nosed.zarr")
+    with pytest.raises(InputError, match="has no sed_true"):
+        simulate_observation_store(tmp_path / "nosed.zarr", tmp_path / "p.zarr")
+    assert not (tmp_path / "p.zarr").exists()
