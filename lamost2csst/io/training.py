@@ -16,8 +16,9 @@ import xarray as xr
 
 from lamost2csst.core.grids import INPUT_WAVE, OUTPUT_WAVE
 from lamost2csst.core.pairs import GriddedLibrary, TrainingPairs, library_to_grids, make_pairs
+from lamost2csst.errors import InputError
 
-__all__ = ["gridded_library", "training_pairs"]
+__all__ = ["gridded_library", "read_library_params", "training_pairs"]
 
 
 def gridded_library(ds: xr.Dataset, *, inputs: bool = True) -> GriddedLibrary:
@@ -55,3 +56,32 @@ def training_pairs(ds: xr.Dataset, *, snr, rng: np.random.Generator) -> Training
     """Noisy normalized inputs at ``snr`` and scaled targets for every star of a library Dataset."""
     g = gridded_library(ds)
     return make_pairs(g.flux_in, g.sed, snr=snr, rng=rng, input_mask=g.input_mask, target_mask=g.target_mask)
+
+
+def read_library_params(path) -> dict[str, dict[str, float]]:
+    """Stellar parameters of a library's stars from a CSV file with columns ``name,teff,logg,feh``.
+
+    Parameters
+    ----------
+    path : str or Path
+        A CSV file, header line first (more columns are ignored).
+
+    Returns
+    -------
+    dict
+        ``{name: {"teff": ..., "logg": ..., "feh": ...}}``, names stripped and lower-cased
+        (as :func:`lamost2csst.io.readers.read_ngsl` matches them).
+
+    Raises
+    ------
+    InputError
+        If the file is empty or lacks one of the four columns.
+    """
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    need = {"name", "teff", "logg", "feh"}
+    if not rows or not need <= set(rows[0]):
+        raise InputError(f"{path}: expected a CSV with columns {sorted(need)}")
+    return {r["name"].strip().lower(): {k: float(r[k]) for k in ("teff", "logg", "feh")} for r in rows}

@@ -1,0 +1,188 @@
+"""One training run of UaRA-net (paper Sects. 3.3, 4.1): library, split, model, training, export.
+
+:func:`run_training` is what ``python -m jobs.train_model`` runs: it assembles the training
+library (:mod:`lamost2csst.workflows.libraries`), splits it by model (or star), records the
+split in ``RUN/split.json``, builds or loads the initial network and trains it with
+:func:`lamost2csst.nn.training.train`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lamost2csst.errors import InputError
+from lamost2csst.workflows.libraries import LibrarySpec, training_library
+
+__all__ = ["run_training"]
+
+
+def _split(n: int, keys, columns, *, test_fraction: float, seed: int, run_dir: Path, resume: bool):
+    """Train/test indices and the ``split.json`` record; a resumed run must have the same split."""
+    from lamost2csst.nn.training import RunMismatchError, split_by_model
+
+    train_idx, test_idx = split_by_model(n, test_fraction=test_fraction, seed=seed)
+    split = {"columns": columns, "train": [keys[i] for i in train_idx], "test": [keys[i] for i in test_idx],
+             "seed": seed, "test_fraction": test_fraction}
+    split_path = run_dir / "split.json"
+    if resume and split_path.exists():
+        if json.loads(split_path.read_text()) != json.loads(json.dumps(split)):
+            raise RunMismatchError(f"--resume with a different library or split than {split_path}")
+    return train_idx, test_idx, split
+
+
+def _initial_model(train_lib, *, init, fresh: bool, dropout: float, error_input: str, seed: int, extra: dict):
+    """A fresh UaRA-net, or a copy of the model ``init`` (default: the shipped one).
+
+    Returns the model and its config (a dict, for the card); the initial model's path and
+    hash go into ``extra``.
+    """
+    if fresh:
+        from lamost2csst.nn.model import ModelConfig, build_uaranet
+
+        # Start from the geometric-mean training SED (the heads' zero kernels make that the first
+        # prediction).
+        with np.errstate(invalid="ignore"):
+            log_sed = np.log(np.where(train_lib.target_mask, np.nan, train_lib.sed))
+            start_sed = np.exp(np.nanmean(log_sed, axis=0))
+        model_config = ModelConfig(dropout=dropout, error_input=error_input)
+        model = build_uaranet(model_config, sed_bias=start_sed)
+        return model, json.loads(model_config.to_json())
+    import keras
+
+    from lamost2csst.nn.inference import default_model_path, model_card
+
+    init = Path(init) if init else default_model_path()
+    keras.utils.set_random_seed(seed)
+    import lamost2csst.nn.layers  # noqa: F401  (registers the custom layers)
+
+    model = keras.saving.load_model(init, compile=False, safe_mode=True)  # a fresh copy, not the cache
+    init_card = model_card(init)
+    extra["init"] = str(init)
+    extra["init_sha256"] = init_card.get("sha256")
+    return model, init_card.get("model_config")
+
+
+def _progress_bar(stage: str, epochs: int):
+    """A tqdm bar on stderr and the ``progress`` callback of :func:`~lamost2csst.nn.training.train` for it."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=epochs, unit="epoch", file=sys.stderr, desc=stage)
+
+    def on_epoch(epoch, _n_epochs, info):
+        bar.n = epoch
+        post = {"loss": f"{info['loss']:.3f}"}
+        if "val_nll" in info:
+            post.update(val=f"{info['val_nll']:.3f}", GU20=f"{info['error_snr20_GU']:.4f}",
+                        GV20=f"{info['error_snr20_GV']:.4f}", GI20=f"{info['error_snr20_GI']:.4f}")
+        bar.set_postfix(post, refresh=False)
+        bar.refresh()
+
+    return bar, on_epoch
+
+
+def run_training(*, stage: str, run_dir, config, library: LibrarySpec, test_fraction: float,
+                 split_seed: int | None = None, init=None, dropout: float = 0.0, error_input: str = "scale",
+                 threads: int | None = None, resume: bool = False, export=None, progress: bool = True,
+                 command: str | None = None) -> dict:
+    """Train UaRA-net on a library and write a run directory; returns the run's summary.
+
+    Parameters
+    ----------
+    stage : {"pretrain", "finetune"}
+        Recorded in the model card and summary; ``"pretrain"`` without ``init`` builds a fresh network.
+    run_dir : str or Path
+        Where ``split.json`` and the files of :func:`lamost2csst.nn.training.train` go.
+    config : lamost2csst.nn.training.TrainConfig
+        Optimization settings; ``config.seed`` also seeds the split (unless ``split_seed``),
+        the library's GPR screening and the loaded model's random state.
+    library : LibrarySpec
+        The training library (:func:`lamost2csst.workflows.libraries.training_library`).
+    test_fraction : float
+        Fraction of the stars (models) held out for validation, in (0, 1).
+    split_seed : int, optional
+        Seed of the train/test split alone (deep-ensemble members share it; default ``config.seed``).
+    init : str or Path, optional
+        Start from this model's weights and architecture (fine-tuning default: the shipped model).
+    dropout, error_input : float, str
+        :class:`lamost2csst.nn.model.ModelConfig` of a fresh network.
+    threads : int, optional
+        TensorFlow threads (:func:`lamost2csst.nn.setup.configure`).
+    resume : bool
+        Continue the run in ``run_dir`` (refused for another library, split or config).
+    export : str or Path, optional
+        Copy the best model and its card here at the end.
+    progress : bool
+        A progress bar on stderr.
+    command : str, optional
+        The command line, recorded in the model card.
+
+    Raises
+    ------
+    InputError
+        ``config.input_path == "lamost"`` with a library without ``flux_lamost``; an NGSL library
+        without files or parameters.
+    lamost2csst.nn.training.RunMismatchError
+        ``resume`` with a different library, split or training config.
+    FileExistsError
+        ``run_dir`` holds a previous run and ``resume`` is False.
+    """
+    from lamost2csst.nn.setup import configure
+
+    run_dir = Path(run_dir)
+    configure(threads=threads)
+    lib, keys, columns, extra = training_library(library, seed=config.seed)
+    split_seed = config.seed if split_seed is None else split_seed
+    train_idx, test_idx, split = _split(len(lib), keys, columns, test_fraction=test_fraction, seed=split_seed,
+                                        run_dir=run_dir, resume=resume)
+    if config.input_path == "lamost" and lib.flux_lamost is None:
+        raise InputError("--input-path lamost needs a grid with flux_lamost (spectra on LAMOST_WAVE)")
+    train_lib, test_lib = lib.take(train_idx), lib.take(test_idx)
+    model, model_config = _initial_model(train_lib, init=init, fresh=stage == "pretrain" and not init,
+                                         dropout=dropout, error_input=error_input, seed=config.seed,
+                                         extra=extra)
+    card = {"stage": stage, "command": command, "library_size": len(lib), "train_models": len(train_lib),
+            "test_models": len(test_lib), "model_config": model_config, "split": split, **extra}
+    bar = _progress_bar(stage, config.epochs) if progress else None
+    t0 = time.perf_counter()
+    summary = _train_run(model, train_lib, test_lib, config=config, run_dir=run_dir, resume=resume,
+                         split=split, card=card, progress=bar)
+    summary = {"stage": stage, "run_dir": str(run_dir), **summary, "train_models": len(train_lib),
+               "test_models": len(test_lib), "wall_seconds_this_call": round(time.perf_counter() - t0, 1),
+               **{k: v for k, v in extra.items() if k != "gpr_hyperparameters"}}
+    if export:
+        from lamost2csst.nn.inference import load_model, model_card, save_model
+
+        best = run_dir / "best.keras"
+        save_model(load_model(best), export, card=model_card(best))
+        summary["exported"] = str(export)
+    return summary
+
+
+def _train_run(model, train_lib, test_lib, *, config, run_dir: Path, resume: bool, split: dict, card: dict,
+               progress) -> dict:
+    """Write ``split.json`` (refusing a previous run's directory) and train; the training summary.
+
+    ``progress`` is None or the ``(bar, callback)`` of :func:`_progress_bar` (the bar is closed here).
+    """
+    from lamost2csst.nn.training import train
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    split_path = run_dir / "split.json"
+    bar, on_epoch = progress if progress is not None else (None, None)
+    try:
+        if not (resume and split_path.exists()):
+            if (run_dir / "checkpoint.keras").exists() and not resume:
+                raise FileExistsError(f"{run_dir} holds a previous run; pass --resume or choose a new "
+                                      "--run-dir")
+            split_path.write_text(json.dumps(split) + "\n")
+        _, summary = train(model, train_lib, test_lib, config=config, run_dir=run_dir, resume=resume,
+                           progress=on_epoch, card=card)
+    finally:
+        if bar is not None:
+            bar.close()
+    return summary
