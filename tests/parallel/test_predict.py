@@ -44,11 +44,27 @@ def by_hand(demo):
     return sed, sigma
 
 
+OPENED = []  # the stores xarray opened during the `finished` run
+
+
 @pytest.fixture(scope="module")
 def finished(client, catalogue, tmp_path_factory):
     out = tmp_path_factory.mktemp("out") / "predictions.zarr"
-    summary = predict_catalogue(catalogue, out, client=client, progress=False)
+    real = xr.open_zarr
+
+    def counting(store, *args, **kwargs):
+        OPENED.append(str(store))
+        return real(store, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(xr, "open_zarr", counting)
+        summary = predict_catalogue(catalogue, out, client=client, progress=False)
     return out, summary
+
+
+def test_the_catalogue_is_opened_once_per_run(finished, catalogue):
+    """One xarray open of the input per job: the tasks read their rows with plain Zarr."""
+    assert OPENED.count(str(catalogue)) == 1
 
 
 def test_job_equals_the_hand_made_pipeline(finished, by_hand, demo):
