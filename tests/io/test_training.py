@@ -5,7 +5,8 @@ import pytest
 import xarray as xr
 
 from lamost2csst.core import INPUT_WAVE, OUTPUT_WAVE
-from lamost2csst.io.training import gridded_library, training_pairs
+from lamost2csst.errors import InputError
+from lamost2csst.io.training import gridded_library, read_library_params, training_pairs
 
 
 def test_a_grid_dataset_goes_straight_to_the_pairs():
@@ -55,3 +56,13 @@ def test_real_miles_stars_give_pairs_defined_where_miles_covers_the_kernel():
     at_4000 = pairs.sed[:, np.argmin(np.abs(OUTPUT_WAVE - 4000))]
     teff = pick.teff.values
     assert np.corrcoef(teff, at_4000)[0, 1] > 0.7
+
+
+def test_library_parameters_from_a_csv(tmp_path):
+    path = tmp_path / "params.csv"
+    path.write_text("name,teff,logg,feh,note\n HD 1 ,5770,4.44,0.0,sun\nhd2,9600,3.9,-0.5,\n")
+    assert read_library_params(path) == {"hd 1": {"teff": 5770.0, "logg": 4.44, "feh": 0.0},
+                                         "hd2": {"teff": 9600.0, "logg": 3.9, "feh": -0.5}}
+    path.write_text("name,teff,logg\nhd2,9600,3.9\n")
+    with pytest.raises(InputError, match="columns"):
+        read_library_params(path)
