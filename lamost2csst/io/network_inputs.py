@@ -16,7 +16,7 @@ Written by :func:`lamost2csst.parallel.normalize_catalogue`; schema
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import xarray as xr
@@ -98,7 +98,7 @@ def network_input_template(ds: xr.Dataset, *, chunk_stars: int, catalogue: str =
         "input_source": ds.attrs.get("source", ""),
         "chunk_stars": int(chunk_stars),
         "lamost2csst_version": __version__,
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "history": f"lamost2csst {__version__} parallel.normalize_catalogue",
     }
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)

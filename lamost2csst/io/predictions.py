@@ -16,7 +16,7 @@ Written by :func:`lamost2csst.parallel.predict.predict_catalogue`; schema
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import xarray as xr
@@ -71,7 +71,7 @@ def predictions_template(ds: xr.Dataset, *, chunk_stars: int, catalogue: str, mo
         "input_resampling": DEFAULT_METHOD,
         "chunk_stars": int(chunk_stars),
         "lamost2csst_version": __version__,
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "history": f"lamost2csst {__version__} parallel.predict_catalogue",
     }
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import zarr
@@ -84,7 +84,7 @@ def normalize_chunk(index: int, start: int, stop: int, *, catalogue: str, out: s
         "stars_bad_z": int(bad_z.sum()),
         "seconds": round(time.perf_counter() - t0, 4),
         "host": socket.gethostname(),
-        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_json(marker_path(out, index), marker)  # atomic: a marker is either absent or complete
     return marker

@@ -19,7 +19,7 @@ import io
 import os
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -185,7 +185,7 @@ def predict_chunk(index: int, start: int, stop: int, *, catalogue: str, out: str
         "seconds_write": round(t_write - t_compute, 4),
         "host": socket.gethostname(), "pid": os.getpid(),
         "peak_rss_mb": round(peak_rss_mb(), 1),
-        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_json(marker_path(out, index), marker)  # last: a chunk with a marker is complete
     return marker
