@@ -20,7 +20,7 @@ from lamost2csst.core.flatfield import design_matrix, normal_equations, ratios, 
 from lamost2csst.core.grids import BANDS
 from lamost2csst.core.slitless import DETECTOR_SHAPE, default_throughput, injected_response, observe_slitless
 
-__all__ = ["monte_carlo_flat_precision", "realization_rms"]
+__all__ = ["band_medians", "monte_carlo_flat_precision", "realization_rms"]
 
 
 def realization_rms(sed_pred, sigma_pred, sed_true, *, band: str, realization: int, seed: int = 0,
@@ -109,3 +109,9 @@ def monte_carlo_flat_precision(sed_pred, sigma_pred, sed_true, *, n_stars: int =
                          "p16": float(np.nanpercentile(rms, 16)), "p84": float(np.nanpercentile(rms, 84)),
                          "n_wave": int(rms.shape[1])}
     return results
+
+
+def band_medians(rows) -> dict[str, float]:
+    """Per band, the median over ``rows`` (dicts band -> value, e.g. one per realization), in the
+    first row's band order."""
+    return {band: float(np.median([row[band] for row in rows])) for band in rows[0]}

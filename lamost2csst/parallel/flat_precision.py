@@ -108,6 +108,7 @@ def _self_calibration_case(client, predictions: str, keep, cat, realizations: in
     realizations of the per-band precision the job reports against the injected flat."""
     import tempfile
 
+    from lamost2csst.core.calibration import band_medians
     from lamost2csst.io.observations import simulate_observations, write_observations
     from lamost2csst.parallel.flatcube import build_flatcube
 
@@ -130,6 +131,6 @@ def _self_calibration_case(client, predictions: str, keep, cat, realizations: in
                 rows[name].append({t["band"]: t["rms_deviation_median"] for t in s["truth"]})
     result = {"n_stars": n_stars, "exposures": exposures, "realizations": realizations}
     for name, values in rows.items():
-        result[name] = {band: round(float(np.median([v[band] for v in values])), 6) for band in values[0]}
+        result[name] = {band: round(value, 6) for band, value in band_medians(values).items()}
     _stderr(json.dumps({"self_calibration": result}))
     return result

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lamost2csst.core.calibration import monte_carlo_flat_precision
+from lamost2csst.core.calibration import band_medians, monte_carlo_flat_precision
 from lamost2csst.io.grid import load_grid
 
 
@@ -30,3 +30,9 @@ def test_sed_errors_enter_the_precision(pool):
         assert noisy[band]["median"] > 2 * exact[band]["median"]
     with pytest.raises(ValueError, match="finite"):
         monte_carlo_flat_precision(pool * np.nan, pool, pool)
+
+
+def test_band_medians_per_band_over_realizations():
+    rows = [{"GU": 3.0, "GV": 1.0}, {"GU": 1.0, "GV": 5.0}, {"GU": 2.0, "GV": 2.0}, {"GU": 10.0, "GV": 4.0}]
+    medians = band_medians(rows)
+    assert medians == {"GU": 2.5, "GV": 3.0} and list(medians) == ["GU", "GV"]
