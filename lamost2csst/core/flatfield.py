@@ -23,10 +23,16 @@ from typing import NamedTuple
 import numpy as np
 from numpy.polynomial import legendre
 
+from lamost2csst.core.grids import BANDS
+from lamost2csst.core.slitless import DETECTOR_SHAPE, DETECTORS_PER_BAND
+
 __all__ = [
+    "GROUPS",
+    "REJECT_REASONS",
     "NormalEquations",
     "PolynomialFit",
     "add_star_sums",
+    "chunk_equations",
     "clip_to_fit",
     "design_matrix",
     "evaluate",
@@ -43,7 +49,12 @@ __all__ = [
     "sum_by_star",
     "truth_deviation",
     "updated_scales",
+    "usable_observations",
 ]
+
+GROUPS = [(band, d) for band in BANDS for d in range(DETECTORS_PER_BAND)]  # (band, detector) of every fit
+REJECT_REASONS = ("no_prediction", "flagged_prediction", "off_detector", "no_scale", "no_finite_flux",
+                  "bad_band")
 
 
 def polynomial_terms(order: int) -> list[tuple[int, int]]:
@@ -197,7 +208,8 @@ def reduced_chi2(fit: PolynomialFit, n_terms: int) -> np.ndarray:
     return fit.chi2 / np.maximum(fit.n - n_terms, 1)
 
 
-def clip_to_fit(design, ratio, weight, *, coeffs, sigma_scale, kappa: float) -> tuple[np.ndarray, np.ndarray, int]:
+def clip_to_fit(design, ratio, weight, *, coeffs, sigma_scale,
+                kappa: float) -> tuple[np.ndarray, np.ndarray, int]:
     """Weights with the outliers of a previous fit set to 0: ``(weight, model, n_clipped)``.
 
     ``coeffs`` (n_wave, n_terms) and ``sigma_scale`` (n_wave,) are the previous fit's
@@ -321,3 +333,106 @@ def truth_deviation(*, fitted, true, flat_error, fit) -> dict | None:
     return {"rms_deviation_median": round(float(np.median(rms[ok])), 6),
             "predicted_rms_median": round(float(np.median(pred_rms[ok])), 6),
             "wavelengths_fit": int(ok.sum())}
+
+
+def usable_observations(obs: dict, *, found, flags, where, scale) -> tuple[np.ndarray, dict]:
+    """Which observations can enter a flat fit, and how many were rejected per reason.
+
+    ``obs`` holds per-observation ``band`` (str), ``detector`` (int), ``x``, ``y`` and ``flux``
+    (n_obs, n_wave); ``found`` marks the observations with a prediction, ``flags[where[i]]``
+    is observation ``i``'s prediction flags, ``scale`` its star's scale. Each observation is
+    counted once, under the first of :data:`REJECT_REASONS` that applies: no prediction,
+    flagged prediction, off the detector, no finite positive scale, no finite flux, unknown
+    band or detector.
+    """
+    counts = {reason: 0 for reason in REJECT_REASONS}
+    usable = found.copy()
+    counts["no_prediction"] = int((~found).sum())
+    pred_ok = np.zeros(found.size, bool)
+    pred_ok[found] = flags[where[found]] == 0
+    counts["flagged_prediction"] = int((found & ~pred_ok).sum())
+    usable &= pred_ok
+    ny, nx = DETECTOR_SHAPE
+    x, y = obs["x"].astype(np.float64), obs["y"].astype(np.float64)
+    on_detector = np.isfinite(x) & np.isfinite(y) & (x >= 0) & (x <= nx - 1) & (y >= 0) & (y <= ny - 1)
+    counts["off_detector"] = int((usable & ~on_detector).sum())
+    usable &= on_detector
+    has_scale = np.isfinite(scale) & (scale > 0)
+    counts["no_scale"] = int((usable & ~has_scale).sum())
+    usable &= has_scale
+    finite = np.isfinite(obs["flux"]).any(axis=1)
+    counts["no_finite_flux"] = int((usable & ~finite).sum())
+    usable &= finite
+    detector = obs["detector"]
+    known = np.isin(obs["band"], list(BANDS)) & (detector >= 0) & (detector < DETECTORS_PER_BAND)
+    counts["bad_band"] = int((usable & ~known).sum())
+    usable &= known
+    return usable, counts
+
+
+def _group_equations(obs: dict, rows, ratio, weight, scale, *, order: int, fits, kappa: float,
+                     self_calibrate: bool) -> tuple[dict, int, tuple]:
+    """Normal equations per (band, detector) of the usable ``rows``, clipped ratios, star sums."""
+    groups, clipped, sums = {}, 0, ([], [], [])
+    x, y = obs["x"].astype(np.float64), obs["y"].astype(np.float64)
+    band, detector = obs["band"][rows], obs["detector"][rows]
+    for b, d in GROUPS:
+        sel = (band == b) & (detector == d)
+        if not sel.any():
+            continue
+        a = design_matrix(x[rows][sel], y[rows][sel], order=order, shape=DETECTOR_SHAPE)
+        r, w = ratio[sel], weight[sel]
+        key = f"{b}-{d}"
+        if fits is not None and key in fits:
+            coeffs, sigma_scale = fits[key]
+            w, model, n_clipped = clip_to_fit(a, r, w, coeffs=coeffs, sigma_scale=sigma_scale, kappa=kappa)
+            clipped += n_clipped
+            if self_calibrate:
+                num, den = scale_sums(r, w, model, scale=scale[rows][sel])
+                for part, values in zip(sums, (obs["obsid"][rows][sel], num, den)):
+                    part.append(values)
+        groups[key] = normal_equations(a, r, w)
+    return groups, clipped, sums
+
+
+def chunk_equations(obs: dict, *, found, flags, where, sed, sigma, scale, order: int, fits=None,
+                    kappa: float = 3.0, self_calibrate: bool = False) -> dict:
+    """The flat-fit sums of a block of observations: what a tree reduction adds up.
+
+    Parameters
+    ----------
+    obs : dict
+        Per observation: ``obsid``, ``band`` (str), ``detector`` (int), ``x``, ``y``, and
+        ``flux``, ``error`` (n_obs, n_wave).
+    found, flags, where, sed, sigma
+        The observations' predictions: ``found`` marks those with one; ``sed[where[i]]``,
+        ``sigma[where[i]]`` and ``flags[where[i]]`` are observation ``i``'s.
+    scale : ndarray (n_obs,)
+        The absolute scale of each observation's star.
+    order : int
+        Total degree of the 2D Legendre polynomial.
+    fits : dict, optional
+        ``{"<band>-<detector>": (coeffs, sigma_scale)}`` of the previous iteration: ratios
+        more than ``kappa`` rescaled sigma from it get weight 0.
+    self_calibrate : bool
+        Also return the per-star sums of :func:`scale_sums` against the previous fits.
+
+    Returns
+    -------
+    dict
+        ``counts`` (rejections per :data:`REJECT_REASONS`), ``clipped``, ``groups``
+        (:class:`NormalEquations` per ``"<band>-<detector>"``) and ``star_sums``
+        (:func:`sum_by_star`; empty without self-calibration or previous fits).
+    """
+    usable, counts = usable_observations(obs, found=found, flags=flags, where=where, scale=scale)
+    result = {"counts": counts, "clipped": 0, "groups": {},
+              "star_sums": (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))}
+    rows = np.flatnonzero(usable)
+    if rows.size:
+        ratio, weight = ratios(obs["flux"][rows], obs["error"][rows], scale=scale[rows], sed=sed[where[rows]],
+                               sigma=sigma[where[rows]])
+        result["groups"], result["clipped"], sums = _group_equations(
+            obs, rows, ratio, weight, scale, order=order, fits=fits, kappa=kappa, self_calibrate=self_calibrate)
+        if sums[0]:
+            result["star_sums"] = sum_by_star(*(np.concatenate(part) for part in sums))
+    return result

@@ -32,18 +32,16 @@ import numpy as np
 import xarray as xr
 
 from lamost2csst.core.flatfield import (
+    GROUPS,
+    REJECT_REASONS,
     add_star_sums,
-    clip_to_fit,
+    chunk_equations,
     design_matrix,
     initial_scales,
-    normal_equations,
     normalized_flat,
     polynomial_terms,
-    ratios,
     reduced_chi2,
-    scale_sums,
     solve,
-    sum_by_star,
     truth_deviation,
     updated_scales,
 )
@@ -75,72 +73,6 @@ from lamost2csst.parallel.runtime import JobInputError, peak_rss_mb
 
 __all__ = ["FLATCUBE_SCHEMA", "build_flatcube", "flat_chunk"]
 
-GROUPS = [(band, d) for band in BANDS for d in range(DETECTORS_PER_BAND)]
-REJECT_REASONS = ("no_prediction", "flagged_prediction", "off_detector", "no_scale", "no_finite_flux",
-                  "bad_band")
-
-
-def _group_key(band: str, detector: int) -> str:
-    return f"{band}-{detector}"
-
-
-def _usable(obs: dict, found, flags, where, star_scales) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Which observations of a chunk can be used, their scales, and the rejections per reason."""
-    n = found.size
-    counts = {reason: 0 for reason in REJECT_REASONS}
-    usable = found.copy()
-    counts["no_prediction"] = int((~found).sum())
-    pred_ok = np.zeros(n, bool)
-    pred_ok[found] = flags[where[found]] == 0
-    counts["flagged_prediction"] = int((found & ~pred_ok).sum())
-    usable &= pred_ok
-    ny, nx = DETECTOR_SHAPE
-    x, y = obs["x"].astype(np.float64), obs["y"].astype(np.float64)
-    on_detector = np.isfinite(x) & np.isfinite(y) & (x >= 0) & (x <= nx - 1) & (y >= 0) & (y <= ny - 1)
-    counts["off_detector"] = int((usable & ~on_detector).sum())
-    usable &= on_detector
-    if star_scales is not None:
-        scale = _lookup(star_scales, obs["obsid"])
-    else:
-        scale = obs["scale"].astype(np.float64)
-    has_scale = np.isfinite(scale) & (scale > 0)
-    counts["no_scale"] = int((usable & ~has_scale).sum())
-    usable &= has_scale
-    finite = np.isfinite(obs["flux"]).any(axis=1)
-    counts["no_finite_flux"] = int((usable & ~finite).sum())
-    usable &= finite
-    detector = obs["detector"]
-    known = np.isin(obs["band"], list(BANDS)) & (detector >= 0) & (detector < DETECTORS_PER_BAND)
-    counts["bad_band"] = int((usable & ~known).sum())
-    usable &= known
-    return usable, scale, counts
-
-
-def _group_equations(obs: dict, rows, ratio, weight, scale, *, order: int, fits, kappa: float,
-                     self_calibrate: bool) -> tuple[dict, int, tuple]:
-    """Normal equations per (band, detector) of the usable ``rows``, clipped ratios, star sums."""
-    groups, clipped, sums = {}, 0, ([], [], [])
-    x, y = obs["x"].astype(np.float64), obs["y"].astype(np.float64)
-    band, detector = obs["band"][rows], obs["detector"][rows]
-    for b, d in GROUPS:
-        sel = (band == b) & (detector == d)
-        if not sel.any():
-            continue
-        a = design_matrix(x[rows][sel], y[rows][sel], order=order, shape=DETECTOR_SHAPE)
-        r, w = ratio[sel], weight[sel]
-        key = _group_key(b, d)
-        if fits is not None and key in fits:
-            coeffs, sigma_scale = fits[key]
-            w, model, n_clipped = clip_to_fit(a, r, w, coeffs=coeffs, sigma_scale=sigma_scale, kappa=kappa)
-            clipped += n_clipped
-            if self_calibrate:
-                num, den = scale_sums(r, w, model, scale=scale[rows][sel])
-                for part, values in zip(sums, (obs["obsid"][rows][sel], num, den)):
-                    part.append(values)
-        groups[key] = normal_equations(a, r, w)
-    return groups, clipped, sums
-
-
 def flat_chunk(index: int, start: int, stop: int, *, observations: str, predictions: str, pred_index,
                order: int, out: str, iteration: int, fits: dict | None, kappa: float, star_scales=None) -> dict:
     """One task: the normal equations per (band, detector) of observations ``start:stop`` (+ counts).
@@ -158,18 +90,10 @@ def flat_chunk(index: int, start: int, stop: int, *, observations: str, predicti
     obs["band"] = np.array([str(b) for b in obs["band"]], dtype=object)
     obs["detector"] = obs["detector"].astype(np.int64)
     found, sed, sigma, flags, where = prediction_rows(predictions, obs["obsid"], pred_index)
-    usable, scale, counts = _usable(obs, found, flags, where, star_scales)
-    result = {"counts": counts, "n_obs": stop - start, "clipped": 0, "groups": {}, "peak_rss_mb": 0.0,
-              "star_sums": (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))}
-    rows = np.flatnonzero(usable)
-    if rows.size:
-        ratio, weight = ratios(obs["flux"][rows], obs["error"][rows], scale=scale[rows], sed=sed[where[rows]],
-                               sigma=sigma[where[rows]])
-        result["groups"], result["clipped"], sums = _group_equations(
-            obs, rows, ratio, weight, scale, order=order, fits=fits, kappa=kappa,
-            self_calibrate=star_scales is not None)
-        if sums[0]:
-            result["star_sums"] = sum_by_star(*(np.concatenate(part) for part in sums))
+    scale = _lookup(star_scales, obs["obsid"]) if star_scales is not None else obs["scale"].astype(np.float64)
+    result = {"n_obs": stop - start, "peak_rss_mb": 0.0}
+    result.update(chunk_equations(obs, found=found, flags=flags, where=where, sed=sed, sigma=sigma, scale=scale,
+                                  order=order, fits=fits, kappa=kappa, self_calibrate=star_scales is not None))
     result["peak_rss_mb"] = peak_rss_mb()
     save_partial(path, result)
     return result

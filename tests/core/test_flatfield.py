@@ -9,6 +9,7 @@ from lamost2csst.core.flatfield import (
     NormalEquations,
     PolynomialFit,
     add_star_sums,
+    chunk_equations,
     clip_to_fit,
     design_matrix,
     evaluate,
@@ -16,6 +17,7 @@ from lamost2csst.core.flatfield import (
     normal_equations,
     normalized_flat,
     polynomial_terms,
+    ratios,
     reduced_chi2,
     rms_over_detector,
     scale_sums,
@@ -23,6 +25,7 @@ from lamost2csst.core.flatfield import (
     sum_by_star,
     truth_deviation,
     updated_scales,
+    usable_observations,
 )
 
 SHAPE = (9232, 9216)  # (ny, nx) of a CSST detector
@@ -205,3 +208,54 @@ def test_truth_deviation_medians_over_fitted_wavelengths():
     row = truth_deviation(fitted=fitted, true=true, flat_error=error, fit=fit)
     assert row == {"rms_deviation_median": 0.015, "predicted_rms_median": 0.02, "wavelengths_fit": 2}
     assert truth_deviation(fitted=fitted, true=true, flat_error=error, fit=np.zeros((1, 3), bool)) is None
+
+
+def _observations(n_wave=3):
+    """Six observations, one per rejection reason after the first (usable) one."""
+    flux = np.ones((6, n_wave))
+    flux[4] = np.nan  # no finite flux
+    obs = {"obsid": np.arange(10, 16), "band": np.array(["GV", "GV", "GV", "GV", "GV", "GX"], dtype=object),
+           "detector": np.array([1, 1, 1, 1, 1, 1]), "x": np.array([10.0, 10, 1e6, 10, 10, 10]),
+           "y": np.full(6, 20.0), "flux": flux, "error": np.full((6, n_wave), 0.1)}
+    found = np.array([True, False, True, True, True, True])  # 11: no prediction
+    flags = np.array([0, 8])  # the flagged prediction is row 1 of the predictions read
+    where = np.array([0, 0, 0, 0, 0, 0])
+    scale = np.array([2.0, 2.0, 2.0, np.nan, 2.0, 2.0])  # 13: no scale
+    return obs, found, flags, where, scale
+
+
+def test_usable_observations_count_each_rejection_once():
+    obs, found, flags, where, scale = _observations()
+    usable, counts = usable_observations(obs, found=found, flags=flags, where=where, scale=scale)
+    np.testing.assert_array_equal(usable, [True, False, False, False, False, False])
+    assert counts == {"no_prediction": 1, "flagged_prediction": 0, "off_detector": 1, "no_scale": 1,
+                      "no_finite_flux": 1, "bad_band": 1}
+    where = np.array([1, 0, 0, 0, 0, 0])  # observation 0's prediction is the flagged one
+    usable, counts = usable_observations(obs, found=found, flags=flags, where=where, scale=scale)
+    assert not usable.any() and counts["flagged_prediction"] == 1
+
+
+def test_chunk_equations_equal_the_direct_normal_equations():
+    rng = np.random.default_rng(3)
+    n, n_wave = 40, 3
+    obs = {"obsid": np.repeat(np.arange(20), 2), "band": np.array(["GV", "GI"] * 20, dtype=object),
+           "detector": np.tile([0, 0, 2, 2], 10), "x": rng.uniform(0, 9000, n), "y": rng.uniform(0, 9000, n),
+           "flux": rng.uniform(1, 2, (n, n_wave)), "error": np.full((n, n_wave), 0.05)}
+    sed, sigma = rng.uniform(1, 2, (n, n_wave)), np.full((n, n_wave), 0.01)
+    kw = dict(found=np.ones(n, bool), flags=np.zeros(n, np.uint16), where=np.arange(n), sed=sed, sigma=sigma,
+              scale=np.full(n, 1.5), order=1)
+    result = chunk_equations(obs, **kw)
+    assert sorted(result["groups"]) == ["GI-0", "GI-2", "GV-0", "GV-2"] and result["clipped"] == 0
+    assert result["star_sums"][0].size == 0  # no previous fits: no scale sums
+    sel = (obs["band"] == "GI") & (obs["detector"] == 2)
+    r, w = ratios(obs["flux"][sel], obs["error"][sel], scale=np.full(sel.sum(), 1.5), sed=sed[sel], sigma=sigma[sel])
+    direct = normal_equations(design_matrix(obs["x"][sel], obs["y"][sel], order=1, shape=SHAPE), r, w)
+    for got, expected in zip(result["groups"]["GI-2"], direct):
+        np.testing.assert_array_equal(got, expected)
+    # against a previous fit of the constant surface 1 with sigma_scale 1e-6, every ratio is an outlier
+    fits = {key: (np.array([[1.0, 0, 0]] * n_wave), np.full(n_wave, 1e-6)) for key in result["groups"]}
+    clipped = chunk_equations(obs, **kw, fits=fits, self_calibrate=True)
+    assert clipped["clipped"] == n * n_wave
+    assert all((eq.n == 0).all() for eq in clipped["groups"].values())
+    np.testing.assert_array_equal(clipped["star_sums"][0], np.arange(20))  # every star has (zero) sums
+    assert (clipped["star_sums"][1] == 0).all()
