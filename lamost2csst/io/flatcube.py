@@ -28,7 +28,7 @@ predictions store that a chunk of observations needs (joined by ``obsid``).
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import xarray as xr
@@ -160,7 +160,7 @@ def flatcube_dataset(arrays: dict, *, gy, gx, order: int, kappa: float, iteratio
                "min_stars": int(min_stars), "wavelength_ranges": {b: list(r) for b, r in BANDS.items()},
                "observations": observations, "predictions": predictions,
                "prediction_model_hash": model_hash,
-               "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+               "created_utc": datetime.now(UTC).isoformat(timespec="seconds")},
     )
     if star_scales is not None:
         ds["star_scale"] = (("star",), star_scales[1], {"long_name": "self-calibrated scale of each star"})
