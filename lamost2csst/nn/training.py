@@ -21,8 +21,9 @@ import os
 import platform
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -157,8 +158,8 @@ def epoch_pairs(lib: GriddedLibrary, *, snrs, rng: np.random.Generator, mask_aug
         from lamost2csst.core.simulate import C_KMS, draw_radial_velocities, observed_network_inputs
 
         if lib.flux_lamost is None:
-            raise ValueError("input_path='lamost' needs the library's clean spectra on LAMOST_WAVE (flux_lamost, "
-                             "as the synthetic grid has); empirical libraries have none")
+            raise ValueError("input_path='lamost' needs the library's clean spectra on LAMOST_WAVE "
+                             "(flux_lamost, as the synthetic grid has); empirical libraries have none")
         z = draw_radial_velocities(star.size, rng) / C_KMS
         rest = lib.flux_lamost[star].astype(np.float64)
         rest /= np.median(rest, axis=1, keepdims=True)
@@ -190,7 +191,8 @@ def validation_metrics(sed_true, target_mask, sed_pred, sigma, *, snr, wave=OUTP
                 out[f"error_{key}"] = float(np.nanmedian(np.nanstd(rb, axis=0)))
                 out[f"offset_{key}"] = float(np.nanmedian(np.nanmedian(rb, axis=0)))
                 finite = np.isfinite(zb)
-                out[f"within1sigma_{key}"] = float(np.mean(np.abs(zb[finite]) < 1)) if finite.any() else math.nan
+                within = np.mean(np.abs(zb[finite]) < 1) if finite.any() else math.nan
+                out[f"within1sigma_{key}"] = float(within)
     return out
 
 
@@ -220,36 +222,14 @@ def train(model, train_lib: GriddedLibrary, val_lib: GriddedLibrary, *, config: 
     card : dict, optional
         Extra provenance for the model card of ``best.keras``.
     """
-    import keras
     import tensorflow as tf
 
-    from lamost2csst.nn.diagnostics import error_branch_response
-    from lamost2csst.nn.inference import predict, save_model
     from lamost2csst.nn.losses import gaussian_nll
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    state_path = run_dir / "state.json"
-    ckpt_path = run_dir / "checkpoint.keras"
     config_json = json.loads(json.dumps(dataclasses.asdict(config)))
-    if resume and ckpt_path.exists() and state_path.exists():
-        state = json.loads(state_path.read_text())
-        defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
-        stored = {**{k: v for k, v in defaults.items() if k not in state["config"]}, **state["config"]}
-        if stored != config_json:  # (settings added since that run count with their defaults)
-            raise RunMismatchError(f"{run_dir} was started with a different training config; use a new run directory")
-        model = keras.saving.load_model(ckpt_path, compile=True, safe_mode=True)
-        optimizer = model.optimizer
-    else:
-        if (ckpt_path.exists() or (run_dir / "history.jsonl").exists()) and not resume:
-            raise FileExistsError(f"{run_dir} holds a previous run; pass resume=True or choose a new directory")
-        keras.utils.set_random_seed(config.seed)
-        state = {"config": config_json, "epoch": 0, "passes": 0, "seconds": 0.0, "best_val_nll": None,
-                 "best_epoch": None, "bad_validations": 0, "stopped": None}
-        optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, clipnorm=config.clipnorm)
-        model.compile(optimizer=optimizer)
-        (run_dir / "history.jsonl").unlink(missing_ok=True)
-
+    model, optimizer, state = _start_or_resume(model, config, config_json, run_dir=run_dir, resume=resume)
     beta = float(config.beta)
 
     @tf.function(reduce_retracing=True)
@@ -277,7 +257,8 @@ def train(model, train_lib: GriddedLibrary, val_lib: GriddedLibrary, *, config: 
             losses = []
             for start in range(0, order.size, config.batch_size):
                 idx = order[start:start + config.batch_size]
-                losses.append(float(train_step(data.flux[idx], data.error[idx], data.sed[idx], data.target_mask[idx])))
+                losses.append(float(train_step(data.flux[idx], data.error[idx], data.sed[idx],
+                                               data.target_mask[idx])))
             state["epoch"] = epoch + 1
             state["passes"] += int(order.size)
             state["seconds"] = time.perf_counter() - t_start
@@ -285,28 +266,11 @@ def train(model, train_lib: GriddedLibrary, val_lib: GriddedLibrary, *, config: 
                     "lr": lr, "loss": float(np.mean(losses))}
             last = state["epoch"] == config.epochs or state["seconds"] > 60 * config.max_minutes
             if state["epoch"] % config.validate_every == 0 or last:
-                sed_pred, sigma = predict(val.flux, val.error, model=model)
-                val_nll = float(gaussian_nll(val.sed, sed_pred, sigma, mask=val.target_mask))
-                info["val_nll"] = val_nll
-                info.update(validation_metrics(val.sed, val.target_mask, sed_pred, sigma, snr=val.snr))
-                # dead ReLUs show here first
-                branch = error_branch_response(model, val.flux, val.error, prediction=(sed_pred, sigma))
-                info.update(error_branch_active_units=branch["active_units"],
-                            error_branch_sigma_ratio=round(branch["sigma_ratio_median"], 4))
-                if state["best_val_nll"] is None or val_nll < state["best_val_nll"]:
-                    state.update(best_val_nll=val_nll, best_epoch=state["epoch"], bad_validations=0)
-                    save_model(model, run_dir / "best.keras", card={
-                        **(card or {}), "training": config_json, "epoch": state["epoch"],
-                        "passes": state["passes"], "seconds": state["seconds"], "val_nll": val_nll,
-                        "machine": _machine(), "validation": info})
-                else:
-                    state["bad_validations"] += 1
-                history.write(json.dumps(info) + "\n")
-                history.flush()
-                model.save(ckpt_path)
-                state_path.write_text(json.dumps(state, indent=1))
+                _validate(model, val, info, state, run_dir=run_dir, history=history,
+                          card={**(card or {}), "training": config_json})
                 if config.patience and state["bad_validations"] >= config.patience:
-                    state["stopped"] = f"early stop: no better validation NLL in {config.patience} validations"
+                    state["stopped"] = (f"early stop: no better validation NLL in {config.patience} "
+                                        "validations")
                     break
             if progress is not None:
                 progress(state["epoch"], config.epochs, info)
@@ -317,8 +281,65 @@ def train(model, train_lib: GriddedLibrary, val_lib: GriddedLibrary, *, config: 
             state["stopped"] = state["stopped"] or "all epochs done"
     finally:
         history.close()
-    model.save(ckpt_path)
-    state_path.write_text(json.dumps(state, indent=1))
+    model.save(run_dir / "checkpoint.keras")
+    (run_dir / "state.json").write_text(json.dumps(state, indent=1))
     summary = {k: state[k] for k in ("epoch", "passes", "seconds", "best_val_nll", "best_epoch", "stopped")}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return model, summary
+
+
+def _start_or_resume(model, config: TrainConfig, config_json: dict, *, run_dir: Path, resume: bool):
+    """``(model, optimizer, state)``: restored from ``run_dir``'s checkpoint, or ``model`` compiled afresh.
+
+    A resumed run must have the same config (settings added since it started count with their
+    defaults); a fresh one refuses a directory that holds a previous run.
+    """
+    import keras
+
+    state_path = run_dir / "state.json"
+    ckpt_path = run_dir / "checkpoint.keras"
+    if resume and ckpt_path.exists() and state_path.exists():
+        state = json.loads(state_path.read_text())
+        defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
+        stored = {**{k: v for k, v in defaults.items() if k not in state["config"]}, **state["config"]}
+        if stored != config_json:
+            raise RunMismatchError(f"{run_dir} was started with a different training config; use a new run "
+                                   "directory")
+        model = keras.saving.load_model(ckpt_path, compile=True, safe_mode=True)
+        return model, model.optimizer, state
+    if (ckpt_path.exists() or (run_dir / "history.jsonl").exists()) and not resume:
+        raise FileExistsError(f"{run_dir} holds a previous run; pass resume=True or choose a new directory")
+    keras.utils.set_random_seed(config.seed)
+    state = {"config": config_json, "epoch": 0, "passes": 0, "seconds": 0.0, "best_val_nll": None,
+             "best_epoch": None, "bad_validations": 0, "stopped": None}
+    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, clipnorm=config.clipnorm)
+    model.compile(optimizer=optimizer)
+    (run_dir / "history.jsonl").unlink(missing_ok=True)
+    return model, optimizer, state
+
+
+def _validate(model, val: EpochData, info: dict, state: dict, *, run_dir: Path, history, card: dict) -> None:
+    """One validation: metrics into ``info`` and ``history``, the best model, checkpoint and state saved."""
+    from lamost2csst.nn.diagnostics import error_branch_response
+    from lamost2csst.nn.inference import predict, save_model
+    from lamost2csst.nn.losses import gaussian_nll
+
+    sed_pred, sigma = predict(val.flux, val.error, model=model)
+    val_nll = float(gaussian_nll(val.sed, sed_pred, sigma, mask=val.target_mask))
+    info["val_nll"] = val_nll
+    info.update(validation_metrics(val.sed, val.target_mask, sed_pred, sigma, snr=val.snr))
+    # dead ReLUs show here first
+    branch = error_branch_response(model, val.flux, val.error, prediction=(sed_pred, sigma))
+    info.update(error_branch_active_units=branch["active_units"],
+                error_branch_sigma_ratio=round(branch["sigma_ratio_median"], 4))
+    if state["best_val_nll"] is None or val_nll < state["best_val_nll"]:
+        state.update(best_val_nll=val_nll, best_epoch=state["epoch"], bad_validations=0)
+        save_model(model, run_dir / "best.keras", card={
+            **card, "epoch": state["epoch"], "passes": state["passes"], "seconds": state["seconds"],
+            "val_nll": val_nll, "machine": _machine(), "validation": info})
+    else:
+        state["bad_validations"] += 1
+    history.write(json.dumps(info) + "\n")
+    history.flush()
+    model.save(run_dir / "checkpoint.keras")
+    (run_dir / "state.json").write_text(json.dumps(state, indent=1))

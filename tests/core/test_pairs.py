@@ -95,3 +95,29 @@ def test_targets_only_for_a_library_coarser_than_the_input():
     # a power law stays a power law at R=200; scaled to 1 at 5526-5586 A
     expected = (OUTPUT_WAVE / 5556.0) ** -2
     np.testing.assert_allclose(g.sed[0, covered], expected[covered], rtol=3e-3)
+
+
+def test_a_gridded_library_selects_stars_and_keeps_its_pixel_flags():
+    from lamost2csst.core.pairs import GriddedLibrary
+
+    n = 5
+    flux_in = np.arange(n * 4, dtype=np.float32).reshape(n, 4)
+    sed = 10 + np.arange(n * 3, dtype=np.float32).reshape(n, 3)
+    teff = 5000.0 + 500 * np.arange(n)
+    coarser = np.array([True, False, False, True])
+    lib = GriddedLibrary(flux_in, flux_in > 15, sed, sed > 20, teff, input_coarser=coarser)
+    assert len(lib) == n and lib.flux_lamost is None
+    part = lib.take([3, 1])
+    assert len(part) == 2
+    np.testing.assert_array_equal(part.flux_in, [[12, 13, 14, 15], [4, 5, 6, 7]])
+    np.testing.assert_array_equal(part.input_mask, [[False] * 4, [False] * 4])
+    np.testing.assert_array_equal(part.target_mask, [[False, False, True], [False, False, False]])
+    np.testing.assert_array_equal(part.teff, [6500.0, 5500.0])
+    assert part.input_coarser is coarser and part.flux_lamost is None  # per pixel, not per star
+    np.testing.assert_array_equal(lib.take(teff > 6000).teff, [6500.0, 7000.0])
+    # replace() swaps fields (the tuple's _replace would count stars, not fields)
+    lamost = np.ones((n, 7))
+    more = lib.replace(flux_lamost=lamost, teff=teff + 1)
+    assert more.flux_lamost is lamost and more.sed is sed and more.input_coarser is coarser
+    np.testing.assert_array_equal(more.take([4]).teff, [7001.0])
+    np.testing.assert_array_equal(lib.teff, teff)  # the original is unchanged
