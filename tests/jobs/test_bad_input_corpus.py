@@ -42,8 +42,14 @@ def test_the_committed_corpus_is_what_the_script_makes(tmp_path):
     for case in made["lamost"]:
         assert (CORPUS / "lamost" / case["file"]).read_bytes() == (tmp_path / "corpus" / "lamost" / case["file"]).read_bytes()
     for store in ("bad_values.zarr", "wrong_schema.zarr"):
-        xr.testing.assert_identical(xr.open_zarr(CORPUS / store, consolidated=False).load(),
-                                    xr.open_zarr(tmp_path / "corpus" / store, consolidated=False).load())
+        committed = xr.open_zarr(CORPUS / store, consolidated=False).load()
+        remade = xr.open_zarr(tmp_path / "corpus" / store, consolidated=False).load()
+        # The wavelength coordinate is 10**x: its last bit depends on the CPU's SIMD path
+        # (seen: 188 of 3909 values 1 ulp apart between two x86_64 machines).
+        waves = [name for name in committed.coords if name.startswith("wave")]
+        for name in waves:
+            np.testing.assert_allclose(remade[name].values, committed[name].values, rtol=4e-16, atol=0)
+        xr.testing.assert_identical(committed.drop_vars(waves), remade.drop_vars(waves))
 
 
 @pytest.fixture(scope="module")
