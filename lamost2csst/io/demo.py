@@ -28,6 +28,10 @@ per-star parameters, drawn for the whole block, one for the noise and one for th
 pixels, drawn star after star). Hence the catalogue depends only on ``seed``: it does not
 depend on how it is chunked or computed, and ``toy_catalogue(k)`` equals the first ``k``
 stars of ``toy_catalogue(n)`` for any ``k <= n``.
+
+Blocks: :func:`block_arrays` builds the arrays of a catalogue block by block, eagerly or as
+dask arrays whose graph holds no data, from a pure per-block numpy kernel; it is the one
+builder of both demo catalogues (this one and :mod:`lamost2csst.io.simulated`).
 """
 
 from __future__ import annotations
@@ -41,7 +45,10 @@ from lamost2csst.core import LAMOST_WAVE
 from lamost2csst.core.simulate import C_KMS
 from lamost2csst.io.spectra import spectra_dataset
 
-__all__ = ["BLOCK_STARS", "TOY_LINES", "TOY_RESOLUTION", "toy_block", "toy_catalogue"]
+__all__ = [
+    "BLOCK_STARS", "PIXEL_FIELDS", "TOY_LINES", "TOY_RESOLUTION", "block_arrays", "block_ranges", "toy_block",
+    "toy_catalogue", "with_lazy_coords",
+]
 
 #: Stars per random block. Part of the definition of the data: changing it changes the stars.
 BLOCK_STARS = 2000
@@ -180,15 +187,106 @@ def toy_block(block: int, n_star: int = BLOCK_STARS, *, seed: int = 0) -> dict[s
     }
 
 
-def _block_ranges(n_star: int):
-    for block in range(math.ceil(n_star / BLOCK_STARS)):
-        start = block * BLOCK_STARS
-        yield block, start, min(start + BLOCK_STARS, n_star)
+#: The pixel arrays of a catalogue block: name -> (dtype, shape of one star).
+PIXEL_FIELDS = {
+    "flux": (np.float32, (LAMOST_WAVE.size,)),
+    "ivar": (np.float32, (LAMOST_WAVE.size,)),
+    "mask": (np.bool_, (LAMOST_WAVE.size,)),
+}
+_TOY_COORDS = {name: (np.float64, ()) for name in ("teff", "z", "snr_g", "ra", "dec")}
 
 
-def _block_pixels(block: int, n_star: int, seed: int):
+def block_ranges(n_star: int, block_stars: int) -> list[tuple[int, int, int]]:
+    """``(block, start, stop)`` of the blocks of ``block_stars`` stars that cover ``n_star`` stars."""
+    return [
+        (block, block * block_stars, min((block + 1) * block_stars, n_star))
+        for block in range(math.ceil(n_star / block_stars))
+    ]
+
+
+def block_arrays(
+    kernel, n_star: int, *, block_stars: int, fields: dict, lazy: bool = False, args: tuple = ()
+) -> dict:
+    """Arrays of ``n_star`` stars made block by block by ``kernel``: the one builder of the demo catalogues.
+
+    Parameters
+    ----------
+    kernel : callable
+        ``kernel(block, n, *args)`` returns a dict of arrays of the first ``n`` stars of
+        block ``block`` (first axis: star), holding at least the names of ``fields``. It
+        must be pure: the stars depend only on the block number and ``args``.
+    n_star, block_stars : int
+        Number of stars; stars per block (the last block may be shorter).
+    fields : dict
+        ``name -> (dtype, shape of one star)`` of the arrays to return.
+    lazy : bool
+        If True, dask arrays with one chunk per block; each block calls ``kernel`` once,
+        inside the graph (computing several of the arrays together shares that call). The
+        graph then holds only the block numbers and ``args``: pass data every block needs
+        as one ``dask.delayed`` object (in the graph once) or as ``None`` for data that
+        each worker loads itself, never as arrays that grow with ``n_star``.
+
+    Returns
+    -------
+    dict
+        ``name -> array`` of ``n_star`` stars (numpy, or dask with ``lazy=True``).
+    """
+    ranges = block_ranges(n_star, block_stars)
+    if not lazy:
+        parts = [kernel(block, stop - start, *args) for block, start, stop in ranges]
+        return {name: np.concatenate([part[name] for part in parts]) for name in fields}
+    import dask.array as da
+
+    # one task per block runs the kernel (its dict in a 1-element object chunk); one per block
+    # and field picks the field: blockwise layers, so building a million-star graph is cheap
+    parts = da.map_blocks(_run_block, da.arange(len(ranges), chunks=1), kernel, n_star, block_stars, *args,
+                          dtype=object, meta=np.empty(0, dtype=object))
+    sizes = tuple(stop - start for _, start, stop in ranges)
+    return {
+        name: parts.map_blocks(_pick, name, chunks=(sizes, *((n,) for n in tail)),
+                               new_axis=list(range(1, 1 + len(tail))) or None, dtype=dtype,
+                               meta=np.empty((0,) * (1 + len(tail)), dtype=dtype))
+        for name, (dtype, tail) in fields.items()
+    }
+
+
+def _run_block(index: np.ndarray, kernel, n_star: int, block_stars: int, *args) -> np.ndarray:
+    block = int(index[0])
+    part = np.empty(1, dtype=object)
+    part[0] = kernel(block, min(block_stars, n_star - block * block_stars), *args)
+    return part
+
+
+def _pick(part: np.ndarray, name: str) -> np.ndarray:
+    return part[0][name]
+
+
+def with_lazy_coords(ds: xr.Dataset, coords: dict, *, block_stars: int) -> xr.Dataset:
+    """``ds`` with its per-star coordinates replaced by the same values computed lazily.
+
+    ``coords`` are dask arrays (e.g. from :func:`block_arrays`) of the coordinates' values;
+    ``obsid`` (``1..n``) is added as a dask range. Names, order, dtypes and attributes of
+    the coordinates are kept, so the Dataset writes the same store; its graph then holds no
+    per-star data.
+    """
+    import dask.array as da
+
+    n_star = ds.sizes["star"]
+    coords = {**coords, "obsid": da.arange(1, n_star + 1, chunks=block_stars, dtype=np.int64)}
+    return ds.assign_coords({
+        name: xr.Variable(("star",), values.astype(ds[name].dtype), dict(ds[name].attrs))
+        for name, values in coords.items()
+    })
+
+
+def _toy_coords(block: int, n_star: int, seed: int) -> dict[str, np.ndarray]:
+    par = _block_parameters(seed, block)
+    return {name: par["snr" if name == "snr_g" else name][:n_star] for name in _TOY_COORDS}
+
+
+def _toy_pixels(block: int, n_star: int, seed: int) -> dict[str, np.ndarray]:
     part = toy_block(block, n_star, seed=seed)
-    return part["flux"], part["ivar"], part["mask"]
+    return {name: part[name] for name in PIXEL_FIELDS}
 
 
 def toy_catalogue(n_star: int, *, seed: int = 0, lazy: bool = False) -> xr.Dataset:
@@ -206,40 +304,19 @@ def toy_catalogue(n_star: int, *, seed: int = 0, lazy: bool = False) -> xr.Datas
     seed : int
         Root seed; block ``b`` uses ``SeedSequence([seed, b])``.
     lazy : bool
-        If True the pixel arrays are dask arrays, one chunk per block of
-        :data:`BLOCK_STARS` stars, computed only when written or loaded (use this for
-        catalogues that do not fit in memory); the per-star coordinates are always numpy.
+        If True every star-dimensioned variable (pixels and per-star coordinates) is a
+        dask array, one chunk per block of :data:`BLOCK_STARS` stars, computed only when
+        written or loaded (use this for catalogues that do not fit in memory); the graph
+        holds block numbers and the seed only, whatever ``n_star``. The coordinates are
+        drawn by their own cheap tasks, so reading them does not simulate the pixels.
     """
     _check_range(n_star, seed)
-    ranges = list(_block_ranges(n_star))
-    params = [_block_parameters(seed, block) for block, _, _ in ranges]
-    coords = {
-        key: np.concatenate([p[key][: stop - start] for p, (_, start, stop) in zip(params, ranges)])
-        for key in ("teff", "z", "snr", "ra", "dec")
-    }
-    shape = lambda start, stop: (stop - start, LAMOST_WAVE.size)  # noqa: E731
-    if lazy:
-        import dask
-        import dask.array as da
-
-        parts = [
-            dask.delayed(_block_pixels, pure=True, nout=3)(block, stop - start, seed)
-            for block, start, stop in ranges
-        ]
-        flux, ivar, mask = (
-            da.concatenate(
-                [da.from_delayed(p[i], shape(start, stop), dtype) for p, (_, start, stop) in zip(parts, ranges)]
-            )
-            for i, dtype in enumerate((np.float32, np.float32, np.bool_))
-        )
-    else:
-        blocks = [_block_pixels(block, stop - start, seed) for block, start, stop in ranges]
-        flux, ivar, mask = (np.concatenate([b[i] for b in blocks]) for i in range(3))
+    blocks = {"block_stars": BLOCK_STARS, "args": (seed,)}
+    coords = block_arrays(_toy_coords, n_star, fields=_TOY_COORDS, **blocks)
+    pixels = block_arrays(_toy_pixels, n_star, fields=PIXEL_FIELDS, lazy=lazy, **blocks)
     ds = spectra_dataset(
         wave=LAMOST_WAVE,
-        flux=flux,
-        ivar=ivar,
-        mask=mask,
+        **pixels,
         obsid=np.arange(1, n_star + 1, dtype=np.int64),
         ra=coords["ra"],
         dec=coords["dec"],
@@ -248,10 +325,13 @@ def toy_catalogue(n_star: int, *, seed: int = 0, lazy: bool = False) -> xr.Datas
         frame="observed",
         flux_unit="relative",
         source=SOURCE,
-        snr_g=coords["snr"],
+        snr_g=coords["snr_g"],
         teff=coords["teff"],
     )
     ds["snr_g"].attrs.update(units="1", long_name="signal-to-noise ratio per pixel (toy: same at all pixels)")
     ds["teff"].attrs.update(units="K", long_name="effective temperature of the toy Planck continuum")
     ds.attrs.update(demo_seed=int(seed), demo_block_stars=BLOCK_STARS, demo_n_star=int(n_star))
+    if lazy:
+        lazy_coords = block_arrays(_toy_coords, n_star, fields=_TOY_COORDS, lazy=True, **blocks)
+        ds = with_lazy_coords(ds, lazy_coords, block_stars=BLOCK_STARS)
     return ds

@@ -37,15 +37,19 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+from typing import NamedTuple
 
 import numpy as np
 import xarray as xr
 
 from lamost2csst.core import LAMOST_WAVE, OUTPUT_WAVE
 from lamost2csst.core.simulate import C_KMS, draw_radial_velocities, observe_spectra
+from lamost2csst.io.demo import PIXEL_FIELDS, block_arrays, with_lazy_coords
 from lamost2csst.io.spectra import spectra_dataset
 
-__all__ = ["BLOCK_STARS", "SOURCE", "grid_catalogue", "grid_digest", "simulate_block"]
+__all__ = [
+    "BLOCK_STARS", "SOURCE", "GridArrays", "grid_arrays", "grid_catalogue", "grid_digest", "simulate_block",
+]
 
 #: Stars per random block (part of the definition of the data).
 BLOCK_STARS = 2048
@@ -87,7 +91,9 @@ def _block_parameters(seed: int, block: int, n_model: int) -> dict[str, np.ndarr
     }
 
 
-def simulate_block(block: int, n_star: int, *, flux_lamost: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+def simulate_block(
+    block: int, n_star: int, *, flux_lamost: np.ndarray, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Pixels of the first ``n_star`` stars of block ``block`` (``flux``, ``ivar``, ``mask``)."""
     if not 1 <= n_star <= BLOCK_STARS:
         raise ValueError(f"a block holds 1..{BLOCK_STARS} stars, got {n_star}")
@@ -96,7 +102,8 @@ def simulate_block(block: int, n_star: int, *, flux_lamost: np.ndarray, seed: in
     rest = flux_lamost[par["model"]].astype(np.float64)
     rest /= np.median(rest, axis=1, keepdims=True)
     flux, ivar, mask = observe_spectra(
-        rest, wave=LAMOST_WAVE, z=par["z"], snr=par["snr"], scale=par["scale"], rng=np.random.default_rng(noise_seed)
+        rest, wave=LAMOST_WAVE, z=par["z"], snr=par["snr"], scale=par["scale"],
+        rng=np.random.default_rng(noise_seed),
     )
     column = np.arange(LAMOST_WAVE.size)[None, :]
     start, length = par["run_start"][:, None], par["run_length"][:, None]
@@ -113,35 +120,76 @@ def simulate_block(block: int, n_star: int, *, flux_lamost: np.ndarray, seed: in
     return {"flux": flux, "ivar": ivar, "mask": mask}
 
 
-def _block_ranges(n_star: int):
-    for block in range(math.ceil(n_star / BLOCK_STARS)):
-        start = block * BLOCK_STARS
-        yield block, start, min(start + BLOCK_STARS, n_star)
+class GridArrays(NamedTuple):
+    """What every block of a grid catalogue needs from the grid (shared by all blocks, never per star)."""
+
+    flux_lamost: np.ndarray  # (model, LAMOST_WAVE) float32, checked finite and positive
+    sed: np.ndarray  # (model, OUTPUT_WAVE) float32
+    params: dict  # teff, logg, feh, alpha -> (model,) float64
 
 
-@functools.lru_cache(maxsize=1)
-def _shipped_flux_lamost() -> np.ndarray:
-    """The shipped grid's ``flux_lamost``, loaded once per process (by each Dask worker)."""
-    from lamost2csst.io.grid import load_grid
+_GRID_PARAMETERS = ("teff", "logg", "feh", "alpha")
+_COORDS = {
+    **{name: (np.float64, ()) for name in ("ra", "dec", "z", "snr_g", "z_true", *_GRID_PARAMETERS)},
+    "grid_model": (np.int32, ()),
+}
+_PIXELS = {**PIXEL_FIELDS, "sed_true": (np.float32, (OUTPUT_WAVE.size,))}
 
-    return _checked_flux(load_grid())
 
-
-def _checked_flux(grid: xr.Dataset) -> np.ndarray:
+def grid_arrays(grid: xr.Dataset) -> GridArrays:
+    """The arrays of ``grid`` that the blocks of :func:`grid_catalogue` use."""
     flux_lamost = np.asarray(grid["flux_lamost"].values, dtype=np.float32)
     if not np.all(np.isfinite(flux_lamost)) or np.any(flux_lamost <= 0):
         raise ValueError("the grid's flux_lamost must be finite and positive")
-    return flux_lamost
+    return GridArrays(
+        flux_lamost=flux_lamost,
+        sed=np.asarray(grid["sed"].values, dtype=np.float32),
+        params={p: grid[p].values.astype(np.float64) for p in _GRID_PARAMETERS},
+    )
 
 
-def _block_pixels(block: int, n_star: int, flux_lamost: np.ndarray | None, seed: int):
-    if flux_lamost is None:
-        flux_lamost = _shipped_flux_lamost()
-    part = simulate_block(block, n_star, flux_lamost=flux_lamost, seed=seed)
-    return part["flux"], part["ivar"], part["mask"]
+@functools.lru_cache(maxsize=1)
+def _shipped_arrays() -> GridArrays:
+    """The shipped grid's arrays, loaded once per process (by each Dask worker)."""
+    from lamost2csst.io.grid import load_grid
+
+    return grid_arrays(load_grid())
 
 
-def grid_catalogue(n_star: int, *, seed: int = 0, grid: xr.Dataset | None = None, lazy: bool = False) -> xr.Dataset:
+def _grid_coords(block: int, n_star: int, arrays: GridArrays | None, seed: int) -> dict[str, np.ndarray]:
+    """Per-star coordinates of the first ``n_star`` stars of block ``block`` (no pixels: cheap)."""
+    arrays = _shipped_arrays() if arrays is None else arrays
+    par = {k: v[:n_star] for k, v in _block_parameters(seed, block, arrays.flux_lamost.shape[0]).items()}
+    model = par["model"]
+    return {
+        "ra": par["ra"], "dec": par["dec"], "z": np.where(par["z_missing"], np.nan, par["z"]),
+        "snr_g": par["snr"], "z_true": par["z"], **{p: arrays.params[p][model] for p in _GRID_PARAMETERS},
+        "grid_model": model.astype(np.int32),
+    }
+
+
+def _grid_pixels(block: int, n_star: int, arrays: GridArrays | None, seed: int) -> dict[str, np.ndarray]:
+    """Pixels and true SEDs of the first ``n_star`` stars of block ``block``."""
+    arrays = _shipped_arrays() if arrays is None else arrays
+    part = simulate_block(block, n_star, flux_lamost=arrays.flux_lamost, seed=seed)
+    model = _block_parameters(seed, block, arrays.flux_lamost.shape[0])["model"][:n_star]
+    return {**part, "sed_true": arrays.sed[model]}
+
+
+def _shared(arrays: GridArrays, *, shipped: bool, lazy: bool):
+    """What the blocks receive: the arrays (eager), nothing (lazy, shipped grid), or one delayed copy."""
+    if not lazy:
+        return arrays
+    if shipped:
+        return None  # each worker loads the shipped grid itself: the graph holds no grid data
+    import dask
+
+    return dask.delayed(arrays, pure=True, traverse=False)  # in the graph once, shared by every block
+
+
+def grid_catalogue(
+    n_star: int, *, seed: int = 0, grid: xr.Dataset | None = None, lazy: bool = False
+) -> xr.Dataset:
     """A deterministic LAMOST-like catalogue of ``n_star`` stars observed from the grid.
 
     Parameters
@@ -154,7 +202,10 @@ def grid_catalogue(n_star: int, *, seed: int = 0, grid: xr.Dataset | None = None
         The synthetic grid (default: :func:`lamost2csst.load_grid`, the shipped one; with
         ``lazy=True`` each Dask worker then loads it itself instead of receiving it).
     lazy : bool
-        Pixel arrays as dask arrays, one chunk per block, computed when written.
+        Every star-dimensioned variable as a dask array, one chunk per block, computed when
+        written (:func:`lamost2csst.io.demo.block_arrays`). The graph holds no per-star
+        data: with the shipped grid nothing but block numbers and the seed, with another
+        grid also one copy of its arrays (:class:`GridArrays`), shared by all blocks.
 
     Returns
     -------
@@ -172,60 +223,27 @@ def grid_catalogue(n_star: int, *, seed: int = 0, grid: xr.Dataset | None = None
         from lamost2csst.io.grid import load_grid
 
         grid = load_grid()
-    flux_lamost = _checked_flux(grid)
-    ranges = list(_block_ranges(n_star))
-    params = [_block_parameters(seed, block, flux_lamost.shape[0]) for block, _, _ in ranges]
-    coord = {
-        key: np.concatenate([p[key][: stop - start] for p, (_, start, stop) in zip(params, ranges)])
-        for key in ("model", "z", "snr", "ra", "dec", "z_missing")
-    }
-    shape = lambda start, stop: (stop - start, LAMOST_WAVE.size)  # noqa: E731
-    if lazy:
-        import dask
-        import dask.array as da
-
-        # the shipped grid is loaded by each worker itself: the graph stays small
-        shared = None if shipped else dask.delayed(flux_lamost, pure=True)
-        parts = [
-            dask.delayed(_block_pixels, pure=True, nout=3)(block, stop - start, shared, seed)
-            for block, start, stop in ranges
-        ]
-        flux, ivar, mask = (
-            da.concatenate(
-                [da.from_delayed(p[i], shape(start, stop), dtype) for p, (_, start, stop) in zip(parts, ranges)]
-            )
-            for i, dtype in enumerate((np.float32, np.float32, np.bool_))
-        )
-    else:
-        blocks = [_block_pixels(block, stop - start, flux_lamost, seed) for block, start, stop in ranges]
-        flux, ivar, mask = (np.concatenate([b[i] for b in blocks]) for i in range(3))
-    model = coord["model"]
-    z = np.where(coord["z_missing"], np.nan, coord["z"])
+    arrays = grid_arrays(grid)
+    coord = block_arrays(_grid_coords, n_star, block_stars=BLOCK_STARS, fields=_COORDS, args=(arrays, seed))
+    shared = _shared(arrays, shipped=shipped, lazy=lazy)
+    blocks = {"block_stars": BLOCK_STARS, "lazy": lazy, "args": (shared, seed)}
+    pixels = block_arrays(_grid_pixels, n_star, fields=_PIXELS, **blocks)
     ds = spectra_dataset(
-        wave=LAMOST_WAVE, flux=flux, ivar=ivar, mask=mask,
-        obsid=np.arange(1, n_star + 1, dtype=np.int64), ra=coord["ra"], dec=coord["dec"], z=z,
+        wave=LAMOST_WAVE, flux=pixels["flux"], ivar=pixels["ivar"], mask=pixels["mask"],
+        obsid=np.arange(1, n_star + 1, dtype=np.int64), ra=coord["ra"], dec=coord["dec"], z=coord["z"],
         resolution=RESOLUTION, frame="observed", flux_unit="relative", source=SOURCE,
-        snr_g=coord["snr"], z_true=coord["z"],
-        **{p: grid[p].values[model].astype(np.float64) for p in ("teff", "logg", "feh", "alpha")},
-        grid_model=model.astype(np.int32),
+        snr_g=coord["snr_g"], z_true=coord["z_true"], **{p: coord[p] for p in _GRID_PARAMETERS},
+        grid_model=coord["grid_model"],
     )
     ds["snr_g"].attrs.update(units="1", long_name="S/N per pixel (simulated: the same at all pixels)")
     ds["z_true"].attrs.update(units="1", long_name="true redshift (z is NaN where the 'survey' lost it)")
     ds["grid_model"].attrs.update(long_name="index of the model in the grid")
     ds = ds.assign_coords(wave_out=("wave_out", OUTPUT_WAVE, {"units": "Angstrom", "medium": "vacuum"}))
-    sed_grid = np.asarray(grid["sed"].values, dtype=np.float32)
-    if lazy:
-        import dask.array as da
-
-        sed_shared = dask.delayed(sed_grid, pure=True)
-        sed = da.concatenate([
-            da.from_delayed(dask.delayed(np.take)(sed_shared, model[start:stop], axis=0),
-                            (stop - start, OUTPUT_WAVE.size), np.float32)
-            for _, start, stop in ranges
-        ])
-    else:
-        sed = sed_grid[model]
-    ds["sed_true"] = (("star", "wave_out"), sed, {"long_name": "true SED of the star (scale_sed)"})
+    sed_attrs = {"long_name": "true SED of the star (scale_sed)"}
+    ds["sed_true"] = (("star", "wave_out"), pixels["sed_true"], sed_attrs)
     ds.attrs.update(demo_seed=int(seed), demo_block_stars=BLOCK_STARS, demo_n_star=int(n_star),
                     demo_grid=grid_digest(grid), demo_grid_models=int(grid.sizes["model"]))
+    if lazy:
+        lazy_coords = block_arrays(_grid_coords, n_star, fields=_COORDS, **blocks)
+        ds = with_lazy_coords(ds, lazy_coords, block_stars=BLOCK_STARS)
     return ds

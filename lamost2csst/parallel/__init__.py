@@ -10,6 +10,8 @@ from __future__ import annotations
 from lamost2csst._lazy import lazy_exports
 
 _EXPORTS = {
+    "grid_demo_catalogue": "lamost2csst.parallel.demo",
+    "toy_demo_catalogue": "lamost2csst.parallel.demo",
     "NETWORK_INPUT_SCHEMA": "lamost2csst.parallel.normalize",
     "network_input_template": "lamost2csst.parallel.normalize",
     "normalize_catalogue": "lamost2csst.parallel.normalize",

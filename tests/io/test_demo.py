@@ -6,7 +6,7 @@ import xarray as xr
 
 from lamost2csst.core import LAMOST_WAVE
 from lamost2csst.io import open_spectra, toy_catalogue, validate_spectra, write_spectra
-from lamost2csst.io.demo import BLOCK_STARS, toy_block
+from lamost2csst.io.demo import BLOCK_STARS, block_arrays, block_ranges, toy_block
 
 C_KMS = 299_792.458
 
@@ -100,3 +100,46 @@ def test_halpha_minimum_sits_at_the_doppler_shifted_wavelength(cat):
         assert abs(minimum - expected) < 0.25 * step
         if abs(z) * C_KMS > 30:  # the opposite shift is excluded
             assert abs(minimum - np.log(6564.61 * (1 - z))) > 0.5 * step
+
+
+def _kernel(block, n_star, shared, seed, calls=None):
+    if calls is not None:
+        calls.append(block)
+    first = block * 7 + np.arange(n_star)
+    return {"star": (first + seed).astype(np.int64), "pair": np.stack([first, -first], axis=1) * shared}
+
+
+def test_block_ranges_cover_the_stars_in_blocks():
+    assert block_ranges(5, 2) == [(0, 0, 2), (1, 2, 4), (2, 4, 5)]
+    assert block_ranges(4, 2) == [(0, 0, 2), (1, 2, 4)]
+    assert block_ranges(1, 2000) == [(0, 0, 1)]
+
+
+def test_block_arrays_lazy_equals_eager_with_one_kernel_call_per_block():
+    import dask
+
+    fields = {"star": (np.int64, ()), "pair": (np.float64, (2,))}
+    eager = block_arrays(_kernel, 17, block_stars=7, fields=fields, args=(0.5, 100))
+    # by hand: block b holds stars b*7 .. b*7+6 of which the last block has only 3
+    np.testing.assert_array_equal(eager["star"], 100 + np.array([*range(7), *range(7, 14), *range(14, 17)]))
+    np.testing.assert_array_equal(eager["pair"][:, 1], -0.5 * np.arange(17))
+    calls = []
+    lazy = block_arrays(_kernel, 17, block_stars=7, fields=fields, lazy=True,
+                        args=(dask.delayed(0.5), 100, calls))
+    assert lazy["star"].chunks == ((7, 7, 3),) and lazy["pair"].chunks == ((7, 7, 3), (2,))
+    assert lazy["pair"].dtype == np.float64
+    assert calls == []  # nothing computed yet
+    star, pair = dask.compute(lazy["star"], lazy["pair"], scheduler="sync")
+    assert sorted(calls) == [0, 1, 2]  # both fields from one kernel call per block
+    np.testing.assert_array_equal(star, eager["star"])
+    np.testing.assert_array_equal(pair, eager["pair"])
+
+
+def test_lazy_catalogue_is_lazy_in_every_star_variable():
+    """Coordinates too: a graph of block numbers holds no per-star data (tests/parallel/test_demo.py)."""
+    lazy = toy_catalogue(BLOCK_STARS + 10, seed=2, lazy=True)
+    star_variables = [name for name, var in lazy.variables.items() if "star" in var.dims]
+    assert sorted(star_variables) == ["dec", "flux", "ivar", "mask", "obsid", "ra", "snr_g", "teff", "z"]
+    for name in star_variables:
+        assert lazy[name].chunks[0] == (BLOCK_STARS, 10), name
+    # the values, dtypes and attributes: test_lazy_equals_eager_and_is_chunked_by_block

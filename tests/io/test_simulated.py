@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from lamost2csst.core.flags import sanitize_pixels
 from lamost2csst.io import validate_spectra
@@ -36,11 +37,18 @@ def test_prefix_and_lazy_equal_eager(demo, grid):
     for name in ("flux", "ivar", "mask", "sed_true"):
         np.testing.assert_array_equal(small[name].values, demo[name].values[:50])
     lazy = grid_catalogue(N, seed=3, grid=grid, lazy=True)
-    assert lazy.flux.chunks[0] == (BLOCK_STARS, 100)
-    for name in ("flux", "ivar", "mask", "sed_true"):
-        np.testing.assert_array_equal(lazy[name].values, demo[name].values)
+    for name, var in lazy.variables.items():
+        if "star" in var.dims:  # every per-star variable, coordinates included, one chunk per block
+            assert var.chunks[0] == (BLOCK_STARS, 100), name
+    xr.testing.assert_identical(lazy.compute(), demo)
     other = grid_catalogue(50, seed=4, grid=grid)
     assert not np.array_equal(other.flux.values, small.flux.values, equal_nan=True)
+
+
+def test_lazy_catalogue_of_the_shipped_grid_equals_the_eager_one():
+    """Without ``grid`` the blocks load the shipped grid themselves (on each Dask worker)."""
+    lazy = grid_catalogue(150, seed=5, lazy=True)
+    xr.testing.assert_identical(lazy.compute(), grid_catalogue(150, seed=5))
 
 
 def test_observations_scatter_like_their_snr(demo, grid):
@@ -64,7 +72,8 @@ def test_faults_are_injected_as_documented(demo):
     _, _, _, nonfinite = sanitize_pixels(demo.flux.values, demo.ivar.values, demo.mask.values)
     assert 0 < nonfinite.sum() < 0.01 * N
     velocity = z_true * 299792.458
-    assert 30 < np.std(velocity[np.abs(velocity) < 100]) < 45  # the disc component, N(0, 40 km/s) cut at 2.5 sigma
+    # the disc component, N(0, 40 km/s) cut at 2.5 sigma
+    assert 30 < np.std(velocity[np.abs(velocity) < 100]) < 45
 
 
 def test_bad_arguments(grid):
@@ -86,6 +95,7 @@ def test_lazy_catalogue_on_an_in_process_cluster_leaves_the_process_config_alone
     with (LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as cluster, Client(cluster) as c,
           LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as other, Client(other)):
         with c.as_current():  # a second client is open, as in a notebook or a test session
-            delayed = write_spectra(grid_catalogue(100, seed=1, lazy=True), tmp_path / "c.zarr", compute=False)
+            catalogue = grid_catalogue(100, seed=1, lazy=True)
+            delayed = write_spectra(catalogue, tmp_path / "c.zarr", compute=False)
         c.compute(delayed).result()
     assert dask.config.get("scheduler", None) == before

@@ -10,9 +10,9 @@ import xarray as xr
 from distributed import Client, LocalCluster
 
 from jobs import simulate_observations as simulate_job
-from jobs._demo import write_with_progress
 from lamost2csst.core.calibration import monte_carlo_flat_precision
 from lamost2csst.io.simulated import grid_catalogue
+from lamost2csst.parallel.demo import write_with_progress
 from lamost2csst.parallel.runtime import worker_mapper
 
 
