@@ -13,7 +13,6 @@ import os
 import sys
 
 from jobs._cli import add_dashboard_option, positive_int
-from jobs._demo import ensure_demo_catalogue, write_with_progress
 
 # Heavy imports (xarray, dask, distributed) happen inside the functions so that --help is fast.
 
@@ -166,15 +165,10 @@ def _log(message: str) -> None:
 
 def _demo_catalogue(path: str, n_star: int, client, *, progress: bool = True) -> str:
     """Build the demo catalogue at ``path`` once; reuse it when it holds the same demo."""
-    from lamost2csst.io.demo import BLOCK_STARS, SOURCE, toy_catalogue
+    from lamost2csst.parallel.demo import toy_demo_catalogue
 
-    def build(tmp):
-        _log(f"building the demo catalogue {path}: {n_star} toy spectra (analytic stand-in), seed {DEMO_SEED}")
-        write_with_progress(toy_catalogue(n_star, seed=DEMO_SEED, lazy=True), tmp, client=client,
-                            chunk_stars=BLOCK_STARS, desc="writing the demo catalogue", progress=progress)
-
-    wanted = {"demo_n_star": n_star, "demo_seed": DEMO_SEED, "demo_block_stars": BLOCK_STARS, "source": SOURCE}
-    return ensure_demo_catalogue(path, wanted=wanted, build=build, log=_log)
+    return toy_demo_catalogue(path, n_star=n_star, seed=DEMO_SEED, client=client, progress=progress,
+                              log=_log)
 
 
 def _resolve(args) -> tuple[str | None, str]:

@@ -14,7 +14,6 @@ import os
 import sys
 
 from jobs._cli import add_dashboard_option, positive_int
-from jobs._demo import ensure_demo_catalogue, write_with_progress
 
 PROG = "python -m jobs.predict_catalogue"
 DEMO_CATALOGUE = os.path.join("outputs", "demo_grid_catalogue.zarr")
@@ -171,20 +170,10 @@ def _thresholds(args):
 
 
 def _demo_catalogue(path: str, n_star: int, client, *, progress: bool = True) -> str:
-    from lamost2csst.io.grid import load_grid
-    from lamost2csst.io.simulated import BLOCK_STARS, SOURCE, grid_catalogue, grid_digest
+    from lamost2csst.parallel.demo import grid_demo_catalogue
 
-    grid = load_grid()
-
-    def build(tmp):
-        _log(f"building the demo catalogue {path}: {n_star} LAMOST-like stars simulated from the shipped grid "
-             f"({grid.sizes['model']} models), seed {DEMO_SEED}")
-        write_with_progress(grid_catalogue(n_star, seed=DEMO_SEED, lazy=True), tmp, client=client,
-                            chunk_stars=BLOCK_STARS, desc="simulating and writing the demo catalogue", progress=progress)
-
-    wanted = {"demo_n_star": n_star, "demo_seed": DEMO_SEED, "demo_block_stars": BLOCK_STARS, "source": SOURCE,
-              "demo_grid": grid_digest(grid)}
-    return ensure_demo_catalogue(path, wanted=wanted, build=build, log=_log)
+    return grid_demo_catalogue(path, n_star=n_star, seed=DEMO_SEED, client=client, progress=progress,
+                               log=_log)
 
 
 def _resolve(args) -> tuple[str | None, str]:
