@@ -59,7 +59,7 @@ class GriddedLibrary(NamedTuple):
                                  for name, value in zip(self._fields, self)})
 
     def replace(self, **changes) -> GriddedLibrary:
-        """A copy with the fields ``changes`` replaced (the tuple's ``_replace`` fails: its len() is n_star)."""
+        """A copy with the fields ``changes`` replaced (the tuple's ``_replace`` fails: len() is n_star)."""
         return GriddedLibrary(**{**dict(zip(self._fields, self)), **changes})
 
     def __len__(self) -> int:
@@ -111,7 +111,8 @@ def library_to_grids(wave, flux, *, mask=None, input_resolution=None, input_fwhm
         input_mask = ~np.isfinite(flux_in) | (op_in.coverage < MIN_COVERAGE)
         coarser = op_in.coarser.copy()
     else:
-        flux_in = np.full(flux.shape[:-1] + (INPUT_WAVE.size,), np.nan, dtype=np.result_type(flux, np.float32))
+        dtype = np.result_type(flux, np.float32)
+        flux_in = np.full(flux.shape[:-1] + (INPUT_WAVE.size,), np.nan, dtype=dtype)
         input_mask = np.ones(flux_in.shape, bool)
         coarser = np.ones(INPUT_WAVE.size, bool)
     target_mask = ~np.isfinite(sed) | (op_out.coverage < MIN_COVERAGE)
@@ -127,7 +128,8 @@ def library_to_grids(wave, flux, *, mask=None, input_resolution=None, input_fwhm
     return GriddedLibrary(flux_in, input_mask, sed, target_mask, input_coarser=coarser)
 
 
-def make_pairs(flux_in, sed, *, snr, rng: np.random.Generator, input_mask=None, target_mask=None) -> TrainingPairs:
+def make_pairs(flux_in, sed, *, snr, rng: np.random.Generator, input_mask=None,
+               target_mask=None) -> TrainingPairs:
     """Noisy normalized inputs and their targets (paper Eq. 1, then Sect. 2.1 normalization).
 
     Parameters
@@ -145,8 +147,9 @@ def make_pairs(flux_in, sed, *, snr, rng: np.random.Generator, input_mask=None, 
     """
     flux_in = np.asarray(flux_in)
     sed = np.asarray(sed)
-    input_mask = ~np.isfinite(flux_in) if input_mask is None else np.asarray(input_mask, bool) | ~np.isfinite(flux_in)
-    target_mask = ~np.isfinite(sed) if target_mask is None else np.asarray(target_mask, bool) | ~np.isfinite(sed)
+    finite_in, finite_sed = np.isfinite(flux_in), np.isfinite(sed)
+    input_mask = ~finite_in if input_mask is None else np.asarray(input_mask, bool) | ~finite_in
+    target_mask = ~finite_sed if target_mask is None else np.asarray(target_mask, bool) | ~finite_sed
     noisy, error = add_noise(np.where(input_mask, 1.0, flux_in).astype(flux_in.dtype), snr=snr, rng=rng)
     norm_flux, norm_error = normalize(noisy, error, mask=input_mask)
     unusable = ~np.isfinite(norm_flux) | ~np.isfinite(norm_error)

@@ -119,6 +119,10 @@ def _mask_spans(shape, *, probability: float, max_span: int, rng: np.random.Gene
 
 
 class EpochData(NamedTuple):
+    """One epoch's network-ready spectra: :class:`~lamost2csst.core.pairs.TrainingPairs` after
+    :func:`~lamost2csst.nn.inference.prepare_network_arrays` (masked input pixels filled, not NaN;
+    the input mask folded into the error), with each row's SNR and library star."""
+
     flux: np.ndarray  # (k, 2238) float32, masked pixels filled
     error: np.ndarray
     sed: np.ndarray  # (k, 574) float32, NaN where masked
