@@ -136,7 +136,7 @@ def test_block_arrays_lazy_equals_eager_with_one_kernel_call_per_block():
 
 
 def test_lazy_catalogue_is_lazy_in_every_star_variable():
-    """Coordinates too: a graph of block numbers holds no per-star data (tests/parallel/test_demo.py)."""
+    """Coordinates too: the graph holds no per-star data (tests/parallel/test_demo_catalogues.py)."""
     lazy = toy_catalogue(BLOCK_STARS + 10, seed=2, lazy=True)
     star_variables = [name for name, var in lazy.variables.items() if "star" in var.dims]
     assert sorted(star_variables) == ["dec", "flux", "ivar", "mask", "obsid", "ra", "snr_g", "teff", "z"]
