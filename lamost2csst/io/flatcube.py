@@ -37,12 +37,41 @@ import zarr
 from lamost2csst.core.flatfield import NormalEquations, polynomial_terms
 from lamost2csst.core.grids import BANDS, OUTPUT_WAVE
 from lamost2csst.core.slitless import DETECTOR_SHAPE, DETECTORS_PER_BAND
-from lamost2csst.io.storage import resolve
+from lamost2csst.errors import InputError
+from lamost2csst.io.observations import open_observations
+from lamost2csst.io.predictions import PREDICTIONS_SCHEMA
+from lamost2csst.io.storage import exists, resolve
 
-__all__ = ["FLATCUBE_SCHEMA", "flatcube_dataset", "load_partial", "open_flatcube", "prediction_rows",
+__all__ = ["FLATCUBE_SCHEMA", "flatcube_dataset", "load_partial", "open_flatcube", "open_inputs", "prediction_rows",
            "prepare_work_area", "save_partial", "work_path", "write_flatcube"]
 
 FLATCUBE_SCHEMA = "lamost2csst.flatcube/1"
+
+
+def open_inputs(observations: str, predictions: str) -> tuple[xr.Dataset, xr.Dataset]:
+    """The observation and prediction stores of a cube, opened lazily and checked.
+
+    Raises
+    ------
+    InputError
+        A store does not exist, the observations do not follow their schema, the
+        predictions are not ``lamost2csst.predictions/1``, or the two have different
+        ``wave_out`` grids.
+    """
+    for path, what in ((observations, "observations"), (predictions, "predictions")):
+        if not exists(path):
+            raise InputError(f"{what} store {path} does not exist")
+    try:
+        obs = open_observations(observations)
+    except ValueError as err:
+        raise InputError(f"observations {observations}: {err}") from None
+    pred = xr.open_zarr(resolve(predictions), consolidated=False)
+    if pred.attrs.get("schema") != PREDICTIONS_SCHEMA:
+        raise InputError(f"predictions {predictions}: schema is {pred.attrs.get('schema')!r}, expected "
+                         f"{PREDICTIONS_SCHEMA!r} (the output of jobs.predict_catalogue)")
+    if pred.sizes.get("wave_out") != obs.sizes.get("wave_out"):
+        raise InputError("observations and predictions are not on the same wave_out grid")
+    return obs, pred
 
 
 def work_path(out: str, iteration: int, index: int) -> str:

@@ -47,24 +47,19 @@ from lamost2csst.core.flatfield import (
 )
 from lamost2csst.core.grids import BANDS, OUTPUT_WAVE
 from lamost2csst.core.slitless import DETECTOR_SHAPE, DETECTORS_PER_BAND
+from lamost2csst.errors import InputError
 from lamost2csst.io.flatcube import (
     FLATCUBE_SCHEMA,
     flatcube_dataset,
     load_partial,
+    open_inputs,
     prediction_rows,
     prepare_work_area,
     save_partial,
     work_path,
     write_flatcube,
 )
-from lamost2csst.io.observations import (
-    OBSERVATIONS_SCHEMA,
-    detector_grid,
-    open_observations,
-    read_scales,
-    read_truth,
-)
-from lamost2csst.io.predictions import PREDICTIONS_SCHEMA
+from lamost2csst.io.observations import OBSERVATIONS_SCHEMA, detector_grid, read_scales, read_truth
 from lamost2csst.io.regions import read_region
 from lamost2csst.io.storage import exists, resolve
 from lamost2csst.parallel.chunks import LOG, chunk_ranges, missing_chunks
@@ -142,19 +137,10 @@ def _tree_sum(client, futures):
 
 def _open_checked(observations: str, predictions: str):
     """The observation and prediction stores, opened and checked (JobInputError naming what to fix)."""
-    for path, what in ((observations, "observations"), (predictions, "predictions")):
-        if not exists(path):
-            raise JobInputError(f"{what} store {path} does not exist")
     try:
-        obs = open_observations(observations)
-    except ValueError as err:
-        raise JobInputError(f"observations {observations}: {err}") from None
-    pred = xr.open_zarr(predictions, consolidated=False)
-    if pred.attrs.get("schema") != PREDICTIONS_SCHEMA:
-        raise JobInputError(f"predictions {predictions}: schema is {pred.attrs.get('schema')!r}, expected "
-                            f"{PREDICTIONS_SCHEMA!r} (the output of jobs.predict_catalogue)")
-    if pred.sizes.get("wave_out") != obs.sizes.get("wave_out"):
-        raise JobInputError("observations and predictions are not on the same wave_out grid")
+        obs, pred = open_inputs(observations, predictions)
+    except InputError as err:
+        raise JobInputError(str(err)) from None
     if "chunk_stars" in pred.attrs:  # written by the catalogue job: every chunk must be marked done
         missing = missing_chunks(predictions, pred.sizes["star"], int(pred.attrs["chunk_stars"]))
         if missing:

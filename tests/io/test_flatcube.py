@@ -11,6 +11,7 @@ from lamost2csst.io.flatcube import (
     flatcube_dataset,
     load_partial,
     open_flatcube,
+    open_inputs,
     prediction_rows,
     prepare_work_area,
     save_partial,
@@ -91,3 +92,30 @@ def test_cube_layout_round_trip(tmp_path):
     xr.Dataset(attrs={"schema": "something else"}).to_zarr(tmp_path / "x.zarr", zarr_format=3, consolidated=False)
     with pytest.raises(ValueError, match="expected 'lamost2csst.flatcube/1'"):
         open_flatcube(tmp_path / "x.zarr")
+
+
+def test_open_inputs_checks_both_stores(tmp_path):
+    from lamost2csst.errors import InputError
+    from lamost2csst.io.observations import simulate_observations, write_observations
+    from lamost2csst.io.simulated import grid_catalogue
+
+    cat = grid_catalogue(5, seed=1)
+    obs, _ = simulate_observations(cat.sed_true.values, cat.obsid.values, n_exposures=1)
+    write_observations(obs, tmp_path / "o.zarr")
+    o, p = str(tmp_path / "o.zarr"), str(tmp_path / "p.zarr")
+    with pytest.raises(InputError, match=f"predictions store {p} does not exist"):
+        open_inputs(o, p)
+    pred = xr.Dataset({"sed": (("star", "wave_out"), cat.sed_true.values.astype(np.float32))},
+                      coords={"obsid": ("star", cat.obsid.values), "wave_out": OUTPUT_WAVE},
+                      attrs={"schema": "lamost2csst.predictions/1"})
+    pred.to_zarr(p, zarr_format=3, consolidated=False)
+    got_obs, got_pred = open_inputs(o, p)
+    assert got_obs.sizes["obs"] == obs.sizes["obs"] and got_pred.sizes["star"] == 5
+    with pytest.raises(InputError, match="schema is 'lamost2csst.slitless_observations/1', expected "
+                                         "'lamost2csst.predictions/1'"):
+        open_inputs(o, o)
+    with pytest.raises(InputError, match=f"observations {p}: not a lamost2csst slitless observation store"):
+        open_inputs(p, p)
+    pred.isel(wave_out=slice(0, 10)).to_zarr(tmp_path / "short.zarr", zarr_format=3, consolidated=False)
+    with pytest.raises(InputError, match="not on the same wave_out grid"):
+        open_inputs(o, str(tmp_path / "short.zarr"))
