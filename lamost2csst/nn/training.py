@@ -30,8 +30,8 @@ import numpy as np
 from lamost2csst.core.grids import BANDS, OUTPUT_WAVE, band_pixels
 from lamost2csst.core.pairs import GriddedLibrary, make_pairs
 
-__all__ = ["INPUT_PATHS", "LibraryArrays", "RunMismatchError", "TrainConfig", "epoch_pairs", "split_by_model",
-           "train", "validation_metrics"]
+__all__ = ["INPUT_PATHS", "LibraryArrays", "RunMismatchError", "TrainConfig", "epoch_pairs", "initial_model",
+           "split_by_model", "train", "validation_metrics"]
 
 
 #: How training inputs are made: Eq. 1 noise on INPUT_WAVE, or observed through the LAMOST path.
@@ -198,6 +198,53 @@ def validation_metrics(sed_true, target_mask, sed_pred, sigma, *, snr, wave=OUTP
                 within = np.mean(np.abs(zb[finite]) < 1) if finite.any() else math.nan
                 out[f"within1sigma_{key}"] = float(within)
     return out
+
+
+def initial_model(train_lib: GriddedLibrary, *, init=None, dropout: float = 0.0, error_input: str = "scale",
+                  seed: int = 0):
+    """The network a training run starts from: a fresh UaRA-net, or a copy of the model ``init``.
+
+    Parameters
+    ----------
+    train_lib : GriddedLibrary
+        The training stars: a fresh network starts from their geometric-mean SED (the heads'
+        zero kernels make that its first prediction).
+    init : str or Path, optional
+        A ``.keras`` model whose weights and architecture are copied (not the cached model of
+        :func:`lamost2csst.nn.inference.load_model`); None: a fresh network.
+    dropout, error_input : float, str
+        The :class:`~lamost2csst.nn.model.ModelConfig` of a fresh network.
+    seed : int
+        Keras' random state before a model is loaded.
+
+    Returns
+    -------
+    model : keras.Model
+    model_config : dict
+        Its config (for the model card).
+    provenance : dict
+        ``init`` and ``init_sha256`` of a loaded model; empty for a fresh one.
+    """
+    if init is None:
+        from lamost2csst.nn.model import ModelConfig, build_uaranet
+
+        with np.errstate(invalid="ignore"):
+            log_sed = np.log(np.where(train_lib.target_mask, np.nan, train_lib.sed))
+            start_sed = np.exp(np.nanmean(log_sed, axis=0))
+        model_config = ModelConfig(dropout=dropout, error_input=error_input)
+        model = build_uaranet(model_config, sed_bias=start_sed)
+        return model, json.loads(model_config.to_json()), {}
+    import keras
+
+    from lamost2csst.nn.inference import model_card
+
+    init = Path(init)
+    keras.utils.set_random_seed(seed)
+    import lamost2csst.nn.layers  # noqa: F401  (registers the custom layers)
+
+    model = keras.saving.load_model(init, compile=False, safe_mode=True)  # a fresh copy, not the cache
+    init_card = model_card(init)
+    return model, init_card.get("model_config"), {"init": str(init), "init_sha256": init_card.get("sha256")}
 
 
 def _machine() -> str:

@@ -13,8 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from lamost2csst.errors import InputError
 from lamost2csst.workflows.libraries import LibrarySpec, training_library
 
@@ -33,38 +31,6 @@ def _split(n: int, keys, columns, *, test_fraction: float, seed: int, run_dir: P
         if json.loads(split_path.read_text()) != json.loads(json.dumps(split)):
             raise RunMismatchError(f"--resume with a different library or split than {split_path}")
     return train_idx, test_idx, split
-
-
-def _initial_model(train_lib, *, init, fresh: bool, dropout: float, error_input: str, seed: int, extra: dict):
-    """A fresh UaRA-net, or a copy of the model ``init`` (default: the shipped one).
-
-    Returns the model and its config (a dict, for the card); the initial model's path and
-    hash go into ``extra``.
-    """
-    if fresh:
-        from lamost2csst.nn.model import ModelConfig, build_uaranet
-
-        # Start from the geometric-mean training SED (the heads' zero kernels make that the first
-        # prediction).
-        with np.errstate(invalid="ignore"):
-            log_sed = np.log(np.where(train_lib.target_mask, np.nan, train_lib.sed))
-            start_sed = np.exp(np.nanmean(log_sed, axis=0))
-        model_config = ModelConfig(dropout=dropout, error_input=error_input)
-        model = build_uaranet(model_config, sed_bias=start_sed)
-        return model, json.loads(model_config.to_json())
-    import keras
-
-    from lamost2csst.nn.inference import default_model_path, model_card
-
-    init = Path(init) if init else default_model_path()
-    keras.utils.set_random_seed(seed)
-    import lamost2csst.nn.layers  # noqa: F401  (registers the custom layers)
-
-    model = keras.saving.load_model(init, compile=False, safe_mode=True)  # a fresh copy, not the cache
-    init_card = model_card(init)
-    extra["init"] = str(init)
-    extra["init_sha256"] = init_card.get("sha256")
-    return model, init_card.get("model_config")
 
 
 def _progress_bar(stage: str, epochs: int):
@@ -132,6 +98,7 @@ def run_training(*, stage: str, run_dir, config, library: LibrarySpec, test_frac
         ``run_dir`` holds a previous run and ``resume`` is False.
     """
     from lamost2csst.nn.setup import configure
+    from lamost2csst.nn.training import initial_model
 
     run_dir = Path(run_dir)
     configure(threads=threads)
@@ -142,9 +109,13 @@ def run_training(*, stage: str, run_dir, config, library: LibrarySpec, test_frac
     if config.input_path == "lamost" and lib.flux_lamost is None:
         raise InputError("--input-path lamost needs a grid with flux_lamost (spectra on LAMOST_WAVE)")
     train_lib, test_lib = lib.take(train_idx), lib.take(test_idx)
-    model, model_config = _initial_model(train_lib, init=init, fresh=stage == "pretrain" and not init,
-                                         dropout=dropout, error_input=error_input, seed=config.seed,
-                                         extra=extra)
+    if not init:  # pre-training starts fresh, fine-tuning from the shipped model
+        from lamost2csst.nn.inference import default_model_path
+
+        init = None if stage == "pretrain" else default_model_path()
+    model, model_config, provenance = initial_model(train_lib, init=init, dropout=dropout,
+                                                    error_input=error_input, seed=config.seed)
+    extra.update(provenance)
     card = {"stage": stage, "command": command, "library_size": len(lib), "train_models": len(train_lib),
             "test_models": len(test_lib), "model_config": model_config, "split": split, **extra}
     bar = _progress_bar(stage, config.epochs) if progress else None
