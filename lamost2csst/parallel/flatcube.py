@@ -19,6 +19,11 @@ Observations that cannot be used are counted, never silently dropped: no predict
 obsid, a prediction with quality flags, a position off the detector, no known scale, no
 finite flux. Wavelengths of a (band, detector) with fewer than ``min_stars`` observations are
 marked unfit (``fit = False``, NaN coefficients).
+
+This module only decides where and when things run: every number (ratios, clipping, normal
+equations, the self-calibration's scales, the flat's error propagation, the truth statistics)
+is computed by :mod:`lamost2csst.core.flatfield`; the stores (the cube, its work area, the
+inputs) are :mod:`lamost2csst.io.flatcube` and :mod:`lamost2csst.io.observations`.
 """
 
 from __future__ import annotations
@@ -266,7 +271,7 @@ def _build(client, settings: _Settings, obs, pred, chunk_obs, grid_points: int,
     solutions, result, star_scales = _fit(client, settings, chunks, pred_index)
     gy, gx = detector_grid(grid_points)
     yy, xx = np.meshgrid(gy, gx, indexing="ij")
-    # (g*g, n_terms)
+    # the Legendre design matrix at the grid points, (g*g, n_terms)
     design = design_matrix(xx.ravel(), yy.ravel(), order=settings.order, shape=DETECTOR_SHAPE)
     arrays = _cube_arrays(solutions, settings, design)
     summary = _summary(settings, result, arrays["fit"])
