@@ -32,10 +32,6 @@ def float_list(text: str) -> tuple[float, ...]:
     return values
 
 
-class UsageError(Exception):
-    """Bad input of a job that is the user's to fix (reported as ``prog: error: ...``, exit 2)."""
-
-
 def log_chunks_to_stderr() -> None:
     """``--log-chunks``: the jobs' per-chunk JSON lines (logger ``lamost2csst.jobs``) on stderr."""
     import logging
@@ -54,11 +50,11 @@ def check_output_location(out: str, *, resume: bool, overwrite: bool) -> None:
     Only the cheap existence check; the job itself refuses an output another live job
     writes (``lamost2csst.parallel.locking``) and removes nothing but its own schema.
     """
-    from lamost2csst.parallel import JobInputError
+    from lamost2csst.errors import InputError
     from lamost2csst.io.storage import exists
 
     if exists(out) and not (resume or overwrite):
-        raise JobInputError(f"output {out} already exists; pass --resume to finish it, --overwrite to "
+        raise InputError(f"output {out} already exists; pass --resume to finish it, --overwrite to "
                             "replace it, or choose another --out")
 
 
@@ -79,13 +75,11 @@ def run_cli(prog: str, args, run, *, client: bool = True, preflight=None, n_work
     ``client=False``, ``run(args)`` runs in this process. ``preflight(args)`` runs first (cheap
     checks: a bad input fails before a cluster starts).
 
-    The user's mistakes (:class:`lamost2csst.errors.InputError`, ``JobInputError``,
-    :class:`UsageError` and ``user_errors``) become ``python -m jobs.<prog>: error: ...`` on
-    stderr and exit status 2; a full disk or quota (ENOSPC/EDQUOT, also from a worker) one line
+    The user's mistakes (:class:`lamost2csst.errors.InputError` and ``user_errors``) become
+    ``python -m jobs.<prog>: error: ...`` on stderr and exit status 2; a full disk or quota (ENOSPC/EDQUOT, also from a worker) one line
     and exit status 1. Anything else propagates with its traceback.
     """
     from lamost2csst.errors import InputError
-    from lamost2csst.parallel.runtime import JobInputError
 
     try:
         if preflight is not None:
@@ -94,7 +88,7 @@ def run_cli(prog: str, args, run, *, client: bool = True, preflight=None, n_work
             return run(args)
         return _run_on_client(prog, args, run, n_workers=n_workers, threads_per_worker=threads_per_worker,
                               gpus=gpus)
-    except (InputError, JobInputError, UsageError, *user_errors) as err:
+    except (InputError, *user_errors) as err:
         print(f"python -m jobs.{prog}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     except OSError as err:

@@ -193,7 +193,7 @@ def _preflight(args) -> None:
 def run(args: argparse.Namespace, client) -> dict:
     """Run the job on ``client``; print the summary as one JSON line on stdout and return it.
 
-    Raises :class:`lamost2csst.parallel.JobInputError` for bad input or output locations.
+    Raises :class:`lamost2csst.parallel.InputError` for bad input or output locations.
     """
     from lamost2csst.parallel import normalize_catalogue
 

@@ -160,13 +160,13 @@ def _log(message: str) -> None:
 
 def _thresholds(args):
     from lamost2csst.core.flags import FlagThresholds
-    from lamost2csst.parallel import JobInputError
+    from lamost2csst.errors import InputError
 
     try:
         return FlagThresholds(max_masked_fraction=args.max_masked_fraction, min_snr=args.min_snr,
                               max_abs_z=args.max_abs_z, max_sigma=args.max_sigma)
     except ValueError as err:
-        raise JobInputError(f"flag thresholds: {err}") from None
+        raise InputError(f"flag thresholds: {err}") from None
 
 
 def _demo_catalogue(path: str, n_star: int, client, *, progress: bool = True) -> str:
@@ -187,13 +187,13 @@ def _preflight(args) -> None:
     """
     from jobs._cli import check_output_location
     from lamost2csst.io.spectra import require_catalogue
-    from lamost2csst.parallel import JobInputError
+    from lamost2csst.errors import InputError
 
     catalogue, out = _resolve(args)
     if catalogue is not None:
         require_catalogue(catalogue)
     if args.model is not None and not os.path.isfile(args.model):
-        raise JobInputError(f"model file {args.model} does not exist")
+        raise InputError(f"model file {args.model} does not exist")
     check_output_location(out, resume=args.resume, overwrite=args.overwrite)
     _thresholds(args)
 

@@ -30,7 +30,7 @@ from lamost2csst.errors import InputError
 from lamost2csst.io.regions import empty_array, read_region, star_coords, write_region, write_template
 from lamost2csst.io.spectra import open_catalogue, star_chunk
 from lamost2csst.io.storage import exists as storage_exists
-from lamost2csst.parallel.runtime import JobInputError, open_own_store, read_json, remove_store
+from lamost2csst.parallel.runtime import open_own_store, read_json, remove_store
 
 __all__ = [
     "MARKERS",
@@ -161,7 +161,7 @@ def check_resumable(out: str, template: xr.Dataset, chunk_stars: int, *, schema:
                      if isinstance(now, str) else "")
             problems.append(f"its {name} differs{shown}")
     if problems:
-        raise JobInputError(f"cannot resume into {out}: it is not this run's output: " + "; ".join(problems)
+        raise InputError(f"cannot resume into {out}: it is not this run's output: " + "; ".join(problems)
                             + ". Remove it or choose another output.")
 
 
@@ -173,12 +173,9 @@ def missing_chunks(out: str, n_star: int, chunk_stars: int) -> list[int]:
 def open_input(catalogue: str) -> xr.Dataset:
     """The job's input catalogue, opened once (:func:`lamost2csst.io.spectra.open_catalogue`).
 
-    Bad input raises :class:`JobInputError`, the jobs' exit-2 error.
+    Bad input raises :class:`lamost2csst.errors.InputError`, the jobs' exit-2 error.
     """
-    try:
-        return open_catalogue(catalogue)
-    except InputError as err:
-        raise JobInputError(str(err)) from None
+    return open_catalogue(catalogue)
 
 
 def prepare_output(out: str, source: xr.Dataset, *, chunk_stars, resume: bool, overwrite: bool, schema: str,
@@ -196,12 +193,12 @@ def prepare_output(out: str, source: xr.Dataset, *, chunk_stars, resume: bool, o
         remove_store(out, schema=schema)
     exists = storage_exists(out)
     if exists and not resume:
-        raise JobInputError(f"output {out} already exists; pass resume=True (--resume) to finish it, "
+        raise InputError(f"output {out} already exists; pass resume=True (--resume) to finish it, "
                             "or remove it first")
     if chunk_stars is None:
         chunk_stars = (existing_chunk_stars(out) if exists else None) or star_chunk(source)
     if int(chunk_stars) != chunk_stars or chunk_stars < 1:
-        raise JobInputError(f"chunk_stars must be a positive integer, got {chunk_stars!r}")
+        raise InputError(f"chunk_stars must be a positive integer, got {chunk_stars!r}")
     chunk_stars = int(min(chunk_stars, source.sizes["star"]))
     output = template(chunk_stars)
     if exists:

@@ -51,7 +51,7 @@ def ensure_demo_catalogue(path: str, *, wanted: dict, build, log=_stderr) -> str
     temporary name and renamed, so it is either complete or absent.
     """
     from lamost2csst.io import open_spectra
-    from lamost2csst.parallel.runtime import JobInputError
+    from lamost2csst.errors import InputError
 
     n_star = wanted.get("demo_n_star")
     if os.path.exists(path):
@@ -63,7 +63,7 @@ def ensure_demo_catalogue(path: str, *, wanted: dict, build, log=_stderr) -> str
             log(f"reusing the demo catalogue {path} ({n_star} stars)")
             return path
         if attrs.get("source") != wanted["source"]:
-            raise JobInputError(f"{path} exists but is not a demo catalogue of this job; move it away")
+            raise InputError(f"{path} exists but is not a demo catalogue of this job; move it away")
         held = f"{attrs.get('demo_n_star')} stars, grid {attrs.get('demo_grid', '-')}"
         log(f"{path} holds another demo ({held}); rebuilding it with {n_star} stars")
         shutil.rmtree(path)
@@ -80,7 +80,7 @@ def toy_demo_catalogue(
     """The toy demo catalogue (:func:`lamost2csst.io.toy_catalogue`) at ``path``: built once on ``client``.
 
     Returns ``path``; a store there that holds the same demo (size, seed, blocks, source) is
-    reused, one of another toy demo is rebuilt, anything else raises ``JobInputError``.
+    reused, one of another toy demo is rebuilt, anything else raises ``InputError``.
     """
     from lamost2csst.io.demo import BLOCK_STARS, SOURCE, toy_catalogue
 

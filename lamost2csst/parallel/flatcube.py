@@ -69,7 +69,7 @@ from lamost2csst.io.regions import read_region
 from lamost2csst.io.storage import exists, resolve
 from lamost2csst.parallel.chunks import LOG, chunk_ranges, missing_chunks
 from lamost2csst.parallel.locking import output_lock
-from lamost2csst.parallel.runtime import JobInputError, peak_rss_mb
+from lamost2csst.parallel.runtime import peak_rss_mb
 
 __all__ = ["FLATCUBE_SCHEMA", "build_flatcube", "flat_chunk"]
 
@@ -141,15 +141,15 @@ def _tree_sum(client, futures):
 
 
 def _open_checked(observations: str, predictions: str):
-    """The observation and prediction stores, opened and checked (JobInputError naming what to fix)."""
+    """The observation and prediction stores, opened and checked (InputError naming what to fix)."""
     try:
         obs, pred = open_inputs(observations, predictions)
     except InputError as err:
-        raise JobInputError(str(err)) from None
+        raise InputError(str(err)) from None
     if "chunk_stars" in pred.attrs:  # written by the catalogue job: every chunk must be marked done
         missing = missing_chunks(predictions, pred.sizes["star"], int(pred.attrs["chunk_stars"]))
         if missing:
-            raise JobInputError(
+            raise InputError(
                 f"predictions {predictions} are unfinished: {len(missing)} chunk(s) not written (first: "
                 f"{missing[0]}); finish them with python -m jobs.predict_catalogue ... --out {predictions} "
                 "--resume")
@@ -333,15 +333,15 @@ def build_flatcube(observations, predictions, out, *, client, order: int = 2, ka
     t0 = time.perf_counter()
     observations, predictions, out = (resolve(p) for p in (observations, predictions, out))
     if int(order) != order or order < 0:
-        raise JobInputError(f"order must be a non-negative integer, got {order!r}")
+        raise InputError(f"order must be a non-negative integer, got {order!r}")
     if iterations < 1 or kappa <= 0 or min_stars < 1:
-        raise JobInputError("iterations >= 1, kappa > 0 and min_stars >= 1 are required")
+        raise InputError("iterations >= 1, kappa > 0 and min_stars >= 1 are required")
     settings = _Settings(observations, predictions, out, order, kappa, iterations, min_stars, self_calibrate,
                          progress)
     obs, pred = _open_checked(observations, predictions)
     with output_lock(out, job="build_flatcube", resume=resume):
         if exists(out) and not resume:
-            raise JobInputError(f"output {out} already exists; pass resume=True (--resume) or remove it")
+            raise InputError(f"output {out} already exists; pass resume=True (--resume) or remove it")
         n_obs = obs.sizes["obs"]
         chunk_obs = int(chunk_obs or obs["flux"].encoding.get("chunks", (n_obs,))[0] or n_obs)
         ds, summary = _build(client, settings, obs, pred, chunk_obs, grid_points, t0)

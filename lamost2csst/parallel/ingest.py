@@ -37,7 +37,8 @@ from lamost2csst.io.regions import write_region
 from lamost2csst.io.spectra import DEFAULT_CHUNK_STARS, SCHEMA, compressor, validate_spectra
 from lamost2csst.parallel.chunks import MARKERS, empty_array, markers_group
 from lamost2csst.parallel.locking import output_lock
-from lamost2csst.parallel.runtime import JobInputError, read_json, write_json
+from lamost2csst.errors import InputError
+from lamost2csst.parallel.runtime import read_json, write_json
 
 __all__ = ["INGEST_SOURCE", "find_lamost_files", "ingest_lamost", "scan_files", "write_stars"]
 
@@ -59,7 +60,7 @@ def find_lamost_files(inputs) -> list[str]:
         elif path.is_file():
             found.add(str(path.resolve()))
         else:
-            raise JobInputError(f"input {item} is neither a file nor a folder")
+            raise InputError(f"input {item} is neither a file nor a folder")
     return sorted(found)
 
 
@@ -133,9 +134,9 @@ def _open_existing(out: str) -> xr.Dataset:
     try:
         ds = xr.open_zarr(out, consolidated=False)
     except Exception as err:  # noqa: BLE001
-        raise JobInputError(f"{out} exists but is not a readable Zarr store ({err})") from None
+        raise InputError(f"{out} exists but is not a readable Zarr store ({err})") from None
     if ds.attrs.get("source") != INGEST_SOURCE:
-        raise JobInputError(f"{out} exists but was not made by ingest_lamost; choose another --out")
+        raise InputError(f"{out} exists but was not made by ingest_lamost; choose another --out")
     return ds
 
 
@@ -216,7 +217,7 @@ def ingest_lamost(inputs, out, *, client, chunk_stars: int | None = None, progre
     out = os.path.abspath(os.fspath(out))
     files = find_lamost_files(inputs)
     if not files:
-        raise JobInputError(f"no FITS files (*.fits, *.fits.gz, *.fit, *.fit.gz) in {inputs}")
+        raise InputError(f"no FITS files (*.fits, *.fits.gz, *.fit, *.fit.gz) in {inputs}")
     with output_lock(out, job="ingest_lamost", resume=False):
         exists = os.path.exists(out)
         resumed = 0
@@ -234,7 +235,7 @@ def ingest_lamost(inputs, out, *, client, chunk_stars: int | None = None, progre
         else:
             chunk_stars = int(chunk_stars or DEFAULT_CHUNK_STARS)
             if chunk_stars < 1:
-                raise JobInputError(f"chunk_stars must be a positive integer, got {chunk_stars}")
+                raise InputError(f"chunk_stars must be a positive integer, got {chunk_stars}")
             known_files, known_obsid, n_old, rejects = set(), {}, 0, {}
 
         todo = [f for f in files if f not in known_files]
@@ -284,7 +285,7 @@ def ingest_lamost(inputs, out, *, client, chunk_stars: int | None = None, progre
             ranges = _ranges_from(n_old, n_old + len(accepted), chunk_stars)
             added = _write_ranges(client, out, all_files, ranges, progress=progress, desc="write")
         elif not exists:
-            raise JobInputError(f"none of the {len(files)} files could be read; first reason: "
+            raise InputError(f"none of the {len(files)} files could be read; first reason: "
                                 f"{next(iter(rejects.values()))['reason']}")
 
         seconds = time.perf_counter() - t0

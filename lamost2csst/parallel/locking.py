@@ -31,7 +31,7 @@ import sys
 import uuid
 from datetime import datetime, timezone
 
-from lamost2csst.parallel.runtime import JobInputError
+from lamost2csst.errors import InputError
 
 __all__ = ["lock_path", "output_lock"]
 
@@ -174,7 +174,7 @@ def output_lock(out: str, *, job: str, resume: bool):
 
     Raises
     ------
-    JobInputError
+    InputError
         Another job that is (or may be) alive writes to ``out``.
     """
     from lamost2csst.io.storage import is_url
@@ -197,7 +197,7 @@ def output_lock(out: str, *, job: str, resume: bool):
 
 
 def _acquire(out: str, path: str, *, job: str, resume: bool, local: bool) -> dict:
-    """Create the lock, taking over a stale one; the holder record written, or JobInputError."""
+    """Create the lock, taking over a stale one; the holder record written, or InputError."""
     from lamost2csst.io.storage import exists, write_bytes
 
     mine = {"job": job, "token": uuid.uuid4().hex, **_holder()}
@@ -216,13 +216,13 @@ def _acquire(out: str, path: str, *, job: str, resume: bool, local: bool) -> dic
         held = _read_lock(path)
         if held.get("host") == socket.gethostname():
             if _alive_here(held):
-                raise JobInputError(
+                raise InputError(
                     f"output {out} is being written by {_describe(held)}; wait for it to end. "
                     f"If no such job runs any more, remove the lock file {path}")
             print(f"[lock] taking over the stale lock {path} of {_describe(held)}: that process is gone",
                   file=sys.stderr, flush=True)
         elif not resume:
-            raise JobInputError(
+            raise InputError(
                 f"output {out} is locked by {_describe(held)}, on another host whose processes cannot be "
                 f"checked from here; if that job is dead, pass --resume (resume=True) to take over, "
                 f"or remove the lock file {path}")
@@ -230,7 +230,7 @@ def _acquire(out: str, path: str, *, job: str, resume: bool, local: bool) -> dic
             print(f"[lock] resume: taking over the lock {path} of {_describe(held)}", file=sys.stderr, flush=True)
         _remove(path)
     # another job took the freed lock between our removal and our create
-    raise JobInputError(f"output {out}: another job took the lock {path} at the same moment; retry later")
+    raise InputError(f"output {out}: another job took the lock {path} at the same moment; retry later")
 
 
 def _remove(path: str) -> None:

@@ -42,13 +42,14 @@ from lamost2csst.parallel.chunks import (
     run_chunk_tasks,
 )
 from lamost2csst.parallel.locking import output_lock
-from lamost2csst.parallel.runtime import JobInputError, write_json
+from lamost2csst.errors import InputError
+from lamost2csst.parallel.runtime import write_json
 
 __all__ = [
     "INPUT_RESOLUTION",
     "MARKERS",
     "NETWORK_INPUT_SCHEMA",
-    "JobInputError",
+    "InputError",
     "network_input_template",
     "normalize_catalogue",
     "normalize_chunk",
@@ -124,7 +125,7 @@ def normalize_catalogue(catalogue, out, *, client, chunk_stars=None, resume=Fals
 
     Raises
     ------
-    JobInputError (a ValueError)
+    InputError (a ValueError)
         Unreadable or wrong-schema input, an existing output without ``resume``, or an
         existing output that does not match the input.
 

@@ -30,7 +30,7 @@ from lamost2csst.io.storage import resolve
 from lamost2csst.parallel.chunks import chunk_ranges, open_input, prepare_output, run_chunk_tasks
 from lamost2csst.parallel.locking import output_lock
 from lamost2csst.parallel.predict_tasks import predict_block, predict_chunk, summed_truth
-from lamost2csst.parallel.runtime import JobInputError
+from lamost2csst.errors import InputError
 from lamost2csst.parallel.workers import TensorFlowSetup
 
 __all__ = [
@@ -88,7 +88,7 @@ def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, r
 
     Raises
     ------
-    JobInputError (a ValueError)
+    InputError (a ValueError)
         Bad input, an existing output without ``resume``, or one that does not match; another
         live job writing ``out`` (its lock ``<out>.lock``, :mod:`lamost2csst.parallel.locking`).
     """
@@ -132,11 +132,11 @@ def _checked_model(model, batch_size) -> str:
 
     model_path = resolve(model) if model is not None else str(default_model_path())
     if not os.path.exists(model_path):
-        raise JobInputError(f"model file {model_path} does not exist")
+        raise InputError(f"model file {model_path} does not exist")
     if not model_path.endswith(".keras"):
-        raise JobInputError(f"model file {model_path} is not a Keras 3 .keras file")
+        raise InputError(f"model file {model_path} is not a Keras 3 .keras file")
     if int(batch_size) != batch_size or batch_size < 1:
-        raise JobInputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
     return model_path
 
 

@@ -1,7 +1,7 @@
 """What every job shares: the input-error type, atomic JSON markers, the Dask client.
 
-* :class:`JobInputError`: bad input or output locations; CLIs turn it into exit code 2
-  with the message and no traceback.
+* :data:`JobInputError`: the old name of :class:`lamost2csst.errors.InputError` (bad input or
+  output locations; the CLIs turn it into its message and exit code 2, no traceback).
 * :func:`write_json` / :func:`read_json`: resume markers. A marker is written to a
   temporary name and renamed, so it is either absent or complete; an unreadable marker
   reads as absent (its chunk is redone).
@@ -19,11 +19,13 @@ import json
 import os
 import sys
 
+from lamost2csst.errors import InputError
+
 __all__ = ["JobInputError", "dask_client", "open_own_store", "peak_rss_mb", "read_json", "remove_store", "worker_mapper", "write_json"]
 
 
-class JobInputError(ValueError):
-    """A job's input or output location is unusable; the message says why (no traceback needed)."""
+#: The name of :class:`lamost2csst.errors.InputError` before there was one error type; kept for callers.
+JobInputError = InputError
 
 
 def write_json(path: str, value: dict) -> None:
@@ -79,9 +81,9 @@ def open_own_store(out: str, *, schema: str, action: str):
     try:
         ds = xr.open_zarr(out, consolidated=False)
     except Exception as err:  # noqa: BLE001 - anything unreadable is not ours
-        raise JobInputError(f"{action} {out}: not a readable Zarr store ({err})") from None
+        raise InputError(f"{action} {out}: not a readable Zarr store ({err})") from None
     if ds.attrs.get("schema") != schema:
-        raise JobInputError(f"{action} {out}: its schema is {ds.attrs.get('schema')!r}, not {schema!r}")
+        raise InputError(f"{action} {out}: its schema is {ds.attrs.get('schema')!r}, not {schema!r}")
     return ds
 
 
@@ -123,7 +125,7 @@ def dask_client(*, scheduler: str | None = None, n_workers: int | None = None, t
         try:
             client = Client(scheduler)
         except (OSError, ValueError) as err:  # unreachable (TimeoutError is an OSError) or malformed
-            raise JobInputError(f"cannot connect to the Dask scheduler {scheduler}: {err}") from None
+            raise InputError(f"cannot connect to the Dask scheduler {scheduler}: {err}") from None
         with client:
             yield client
         return
@@ -131,7 +133,7 @@ def dask_client(*, scheduler: str | None = None, n_workers: int | None = None, t
         try:
             from dask_cuda import LocalCUDACluster
         except ImportError:
-            raise JobInputError(
+            raise InputError(
                 "--gpus needs dask-cuda and NVIDIA GPUs: pip install dask-cuda (and tensorflow[and-cuda]); "
                 "without GPUs leave --gpus out"
             ) from None
@@ -139,7 +141,7 @@ def dask_client(*, scheduler: str | None = None, n_workers: int | None = None, t
             cluster = LocalCUDACluster(threads_per_worker=threads_per_worker, host="127.0.0.1",
                                        dashboard_address=dashboard_address)
         except Exception as err:  # noqa: BLE001 - e.g. pynvml.NVMLError_LibraryNotFound without a GPU
-            raise JobInputError(f"--gpus: cannot start a dask-cuda cluster ({type(err).__name__}: {err}); "
+            raise InputError(f"--gpus: cannot start a dask-cuda cluster ({type(err).__name__}: {err}); "
                                 "is there an NVIDIA GPU and driver? Without GPUs leave --gpus out") from None
         with cluster, Client(cluster) as client:
             yield client

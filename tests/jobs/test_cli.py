@@ -4,9 +4,9 @@ import argparse
 
 import pytest
 
-from jobs._cli import UsageError, run_cli
 from lamost2csst.errors import InputError
-from lamost2csst.parallel.runtime import JobInputError
+from lamost2csst.parallel import JobInputError
+from jobs._cli import run_cli
 
 
 def _fill_the_disk(path):
@@ -58,9 +58,8 @@ class _Mismatch(Exception):
     pass
 
 
-@pytest.mark.parametrize("error", [InputError("bad --grid"), JobInputError("bad --grid"),
-                                   UsageError("bad --grid"), _Mismatch("bad --grid")],
-                         ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("error", [InputError("bad --grid"), JobInputError("bad --grid"), _Mismatch("bad --grid")],
+                         ids=["InputError", "JobInputError_alias", "user_errors"])
 def test_user_errors_are_one_line_and_exit_2(capsys, error):
     def run(args):
         raise error
@@ -69,6 +68,12 @@ def test_user_errors_are_one_line_and_exit_2(capsys, error):
         run_cli("evaluate_model", argparse.Namespace(), run, client=False, user_errors=(_Mismatch,))
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "python -m jobs.evaluate_model: error: bad --grid\n"
+
+
+def test_one_error_type_for_the_users_mistakes():
+    """The old names are the one type, not siblings of it: a caller catching InputError sees all."""
+    assert JobInputError is InputError
+    assert issubclass(InputError, ValueError)
 
 
 def test_a_preflight_error_stops_before_run(capsys):

@@ -9,7 +9,7 @@ import xarray as xr
 from jobs import normalize_catalogue as job
 from lamost2csst.core import prepare_inputs
 from lamost2csst.io import toy_catalogue, write_spectra
-from lamost2csst.parallel import JobInputError
+from lamost2csst.errors import InputError
 
 N_DEMO = 300
 
@@ -90,7 +90,7 @@ def test_demo_end_to_end_resume_and_overwrite(client, tmp_path, monkeypatch, cap
     np.testing.assert_array_equal(ds.obsid.values, np.arange(1, N_DEMO + 1))
     assert ds.attrs["summary"] == summary
 
-    with pytest.raises(JobInputError, match="already exists"):
+    with pytest.raises(InputError, match="already exists"):
         job.run(job.parse_args(argv), client)
     again = job.run(job.parse_args([*argv, "--resume"]), client)
     assert "reusing the demo catalogue" in capsys.readouterr().err
@@ -104,7 +104,7 @@ def test_overwrite_never_removes_a_foreign_directory(client, tmp_path):
     write_spectra(toy_catalogue(5), cat)
     out.mkdir()
     (out / "thesis.tex").write_text("...")
-    with pytest.raises(JobInputError, match="refusing to remove"):
+    with pytest.raises(InputError, match="refusing to remove"):
         job.run(job.parse_args(["--catalogue", str(cat), "--out", str(out), "--overwrite"]), client)
     assert (out / "thesis.tex").exists()
 

@@ -17,7 +17,7 @@ from lamost2csst.io.demo import toy_catalogue
 from lamost2csst.io.grid import load_grid
 from lamost2csst.io.simulated import BLOCK_STARS as GRID_BLOCK
 from lamost2csst.io.simulated import grid_arrays, grid_catalogue
-from lamost2csst.parallel import JobInputError
+from lamost2csst.errors import InputError
 from lamost2csst.parallel.demo import grid_demo_catalogue, toy_demo_catalogue
 
 THRESHOLD = "distributed.admin.large-graph-warning-threshold"
@@ -109,6 +109,6 @@ def test_grid_demo_is_the_eager_catalogue_and_a_foreign_store_is_kept(client, tm
     xr.testing.assert_identical(open_spectra(path).compute(), grid_catalogue(300, seed=6))
     foreign = tmp_path / "foreign.zarr"
     write_spectra(toy_catalogue(5), foreign)
-    with pytest.raises(JobInputError, match="not a demo catalogue of this job"):
+    with pytest.raises(InputError, match="not a demo catalogue of this job"):
         grid_demo_catalogue(str(foreign), n_star=300, seed=6, client=client, progress=False, log=print)
     assert open_spectra(foreign).sizes["star"] == 5

@@ -12,7 +12,7 @@ from lamost2csst.core.flatfield import design_matrix, normal_equations, ratios, 
 from lamost2csst.core.slitless import DETECTOR_SHAPE
 from lamost2csst.io.observations import simulate_observations, write_observations
 from lamost2csst.io.simulated import grid_catalogue
-from lamost2csst.parallel import JobInputError
+from lamost2csst.errors import InputError
 from lamost2csst.parallel.chunks import marker_path, markers_group
 from lamost2csst.parallel.flatcube import FLATCUBE_SCHEMA, build_flatcube
 from lamost2csst.parallel.runtime import write_json
@@ -158,7 +158,7 @@ def test_resume_reuses_saved_chunks_and_gives_the_same_cube(client, stars, tmp_p
     a, b = xr.open_zarr(tmp_path / "a.zarr", consolidated=False), xr.open_zarr(out, consolidated=False)
     np.testing.assert_array_equal(a.coeffs.values, b.coeffs.values)
     assert first["truth"] == second["truth"]
-    with pytest.raises(JobInputError, match="already exists"):
+    with pytest.raises(InputError, match="already exists"):
         build_flatcube(o, p, out, client=client, progress=False)
 
 
@@ -177,12 +177,12 @@ def test_one_log_line_per_chunk(client, stars, tmp_path, caplog):
 
 
 def test_inputs_are_checked(client, tmp_path, stars):
-    with pytest.raises(JobInputError, match="does not exist"):
+    with pytest.raises(InputError, match="does not exist"):
         build_flatcube(tmp_path / "no.zarr", tmp_path / "no2.zarr", tmp_path / "c.zarr", client=client)
     sed, obsid = stars
     obs, truth = simulate_observations(sed[:50], obsid[:50], n_exposures=1)
     o = store_observations(tmp_path / "obs.zarr", obs, truth)
-    with pytest.raises(JobInputError, match="predictions"):
+    with pytest.raises(InputError, match="predictions"):
         build_flatcube(o, o, tmp_path / "c.zarr", client=client)
 
 
@@ -196,7 +196,7 @@ def test_unfinished_predictions_are_refused(client, tmp_path, stars):
     markers_group(p)
     for index in (0, 2):
         write_json(marker_path(p, index), {"index": index})
-    with pytest.raises(JobInputError, match=r"unfinished: 1 chunk\(s\) not written \(first: 1\).*--resume"):
+    with pytest.raises(InputError, match=r"unfinished: 1 chunk\(s\) not written \(first: 1\).*--resume"):
         build_flatcube(o, p, tmp_path / "c.zarr", client=client, progress=False)
     write_json(marker_path(p, 1), {"index": 1})
     build_flatcube(o, p, tmp_path / "c.zarr", client=client, progress=False, min_stars=5)

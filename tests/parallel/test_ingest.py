@@ -13,7 +13,7 @@ from lamost2csst.core.flags import sanitize_pixels
 from lamost2csst.io import read_lamost
 from lamost2csst.io.lamost_export import export_lamost
 from lamost2csst.io.simulated import grid_catalogue
-from lamost2csst.parallel import JobInputError
+from lamost2csst.errors import InputError
 from lamost2csst.parallel.ingest import find_lamost_files, ingest_lamost
 from lamost2csst.parallel.predict import predict_catalogue
 
@@ -128,16 +128,16 @@ def test_predictions_from_both_layouts_equal_the_hand_made_path(client, ingested
 
 
 def test_bad_inputs(client, tmp_path, ingested):
-    with pytest.raises(JobInputError, match="neither a file nor a folder"):
+    with pytest.raises(InputError, match="neither a file nor a folder"):
         find_lamost_files([tmp_path / "missing"])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(JobInputError, match="no FITS files"):
+    with pytest.raises(InputError, match="no FITS files"):
         ingest_lamost([tmp_path / "empty"], tmp_path / "o.zarr", client=client, progress=False)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.fits").write_bytes(b"junk")
-    with pytest.raises(JobInputError, match="none of the 1 files"):
+    with pytest.raises(InputError, match="none of the 1 files"):
         ingest_lamost([tmp_path / "bad"], tmp_path / "o.zarr", client=client, progress=False)
     other = tmp_path / "other.zarr"
     xr.Dataset({"a": ("x", np.arange(3))}).to_zarr(other, zarr_format=3, consolidated=False)
-    with pytest.raises(JobInputError, match="not made by ingest_lamost"):
+    with pytest.raises(InputError, match="not made by ingest_lamost"):
         ingest_lamost([tmp_path / "bad"], other, client=client, progress=False)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from lamost2csst.parallel import JobInputError
+from lamost2csst.errors import InputError
 from lamost2csst.parallel.ingest import ingest_lamost
 from lamost2csst.parallel.locking import lock_path, output_lock
 from lamost2csst.parallel.normalize import normalize_catalogue
@@ -42,7 +42,7 @@ def held(tmp_path):
 def test_a_live_holder_refuses_others_even_with_resume(held):
     out, proc = held
     for resume in (False, True):
-        with pytest.raises(JobInputError, match=rf"being written by holder \(pid {proc.pid}.*{lock_path(out)}"):
+        with pytest.raises(InputError, match=rf"being written by holder \(pid {proc.pid}.*{lock_path(out)}"):
             with output_lock(out, job="second", resume=resume):
                 pass
     assert json.loads(open(lock_path(out)).read())["pid"] == proc.pid  # the holder's lock is untouched
@@ -72,7 +72,7 @@ def test_a_lock_from_another_host_needs_resume(tmp_path):
     lock = {"job": "predict_catalogue", "pid": 1, "host": "some-other-node", "started_utc": "2026-01-01T00:00:00"}
     with open(lock_path(out), "w") as f:
         json.dump(lock, f)
-    with pytest.raises(JobInputError, match="another host.*pass --resume"):
+    with pytest.raises(InputError, match="another host.*pass --resume"):
         with output_lock(out, job="new", resume=False):
             pass
     with output_lock(out, job="new", resume=True):
@@ -105,7 +105,7 @@ def test_simultaneous_starts_give_exactly_one_writer(tmp_path, previous):
                 with output_lock(out, job=f"job{i}", resume=True):
                     winners.append(i)
                     release.wait(10)
-            except JobInputError:
+            except InputError:
                 refused.append(i)
 
         threads = [threading.Thread(target=contender, args=(i,)) for i in range(n)]
@@ -131,13 +131,13 @@ def test_the_lock_is_released_when_the_job_fails(tmp_path):
 
 def test_jobs_refuse_an_output_another_job_writes(held, tmp_path):
     out, proc = held
-    with pytest.raises(JobInputError, match="being written by holder"):
+    with pytest.raises(InputError, match="being written by holder"):
         predict_catalogue(str(tmp_path / "any.zarr"), out, client=None, resume=True)
-    with pytest.raises(JobInputError, match="being written by holder"):
+    with pytest.raises(InputError, match="being written by holder"):
         normalize_catalogue(str(tmp_path / "any.zarr"), out, client=None, resume=True)
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.fits").write_bytes(b"not read: the lock is checked first")
-    with pytest.raises(JobInputError, match="being written by holder"):
+    with pytest.raises(InputError, match="being written by holder"):
         ingest_lamost([str(tmp_path / "in")], out, client=None)
 
 
@@ -145,7 +145,7 @@ def test_overwrite_never_removes_the_output_of_a_running_job(held, tmp_path):
     out, _ = held
     xr.Dataset({"sed": (("star",), np.zeros(3))}, attrs={"schema": PREDICTIONS_SCHEMA}).to_zarr(
         out, zarr_format=3, consolidated=False)
-    with pytest.raises(JobInputError, match="being written by holder"):
+    with pytest.raises(InputError, match="being written by holder"):
         predict_catalogue(str(tmp_path / "any.zarr"), out, client=None, overwrite=True)
     assert xr.open_zarr(out, consolidated=False).attrs["schema"] == PREDICTIONS_SCHEMA
 
@@ -162,7 +162,7 @@ def test_a_file_system_without_flock_still_gives_the_lock(tmp_path, monkeypatch)
     out = str(tmp_path / "out.zarr")
     with output_lock(out, job="first", resume=False) as path:
         assert json.loads(open(path).read())["job"] == "first"
-        with pytest.raises(JobInputError, match="being written by first"):
+        with pytest.raises(InputError, match="being written by first"):
             with output_lock(out, job="second", resume=True):
                 pass
     assert not os.path.exists(lock_path(out))

@@ -11,7 +11,8 @@ import zarr
 import lamost2csst.parallel.normalize as normalize_module
 from lamost2csst.core import INPUT_WAVE, prepare_inputs
 from lamost2csst.io import toy_catalogue, write_spectra
-from lamost2csst.parallel import NETWORK_INPUT_SCHEMA, JobInputError, normalize_catalogue
+from lamost2csst.errors import InputError
+from lamost2csst.parallel import NETWORK_INPUT_SCHEMA, normalize_catalogue
 
 N_STAR, CHUNK = 300, 64  # 5 chunks, the last one ragged (44 stars)
 
@@ -142,7 +143,7 @@ def test_a_failed_chunk_leaves_no_marker_and_resume_finishes(client, catalogue, 
 def test_existing_output_without_resume_is_refused(client, catalogue, tmp_path):
     out = tmp_path / "inputs.zarr"
     normalize_catalogue(catalogue, out, client=client, progress=False)
-    with pytest.raises(JobInputError, match="already exists"):
+    with pytest.raises(InputError, match="already exists"):
         normalize_catalogue(catalogue, out, client=client, progress=False)
     stranger = tmp_path / "somebody_elses_dir"
     stranger.mkdir()
@@ -166,11 +167,11 @@ def test_resume_refuses_an_output_of_another_input_or_chunking(client, catalogue
 
 
 def test_bad_inputs_raise_job_input_error(client, tmp_path):
-    with pytest.raises(JobInputError, match="does not exist"):
+    with pytest.raises(InputError, match="does not exist"):
         normalize_catalogue(tmp_path / "missing.zarr", tmp_path / "o.zarr", client=client, progress=False)
     wrong = tmp_path / "wrong.zarr"
     xr.Dataset({"flux": (("star", "wave"), np.ones((2, 3), np.float32))}).to_zarr(wrong, zarr_format=3, consolidated=False)
-    with pytest.raises(JobInputError, match="schema"):
+    with pytest.raises(InputError, match="schema"):
         normalize_catalogue(wrong, tmp_path / "o.zarr", client=client, progress=False)
     assert not (tmp_path / "o.zarr").exists()
 

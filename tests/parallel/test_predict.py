@@ -13,7 +13,7 @@ from lamost2csst.core.flags import Flag, FlagThresholds, sanitize_pixels
 from lamost2csst.io import write_spectra
 from lamost2csst.io.simulated import grid_catalogue
 from lamost2csst.nn.inference import default_model_path, model_card
-from lamost2csst.parallel import JobInputError
+from lamost2csst.errors import InputError
 from lamost2csst.parallel.predict import PREDICTIONS_SCHEMA, predict_block, predict_catalogue
 
 N_STAR, CHUNK = 600, 128  # 5 chunks, the last one ragged (88 stars)
@@ -185,26 +185,26 @@ def test_resume_refuses_another_model_and_existing_output_needs_resume(client, c
     shutil.copytree(reference, out)
     other = tmp_path / "other.keras"
     other.write_bytes(default_model_path().read_bytes() + b"\0")
-    with pytest.raises(JobInputError, match="cannot resume.*model"):
+    with pytest.raises(InputError, match="cannot resume.*model"):
         predict_catalogue(catalogue, out, client=client, model=other, resume=True, progress=False)
-    with pytest.raises(JobInputError, match="already exists"):
+    with pytest.raises(InputError, match="already exists"):
         predict_catalogue(catalogue, out, client=client, progress=False)
-    with pytest.raises(JobInputError, match="cannot resume.*thresholds"):
+    with pytest.raises(InputError, match="cannot resume.*thresholds"):
         predict_catalogue(catalogue, out, client=client, resume=True, progress=False,
                           thresholds=FlagThresholds(min_snr=5.0))
     # an output whose chunks were made with another resampling onto INPUT_WAVE is not continued
     assert zarr.open_group(out, mode="r").attrs["input_resampling"] == "cubic"
     zarr.open_group(out, mode="r+").attrs["input_resampling"] = "flux"
-    with pytest.raises(JobInputError, match="cannot resume.*input_resampling"):
+    with pytest.raises(InputError, match="cannot resume.*input_resampling"):
         predict_catalogue(catalogue, out, client=client, resume=True, progress=False)
 
 
 def test_bad_inputs_raise_job_input_error(client, catalogue, tmp_path):
-    with pytest.raises(JobInputError, match="does not exist"):
+    with pytest.raises(InputError, match="does not exist"):
         predict_catalogue(tmp_path / "nope.zarr", tmp_path / "o.zarr", client=client)
-    with pytest.raises(JobInputError, match="model file"):
+    with pytest.raises(InputError, match="model file"):
         predict_catalogue(catalogue, tmp_path / "o.zarr", client=client, model=tmp_path / "m.h5")
-    with pytest.raises(JobInputError, match="batch_size"):
+    with pytest.raises(InputError, match="batch_size"):
         predict_catalogue(catalogue, tmp_path / "o.zarr", client=client, batch_size=0)
     assert not (tmp_path / "o.zarr").exists()
 

@@ -178,7 +178,7 @@ def test_a_store_another_job_writes_is_refused(job, tmp_path):
     import subprocess
     import sys
 
-    from lamost2csst.parallel import JobInputError
+    from lamost2csst.errors import InputError
 
     sg, client, calls, _ = job
     out = str(tmp_path / "part.zarr")
@@ -190,7 +190,7 @@ def test_a_store_another_job_writes_is_refused(job, tmp_path):
         for flag in ("--resume", "--overwrite"):
             argv = ["--out", out, "--teff", "5000", "--logg", "4.5", "--feh", "0", "--alpha", "0",
                     "--no-progress", flag]
-            with pytest.raises(JobInputError, match="being written by holder"):
+            with pytest.raises(InputError, match="being written by holder"):
                 sg.run(sg.parse_args(argv), client)
         assert calls == []  # nothing synthesized
     finally:
