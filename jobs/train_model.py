@@ -11,7 +11,7 @@ import math
 import shlex
 import sys
 
-from jobs._cli import UsageError, float_list, positive_int
+from jobs._cli import float_list, positive_int
 
 PROG = "python -m jobs.train_model"
 
@@ -171,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args, *, progress=True) -> dict:
     """Run one stage from parsed arguments; returns the summary."""
+    from lamost2csst.errors import InputError
     from lamost2csst.nn.training import TrainConfig
     from lamost2csst.workflows.libraries import LibrarySpec
     from lamost2csst.workflows.training import run_training
@@ -179,7 +180,7 @@ def run(args, *, progress=True) -> dict:
         library = LibrarySpec(kind="grid", grid_paths=args.grid)
     else:
         if args.library == "ngsl" and (not args.ngsl or not args.ngsl_params):
-            raise UsageError("--library ngsl needs --ngsl FILES... and --ngsl-params CSV")
+            raise InputError("--library ngsl needs --ngsl FILES... and --ngsl-params CSV")
         library = LibrarySpec(kind=args.library, grid_paths=args.grid, teff_range=args.teff_range,
                               deredden=args.deredden, screen_rmsae=args.screen_rmsae, ngsl_files=args.ngsl,
                               ngsl_params=args.ngsl_params)
@@ -204,11 +205,10 @@ def main(argv=None) -> int:
     if not 0 < args.test_fraction < 1:
         build_parser().error("--test-fraction must be in (0, 1)")
     from jobs._cli import run_cli
-    from lamost2csst.nn.training import RunMismatchError
 
     try:
         summary = run_cli("train_model", args, run, client=False,
-                          user_errors=(FileExistsError, RunMismatchError))
+                          user_errors=(FileExistsError,))
     except SystemExit as exit_:  # the user's mistake (2) or a full disk (1), already reported on stderr
         return exit_.code
     print(json.dumps(summary))
