@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from jobs._cli import float_list, positive_int
+from jobs._cli import float_list, positive_int, run_cli
 
 PROG = "python -m jobs.evaluate_model"
 
@@ -76,24 +76,21 @@ def build_parser():
 def run(args) -> dict:
     """Evaluate as ``args`` say (:func:`lamost2csst.workflows.evaluation.evaluate_model`), print the
     Markdown report and return the one-line summary."""
-    from lamost2csst.errors import InputError
     from lamost2csst.workflows.evaluation import evaluate_model
 
-    try:
-        evaluation = evaluate_model(
-            out=args.out, model_path=args.model, grid=args.grid, split=args.split, grid_test=args.grid_test,
-            snrs=args.snrs, realisations=args.realisations, lamost_path=args.lamost_path, miles=args.miles,
-            miles_snr=args.miles_snr, miles_rmsae=args.miles_rmsae, ensemble=args.ensemble,
-            ridge_baseline=args.ridge_baseline, seed=args.seed, command=" ".join(sys.argv))
-    except InputError as err:
-        raise SystemExit(f"{PROG}: error: {err}") from None
+    evaluation = evaluate_model(
+        out=args.out, model_path=args.model, grid=args.grid, split=args.split, grid_test=args.grid_test,
+        snrs=args.snrs, realisations=args.realisations, lamost_path=args.lamost_path, miles=args.miles,
+        miles_snr=args.miles_snr, miles_rmsae=args.miles_rmsae, ensemble=args.ensemble,
+        ridge_baseline=args.ridge_baseline, seed=args.seed, command=" ".join(sys.argv))
     print(evaluation.text)
     return evaluation.summary()
 
 
 def main(argv=None) -> int:
+    """The command line: the user's mistakes end as one line on stderr and exit status 2."""
     args = build_parser().parse_args(argv)
-    summary = run(args)
+    summary = run_cli("evaluate_model", args, run, client=False)
     print(json.dumps(summary))
     return 0
 

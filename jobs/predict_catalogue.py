@@ -186,8 +186,8 @@ def _preflight(args) -> None:
     The catalogue is only looked for here: the library opens it once and checks its schema.
     """
     from jobs._cli import check_output_location
-    from lamost2csst.io.spectra import require_catalogue
     from lamost2csst.errors import InputError
+    from lamost2csst.io.spectra import require_catalogue
 
     catalogue, out = _resolve(args)
     if catalogue is not None:

@@ -33,7 +33,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-
 __all__ = ["Flag", "FlagThresholds", "describe_flags", "input_flags", "median_snr", "output_flags", "sanitize_pixels"]
 
 

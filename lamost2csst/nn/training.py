@@ -29,6 +29,7 @@ import numpy as np
 
 from lamost2csst.core.grids import BANDS, OUTPUT_WAVE, band_pixels
 from lamost2csst.core.pairs import GriddedLibrary, make_pairs
+from lamost2csst.errors import InputError
 
 __all__ = ["INPUT_PATHS", "LibraryArrays", "RunMismatchError", "TrainConfig", "epoch_pairs", "initial_model",
            "split_by_model", "train", "validation_metrics"]
@@ -38,8 +39,9 @@ __all__ = ["INPUT_PATHS", "LibraryArrays", "RunMismatchError", "TrainConfig", "e
 INPUT_PATHS = ("direct", "lamost")
 
 
-class RunMismatchError(ValueError):
-    """A run directory that belongs to another run (different config, or not resumable)."""
+#: A run directory that belongs to another run: the user's mistake, so the one error type
+#: (:class:`lamost2csst.errors.InputError`); the old name is kept for callers.
+RunMismatchError = InputError
 
 
 #: The former name of the one library type, :class:`lamost2csst.core.pairs.GriddedLibrary`:
@@ -354,7 +356,7 @@ def _start_or_resume(model, config: TrainConfig, config_json: dict, *, run_dir: 
         defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
         stored = {**{k: v for k, v in defaults.items() if k not in state["config"]}, **state["config"]}
         if stored != config_json:
-            raise RunMismatchError(f"{run_dir} was started with a different training config; use a new run "
+            raise InputError(f"{run_dir} was started with a different training config; use a new run "
                                    "directory")
         model = keras.saving.load_model(ckpt_path, compile=True, safe_mode=True)
         return model, model.optimizer, state

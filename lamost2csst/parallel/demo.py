@@ -50,8 +50,8 @@ def ensure_demo_catalogue(path: str, *, wanted: dict, build, log=_stderr) -> str
     with another ``source`` is never removed (it is not ours). The catalogue is written to a
     temporary name and renamed, so it is either complete or absent.
     """
-    from lamost2csst.io import open_spectra
     from lamost2csst.errors import InputError
+    from lamost2csst.io import open_spectra
 
     n_star = wanted.get("demo_n_star")
     if os.path.exists(path):

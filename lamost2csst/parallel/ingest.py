@@ -32,12 +32,12 @@ import xarray as xr
 import zarr
 
 from lamost2csst.core import LAMOST_WAVE
+from lamost2csst.errors import InputError
 from lamost2csst.io.readers import ReaderError, read_lamost
 from lamost2csst.io.regions import write_region
 from lamost2csst.io.spectra import DEFAULT_CHUNK_STARS, SCHEMA, compressor, validate_spectra
 from lamost2csst.parallel.chunks import MARKERS, empty_array, markers_group
 from lamost2csst.parallel.locking import output_lock
-from lamost2csst.errors import InputError
 from lamost2csst.parallel.runtime import read_json, write_json
 
 __all__ = ["INGEST_SOURCE", "find_lamost_files", "ingest_lamost", "scan_files", "write_stars"]

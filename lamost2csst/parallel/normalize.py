@@ -30,6 +30,7 @@ import numpy as np
 import zarr
 
 from lamost2csst.core import prepare_inputs
+from lamost2csst.errors import InputError
 from lamost2csst.io.network_inputs import INPUT_RESOLUTION, NETWORK_INPUT_SCHEMA, network_input_template
 from lamost2csst.io.regions import read_region, write_region
 from lamost2csst.io.storage import resolve
@@ -42,7 +43,6 @@ from lamost2csst.parallel.chunks import (
     run_chunk_tasks,
 )
 from lamost2csst.parallel.locking import output_lock
-from lamost2csst.errors import InputError
 from lamost2csst.parallel.runtime import write_json
 
 __all__ = [

@@ -25,12 +25,12 @@ import zarr
 
 from lamost2csst.core.flags import Flag, FlagThresholds
 from lamost2csst.core.metrics import SNR_BINS, truth_statistics, truth_table
+from lamost2csst.errors import InputError
 from lamost2csst.io.predictions import PREDICTIONS_SCHEMA, predictions_template
 from lamost2csst.io.storage import resolve
 from lamost2csst.parallel.chunks import chunk_ranges, open_input, prepare_output, run_chunk_tasks
 from lamost2csst.parallel.locking import output_lock
 from lamost2csst.parallel.predict_tasks import predict_block, predict_chunk, summed_truth
-from lamost2csst.errors import InputError
 from lamost2csst.parallel.workers import TensorFlowSetup
 
 __all__ = [

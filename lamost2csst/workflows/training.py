@@ -21,7 +21,7 @@ __all__ = ["run_training"]
 
 def _split(n: int, keys, columns, *, test_fraction: float, seed: int, run_dir: Path, resume: bool):
     """Train/test indices and the ``split.json`` record; a resumed run must have the same split."""
-    from lamost2csst.nn.training import RunMismatchError, split_by_model
+    from lamost2csst.nn.training import split_by_model
 
     train_idx, test_idx = split_by_model(n, test_fraction=test_fraction, seed=seed)
     split = {"columns": columns, "train": [keys[i] for i in train_idx], "test": [keys[i] for i in test_idx],
@@ -29,7 +29,7 @@ def _split(n: int, keys, columns, *, test_fraction: float, seed: int, run_dir: P
     split_path = run_dir / "split.json"
     if resume and split_path.exists():
         if json.loads(split_path.read_text()) != json.loads(json.dumps(split)):
-            raise RunMismatchError(f"--resume with a different library or split than {split_path}")
+            raise InputError(f"--resume with a different library or split than {split_path}")
     return train_idx, test_idx, split
 
 
@@ -92,8 +92,7 @@ def run_training(*, stage: str, run_dir, config, library: LibrarySpec, test_frac
     InputError
         ``config.input_path == "lamost"`` with a library without ``flux_lamost``; an NGSL library
         without files or parameters.
-    lamost2csst.nn.training.RunMismatchError
-        ``resume`` with a different library, split or training config.
+        Also: ``resume`` with a different library, split or training config.
     FileExistsError
         ``run_dir`` holds a previous run and ``resume`` is False.
     """

@@ -18,7 +18,6 @@ from lamost2csst.core.grids import (
     pixel_edges,
 )
 
-
 # ---------------------------------------------------------------- normative grids
 
 

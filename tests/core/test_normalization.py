@@ -5,8 +5,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lamost2csst.core.normalization import continuum, normalize
 from lamost2csst.core.grids import INPUT_WAVE
+from lamost2csst.core.normalization import continuum, normalize
 
 N = INPUT_WAVE.size  # 2238
 I = np.arange(N)

@@ -11,7 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lamost2csst.core import INPUT_WAVE, LAMOST_WAVE, prepare_inputs
-from lamost2csst.core.flags import Flag, FlagThresholds, bad_redshift, input_flags, median_snr, sanitize_pixels
+from lamost2csst.core.flags import (
+    Flag,
+    FlagThresholds,
+    bad_redshift,
+    input_flags,
+    median_snr,
+    sanitize_pixels,
+)
 
 SPECIAL = [np.nan, np.inf, -np.inf, 0.0, -1.0, 1e30, -1e30, 1e-30]
 

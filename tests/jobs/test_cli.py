@@ -4,9 +4,9 @@ import argparse
 
 import pytest
 
+from jobs._cli import run_cli
 from lamost2csst.errors import InputError
 from lamost2csst.parallel import JobInputError
-from jobs._cli import run_cli
 
 
 def _fill_the_disk(path):

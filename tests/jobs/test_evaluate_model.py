@@ -1,6 +1,7 @@
 """The evaluate_model job on a tiny trained run: tables, JSON, figures, and its errors."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -91,13 +92,16 @@ def test_same_seed_same_numbers(run, tmp_path):
     assert outs[0]["grid_lamost_path"] and outs[1]["grid_lamost_path"] is None
 
 
-def test_missing_split_is_a_clear_error(run, tmp_path):
+def test_missing_split_is_a_clear_error(run, tmp_path, capsys):
     grid, run_dir = run
     from lamost2csst.nn.inference import load_model, save_model
 
     bare = save_model(load_model(run_dir / "best.keras"), tmp_path / "bare.keras")  # card without a split
-    with pytest.raises(SystemExit, match="no training split"):
+    with pytest.raises(SystemExit) as exit_info:
         evaluate_model.main(["--model", str(bare), "--grid", str(grid), "--out", str(tmp_path / "o")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m jobs.evaluate_model: error: ") and "no training split" in err
 
 
 @pytest.mark.slow
@@ -129,13 +133,15 @@ def test_ensemble_evaluation_reports_total_and_aleatoric_calibration(run, tmp_pa
     assert "median σ epistemic" in (out / "evaluation.md").read_text()
 
 
-def test_an_ensemble_member_trained_on_test_models_is_refused(run, tmp_path):
+def test_an_ensemble_member_trained_on_test_models_is_refused(run, tmp_path, capsys):
     grid, run_dir = run
     other = tmp_path / "other"  # another split seed: some of run's test models are its training models
     assert train_model.main(["pretrain", "--grid", str(grid), "--run-dir", str(other), "--epochs", "1",
                              "--batch-size", "16", "--seed", "7"]) == 0
     test = {tuple(p) for p in json.loads((run_dir / "split.json").read_text())["test"]}
     assert test & {tuple(p) for p in json.loads((other / "split.json").read_text())["train"]}
-    with pytest.raises(SystemExit, match="trained on .* of the test models"):
+    with pytest.raises(SystemExit) as exit_info:
         evaluate_model.main(["--model", str(run_dir / "best.keras"), "--ensemble", str(other / "best.keras"),
                              "--grid", str(grid), "--out", str(tmp_path / "o"), "--snrs", "20"])
+    assert exit_info.value.code == 2
+    assert re.search("trained on .* of the test models", capsys.readouterr().err)

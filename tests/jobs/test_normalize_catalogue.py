@@ -8,8 +8,8 @@ import xarray as xr
 
 from jobs import normalize_catalogue as job
 from lamost2csst.core import prepare_inputs
-from lamost2csst.io import toy_catalogue, write_spectra
 from lamost2csst.errors import InputError
+from lamost2csst.io import toy_catalogue, write_spectra
 
 N_DEMO = 300
 

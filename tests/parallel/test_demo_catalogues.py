@@ -11,13 +11,13 @@ import pytest
 import xarray as xr
 from distributed import Client, LocalCluster
 
+from lamost2csst.errors import InputError
 from lamost2csst.io import open_spectra, write_spectra
 from lamost2csst.io.demo import BLOCK_STARS as TOY_BLOCK
 from lamost2csst.io.demo import toy_catalogue
 from lamost2csst.io.grid import load_grid
 from lamost2csst.io.simulated import BLOCK_STARS as GRID_BLOCK
 from lamost2csst.io.simulated import grid_arrays, grid_catalogue
-from lamost2csst.errors import InputError
 from lamost2csst.parallel.demo import grid_demo_catalogue, toy_demo_catalogue
 
 THRESHOLD = "distributed.admin.large-graph-warning-threshold"

@@ -10,9 +10,9 @@ import zarr
 from lamost2csst.core import OUTPUT_WAVE
 from lamost2csst.core.flatfield import design_matrix, normal_equations, ratios, solve
 from lamost2csst.core.slitless import DETECTOR_SHAPE
+from lamost2csst.errors import InputError
 from lamost2csst.io.observations import simulate_observations, write_observations
 from lamost2csst.io.simulated import grid_catalogue
-from lamost2csst.errors import InputError
 from lamost2csst.parallel.chunks import marker_path, markers_group
 from lamost2csst.parallel.flatcube import FLATCUBE_SCHEMA, build_flatcube
 from lamost2csst.parallel.runtime import write_json

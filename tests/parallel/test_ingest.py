@@ -10,10 +10,10 @@ import xarray as xr
 import lamost2csst
 from lamost2csst.core import prepare_inputs
 from lamost2csst.core.flags import sanitize_pixels
+from lamost2csst.errors import InputError
 from lamost2csst.io import read_lamost
 from lamost2csst.io.lamost_export import export_lamost
 from lamost2csst.io.simulated import grid_catalogue
-from lamost2csst.errors import InputError
 from lamost2csst.parallel.ingest import find_lamost_files, ingest_lamost
 from lamost2csst.parallel.predict import predict_catalogue
 

@@ -10,8 +10,8 @@ import zarr
 
 import lamost2csst.parallel.normalize as normalize_module
 from lamost2csst.core import INPUT_WAVE, prepare_inputs
-from lamost2csst.io import toy_catalogue, write_spectra
 from lamost2csst.errors import InputError
+from lamost2csst.io import toy_catalogue, write_spectra
 from lamost2csst.parallel import NETWORK_INPUT_SCHEMA, normalize_catalogue
 
 N_STAR, CHUNK = 300, 64  # 5 chunks, the last one ragged (44 stars)

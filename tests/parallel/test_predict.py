@@ -10,10 +10,10 @@ import zarr
 import lamost2csst
 from lamost2csst.core import BANDS, OUTPUT_WAVE, band_pixels, prepare_inputs
 from lamost2csst.core.flags import Flag, FlagThresholds, sanitize_pixels
+from lamost2csst.errors import InputError
 from lamost2csst.io import write_spectra
 from lamost2csst.io.simulated import grid_catalogue
 from lamost2csst.nn.inference import default_model_path, model_card
-from lamost2csst.errors import InputError
 from lamost2csst.parallel.predict import PREDICTIONS_SCHEMA, predict_block, predict_catalogue
 
 N_STAR, CHUNK = 600, 128  # 5 chunks, the last one ragged (88 stars)

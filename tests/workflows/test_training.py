@@ -10,7 +10,7 @@ pytest.importorskip("tensorflow")
 from lamost2csst.core.grids import INPUT_WAVE, OUTPUT_WAVE
 from lamost2csst.core.pairs import GriddedLibrary
 from lamost2csst.errors import InputError
-from lamost2csst.nn.training import RunMismatchError, TrainConfig
+from lamost2csst.nn.training import TrainConfig
 from lamost2csst.workflows import training as training_workflow
 from lamost2csst.workflows.libraries import LibrarySpec, TrainingLibrary
 
@@ -44,6 +44,6 @@ def test_a_resume_with_another_split_is_refused(tmp_path, tiny_library):
     run_dir.mkdir()
     split = {"columns": ["name"], "train": ["s0"], "test": ["s1"], "seed": 0, "test_fraction": 0.25}
     (run_dir / "split.json").write_text(json.dumps(split))
-    with pytest.raises(RunMismatchError, match="different library or split"):
+    with pytest.raises(InputError, match="different library or split"):
         _run(run_dir, config=TrainConfig(epochs=1), resume=True)
     assert json.loads((run_dir / "split.json").read_text()) == split
