@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -69,7 +69,9 @@ def _simple_child(files: list[str]) -> dict:
 
     model = load_model()
     one = read_lamost(files[0])
-    model.predict({"flux": np.ones((1, 2238), np.float32), "error": np.ones((1, 2238), np.float32)}, verbose=0)
+    model.predict(
+        {"flux": np.ones((1, 2238), np.float32), "error": np.ones((1, 2238), np.float32)}, verbose=0
+    )
     t = time.perf_counter()
     n = 0
     for path in files:
@@ -85,8 +87,16 @@ def _simple_child(files: list[str]) -> dict:
     return {"n": n, "seconds": time.perf_counter() - t}
 
 
-def lamost_size_plan(results, *, bytes_per_star: float, gpu_rate: float, n_spectra: int = 20_000_000,
-                     disk_gb_per_s: float = 1.0, cores_per_gpu: int = 8, gpu_rate_source: str = "assumed") -> dict:
+def lamost_size_plan(
+    results,
+    *,
+    bytes_per_star: float,
+    gpu_rate: float,
+    n_spectra: int = 20_000_000,
+    disk_gb_per_s: float = 1.0,
+    cores_per_gpu: int = 8,
+    gpu_rate_source: str = "assumed",
+) -> dict:
     """What a LAMOST-size run needs, from the measured per-core rates and a GPU network rate.
 
     Per star and per core, from the 1-worker job run: ``read`` (Zarr read + decompression)
@@ -104,18 +114,34 @@ def lamost_size_plan(results, *, bytes_per_star: float, gpu_rate: float, n_spect
     for n_gpu in (0, 1, 4, 8, 16):
         cores = cores_per_gpu * max(n_gpu, 1)
         cpu_rate = cores / (read_s + prep_s + (net_s if n_gpu == 0 else 0.0))
-        rates = {"cpu (read + prep" + (" + network)" if n_gpu == 0 else ")"): cpu_rate,
-                 "disk": disk_gb_per_s * 1e9 / bytes_per_star}
+        rates = {
+            "cpu (read + prep" + (" + network)" if n_gpu == 0 else ")"): cpu_rate,
+            "disk": disk_gb_per_s * 1e9 / bytes_per_star,
+        }
         if n_gpu:
             rates["gpu network"] = n_gpu * gpu_rate
         bound = min(rates, key=rates.get)
-        rows.append({"gpus": n_gpu, "cpu_cores": cores, "bound_by": bound,
-                     "spectra_per_s": round(rates[bound]), "hours_for_20M": round(n_spectra / rates[bound] / 3600, 2),
-                     **{f"rate_{k}": round(v) for k, v in rates.items()}})
-    return {"n_spectra": n_spectra, "bytes_per_star_on_disk": round(bytes_per_star), "input_tb":
-            round(n_spectra * bytes_per_star / 1e12, 2), "per_core_seconds_per_star":
-            {"read": read_s, "prep": prep_s, "network_cpu": net_s}, "gpu_rate": gpu_rate, "gpu_rate_source": gpu_rate_source,
-            "assumed_disk_gb_per_s": disk_gb_per_s, "cores_per_gpu": cores_per_gpu, "rows": rows}
+        rows.append(
+            {
+                "gpus": n_gpu,
+                "cpu_cores": cores,
+                "bound_by": bound,
+                "spectra_per_s": round(rates[bound]),
+                "hours_for_20M": round(n_spectra / rates[bound] / 3600, 2),
+                **{f"rate_{k}": round(v) for k, v in rates.items()},
+            }
+        )
+    return {
+        "n_spectra": n_spectra,
+        "bytes_per_star_on_disk": round(bytes_per_star),
+        "input_tb": round(n_spectra * bytes_per_star / 1e12, 2),
+        "per_core_seconds_per_star": {"read": read_s, "prep": prep_s, "network_cpu": net_s},
+        "gpu_rate": gpu_rate,
+        "gpu_rate_source": gpu_rate_source,
+        "assumed_disk_gb_per_s": disk_gb_per_s,
+        "cores_per_gpu": cores_per_gpu,
+        "rows": rows,
+    }
 
 
 def main(argv=None):
@@ -125,20 +151,33 @@ def main(argv=None):
     p.add_argument("--n-files", type=int, default=300, help="FITS files of the simple per-file loop")
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--out", default="benchmarks/results/catalogue.json")
-    p.add_argument("--workdir", default=None, help="where the catalogue is written (default: a temporary folder)")
-    p.add_argument("--gpu-rate", type=float, default=100_000.0,
-                   help="network throughput of one GPU (spectra/s) for the 20-million plan (default: an assumed "
-                   "100,000; measure it with benchmarks.bench_predict_device)")
+    p.add_argument(
+        "--workdir", default=None, help="where the catalogue is written (default: a temporary folder)"
+    )
+    p.add_argument(
+        "--gpu-rate",
+        type=float,
+        default=100_000.0,
+        help="network throughput of one GPU (spectra/s) for the 20-million plan (default: an assumed "
+        "100,000; measure it with benchmarks.bench_predict_device)",
+    )
     p.add_argument("--gpu-rate-source", default="assumed", help="where --gpu-rate comes from (recorded)")
-    p.add_argument("--replan", metavar="RESULTS.json",
-                   help="only recompute the 20-million plan of a saved run (e.g. with a measured --gpu-rate) and "
-                   "store it in that file as lamost_size_plan")
+    p.add_argument(
+        "--replan",
+        metavar="RESULTS.json",
+        help="only recompute the 20-million plan of a saved run (e.g. with a measured --gpu-rate) and "
+        "store it in that file as lamost_size_plan",
+    )
     p.add_argument("--child-simple", nargs="*", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.replan:
         saved = json.loads(Path(args.replan).read_text())
-        plan = lamost_size_plan(saved["results"], bytes_per_star=saved["lamost_size_plan"]["bytes_per_star_on_disk"],
-                                gpu_rate=args.gpu_rate, gpu_rate_source=args.gpu_rate_source)
+        plan = lamost_size_plan(
+            saved["results"],
+            bytes_per_star=saved["lamost_size_plan"]["bytes_per_star_on_disk"],
+            gpu_rate=args.gpu_rate,
+            gpu_rate_source=args.gpu_rate_source,
+        )
         for row in plan["rows"]:
             print(json.dumps(row))
         saved["lamost_size_plan"] = plan
@@ -162,56 +201,98 @@ def main(argv=None):
     results = []
 
     def record(case, workers, n, seconds, **extra):
-        results.append({"case": case, "workers": workers, "n": n, "seconds": round(seconds, 3),
-                        "spectra_per_s": round(n / seconds, 1), **extra})
+        results.append(
+            {
+                "case": case,
+                "workers": workers,
+                "n": n,
+                "seconds": round(seconds, 3),
+                "spectra_per_s": round(n / seconds, 1),
+                **extra,
+            }
+        )
         print(json.dumps(results[-1]), flush=True)
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
         if not catalogue.exists():
             with client.as_current():
                 write_spectra(grid_catalogue(args.n, seed=1, lazy=True), catalogue, chunk_stars=BLOCK_STARS)
     files = export_lamost(grid_catalogue(args.n_files, seed=2), work / "fits", layout="image")
 
     for workers in (1, 2):
-        with LocalCluster(n_workers=workers, threads_per_worker=1, host="127.0.0.1",
-                          dashboard_address=":0") as cluster, Client(cluster) as client:
+        with (
+            LocalCluster(
+                n_workers=workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0"
+            ) as cluster,
+            Client(cluster) as client,
+        ):
             per = args.n_raw // workers
-            futures = [client.submit(_raw_predict, str(catalogue), i * per, (i + 1) * per, args.repeat, pure=False)
-                       for i in range(workers)]
+            futures = [
+                client.submit(_raw_predict, str(catalogue), i * per, (i + 1) * per, args.repeat, pure=False)
+                for i in range(workers)
+            ]
             parts = client.gather(futures)
-            record("raw predict (in memory)", workers, sum(r["n"] for r in parts), max(r["seconds"] for r in parts))
+            record(
+                "raw predict (in memory)",
+                workers,
+                sum(r["n"] for r in parts),
+                max(r["seconds"] for r in parts),
+            )
             out = work / f"pred-{workers}.zarr"
             shutil.rmtree(out, ignore_errors=True)
             s = predict_catalogue(catalogue, out, client=client, progress=False)
-            record("predict_catalogue (Zarr -> Zarr)", workers, s["stars_written"], s["seconds"],
-                   worker_peak_rss_mb=s["worker_peak_rss_mb"], seconds_setup=s["seconds_setup"],
-                   **{k: v for k, v in s.items() if k.startswith("task_seconds_")})
+            record(
+                "predict_catalogue (Zarr -> Zarr)",
+                workers,
+                s["stars_written"],
+                s["seconds"],
+                worker_peak_rss_mb=s["worker_peak_rss_mb"],
+                seconds_setup=s["seconds_setup"],
+                **{k: v for k, v in s.items() if k.startswith("task_seconds_")},
+            )
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_catalogue", "--child-simple", *files],
-                          capture_output=True, text=True, env=env, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_catalogue", "--child-simple", *files],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     simple = json.loads(proc.stdout.strip().splitlines()[-1])
-    record("simple per-file loop (read_lamost, prepare_inputs, model.predict)", 1, simple["n"], simple["seconds"])
+    record(
+        "simple per-file loop (read_lamost, prepare_inputs, model.predict)", 1, simple["n"], simple["seconds"]
+    )
 
     by = {(r["case"].split(" (")[0], r["workers"]): r["spectra_per_s"] for r in results}
     ratios = {
         "job / raw predict, 2 workers": round(by[("predict_catalogue", 2)] / by[("raw predict", 2)], 3),
         "job / raw predict, 1 worker": round(by[("predict_catalogue", 1)] / by[("raw predict", 1)], 3),
-        "job 2 workers / simple per-file loop": round(by[("predict_catalogue", 2)] / by[("simple per-file loop", 1)], 1),
+        "job 2 workers / simple per-file loop": round(
+            by[("predict_catalogue", 2)] / by[("simple per-file loop", 1)], 1
+        ),
         "job 2 workers / 1 worker": round(by[("predict_catalogue", 2)] / by[("predict_catalogue", 1)], 2),
     }
     print(json.dumps(ratios))
     bytes_per_star = sum(f.stat().st_size for f in catalogue.rglob("*") if f.is_file()) / args.n
-    plan = lamost_size_plan(results, bytes_per_star=bytes_per_star, gpu_rate=args.gpu_rate,
-                            gpu_rate_source=args.gpu_rate_source)
+    plan = lamost_size_plan(
+        results, bytes_per_star=bytes_per_star, gpu_rate=args.gpu_rate, gpu_rate_source=args.gpu_rate_source
+    )
     for row in plan["rows"]:
         print(json.dumps(row))
-    record_file = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                   "python": platform.python_version(),
-                   "command": " ".join(["python -m benchmarks.bench_catalogue", *(argv or sys.argv[1:])]),
-                   "results": results, "ratios": ratios, "lamost_size_plan": plan}
+    record_file = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "command": " ".join(["python -m benchmarks.bench_catalogue", *(argv or sys.argv[1:])]),
+        "results": results,
+        "ratios": ratios,
+        "lamost_size_plan": plan,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record_file, indent=1) + "\n")
     if args.workdir is None:

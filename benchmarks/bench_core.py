@@ -24,18 +24,18 @@ import os
 import platform
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from threadpoolctl import threadpool_limits
 
-from lamost2csst.core import _compiled
 from lamost2csst.core import (
     INPUT_WAVE,
     LAMOST_WAVE,
     OUTPUT_WAVE,
+    _compiled,
     degrade,
     lsf_sigma,
     normalize,
@@ -109,12 +109,16 @@ def copy_bandwidth(threads: int) -> float:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=100_000, help="spectra per case (default 100000)")
     parser.add_argument("--loop-n", type=int, default=2000, help="spectra for the per-spectrum baselines")
     parser.add_argument("--threads", type=int, default=2, help="worker threads (default 2)")
     parser.add_argument("--block", type=int, default=2048, help="stars per block (default 2048)")
-    parser.add_argument("--repeat", type=int, default=3, help="timings are the best of this many runs (default 3)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="timings are the best of this many runs (default 3)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the results")
     args = parser.parse_args(argv)
     global REPEAT
@@ -127,7 +131,10 @@ def main(argv=None):
     on_input = np.empty((n, INPUT_WAVE.size), np.float32)
     err_input = np.empty_like(on_input)
     bandwidth = copy_bandwidth(threads)
-    print(f"compiled kernels (numba): {'yes' if _compiled.AVAILABLE else 'no (numpy reference path)'}", flush=True)
+    print(
+        f"compiled kernels (numba): {'yes' if _compiled.AVAILABLE else 'no (numpy reference path)'}",
+        flush=True,
+    )
     rows = []
 
     def record(case, ours_s, simple_s, simple_n, bytes_per_spectrum, note):
@@ -158,17 +165,27 @@ def main(argv=None):
 
     t_ours = blocked(ours_resample, n, block=block, threads=threads)
     t_simple = looped(simple_resample, args.loop_n)
-    record("resample (flux-conserving, z, ivar+mask)", t_ours, t_simple, args.loop_n,
-           2 * 4 * LAMOST_WAVE.size + 2 * 4 * INPUT_WAVE.size + INPUT_WAVE.size,
-           "simple = per-spectrum np.interp (linear, no errors, no masks)")
+    record(
+        "resample (flux-conserving, z, ivar+mask)",
+        t_ours,
+        t_simple,
+        args.loop_n,
+        2 * 4 * LAMOST_WAVE.size + 2 * 4 * INPUT_WAVE.size + INPUT_WAVE.size,
+        "simple = per-spectrum np.interp (linear, no errors, no masks)",
+    )
 
     def ours_resample_flux(s):
         on_input[s] = resample(LAMOST_WAVE, flux[s], wave_out=INPUT_WAVE, z=z[s]).flux
 
     t_ours = blocked(ours_resample_flux, n, block=block, threads=threads)
-    record("resample (flux-conserving, z, flux only)", t_ours, t_simple, args.loop_n,
-           4 * LAMOST_WAVE.size + 4 * INPUT_WAVE.size + INPUT_WAVE.size,
-           "simple = per-spectrum np.interp (linear)")
+    record(
+        "resample (flux-conserving, z, flux only)",
+        t_ours,
+        t_simple,
+        args.loop_n,
+        4 * LAMOST_WAVE.size + 4 * INPUT_WAVE.size + INPUT_WAVE.size,
+        "simple = per-spectrum np.interp (linear)",
+    )
 
     # 2. normalize on INPUT_WAVE
     normed = np.empty_like(on_input)
@@ -183,14 +200,22 @@ def main(argv=None):
 
     t_ours = blocked(ours_normalize, n, block=block, threads=threads)
     t_simple = looped(simple_normalize, args.loop_n)
-    record("normalize (window 51, edge rule)", t_ours, t_simple, args.loop_n, 2 * 4 * INPUT_WAVE.size,
-           "simple = per-spectrum np.convolve")
+    record(
+        "normalize (window 51, edge rule)",
+        t_ours,
+        t_simple,
+        args.loop_n,
+        2 * 4 * INPUT_WAVE.size,
+        "simple = per-spectrum np.convolve",
+    )
 
     # 3. degrade INPUT_WAVE R=2000 -> OUTPUT_WAVE R=200
     degraded = np.empty((n, OUTPUT_WAVE.size), np.float32)
 
     def ours_degrade(s):
-        degraded[s] = degrade(INPUT_WAVE, normed[s], resolution=200, input_resolution=2000, wave_out=OUTPUT_WAVE)
+        degraded[s] = degrade(
+            INPUT_WAVE, normed[s], resolution=200, input_resolution=2000, wave_out=OUTPUT_WAVE
+        )
 
     sigma_px = lsf_sigma(200, 2000) * 4000.0  # INPUT_WAVE has d ln(lambda) = 1/4000
 
@@ -200,9 +225,14 @@ def main(argv=None):
 
     t_ours = blocked(ours_degrade, n, block=block, threads=threads)
     t_simple = looped(simple_degrade, args.loop_n)
-    record("degrade R=2000 -> R=200 onto OUTPUT_WAVE", t_ours, t_simple, args.loop_n,
-           4 * INPUT_WAVE.size + 4 * OUTPUT_WAVE.size,
-           "simple = per-spectrum gaussian_filter1d + np.interp (no edge renormalization)")
+    record(
+        "degrade R=2000 -> R=200 onto OUTPUT_WAVE",
+        t_ours,
+        t_simple,
+        args.loop_n,
+        4 * INPUT_WAVE.size + 4 * OUTPUT_WAVE.size,
+        "simple = per-spectrum gaussian_filter1d + np.interp (no edge renormalization)",
+    )
 
     # 4. the network input: resample + normalize, the target case (>= 100,000 spectra/s)
     def ours_inputs(s):
@@ -216,9 +246,14 @@ def main(argv=None):
 
     t_ours = blocked(ours_inputs, n, block=block, threads=threads)
     t_simple = looped(simple_inputs, args.loop_n)
-    record("normalize + resample (prepare_inputs: z, ivar, masks; cubic, the default)", t_ours, t_simple,
-           args.loop_n, 2 * 4 * LAMOST_WAVE.size + 2 * 4 * INPUT_WAVE.size + INPUT_WAVE.size,
-           "simple = per-spectrum np.interp + np.convolve, no errors")
+    record(
+        "normalize + resample (prepare_inputs: z, ivar, masks; cubic, the default)",
+        t_ours,
+        t_simple,
+        args.loop_n,
+        2 * 4 * LAMOST_WAVE.size + 2 * 4 * INPUT_WAVE.size + INPUT_WAVE.size,
+        "simple = per-spectrum np.interp + np.convolve, no errors",
+    )
 
     def ours_inputs_rebin(s):
         r = prepare_inputs(LAMOST_WAVE, flux[s], ivar=ivar[s], z=z[s], method="flux")
@@ -226,21 +261,31 @@ def main(argv=None):
         err_input[s] = r.error
 
     t_ours = blocked(ours_inputs_rebin, n, block=block, threads=threads)
-    record("normalize + resample (prepare_inputs: z, ivar, masks; method='flux')", t_ours, t_simple, args.loop_n,
-           2 * 4 * LAMOST_WAVE.size + 2 * 4 * INPUT_WAVE.size + INPUT_WAVE.size,
-           "simple = per-spectrum np.interp + np.convolve, no errors")
+    record(
+        "normalize + resample (prepare_inputs: z, ivar, masks; method='flux')",
+        t_ours,
+        t_simple,
+        args.loop_n,
+        2 * 4 * LAMOST_WAVE.size + 2 * 4 * INPUT_WAVE.size + INPUT_WAVE.size,
+        "simple = per-spectrum np.interp + np.convolve, no errors",
+    )
 
     def ours_inputs_flux(s):
         r = resample(LAMOST_WAVE, flux[s], wave_out=INPUT_WAVE, z=z[s])
         normed[s] = normalize(r.flux, mask=r.mask)[0]
 
     t_ours = blocked(ours_inputs_flux, n, block=block, threads=threads)
-    record("normalize + resample (z, flux only)", t_ours, t_simple, args.loop_n,
-           4 * LAMOST_WAVE.size + 4 * INPUT_WAVE.size + INPUT_WAVE.size,
-           "simple = per-spectrum np.interp + np.convolve")
+    record(
+        "normalize + resample (z, flux only)",
+        t_ours,
+        t_simple,
+        args.loop_n,
+        4 * LAMOST_WAVE.size + 4 * INPUT_WAVE.size + INPUT_WAVE.size,
+        "simple = per-spectrum np.interp + np.convolve",
+    )
 
     result = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -254,13 +299,17 @@ def main(argv=None):
     }
     print()
     print(f"memory bandwidth (copy, read+write, {threads} threads): {bandwidth / 1e9:.1f} GB/s")
-    print("| case | ours (spectra/s) | simple way (spectra/s) | ratio | bandwidth bound (spectra/s) | ours / bound |")
+    print(
+        "| case | ours (spectra/s) | simple way (spectra/s) | ratio | bandwidth bound (spectra/s) | ours / bound |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         simple = f"{r['simple_spectra_per_s']:,.0f}" if r["simple_spectra_per_s"] else "-"
         ratio = f"{r['speedup']:.1f}x" if r["speedup"] else "-"
-        print(f"| {r['case']} | {r['ours_spectra_per_s']:,.0f} | {simple} | {ratio} | "
-              f"{r['bandwidth_bound_spectra_per_s']:,.0f} | {r['fraction_of_bound']:.2f} |")
+        print(
+            f"| {r['case']} | {r['ours_spectra_per_s']:,.0f} | {simple} | {ratio} | "
+            f"{r['bandwidth_bound_spectra_per_s']:,.0f} | {r['fraction_of_bound']:.2f} |"
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))

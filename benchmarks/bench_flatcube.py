@@ -23,7 +23,7 @@ import platform
 import shutil
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +40,15 @@ def _stores(work: Path, n_obs: int, n_pool: int, block: int = 50_000):
     cat = grid_catalogue(n_pool, seed=1)
     pred = work / "pred.zarr"
     if not pred.exists():
-        xr.Dataset({"sed": (("star", "wave_out"), cat.sed_true.values),
-                    "sigma": (("star", "wave_out"), np.full(cat.sed_true.shape, 0.01, np.float32)),
-                    "flags": (("star",), np.zeros(n_pool, np.uint16))},
-                   coords={"obsid": ("star", cat.obsid.values), "wave_out": ("wave_out", OUTPUT_WAVE)},
-                   attrs={"schema": "lamost2csst.predictions/1"}).to_zarr(pred, zarr_format=3, consolidated=False)
+        xr.Dataset(
+            {
+                "sed": (("star", "wave_out"), cat.sed_true.values),
+                "sigma": (("star", "wave_out"), np.full(cat.sed_true.shape, 0.01, np.float32)),
+                "flags": (("star",), np.zeros(n_pool, np.uint16)),
+            },
+            coords={"obsid": ("star", cat.obsid.values), "wave_out": ("wave_out", OUTPUT_WAVE)},
+            attrs={"schema": "lamost2csst.predictions/1"},
+        ).to_zarr(pred, zarr_format=3, consolidated=False)
     obs_path = work / f"obs-{n_obs}.zarr"
     if obs_path.exists():
         return obs_path, pred
@@ -54,7 +58,9 @@ def _stores(work: Path, n_obs: int, n_pool: int, block: int = 50_000):
     while written < n_obs:
         n_star = min(block, n_obs - written) // per_star or 1
         pick = np.random.default_rng(seed).integers(0, n_pool, n_star)
-        obs, _ = simulate_observations(cat.sed_true.values[pick], cat.obsid.values[pick], n_exposures=1, seed=seed)
+        obs, _ = simulate_observations(
+            cat.sed_true.values[pick], cat.obsid.values[pick], n_exposures=1, seed=seed
+        )
         if written == 0:
             write_observations(obs, obs_path, chunk_obs=4096)
         else:
@@ -92,21 +98,34 @@ def main(argv=None):
     for n in args.sizes:
         obs, pred = _stores(work, n, args.pool)
         for workers in args.workers:
-            with LocalCluster(n_workers=workers, threads_per_worker=1, host="127.0.0.1",
-                              dashboard_address=":0") as cluster, Client(cluster) as client:
+            with (
+                LocalCluster(
+                    n_workers=workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0"
+                ) as cluster,
+                Client(cluster) as client,
+            ):
                 out = work / f"cube-{n}-{workers}.zarr"
                 shutil.rmtree(out, ignore_errors=True)
                 s = build_flatcube(obs, pred, out, client=client, order=2, iterations=3, progress=False)
                 after = client.run(_worker_memory)
-            row = {"observations": s["observations_in"], "workers": workers, "seconds": s["seconds"],
-                   "observation_passes_per_s": round(3 * s["observations_in"] / s["seconds"]),
-                   "worker_peak_rss_mb": round(max(v[0] for v in after.values()), 1),
-                   "worker_rss_after_mb": round(max(v[1] for v in after.values()), 1)}
+            row = {
+                "observations": s["observations_in"],
+                "workers": workers,
+                "seconds": s["seconds"],
+                "observation_passes_per_s": round(3 * s["observations_in"] / s["seconds"]),
+                "worker_peak_rss_mb": round(max(v[0] for v in after.values()), 1),
+                "worker_rss_after_mb": round(max(v[1] for v in after.values()), 1),
+            }
             results.append(row)
             print(json.dumps(row), flush=True)
-    record = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.machine(),
-              "cpus": os.cpu_count(), "python": platform.python_version(),
-              "command": " ".join(["python -m benchmarks.bench_flatcube", *(argv or sys.argv[1:])]), "results": results}
+    record = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "command": " ".join(["python -m benchmarks.bench_flatcube", *(argv or sys.argv[1:])]),
+        "results": results,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
     if args.workdir is None:

@@ -24,7 +24,7 @@ import platform
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -60,15 +60,28 @@ def _case(args):
         flux, error = (flux[:h], error[:h]) if args.half == 0 else (flux[h:], error[h:])
     model = load_model(args.model)
     if args.case == "keras_predict":
+
         def call():
             model.predict({"flux": flux, "error": error}, batch_size=1024, verbose=0)
     else:
+
         def call():
             predict(flux, error, model=model, batch_size=args.batch)
+
     call()  # warm-up: tracing
     best = min(_timed(call) for _ in range(args.repeat))
-    print(json.dumps({"case": args.case, "batch": args.batch, "threads": threads, "n": int(flux.shape[0]),
-                      "seconds": best, "spectra_per_s": flux.shape[0] / best}))
+    print(
+        json.dumps(
+            {
+                "case": args.case,
+                "batch": args.batch,
+                "threads": threads,
+                "n": int(flux.shape[0]),
+                "seconds": best,
+                "spectra_per_s": flux.shape[0] / best,
+            }
+        )
+    )
 
 
 def _timed(fn):
@@ -78,8 +91,19 @@ def _timed(fn):
 
 
 def _child(extra, args):
-    cmd = [sys.executable, "-m", "benchmarks.bench_predict", "--child", "--n", str(args.n), "--repeat",
-           str(args.repeat), "--seed", str(args.seed), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_predict",
+        "--child",
+        "--n",
+        str(args.n),
+        "--repeat",
+        str(args.repeat),
+        "--seed",
+        str(args.seed),
+        *extra,
+    ]
     if args.model:
         cmd += ["--model", args.model]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -103,8 +127,13 @@ def main(argv=None):
         _case(args)
         return
     results = []
-    plans = [["--batch", "256"], ["--batch", "1024"], ["--batch", "4096"], ["--case", "keras_predict"],
-             ["--batch", "1024", "--threads", "1"]]
+    plans = [
+        ["--batch", "256"],
+        ["--batch", "1024"],
+        ["--batch", "4096"],
+        ["--case", "keras_predict"],
+        ["--batch", "1024", "--threads", "1"],
+    ]
     for extra in plans:
         out, _ = _child(extra, args).communicate()
         results.append(json.loads(out.strip().splitlines()[-1]))
@@ -112,13 +141,26 @@ def main(argv=None):
     pair = [_child(["--batch", "1024", "--threads", "1", "--half", str(h)], args) for h in (0, 1)]
     halves = [json.loads(proc.communicate()[0].strip().splitlines()[-1]) for proc in pair]
     slowest = max(h["seconds"] for h in halves)
-    results.append({"case": "2 x 1-thread processes", "batch": 1024, "threads": 1, "n": sum(h["n"] for h in halves),
-                    "seconds": slowest, "spectra_per_s": sum(h["n"] for h in halves) / slowest})
+    results.append(
+        {
+            "case": "2 x 1-thread processes",
+            "batch": 1024,
+            "threads": 1,
+            "n": sum(h["n"] for h in halves),
+            "seconds": slowest,
+            "spectra_per_s": sum(h["n"] for h in halves) / slowest,
+        }
+    )
     print(results[-1])
-    record = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.processor()
-              or platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
-              "command": " ".join(["python -m benchmarks.bench_predict", *(argv or sys.argv[1:])]),
-              "model": args.model or "shipped", "results": results}
+    record = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "command": " ".join(["python -m benchmarks.bench_predict", *(argv or sys.argv[1:])]),
+        "model": args.model or "shipped",
+        "results": results,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
 

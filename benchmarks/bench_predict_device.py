@@ -27,7 +27,7 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +49,15 @@ def make_inputs(path: Path, *, n: int = 512, seed: int = 0) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     from lamost2csst.nn.inference import default_model_path, model_hash
 
-    np.savez_compressed(path, flux=data.flux, error=data.error, mask=mask, sed=sed, sigma=sigma,
-                        model_hash=np.array(model_hash(default_model_path())))
+    np.savez_compressed(
+        path,
+        flux=data.flux,
+        error=data.error,
+        mask=mask,
+        sed=sed,
+        sigma=sigma,
+        model_hash=np.array(model_hash(default_model_path())),
+    )
     print(f"wrote {path}: {n} spectra and the shipped model's predictions (TensorFlow, CPU)")
 
 
@@ -90,8 +97,12 @@ def measure(args) -> dict:
     ref_hash = str(ref["model_hash"]) if "model_hash" in ref else "unknown (made before hashes were stored)"
     if ref_hash != inference.model_hash(model_path):
         # the reference predictions came from another model: the differences below say nothing about precision
-        print(f"WARNING: {args.inputs} holds the predictions of model {ref_hash}, not of {model_path}; "
-              f"the *_rel_diff values compare two models: remake it with --make-inputs", file=sys.stderr, flush=True)
+        print(
+            f"WARNING: {args.inputs} holds the predictions of model {ref_hash}, not of {model_path}; "
+            f"the *_rel_diff values compare two models: remake it with --make-inputs",
+            file=sys.stderr,
+            flush=True,
+        )
     reps = -(-args.n // ref["flux"].shape[0])
     flux = np.tile(ref["flux"], (reps, 1))[: args.n]
     error = np.tile(ref["error"], (reps, 1))[: args.n]
@@ -103,38 +114,56 @@ def measure(args) -> dict:
             inference.JAX_MATMUL_PRECISION = precision
             _compiled_forward.cache_clear()
         sed, sigma = predict(ref["flux"], ref["error"], mask=ref["mask"], model=model)
-        accuracy = {"sed_max_rel_diff": float(np.abs(sed / ref["sed"] - 1).max()),
-                    "sigma_max_rel_diff": float(np.abs(sigma / ref["sigma"] - 1).max()),
-                    "sed_median_rel_diff": float(np.median(np.abs(sed / ref["sed"] - 1)))}
+        accuracy = {
+            "sed_max_rel_diff": float(np.abs(sed / ref["sed"] - 1).max()),
+            "sigma_max_rel_diff": float(np.abs(sigma / ref["sigma"] - 1).max()),
+            "sed_median_rel_diff": float(np.median(np.abs(sed / ref["sed"] - 1))),
+        }
         print(json.dumps({"precision": precision, **accuracy}), flush=True)
         forward = _compiled_forward(model)
         for batch in args.batches:
+
             def whole():
                 predict(flux, error, mask=mask, model=model, batch_size=batch)
 
             def network():
                 for start in range(0, args.n, batch):
-                    forward(prepared[0][start:start + batch], prepared[1][start:start + batch])
+                    forward(prepared[0][start : start + batch], prepared[1][start : start + batch])
 
             network()  # warm-up: compilation for this batch shape (and the remainder's)
             t_net = _best(network, args.repeat)
             t_all = _best(whole, args.repeat)
-            row = {"precision": precision, "batch": batch, "n": args.n,
-                   "predict_spectra_per_s": round(args.n / t_all), "network_spectra_per_s": round(args.n / t_net),
-                   "predict_seconds": round(t_all, 3), "network_seconds": round(t_net, 3), **accuracy}
+            row = {
+                "precision": precision,
+                "batch": batch,
+                "n": args.n,
+                "predict_spectra_per_s": round(args.n / t_all),
+                "network_spectra_per_s": round(args.n / t_net),
+                "predict_seconds": round(t_all, 3),
+                "network_seconds": round(t_net, 3),
+                **accuracy,
+            }
             results.append(row)
             print(json.dumps(row), flush=True)
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "backend": backend,
-            "device": _device_name(backend), "cpus": os.cpu_count(), "python": platform.python_version(),
-            "keras": keras.__version__, "command": " ".join(["python -m benchmarks.bench_predict_device",
-                                                              *sys.argv[1:]]),
-            "model": args.model or "shipped", "results": results}
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "backend": backend,
+        "device": _device_name(backend),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "command": " ".join(["python -m benchmarks.bench_predict_device", *sys.argv[1:]]),
+        "model": args.model or "shipped",
+        "results": results,
+    }
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--make-inputs", metavar="NPZ", type=Path, help="write the reference inputs and stop")
-    p.add_argument("--n-inputs", type=int, default=512, help="spectra in the reference inputs (--make-inputs)")
+    p.add_argument(
+        "--n-inputs", type=int, default=512, help="spectra in the reference inputs (--make-inputs)"
+    )
     p.add_argument("--inputs", type=Path, default=Path(".device/predict_inputs.npz"))
     p.add_argument("--n", type=int, default=65536, help="spectra per timed run (the inputs, tiled)")
     p.add_argument("--batches", type=int, nargs="+", default=[1024, 4096, 16384, 65536])

@@ -30,7 +30,7 @@ import json
 import os
 import platform
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +66,19 @@ CASES = {
     "uv3b": (UV3B, None),
     "uv3c": (UV3C, None),
 }
-DEFAULT_CASES = ["0.01", "0.02", "0.05", "0.1", "0.2", "0.02/nf40", "0.05/nf40", "uv3/nf40", "uv4/nf40", "uv3b", "uv3c"]
+DEFAULT_CASES = [
+    "0.01",
+    "0.02",
+    "0.05",
+    "0.1",
+    "0.2",
+    "0.02/nf40",
+    "0.05/nf40",
+    "uv3/nf40",
+    "uv4/nf40",
+    "uv3b",
+    "uv3c",
+]
 
 
 def _describe(step) -> str:
@@ -110,7 +122,11 @@ def _reference(name, model, cache_dir):
         path = Path(cache_dir) / f"bench-ref-{name}-{step:g}-{nfreqs}.npz"
         if path.is_file():
             d = np.load(path)
-            return int(d["n_points"]), float(d["seconds"]), {k: d[k] for k in ("flux_in", "flux_lamost", "sed")}
+            return (
+                int(d["n_points"]),
+                float(d["seconds"]),
+                {k: d[k] for k in ("flux_in", "flux_lamost", "sed")},
+            )
     res, red = _run(model, "ref")
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +173,7 @@ def main(argv=None) -> list[dict]:
             )
     result = {
         "benchmark": "bench_synthesis",
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"node": platform.node(), "processor": _cpu(), "cpus": os.cpu_count()},
         "synspec_build": install.info,
         "targets": {"sed_max_rel": TARGET_SED, "norm_in_max_rel": TARGET_NORM},

@@ -54,19 +54,35 @@ def check_output_location(out: str, *, resume: bool, overwrite: bool) -> None:
     from lamost2csst.io.storage import exists
 
     if exists(out) and not (resume or overwrite):
-        raise InputError(f"output {out} already exists; pass --resume to finish it, --overwrite to "
-                            "replace it, or choose another --out")
+        raise InputError(
+            f"output {out} already exists; pass --resume to finish it, --overwrite to "
+            "replace it, or choose another --out"
+        )
 
 
 def add_dashboard_option(group) -> None:
     """``--dashboard-address``: where a local cluster's dashboard listens (default: this machine only)."""
-    group.add_argument("--dashboard-address", metavar="HOST:PORT", default="127.0.0.1:0",
-                       help="dashboard of the local cluster (default 127.0.0.1 on a free port: not reachable "
-                            "from other machines; e.g. 0.0.0.0:8787 to expose it, behind your own firewall)")
+    group.add_argument(
+        "--dashboard-address",
+        metavar="HOST:PORT",
+        default="127.0.0.1:0",
+        help="dashboard of the local cluster (default 127.0.0.1 on a free port: not reachable "
+        "from other machines; e.g. 0.0.0.0:8787 to expose it, behind your own firewall)",
+    )
 
 
-def run_cli(prog: str, args, run, *, client: bool = True, preflight=None, n_workers=None,
-            threads_per_worker: int = 1, gpus: bool = False, user_errors: tuple = ()):
+def run_cli(
+    prog: str,
+    args,
+    run,
+    *,
+    client: bool = True,
+    preflight=None,
+    n_workers=None,
+    threads_per_worker: int = 1,
+    gpus: bool = False,
+    user_errors: tuple = (),
+):
     """Run a job's ``run`` as a command line and return its summary.
 
     With ``client=True``, ``run(args, client)`` runs on a Dask client
@@ -86,8 +102,9 @@ def run_cli(prog: str, args, run, *, client: bool = True, preflight=None, n_work
             preflight(args)
         if not client:
             return run(args)
-        return _run_on_client(prog, args, run, n_workers=n_workers, threads_per_worker=threads_per_worker,
-                              gpus=gpus)
+        return _run_on_client(
+            prog, args, run, n_workers=n_workers, threads_per_worker=threads_per_worker, gpus=gpus
+        )
     except (InputError, *user_errors) as err:
         print(f"python -m jobs.{prog}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -97,8 +114,11 @@ def run_cli(prog: str, args, run, *, client: bool = True, preflight=None, n_work
         # A full disk (or quota) is not a bug: say so in one line, with where and what to do.
         where = f" ({err.filename})" if err.filename else ""
         again = "; chunks already finished are kept: rerun with --resume" if hasattr(args, "resume") else ""
-        print(f"python -m jobs.{prog}: error: {err.strerror or 'no space left'}{where}: free space or write "
-              f"the output elsewhere{again}", file=sys.stderr)
+        print(
+            f"python -m jobs.{prog}: error: {err.strerror or 'no space left'}{where}: free space or write "
+            f"the output elsewhere{again}",
+            file=sys.stderr,
+        )
         raise SystemExit(1) from None
 
 
@@ -107,8 +127,10 @@ def _run_on_client(prog: str, args, run, *, n_workers, threads_per_worker: int, 
     from lamost2csst.parallel.runtime import dask_client
 
     with dask_client(
-        scheduler=getattr(args, "scheduler", None), n_workers=n_workers,
-        threads_per_worker=threads_per_worker, gpus=gpus,
+        scheduler=getattr(args, "scheduler", None),
+        n_workers=n_workers,
+        threads_per_worker=threads_per_worker,
+        gpus=gpus,
         dashboard_address=getattr(args, "dashboard_address", None) or "127.0.0.1:0",
     ) as dask:
         print(f"[{prog}] Dask dashboard: {dask.dashboard_link}", file=sys.stderr, flush=True)

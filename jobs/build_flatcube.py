@@ -26,6 +26,7 @@ def __getattr__(name):
         return PAPER_PRECISION
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 DESCRIPTION = """\
 Fit the large-scale flat of every CSST slitless detector at every wavelength of the R=200
 output grid from star-by-star flux ratios, observed / (scale * predicted SED), across
@@ -75,38 +76,89 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--observations", metavar="O.zarr", help="slitless observations (lamost2csst.slitless_observations/1)")
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--observations", metavar="O.zarr", help="slitless observations (lamost2csst.slitless_observations/1)"
+    )
     p.add_argument("--predictions", metavar="P.zarr", help="predictions of jobs.predict_catalogue")
     p.add_argument("--out", metavar="C.zarr", help=f"the cube (default for the demo: {DEMO_DIR}/cube.zarr)")
-    p.add_argument("--order", type=int, default=2, help="total degree of the 2D polynomial (default: %(default)s)")
+    p.add_argument(
+        "--order", type=int, default=2, help="total degree of the 2D polynomial (default: %(default)s)"
+    )
     p.add_argument("--kappa", type=float, default=3.0, help="sigma-clipping threshold (default: %(default)s)")
-    p.add_argument("--iterations", type=positive_int,
-                   help="fits, with clipping between (default: 3; 10 with --self-calibrate)")
-    p.add_argument("--self-calibrate", action="store_true",
-                   help="fit each star's scale jointly with the flats from repeated observations (ubercal-style) "
-                   "instead of trusting the observations' scale column; >= 3 observations per star advised")
-    p.add_argument("--min-stars", type=positive_int, default=20, help="minimum observations per fit (default: %(default)s)")
-    p.add_argument("--chunk-obs", type=positive_int, metavar="N", help="observations per task (default: the store's chunk)")
-    p.add_argument("--resume", action="store_true", help="reuse the saved normal equations of an interrupted run")
-    p.add_argument("--fits-dir", metavar="DIR",
-                   help="also write aXe-style FITS flats, one file per band and detector (DIR/flat_<band>_<det>.fits)")
-    p.add_argument("--fits-binning", type=positive_int, default=64, metavar="B",
-                   help="FITS images keep every B-th detector pixel (default: %(default)s; 1 = full 9232 x 9216)")
-    p.add_argument("--monte-carlo", action="store_true",
-                   help="instead of building a cube: the Sect. 5 Monte Carlo of the calibration precision with the "
-                   "demo's predicted SEDs (400 stars with S/N > 20, order 2; then vs stars, order, scale errors)")
-    p.add_argument("--realizations", type=positive_int, default=20, help="Monte Carlo realizations (default: %(default)s)")
-    p.add_argument("--plot", metavar="FILE.png", help="with --monte-carlo: plot the precision against the number of stars")
+    p.add_argument(
+        "--iterations",
+        type=positive_int,
+        help="fits, with clipping between (default: 3; 10 with --self-calibrate)",
+    )
+    p.add_argument(
+        "--self-calibrate",
+        action="store_true",
+        help="fit each star's scale jointly with the flats from repeated observations (ubercal-style) "
+        "instead of trusting the observations' scale column; >= 3 observations per star advised",
+    )
+    p.add_argument(
+        "--min-stars",
+        type=positive_int,
+        default=20,
+        help="minimum observations per fit (default: %(default)s)",
+    )
+    p.add_argument(
+        "--chunk-obs",
+        type=positive_int,
+        metavar="N",
+        help="observations per task (default: the store's chunk)",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="reuse the saved normal equations of an interrupted run"
+    )
+    p.add_argument(
+        "--fits-dir",
+        metavar="DIR",
+        help="also write aXe-style FITS flats, one file per band and detector (DIR/flat_<band>_<det>.fits)",
+    )
+    p.add_argument(
+        "--fits-binning",
+        type=positive_int,
+        default=64,
+        metavar="B",
+        help="FITS images keep every B-th detector pixel (default: %(default)s; 1 = full 9232 x 9216)",
+    )
+    p.add_argument(
+        "--monte-carlo",
+        action="store_true",
+        help="instead of building a cube: the Sect. 5 Monte Carlo of the calibration precision with the "
+        "demo's predicted SEDs (400 stars with S/N > 20, order 2; then vs stars, order, scale errors)",
+    )
+    p.add_argument(
+        "--realizations",
+        type=positive_int,
+        default=20,
+        help="Monte Carlo realizations (default: %(default)s)",
+    )
+    p.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="with --monte-carlo: plot the precision against the number of stars",
+    )
     where = p.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="attach to a running Dask scheduler")
-    where.add_argument("--workers", type=positive_int, metavar="N", help="LocalCluster workers (default: CPU cores)")
+    where.add_argument(
+        "--workers", type=positive_int, metavar="N", help="LocalCluster workers (default: CPU cores)"
+    )
     add_dashboard_option(p)
     p.add_argument("--performance-report", metavar="FILE", help="write a Dask performance report (HTML)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--log-chunks", action="store_true",
-                   help="one JSON line per chunk done or failed on stderr (for log collectors)")
+    p.add_argument(
+        "--log-chunks",
+        action="store_true",
+        help="one JSON line per chunk done or failed on stderr (for log collectors)",
+    )
     return p
 
 
@@ -136,8 +188,15 @@ def monte_carlo(args, client) -> dict:
     """The Sect. 5 Monte Carlo on the demo's predictions; the plot with --plot; print the summary."""
     from lamost2csst.parallel.flat_precision import flat_precision_study
 
-    summary = flat_precision_study(client, demo_dir=DEMO_DIR, demo_stars=DEMO_STARS, star_counts=MC_STAR_COUNTS,
-                                   realizations=args.realizations, progress=not args.no_progress, log=_log)
+    summary = flat_precision_study(
+        client,
+        demo_dir=DEMO_DIR,
+        demo_stars=DEMO_STARS,
+        star_counts=MC_STAR_COUNTS,
+        realizations=args.realizations,
+        progress=not args.no_progress,
+        log=_log,
+    )
     if args.plot:
         from lamost2csst.workflows.flat_precision import plot_precision
 
@@ -164,10 +223,20 @@ def run(args: argparse.Namespace, client) -> dict:
     else:
         observations, predictions, out = args.observations, args.predictions, args.out
     iterations = args.iterations or (10 if args.self_calibrate else 3)
-    summary = build_flatcube(observations, predictions, out, client=client, order=args.order,
-                             kappa=args.kappa, iterations=iterations, min_stars=args.min_stars,
-                             chunk_obs=args.chunk_obs, resume=args.resume, self_calibrate=args.self_calibrate,
-                             progress=not args.no_progress)
+    summary = build_flatcube(
+        observations,
+        predictions,
+        out,
+        client=client,
+        order=args.order,
+        kappa=args.kappa,
+        iterations=iterations,
+        min_stars=args.min_stars,
+        chunk_obs=args.chunk_obs,
+        resume=args.resume,
+        self_calibrate=args.self_calibrate,
+        progress=not args.no_progress,
+    )
     if args.fits_dir:
         from lamost2csst.io.flatcube_fits import export_cube_fits
 

@@ -39,36 +39,53 @@ summary line.
 examples:
   python -m jobs.evaluate_model --out eval/shipped --miles
 """
-EPILOG += ("  python -m jobs.evaluate_model --model runs/pretrain/best.keras "
-           "--split runs/pretrain/split.json --out eval/run\n")
+EPILOG += (
+    "  python -m jobs.evaluate_model --model runs/pretrain/best.keras "
+    "--split runs/pretrain/split.json --out eval/run\n"
+)
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--model", help="a .keras model (default: the shipped model)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--grid", nargs="+", metavar="PATH", help="grid part stores (default: the shipped grid)")
     p.add_argument("--split", help="split.json of the training run (default: the split in the model card)")
     p.add_argument("--no-grid-test", dest="grid_test", action="store_false", help="skip the grid test split")
     p.add_argument("--snrs", type=float_list, default=(20.0, 40.0, 80.0), help="SNRs (default 20,40,80)")
-    p.add_argument("--realisations", type=positive_int, default=10,
-                   help="noise draws per test model (default 10)")
-    p.add_argument("--no-lamost-path", dest="lamost_path", action="store_false",
-                   help="skip the grid test split observed through the survey job's input path "
-                   "(default: run it too: each test model observed on LAMOST_WAVE at a disc + halo radial "
-                   "velocity with noise at the S/N per LAMOST pixel, then rest frame, resampling and "
-                   "normalization as the job does)")
+    p.add_argument(
+        "--realisations", type=positive_int, default=10, help="noise draws per test model (default 10)"
+    )
+    p.add_argument(
+        "--no-lamost-path",
+        dest="lamost_path",
+        action="store_false",
+        help="skip the grid test split observed through the survey job's input path "
+        "(default: run it too: each test model observed on LAMOST_WAVE at a disc + halo radial "
+        "velocity with noise at the S/N per LAMOST pixel, then rest frame, resampling and "
+        "normalization as the job does)",
+    )
     p.add_argument("--miles", action="store_true", help="also run the MILES verification (Sect. 4.3)")
     p.add_argument("--miles-snr", type=float, default=100.0, help="SNR of the MILES inputs (default 100)")
     p.add_argument("--miles-rmsae", type=float, default=0.05, help="GPR screening threshold (default 0.05)")
-    p.add_argument("--ensemble", nargs="+", metavar="MODEL.keras",
-                   help="more members (same training data, other seeds): predictions are the ensemble mean "
-                        "and sigma its total (aleatoric + epistemic) uncertainty "
-                        "(lamost2csst.nn.uncertainty)")
-    p.add_argument("--ridge-baseline", action="store_true",
-                   help="also evaluate a ridge regression trained on the same training models "
-                        "(the simple way)")
+    p.add_argument(
+        "--ensemble",
+        nargs="+",
+        metavar="MODEL.keras",
+        help="more members (same training data, other seeds): predictions are the ensemble mean "
+        "and sigma its total (aleatoric + epistemic) uncertainty "
+        "(lamost2csst.nn.uncertainty)",
+    )
+    p.add_argument(
+        "--ridge-baseline",
+        action="store_true",
+        help="also evaluate a ridge regression trained on the same training models (the simple way)",
+    )
     p.add_argument("--seed", type=int, default=2024, help="seed of the evaluation noise")
     return p
 
@@ -79,10 +96,22 @@ def run(args) -> dict:
     from lamost2csst.workflows.evaluation import evaluate_model
 
     evaluation = evaluate_model(
-        out=args.out, model_path=args.model, grid=args.grid, split=args.split, grid_test=args.grid_test,
-        snrs=args.snrs, realisations=args.realisations, lamost_path=args.lamost_path, miles=args.miles,
-        miles_snr=args.miles_snr, miles_rmsae=args.miles_rmsae, ensemble=args.ensemble,
-        ridge_baseline=args.ridge_baseline, seed=args.seed, command=" ".join(sys.argv))
+        out=args.out,
+        model_path=args.model,
+        grid=args.grid,
+        split=args.split,
+        grid_test=args.grid_test,
+        snrs=args.snrs,
+        realisations=args.realisations,
+        lamost_path=args.lamost_path,
+        miles=args.miles,
+        miles_snr=args.miles_snr,
+        miles_rmsae=args.miles_rmsae,
+        ensemble=args.ensemble,
+        ridge_baseline=args.ridge_baseline,
+        seed=args.seed,
+        command=" ".join(sys.argv),
+    )
     print(evaluation.text)
     return evaluation.summary()
 

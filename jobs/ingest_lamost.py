@@ -54,19 +54,38 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="LAMOST LRS FITS files and/or folders")
-    parser.add_argument("--out", required=True, metavar="CATALOGUE.zarr",
-                        help="the catalogue to create or append to")
-    parser.add_argument("--chunk-stars", type=positive_int, default=4096, metavar="N",
-                        help="stars per chunk of a new catalogue (default: %(default)s; an existing one keeps its own)")
-    parser.add_argument("--files-per-task", type=positive_int, default=256, metavar="N",
-                        help="files per scan task (default: %(default)s)")
+    parser.add_argument(
+        "--out", required=True, metavar="CATALOGUE.zarr", help="the catalogue to create or append to"
+    )
+    parser.add_argument(
+        "--chunk-stars",
+        type=positive_int,
+        default=4096,
+        metavar="N",
+        help="stars per chunk of a new catalogue (default: %(default)s; an existing one keeps its own)",
+    )
+    parser.add_argument(
+        "--files-per-task",
+        type=positive_int,
+        default=256,
+        metavar="N",
+        help="files per scan task (default: %(default)s)",
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="attach to a running Dask scheduler")
-    where.add_argument("--workers", type=positive_int, metavar="N",
-                       help="worker processes of the LocalCluster (default: number of CPU cores)")
+    where.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="worker processes of the LocalCluster (default: number of CPU cores)",
+    )
     add_dashboard_option(parser)
     parser.add_argument("--performance-report", metavar="FILE", help="write a Dask performance report (HTML)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -87,11 +106,19 @@ def run(args: argparse.Namespace, client) -> dict:
     """Run the job on ``client``; print the summary as one JSON line and return it."""
     from lamost2csst.parallel.ingest import ingest_lamost
 
-    summary = ingest_lamost(args.inputs, args.out, client=client, chunk_stars=args.chunk_stars,
-                            progress=not args.no_progress, files_per_task=args.files_per_task)
+    summary = ingest_lamost(
+        args.inputs,
+        args.out,
+        client=client,
+        chunk_stars=args.chunk_stars,
+        progress=not args.no_progress,
+        files_per_task=args.files_per_task,
+    )
     if summary["rejected"]:
-        print(f"[ingest_lamost] {summary['rejected']} file(s) rejected: see attrs['rejects'] of {args.out}",
-              file=sys.stderr)
+        print(
+            f"[ingest_lamost] {summary['rejected']} file(s) rejected: see attrs['rejects'] of {args.out}",
+            file=sys.stderr,
+        )
     print(json.dumps(summary), flush=True)
     return summary
 

@@ -76,7 +76,12 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     data = parser.add_argument_group("data")
     data.add_argument(
         "--catalogue",
@@ -167,8 +172,7 @@ def _demo_catalogue(path: str, n_star: int, client, *, progress: bool = True) ->
     """Build the demo catalogue at ``path`` once; reuse it when it holds the same demo."""
     from lamost2csst.parallel.demo import toy_demo_catalogue
 
-    return toy_demo_catalogue(path, n_star=n_star, seed=DEMO_SEED, client=client, progress=progress,
-                              log=_log)
+    return toy_demo_catalogue(path, n_star=n_star, seed=DEMO_SEED, client=client, progress=progress, log=_log)
 
 
 def _resolve(args) -> tuple[str | None, str]:
@@ -223,7 +227,11 @@ def main(argv=None) -> dict:
     if args.scheduler and args.threads_per_worker != 1:
         _log("--threads-per-worker applies to a LocalCluster only; ignored with --scheduler")
     return run_cli(
-        "normalize_catalogue", args, run, preflight=_preflight, n_workers=args.workers,
+        "normalize_catalogue",
+        args,
+        run,
+        preflight=_preflight,
+        n_workers=args.workers,
         threads_per_worker=args.threads_per_worker,
     )
 

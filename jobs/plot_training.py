@@ -20,8 +20,11 @@ BANDS = ("GU", "GV", "GI")
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m jobs.plot_training", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m jobs.plot_training",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("run_dir", help="a jobs.train_model run directory")
     p.add_argument("--out", default=None, help="PNG to write (default RUN_DIR/training_curve.png)")
     p.add_argument("--every", type=int, default=500, help="epochs between table rows (default 500)")
@@ -38,18 +41,24 @@ def read_history(run_dir) -> list[dict]:
 
 
 def markdown_table(history, *, every: int) -> str:
-    snrs = sorted({k.split("_")[1] for k in history[0] if k.startswith("error_snr")},
-                  key=lambda s: float(s[3:]))
-    head = "| epoch | spectrum passes | minutes | lr | val NLL | " + " | ".join(
-        f"{b} {s.upper()}" for s in snrs for b in BANDS) + " |"
+    snrs = sorted(
+        {k.split("_")[1] for k in history[0] if k.startswith("error_snr")}, key=lambda s: float(s[3:])
+    )
+    head = (
+        "| epoch | spectrum passes | minutes | lr | val NLL | "
+        + " | ".join(f"{b} {s.upper()}" for s in snrs for b in BANDS)
+        + " |"
+    )
     lines = [head, "|" + "---:|" * (5 + len(snrs) * len(BANDS))]
     rows = [h for h in history if h["epoch"] % every == 0]
     if history[-1] not in rows:
         rows.append(history[-1])
     for h in rows:
         cells = " | ".join(f"{h[f'error_{s}_{b}']:.4f}" for s in snrs for b in BANDS)
-        lines.append(f"| {h['epoch']} | {h['passes']:,} | {h['seconds'] / 60:.1f} | {h['lr']:.2e} | "
-                     f"{h['val_nll']:.3f} | {cells} |")
+        lines.append(
+            f"| {h['epoch']} | {h['passes']:,} | {h['seconds'] / 60:.1f} | {h['lr']:.2e} | "
+            f"{h['val_nll']:.3f} | {cells} |"
+        )
     return "\n".join(lines)
 
 

@@ -87,59 +87,129 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     data = parser.add_argument_group("data")
-    data.add_argument("--catalogue", metavar="C.zarr",
-                      help=f"input spectra catalogue (schema lamost2csst.spectra/1); default: build/reuse the "
-                      f"demo catalogue {DEMO_CATALOGUE}")
-    data.add_argument("--out", metavar="P.zarr",
-                      help=f"output store (must not exist unless --resume/--overwrite); default {DEMO_OUT} for "
-                      "the demo, required with --catalogue")
-    data.add_argument("--model", metavar="PATH.keras",
-                      help="UaRA-net model file visible to all workers (default: the shipped model)")
-    data.add_argument("--n-demo", type=positive_int, default=100_000, metavar="N",
-                      help="stars of the demo catalogue, used only without --catalogue (default: %(default)s)")
-    data.add_argument("--chunk-stars", type=positive_int, metavar="N",
-                      help="stars per output chunk = per task; default: the input's chunk size (on --resume: "
-                      "the existing output's)")
-    data.add_argument("--batch-size", type=positive_int, default=1024, metavar="N",
-                      help="spectra per forward pass of the network (default: %(default)s)")
+    data.add_argument(
+        "--catalogue",
+        metavar="C.zarr",
+        help=f"input spectra catalogue (schema lamost2csst.spectra/1); default: build/reuse the "
+        f"demo catalogue {DEMO_CATALOGUE}",
+    )
+    data.add_argument(
+        "--out",
+        metavar="P.zarr",
+        help=f"output store (must not exist unless --resume/--overwrite); default {DEMO_OUT} for "
+        "the demo, required with --catalogue",
+    )
+    data.add_argument(
+        "--model",
+        metavar="PATH.keras",
+        help="UaRA-net model file visible to all workers (default: the shipped model)",
+    )
+    data.add_argument(
+        "--n-demo",
+        type=positive_int,
+        default=100_000,
+        metavar="N",
+        help="stars of the demo catalogue, used only without --catalogue (default: %(default)s)",
+    )
+    data.add_argument(
+        "--chunk-stars",
+        type=positive_int,
+        metavar="N",
+        help="stars per output chunk = per task; default: the input's chunk size (on --resume: "
+        "the existing output's)",
+    )
+    data.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=1024,
+        metavar="N",
+        help="spectra per forward pass of the network (default: %(default)s)",
+    )
     state = parser.add_mutually_exclusive_group()
-    state.add_argument("--resume", action="store_true",
-                       help="finish an existing output of the same input, chunking, model and thresholds: "
-                       "chunks with a marker are skipped")
-    state.add_argument("--overwrite", action="store_true",
-                       help="remove an existing output first (only a lamost2csst.predictions store is removed)")
+    state.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an existing output of the same input, chunking, model and thresholds: "
+        "chunks with a marker are skipped",
+    )
+    state.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="remove an existing output first (only a lamost2csst.predictions store is removed)",
+    )
     flags = parser.add_argument_group("quality flags")
-    flags.add_argument("--min-snr", type=float, default=10.0, metavar="S",
-                       help="LOW_SNR below this median S/N per pixel of the input spectrum, on its own pixels "
-                       "(default: %(default)s)")
-    flags.add_argument("--max-masked-fraction", type=float, default=0.2, metavar="F",
-                       help="MASKED_PIXELS above this fraction of masked INPUT_WAVE pixels (default: %(default)s)")
-    flags.add_argument("--max-abs-z", type=float, default=0.005, metavar="Z",
-                       help="BAD_Z above this |z| (default: %(default)s, 1500 km/s)")
-    flags.add_argument("--max-sigma", type=float, default=0.1, metavar="S",
-                       help="UNCERTAIN above this median predicted sigma (default: %(default)s)")
+    flags.add_argument(
+        "--min-snr",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="LOW_SNR below this median S/N per pixel of the input spectrum, on its own pixels "
+        "(default: %(default)s)",
+    )
+    flags.add_argument(
+        "--max-masked-fraction",
+        type=float,
+        default=0.2,
+        metavar="F",
+        help="MASKED_PIXELS above this fraction of masked INPUT_WAVE pixels (default: %(default)s)",
+    )
+    flags.add_argument(
+        "--max-abs-z",
+        type=float,
+        default=0.005,
+        metavar="Z",
+        help="BAD_Z above this |z| (default: %(default)s, 1500 km/s)",
+    )
+    flags.add_argument(
+        "--max-sigma",
+        type=float,
+        default=0.1,
+        metavar="S",
+        help="UNCERTAIN above this median predicted sigma (default: %(default)s)",
+    )
     cluster = parser.add_argument_group("cluster")
     where = cluster.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", metavar="ADDRESS",
-                       help="attach to a running Dask scheduler (e.g. tcp://host:8786); paths must be visible to "
-                       "its workers")
-    where.add_argument("--workers", type=positive_int, metavar="N",
-                       help="worker processes of the LocalCluster (default: number of CPU cores; one "
-                       "1-thread TensorFlow per core was fastest here, see BENCHMARKS.md)")
-    where.add_argument("--gpus", action="store_true",
-                       help="a dask-cuda LocalCUDACluster: one worker per visible GPU (needs dask-cuda)")
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="attach to a running Dask scheduler (e.g. tcp://host:8786); paths must be visible to "
+        "its workers",
+    )
+    where.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="worker processes of the LocalCluster (default: number of CPU cores; one "
+        "1-thread TensorFlow per core was fastest here, see BENCHMARKS.md)",
+    )
+    where.add_argument(
+        "--gpus",
+        action="store_true",
+        help="a dask-cuda LocalCUDACluster: one worker per visible GPU (needs dask-cuda)",
+    )
     add_dashboard_option(cluster)
-    cluster.add_argument("--threads-per-worker", type=positive_int, default=1, metavar="T",
-                         help="threads per LocalCluster worker, also TensorFlow's thread count (default: "
-                         "%(default)s)")
+    cluster.add_argument(
+        "--threads-per-worker",
+        type=positive_int,
+        default=1,
+        metavar="T",
+        help="threads per LocalCluster worker, also TensorFlow's thread count (default: %(default)s)",
+    )
     report = parser.add_argument_group("reporting")
     report.add_argument("--performance-report", metavar="FILE", help="write a Dask performance report (HTML)")
     report.add_argument("--no-progress", action="store_true", help="no progress bar")
-    report.add_argument("--log-chunks", action="store_true",
-                        help="one JSON line per chunk done or failed on stderr (for log collectors)")
+    report.add_argument(
+        "--log-chunks",
+        action="store_true",
+        help="one JSON line per chunk done or failed on stderr (for log collectors)",
+    )
     return parser
 
 
@@ -163,8 +233,12 @@ def _thresholds(args):
     from lamost2csst.errors import InputError
 
     try:
-        return FlagThresholds(max_masked_fraction=args.max_masked_fraction, min_snr=args.min_snr,
-                              max_abs_z=args.max_abs_z, max_sigma=args.max_sigma)
+        return FlagThresholds(
+            max_masked_fraction=args.max_masked_fraction,
+            min_snr=args.min_snr,
+            max_abs_z=args.max_abs_z,
+            max_sigma=args.max_sigma,
+        )
     except ValueError as err:
         raise InputError(f"flag thresholds: {err}") from None
 
@@ -172,8 +246,9 @@ def _thresholds(args):
 def _demo_catalogue(path: str, n_star: int, client, *, progress: bool = True) -> str:
     from lamost2csst.parallel.demo import grid_demo_catalogue
 
-    return grid_demo_catalogue(path, n_star=n_star, seed=DEMO_SEED, client=client, progress=progress,
-                               log=_log)
+    return grid_demo_catalogue(
+        path, n_star=n_star, seed=DEMO_SEED, client=client, progress=progress, log=_log
+    )
 
 
 def _resolve(args) -> tuple[str | None, str]:
@@ -207,9 +282,18 @@ def run(args: argparse.Namespace, client) -> dict:
     if catalogue is None:
         catalogue = _demo_catalogue(DEMO_CATALOGUE, args.n_demo, client, progress=not args.no_progress)
     _log(f"{catalogue} -> {out}")
-    summary = predict_catalogue(catalogue, out, client=client, model=args.model, chunk_stars=args.chunk_stars,
-                                resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, thresholds=_thresholds(args),
-                                batch_size=args.batch_size)
+    summary = predict_catalogue(
+        catalogue,
+        out,
+        client=client,
+        model=args.model,
+        chunk_stars=args.chunk_stars,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        thresholds=_thresholds(args),
+        batch_size=args.batch_size,
+    )
     print(json.dumps(summary), flush=True)
     return summary
 
@@ -224,8 +308,15 @@ def main(argv=None) -> dict:
         log_chunks_to_stderr()  # workers inherit it: no TensorFlow banner per worker
     from jobs._cli import run_cli
 
-    return run_cli("predict_catalogue", args, run, preflight=_preflight, n_workers=args.workers,
-                   threads_per_worker=args.threads_per_worker, gpus=args.gpus)
+    return run_cli(
+        "predict_catalogue",
+        args,
+        run,
+        preflight=_preflight,
+        n_workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        gpus=args.gpus,
+    )
 
 
 if __name__ == "__main__":

@@ -42,20 +42,45 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--catalogue", required=True, metavar="C.zarr", help="spectra catalogue with sed_true")
     p.add_argument("--out", required=True, metavar="O.zarr", help="observation store to create")
-    p.add_argument("--n-stars", type=positive_int, metavar="N", help="first N stars with a usable z (default: all)")
-    p.add_argument("--exposures", type=positive_int, default=3, metavar="K", help="exposures per star and band")
+    p.add_argument(
+        "--n-stars", type=positive_int, metavar="N", help="first N stars with a usable z (default: all)"
+    )
+    p.add_argument(
+        "--exposures", type=positive_int, default=3, metavar="K", help="exposures per star and band"
+    )
     p.add_argument("--mag-range", type=float, nargs=2, default=(12.0, 16.0), metavar=("BRIGHT", "FAINT"))
-    p.add_argument("--scale-error", type=float, default=0.0, metavar="E",
-                   help="relative error of each star's known scale (default: %(default)s)")
-    p.add_argument("--amplitude", type=float, default=0.03, help="amplitude of the injected flat (default: %(default)s)")
-    p.add_argument("--max-order", type=int, default=3, choices=(1, 2, 3),
-                   help="highest total degree of the injected flat's terms (default: %(default)s)")
-    p.add_argument("--throughput", action="append", default=[], metavar="BAND=FILE",
-                   help="throughput file of a band (repeatable)")
+    p.add_argument(
+        "--scale-error",
+        type=float,
+        default=0.0,
+        metavar="E",
+        help="relative error of each star's known scale (default: %(default)s)",
+    )
+    p.add_argument(
+        "--amplitude", type=float, default=0.03, help="amplitude of the injected flat (default: %(default)s)"
+    )
+    p.add_argument(
+        "--max-order",
+        type=int,
+        default=3,
+        choices=(1, 2, 3),
+        help="highest total degree of the injected flat's terms (default: %(default)s)",
+    )
+    p.add_argument(
+        "--throughput",
+        action="append",
+        default=[],
+        metavar="BAND=FILE",
+        help="throughput file of a band (repeatable)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk-obs", type=positive_int, default=4096, metavar="N", help="observations per chunk")
     return p
@@ -70,11 +95,19 @@ def main(argv=None) -> dict:
 
     t0 = time.perf_counter()
     try:
-        result = simulate_observation_store(args.catalogue, args.out, n_stars=args.n_stars,
-                                            throughput_files=args.throughput, chunk_obs=args.chunk_obs,
-                                            n_exposures=args.exposures, seed=args.seed, mag_range=args.mag_range,
-                                            scale_error=args.scale_error, amplitude=args.amplitude,
-                                            max_order=args.max_order)
+        result = simulate_observation_store(
+            args.catalogue,
+            args.out,
+            n_stars=args.n_stars,
+            throughput_files=args.throughput,
+            chunk_obs=args.chunk_obs,
+            n_exposures=args.exposures,
+            seed=args.seed,
+            mag_range=args.mag_range,
+            scale_error=args.scale_error,
+            amplitude=args.amplitude,
+            max_order=args.max_order,
+        )
     except InputError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -161,15 +161,22 @@ def build_parser() -> argparse.ArgumentParser:
     grid_.add_argument("--alpha", type=lambda t: parse_values(t, name="alpha"), default="0,0.4",
                        metavar="SPEC", help="[alpha/M] (default %(default)s)")  # fmt: skip
     grid_.add_argument("--n-random", type=positive_int, metavar="N", help="keep a random subset of N models")
-    grid_.add_argument("--seed", type=int, default=0,
-                       help="seed of --n-random and --part (default %(default)s)")
-    grid_.add_argument("--part", type=_part, metavar="K/N",
-                       help="keep part K of N (K = 0..N-1) of the selected models, dealt at random (--seed): "
-                       "parts are disjoint and together make the whole selection, so a grid can be "
-                       "synthesized part by part across machines or sessions")
-    grid_.add_argument("--skip-shipped", action="store_true",
-                       help="leave out models already in the grid shipped with the package "
-                       "(lamost2csst.load_grid())")
+    grid_.add_argument(
+        "--seed", type=int, default=0, help="seed of --n-random and --part (default %(default)s)"
+    )
+    grid_.add_argument(
+        "--part",
+        type=_part,
+        metavar="K/N",
+        help="keep part K of N (K = 0..N-1) of the selected models, dealt at random (--seed): "
+        "parts are disjoint and together make the whole selection, so a grid can be "
+        "synthesized part by part across machines or sessions",
+    )
+    grid_.add_argument(
+        "--skip-shipped",
+        action="store_true",
+        help="leave out models already in the grid shipped with the package (lamost2csst.load_grid())",
+    )
     synth = p.add_argument_group("synthesis")
     synth.add_argument("--step", type=parse_step, default=step_text(DEFAULT_STEP), metavar="STEP",
                        help="Synspec SPACE, largest spacing of frequency points in A, or a schedule "
@@ -185,8 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     state.add_argument("--resume", action="store_true",
                        help="finish an existing store made with the same models "
                        "and settings: models with a .done marker are skipped")  # fmt: skip
-    state.add_argument("--overwrite", action="store_true",
-                       help="remove an existing store of this schema first")
+    state.add_argument(
+        "--overwrite", action="store_true", help="remove an existing store of this schema first"
+    )
     cluster = p.add_argument_group("cluster")
     where = cluster.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="attach to a running Dask scheduler")
@@ -225,8 +233,15 @@ def run(args: argparse.Namespace, client) -> dict:
     from lamost2csst.parallel.synthesis import synthesize_grid
 
     summary = synthesize_grid(
-        client=client, out=args.out, **_selection(args), step=args.step, nfreqs=args.nfreqs,
-        workdir=args.workdir, resume=args.resume, overwrite=args.overwrite, command=args.command,
+        client=client,
+        out=args.out,
+        **_selection(args),
+        step=args.step,
+        nfreqs=args.nfreqs,
+        workdir=args.workdir,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        command=args.command,
         progress=not args.no_progress,
     )
     print(json.dumps(summary), flush=True)

@@ -82,35 +82,66 @@ def positive_float(text: str) -> float:
 
 def _common_options(p, *, epochs, batch_size, lr_min, test_fraction, mask_augment):
     p.add_argument("--run-dir", required=True, help="directory for checkpoints, logs and the best model")
-    p.add_argument("--grid", nargs="+", metavar="PATH",
-                   help="grid part stores (default: the grid shipped in the package)")
+    p.add_argument(
+        "--grid",
+        nargs="+",
+        metavar="PATH",
+        help="grid part stores (default: the grid shipped in the package)",
+    )
     p.add_argument("--epochs", type=positive_int, default=epochs, help=f"epochs (default {epochs})")
-    p.add_argument("--batch-size", type=positive_int, default=batch_size,
-                   help=f"spectra per step (default {batch_size})")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=batch_size, help=f"spectra per step (default {batch_size})"
+    )
     p.add_argument("--lr", type=positive_float, default=1e-3, help="initial learning rate (default 1e-3)")
-    p.add_argument("--lr-min", type=float, default=lr_min,
-                   help="learning rate at the last epoch, cosine decay (default %(default)s; "
-                   "none = constant)")
-    p.add_argument("--snrs", type=float_list, default=(20.0, 25.0, 30.0, 35.0, 40.0),
-                   help="training SNRs (default 20,25,30,35,40)")
+    p.add_argument(
+        "--lr-min",
+        type=float,
+        default=lr_min,
+        help="learning rate at the last epoch, cosine decay (default %(default)s; none = constant)",
+    )
+    p.add_argument(
+        "--snrs",
+        type=float_list,
+        default=(20.0, 25.0, 30.0, 35.0, 40.0),
+        help="training SNRs (default 20,25,30,35,40)",
+    )
     p.add_argument("--validate-every", type=positive_int, default=10, help="epochs between validations")
-    p.add_argument("--patience", type=int, default=0,
-                   help="validations without improvement before stopping (0: off)")
-    p.add_argument("--minutes", type=positive_float, default=math.inf,
-                   help="wall-time cap of the training loop")
+    p.add_argument(
+        "--patience", type=int, default=0, help="validations without improvement before stopping (0: off)"
+    )
+    p.add_argument(
+        "--minutes", type=positive_float, default=math.inf, help="wall-time cap of the training loop"
+    )
     p.add_argument("--beta", type=float, default=0.0, help="beta-NLL exponent (default 0: Eq. 17)")
-    p.add_argument("--clipnorm", type=positive_float, default=None, metavar="C",
-                   help="clip each variable's gradient norm at C (Keras Adam clipnorm); default off, as in "
-                   "the paper. Measured: with 1.0 the uncertainty branch lost 14 of its 16 units within 25 "
-                   "epochs (EVALUATION.md); watch error_branch_active_units in history.jsonl")
-    p.add_argument("--mask-augment", type=float, default=mask_augment,
-                   help="probability of a random masked span per training spectrum (default %(default)s)")
-    p.add_argument("--test-fraction", type=float, default=test_fraction,
-                   help="fraction held out for validation/test (default %(default)s)")
+    p.add_argument(
+        "--clipnorm",
+        type=positive_float,
+        default=None,
+        metavar="C",
+        help="clip each variable's gradient norm at C (Keras Adam clipnorm); default off, as in "
+        "the paper. Measured: with 1.0 the uncertainty branch lost 14 of its 16 units within 25 "
+        "epochs (EVALUATION.md); watch error_branch_active_units in history.jsonl",
+    )
+    p.add_argument(
+        "--mask-augment",
+        type=float,
+        default=mask_augment,
+        help="probability of a random masked span per training spectrum (default %(default)s)",
+    )
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=test_fraction,
+        help="fraction held out for validation/test (default %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of split, initial weights and noise")
-    p.add_argument("--split-seed", type=int, default=None,
-                   help="seed of the train/test split alone (default: --seed); deep-ensemble members "
-                        "share one split (same --split-seed) and differ in --seed")
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        default=None,
+        help="seed of the train/test split alone (default: --seed); deep-ensemble members "
+        "share one split (same --split-seed) and differ in --seed",
+    )
     p.add_argument("--threads", type=positive_int, default=None, help="TensorFlow intra-op threads")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     p.add_argument("--export", metavar="PATH.keras", help="copy the best model (+ card) here at the end")
@@ -128,44 +159,83 @@ def teff_range(text: str) -> tuple[float, float]:
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=fmt)
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt)
     stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
-    pre = stages.add_parser("pretrain", help="train on the synthetic grid", description=DESCRIPTION,
-                            epilog=EPILOG, formatter_class=fmt)
+    pre = stages.add_parser(
+        "pretrain",
+        help="train on the synthetic grid",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=fmt,
+    )
     _common_options(pre, epochs=3000, batch_size=256, lr_min=1e-5, test_fraction=0.25, mask_augment=0.25)
-    pre.add_argument("--input-path", choices=("direct", "lamost"), default="direct",
-                     help="how training inputs are made: 'direct' (Eq. 1 noise on the input grid, the paper) "
-                     "or 'lamost' (observed on LAMOST_WAVE at a radial velocity, then the survey job's input "
-                     "path; --snrs are then per LAMOST pixel)")
-    pre.add_argument("--init", metavar="MODEL.keras",
-                     help="start from this model (weights and architecture; --dropout/--error-input are then "
-                     "its own)")
-    pre.add_argument("--dropout", type=float, default=0.0,
-                     help="dropout before hidden FC layers (MC dropout)")
-    pre.add_argument("--error-input", choices=("scale", "log"), default="scale",
-                     help="how the input errors enter the uncertainty branch: 'scale' (x50, as the shipped "
-                     "model) or 'log' (ln(error/0.03), values of both signs, so that its ReLUs cannot all "
-                     "die at every S/N)")
-    fine = stages.add_parser("finetune", help="fine-tune a model on empirical spectra (STELIB)",
-                             description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt)
+    pre.add_argument(
+        "--input-path",
+        choices=("direct", "lamost"),
+        default="direct",
+        help="how training inputs are made: 'direct' (Eq. 1 noise on the input grid, the paper) "
+        "or 'lamost' (observed on LAMOST_WAVE at a radial velocity, then the survey job's input "
+        "path; --snrs are then per LAMOST pixel)",
+    )
+    pre.add_argument(
+        "--init",
+        metavar="MODEL.keras",
+        help="start from this model (weights and architecture; --dropout/--error-input are then its own)",
+    )
+    pre.add_argument(
+        "--dropout", type=float, default=0.0, help="dropout before hidden FC layers (MC dropout)"
+    )
+    pre.add_argument(
+        "--error-input",
+        choices=("scale", "log"),
+        default="scale",
+        help="how the input errors enter the uncertainty branch: 'scale' (x50, as the shipped "
+        "model) or 'log' (ln(error/0.03), values of both signs, so that its ReLUs cannot all "
+        "die at every S/N)",
+    )
+    fine = stages.add_parser(
+        "finetune",
+        help="fine-tune a model on empirical spectra (STELIB)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=fmt,
+    )
     _common_options(fine, epochs=200, batch_size=32, lr_min=None, test_fraction=0.2, mask_augment=0.0)
-    fine.add_argument("--init", metavar="MODEL.keras",
-                      help="model to start from (default: the shipped model)")
-    fine.add_argument("--library", choices=["stelib", "ngsl"], default="stelib",
-                      help="stelib: the 255 STELIB stars of sdss-mangadap; ngsl: your NGSL v2 files")
-    fine.add_argument("--ngsl", nargs="+", metavar="PATH",
-                      help="NGSL v2 FITS files or folders (--library ngsl)")
-    fine.add_argument("--ngsl-params", metavar="CSV",
-                      help="CSV with columns name,teff,logg,feh (name as in h_stis_ngsl_<name>_v2.fits)")
-    fine.add_argument("--teff-range", type=teff_range, default=(5000.0, 9750.0),
-                      help="Teff range of the stars used, LO,HI in K (default 5000,9750)")
-    fine.add_argument("--no-deredden", dest="deredden", action="store_false",
-                      help="keep STELIB's reddened fluxes (default: fit E(B-V) against the grid and remove "
-                      "it)")
-    fine.add_argument("--screen-rmsae", type=float, default=0.05,
-                      help="drop stars whose out-of-fold GPR RMSAE exceeds this (Appendix B; 0: no "
-                      "screening)")
+    fine.add_argument(
+        "--init", metavar="MODEL.keras", help="model to start from (default: the shipped model)"
+    )
+    fine.add_argument(
+        "--library",
+        choices=["stelib", "ngsl"],
+        default="stelib",
+        help="stelib: the 255 STELIB stars of sdss-mangadap; ngsl: your NGSL v2 files",
+    )
+    fine.add_argument(
+        "--ngsl", nargs="+", metavar="PATH", help="NGSL v2 FITS files or folders (--library ngsl)"
+    )
+    fine.add_argument(
+        "--ngsl-params",
+        metavar="CSV",
+        help="CSV with columns name,teff,logg,feh (name as in h_stis_ngsl_<name>_v2.fits)",
+    )
+    fine.add_argument(
+        "--teff-range",
+        type=teff_range,
+        default=(5000.0, 9750.0),
+        help="Teff range of the stars used, LO,HI in K (default 5000,9750)",
+    )
+    fine.add_argument(
+        "--no-deredden",
+        dest="deredden",
+        action="store_false",
+        help="keep STELIB's reddened fluxes (default: fit E(B-V) against the grid and remove it)",
+    )
+    fine.add_argument(
+        "--screen-rmsae",
+        type=float,
+        default=0.05,
+        help="drop stars whose out-of-fold GPR RMSAE exceeds this (Appendix B; 0: no screening)",
+    )
     return parser
 
 
@@ -181,23 +251,49 @@ def run(args, *, progress=True) -> dict:
     else:
         if args.library == "ngsl" and (not args.ngsl or not args.ngsl_params):
             raise InputError("--library ngsl needs --ngsl FILES... and --ngsl-params CSV")
-        library = LibrarySpec(kind=args.library, grid_paths=args.grid, teff_range=args.teff_range,
-                              deredden=args.deredden, screen_rmsae=args.screen_rmsae, ngsl_files=args.ngsl,
-                              ngsl_params=args.ngsl_params)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                         lr_min=args.lr if args.lr_min is None else args.lr_min, snrs=tuple(args.snrs),
-                         validate_every=args.validate_every, patience=args.patience,
-                         max_minutes=args.minutes, beta=args.beta, mask_augment=args.mask_augment,
-                         seed=args.seed, clipnorm=args.clipnorm,
-                         input_path=getattr(args, "input_path", "direct"))
+        library = LibrarySpec(
+            kind=args.library,
+            grid_paths=args.grid,
+            teff_range=args.teff_range,
+            deredden=args.deredden,
+            screen_rmsae=args.screen_rmsae,
+            ngsl_files=args.ngsl,
+            ngsl_params=args.ngsl_params,
+        )
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        lr_min=args.lr if args.lr_min is None else args.lr_min,
+        snrs=tuple(args.snrs),
+        validate_every=args.validate_every,
+        patience=args.patience,
+        max_minutes=args.minutes,
+        beta=args.beta,
+        mask_augment=args.mask_augment,
+        seed=args.seed,
+        clipnorm=args.clipnorm,
+        input_path=getattr(args, "input_path", "direct"),
+    )
     command = None
     if sys.argv[0].endswith("train_model.py"):
         command = " ".join([PROG, *map(shlex.quote, sys.argv[1:])])
-    return run_training(stage=args.stage, run_dir=args.run_dir, config=config, library=library,
-                        test_fraction=args.test_fraction, split_seed=args.split_seed, init=args.init,
-                        dropout=getattr(args, "dropout", 0.0),
-                        error_input=getattr(args, "error_input", "scale"), threads=args.threads,
-                        resume=args.resume, export=args.export, progress=progress, command=command)
+    return run_training(
+        stage=args.stage,
+        run_dir=args.run_dir,
+        config=config,
+        library=library,
+        test_fraction=args.test_fraction,
+        split_seed=args.split_seed,
+        init=args.init,
+        dropout=getattr(args, "dropout", 0.0),
+        error_input=getattr(args, "error_input", "scale"),
+        threads=args.threads,
+        resume=args.resume,
+        export=args.export,
+        progress=progress,
+        command=command,
+    )
 
 
 def main(argv=None) -> int:
@@ -207,8 +303,7 @@ def main(argv=None) -> int:
     from jobs._cli import run_cli
 
     try:
-        summary = run_cli("train_model", args, run, client=False,
-                          user_errors=(FileExistsError,))
+        summary = run_cli("train_model", args, run, client=False, user_errors=(FileExistsError,))
     except SystemExit as exit_:  # the user's mistake (2) or a full disk (1), already reported on stderr
         return exit_.code
     print(json.dumps(summary))

@@ -32,6 +32,7 @@ def load_grid(path=None):
 
     return _load_grid(path)
 
+
 def load_model(path=None):
     """The shipped UaRA-net (or the ``.keras`` file at ``path``); see :mod:`lamost2csst.nn.inference`."""
     from lamost2csst.nn.inference import load_model as _load_model  # TensorFlow only when asked for
@@ -53,8 +54,18 @@ def predict(norm_flux, norm_error, *, mask=None, model=None, batch_size: int = 1
     return _predict(norm_flux, norm_error, mask=mask, model=model, batch_size=batch_size)
 
 
-def predict_catalogue(catalogue, out, *, client=None, model=None, chunk_stars=None, resume=False,
-                      progress=True, thresholds=None, batch_size: int = 1024) -> dict:
+def predict_catalogue(
+    catalogue,
+    out,
+    *,
+    client=None,
+    model=None,
+    chunk_stars=None,
+    resume=False,
+    progress=True,
+    thresholds=None,
+    batch_size: int = 1024,
+) -> dict:
     """Predict SEDs, sigmas and quality flags for every star of a Zarr spectra catalogue into ``out``.
 
     What ``python -m jobs.predict_catalogue`` runs. ``client`` is a ``distributed.Client``;
@@ -64,8 +75,14 @@ def predict_catalogue(catalogue, out, *, client=None, model=None, chunk_stars=No
     """
     from lamost2csst.parallel.predict import predict_catalogue as _predict_catalogue
 
-    kwargs = dict(model=model, chunk_stars=chunk_stars, resume=resume, progress=progress,
-                  thresholds=thresholds, batch_size=batch_size)
+    kwargs = dict(
+        model=model,
+        chunk_stars=chunk_stars,
+        resume=resume,
+        progress=progress,
+        thresholds=thresholds,
+        batch_size=batch_size,
+    )
     if client is not None:
         return _predict_catalogue(catalogue, out, client=client, **kwargs)
     from lamost2csst.parallel.runtime import dask_client

@@ -43,11 +43,17 @@ def test_api_functions_take_their_options_by_keyword_only():
     [
         ("lamost2csst.core", ("dask", "xarray", "tensorflow", "zarr")),
         ("lamost2csst, lamost2csst.nn", ("dask", "tensorflow", "keras")),
-        ("lamost2csst.nn.training, lamost2csst.nn.inference, lamost2csst.nn.model, lamost2csst.core.gpr, "
-         "lamost2csst.core.evaluation", ("dask", "distributed", "xarray")),
+        (
+            "lamost2csst.nn.training, lamost2csst.nn.inference, lamost2csst.nn.model, lamost2csst.core.gpr, "
+            "lamost2csst.core.evaluation",
+            ("dask", "distributed", "xarray"),
+        ),
         # the catalogue jobs' Zarr paths need no FITS reader (GPU images often lack astropy)
-        ("lamost2csst.io, lamost2csst.io.spectra, lamost2csst.io.simulated, lamost2csst.parallel.predict, "
-         "jobs.predict_catalogue", ("astropy",)),
+        (
+            "lamost2csst.io, lamost2csst.io.spectra, lamost2csst.io.simulated, lamost2csst.parallel.predict, "
+            "jobs.predict_catalogue",
+            ("astropy",),
+        ),
     ],
 )
 def test_layering_imports(modules, forbidden):
@@ -84,8 +90,10 @@ def test_lazy_io_names_resolve_to_their_modules():
 
 def test_importing_the_package_loads_only_core():
     """The root re-exports core eagerly; io, nn, parallel and workflows load only when a wrapper is called."""
-    code = ("import sys, lamost2csst; "
-            "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('lamost2csst.')}))")
+    code = (
+        "import sys, lamost2csst; "
+        "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('lamost2csst.')}))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert set(eval(result.stdout)) <= {"_version", "core", "errors"}, result.stdout
 

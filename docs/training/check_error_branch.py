@@ -16,9 +16,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import lamost2csst  # noqa: E402
-from lamost2csst.nn.inference import load_model  # noqa: E402
-from lamost2csst.workflows.evaluation import branch_health  # noqa: E402
+import lamost2csst
+from lamost2csst.nn.inference import load_model
+from lamost2csst.workflows.evaluation import branch_health
 
 ds = lamost2csst.load_grid()
 split = json.loads((Path(__file__).parent / "pretrain-2024" / "split.json").read_text())
@@ -30,5 +30,7 @@ for path in sys.argv[1:] or [None]:
     model = load_model(path)
     for snr in (20.0, 80.0):
         r = branch_health(model, test, seed=2024, snr=snr)
-        print(f"| {path or 'shipped'} | {snr:g} | {r['active_units']}/{r['units']} | {r['active_fraction']:.3f} "
-              f"| {r['sigma_ratio_median']:.4f} |")
+        print(
+            f"| {path or 'shipped'} | {snr:g} | {r['active_units']}/{r['units']} | {r['active_fraction']:.3f} "
+            f"| {r['sigma_ratio_median']:.4f} |"
+        )

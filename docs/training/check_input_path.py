@@ -23,14 +23,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import lamost2csst  # noqa: E402
-from lamost2csst.core import INPUT_WAVE, LAMOST_WAVE  # noqa: E402
-from lamost2csst.core.noise import add_noise  # noqa: E402
-from lamost2csst.core.normalization import normalize  # noqa: E402
-from lamost2csst.core.resampling import resample  # noqa: E402
-from lamost2csst.core.simulate import C_KMS, draw_radial_velocities  # noqa: E402
-from lamost2csst.nn.inference import load_model, predict  # noqa: E402
-from lamost2csst.nn.training import validation_metrics  # noqa: E402
+import lamost2csst
+from lamost2csst.core import INPUT_WAVE, LAMOST_WAVE
+from lamost2csst.core.noise import add_noise
+from lamost2csst.core.normalization import normalize
+from lamost2csst.core.resampling import resample
+from lamost2csst.core.simulate import C_KMS, draw_radial_velocities
+from lamost2csst.nn.inference import load_model, predict
+from lamost2csst.nn.training import validation_metrics
 
 SNR = 1000.0
 model = load_model(sys.argv[1] if len(sys.argv) > 1 else None)
@@ -51,7 +51,9 @@ def typical_errors(flux_in):
     noisy, error = add_noise(np.where(mask, 1.0, flux_in), snr=np.full(n, SNR), rng=np.random.default_rng(1))
     norm_flux, norm_error = normalize(np.where(mask, np.nan, noisy), np.where(mask, np.inf, error), mask=mask)
     mask |= ~np.isfinite(norm_flux) | ~np.isfinite(norm_error)
-    pred, sigma = predict(np.where(mask, 1.0, norm_flux), np.where(mask, 1.0, norm_error), mask=mask, model=model)
+    pred, sigma = predict(
+        np.where(mask, 1.0, norm_flux), np.where(mask, 1.0, norm_error), mask=mask, model=model
+    )
     m = validation_metrics(sed, target_mask, pred, sigma, snr=np.full(n, SNR))
     return [m[f"error_snr{SNR:g}_{band}"] for band in ("GU", "GV", "GI")]
 
@@ -61,8 +63,9 @@ velocity = draw_radial_velocities(n, np.random.default_rng(5))
 for method in ("flux", "linear"):
     for label, z in (("z = 0", np.zeros(n)), ("disc + halo z", velocity / C_KMS)):
         observed = resample(LAMOST_WAVE, rest, wave_out=LAMOST_WAVE, z=1 / (1 + z) - 1, method="flux").flux
-        back = resample(LAMOST_WAVE, observed, wave_out=INPUT_WAVE, z=z, method=method,
-                        mask=~np.isfinite(observed)).flux
+        back = resample(
+            LAMOST_WAVE, observed, wave_out=INPUT_WAVE, z=z, method=method, mask=~np.isfinite(observed)
+        ).flux
         rows.append((f"LAMOST_WAVE, {label}, job resampling {method}", typical_errors(back)))
 print(f"| input (S/N {SNR:g}, {n} spectra) | GU | GV | GI |\n|---|---:|---:|---:|")
 for label, errors in rows:

@@ -33,8 +33,9 @@ except ImportError:  # pragma: no cover
 __all__ = ["AVAILABLE", "fill_masked", "prepare_uniform", "prepare_uniform_cubic", "rebin_uniform"]
 
 
-def _check_row(s, flux, ivar, mask, with_ivar, with_mask, in_width, row_good, row_flux, row_var,
-               problems):  # pragma: no cover - compiled
+def _check_row(
+    s, flux, ivar, mask, with_ivar, with_mask, in_width, row_good, row_flux, row_var, problems
+):  # pragma: no cover - compiled
     """Usable pixels of star ``s`` and their pixel integrals; counts bad values into ``problems``.
 
     ``row_flux = flux * d_lambda`` and ``row_var = var * d_lambda**2`` on usable pixels, 0
@@ -70,8 +71,26 @@ def _check_row(s, flux, ivar, mask, with_ivar, with_mask, in_width, row_good, ro
     problems[2] += n_bad_flux
 
 
-def _rebin_row(shift_s, inv_stretch_s, base, dln, ratio, tolerance, n_taps, inv_out_width, row_good, row_flux,
-               row_var, with_var, index, frac, valid, out_flux, out_var, out_mask):  # pragma: no cover
+def _rebin_row(
+    shift_s,
+    inv_stretch_s,
+    base,
+    dln,
+    ratio,
+    tolerance,
+    n_taps,
+    inv_out_width,
+    row_good,
+    row_flux,
+    row_var,
+    with_var,
+    index,
+    frac,
+    valid,
+    out_flux,
+    out_var,
+    out_mask,
+):  # pragma: no cover
     """Rebin one star's pixel integrals (from :func:`_check_row`) into ``out_*`` (variances)."""
     n_src = row_good.shape[0] - n_taps  # the rows carry n_taps unusable padding pixels
     n_edge = base.shape[0]
@@ -111,8 +130,23 @@ def _rebin_row(shift_s, inv_stretch_s, base, dln, ratio, tolerance, n_taps, inv_
             out_var[j] = 0.0 if bad else acc_var * norm * norm
 
 
-def _rebin_uniform(base, shift, dln, ratio, tolerance, n_taps, in_width, inv_out_width, inv_stretch, flux, ivar,
-                   mask, out_flux, out_var, out_mask):  # pragma: no cover - compiled
+def _rebin_uniform(
+    base,
+    shift,
+    dln,
+    ratio,
+    tolerance,
+    n_taps,
+    in_width,
+    inv_out_width,
+    inv_stretch,
+    flux,
+    ivar,
+    mask,
+    out_flux,
+    out_var,
+    out_mask,
+):  # pragma: no cover - compiled
     """Rebin every star; returns the bad-value counts of :func:`_check_row` (all 0 = valid)."""
     n_edge, n_src = base.shape[0], flux.shape[1]
     index = np.empty(n_edge, np.int64)
@@ -127,14 +161,47 @@ def _rebin_uniform(base, shift, dln, ratio, tolerance, n_taps, in_width, inv_out
         _check_row(s, flux, ivar, mask, with_ivar, with_mask, in_width, row_good, row_flux, row_var, problems)
         shift_s = shift[s] if shift.shape[0] > 1 else shift[0]
         inv_stretch_s = inv_stretch[s] if inv_stretch.shape[0] > 1 else inv_stretch[0]
-        _rebin_row(shift_s, inv_stretch_s, base, dln, ratio, tolerance, n_taps, inv_out_width, row_good, row_flux,
-                   row_var, with_ivar, index, frac, valid, out_flux[s],
-                   out_var[s] if with_ivar else out_flux[s], out_mask[s])
+        _rebin_row(
+            shift_s,
+            inv_stretch_s,
+            base,
+            dln,
+            ratio,
+            tolerance,
+            n_taps,
+            inv_out_width,
+            row_good,
+            row_flux,
+            row_var,
+            with_ivar,
+            index,
+            frac,
+            valid,
+            out_flux[s],
+            out_var[s] if with_ivar else out_flux[s],
+            out_mask[s],
+        )
     return problems
 
 
-def _prepare_uniform(base, shift, dln, ratio, tolerance, n_taps, in_width, inv_out_width, inv_stretch, flux, ivar,
-                     mask, half_window, out_flux, out_error, out_mask):  # pragma: no cover - compiled
+def _prepare_uniform(
+    base,
+    shift,
+    dln,
+    ratio,
+    tolerance,
+    n_taps,
+    in_width,
+    inv_out_width,
+    inv_stretch,
+    flux,
+    ivar,
+    mask,
+    half_window,
+    out_flux,
+    out_error,
+    out_mask,
+):  # pragma: no cover - compiled
     """Rebin (flux and variance) then continuum-normalize each star, all in row buffers.
 
     Returns the bad-value counts of :func:`_check_row` (all 0 = valid input).
@@ -158,15 +225,43 @@ def _prepare_uniform(base, shift, dln, ratio, tolerance, n_taps, in_width, inv_o
         _check_row(s, flux, ivar, mask, True, with_mask, in_width, row_good, in_flux, in_var, problems)
         shift_s = shift[s] if shift.shape[0] > 1 else shift[0]
         inv_stretch_s = inv_stretch[s] if inv_stretch.shape[0] > 1 else inv_stretch[0]
-        _rebin_row(shift_s, inv_stretch_s, base, dln, ratio, tolerance, n_taps, inv_out_width, row_good, in_flux,
-                   in_var, True, index, frac, valid, row_flux, out_var, row_mask)
-        _normalize_row(row_flux, out_var, row_mask, half_window, prefix_flux, prefix_count, out_flux[s],
-                       out_error[s], out_mask[s])
+        _rebin_row(
+            shift_s,
+            inv_stretch_s,
+            base,
+            dln,
+            ratio,
+            tolerance,
+            n_taps,
+            inv_out_width,
+            row_good,
+            in_flux,
+            in_var,
+            True,
+            index,
+            frac,
+            valid,
+            row_flux,
+            out_var,
+            row_mask,
+        )
+        _normalize_row(
+            row_flux,
+            out_var,
+            row_mask,
+            half_window,
+            prefix_flux,
+            prefix_count,
+            out_flux[s],
+            out_error[s],
+            out_mask[s],
+        )
     return problems
 
 
-def _normalize_row(row_flux, row_var, row_mask, half_window, prefix_flux, prefix_count, out_flux, out_error,
-                   out_mask):  # pragma: no cover - compiled
+def _normalize_row(
+    row_flux, row_var, row_mask, half_window, prefix_flux, prefix_count, out_flux, out_error, out_mask
+):  # pragma: no cover - compiled
     """Sect. 2.1 continuum normalization of one resampled star (flux, variance, mask) into ``out_*``."""
     n_out = row_flux.shape[0]
     # window sums from prefix sums over zero-padded buffers: the serial part is one
@@ -201,8 +296,9 @@ def _keys(x):  # pragma: no cover - compiled
     return 0.0
 
 
-def _cubic_row(shift_s, base, tolerance, row_good, row_flux, row_var, position, out_flux, out_var,
-               out_mask):  # pragma: no cover - compiled
+def _cubic_row(
+    shift_s, base, tolerance, row_good, row_flux, row_var, position, out_flux, out_var, out_mask
+):  # pragma: no cover - compiled
     """Keys cubic convolution (a = -1/2) of one star at the output centres ``base + shift_s``
     (input-centre index units); variances ``sum w**2 var``; the rules of ``_cubic_taps``."""
     n_src = row_good.shape[0]
@@ -232,11 +328,21 @@ def _cubic_row(shift_s, base, tolerance, row_good, row_flux, row_var, position, 
         w2 = ((-1.5 * t + 2.0) * t + 0.5) * t
         w3 = (0.5 * t - 0.5) * t * t
         # inside (0, 1) the four weights are all non-zero; at t = 0 only the centre tap counts
-        bad = (not row_good[first + 1]) | ((t != 0.0) & ((not row_good[first]) | (not row_good[first + 2])
-                                                        | (not row_good[first + 3])))
-        acc = w0 * row_flux[first] + w1 * row_flux[first + 1] + w2 * row_flux[first + 2] + w3 * row_flux[first + 3]
-        acc_var = (w0 * w0 * row_var[first] + w1 * w1 * row_var[first + 1] + w2 * w2 * row_var[first + 2]
-                   + w3 * w3 * row_var[first + 3])
+        bad = (not row_good[first + 1]) | (
+            (t != 0.0) & ((not row_good[first]) | (not row_good[first + 2]) | (not row_good[first + 3]))
+        )
+        acc = (
+            w0 * row_flux[first]
+            + w1 * row_flux[first + 1]
+            + w2 * row_flux[first + 2]
+            + w3 * row_flux[first + 3]
+        )
+        acc_var = (
+            w0 * w0 * row_var[first]
+            + w1 * w1 * row_var[first + 1]
+            + w2 * w2 * row_var[first + 2]
+            + w3 * w3 * row_var[first + 3]
+        )
         out_mask[j] = bad
         out_flux[j] = np.nan if bad else acc
         out_var[j] = 0.0 if bad else acc_var
@@ -261,8 +367,9 @@ def _cubic_row(shift_s, base, tolerance, row_good, row_flux, row_var, position, 
         out_var[j] = 0.0 if bad else acc_var
 
 
-def _prepare_uniform_cubic(base, shift, tolerance, flux, ivar, mask, half_window, out_flux, out_error,
-                           out_mask):  # pragma: no cover - compiled
+def _prepare_uniform_cubic(
+    base, shift, tolerance, flux, ivar, mask, half_window, out_flux, out_error, out_mask
+):  # pragma: no cover - compiled
     """Cubic-convolution resampling (flux and variance) then continuum normalization of each star.
 
     ``base`` are the output centres in input-centre index units before the shift, ``shift``
@@ -286,8 +393,17 @@ def _prepare_uniform_cubic(base, shift, tolerance, flux, ivar, mask, half_window
         _check_row(s, flux, ivar, mask, True, with_mask, ones, row_good, in_flux, in_var, problems)
         shift_s = shift[s] if shift.shape[0] > 1 else shift[0]
         _cubic_row(shift_s, base, tolerance, row_good, in_flux, in_var, position, row_flux, row_var, row_mask)
-        _normalize_row(row_flux, row_var, row_mask, half_window, prefix_flux, prefix_count, out_flux[s],
-                       out_error[s], out_mask[s])
+        _normalize_row(
+            row_flux,
+            row_var,
+            row_mask,
+            half_window,
+            prefix_flux,
+            prefix_count,
+            out_flux[s],
+            out_error[s],
+            out_mask[s],
+        )
     return problems
 
 
@@ -309,7 +425,9 @@ def _fill_masked(flux, error, mask, masked_error, out_flux, out_error):  # pragm
     return n_bad
 
 
-_FLAGS = dict(nogil=True, cache=True, error_model="numpy", fastmath={"contract", "reassoc", "arcp", "nsz"})  # NaN semantics kept
+_FLAGS = dict(
+    nogil=True, cache=True, error_model="numpy", fastmath={"contract", "reassoc", "arcp", "nsz"}
+)  # NaN semantics kept
 if AVAILABLE:
     _check_row = numba.njit(**_FLAGS)(_check_row)
     _rebin_row = numba.njit(**_FLAGS)(_rebin_row)

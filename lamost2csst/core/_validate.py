@@ -27,7 +27,9 @@ def check_wave(wave, *, name: str = "wave") -> np.ndarray:
     """Finite, positive, strictly increasing wavelengths along the last axis (float64)."""
     wave = np.asarray(wave, dtype=np.float64)
     if wave.ndim not in (1, 2) or wave.shape[-1] < 2:
-        raise ValueError(f"{name} must be (n_pixel,) or (n_star, n_pixel) with n_pixel >= 2, got {wave.shape}")
+        raise ValueError(
+            f"{name} must be (n_pixel,) or (n_star, n_pixel) with n_pixel >= 2, got {wave.shape}"
+        )
     if not np.all(np.isfinite(wave)) or np.any(wave <= 0):
         raise ValueError(f"{name} must be finite and positive (vacuum Angstrom)")
     if np.any(np.diff(wave, axis=-1) <= 0):
@@ -35,7 +37,9 @@ def check_wave(wave, *, name: str = "wave") -> np.ndarray:
     return wave
 
 
-def raise_for_bad_values(n_nonfinite_ivar: int, n_negative_ivar: int, n_bad_flux: int, *, name: str = "flux") -> None:
+def raise_for_bad_values(
+    n_nonfinite_ivar: int, n_negative_ivar: int, n_bad_flux: int, *, name: str = "flux"
+) -> None:
     """The errors of :func:`good_pixels`, from counts (for kernels that count instead of raising)."""
     if n_nonfinite_ivar:
         raise ValueError("ivar contains NaN or inf; use ivar = 0 for pixels without information")
@@ -68,7 +72,9 @@ def good_pixels(flux: np.ndarray, *, mask=None, ivar=None, name: str = "flux") -
         if not np.all(np.isfinite(ivar)):
             raise ValueError("ivar contains NaN or inf; use ivar = 0 for pixels without information")
         if np.any(ivar < 0):
-            raise ValueError(f"ivar contains {int(np.sum(ivar < 0))} negative values; inverse variances must be >= 0")
+            raise ValueError(
+                f"ivar contains {int(np.sum(ivar < 0))} negative values; inverse variances must be >= 0"
+            )
         good &= ivar > 0
     bad_values = good & ~np.isfinite(flux)
     if np.any(bad_values):

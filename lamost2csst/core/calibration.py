@@ -23,10 +23,23 @@ from lamost2csst.core.slitless import DETECTOR_SHAPE, default_throughput, inject
 __all__ = ["band_medians", "monte_carlo_flat_precision", "realization_rms"]
 
 
-def realization_rms(sed_pred, sigma_pred, sed_true, *, band: str, realization: int, seed: int = 0,
-                    n_stars: int = 400, order: int = 2, mag_range=(12.0, 16.0), exposure: float = 150.0,
-                    amplitude: float = 0.03, max_order: int | None = None, scale_error: float = 0.0,
-                    grid_points: int = 16) -> np.ndarray:
+def realization_rms(
+    sed_pred,
+    sigma_pred,
+    sed_true,
+    *,
+    band: str,
+    realization: int,
+    seed: int = 0,
+    n_stars: int = 400,
+    order: int = 2,
+    mag_range=(12.0, 16.0),
+    exposure: float = 150.0,
+    amplitude: float = 0.03,
+    max_order: int | None = None,
+    scale_error: float = 0.0,
+    grid_points: int = 16,
+) -> np.ndarray:
     """One Monte Carlo realization in one band: the rms of (fitted / true flat - 1) per wavelength.
 
     Its random numbers come from ``numpy.random.default_rng([seed, band index, realization])``
@@ -41,19 +54,33 @@ def realization_rms(sed_pred, sigma_pred, sed_true, *, band: str, realization: i
     grid_design = design_matrix(gx.ravel(), gy.ravel(), order=order, shape=DETECTOR_SHAPE)
     throughput = default_throughput(band)
     inside = throughput > 0
-    truth = injected_response(gx.ravel(), gy.ravel(), band=band, detector=0, amplitude=amplitude,
-                              max_order=max_order)[:, inside]  # mean 1 over the detector, like c_00
+    truth = injected_response(
+        gx.ravel(), gy.ravel(), band=band, detector=0, amplitude=amplitude, max_order=max_order
+    )[:, inside]  # mean 1 over the detector, like c_00
     pool = sed_pred.shape[0]
     pick = rng.choice(pool, n_stars, replace=pool < n_stars)
     x, y = rng.uniform(0, nx - 1, n_stars), rng.uniform(0, ny - 1, n_stars)
     scale = 50.0 * 10.0 ** (-0.4 * (rng.uniform(*mag_range, n_stars) - 15.0))
     flat = injected_response(x, y, band=band, detector=0, amplitude=amplitude, max_order=max_order)
-    flux, error = observe_slitless(sed_true[pick], scale=scale, throughput=throughput, flat=flat,
-                                   exposure=np.full(n_stars, exposure), rng=rng)
+    flux, error = observe_slitless(
+        sed_true[pick],
+        scale=scale,
+        throughput=throughput,
+        flat=flat,
+        exposure=np.full(n_stars, exposure),
+        rng=rng,
+    )
     known = scale * (1.0 + rng.normal(0.0, scale_error, n_stars)) if scale_error > 0 else scale
-    r, w = ratios(flux[:, inside], error[:, inside], scale=known, sed=sed_pred[pick][:, inside],
-                  sigma=sigma_pred[pick][:, inside])
-    fit = solve(normal_equations(design_matrix(x, y, order=order, shape=DETECTOR_SHAPE), r, w), min_obs=order + 2)
+    r, w = ratios(
+        flux[:, inside],
+        error[:, inside],
+        scale=known,
+        sed=sed_pred[pick][:, inside],
+        sigma=sigma_pred[pick][:, inside],
+    )
+    fit = solve(
+        normal_equations(design_matrix(x, y, order=order, shape=DETECTOR_SHAPE), r, w), min_obs=order + 2
+    )
     fitted = (grid_design @ fit.coeffs.T) / fit.coeffs[:, 0]
     return np.sqrt(np.mean((fitted / truth - 1.0) ** 2, axis=0))  # (n_wave_in_band,)
 
@@ -62,10 +89,23 @@ def _serial(func, pool, items):
     return [func(*pool, **item) for item in items]
 
 
-def monte_carlo_flat_precision(sed_pred, sigma_pred, sed_true, *, n_stars: int = 400, order: int = 2,
-                               realizations: int = 20, seed: int = 0, mag_range=(12.0, 16.0),
-                               exposure: float = 150.0, amplitude: float = 0.03, max_order: int | None = None,
-                               scale_error: float = 0.0, grid_points: int = 16, mapper=None) -> dict[str, dict]:
+def monte_carlo_flat_precision(
+    sed_pred,
+    sigma_pred,
+    sed_true,
+    *,
+    n_stars: int = 400,
+    order: int = 2,
+    realizations: int = 20,
+    seed: int = 0,
+    mag_range=(12.0, 16.0),
+    exposure: float = 150.0,
+    amplitude: float = 0.03,
+    max_order: int | None = None,
+    scale_error: float = 0.0,
+    grid_points: int = 16,
+    mapper=None,
+) -> dict[str, dict]:
     """Typical flat precision per band: ``{band: {"median", "p16", "p84", "n_wave"}}``.
 
     Parameters
@@ -97,17 +137,29 @@ def monte_carlo_flat_precision(sed_pred, sigma_pred, sed_true, *, n_stars: int =
         raise ValueError("the pool must hold finite predictions, sigmas and true SEDs (drop flagged stars)")
     if int(realizations) != realizations or realizations < 1:
         raise ValueError(f"realizations must be a positive integer, got {realizations!r}")
-    common = {"seed": seed, "n_stars": n_stars, "order": order, "mag_range": tuple(mag_range), "exposure": exposure,
-              "amplitude": amplitude, "max_order": max_order, "scale_error": scale_error, "grid_points": grid_points}
+    common = {
+        "seed": seed,
+        "n_stars": n_stars,
+        "order": order,
+        "mag_range": tuple(mag_range),
+        "exposure": exposure,
+        "amplitude": amplitude,
+        "max_order": max_order,
+        "scale_error": scale_error,
+        "grid_points": grid_points,
+    }
     items = [{"band": band, "realization": r, **common} for band in BANDS for r in range(realizations)]
     rms_all = (mapper or _serial)(realization_rms, (sed_pred, sigma_pred, sed_true), items)
     results = {}
     for i, band in enumerate(BANDS):
-        rms = np.array(rms_all[i * realizations:(i + 1) * realizations])
+        rms = np.array(rms_all[i * realizations : (i + 1) * realizations])
         per_wave = np.nanmedian(rms, axis=0)
-        results[band] = {"median": float(np.nanmedian(per_wave)),
-                         "p16": float(np.nanpercentile(rms, 16)), "p84": float(np.nanpercentile(rms, 84)),
-                         "n_wave": int(rms.shape[1])}
+        results[band] = {
+            "median": float(np.nanmedian(per_wave)),
+            "p16": float(np.nanpercentile(rms, 16)),
+            "p84": float(np.nanpercentile(rms, 84)),
+            "n_wave": int(rms.shape[1]),
+        }
     return results
 
 

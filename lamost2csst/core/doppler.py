@@ -13,7 +13,9 @@ def check_redshift(z, *, n_star: int | None = None) -> np.ndarray:
     if z.ndim > 1 or (z.ndim == 1 and n_star is not None and z.shape[0] != n_star):
         raise ValueError(f"z must be a scalar or have one value per star ({n_star}), got shape {z.shape}")
     if not np.all(np.isfinite(z)):
-        raise ValueError(f"z has {int(np.sum(~np.isfinite(z)))} NaN/inf values; flag those stars before shifting")
+        raise ValueError(
+            f"z has {int(np.sum(~np.isfinite(z)))} NaN/inf values; flag those stars before shifting"
+        )
     if np.any(z <= -1):
         raise ValueError("z must be > -1")
     return z

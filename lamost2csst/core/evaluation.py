@@ -11,21 +11,45 @@ import numpy as np
 from lamost2csst.core.grids import BANDS, OUTPUT_WAVE, band_pixels
 from lamost2csst.core.metrics import band_statistics, calibration_statistics, relative_residual, teff_bin
 
-__all__ = ["MILES_WAVELENGTHS", "PAPER_GRID", "PAPER_MILES", "epistemic_sigma", "evaluation_rows",
-           "sigma_calibration", "sigma_summary", "wavelength_errors"]
+__all__ = [
+    "MILES_WAVELENGTHS",
+    "PAPER_GRID",
+    "PAPER_MILES",
+    "epistemic_sigma",
+    "evaluation_rows",
+    "sigma_calibration",
+    "sigma_summary",
+    "wavelength_errors",
+]
 
 #: Wavelengths (A) at which Sect. 4.3 quotes the MILES verification errors.
 MILES_WAVELENGTHS = (3600.0, 4500.0, 5000.0, 6000.0, 7000.0)
 #: Sect. 4.2 / DESIGN.md: typical errors (GU, GV, GI) of the BOSZ test set per (Teff bin K, SNR).
-PAPER_GRID = {(6000, 20): (0.0425, 0.0025, 0.0029), (6000, 40): (0.0207, 0.0013, 0.0015),
-              (6000, 80): (0.0151, 0.0011, 0.0011), (8000, 20): (0.0117, 0.0016, 0.0024),
-              (8000, 40): (0.0064, 0.0008, 0.0014), (8000, 80): (0.0052, 0.0007, 0.0012)}
+PAPER_GRID = {
+    (6000, 20): (0.0425, 0.0025, 0.0029),
+    (6000, 40): (0.0207, 0.0013, 0.0015),
+    (6000, 80): (0.0151, 0.0011, 0.0011),
+    (8000, 20): (0.0117, 0.0016, 0.0024),
+    (8000, 40): (0.0064, 0.0008, 0.0014),
+    (8000, 80): (0.0052, 0.0007, 0.0012),
+}
 #: Sect. 4.3: MILES verification errors at :data:`MILES_WAVELENGTHS`.
 PAPER_MILES = (0.070, 0.022, 0.013, 0.010, 0.022)
 
 
-def evaluation_rows(sed_true, target_mask, sed_pred, sigma, *, teff, snr, star_id=None, wave=OUTPUT_WAVE,
-                    bands=None, min_stars: int = 2) -> list[dict]:
+def evaluation_rows(
+    sed_true,
+    target_mask,
+    sed_pred,
+    sigma,
+    *,
+    teff,
+    snr,
+    star_id=None,
+    wave=OUTPUT_WAVE,
+    bands=None,
+    min_stars: int = 2,
+) -> list[dict]:
     """One row per (SNR, Teff bin): typical error, offset, and sigma calibration per band.
 
     Parameters
@@ -66,8 +90,14 @@ def evaluation_rows(sed_true, target_mask, sed_pred, sigma, *, teff, snr, star_i
                 in_bin = sel & (teff_bin(teff) == row["teff_bin"])
                 extra["n_distinct"] = int(np.unique(np.asarray(star_id)[in_bin]).size)
             calib_row = calib_rows[row["teff_bin"]]
-            rows.append({"snr": float(value), **row, **extra,
-                         **{k: v for k, v in calib_row.items() if k not in ("teff_bin", "n_star")}})
+            rows.append(
+                {
+                    "snr": float(value),
+                    **row,
+                    **extra,
+                    **{k: v for k, v in calib_row.items() if k not in ("teff_bin", "n_star")},
+                }
+            )
     return rows
 
 
@@ -80,9 +110,15 @@ def wavelength_errors(residual, *, wave=OUTPUT_WAVE, at=MILES_WAVELENGTHS) -> li
         j = int(np.argmin(np.abs(wave - lam)))
         col = residual[:, j]
         col = col[np.isfinite(col)]
-        out.append({"wave": float(lam), "pixel_wave": float(wave[j]), "n_star": int(col.size),
-                    "error": float(np.std(col)) if col.size > 1 else float("nan"),
-                    "offset": float(np.median(col)) if col.size else float("nan")})
+        out.append(
+            {
+                "wave": float(lam),
+                "pixel_wave": float(wave[j]),
+                "n_star": int(col.size),
+                "error": float(np.std(col)) if col.size > 1 else float("nan"),
+                "offset": float(np.median(col)) if col.size else float("nan"),
+            }
+        )
     return out
 
 
@@ -96,8 +132,9 @@ def epistemic_sigma(total, aleatoric) -> np.ndarray:
     return np.sqrt(np.maximum(total.astype(float) ** 2 - aleatoric.astype(float) ** 2, 0.0))
 
 
-def sigma_summary(sed_true, target_mask, sed_pred, sigma, *, aleatoric, snr, wave=OUTPUT_WAVE,
-                  bands=None) -> list[dict]:
+def sigma_summary(
+    sed_true, target_mask, sed_pred, sigma, *, aleatoric, snr, wave=OUTPUT_WAVE, bands=None
+) -> list[dict]:
     """Per SNR and band over all stars: how the total and the aleatoric sigma describe the residuals.
 
     Parameters
@@ -130,11 +167,16 @@ def sigma_summary(sed_true, target_mask, sed_pred, sigma, *, aleatoric, snr, wav
             rb = r[snr == value][:, sel]
             good = np.isfinite(rb)
             sb, ab, eb = (a[snr == value][:, sel][good] for a in (sigma, aleatoric, epistemic))
-            rows.append({"snr": float(value), "band": band,
-                         "within1sigma": float(np.mean(np.abs(rb[good] / sb) < 1)),
-                         "within1sigma_aleatoric": float(np.mean(np.abs(rb[good] / ab) < 1)),
-                         "median_sigma_aleatoric": float(np.median(ab)),
-                         "median_sigma_epistemic": float(np.median(eb))})
+            rows.append(
+                {
+                    "snr": float(value),
+                    "band": band,
+                    "within1sigma": float(np.mean(np.abs(rb[good] / sb) < 1)),
+                    "within1sigma_aleatoric": float(np.mean(np.abs(rb[good] / ab) < 1)),
+                    "median_sigma_aleatoric": float(np.median(ab)),
+                    "median_sigma_epistemic": float(np.median(eb)),
+                }
+            )
     return rows
 
 
@@ -162,7 +204,10 @@ def sigma_calibration(residual, *, sigma, aleatoric) -> dict:
     within = float("nan")
     if np.isfinite(z).any():
         within = float(np.nanmean(np.abs(z) < 1) / np.mean(np.isfinite(z)))
-    return {"within1sigma": within, "std_z": float(np.nanstd(z)),
-            "within1sigma_aleatoric_only": float(np.mean(np.abs(r / aleatoric)[np.isfinite(r)] < 1)),
-            "median_sigma_aleatoric": float(np.median(aleatoric[np.isfinite(r)])),
-            "median_sigma_epistemic": float(np.median(epistemic_sigma(sigma, aleatoric)[np.isfinite(r)]))}
+    return {
+        "within1sigma": within,
+        "std_z": float(np.nanstd(z)),
+        "within1sigma_aleatoric_only": float(np.mean(np.abs(r / aleatoric)[np.isfinite(r)] < 1)),
+        "median_sigma_aleatoric": float(np.median(aleatoric[np.isfinite(r)])),
+        "median_sigma_epistemic": float(np.median(epistemic_sigma(sigma, aleatoric)[np.isfinite(r)])),
+    }

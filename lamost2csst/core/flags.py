@@ -33,7 +33,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["Flag", "FlagThresholds", "describe_flags", "input_flags", "median_snr", "output_flags", "sanitize_pixels"]
+__all__ = [
+    "Flag",
+    "FlagThresholds",
+    "describe_flags",
+    "input_flags",
+    "median_snr",
+    "output_flags",
+    "sanitize_pixels",
+]
 
 
 class Flag(enum.IntFlag):
@@ -124,7 +132,9 @@ def sanitize_pixels(flux, ivar, mask=None):
     ivar = np.asarray(ivar)
     mask = np.zeros(flux.shape, bool) if mask is None else np.asarray(mask, dtype=bool)
     if not flux.shape == ivar.shape == mask.shape or flux.ndim != 2:
-        raise ValueError(f"flux {flux.shape}, ivar {ivar.shape} and mask {mask.shape} must be equal 2-D shapes")
+        raise ValueError(
+            f"flux {flux.shape}, ivar {ivar.shape} and mask {mask.shape} must be equal 2-D shapes"
+        )
     with np.errstate(invalid="ignore"):
         ivar_bad = ~(ivar >= 0) | (ivar == np.inf)  # NaN, negative or inf
         no_data = ivar == 0
@@ -174,8 +184,9 @@ def _row_nanmedian(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def input_flags(input_mask, *, snr, nonfinite, z_missing, z_implausible, teff=None,
-                thresholds: FlagThresholds) -> np.ndarray:
+def input_flags(
+    input_mask, *, snr, nonfinite, z_missing, z_implausible, teff=None, thresholds: FlagThresholds
+) -> np.ndarray:
     """Flags known before prediction, from the network input of a block of stars.
 
     Parameters

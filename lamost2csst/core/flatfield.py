@@ -53,8 +53,14 @@ __all__ = [
 ]
 
 GROUPS = [(band, d) for band in BANDS for d in range(DETECTORS_PER_BAND)]  # (band, detector) of every fit
-REJECT_REASONS = ("no_prediction", "flagged_prediction", "off_detector", "no_scale", "no_finite_flux",
-                  "bad_band")
+REJECT_REASONS = (
+    "no_prediction",
+    "flagged_prediction",
+    "off_detector",
+    "no_scale",
+    "no_finite_flux",
+    "bad_band",
+)
 
 
 def polynomial_terms(order: int) -> list[tuple[int, int]]:
@@ -95,12 +101,18 @@ class NormalEquations(NamedTuple):
     n: np.ndarray  # (n_wave,)                     observations used
 
     def __add__(self, other: NormalEquations) -> NormalEquations:  # type: ignore[override]
-        return NormalEquations(self.ata + other.ata, self.atr + other.atr, self.rtr + other.rtr, self.n + other.n)
+        return NormalEquations(
+            self.ata + other.ata, self.atr + other.atr, self.rtr + other.rtr, self.n + other.n
+        )
 
     @classmethod
     def zeros(cls, n_wave: int, n_terms: int) -> NormalEquations:
-        return cls(np.zeros((n_wave, n_terms, n_terms)), np.zeros((n_wave, n_terms)), np.zeros(n_wave),
-                   np.zeros(n_wave, np.int64))
+        return cls(
+            np.zeros((n_wave, n_terms, n_terms)),
+            np.zeros((n_wave, n_terms)),
+            np.zeros(n_wave),
+            np.zeros(n_wave, np.int64),
+        )
 
 
 def normal_equations(design, ratio, weight) -> NormalEquations:
@@ -181,7 +193,9 @@ def ratios(flux, error, *, scale, sed, sigma) -> tuple[np.ndarray, np.ndarray]:
     model = np.asarray(scale, dtype=np.float64)[:, None] * np.asarray(sed, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = flux / model
-        var = (np.asarray(error, dtype=np.float64) / model) ** 2 + (ratio * np.asarray(sigma, dtype=np.float64)) ** 2
+        var = (np.asarray(error, dtype=np.float64) / model) ** 2 + (
+            ratio * np.asarray(sigma, dtype=np.float64)
+        ) ** 2
         usable = np.isfinite(ratio) & np.isfinite(var) & (var > 0) & (model > 0)
         weight = np.where(usable, 1.0 / var, 0.0)
     return np.where(usable, ratio, np.nan), weight
@@ -208,8 +222,9 @@ def reduced_chi2(fit: PolynomialFit, n_terms: int) -> np.ndarray:
     return fit.chi2 / np.maximum(fit.n - n_terms, 1)
 
 
-def clip_to_fit(design, ratio, weight, *, coeffs, sigma_scale,
-                kappa: float) -> tuple[np.ndarray, np.ndarray, int]:
+def clip_to_fit(
+    design, ratio, weight, *, coeffs, sigma_scale, kappa: float
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Weights with the outliers of a previous fit set to 0: ``(weight, model, n_clipped)``.
 
     ``coeffs`` (n_wave, n_terms) and ``sigma_scale`` (n_wave,) are the previous fit's
@@ -302,7 +317,8 @@ def normalized_flat(coeffs, covariance, design) -> tuple[np.ndarray, np.ndarray,
     flat = surface / mean_response[..., None]
     jac = design[None, None, None] - flat[..., None] * np.eye(n_terms)[0]  # d(surface/c0)/dc * c0
     flat_error = np.sqrt(np.einsum("bdwgk,bdwkl,bdwgl->bdwg", jac, covariance, jac)) / np.abs(
-        mean_response[..., None])
+        mean_response[..., None]
+    )
     return flat, flat_error, mean_response
 
 
@@ -330,9 +346,11 @@ def truth_deviation(*, fitted, true, flat_error, fit) -> dict | None:
     ok = fit & np.isfinite(rms)
     if not ok.any():
         return None
-    return {"rms_deviation_median": round(float(np.median(rms[ok])), 6),
-            "predicted_rms_median": round(float(np.median(pred_rms[ok])), 6),
-            "wavelengths_fit": int(ok.sum())}
+    return {
+        "rms_deviation_median": round(float(np.median(rms[ok])), 6),
+        "predicted_rms_median": round(float(np.median(pred_rms[ok])), 6),
+        "wavelengths_fit": int(ok.sum()),
+    }
 
 
 def usable_observations(obs: dict, *, found, flags, where, scale) -> tuple[np.ndarray, dict]:
@@ -370,8 +388,9 @@ def usable_observations(obs: dict, *, found, flags, where, scale) -> tuple[np.nd
     return usable, counts
 
 
-def _group_equations(obs: dict, rows, ratio, weight, scale, *, order: int, fits, kappa: float,
-                     self_calibrate: bool) -> tuple[dict, int, tuple]:
+def _group_equations(
+    obs: dict, rows, ratio, weight, scale, *, order: int, fits, kappa: float, self_calibrate: bool
+) -> tuple[dict, int, tuple]:
     """Normal equations per (band, detector) of the usable ``rows``, clipped ratios, star sums."""
     groups, clipped, sums = {}, 0, ([], [], [])
     x, y = obs["x"].astype(np.float64), obs["y"].astype(np.float64)
@@ -395,8 +414,20 @@ def _group_equations(obs: dict, rows, ratio, weight, scale, *, order: int, fits,
     return groups, clipped, sums
 
 
-def chunk_equations(obs: dict, *, found, flags, where, sed, sigma, scale, order: int, fits=None,
-                    kappa: float = 3.0, self_calibrate: bool = False) -> dict:
+def chunk_equations(
+    obs: dict,
+    *,
+    found,
+    flags,
+    where,
+    sed,
+    sigma,
+    scale,
+    order: int,
+    fits=None,
+    kappa: float = 3.0,
+    self_calibrate: bool = False,
+) -> dict:
     """The flat-fit sums of a block of observations: what a tree reduction adds up.
 
     Parameters
@@ -425,14 +456,32 @@ def chunk_equations(obs: dict, *, found, flags, where, sed, sigma, scale, order:
         (:func:`sum_by_star`; empty without self-calibration or previous fits).
     """
     usable, counts = usable_observations(obs, found=found, flags=flags, where=where, scale=scale)
-    result = {"counts": counts, "clipped": 0, "groups": {},
-              "star_sums": (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))}
+    result = {
+        "counts": counts,
+        "clipped": 0,
+        "groups": {},
+        "star_sums": (np.zeros(0, np.int64), np.zeros(0), np.zeros(0)),
+    }
     rows = np.flatnonzero(usable)
     if rows.size:
-        ratio, weight = ratios(obs["flux"][rows], obs["error"][rows], scale=scale[rows], sed=sed[where[rows]],
-                               sigma=sigma[where[rows]])
+        ratio, weight = ratios(
+            obs["flux"][rows],
+            obs["error"][rows],
+            scale=scale[rows],
+            sed=sed[where[rows]],
+            sigma=sigma[where[rows]],
+        )
         result["groups"], result["clipped"], sums = _group_equations(
-            obs, rows, ratio, weight, scale, order=order, fits=fits, kappa=kappa, self_calibrate=self_calibrate)
+            obs,
+            rows,
+            ratio,
+            weight,
+            scale,
+            order=order,
+            fits=fits,
+            kappa=kappa,
+            self_calibrate=self_calibrate,
+        )
         if sums[0]:
             result["star_sums"] = sum_by_star(*(np.concatenate(part) for part in sums))
     return result

@@ -36,8 +36,15 @@ class SpectrumGPR:
         Seed of those restarts.
     """
 
-    def __init__(self, *, length_scale: float = 1.0, signal_std: float = 1.0, noise_std: float = 0.01,
-                 n_restarts: int = 2, seed: int = 0):
+    def __init__(
+        self,
+        *,
+        length_scale: float = 1.0,
+        signal_std: float = 1.0,
+        noise_std: float = 0.01,
+        n_restarts: int = 2,
+        seed: int = 0,
+    ):
         self.length_scale = length_scale
         self.signal_std = signal_std
         self.noise_std = noise_std
@@ -61,7 +68,7 @@ class SpectrumGPR:
             raise ValueError("spectra contain NaN/inf: restrict to pixels every star covers")
         return params, spectra
 
-    def fit(self, params, spectra) -> "SpectrumGPR":
+    def fit(self, params, spectra) -> SpectrumGPR:
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
@@ -72,10 +79,12 @@ class SpectrumGPR:
         self.param_std_ = params.std(axis=0)
         self.param_std_[self.param_std_ == 0] = 1.0
         self.spectrum_mean_ = spectra.mean(axis=0)
-        kernel = (ConstantKernel(self.signal_std**2, (1e-4, 1e4)) * RBF(self.length_scale, (1e-2, 1e3))
-                  + WhiteKernel(self.noise_std**2, (1e-12, 1.0)))
-        self._gp = GaussianProcessRegressor(kernel=kernel, normalize_y=False, n_restarts_optimizer=self.n_restarts,
-                                            random_state=self.seed)
+        kernel = ConstantKernel(self.signal_std**2, (1e-4, 1e4)) * RBF(
+            self.length_scale, (1e-2, 1e3)
+        ) + WhiteKernel(self.noise_std**2, (1e-12, 1.0))
+        self._gp = GaussianProcessRegressor(
+            kernel=kernel, normalize_y=False, n_restarts_optimizer=self.n_restarts, random_state=self.seed
+        )
         self._gp.fit(self._z(params), spectra - self.spectrum_mean_)
         return self
 
@@ -88,9 +97,12 @@ class SpectrumGPR:
         if self._gp is None:
             raise RuntimeError("fit the GPR first")
         k = self._gp.kernel_
-        return {"signal_std": float(np.sqrt(k.k1.k1.constant_value)), "noise_std": float(np.sqrt(k.k2.noise_level)),
-                "length_scale": float(k.k1.k2.length_scale),
-                "log_marginal_likelihood": float(self._gp.log_marginal_likelihood_value_)}
+        return {
+            "signal_std": float(np.sqrt(k.k1.k1.constant_value)),
+            "noise_std": float(np.sqrt(k.k2.noise_level)),
+            "length_scale": float(k.k1.k2.length_scale),
+            "log_marginal_likelihood": float(self._gp.log_marginal_likelihood_value_),
+        }
 
     def predict(self, params, *, return_std: bool = False):
         """Predicted spectra (n, m) for parameters (n, k); with ``return_std`` also their 1-sigma (n,)."""
@@ -115,7 +127,9 @@ class ScreeningResult:
     hyperparameters: list  # per fold
 
 
-def screen_library(params, spectra, *, threshold: float = 0.05, n_folds: int = 5, seed: int = 0) -> ScreeningResult:
+def screen_library(
+    params, spectra, *, threshold: float = 0.05, n_folds: int = 5, seed: int = 0
+) -> ScreeningResult:
     """Flag abnormal spectra: RMSAE of relative residuals against an out-of-fold GPR prediction.
 
     Parameters

@@ -100,7 +100,9 @@ def _prepare_numpy(args, method: str) -> NetworkInput:
     """Reference path: :func:`resample`, then :func:`normalize`, as numpy array passes."""
     dtype = np.result_type(args.flux.dtype, np.float32)
     z = np.expm1(args.ln_shift[:, 0]) if args.ln_shift.shape[0] > 1 else float(np.expm1(args.ln_shift[0, 0]))
-    res = resample(args.wave, args.flux, wave_out=INPUT_WAVE, ivar=args.ivar, mask=args.mask, z=z, method=method)
+    res = resample(
+        args.wave, args.flux, wave_out=INPUT_WAVE, ivar=args.ivar, mask=args.mask, z=z, method=method
+    )
     with np.errstate(divide="ignore"):
         error = np.where(res.mask, np.inf, 1.0 / np.sqrt(res.ivar)).astype(dtype)
     norm_flux, norm_error = normalize(res.flux, error, mask=res.mask)
@@ -113,21 +115,30 @@ def _prepare_compiled(args, setup) -> NetworkInput:
     n_star = args.flux.shape[0]
     dtype = np.result_type(args.flux.dtype, np.float32)
     out = NetworkInput(
-        np.empty((n_star, INPUT_WAVE.size), dtype), np.empty((n_star, INPUT_WAVE.size), dtype),
+        np.empty((n_star, INPUT_WAVE.size), dtype),
+        np.empty((n_star, INPUT_WAVE.size), dtype),
         np.empty((n_star, INPUT_WAVE.size), bool),
     )
-    kernel = _compiled.prepare_uniform_cubic if isinstance(setup, UniformCentres) else _compiled.prepare_uniform
+    kernel = (
+        _compiled.prepare_uniform_cubic if isinstance(setup, UniformCentres) else _compiled.prepare_uniform
+    )
     problems = kernel(
-        *setup.rows(slice(0, n_star)), args.flux, np.ascontiguousarray(args.ivar),
+        *setup.rows(slice(0, n_star)),
+        args.flux,
+        np.ascontiguousarray(args.ivar),
         np.empty((0, 0), bool) if args.mask is None else np.ascontiguousarray(args.mask, dtype=bool),
-        CONTINUUM_WINDOW // 2, out.flux, out.error, out.mask,
+        CONTINUUM_WINDOW // 2,
+        out.flux,
+        out.error,
+        out.mask,
     )
     raise_for_bad_values(*problems)
     return out
 
 
-def fill_masked_pixels(flux: np.ndarray, error: np.ndarray, mask: np.ndarray, *,
-                       masked_error: float) -> tuple[np.ndarray, np.ndarray]:
+def fill_masked_pixels(
+    flux: np.ndarray, error: np.ndarray, mask: np.ndarray, *, masked_error: float
+) -> tuple[np.ndarray, np.ndarray]:
     """float32 copies of ``flux`` and ``error`` with masked pixels set to flux 1 and error ``masked_error``.
 
     ``flux``, ``error`` and the boolean ``mask`` have the same 2-D shape (checked by the caller).
@@ -140,9 +151,14 @@ def fill_masked_pixels(flux: np.ndarray, error: np.ndarray, mask: np.ndarray, *,
     """
     if _compiled.AVAILABLE and flux.size:
         out_flux, out_error = np.empty(flux.shape, np.float32), np.empty(flux.shape, np.float32)
-        n_bad = _compiled.fill_masked(np.ascontiguousarray(flux), np.ascontiguousarray(error),
-                                      np.ascontiguousarray(mask), np.float32(masked_error),
-                                      out_flux, out_error)
+        n_bad = _compiled.fill_masked(
+            np.ascontiguousarray(flux),
+            np.ascontiguousarray(error),
+            np.ascontiguousarray(mask),
+            np.float32(masked_error),
+            out_flux,
+            out_error,
+        )
         if n_bad:
             _raise_for_bad_unmasked(flux, error, mask)
         return out_flux, out_error

@@ -64,7 +64,9 @@ class LsfOperator(NamedTuple):
         return np.asarray((self.matrix @ values.T).T, dtype=values.dtype)
 
 
-def degradation_operator(wave, *, resolution, wave_out, input_resolution=None, input_fwhm=None) -> LsfOperator:
+def degradation_operator(
+    wave, *, resolution, wave_out, input_resolution=None, input_fwhm=None
+) -> LsfOperator:
     """The degradation from ``wave`` to ``wave_out`` as a cached :class:`LsfOperator`.
 
     ``input_fwhm`` (Angstrom, constant in wavelength as for MILES or STELIB) gives each
@@ -122,7 +124,10 @@ def degradation_operator(wave, *, resolution, wave_out, input_resolution=None, i
     coverage = (norm[:, 0] / full.sum(axis=1)).clip(0.0, 1.0)
     weight = np.divide(weight, norm, out=np.zeros_like(weight), where=norm > 0)
     kernel = sp.csr_array(
-        (weight.ravel(), (np.repeat(np.arange(ln_out.size), idx.shape[1]), np.clip(idx, 0, n_fine - 1).ravel())),
+        (
+            weight.ravel(),
+            (np.repeat(np.arange(ln_out.size), idx.shape[1]), np.clip(idx, 0, n_fine - 1).ravel()),
+        ),
         shape=(ln_out.size, n_fine),
     )
     matrix = (kernel @ interp).tocsr()
@@ -144,7 +149,9 @@ def _prepare(wave, values, mask, *, name):
     single = values.ndim == 1
     values2 = values[None, :] if single else values
     if values2.ndim != 2 or values2.shape[1] != np.shape(wave)[-1]:
-        raise ValueError(f"{name} has shape {values.shape}; its last axis must match wave ({np.shape(wave)[-1]})")
+        raise ValueError(
+            f"{name} has shape {values.shape}; its last axis must match wave ({np.shape(wave)[-1]})"
+        )
     mask2 = None if mask is None else (np.asarray(mask)[None, :] if single else np.asarray(mask))
     good = good_pixels(values2, mask=mask2, name=name)
     return single, values2, good
@@ -186,7 +193,11 @@ def degrade(wave, flux, *, resolution, wave_out, input_resolution=None, input_fw
         coverage and where the kernel touches masked input.
     """
     op = degradation_operator(
-        wave, resolution=resolution, wave_out=wave_out, input_resolution=input_resolution, input_fwhm=input_fwhm
+        wave,
+        resolution=resolution,
+        wave_out=wave_out,
+        input_resolution=input_resolution,
+        input_fwhm=input_fwhm,
     )
     single, flux2, good = _prepare(wave, flux, mask, name="flux")
     dtype = np.result_type(flux2.dtype, np.float32)
@@ -201,7 +212,11 @@ def degrade_error(wave, error, *, resolution, wave_out, input_resolution=None, i
     operator. Neighbouring output pixels are correlated; that covariance is not returned.
     """
     op = degradation_operator(
-        wave, resolution=resolution, wave_out=wave_out, input_resolution=input_resolution, input_fwhm=input_fwhm
+        wave,
+        resolution=resolution,
+        wave_out=wave_out,
+        input_resolution=input_resolution,
+        input_fwhm=input_fwhm,
     )
     single, err2, good = _prepare(wave, error, mask, name="error")
     if np.any(err2[good] < 0):

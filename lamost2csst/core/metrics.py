@@ -18,8 +18,18 @@ from lamost2csst.core._validate import as_float_array
 from lamost2csst.core.flags import Flag
 from lamost2csst.core.grids import BANDS, OUTPUT_WAVE, band_pixels
 
-__all__ = ["SNR_BINS", "BandStatistics", "CalibrationStatistics", "band_statistics", "calibration_statistics",
-           "relative_residual", "rmsae", "teff_bin", "truth_statistics", "truth_table"]
+__all__ = [
+    "SNR_BINS",
+    "BandStatistics",
+    "CalibrationStatistics",
+    "band_statistics",
+    "calibration_statistics",
+    "relative_residual",
+    "rmsae",
+    "teff_bin",
+    "truth_statistics",
+    "truth_table",
+]
 
 TEFF_BIN_WIDTH = 250.0
 
@@ -177,7 +187,9 @@ def calibration_statistics(residual, sigma, *, wave, teff=None, bands=None) -> C
     sigma = as_float_array(sigma, name="sigma")
     wave = np.asarray(wave, dtype=np.float64)
     if residual.shape != sigma.shape or residual.ndim != 2 or residual.shape[1] != wave.size:
-        raise ValueError(f"residual {residual.shape} and sigma {sigma.shape} must both be (n_star, {wave.size})")
+        raise ValueError(
+            f"residual {residual.shape} and sigma {sigma.shape} must both be (n_star, {wave.size})"
+        )
     use = np.isfinite(residual)
     if np.any(use & ~(sigma > 0)):
         raise ValueError("sigma must be > 0 wherever the residual is defined")

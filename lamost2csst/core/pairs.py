@@ -55,8 +55,12 @@ class GriddedLibrary(NamedTuple):
 
     def take(self, index) -> GriddedLibrary:
         """The stars ``index`` (an index array, a boolean mask or a slice) of this library."""
-        return GriddedLibrary(**{name: value if value is None or name == "input_coarser" else value[index]
-                                 for name, value in zip(self._fields, self)})
+        return GriddedLibrary(
+            **{
+                name: value if value is None or name == "input_coarser" else value[index]
+                for name, value in zip(self._fields, self)
+            }
+        )
 
     def replace(self, **changes) -> GriddedLibrary:
         """A copy with the fields ``changes`` replaced (the tuple's ``_replace`` fails: len() is n_star)."""
@@ -76,8 +80,9 @@ class TrainingPairs(NamedTuple):
     target_mask: np.ndarray
 
 
-def library_to_grids(wave, flux, *, mask=None, input_resolution=None, input_fwhm=None,
-                     inputs: bool = True) -> GriddedLibrary:
+def library_to_grids(
+    wave, flux, *, mask=None, input_resolution=None, input_fwhm=None, inputs: bool = True
+) -> GriddedLibrary:
     """Degrade library spectra (n, n_pixel) on ``wave`` to the network's input and target grids.
 
     Parameters
@@ -128,8 +133,9 @@ def library_to_grids(wave, flux, *, mask=None, input_resolution=None, input_fwhm
     return GriddedLibrary(flux_in, input_mask, sed, target_mask, input_coarser=coarser)
 
 
-def make_pairs(flux_in, sed, *, snr, rng: np.random.Generator, input_mask=None,
-               target_mask=None) -> TrainingPairs:
+def make_pairs(
+    flux_in, sed, *, snr, rng: np.random.Generator, input_mask=None, target_mask=None
+) -> TrainingPairs:
     """Noisy normalized inputs and their targets (paper Eq. 1, then Sect. 2.1 normalization).
 
     Parameters

@@ -53,6 +53,8 @@ def fit_parameters(flux_in, grid_flux_in, grid_params, *, mask=None) -> Paramete
     w = (~mask).astype(np.float64)
     s = np.where(mask, 0.0, star_norm)
     # sum_w (s - g)^2 = sum_w s^2 - 2 s.g + sum_w g^2, as matrix products (no star loop)
-    chi2 = (np.sum(w * s**2, axis=1)[:, None] - 2 * s @ grid_norm.T + w @ (grid_norm**2).T) / w.sum(axis=1)[:, None]
+    chi2 = (np.sum(w * s**2, axis=1)[:, None] - 2 * s @ grid_norm.T + w @ (grid_norm**2).T) / w.sum(axis=1)[
+        :, None
+    ]
     best = np.argmin(chi2, axis=1)
     return ParameterFit(best, grid_params[best], chi2[np.arange(best.size), best])

@@ -136,7 +136,9 @@ def _resample_numpy(args, wave_out, method: str, *, out: Resampled) -> None:
             return _cubic_taps(position, valid, out.flux.dtype, last=locate.last)
         row_ln_width = ln_width if np.ndim(ln_width) < 2 else ln_width[rows]
         stretch = np.exp(ln_shift if ln_shift.shape[0] == 1 else ln_shift[rows])  # 1 + z
-        return _rebin_taps(position, valid, out.flux.dtype, ln_width=row_ln_width, out_width=stretch * out_width)
+        return _rebin_taps(
+            position, valid, out.flux.dtype, ln_width=row_ln_width, out_width=stretch * out_width
+        )
 
     # one grid and one shift for all stars: the weights are computed once and broadcast
     shared = taps_for(slice(0, 1)) if grid.ndim == 1 and ln_shift.shape[0] == 1 else None
@@ -213,8 +215,15 @@ class UniformRebin(NamedTuple):
         """The kernel's leading arguments for a block of stars."""
         per_star = self.shift.shape[0] > 1
         return (
-            self.base, self.shift[rows] if per_star else self.shift, self.dln, self.ratio, _EDGE_TOLERANCE,
-            self.n_taps, self.in_width, self.inv_out_width, self.inv_stretch[rows] if per_star else self.inv_stretch,
+            self.base,
+            self.shift[rows] if per_star else self.shift,
+            self.dln,
+            self.ratio,
+            _EDGE_TOLERANCE,
+            self.n_taps,
+            self.in_width,
+            self.inv_out_width,
+            self.inv_stretch[rows] if per_star else self.inv_stretch,
         )
 
 
@@ -231,8 +240,14 @@ def uniform_rebin(wave, wave_out, ln_shift: np.ndarray) -> UniformRebin | None:
     # an output pixel spanning w input pixels touches at most ceil(w) + 1 of them
     n_taps = int(np.ceil(np.max(np.diff(locate.base)) * np.max(np.exp(ln_shift)))) + 1
     return UniformRebin(
-        locate.base, shift, step, step / np.expm1(step), n_taps, np.diff(np.exp(grid)),
-        1.0 / np.diff(np.exp(query)), np.exp(-ln_shift[:, 0]),
+        locate.base,
+        shift,
+        step,
+        step / np.expm1(step),
+        n_taps,
+        np.diff(np.exp(grid)),
+        1.0 / np.diff(np.exp(query)),
+        np.exp(-ln_shift[:, 0]),
     )
 
 
@@ -261,9 +276,13 @@ def _rebin_uniform_compiled(setup: UniformRebin, flux, ivar, mask, *, out: Resam
     """The flux method on a log-uniform input grid with the compiled kernel (same numbers)."""
     empty = np.empty((0, 0), flux.dtype)
     problems = _compiled.rebin_uniform(
-        *setup.rows(slice(0, flux.shape[0])), flux, empty if ivar is None else np.ascontiguousarray(ivar),
+        *setup.rows(slice(0, flux.shape[0])),
+        flux,
+        empty if ivar is None else np.ascontiguousarray(ivar),
         np.empty((0, 0), bool) if mask is None else np.ascontiguousarray(mask, dtype=bool),
-        out.flux, empty if out.ivar is None else out.ivar, out.mask,
+        out.flux,
+        empty if out.ivar is None else out.ivar,
+        out.mask,
     )
     raise_for_bad_values(*problems)
     if out.ivar is not None:  # the kernel left variances: invert them, 0 where masked
@@ -296,7 +315,13 @@ class _Locator:
         if self.uniform_step is not None:
             pos = self.base[None, :] + shift / self.uniform_step
         elif self.grid.ndim == 1:
-            pos = np.interp(self.query[None, :] + shift, self.grid, np.arange(self.last + 1.0), left=-1.0, right=self.last + 1.0)
+            pos = np.interp(
+                self.query[None, :] + shift,
+                self.grid,
+                np.arange(self.last + 1.0),
+                left=-1.0,
+                right=self.last + 1.0,
+            )
         else:
             pos = _search_rows(self.grid[rows], self.query[None, :] + shift)
         if pos.shape[0] != n_rows:
@@ -318,7 +343,9 @@ def _search_rows(grid: np.ndarray, query: np.ndarray) -> np.ndarray:
     query = np.broadcast_to(query, (n, query.shape[1]))
     span = max(grid.max(), query.max()) - min(grid.min(), query.min()) + 1.0
     offset = np.arange(n)[:, None] * span
-    idx = np.searchsorted((grid + offset).ravel(), (query + offset).ravel(), side="right").reshape(query.shape)
+    idx = np.searchsorted((grid + offset).ravel(), (query + offset).ravel(), side="right").reshape(
+        query.shape
+    )
     idx -= 1 + np.arange(n)[:, None] * k
     lo = np.clip(idx, 0, k - 2)
     g0 = np.take_along_axis(grid, lo, axis=1)

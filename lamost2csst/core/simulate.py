@@ -103,6 +103,7 @@ def observed_network_inputs(flux_rest, *, wave, z, snr, rng: np.random.Generator
     """
     from lamost2csst.core.inputs import prepare_inputs
 
-    flux, ivar, uncovered = observe_spectra(flux_rest, wave=wave, z=z, snr=snr, scale=np.ones(len(flux_rest)),
-                                            rng=rng)
+    flux, ivar, uncovered = observe_spectra(
+        flux_rest, wave=wave, z=z, snr=snr, scale=np.ones(len(flux_rest)), rng=rng
+    )
     return prepare_inputs(wave, flux, ivar=ivar, z=z, mask=uncovered)

@@ -58,8 +58,9 @@ def read_throughput(path, wave=OUTPUT_WAVE) -> np.ndarray:
     return np.interp(np.asarray(wave, dtype=np.float64), w, t, left=0.0, right=0.0)
 
 
-def injected_response(x, y, *, band: str, detector: int, wave=OUTPUT_WAVE, amplitude: float = 0.03,
-                      max_order: int = 3) -> np.ndarray:
+def injected_response(
+    x, y, *, band: str, detector: int, wave=OUTPUT_WAVE, amplitude: float = 0.03, max_order: int = 3
+) -> np.ndarray:
     """The "true" large-scale flat (n_obs, n_wave) at positions ``(x, y)`` of a detector.
 
     ``1 + amplitude * (a1 u + a2 v + a3 u v + a4 (u^2 - 1/3) + a5 (v^2 - 1/3) + a6 u^2 v)``
@@ -85,8 +86,17 @@ def injected_response(x, y, *, band: str, detector: int, wave=OUTPUT_WAVE, ampli
     return 1.0 + amplitude * terms.T @ a
 
 
-def observe_slitless(sed, *, scale, throughput, flat, exposure, read_noise: float = 5.0, n_read: int = 10,
-                     rng: np.random.Generator):
+def observe_slitless(
+    sed,
+    *,
+    scale,
+    throughput,
+    flat,
+    exposure,
+    read_noise: float = 5.0,
+    n_read: int = 10,
+    rng: np.random.Generator,
+):
     """Extracted slitless fluxes (counts/s) and errors of stars with SEDs ``sed`` (n_obs, n_wave).
 
     Parameters

@@ -46,8 +46,15 @@ from lamost2csst.core.simulate import C_KMS
 from lamost2csst.io.spectra import spectra_dataset
 
 __all__ = [
-    "BLOCK_STARS", "PIXEL_FIELDS", "TOY_LINES", "TOY_RESOLUTION", "block_arrays", "block_ranges", "toy_block",
-    "toy_catalogue", "with_lazy_coords",
+    "BLOCK_STARS",
+    "PIXEL_FIELDS",
+    "TOY_LINES",
+    "TOY_RESOLUTION",
+    "block_arrays",
+    "block_ranges",
+    "toy_block",
+    "toy_catalogue",
+    "with_lazy_coords",
 ]
 
 #: Stars per random block. Part of the definition of the data: changing it changes the stars.
@@ -239,13 +246,26 @@ def block_arrays(
 
     # one task per block runs the kernel (its dict in a 1-element object chunk); one per block
     # and field picks the field: blockwise layers, so building a million-star graph is cheap
-    parts = da.map_blocks(_run_block, da.arange(len(ranges), chunks=1), kernel, n_star, block_stars, *args,
-                          dtype=object, meta=np.empty(0, dtype=object))
+    parts = da.map_blocks(
+        _run_block,
+        da.arange(len(ranges), chunks=1),
+        kernel,
+        n_star,
+        block_stars,
+        *args,
+        dtype=object,
+        meta=np.empty(0, dtype=object),
+    )
     sizes = tuple(stop - start for _, start, stop in ranges)
     return {
-        name: parts.map_blocks(_pick, name, chunks=(sizes, *((n,) for n in tail)),
-                               new_axis=list(range(1, 1 + len(tail))) or None, dtype=dtype,
-                               meta=np.empty((0,) * (1 + len(tail)), dtype=dtype))
+        name: parts.map_blocks(
+            _pick,
+            name,
+            chunks=(sizes, *((n,) for n in tail)),
+            new_axis=list(range(1, 1 + len(tail))) or None,
+            dtype=dtype,
+            meta=np.empty((0,) * (1 + len(tail)), dtype=dtype),
+        )
         for name, (dtype, tail) in fields.items()
     }
 
@@ -273,10 +293,12 @@ def with_lazy_coords(ds: xr.Dataset, coords: dict, *, block_stars: int) -> xr.Da
 
     n_star = ds.sizes["star"]
     coords = {**coords, "obsid": da.arange(1, n_star + 1, chunks=block_stars, dtype=np.int64)}
-    return ds.assign_coords({
-        name: xr.Variable(("star",), values.astype(ds[name].dtype), dict(ds[name].attrs))
-        for name, values in coords.items()
-    })
+    return ds.assign_coords(
+        {
+            name: xr.Variable(("star",), values.astype(ds[name].dtype), dict(ds[name].attrs))
+            for name, values in coords.items()
+        }
+    )
 
 
 def _toy_coords(block: int, n_star: int, seed: int) -> dict[str, np.ndarray]:

@@ -42,8 +42,18 @@ from lamost2csst.io.observations import open_observations
 from lamost2csst.io.predictions import PREDICTIONS_SCHEMA
 from lamost2csst.io.storage import exists, resolve
 
-__all__ = ["FLATCUBE_SCHEMA", "flatcube_dataset", "load_partial", "open_flatcube", "open_inputs", "prediction_rows",
-           "prepare_work_area", "save_partial", "work_path", "write_flatcube"]
+__all__ = [
+    "FLATCUBE_SCHEMA",
+    "flatcube_dataset",
+    "load_partial",
+    "open_flatcube",
+    "open_inputs",
+    "prediction_rows",
+    "prepare_work_area",
+    "save_partial",
+    "work_path",
+    "write_flatcube",
+]
 
 FLATCUBE_SCHEMA = "lamost2csst.flatcube/1"
 
@@ -67,8 +77,10 @@ def open_inputs(observations: str, predictions: str) -> tuple[xr.Dataset, xr.Dat
         raise InputError(f"observations {observations}: {err}") from None
     pred = xr.open_zarr(resolve(predictions), consolidated=False)
     if pred.attrs.get("schema") != PREDICTIONS_SCHEMA:
-        raise InputError(f"predictions {predictions}: schema is {pred.attrs.get('schema')!r}, expected "
-                         f"{PREDICTIONS_SCHEMA!r} (the output of jobs.predict_catalogue)")
+        raise InputError(
+            f"predictions {predictions}: schema is {pred.attrs.get('schema')!r}, expected "
+            f"{PREDICTIONS_SCHEMA!r} (the output of jobs.predict_catalogue)"
+        )
     if pred.sizes.get("wave_out") != obs.sizes.get("wave_out"):
         raise InputError("observations and predictions are not on the same wave_out grid")
     return obs, pred
@@ -84,14 +96,18 @@ def prepare_work_area(out: str, iterations: int) -> None:
     for iteration in range(iterations):
         zarr.open_group(os.path.join(out, ".work", f"iter-{iteration}"), mode="a", zarr_format=3)
     zarr.open_group(os.path.join(out, ".work"), mode="a", zarr_format=3).attrs["description"] = (
-        "saved normal equations of finished chunks (chunk-<i>.npz) per iteration, for --resume")
+        "saved normal equations of finished chunks (chunk-<i>.npz) per iteration, for --resume"
+    )
 
 
 def save_partial(path: str, result: dict) -> None:
     """Save a chunk's result (counts, normal equations per group, star sums), atomically."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    arrays = {"n_obs": np.array(result["n_obs"]), "clipped": np.array(result["clipped"]),
-              "peak_rss_mb": np.array(result["peak_rss_mb"])}
+    arrays = {
+        "n_obs": np.array(result["n_obs"]),
+        "clipped": np.array(result["clipped"]),
+        "peak_rss_mb": np.array(result["peak_rss_mb"]),
+    }
     arrays.update({f"count_{k}": np.array(v) for k, v in result["counts"].items()})
     for key, eq in result["groups"].items():
         arrays.update({f"{key}/{field}": getattr(eq, field) for field in NormalEquations._fields})
@@ -110,11 +126,14 @@ def load_partial(path: str, reasons) -> dict:
         if "/" in name and not name.startswith("star_sums"):
             key, field = name.split("/")
             groups.setdefault(key, {})[field] = saved[name]
-    return {"n_obs": int(saved["n_obs"]), "clipped": int(saved["clipped"]),
-            "peak_rss_mb": float(saved.get("peak_rss_mb", 0.0)),
-            "counts": {k: int(saved[f"count_{k}"]) for k in reasons},
-            "groups": {k: NormalEquations(**v) for k, v in groups.items()},
-            "star_sums": tuple(saved[f"star_sums_{i}"] for i in range(3))}
+    return {
+        "n_obs": int(saved["n_obs"]),
+        "clipped": int(saved["clipped"]),
+        "peak_rss_mb": float(saved.get("peak_rss_mb", 0.0)),
+        "counts": {k: int(saved[f"count_{k}"]) for k in reasons},
+        "groups": {k: NormalEquations(**v) for k, v in groups.items()},
+        "star_sums": tuple(saved[f"star_sums_{i}"] for i in range(3)),
+    }
 
 
 def prediction_rows(predictions: str, obsid: np.ndarray, index: tuple[np.ndarray, np.ndarray]):
@@ -144,29 +163,59 @@ def prediction_rows(predictions: str, obsid: np.ndarray, index: tuple[np.ndarray
 
 def _variables(arrays: dict, cube_shape: tuple[int, ...]) -> dict:
     return {
-        "coeffs": (("band", "detector", "wave_out", "coeff"), arrays["coeffs"].astype(np.float64),
-                   {"long_name": "Legendre coefficients of the flux-ratio surface (not normalized)"}),
-        "covariance": (("band", "detector", "wave_out", "coeff", "coeff2"), arrays["covariance"],
-                       {"long_name": "covariance of coeffs"}),
-        "mean_response": (("band", "detector", "wave_out"), arrays["mean_response"],
-                          {"long_name": "mean over the detector of the ratio surface "
-                                        "(throughput x mean flat)"}),
-        "flat": (("band", "detector", "wave_out", "gy", "gx"),
-                 arrays["flat"].reshape(cube_shape).astype(np.float32),
-                 {"long_name": "large-scale flat normalized to mean 1 per wavelength"}),
-        "flat_error": (("band", "detector", "wave_out", "gy", "gx"),
-                       arrays["flat_error"].reshape(cube_shape).astype(np.float32),
-                       {"long_name": "1-sigma of flat from the fit covariance"}),
-        "n_obs": (("band", "detector", "wave_out"), arrays["n_obs"],
-                  {"long_name": "observations used in the fit"}),
-        "fit": (("band", "detector", "wave_out"), arrays["fit"],
-                {"long_name": "False: unfit (outside the band, too few stars, degenerate)"}),
+        "coeffs": (
+            ("band", "detector", "wave_out", "coeff"),
+            arrays["coeffs"].astype(np.float64),
+            {"long_name": "Legendre coefficients of the flux-ratio surface (not normalized)"},
+        ),
+        "covariance": (
+            ("band", "detector", "wave_out", "coeff", "coeff2"),
+            arrays["covariance"],
+            {"long_name": "covariance of coeffs"},
+        ),
+        "mean_response": (
+            ("band", "detector", "wave_out"),
+            arrays["mean_response"],
+            {"long_name": "mean over the detector of the ratio surface (throughput x mean flat)"},
+        ),
+        "flat": (
+            ("band", "detector", "wave_out", "gy", "gx"),
+            arrays["flat"].reshape(cube_shape).astype(np.float32),
+            {"long_name": "large-scale flat normalized to mean 1 per wavelength"},
+        ),
+        "flat_error": (
+            ("band", "detector", "wave_out", "gy", "gx"),
+            arrays["flat_error"].reshape(cube_shape).astype(np.float32),
+            {"long_name": "1-sigma of flat from the fit covariance"},
+        ),
+        "n_obs": (
+            ("band", "detector", "wave_out"),
+            arrays["n_obs"],
+            {"long_name": "observations used in the fit"},
+        ),
+        "fit": (
+            ("band", "detector", "wave_out"),
+            arrays["fit"],
+            {"long_name": "False: unfit (outside the band, too few stars, degenerate)"},
+        ),
         "chi2_dof": (("band", "detector", "wave_out"), arrays["chi2_dof"]),
     }
 
 
-def flatcube_dataset(arrays: dict, *, gy, gx, order: int, kappa: float, iterations: int, min_stars: int,
-                     observations: str, predictions: str, model_hash: str, star_scales=None) -> xr.Dataset:
+def flatcube_dataset(
+    arrays: dict,
+    *,
+    gy,
+    gx,
+    order: int,
+    kappa: float,
+    iterations: int,
+    min_stars: int,
+    observations: str,
+    predictions: str,
+    model_hash: str,
+    star_scales=None,
+) -> xr.Dataset:
     """The cube as an in-memory Dataset (schema above).
 
     ``arrays`` holds ``coeffs``, ``covariance``, ``mean_response``, ``n_obs``, ``fit``,
@@ -177,19 +226,30 @@ def flatcube_dataset(arrays: dict, *, gy, gx, order: int, kappa: float, iteratio
     cube_shape = (len(BANDS), DETECTORS_PER_BAND, OUTPUT_WAVE.size, len(gy), len(gx))
     ds = xr.Dataset(
         _variables(arrays, cube_shape),
-        coords={"band": ("band", np.array(list(BANDS), dtype=object)),
-                "detector": ("detector", np.arange(DETECTORS_PER_BAND)),
-                "wave_out": ("wave_out", OUTPUT_WAVE, {"units": "Angstrom", "medium": "vacuum"}),
-                "coeff": ("coeff", np.arange(n_terms)), "coeff2": ("coeff2", np.arange(n_terms)),
-                "gy": ("gy", gy, {"units": "pixel"}), "gx": ("gx", gx, {"units": "pixel"})},
-        attrs={"schema": FLATCUBE_SCHEMA, "order": int(order),
-               "terms_ij": [list(t) for t in polynomial_terms(order)],
-               "basis": "P_i(u) P_j(v), Legendre, u = 2x/(nx-1)-1, v = 2y/(ny-1)-1",
-               "detector_shape": list(DETECTOR_SHAPE), "kappa": float(kappa), "iterations": int(iterations),
-               "min_stars": int(min_stars), "wavelength_ranges": {b: list(r) for b, r in BANDS.items()},
-               "observations": observations, "predictions": predictions,
-               "prediction_model_hash": model_hash,
-               "created_utc": datetime.now(UTC).isoformat(timespec="seconds")},
+        coords={
+            "band": ("band", np.array(list(BANDS), dtype=object)),
+            "detector": ("detector", np.arange(DETECTORS_PER_BAND)),
+            "wave_out": ("wave_out", OUTPUT_WAVE, {"units": "Angstrom", "medium": "vacuum"}),
+            "coeff": ("coeff", np.arange(n_terms)),
+            "coeff2": ("coeff2", np.arange(n_terms)),
+            "gy": ("gy", gy, {"units": "pixel"}),
+            "gx": ("gx", gx, {"units": "pixel"}),
+        },
+        attrs={
+            "schema": FLATCUBE_SCHEMA,
+            "order": int(order),
+            "terms_ij": [list(t) for t in polynomial_terms(order)],
+            "basis": "P_i(u) P_j(v), Legendre, u = 2x/(nx-1)-1, v = 2y/(ny-1)-1",
+            "detector_shape": list(DETECTOR_SHAPE),
+            "kappa": float(kappa),
+            "iterations": int(iterations),
+            "min_stars": int(min_stars),
+            "wavelength_ranges": {b: list(r) for b, r in BANDS.items()},
+            "observations": observations,
+            "predictions": predictions,
+            "prediction_model_hash": model_hash,
+            "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
     )
     if star_scales is not None:
         ds["star_scale"] = (("star",), star_scales[1], {"long_name": "self-calibrated scale of each star"})

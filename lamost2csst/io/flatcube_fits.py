@@ -28,8 +28,16 @@ from lamost2csst.core.flatfield import design_matrix
 __all__ = ["export_axe_fits", "export_cube_fits", "read_axe_flat"]
 
 
-def export_axe_fits(cube: xr.Dataset, path, *, band: str, detector: int, wave_order: int = 3,
-                    binning: int = 64, overwrite: bool = False) -> dict:
+def export_axe_fits(
+    cube: xr.Dataset,
+    path,
+    *,
+    band: str,
+    detector: int,
+    wave_order: int = 3,
+    binning: int = 64,
+    overwrite: bool = False,
+) -> dict:
     """Write the flat of one (band, detector) of ``cube`` as an aXe-style FITS file.
 
     Returns the header values written and the largest absolute difference between the
@@ -39,7 +47,9 @@ def export_axe_fits(cube: xr.Dataset, path, *, band: str, detector: int, wave_or
     sel = cube.sel(band=band, detector=detector)
     fit = sel["fit"].values
     if fit.sum() < wave_order + 2:
-        raise ValueError(f"{band} detector {detector}: only {int(fit.sum())} fitted wavelengths; cannot export")
+        raise ValueError(
+            f"{band} detector {detector}: only {int(fit.sum())} fitted wavelengths; cannot export"
+        )
     wave = cube["wave_out"].values[fit]
     coeffs = sel["coeffs"].values[fit]  # (n_wave, n_terms)
     ny, nx = cube.attrs["detector_shape"]
@@ -54,9 +64,19 @@ def export_axe_fits(cube: xr.Dataset, path, *, band: str, detector: int, wave_or
     solution, *_ = np.linalg.lstsq(vander, flat.T, rcond=None)  # (k, n_pix)
     maxdev = float(np.max(np.abs(vander @ solution - flat.T)))
     images = solution.reshape(wave_order + 1, ys.size, xs.size).astype(np.float32)
-    header = {"WMIN": wmin, "WMAX": wmax, "BAND": band, "DETECTOR": int(detector), "BINNING": int(binning),
-              "DETNY": int(ny), "DETNX": int(nx), "WORDER": int(wave_order), "MAXDEV": maxdev,
-              "ORIGIN": "lamost2csst build_flatcube", "FLATNORM": "mean 1 per wavelength over the detector"}
+    header = {
+        "WMIN": wmin,
+        "WMAX": wmax,
+        "BAND": band,
+        "DETECTOR": int(detector),
+        "BINNING": int(binning),
+        "DETNY": int(ny),
+        "DETNX": int(nx),
+        "WORDER": int(wave_order),
+        "MAXDEV": maxdev,
+        "ORIGIN": "lamost2csst build_flatcube",
+        "FLATNORM": "mean 1 per wavelength over the detector",
+    }
     primary = fits.PrimaryHDU(images[0])
     for key, value in header.items():
         primary.header[key] = value
@@ -81,8 +101,9 @@ def export_cube_fits(cube_path, fits_dir, *, binning: int = 64, log=None) -> lis
         for det in cube.detector.values:
             path = os.path.join(fits_dir, f"flat_{band}_{int(det)}.fits")
             try:
-                export_axe_fits(cube, path, band=str(band), detector=int(det), binning=binning,
-                                overwrite=True)
+                export_axe_fits(
+                    cube, path, band=str(band), detector=int(det), binning=binning, overwrite=True
+                )
             except ValueError as err:
                 log(f"no FITS for {band} detector {int(det)}: {err}")
                 continue

@@ -63,7 +63,6 @@ def open_grid_store(store, *, chunks="auto") -> xr.Dataset:
     return ds
 
 
-
 def grid_template(models, *, attrs: dict) -> xr.Dataset:
     """The grid store's Dataset with lazy, never-computed pixel arrays (NaN until written).
 
@@ -133,8 +132,9 @@ def check_grid_resumable(out: str, template: xr.Dataset) -> None:
     except Exception as err:  # noqa: BLE001 - anything unreadable is not ours
         raise InputError(f"cannot resume into {out}: not a readable Zarr store ({err})") from None
     if old.attrs.get("schema") != GRID_SCHEMA:
-        raise InputError(f"cannot resume into {out}: its schema is {old.attrs.get('schema')!r}, "
-                         f"not {GRID_SCHEMA!r}")
+        raise InputError(
+            f"cannot resume into {out}: its schema is {old.attrs.get('schema')!r}, not {GRID_SCHEMA!r}"
+        )
     problems = []
     if old.sizes.get("model") != template.sizes["model"] or not all(
         np.array_equal(old[c].values, template[c].values) for c in _PARAMETERS
@@ -197,8 +197,10 @@ def pack_grid(store, out) -> int:
     part.attrs = {k: v for k, v in ds.attrs.items()}
     part.attrs["packed_from"] = str(store)
     encoding = {
-        name: {"chunks": tuple(part.sizes[d] for d in part[name].dims),
-               "compressors": [compressor(9, cname="zstd")]}
+        name: {
+            "chunks": tuple(part.sizes[d] for d in part[name].dims),
+            "compressors": [compressor(9, cname="zstd")],
+        }
         for name in part.data_vars
     }
     part.to_zarr(out, mode="w-", zarr_format=3, consolidated=False, encoding=encoding)
@@ -226,11 +228,15 @@ def load_grid(path=None) -> xr.Dataset:
         ds = open_grid_store(store, chunks=None)
         keep = [n for n in (*_VARIABLES, "seconds") if n in ds]
         parts.append(ds[keep].load())
-    grid = xr.concat(parts, dim="model", coords="minimal", compat="override", join="exact",
-                     combine_attrs="drop")
+    grid = xr.concat(
+        parts, dim="model", coords="minimal", compat="override", join="exact", combine_attrs="drop"
+    )
     key = np.stack([grid[p].values for p in _PARAMETERS], axis=1)
     if np.unique(key, axis=0).shape[0] != key.shape[0]:
         raise ValueError(f"grid parts in {path} repeat some (teff, logg, feh, alpha) models")
-    grid.attrs = {"schema": GRID_SCHEMA, "parts": [str(s) for s in stores],
-                  "n_model": int(grid.sizes["model"])}
+    grid.attrs = {
+        "schema": GRID_SCHEMA,
+        "parts": [str(s) for s in stores],
+        "n_model": int(grid.sizes["model"]),
+    }
     return grid

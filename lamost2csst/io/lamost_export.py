@@ -29,7 +29,9 @@ LAYOUTS = ("image", "table")
 _COEFF0, _COEFF1 = 3.5682, 1e-4
 
 
-def write_lamost_file(path, *, flux, ivar, mask, header: dict, layout: str = "image", gz: bool = False) -> str:
+def write_lamost_file(
+    path, *, flux, ivar, mask, header: dict, layout: str = "image", gz: bool = False
+) -> str:
     """Write one LAMOST LRS file of a spectrum on ``LAMOST_WAVE``.
 
     ``header`` holds the FITS keys (OBSID, RA, DEC, Z, ...); NaN values are written as
@@ -41,8 +43,9 @@ def write_lamost_file(path, *, flux, ivar, mask, header: dict, layout: str = "im
     flux, ivar, mask = (np.asarray(a) for a in (flux, ivar, mask))
     if not flux.shape == ivar.shape == mask.shape == (n,):
         raise ValueError(f"flux, ivar and mask must be ({n},) arrays on LAMOST_WAVE")
-    rows = np.vstack([flux, np.where(mask, 0.0, ivar), LAMOST_WAVE, mask.astype(np.float32),
-                      mask.astype(np.float32)]).astype(np.float32)
+    rows = np.vstack(
+        [flux, np.where(mask, 0.0, ivar), LAMOST_WAVE, mask.astype(np.float32), mask.astype(np.float32)]
+    ).astype(np.float32)
     hdr = fits.Header()
     for key, value in {"COEFF0": _COEFF0, "COEFF1": _COEFF1, "VACUUM": True, **header}.items():
         if isinstance(value, (float, np.floating)) and not math.isfinite(value):
@@ -51,9 +54,13 @@ def write_lamost_file(path, *, flux, ivar, mask, header: dict, layout: str = "im
     if layout == "image":
         hdul = fits.HDUList([fits.PrimaryHDU(rows, header=hdr)])
     else:
-        columns = [fits.Column(name=name, format=f"{n}E", array=rows[i][None, :])
-                   for i, name in enumerate(("FLUX", "IVAR", "WAVELENGTH", "ANDMASK", "ORMASK"))]
-        hdul = fits.HDUList([fits.PrimaryHDU(header=hdr), fits.BinTableHDU.from_columns(columns, name="COADD")])
+        columns = [
+            fits.Column(name=name, format=f"{n}E", array=rows[i][None, :])
+            for i, name in enumerate(("FLUX", "IVAR", "WAVELENGTH", "ANDMASK", "ORMASK"))
+        ]
+        hdul = fits.HDUList(
+            [fits.PrimaryHDU(header=hdr), fits.BinTableHDU.from_columns(columns, name="COADD")]
+        )
     path = os.fspath(path)
     if gz:
         buffer = io.BytesIO()
@@ -84,6 +91,15 @@ def export_lamost(ds: xr.Dataset, folder, *, layout: str = "image", gz: bool = F
         header.update({key: float(ds[name].values[i]) for key, name in keys.items() if name in ds.coords})
         this_layout = LAYOUTS[i % 2] if layout == "mixed" else layout
         name = f"spec-{int(obsid)}.fits" + (".gz" if gz else "")
-        paths.append(write_lamost_file(os.path.join(folder, name), flux=flux[i], ivar=ivar[i], mask=mask[i],
-                                       header=header, layout=this_layout, gz=gz))
+        paths.append(
+            write_lamost_file(
+                os.path.join(folder, name),
+                flux=flux[i],
+                ivar=ivar[i],
+                mask=mask[i],
+                header=header,
+                layout=this_layout,
+                gz=gz,
+            )
+        )
     return paths

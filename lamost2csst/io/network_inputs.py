@@ -76,10 +76,16 @@ def network_input_template(ds: xr.Dataset, *, chunk_stars: int, catalogue: str =
     }
     coords.update(star_coords(ds))
     data_vars = {
-        "flux": (dims, empty(np.float32),
-                 {"long_name": "continuum-normalized flux (flux / continuum)", "units": "1"}),
-        "error": (dims, empty(np.float32),
-                  {"long_name": "1-sigma error of the normalized flux", "units": "1"}),
+        "flux": (
+            dims,
+            empty(np.float32),
+            {"long_name": "continuum-normalized flux (flux / continuum)", "units": "1"},
+        ),
+        "error": (
+            dims,
+            empty(np.float32),
+            {"long_name": "1-sigma error of the normalized flux", "units": "1"},
+        ),
         "mask": (dims, empty(np.bool_), {"long_name": "True = pixel unusable (flux and error are NaN)"}),
     }
     attrs = {

@@ -93,9 +93,20 @@ def detector_grid(n: int = 16) -> tuple[np.ndarray, np.ndarray]:
     return (np.linspace(0, ny - 1, n), np.linspace(0, nx - 1, n))
 
 
-def simulate_observations(sed, obsid, *, n_exposures: int = 3, seed: int = 0, mag_range=(12.0, 16.0),
-                          exposure: float = 150.0, scale_error: float = 0.0, amplitude: float = 0.03,
-                          throughputs: dict | None = None, grid_points: int = 16, max_order: int = 3):
+def simulate_observations(
+    sed,
+    obsid,
+    *,
+    n_exposures: int = 3,
+    seed: int = 0,
+    mag_range=(12.0, 16.0),
+    exposure: float = 150.0,
+    scale_error: float = 0.0,
+    amplitude: float = 0.03,
+    throughputs: dict | None = None,
+    grid_points: int = 16,
+    max_order: int = 3,
+):
     """Simulated CSST slitless observations of stars with true SEDs, and the injected truth.
 
     Every star is observed ``n_exposures`` times in each band, each time on a random
@@ -136,50 +147,119 @@ def simulate_observations(sed, obsid, *, n_exposures: int = 3, seed: int = 0, ma
         flat = np.empty((n, OUTPUT_WAVE.size))
         for d in range(DETECTORS_PER_BAND):
             on = detector == d
-            flat[on] = injected_response(x[on], y[on], band=band, detector=d, amplitude=amplitude,
-                                         max_order=max_order)
-        flux, error = observe_slitless(sed[star], scale=scale_true[star], throughput=throughput, flat=flat,
-                                       exposure=np.full(n, exposure), rng=rng)
-        parts.append(dict(flux=flux, error=error, obsid=obsid[star], band=np.full(n, band, dtype=object), detector=detector,
-                          x=x, y=y, exposure=np.full(n, exposure), scale=scale_known[star],
-                          scale_true=scale_true[star], mag=mag[star]))
+            flat[on] = injected_response(
+                x[on], y[on], band=band, detector=d, amplitude=amplitude, max_order=max_order
+            )
+        flux, error = observe_slitless(
+            sed[star],
+            scale=scale_true[star],
+            throughput=throughput,
+            flat=flat,
+            exposure=np.full(n, exposure),
+            rng=rng,
+        )
+        parts.append(
+            dict(
+                flux=flux,
+                error=error,
+                obsid=obsid[star],
+                band=np.full(n, band, dtype=object),
+                detector=detector,
+                x=x,
+                y=y,
+                exposure=np.full(n, exposure),
+                scale=scale_known[star],
+                scale_true=scale_true[star],
+                mag=mag[star],
+            )
+        )
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     gy, gx = detector_grid(grid_points)
     yy, xx = np.meshgrid(gy, gx, indexing="ij")
-    truth = np.stack([np.stack([
-        injected_response(xx.ravel(), yy.ravel(), band=band, detector=d, amplitude=amplitude, max_order=max_order)
-        .T.reshape(OUTPUT_WAVE.size, grid_points, grid_points) for d in range(DETECTORS_PER_BAND)])
-        for band in BANDS])
+    truth = np.stack(
+        [
+            np.stack(
+                [
+                    injected_response(
+                        xx.ravel(),
+                        yy.ravel(),
+                        band=band,
+                        detector=d,
+                        amplitude=amplitude,
+                        max_order=max_order,
+                    ).T.reshape(OUTPUT_WAVE.size, grid_points, grid_points)
+                    for d in range(DETECTORS_PER_BAND)
+                ]
+            )
+            for band in BANDS
+        ]
+    )
     inside = np.stack([(throughputs.get(b, default_throughput(b)) > 0) for b in BANDS])  # (band, wave)
     truth = np.where(inside[:, None, :, None, None], truth, np.nan).astype(np.float32)
     wave = ("wave_out", OUTPUT_WAVE, {"units": "Angstrom", "medium": "vacuum"})
-    attrs = {"source": "lamost2csst.io.observations.simulate_observations", "seed": int(seed),
-             "n_exposures": int(n_exposures), "scale_error": float(scale_error), "amplitude": float(amplitude),
-             "detector_shape": list(DETECTOR_SHAPE), "max_order": int(max_order)}
+    attrs = {
+        "source": "lamost2csst.io.observations.simulate_observations",
+        "seed": int(seed),
+        "n_exposures": int(n_exposures),
+        "scale_error": float(scale_error),
+        "amplitude": float(amplitude),
+        "detector_shape": list(DETECTOR_SHAPE),
+        "max_order": int(max_order),
+    }
     obs = xr.Dataset(
-        {"flux": (("obs", "wave_out"), cat["flux"], {"long_name": "extracted slitless flux", "units": "counts/s"}),
-         "error": (("obs", "wave_out"), cat["error"], {"long_name": "1-sigma error of flux", "units": "counts/s"})},
-        coords={"wave_out": wave, **{k: ("obs", cat[k]) for k in (
-            "obsid", "band", "detector", "x", "y", "exposure", "scale", "scale_true", "mag")}},
+        {
+            "flux": (
+                ("obs", "wave_out"),
+                cat["flux"],
+                {"long_name": "extracted slitless flux", "units": "counts/s"},
+            ),
+            "error": (
+                ("obs", "wave_out"),
+                cat["error"],
+                {"long_name": "1-sigma error of flux", "units": "counts/s"},
+            ),
+        },
+        coords={
+            "wave_out": wave,
+            **{
+                k: ("obs", cat[k])
+                for k in ("obsid", "band", "detector", "x", "y", "exposure", "scale", "scale_true", "mag")
+            },
+        },
         attrs={"schema": OBSERVATIONS_SCHEMA, **attrs},
     )
     truth = xr.Dataset(
-        {"flat": (("band", "detector", "wave_out", "gy", "gx"), truth,
-                  {"long_name": "injected large-scale flat (mean 1 per wavelength over the detector)"})},
-        coords={"wave_out": wave, "band": ("band", np.array(list(BANDS), dtype=object)),
-                "detector": ("detector", np.arange(DETECTORS_PER_BAND)), "gy": ("gy", gy), "gx": ("gx", gx)},
+        {
+            "flat": (
+                ("band", "detector", "wave_out", "gy", "gx"),
+                truth,
+                {"long_name": "injected large-scale flat (mean 1 per wavelength over the detector)"},
+            )
+        },
+        coords={
+            "wave_out": wave,
+            "band": ("band", np.array(list(BANDS), dtype=object)),
+            "detector": ("detector", np.arange(DETECTORS_PER_BAND)),
+            "gy": ("gy", gy),
+            "gx": ("gx", gx),
+        },
         attrs={"schema": "lamost2csst.flat_truth/1", **attrs},
     )
     return obs, truth
 
 
-def write_observations(obs: xr.Dataset, path, *, truth: xr.Dataset | None = None, chunk_obs: int = 4096) -> None:
+def write_observations(
+    obs: xr.Dataset, path, *, truth: xr.Dataset | None = None, chunk_obs: int = 4096
+) -> None:
     """Write observations (chunked along ``obs``; numpy data written directly, no dask graph)
     and, if given, the truth into the group ``truth`` of the same store."""
     validate_observations(obs)
     chunk = max(1, min(int(chunk_obs), obs.sizes["obs"]))
-    encoding = {name: {"chunks": tuple(chunk if d == "obs" else obs.sizes[d] for d in var.dims)}
-                for name, var in obs.variables.items() if "obs" in var.dims}
+    encoding = {
+        name: {"chunks": tuple(chunk if d == "obs" else obs.sizes[d] for d in var.dims)}
+        for name, var in obs.variables.items()
+        if "obs" in var.dims
+    }
     obs.to_zarr(path, mode="w-", zarr_format=3, consolidated=False, encoding=encoding)
     if truth is not None:
         truth.to_zarr(path, group="truth", zarr_format=3, consolidated=False)
@@ -200,13 +280,15 @@ def _simulate_from_catalogue(catalogue: str, *, n_stars: int | None, throughput_
         if band not in ("GU", "GV", "GI") or not path:
             raise ValueError(f"--throughput expects BAND=FILE with BAND in GU, GV, GI, got {item!r}")
         throughputs[band] = read_throughput(path)
-    obs, truth = simulate_observations(cat["sed_true"].values[rows], cat["obsid"].values[rows],
-                                       throughputs=throughputs, **kwargs)
+    obs, truth = simulate_observations(
+        cat["sed_true"].values[rows], cat["obsid"].values[rows], throughputs=throughputs, **kwargs
+    )
     return obs, truth, int(rows.size)
 
 
-def simulate_observation_store(catalogue, out, *, n_stars: int | None = None, throughput_files=(),
-                               chunk_obs: int = 4096, **kwargs) -> dict:
+def simulate_observation_store(
+    catalogue, out, *, n_stars: int | None = None, throughput_files=(), chunk_obs: int = 4096, **kwargs
+) -> dict:
     """Simulate observations of the stars of a spectra catalogue with ``sed_true`` into the store ``out``.
 
     The first ``n_stars`` stars with a finite ``z`` (default: all) are observed by
@@ -225,8 +307,9 @@ def simulate_observation_store(catalogue, out, *, n_stars: int | None = None, th
     try:
         if os.path.exists(out):
             raise ValueError(f"{out} already exists; choose another --out or remove it")
-        obs, truth, stars = _simulate_from_catalogue(catalogue, n_stars=n_stars, throughput_files=throughput_files,
-                                                     **kwargs)
+        obs, truth, stars = _simulate_from_catalogue(
+            catalogue, n_stars=n_stars, throughput_files=throughput_files, **kwargs
+        )
     except (OSError, ValueError) as err:
         raise InputError(str(err)) from None
     obs.attrs["catalogue"] = os.path.abspath(catalogue)
@@ -234,5 +317,14 @@ def simulate_observation_store(catalogue, out, *, n_stars: int | None = None, th
     return {"out": os.path.abspath(out), "stars": stars, "observations": int(obs.sizes["obs"])}
 
 
-__all__ += ["DETECTORS_PER_BAND", "band_names", "detector_grid", "open_observations", "read_scales",
-            "read_truth", "simulate_observation_store", "simulate_observations", "write_observations"]
+__all__ += [
+    "DETECTORS_PER_BAND",
+    "band_names",
+    "detector_grid",
+    "open_observations",
+    "read_scales",
+    "read_truth",
+    "simulate_observation_store",
+    "simulate_observations",
+    "write_observations",
+]

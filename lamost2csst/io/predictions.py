@@ -29,31 +29,62 @@ from lamost2csst.io.regions import empty_array, star_coords
 __all__ = ["PREDICTIONS_SCHEMA", "open_predictions", "predictions_template", "validate_predictions"]
 
 PREDICTIONS_SCHEMA = "lamost2csst.predictions/1"
-DATA_VARS = {"sed": (("star", "wave_out"), np.float32), "sigma": (("star", "wave_out"), np.float32),
-             "flags": (("star",), np.uint16)}
+DATA_VARS = {
+    "sed": (("star", "wave_out"), np.float32),
+    "sigma": (("star", "wave_out"), np.float32),
+    "flags": (("star",), np.uint16),
+}
 
 
-def predictions_template(ds: xr.Dataset, *, chunk_stars: int, catalogue: str, model_path: str,
-                         model_hash: str, model_card: dict, thresholds: FlagThresholds) -> xr.Dataset:
+def predictions_template(
+    ds: xr.Dataset,
+    *,
+    chunk_stars: int,
+    catalogue: str,
+    model_path: str,
+    model_hash: str,
+    model_card: dict,
+    thresholds: FlagThresholds,
+) -> xr.Dataset:
     """The predictions Dataset of catalogue ``ds`` with never-computed arrays (the job's template)."""
     from lamost2csst._version import __version__
 
     n_star = ds.sizes["star"]
     dims = ("star", "wave_out")
-    coords = {"wave_out": ("wave_out", np.asarray(OUTPUT_WAVE, dtype=np.float64),
-                           {"units": "Angstrom", "medium": "vacuum", "resolution": 200.0,
-                            "long_name": "vacuum wavelength (OUTPUT_WAVE, 2500*exp(i/400))"})}
+    coords = {
+        "wave_out": (
+            "wave_out",
+            np.asarray(OUTPUT_WAVE, dtype=np.float64),
+            {
+                "units": "Angstrom",
+                "medium": "vacuum",
+                "resolution": 200.0,
+                "long_name": "vacuum wavelength (OUTPUT_WAVE, 2500*exp(i/400))",
+            },
+        )
+    }
     coords.update(star_coords(ds))
     shape = (n_star, OUTPUT_WAVE.size)
     data_vars = {
-        "sed": (dims, empty_array(shape, np.float32, chunk_stars),
-                {"long_name": "predicted CSST-like SED, scaled like lamost2csst.scale_sed", "units": "1"}),
-        "sigma": (dims, empty_array(shape, np.float32, chunk_stars),
-                  {"long_name": "relative 1-sigma uncertainty of sed (flux error = sigma * sed)",
-                   "units": "1"}),
-        "flags": (("star",), empty_array((n_star,), np.uint16, chunk_stars),
-                  {"long_name": "quality bitmask (0 = nothing to report)",
-                   "flag_masks": [int(f) for f in Flag], "flag_meanings": " ".join(f.name for f in Flag)}),
+        "sed": (
+            dims,
+            empty_array(shape, np.float32, chunk_stars),
+            {"long_name": "predicted CSST-like SED, scaled like lamost2csst.scale_sed", "units": "1"},
+        ),
+        "sigma": (
+            dims,
+            empty_array(shape, np.float32, chunk_stars),
+            {"long_name": "relative 1-sigma uncertainty of sed (flux error = sigma * sed)", "units": "1"},
+        ),
+        "flags": (
+            ("star",),
+            empty_array((n_star,), np.uint16, chunk_stars),
+            {
+                "long_name": "quality bitmask (0 = nothing to report)",
+                "flag_masks": [int(f) for f in Flag],
+                "flag_meanings": " ".join(f.name for f in Flag),
+            },
+        ),
     }
     attrs = {
         "schema": PREDICTIONS_SCHEMA,

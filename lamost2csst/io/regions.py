@@ -19,8 +19,15 @@ import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec
 
-__all__ = ["compressor", "empty_array", "read_region", "star_coords", "template_encoding", "write_region",
-           "write_template"]
+__all__ = [
+    "compressor",
+    "empty_array",
+    "read_region",
+    "star_coords",
+    "template_encoding",
+    "write_region",
+    "write_template",
+]
 
 
 def compressor(level: int = 1, *, cname: str = "lz4") -> BloscCodec:
@@ -40,8 +47,11 @@ def empty_array(shape: tuple[int, ...], dtype, chunk_stars: int) -> da.Array:
 
 def star_coords(ds: xr.Dataset) -> dict[str, xr.Variable]:
     """The per-star coordinates of ``ds``, loaded (they are small), attrs kept."""
-    return {name: xr.Variable("star", var.values, dict(var.attrs)) for name, var in ds.coords.items()
-            if var.dims == ("star",)}
+    return {
+        name: xr.Variable("star", var.values, dict(var.attrs))
+        for name, var in ds.coords.items()
+        if var.dims == ("star",)
+    }
 
 
 def template_encoding(template: xr.Dataset, chunk_stars: int, *, level: int = 1) -> dict:
@@ -56,8 +66,14 @@ def template_encoding(template: xr.Dataset, chunk_stars: int, *, level: int = 1)
 
 def write_template(template: xr.Dataset, out: str, chunk_stars: int) -> None:
     """Write a template's metadata and coordinates, no data (refuses an existing ``out``)."""
-    template.to_zarr(out, mode="w-", compute=False, zarr_format=3, consolidated=False,
-                     encoding=template_encoding(template, chunk_stars))
+    template.to_zarr(
+        out,
+        mode="w-",
+        compute=False,
+        zarr_format=3,
+        consolidated=False,
+        encoding=template_encoding(template, chunk_stars),
+    )
 
 
 def read_region(store: str, start: int, stop: int, names, *, dim: str = "star") -> dict[str, np.ndarray]:

@@ -48,7 +48,13 @@ from lamost2csst.io.demo import PIXEL_FIELDS, block_arrays, with_lazy_coords
 from lamost2csst.io.spectra import spectra_dataset
 
 __all__ = [
-    "BLOCK_STARS", "SOURCE", "GridArrays", "grid_arrays", "grid_catalogue", "grid_digest", "simulate_block",
+    "BLOCK_STARS",
+    "SOURCE",
+    "GridArrays",
+    "grid_arrays",
+    "grid_catalogue",
+    "grid_digest",
+    "simulate_block",
 ]
 
 #: Stars per random block (part of the definition of the data).
@@ -85,9 +91,18 @@ def _block_parameters(seed: int, block: int, n_model: int) -> dict[str, np.ndarr
     z_missing = rng.random(n) < 0.005
     nan_pixel = np.where(rng.random(n) < 0.002, rng.integers(0, LAMOST_WAVE.size, n), -1)
     return {
-        "model": model, "z": rv / C_KMS, "snr": snr, "scale": scale, "ra": ra, "dec": dec,
-        "has_run": has_run, "run_length": run_length, "run_start": run_start,
-        "blue_arm_failed": blue_arm_failed, "z_missing": z_missing, "nan_pixel": nan_pixel,
+        "model": model,
+        "z": rv / C_KMS,
+        "snr": snr,
+        "scale": scale,
+        "ra": ra,
+        "dec": dec,
+        "has_run": has_run,
+        "run_length": run_length,
+        "run_start": run_start,
+        "blue_arm_failed": blue_arm_failed,
+        "z_missing": z_missing,
+        "nan_pixel": nan_pixel,
     }
 
 
@@ -102,7 +117,11 @@ def simulate_block(
     rest = flux_lamost[par["model"]].astype(np.float64)
     rest /= np.median(rest, axis=1, keepdims=True)
     flux, ivar, mask = observe_spectra(
-        rest, wave=LAMOST_WAVE, z=par["z"], snr=par["snr"], scale=par["scale"],
+        rest,
+        wave=LAMOST_WAVE,
+        z=par["z"],
+        snr=par["snr"],
+        scale=par["scale"],
         rng=np.random.default_rng(noise_seed),
     )
     column = np.arange(LAMOST_WAVE.size)[None, :]
@@ -162,8 +181,12 @@ def _grid_coords(block: int, n_star: int, arrays: GridArrays | None, seed: int) 
     par = {k: v[:n_star] for k, v in _block_parameters(seed, block, arrays.flux_lamost.shape[0]).items()}
     model = par["model"]
     return {
-        "ra": par["ra"], "dec": par["dec"], "z": np.where(par["z_missing"], np.nan, par["z"]),
-        "snr_g": par["snr"], "z_true": par["z"], **{p: arrays.params[p][model] for p in _GRID_PARAMETERS},
+        "ra": par["ra"],
+        "dec": par["dec"],
+        "z": np.where(par["z_missing"], np.nan, par["z"]),
+        "snr_g": par["snr"],
+        "z_true": par["z"],
+        **{p: arrays.params[p][model] for p in _GRID_PARAMETERS},
         "grid_model": model.astype(np.int32),
     }
 
@@ -229,10 +252,21 @@ def grid_catalogue(
     blocks = {"block_stars": BLOCK_STARS, "lazy": lazy, "args": (shared, seed)}
     pixels = block_arrays(_grid_pixels, n_star, fields=_PIXELS, **blocks)
     ds = spectra_dataset(
-        wave=LAMOST_WAVE, flux=pixels["flux"], ivar=pixels["ivar"], mask=pixels["mask"],
-        obsid=np.arange(1, n_star + 1, dtype=np.int64), ra=coord["ra"], dec=coord["dec"], z=coord["z"],
-        resolution=RESOLUTION, frame="observed", flux_unit="relative", source=SOURCE,
-        snr_g=coord["snr_g"], z_true=coord["z_true"], **{p: coord[p] for p in _GRID_PARAMETERS},
+        wave=LAMOST_WAVE,
+        flux=pixels["flux"],
+        ivar=pixels["ivar"],
+        mask=pixels["mask"],
+        obsid=np.arange(1, n_star + 1, dtype=np.int64),
+        ra=coord["ra"],
+        dec=coord["dec"],
+        z=coord["z"],
+        resolution=RESOLUTION,
+        frame="observed",
+        flux_unit="relative",
+        source=SOURCE,
+        snr_g=coord["snr_g"],
+        z_true=coord["z_true"],
+        **{p: coord[p] for p in _GRID_PARAMETERS},
         grid_model=coord["grid_model"],
     )
     ds["snr_g"].attrs.update(units="1", long_name="S/N per pixel (simulated: the same at all pixels)")
@@ -241,8 +275,13 @@ def grid_catalogue(
     ds = ds.assign_coords(wave_out=("wave_out", OUTPUT_WAVE, {"units": "Angstrom", "medium": "vacuum"}))
     sed_attrs = {"long_name": "true SED of the star (scale_sed)"}
     ds["sed_true"] = (("star", "wave_out"), pixels["sed_true"], sed_attrs)
-    ds.attrs.update(demo_seed=int(seed), demo_block_stars=BLOCK_STARS, demo_n_star=int(n_star),
-                    demo_grid=grid_digest(grid), demo_grid_models=int(grid.sizes["model"]))
+    ds.attrs.update(
+        demo_seed=int(seed),
+        demo_block_stars=BLOCK_STARS,
+        demo_n_star=int(n_star),
+        demo_grid=grid_digest(grid),
+        demo_grid_models=int(grid.sizes["model"]),
+    )
     if lazy:
         lazy_coords = block_arrays(_grid_coords, n_star, fields=_COORDS, **blocks)
         ds = with_lazy_coords(ds, lazy_coords, block_stars=BLOCK_STARS)

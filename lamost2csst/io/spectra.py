@@ -179,8 +179,15 @@ def validate_spectra(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset
     return ds
 
 
-def write_spectra(ds: xr.Dataset, store, *, chunk_stars: int = DEFAULT_CHUNK_STARS, level: int = 1, mode: str = "w-",
-                  compute: bool = True):
+def write_spectra(
+    ds: xr.Dataset,
+    store,
+    *,
+    chunk_stars: int = DEFAULT_CHUNK_STARS,
+    level: int = 1,
+    mode: str = "w-",
+    compute: bool = True,
+):
     """Write a whole catalogue to a Zarr v3 store (computes dask-backed inputs).
 
     ``mode="w-"`` refuses to overwrite an existing store; pass ``mode="w"`` to replace it.
@@ -191,12 +198,20 @@ def write_spectra(ds: xr.Dataset, store, *, chunk_stars: int = DEFAULT_CHUNK_STA
     validate_spectra(ds)
     chunk_stars = max(1, min(chunk_stars, ds.sizes["star"]))
     ds = ds.chunk({"star": chunk_stars, "wave": -1}) if ds.chunks else ds
-    delayed = ds.to_zarr(store, mode=mode, zarr_format=3, consolidated=False, compute=compute,
-                         encoding=template_encoding(ds, chunk_stars, level=level))
+    delayed = ds.to_zarr(
+        store,
+        mode=mode,
+        zarr_format=3,
+        consolidated=False,
+        compute=compute,
+        encoding=template_encoding(ds, chunk_stars, level=level),
+    )
     return store if compute else delayed
 
 
-def create_spectra_store(template: xr.Dataset, store, *, chunk_stars: int = DEFAULT_CHUNK_STARS, level: int = 1):
+def create_spectra_store(
+    template: xr.Dataset, store, *, chunk_stars: int = DEFAULT_CHUNK_STARS, level: int = 1
+):
     """Write only the metadata (and the non-star coordinates) of a catalogue: the template.
 
     ``template`` is a full-size Dataset whose star-dimensioned variables may be lazy dask

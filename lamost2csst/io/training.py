@@ -31,8 +31,13 @@ def gridded_library(ds: xr.Dataset, *, inputs: bool = True) -> GriddedLibrary:
         sed = ds["sed"].values
         if flux_in.shape[-1] != INPUT_WAVE.size or sed.shape[-1] != OUTPUT_WAVE.size:
             raise ValueError(f"grid arrays {flux_in.shape} / {sed.shape} are not on INPUT_WAVE / OUTPUT_WAVE")
-        return GriddedLibrary(flux_in, ~np.isfinite(flux_in), sed, ~np.isfinite(sed),
-                              input_coarser=np.zeros(INPUT_WAVE.size, bool))
+        return GriddedLibrary(
+            flux_in,
+            ~np.isfinite(flux_in),
+            sed,
+            ~np.isfinite(sed),
+            input_coarser=np.zeros(INPUT_WAVE.size, bool),
+        )
     for name in ("wave", "flux"):
         if name not in ds:
             raise ValueError(f"not a library Dataset: no {name!r} (expected the spectra schema or a grid)")

@@ -19,8 +19,16 @@ import numpy as np
 from lamost2csst.core.grids import INPUT_WAVE, OUTPUT_WAVE
 from lamost2csst.core.inputs import fill_masked_pixels
 
-__all__ = ["MASKED_ERROR", "default_model_path", "load_model", "model_card", "model_hash", "predict",
-           "prepare_network_arrays", "save_model"]
+__all__ = [
+    "MASKED_ERROR",
+    "default_model_path",
+    "load_model",
+    "model_card",
+    "model_hash",
+    "predict",
+    "prepare_network_arrays",
+    "save_model",
+]
 
 #: Normalized 1-sigma error given to masked input pixels (their flux is set to the continuum, 1).
 #: An error of 1 means "no information at this pixel"; pre-training shows the network such
@@ -87,8 +95,10 @@ def _load_cached(path: str, mtime_ns: int):
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except ValueError as err:
         if "safe_mode" in str(err) or "unsafe" in str(err).lower():
-            raise ValueError(f"{path}: refusing to load a model file that carries Python code (Lambda layers or "
-                             f"pickled functions); lamost2csst loads models in Keras safe mode only ({err})") from None
+            raise ValueError(
+                f"{path}: refusing to load a model file that carries Python code (Lambda layers or "
+                f"pickled functions); lamost2csst loads models in Keras safe mode only ({err})"
+            ) from None
         raise
 
 
@@ -101,7 +111,9 @@ def load_model(path=None):
     """
     path = Path(path) if path is not None else default_model_path()
     if not path.exists():
-        hint = " (the shipped model is missing: reinstall the package)" if path == default_model_path() else ""
+        hint = (
+            " (the shipped model is missing: reinstall the package)" if path == default_model_path() else ""
+        )
         raise FileNotFoundError(f"no model file at {path}{hint}")
     if path.suffix != ".keras":
         raise ValueError(f"expected a Keras 3 .keras model file, got {path.name!r}")
@@ -133,7 +145,9 @@ def prepare_network_arrays(norm_flux, norm_error, *, mask=None):
     else:
         mask = np.asarray(mask)
         if mask.dtype != bool or mask.shape != flux.shape:
-            raise ValueError(f"mask must be a boolean array of shape {flux.shape}, got {mask.dtype} {mask.shape}")
+            raise ValueError(
+                f"mask must be a boolean array of shape {flux.shape}, got {mask.dtype} {mask.shape}"
+            )
     return fill_masked_pixels(flux, error, mask, masked_error=MASKED_ERROR)
 
 
@@ -170,7 +184,9 @@ def _compiled_forward(model, backend=None):
 
         @jax.jit
         def jax_forward(trainable, non_trainable, flux, error):
-            out, _ = model.stateless_call(trainable, non_trainable, {"flux": flux, "error": error}, training=False)
+            out, _ = model.stateless_call(
+                trainable, non_trainable, {"flux": flux, "error": error}, training=False
+            )
             return out["sed"], out["sigma"]
 
         precision = JAX_MATMUL_PRECISION

@@ -76,8 +76,15 @@ class SubUnit(layers.Layer):
     feature off entirely, which Eq. 6 allows.
     """
 
-    def __init__(self, *, channels: int, kernel_size: int = 3, stride: int = 1,
-                 attention_activation: str = "relu", **kwargs):
+    def __init__(
+        self,
+        *,
+        channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        attention_activation: str = "relu",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.channels = int(channels)
         self.kernel_size = int(kernel_size)

@@ -48,7 +48,14 @@ class ModelConfig:
     n_input: int = N_INPUT
     n_output: int = N_OUTPUT
     stem: tuple[int, int, int] = (4, 3, 2)
-    sub_units: tuple[tuple[int, int, int], ...] = ((4, 3, 2), (4, 3, 1), (8, 3, 2), (8, 3, 1), (16, 3, 2), (16, 3, 1))
+    sub_units: tuple[tuple[int, int, int], ...] = (
+        (4, 3, 2),
+        (4, 3, 1),
+        (8, 3, 2),
+        (8, 3, 1),
+        (16, 3, 2),
+        (16, 3, 1),
+    )
     sed_layers: tuple[int, ...] = (100, 200, 300)
     error_layer: int = 16
     joint_layer: int = 64
@@ -63,7 +70,7 @@ class ModelConfig:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -83,8 +90,9 @@ def _dense(units, name, activation="relu"):
     return layers.Dense(units, activation=activation, kernel_initializer="he_normal", name=name)
 
 
-def build_uaranet(config: ModelConfig | None = None, *, sed_bias=None, sigma_init: float = 0.05,
-                  name: str = "uaranet") -> keras.Model:
+def build_uaranet(
+    config: ModelConfig | None = None, *, sed_bias=None, sigma_init: float = 0.05, name: str = "uaranet"
+) -> keras.Model:
     """A fresh UaRA-net with inputs ``{"flux", "error"}`` and outputs ``{"sed", "sigma"}``.
 
     Parameters
@@ -106,11 +114,17 @@ def build_uaranet(config: ModelConfig | None = None, *, sed_bias=None, sigma_ini
 
     x = layers.Reshape((config.n_input, 1), name="as_channels")(flux)
     channels, kernel, stride = config.stem
-    x = layers.Conv1D(channels, kernel, strides=stride, padding="same", kernel_initializer="he_normal",
-                      name="stem")(x)
+    x = layers.Conv1D(
+        channels, kernel, strides=stride, padding="same", kernel_initializer="he_normal", name="stem"
+    )(x)
     for i, (channels, kernel, stride) in enumerate(config.sub_units, start=1):
-        x = SubUnit(channels=channels, kernel_size=kernel, stride=stride,
-                    attention_activation=config.attention_activation, name=f"sub_unit_{i}")(x)
+        x = SubUnit(
+            channels=channels,
+            kernel_size=kernel,
+            stride=stride,
+            attention_activation=config.attention_activation,
+            name=f"sub_unit_{i}",
+        )(x)
     x = layers.BatchNormalization(name="bn")(x)
     x = layers.ReLU(name="relu")(x)
     z = layers.GlobalAveragePooling1D(name="gap")(x)
@@ -120,8 +134,9 @@ def build_uaranet(config: ModelConfig | None = None, *, sed_bias=None, sigma_ini
         if config.dropout > 0:
             h = layers.Dropout(config.dropout, name=f"dropout_{i}")(h)
         h = _dense(units, f"fc_{i}")(h)
-    sed = layers.Dense(config.n_output, activation=config.sed_activation, kernel_initializer="he_normal",
-                       name="sed")(h)
+    sed = layers.Dense(
+        config.n_output, activation=config.sed_activation, kernel_initializer="he_normal", name="sed"
+    )(h)
 
     if config.error_input == "scale":
         e = layers.Rescaling(config.error_scale, name="error_scale")(error)
@@ -134,11 +149,14 @@ def build_uaranet(config: ModelConfig | None = None, *, sed_bias=None, sigma_ini
     if config.dropout > 0:
         joint = layers.Dropout(config.dropout, name="dropout_err")(joint)
     joint = _dense(config.joint_layer, "fc_err_2")(joint)
-    sigma = layers.Dense(config.n_output, activation="softplus", kernel_initializer="he_normal",
-                         name="fc_err_3")(joint)
+    sigma = layers.Dense(
+        config.n_output, activation="softplus", kernel_initializer="he_normal", name="fc_err_3"
+    )(joint)
     sigma = Offset(offset=config.sigma_floor, name="sigma")(sigma)
 
-    model = keras.Model(inputs={"flux": flux, "error": error}, outputs={"sed": sed, "sigma": sigma}, name=name)
+    model = keras.Model(
+        inputs={"flux": flux, "error": error}, outputs={"sed": sed, "sigma": sigma}, name=name
+    )
     # Both heads start from a zero kernel, i.e. at exactly (sed_bias, sigma_init) for every
     # star: a He-normal last layer starts at SEDs off by factors of several (r^2 / sigma^2
     # ~ 1e5) and training spent its first thousands of steps undoing that (measured).

@@ -31,8 +31,17 @@ from lamost2csst.core.grids import BANDS, OUTPUT_WAVE, band_pixels
 from lamost2csst.core.pairs import GriddedLibrary, make_pairs
 from lamost2csst.errors import InputError
 
-__all__ = ["INPUT_PATHS", "LibraryArrays", "RunMismatchError", "TrainConfig", "epoch_pairs", "initial_model",
-           "split_by_model", "train", "validation_metrics"]
+__all__ = [
+    "INPUT_PATHS",
+    "LibraryArrays",
+    "RunMismatchError",
+    "TrainConfig",
+    "epoch_pairs",
+    "initial_model",
+    "split_by_model",
+    "train",
+    "validation_metrics",
+]
 
 
 #: How training inputs are made: Eq. 1 noise on INPUT_WAVE, or observed through the LAMOST path.
@@ -133,8 +142,15 @@ class EpochData(NamedTuple):
     star: np.ndarray  # (k,) index into the library
 
 
-def epoch_pairs(lib: GriddedLibrary, *, snrs, rng: np.random.Generator, mask_augment: float = 0.0,
-                max_masked_span: int = 200, input_path: str = "direct") -> EpochData:
+def epoch_pairs(
+    lib: GriddedLibrary,
+    *,
+    snrs,
+    rng: np.random.Generator,
+    mask_augment: float = 0.0,
+    max_masked_span: int = 200,
+    input_path: str = "direct",
+) -> EpochData:
     """Every star of ``lib`` at every SNR with fresh noise, normalized, ready for the network.
 
     ``input_path="direct"`` (the paper): Eq. 1 noise at S/N ``snr`` per pixel is added to
@@ -155,8 +171,14 @@ def epoch_pairs(lib: GriddedLibrary, *, snrs, rng: np.random.Generator, mask_aug
     snr = np.repeat(np.asarray(snrs, float)[None, :], n, axis=0).T.ravel()  # SNR-major
     star = np.tile(np.arange(n), len(snrs))
     if input_path == "direct":
-        pairs = make_pairs(lib.flux_in[star], lib.sed[star], snr=snr, rng=rng,
-                           input_mask=lib.input_mask[star], target_mask=lib.target_mask[star])
+        pairs = make_pairs(
+            lib.flux_in[star],
+            lib.sed[star],
+            snr=snr,
+            rng=rng,
+            input_mask=lib.input_mask[star],
+            target_mask=lib.target_mask[star],
+        )
         flux, error, mask = pairs.flux, pairs.error, pairs.input_mask
         sed, target_mask = pairs.sed, pairs.target_mask
     else:
@@ -164,8 +186,10 @@ def epoch_pairs(lib: GriddedLibrary, *, snrs, rng: np.random.Generator, mask_aug
         from lamost2csst.core.simulate import C_KMS, draw_radial_velocities, observed_network_inputs
 
         if lib.flux_lamost is None:
-            raise ValueError("input_path='lamost' needs the library's clean spectra on LAMOST_WAVE "
-                             "(flux_lamost, as the synthetic grid has); empirical libraries have none")
+            raise ValueError(
+                "input_path='lamost' needs the library's clean spectra on LAMOST_WAVE "
+                "(flux_lamost, as the synthetic grid has); empirical libraries have none"
+            )
         z = draw_radial_velocities(star.size, rng) / C_KMS
         rest = lib.flux_lamost[star].astype(np.float64)
         rest /= np.median(rest, axis=1, keepdims=True)
@@ -202,8 +226,9 @@ def validation_metrics(sed_true, target_mask, sed_pred, sigma, *, snr, wave=OUTP
     return out
 
 
-def initial_model(train_lib: GriddedLibrary, *, init=None, dropout: float = 0.0, error_input: str = "scale",
-                  seed: int = 0):
+def initial_model(
+    train_lib: GriddedLibrary, *, init=None, dropout: float = 0.0, error_input: str = "scale", seed: int = 0
+):
     """The network a training run starts from: a fresh UaRA-net, or a copy of the model ``init``.
 
     Parameters
@@ -253,8 +278,17 @@ def _machine() -> str:
     return f"{platform.node()} {platform.processor() or platform.machine()} {os.cpu_count()} cores"
 
 
-def train(model, train_lib: GriddedLibrary, val_lib: GriddedLibrary, *, config: TrainConfig, run_dir,
-          resume: bool = False, progress: Callable | None = None, card: dict | None = None):
+def train(
+    model,
+    train_lib: GriddedLibrary,
+    val_lib: GriddedLibrary,
+    *,
+    config: TrainConfig,
+    run_dir,
+    resume: bool = False,
+    progress: Callable | None = None,
+    card: dict | None = None,
+):
     """Train ``model``; returns ``(model, summary)`` (summary also in ``run_dir/summary.json``).
 
     On resume the returned model is the one restored from the checkpoint.
@@ -294,8 +328,12 @@ def train(model, train_lib: GriddedLibrary, val_lib: GriddedLibrary, *, config: 
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
 
-    val = epoch_pairs(val_lib, snrs=config.val_snrs, rng=np.random.default_rng([config.seed, 1, 2, 3]),
-                      input_path=config.input_path)
+    val = epoch_pairs(
+        val_lib,
+        snrs=config.val_snrs,
+        rng=np.random.default_rng([config.seed, 1, 2, 3]),
+        input_path=config.input_path,
+    )
     t_start = time.perf_counter() - state["seconds"]
     history = open(run_dir / "history.jsonl", "a")
     try:
@@ -304,26 +342,46 @@ def train(model, train_lib: GriddedLibrary, val_lib: GriddedLibrary, *, config: 
             lr = config.learning_rate_at(epoch)
             optimizer.learning_rate.assign(lr)
             rng = np.random.default_rng([config.seed, epoch])
-            data = epoch_pairs(train_lib, snrs=config.snrs, rng=rng, mask_augment=config.mask_augment,
-                               max_masked_span=config.max_masked_span, input_path=config.input_path)
+            data = epoch_pairs(
+                train_lib,
+                snrs=config.snrs,
+                rng=rng,
+                mask_augment=config.mask_augment,
+                max_masked_span=config.max_masked_span,
+                input_path=config.input_path,
+            )
             order = rng.permutation(data.flux.shape[0])
             losses = []
             for start in range(0, order.size, config.batch_size):
-                idx = order[start:start + config.batch_size]
-                losses.append(float(train_step(data.flux[idx], data.error[idx], data.sed[idx],
-                                               data.target_mask[idx])))
+                idx = order[start : start + config.batch_size]
+                losses.append(
+                    float(train_step(data.flux[idx], data.error[idx], data.sed[idx], data.target_mask[idx]))
+                )
             state["epoch"] = epoch + 1
             state["passes"] += int(order.size)
             state["seconds"] = time.perf_counter() - t_start
-            info = {"epoch": epoch + 1, "passes": state["passes"], "seconds": round(state["seconds"], 1),
-                    "lr": lr, "loss": float(np.mean(losses))}
+            info = {
+                "epoch": epoch + 1,
+                "passes": state["passes"],
+                "seconds": round(state["seconds"], 1),
+                "lr": lr,
+                "loss": float(np.mean(losses)),
+            }
             last = state["epoch"] == config.epochs or state["seconds"] > 60 * config.max_minutes
             if state["epoch"] % config.validate_every == 0 or last:
-                _validate(model, val, info, state, run_dir=run_dir, history=history,
-                          card={**(card or {}), "training": config_json})
+                _validate(
+                    model,
+                    val,
+                    info,
+                    state,
+                    run_dir=run_dir,
+                    history=history,
+                    card={**(card or {}), "training": config_json},
+                )
                 if config.patience and state["bad_validations"] >= config.patience:
-                    state["stopped"] = (f"early stop: no better validation NLL in {config.patience} "
-                                        "validations")
+                    state["stopped"] = (
+                        f"early stop: no better validation NLL in {config.patience} validations"
+                    )
                     break
             if progress is not None:
                 progress(state["epoch"], config.epochs, info)
@@ -356,15 +414,24 @@ def _start_or_resume(model, config: TrainConfig, config_json: dict, *, run_dir: 
         defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
         stored = {**{k: v for k, v in defaults.items() if k not in state["config"]}, **state["config"]}
         if stored != config_json:
-            raise InputError(f"{run_dir} was started with a different training config; use a new run "
-                                   "directory")
+            raise InputError(
+                f"{run_dir} was started with a different training config; use a new run directory"
+            )
         model = keras.saving.load_model(ckpt_path, compile=True, safe_mode=True)
         return model, model.optimizer, state
     if (ckpt_path.exists() or (run_dir / "history.jsonl").exists()) and not resume:
         raise FileExistsError(f"{run_dir} holds a previous run; pass resume=True or choose a new directory")
     keras.utils.set_random_seed(config.seed)
-    state = {"config": config_json, "epoch": 0, "passes": 0, "seconds": 0.0, "best_val_nll": None,
-             "best_epoch": None, "bad_validations": 0, "stopped": None}
+    state = {
+        "config": config_json,
+        "epoch": 0,
+        "passes": 0,
+        "seconds": 0.0,
+        "best_val_nll": None,
+        "best_epoch": None,
+        "bad_validations": 0,
+        "stopped": None,
+    }
     optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, clipnorm=config.clipnorm)
     model.compile(optimizer=optimizer)
     (run_dir / "history.jsonl").unlink(missing_ok=True)
@@ -383,13 +450,25 @@ def _validate(model, val: EpochData, info: dict, state: dict, *, run_dir: Path, 
     info.update(validation_metrics(val.sed, val.target_mask, sed_pred, sigma, snr=val.snr))
     # dead ReLUs show here first
     branch = error_branch_response(model, val.flux, val.error, prediction=(sed_pred, sigma))
-    info.update(error_branch_active_units=branch["active_units"],
-                error_branch_sigma_ratio=round(branch["sigma_ratio_median"], 4))
+    info.update(
+        error_branch_active_units=branch["active_units"],
+        error_branch_sigma_ratio=round(branch["sigma_ratio_median"], 4),
+    )
     if state["best_val_nll"] is None or val_nll < state["best_val_nll"]:
         state.update(best_val_nll=val_nll, best_epoch=state["epoch"], bad_validations=0)
-        save_model(model, run_dir / "best.keras", card={
-            **card, "epoch": state["epoch"], "passes": state["passes"], "seconds": state["seconds"],
-            "val_nll": val_nll, "machine": _machine(), "validation": info})
+        save_model(
+            model,
+            run_dir / "best.keras",
+            card={
+                **card,
+                "epoch": state["epoch"],
+                "passes": state["passes"],
+                "seconds": state["seconds"],
+                "val_nll": val_nll,
+                "machine": _machine(),
+                "validation": info,
+            },
+        )
     else:
         state["bad_validations"] += 1
     history.write(json.dumps(info) + "\n")

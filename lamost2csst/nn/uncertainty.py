@@ -43,11 +43,14 @@ def combine_members(seds, sigmas) -> EnsemblePrediction:
     epistemic = seds.std(axis=0)
     total = np.hypot(aleatoric, epistemic)
     f = np.float32
-    return EnsemblePrediction(mu.astype(f), (aleatoric / mu).astype(f), (epistemic / mu).astype(f),
-                              (total / mu).astype(f))
+    return EnsemblePrediction(
+        mu.astype(f), (aleatoric / mu).astype(f), (epistemic / mu).astype(f), (total / mu).astype(f)
+    )
 
 
-def predict_ensemble(norm_flux, norm_error, *, models, mask=None, batch_size: int = 1024) -> EnsemblePrediction:
+def predict_ensemble(
+    norm_flux, norm_error, *, models, mask=None, batch_size: int = 1024
+) -> EnsemblePrediction:
     """Predict with every member (loaded models or ``.keras`` paths) and combine them.
 
     The inputs are validated once, as :func:`lamost2csst.nn.inference.predict` does.

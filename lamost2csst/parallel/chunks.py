@@ -64,7 +64,9 @@ def marker_path(out: str, index: int) -> str:
 
 def chunk_ranges(n_star: int, chunk_stars: int) -> list[tuple[int, int, int]]:
     """(index, start, stop) of each star chunk."""
-    return [(i, start, min(start + chunk_stars, n_star)) for i, start in enumerate(range(0, n_star, chunk_stars))]
+    return [
+        (i, start, min(start + chunk_stars, n_star)) for i, start in enumerate(range(0, n_star, chunk_stars))
+    ]
 
 
 def read_marker(out: str, index: int) -> dict | None:
@@ -75,7 +77,9 @@ def read_marker(out: str, index: int) -> dict | None:
 
 def markers_group(out: str) -> None:
     group = zarr.open_group(os.path.join(out, MARKERS), mode="a", zarr_format=3)
-    group.attrs["description"] = "resume markers of lamost2csst jobs: chunk-<index>.done (JSON) = chunk written"
+    group.attrs["description"] = (
+        "resume markers of lamost2csst jobs: chunk-<index>.done (JSON) = chunk written"
+    )
 
 
 def create_output(template: xr.Dataset, out: str, chunk_stars: int) -> None:
@@ -91,7 +95,9 @@ def existing_chunk_stars(out: str) -> int | None:
         return None
 
 
-def run_chunk_tasks(client, task, chunks, *, out: str, desc: str, progress: bool, **kwargs) -> tuple[dict, list]:
+def run_chunk_tasks(
+    client, task, chunks, *, out: str, desc: str, progress: bool, **kwargs
+) -> tuple[dict, list]:
     """Run ``task(index, start, stop, **kwargs)`` for the chunks without a marker.
 
     Returns ``(markers, new)``: every chunk's marker by index (old and new) and the
@@ -113,14 +119,31 @@ def run_chunk_tasks(client, task, chunks, *, out: str, desc: str, progress: bool
             try:
                 marker = future.result()
             except Exception as err:
-                LOG.error(json.dumps({"event": "chunk_failed", "job": desc, "key": str(future.key),
-                                      "error": f"{type(err).__name__}: {err}"}))
+                LOG.error(
+                    json.dumps(
+                        {
+                            "event": "chunk_failed",
+                            "job": desc,
+                            "key": str(future.key),
+                            "error": f"{type(err).__name__}: {err}",
+                        }
+                    )
+                )
                 raise
             markers[marker["index"]] = marker
             new.append(marker)
-            LOG.info(json.dumps({"event": "chunk_done", "job": desc, "index": marker["index"],
-                                 "stars": marker.get("n_star"), "seconds": marker.get("seconds"),
-                                 "host": marker.get("host")}))
+            LOG.info(
+                json.dumps(
+                    {
+                        "event": "chunk_done",
+                        "job": desc,
+                        "index": marker["index"],
+                        "stars": marker.get("n_star"),
+                        "seconds": marker.get("seconds"),
+                        "host": marker.get("host"),
+                    }
+                )
+            )
             bar.update(1)
     except BaseException:
         client.cancel(futures)
@@ -135,8 +158,15 @@ def same_stars(old: xr.Dataset, template: xr.Dataset) -> bool:
     return bool(np.array_equal(old["obsid"].values, template["obsid"].values))
 
 
-def check_resumable(out: str, template: xr.Dataset, chunk_stars: int, *, schema: str, variable: str,
-                    same_attrs: tuple[str, ...] = ()) -> None:
+def check_resumable(
+    out: str,
+    template: xr.Dataset,
+    chunk_stars: int,
+    *,
+    schema: str,
+    variable: str,
+    same_attrs: tuple[str, ...] = (),
+) -> None:
     """Refuse to resume into a store that is not this run's output.
 
     The existing store must have ``schema``, the template's stars (same obsid, same order),
@@ -157,12 +187,16 @@ def check_resumable(out: str, template: xr.Dataset, chunk_stars: int, *, schema:
     for name in same_attrs:
         before, now = old.attrs.get(name), template.attrs.get(name)
         if before != now:
-            shown = (f" ({str(before)[:12]} there, {str(now)[:12]} in this run)"
-                     if isinstance(now, str) else "")
+            shown = (
+                f" ({str(before)[:12]} there, {str(now)[:12]} in this run)" if isinstance(now, str) else ""
+            )
             problems.append(f"its {name} differs{shown}")
     if problems:
-        raise InputError(f"cannot resume into {out}: it is not this run's output: " + "; ".join(problems)
-                            + ". Remove it or choose another output.")
+        raise InputError(
+            f"cannot resume into {out}: it is not this run's output: "
+            + "; ".join(problems)
+            + ". Remove it or choose another output."
+        )
 
 
 def missing_chunks(out: str, n_star: int, chunk_stars: int) -> list[int]:
@@ -178,9 +212,18 @@ def open_input(catalogue: str) -> xr.Dataset:
     return open_catalogue(catalogue)
 
 
-def prepare_output(out: str, source: xr.Dataset, *, chunk_stars, resume: bool, overwrite: bool, schema: str,
-                   template: Callable[[int], xr.Dataset], variable: str,
-                   same_attrs: tuple[str, ...] = ()) -> int:
+def prepare_output(
+    out: str,
+    source: xr.Dataset,
+    *,
+    chunk_stars,
+    resume: bool,
+    overwrite: bool,
+    schema: str,
+    template: Callable[[int], xr.Dataset],
+    variable: str,
+    same_attrs: tuple[str, ...] = (),
+) -> int:
     """Set up the output store of a job on catalogue ``source`` before any task runs; returns the chunk size.
 
     ``overwrite`` removes an existing store of ``schema`` first; an existing store without
@@ -193,8 +236,9 @@ def prepare_output(out: str, source: xr.Dataset, *, chunk_stars, resume: bool, o
         remove_store(out, schema=schema)
     exists = storage_exists(out)
     if exists and not resume:
-        raise InputError(f"output {out} already exists; pass resume=True (--resume) to finish it, "
-                            "or remove it first")
+        raise InputError(
+            f"output {out} already exists; pass resume=True (--resume) to finish it, or remove it first"
+        )
     if chunk_stars is None:
         chunk_stars = (existing_chunk_stars(out) if exists else None) or star_chunk(source)
     if int(chunk_stars) != chunk_stars or chunk_stars < 1:

@@ -86,8 +86,14 @@ def toy_demo_catalogue(
 
     def build(tmp):
         log(f"building the demo catalogue {path}: {n_star} toy spectra (analytic stand-in), seed {seed}")
-        write_with_progress(toy_catalogue(n_star, seed=seed, lazy=True), tmp, client=client,
-                            chunk_stars=BLOCK_STARS, desc="writing the demo catalogue", progress=progress)
+        write_with_progress(
+            toy_catalogue(n_star, seed=seed, lazy=True),
+            tmp,
+            client=client,
+            chunk_stars=BLOCK_STARS,
+            desc="writing the demo catalogue",
+            progress=progress,
+        )
 
     wanted = {"demo_n_star": n_star, "demo_seed": seed, "demo_block_stars": BLOCK_STARS, "source": SOURCE}
     return ensure_demo_catalogue(path, wanted=wanted, build=build, log=log)
@@ -107,13 +113,25 @@ def grid_demo_catalogue(
     grid = load_grid()
 
     def build(tmp):
-        log(f"building the demo catalogue {path}: {n_star} LAMOST-like stars simulated from the shipped grid "
-            f"({grid.sizes['model']} models), seed {seed}")
+        log(
+            f"building the demo catalogue {path}: {n_star} LAMOST-like stars simulated from the shipped grid "
+            f"({grid.sizes['model']} models), seed {seed}"
+        )
         # grid=None: each worker loads the shipped grid itself, the graph carries none of it
-        write_with_progress(grid_catalogue(n_star, seed=seed, lazy=True), tmp, client=client,
-                            chunk_stars=BLOCK_STARS, desc="simulating and writing the demo catalogue",
-                            progress=progress)
+        write_with_progress(
+            grid_catalogue(n_star, seed=seed, lazy=True),
+            tmp,
+            client=client,
+            chunk_stars=BLOCK_STARS,
+            desc="simulating and writing the demo catalogue",
+            progress=progress,
+        )
 
-    wanted = {"demo_n_star": n_star, "demo_seed": seed, "demo_block_stars": BLOCK_STARS, "source": SOURCE,
-              "demo_grid": grid_digest(grid)}
+    wanted = {
+        "demo_n_star": n_star,
+        "demo_seed": seed,
+        "demo_block_stars": BLOCK_STARS,
+        "source": SOURCE,
+        "demo_grid": grid_digest(grid),
+    }
     return ensure_demo_catalogue(path, wanted=wanted, build=build, log=log)

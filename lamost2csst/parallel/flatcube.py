@@ -73,8 +73,22 @@ from lamost2csst.parallel.runtime import peak_rss_mb
 
 __all__ = ["FLATCUBE_SCHEMA", "build_flatcube", "flat_chunk"]
 
-def flat_chunk(index: int, start: int, stop: int, *, observations: str, predictions: str, pred_index,
-               order: int, out: str, iteration: int, fits: dict | None, kappa: float, star_scales=None) -> dict:
+
+def flat_chunk(
+    index: int,
+    start: int,
+    stop: int,
+    *,
+    observations: str,
+    predictions: str,
+    pred_index,
+    order: int,
+    out: str,
+    iteration: int,
+    fits: dict | None,
+    kappa: float,
+    star_scales=None,
+) -> dict:
     """One task: the normal equations per (band, detector) of observations ``start:stop`` (+ counts).
 
     With ``star_scales`` (sorted obsid, scale: the self-calibration's current per-star
@@ -92,8 +106,21 @@ def flat_chunk(index: int, start: int, stop: int, *, observations: str, predicti
     found, sed, sigma, flags, where = prediction_rows(predictions, obs["obsid"], pred_index)
     scale = _lookup(star_scales, obs["obsid"]) if star_scales is not None else obs["scale"].astype(np.float64)
     result = {"n_obs": stop - start, "peak_rss_mb": 0.0}
-    result.update(chunk_equations(obs, found=found, flags=flags, where=where, sed=sed, sigma=sigma, scale=scale,
-                                  order=order, fits=fits, kappa=kappa, self_calibrate=star_scales is not None))
+    result.update(
+        chunk_equations(
+            obs,
+            found=found,
+            flags=flags,
+            where=where,
+            sed=sed,
+            sigma=sigma,
+            scale=scale,
+            order=order,
+            fits=fits,
+            kappa=kappa,
+            self_calibrate=star_scales is not None,
+        )
+    )
     result["peak_rss_mb"] = peak_rss_mb()
     save_partial(path, result)
     return result
@@ -112,10 +139,14 @@ def _add(a: dict, b: dict) -> dict:
     groups = dict(a["groups"])
     for key, eq in b["groups"].items():
         groups[key] = groups[key] + eq if key in groups else eq
-    return {"n_obs": a["n_obs"] + b["n_obs"], "clipped": a["clipped"] + b["clipped"],
-            "peak_rss_mb": max(a["peak_rss_mb"], b["peak_rss_mb"]),
-            "counts": {k: a["counts"][k] + b["counts"][k] for k in REJECT_REASONS}, "groups": groups,
-            "star_sums": add_star_sums(a["star_sums"], b["star_sums"])}
+    return {
+        "n_obs": a["n_obs"] + b["n_obs"],
+        "clipped": a["clipped"] + b["clipped"],
+        "peak_rss_mb": max(a["peak_rss_mb"], b["peak_rss_mb"]),
+        "counts": {k: a["counts"][k] + b["counts"][k] for k in REJECT_REASONS},
+        "groups": groups,
+        "star_sums": add_star_sums(a["star_sums"], b["star_sums"]),
+    }
 
 
 def _with_progress(future, bar):
@@ -133,11 +164,12 @@ def _tree_sum(client, futures):
     while len(futures) > 1:
         # priority: an addition runs as soon as its two inputs exist, before further chunks, so
         # that finished chunks' matrices do not pile up on the workers
-        pairs = [client.submit(_add, futures[i], futures[i + 1], pure=False, priority=100)
-                 for i in range(0, len(futures) - 1, 2)]
+        pairs = [
+            client.submit(_add, futures[i], futures[i + 1], pure=False, priority=100)
+            for i in range(0, len(futures) - 1, 2)
+        ]
         futures = pairs + ([futures[-1]] if len(futures) % 2 else [])  # the previous level is dropped here
     return futures.pop().result()
-
 
 
 def _open_checked(observations: str, predictions: str):
@@ -152,7 +184,8 @@ def _open_checked(observations: str, predictions: str):
             raise InputError(
                 f"predictions {predictions} are unfinished: {len(missing)} chunk(s) not written (first: "
                 f"{missing[0]}); finish them with python -m jobs.predict_catalogue ... --out {predictions} "
-                "--resume")
+                "--resume"
+            )
     return obs, pred
 
 
@@ -165,9 +198,12 @@ def _truth_report(cube, observations: str) -> list[dict] | None:
         return None
     rows = []
     for band in BANDS:
-        row = truth_deviation(fitted=cube.flat.sel(band=band).values, true=truth.flat.sel(band=band).values,
-                              flat_error=cube.flat_error.sel(band=band).values,
-                              fit=cube.fit.sel(band=band).values)
+        row = truth_deviation(
+            fitted=cube.flat.sel(band=band).values,
+            true=truth.flat.sel(band=band).values,
+            flat_error=cube.flat_error.sel(band=band).values,
+            fit=cube.fit.sel(band=band).values,
+        )
         if row is not None:
             rows.append({"band": band, **row})
     return rows
@@ -200,17 +236,39 @@ def _fit_pass(client, settings: _Settings, chunks, pred_index, iteration: int, f
     # the previous fits (~0.3 MB) once per worker, not embedded in every task's arguments
     # (thousands of queued tasks x 0.3 MB would grow with the number of chunks)
     fits_arg = client.scatter([fits], broadcast=True, hash=False)[0] if fits is not None else None
-    bar = tqdm(total=len(chunks), unit="chunk", desc=f"flat fit {iteration + 1}/{settings.iterations}",
-               disable=not settings.progress)
+    bar = tqdm(
+        total=len(chunks),
+        unit="chunk",
+        desc=f"flat fit {iteration + 1}/{settings.iterations}",
+        disable=not settings.progress,
+    )
     # the leaf futures are handed to the tree and not kept here: each chunk's matrices are
     # released as soon as they have been added (memory does not grow with the chunks)
-    result = _tree_sum(client, [
-        _with_progress(client.submit(flat_chunk, i, a, b, observations=settings.observations,
-                                     predictions=settings.predictions, pred_index=pred_index,
-                                     order=settings.order, out=settings.out, iteration=iteration, fits=fits_arg,
-                                     kappa=settings.kappa, star_scales=scales_arg, pure=False),
-                       bar)
-        for i, a, b in chunks])
+    result = _tree_sum(
+        client,
+        [
+            _with_progress(
+                client.submit(
+                    flat_chunk,
+                    i,
+                    a,
+                    b,
+                    observations=settings.observations,
+                    predictions=settings.predictions,
+                    pred_index=pred_index,
+                    order=settings.order,
+                    out=settings.out,
+                    iteration=iteration,
+                    fits=fits_arg,
+                    kappa=settings.kappa,
+                    star_scales=scales_arg,
+                    pure=False,
+                ),
+                bar,
+            )
+            for i, a, b in chunks
+        ],
+    )
     bar.close()
     return result
 
@@ -243,25 +301,40 @@ def _cube_arrays(solutions: dict, settings: _Settings, design: np.ndarray) -> di
         coeffs[i, j], cov[i, j], n_used[i, j], fit[i, j] = s.coeffs, s.covariance, s.n, s.fit
         chi2_dof[i, j] = reduced_chi2(s, n_terms)
     flat, flat_error, mean_response = normalized_flat(coeffs, cov, design)
-    return {"coeffs": coeffs, "covariance": cov, "mean_response": mean_response, "flat": flat,
-            "flat_error": flat_error, "n_obs": n_used, "fit": fit, "chi2_dof": chi2_dof}
+    return {
+        "coeffs": coeffs,
+        "covariance": cov,
+        "mean_response": mean_response,
+        "flat": flat,
+        "flat_error": flat_error,
+        "n_obs": n_used,
+        "fit": fit,
+        "chi2_dof": chi2_dof,
+    }
 
 
 def _summary(settings: _Settings, result: dict, fit: np.ndarray) -> dict:
     counts = result["counts"]
     return {
-        "job": "build_flatcube", "out": settings.out, "observations_in": int(result["n_obs"]),
+        "job": "build_flatcube",
+        "out": settings.out,
+        "observations_in": int(result["n_obs"]),
         "observations_used": int(result["n_obs"] - sum(counts.values())),
-        "rejected": counts, "ratios_clipped_last_iteration": int(result["clipped"]),
-        "wavelengths_fit": int(fit.sum()), "wavelengths_unfit_in_band": int(
-            sum((~fit[i] & _in_band(b)[None, :]).sum() for i, b in enumerate(BANDS))),
-        "order": int(settings.order), "self_calibrated": bool(settings.self_calibrate),
+        "rejected": counts,
+        "ratios_clipped_last_iteration": int(result["clipped"]),
+        "wavelengths_fit": int(fit.sum()),
+        "wavelengths_unfit_in_band": int(
+            sum((~fit[i] & _in_band(b)[None, :]).sum() for i, b in enumerate(BANDS))
+        ),
+        "order": int(settings.order),
+        "self_calibrated": bool(settings.self_calibrate),
         "worker_peak_rss_mb": round(result["peak_rss_mb"], 1),
     }
 
 
-def _build(client, settings: _Settings, obs, pred, chunk_obs, grid_points: int,
-           t0: float) -> tuple[xr.Dataset, dict]:
+def _build(
+    client, settings: _Settings, obs, pred, chunk_obs, grid_points: int, t0: float
+) -> tuple[xr.Dataset, dict]:
     """Fit and assemble the cube: ``(cube, summary)``."""
     chunks = chunk_ranges(obs.sizes["obs"], chunk_obs)
     pred_obsid = pred["obsid"].values
@@ -275,10 +348,19 @@ def _build(client, settings: _Settings, obs, pred, chunk_obs, grid_points: int,
     design = design_matrix(xx.ravel(), yy.ravel(), order=settings.order, shape=DETECTOR_SHAPE)
     arrays = _cube_arrays(solutions, settings, design)
     summary = _summary(settings, result, arrays["fit"])
-    ds = flatcube_dataset(arrays, gy=gy, gx=gx, order=settings.order, kappa=settings.kappa,
-                          iterations=settings.iterations, min_stars=settings.min_stars,
-                          observations=settings.observations, predictions=settings.predictions,
-                          model_hash=pred.attrs.get("model_hash", ""), star_scales=star_scales)
+    ds = flatcube_dataset(
+        arrays,
+        gy=gy,
+        gx=gx,
+        order=settings.order,
+        kappa=settings.kappa,
+        iterations=settings.iterations,
+        min_stars=settings.min_stars,
+        observations=settings.observations,
+        predictions=settings.predictions,
+        model_hash=pred.attrs.get("model_hash", ""),
+        star_scales=star_scales,
+    )
     truth = _truth_report(ds, settings.observations)
     if truth is not None:
         summary["truth"] = truth
@@ -287,10 +369,22 @@ def _build(client, settings: _Settings, obs, pred, chunk_obs, grid_points: int,
     return ds, summary
 
 
-def build_flatcube(observations, predictions, out, *, client, order: int = 2, kappa: float = 3.0,
-                   iterations: int = 3, min_stars: int = 20, chunk_obs: int | None = None,
-                   resume: bool = False, grid_points: int = 16, self_calibrate: bool = False,
-                   progress: bool = True) -> dict:
+def build_flatcube(
+    observations,
+    predictions,
+    out,
+    *,
+    client,
+    order: int = 2,
+    kappa: float = 3.0,
+    iterations: int = 3,
+    min_stars: int = 20,
+    chunk_obs: int | None = None,
+    resume: bool = False,
+    grid_points: int = 16,
+    self_calibrate: bool = False,
+    progress: bool = True,
+) -> dict:
     """Fit the flat-field cube from observations and predictions into the Zarr store ``out``.
 
     Parameters
@@ -336,8 +430,9 @@ def build_flatcube(observations, predictions, out, *, client, order: int = 2, ka
         raise InputError(f"order must be a non-negative integer, got {order!r}")
     if iterations < 1 or kappa <= 0 or min_stars < 1:
         raise InputError("iterations >= 1, kappa > 0 and min_stars >= 1 are required")
-    settings = _Settings(observations, predictions, out, order, kappa, iterations, min_stars, self_calibrate,
-                         progress)
+    settings = _Settings(
+        observations, predictions, out, order, kappa, iterations, min_stars, self_calibrate, progress
+    )
     obs, pred = _open_checked(observations, predictions)
     with output_lock(out, job="build_flatcube", resume=resume):
         if exists(out) and not resume:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -65,8 +65,11 @@ def find_lamost_files(inputs) -> list[str]:
 
 
 def _star_values(ds: xr.Dataset) -> dict:
-    return {name: ds[name].values[0].item() if ds[name].dtype.kind != "O" else str(ds[name].values[0])
-            for name, var in ds.coords.items() if var.dims == ("star",)}
+    return {
+        name: ds[name].values[0].item() if ds[name].dtype.kind != "O" else str(ds[name].values[0])
+        for name, var in ds.coords.items()
+        if var.dims == ("star",)
+    }
 
 
 def scan_files(paths: list[str]) -> list[dict]:
@@ -93,8 +96,12 @@ def write_stars(start: int, stop: int, *, out: str, files: list[str]) -> dict:
     t0 = time.perf_counter()
     ds = read_lamost(files)
     write_region(out, start, stop, {name: ds[name].values for name in ("flux", "ivar", "mask")})
-    marker = {"start": int(start), "stop": int(stop), "n_star": int(stop - start),
-              "seconds": round(time.perf_counter() - t0, 4)}
+    marker = {
+        "start": int(start),
+        "stop": int(stop),
+        "n_star": int(stop - start),
+        "seconds": round(time.perf_counter() - t0, 4),
+    }
     write_json(_marker(out, start), marker)
     return marker
 
@@ -108,26 +115,51 @@ def _template(coords: list[dict], chunk_stars: int) -> xr.Dataset:
         values = [c[name] for c in coords]
         columns[name] = np.array(values, dtype=object) if isinstance(values[0], str) else np.array(values)
     ds = xr.Dataset(
-        {"flux": (("star", "wave"), empty_array(shape, np.float32, chunk_stars), {"long_name": "flux density",
-                                                                                   "units": "relative"}),
-         "ivar": (("star", "wave"), empty_array(shape, np.float32, chunk_stars),
-                  {"long_name": "inverse variance of flux"}),
-         "mask": (("star", "wave"), empty_array(shape, np.bool_, chunk_stars),
-                  {"long_name": "True = pixel must not be used"})},
-        coords={"wave": ("wave", np.asarray(LAMOST_WAVE), {"units": "Angstrom", "medium": "vacuum"}),
-                **{name: ("star", values) for name, values in columns.items()}},
-        attrs={"schema": SCHEMA, "medium": "vacuum", "resolution": 1800.0, "frame": "observed",
-               "flux_unit": "relative (LAMOST relative flux calibration)", "source": INGEST_SOURCE,
-               "reader": read_lamost.__module__, "chunk_stars": int(chunk_stars)},
+        {
+            "flux": (
+                ("star", "wave"),
+                empty_array(shape, np.float32, chunk_stars),
+                {"long_name": "flux density", "units": "relative"},
+            ),
+            "ivar": (
+                ("star", "wave"),
+                empty_array(shape, np.float32, chunk_stars),
+                {"long_name": "inverse variance of flux"},
+            ),
+            "mask": (
+                ("star", "wave"),
+                empty_array(shape, np.bool_, chunk_stars),
+                {"long_name": "True = pixel must not be used"},
+            ),
+        },
+        coords={
+            "wave": ("wave", np.asarray(LAMOST_WAVE), {"units": "Angstrom", "medium": "vacuum"}),
+            **{name: ("star", values) for name, values in columns.items()},
+        },
+        attrs={
+            "schema": SCHEMA,
+            "medium": "vacuum",
+            "resolution": 1800.0,
+            "frame": "observed",
+            "flux_unit": "relative (LAMOST relative flux calibration)",
+            "source": INGEST_SOURCE,
+            "reader": read_lamost.__module__,
+            "chunk_stars": int(chunk_stars),
+        },
     )
     validate_spectra(ds, check_values=False)
     return ds
 
 
 def _encoding(template: xr.Dataset, chunk_stars: int) -> dict:
-    return {name: {"chunks": tuple(chunk_stars if d == "star" else template.sizes[d] for d in var.dims),
-                   "compressors": [compressor(1)]}
-            for name, var in template.variables.items() if "star" in var.dims}
+    return {
+        name: {
+            "chunks": tuple(chunk_stars if d == "star" else template.sizes[d] for d in var.dims),
+            "compressors": [compressor(1)],
+        }
+        for name, var in template.variables.items()
+        if "star" in var.dims
+    }
 
 
 def _open_existing(out: str) -> xr.Dataset:
@@ -156,7 +188,7 @@ def _pending_ranges(out: str, n_star: int, chunk_stars: int) -> list[tuple[int, 
     for path in Path(out, MARKERS).glob("ingest-*.done"):
         marker = read_json(str(path))
         if marker is not None and path.name == f"ingest-{marker.get('start')}.done":
-            covered[marker["start"]:marker["stop"]] = True
+            covered[marker["start"] : marker["stop"]] = True
     ranges = []
     missing = np.flatnonzero(~covered)
     if missing.size:
@@ -171,7 +203,9 @@ def _write_ranges(client, out: str, files: np.ndarray, ranges, *, progress: bool
     from distributed import as_completed
     from tqdm.auto import tqdm
 
-    futures = [client.submit(write_stars, a, b, out=out, files=list(files[a:b]), pure=False) for a, b in ranges]
+    futures = [
+        client.submit(write_stars, a, b, out=out, files=list(files[a:b]), pure=False) for a, b in ranges
+    ]
     written = 0
     with tqdm(total=len(futures), unit="chunk", desc=desc, disable=not progress) as bar:
         try:
@@ -184,8 +218,15 @@ def _write_ranges(client, out: str, files: np.ndarray, ranges, *, progress: bool
     return written
 
 
-def ingest_lamost(inputs, out, *, client, chunk_stars: int | None = None, progress: bool = True,
-                  files_per_task: int = FILES_PER_SCAN_TASK) -> dict:
+def ingest_lamost(
+    inputs,
+    out,
+    *,
+    client,
+    chunk_stars: int | None = None,
+    progress: bool = True,
+    files_per_task: int = FILES_PER_SCAN_TASK,
+) -> dict:
     """Ingest LAMOST LRS FITS files (both layouts) into the spectra catalogue ``out``.
 
     Parameters
@@ -239,7 +280,7 @@ def ingest_lamost(inputs, out, *, client, chunk_stars: int | None = None, progre
             known_files, known_obsid, n_old, rejects = set(), {}, 0, {}
 
         todo = [f for f in files if f not in known_files]
-        batches = [todo[i:i + files_per_task] for i in range(0, len(todo), files_per_task)]
+        batches = [todo[i : i + files_per_task] for i in range(0, len(todo), files_per_task)]
         futures = client.map(scan_files, batches, pure=False)
         scanned = {}
         with tqdm(total=len(todo), unit="file", desc="scan", disable=not progress) as bar:
@@ -252,15 +293,18 @@ def ingest_lamost(inputs, out, *, client, chunk_stars: int | None = None, progre
                 client.cancel(futures)
                 raise
 
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        now = datetime.now(UTC).isoformat(timespec="seconds")
         accepted, rejected_now = [], 0
         for path in todo:  # file order, not completion order: the catalogue is deterministic
             result = scanned[path]
             if result["ok"]:
                 obsid = result["coords"]["obsid"]
                 if obsid in known_obsid:
-                    result = {"path": path, "ok": False,
-                              "reason": f"{path}: OBSID {obsid} is already in the catalogue (from {known_obsid[obsid]})"}
+                    result = {
+                        "path": path,
+                        "ok": False,
+                        "reason": f"{path}: OBSID {obsid} is already in the catalogue (from {known_obsid[obsid]})",
+                    }
                 else:
                     known_obsid[obsid] = path
                     accepted.append(result)
@@ -274,19 +318,34 @@ def ingest_lamost(inputs, out, *, client, chunk_stars: int | None = None, progre
             coords = [r["coords"] for r in accepted]
             template = _template(coords, chunk_stars)
             if exists:
-                template.drop_vars("wave").to_zarr(out, append_dim="star", compute=False, zarr_format=3,
-                                                   consolidated=False, safe_chunks=False)
+                template.drop_vars("wave").to_zarr(
+                    out,
+                    append_dim="star",
+                    compute=False,
+                    zarr_format=3,
+                    consolidated=False,
+                    safe_chunks=False,
+                )
             else:
-                template.to_zarr(out, mode="w-", compute=False, zarr_format=3, consolidated=False,
-                                 encoding=_encoding(template, chunk_stars))
+                template.to_zarr(
+                    out,
+                    mode="w-",
+                    compute=False,
+                    zarr_format=3,
+                    consolidated=False,
+                    encoding=_encoding(template, chunk_stars),
+                )
                 markers_group(out)
-            all_files = np.asarray([*([] if not exists else old_files.tolist()), *(r["path"] for r in accepted)],
-                                   dtype=object)
+            all_files = np.asarray(
+                [*([] if not exists else old_files.tolist()), *(r["path"] for r in accepted)], dtype=object
+            )
             ranges = _ranges_from(n_old, n_old + len(accepted), chunk_stars)
             added = _write_ranges(client, out, all_files, ranges, progress=progress, desc="write")
         elif not exists:
-            raise InputError(f"none of the {len(files)} files could be read; first reason: "
-                                f"{next(iter(rejects.values()))['reason']}")
+            raise InputError(
+                f"none of the {len(files)} files could be read; first reason: "
+                f"{next(iter(rejects.values()))['reason']}"
+            )
 
         seconds = time.perf_counter() - t0
         group = zarr.open_group(out, mode="r+", zarr_format=3)

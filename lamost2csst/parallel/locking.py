@@ -29,7 +29,7 @@ import os
 import socket
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from lamost2csst.errors import InputError
 
@@ -56,7 +56,7 @@ def _holder() -> dict:
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "process_start": _process_start(os.getpid()),
-        "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": sys.argv,
     }
 
@@ -73,8 +73,10 @@ def _alive_here(lock: dict) -> bool:
 
 
 def _describe(lock: dict) -> str:
-    return (f"{lock.get('job', 'a job')} (pid {lock.get('pid')} on host {lock.get('host')}, "
-            f"started {lock.get('started_utc')})")
+    return (
+        f"{lock.get('job', 'a job')} (pid {lock.get('pid')} on host {lock.get('host')}, "
+        f"started {lock.get('started_utc')})"
+    )
 
 
 def _create_local(path: str, payload: bytes, token: str) -> bool:
@@ -183,6 +185,7 @@ def output_lock(out: str, *, job: str, resume: bool):
     local = not is_url(path)
     if local:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
     def mutex():
         return _folder_mutex(path) if local else contextlib.nullcontext()
 
@@ -218,16 +221,25 @@ def _acquire(out: str, path: str, *, job: str, resume: bool, local: bool) -> dic
             if _alive_here(held):
                 raise InputError(
                     f"output {out} is being written by {_describe(held)}; wait for it to end. "
-                    f"If no such job runs any more, remove the lock file {path}")
-            print(f"[lock] taking over the stale lock {path} of {_describe(held)}: that process is gone",
-                  file=sys.stderr, flush=True)
+                    f"If no such job runs any more, remove the lock file {path}"
+                )
+            print(
+                f"[lock] taking over the stale lock {path} of {_describe(held)}: that process is gone",
+                file=sys.stderr,
+                flush=True,
+            )
         elif not resume:
             raise InputError(
                 f"output {out} is locked by {_describe(held)}, on another host whose processes cannot be "
                 f"checked from here; if that job is dead, pass --resume (resume=True) to take over, "
-                f"or remove the lock file {path}")
+                f"or remove the lock file {path}"
+            )
         else:
-            print(f"[lock] resume: taking over the lock {path} of {_describe(held)}", file=sys.stderr, flush=True)
+            print(
+                f"[lock] resume: taking over the lock {path} of {_describe(held)}",
+                file=sys.stderr,
+                flush=True,
+            )
         _remove(path)
     # another job took the freed lock between our removal and our create
     raise InputError(f"output {out}: another job took the lock {path} at the same moment; retry later")

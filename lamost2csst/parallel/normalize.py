@@ -91,8 +91,9 @@ def normalize_chunk(index: int, start: int, stop: int, *, catalogue: str, out: s
     return marker
 
 
-def normalize_catalogue(catalogue, out, *, client, chunk_stars=None, resume=False, overwrite=False,
-                        progress=True) -> dict:
+def normalize_catalogue(
+    catalogue, out, *, client, chunk_stars=None, resume=False, overwrite=False, progress=True
+) -> dict:
     """Normalize a whole spectra catalogue into a ``lamost2csst.network_input/1`` Zarr store.
 
     Parameters
@@ -138,23 +139,43 @@ def normalize_catalogue(catalogue, out, *, client, chunk_stars=None, resume=Fals
     with output_lock(out, job="normalize_catalogue", resume=resume):
         ds = open_input(catalogue)
         chunk_stars = prepare_output(
-            out, ds, chunk_stars=chunk_stars, resume=resume, overwrite=overwrite, schema=NETWORK_INPUT_SCHEMA,
+            out,
+            ds,
+            chunk_stars=chunk_stars,
+            resume=resume,
+            overwrite=overwrite,
+            schema=NETWORK_INPUT_SCHEMA,
             template=lambda n: network_input_template(ds, chunk_stars=n, catalogue=catalogue),
-            variable="flux", same_attrs=("input_resampling",),
+            variable="flux",
+            same_attrs=("input_resampling",),
         )
         chunks = chunk_ranges(ds.sizes["star"], chunk_stars)
         markers, new = run_chunk_tasks(
-            client, normalize_chunk, chunks, out=out, desc="normalize", progress=progress,
-            catalogue=catalogue, observed=ds.attrs.get("frame") == "observed",
+            client,
+            normalize_chunk,
+            chunks,
+            out=out,
+            desc="normalize",
+            progress=progress,
+            catalogue=catalogue,
+            observed=ds.attrs.get("frame") == "observed",
         )
-        summary = _summary(catalogue, out, n_star=ds.sizes["star"], chunk_stars=chunk_stars, markers=markers,
-                           new=new, seconds=time.perf_counter() - t0)
+        summary = _summary(
+            catalogue,
+            out,
+            n_star=ds.sizes["star"],
+            chunk_stars=chunk_stars,
+            markers=markers,
+            new=new,
+            seconds=time.perf_counter() - t0,
+        )
         zarr.open_group(out, mode="r+", zarr_format=3).attrs["summary"] = summary
         return summary
 
 
-def _summary(catalogue: str, out: str, *, n_star: int, chunk_stars: int, markers: dict, new: list,
-             seconds: float) -> dict:
+def _summary(
+    catalogue: str, out: str, *, n_star: int, chunk_stars: int, markers: dict, new: list, seconds: float
+) -> dict:
     """The job's summary from the chunks' markers (all of them, and this run's)."""
     stars_written = sum(m["n_star"] for m in new)
     n_pixel = sum(m["n_pixel"] for m in markers.values())
@@ -168,8 +189,9 @@ def _summary(catalogue: str, out: str, *, n_star: int, chunk_stars: int, markers
         "chunks_total": len(markers),
         "chunks_done": len(new),
         "chunks_skipped": len(markers) - len(new),
-        "masked_pixel_fraction": (sum(m["masked_pixels"] for m in markers.values()) / n_pixel
-                                  if n_pixel else 0.0),
+        "masked_pixel_fraction": (
+            sum(m["masked_pixels"] for m in markers.values()) / n_pixel if n_pixel else 0.0
+        ),
         "stars_all_masked": int(sum(m["stars_all_masked"] for m in markers.values())),
         "stars_bad_z": int(sum(m.get("stars_bad_z", 0) for m in markers.values())),
         "seconds": round(seconds, 3),

@@ -46,9 +46,19 @@ __all__ = [
 ]
 
 
-def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, resume=False,
-                      overwrite=False, progress=True, thresholds: FlagThresholds | None = None,
-                      batch_size: int = 1024) -> dict:
+def predict_catalogue(
+    catalogue,
+    out,
+    *,
+    client,
+    model=None,
+    chunk_stars=None,
+    resume=False,
+    overwrite=False,
+    progress=True,
+    thresholds: FlagThresholds | None = None,
+    batch_size: int = 1024,
+) -> dict:
     """Predict SEDs for every star of a spectra catalogue into a ``lamost2csst.predictions/1`` store.
 
     Parameters
@@ -103,25 +113,54 @@ def predict_catalogue(catalogue, out, *, client, model=None, chunk_stars=None, r
         digest, card = model_hash(model_path), model_card(model_path)
 
         def template(n: int):
-            return predictions_template(ds, chunk_stars=n, catalogue=catalogue, model_path=model_path,
-                                        model_hash=digest, model_card=card, thresholds=thresholds)
+            return predictions_template(
+                ds,
+                chunk_stars=n,
+                catalogue=catalogue,
+                model_path=model_path,
+                model_hash=digest,
+                model_card=card,
+                thresholds=thresholds,
+            )
 
         chunk_stars = prepare_output(
-            out, ds, chunk_stars=chunk_stars, resume=resume, overwrite=overwrite, schema=PREDICTIONS_SCHEMA,
-            template=template, variable="sed",
+            out,
+            ds,
+            chunk_stars=chunk_stars,
+            resume=resume,
+            overwrite=overwrite,
+            schema=PREDICTIONS_SCHEMA,
+            template=template,
+            variable="sed",
             same_attrs=("model_hash", "flag_thresholds", "input_resampling"),
         )
         client.register_plugin(TensorFlowSetup(model_path, warm_batch=int(batch_size)))
         t_tasks = time.perf_counter()
         markers, new = run_chunk_tasks(
-            client, predict_chunk, chunk_ranges(ds.sizes["star"], chunk_stars), out=out, desc="predict",
-            progress=progress, catalogue=catalogue, model_path=model_path,
-            observed=ds.attrs.get("frame") == "observed", thresholds=thresholds.as_dict(),
+            client,
+            predict_chunk,
+            chunk_ranges(ds.sizes["star"], chunk_stars),
+            out=out,
+            desc="predict",
+            progress=progress,
+            catalogue=catalogue,
+            model_path=model_path,
+            observed=ds.attrs.get("frame") == "observed",
+            thresholds=thresholds.as_dict(),
             forward_batch=int(batch_size),  # (client.map has its own batch_size)
         )
-        summary = _summary(catalogue, out, model_path=model_path, model_hash=digest, n_star=ds.sizes["star"],
-                           chunk_stars=chunk_stars, markers=markers, new=new,
-                           seconds_setup=t_tasks - t0, seconds_tasks=time.perf_counter() - t_tasks)
+        summary = _summary(
+            catalogue,
+            out,
+            model_path=model_path,
+            model_hash=digest,
+            n_star=ds.sizes["star"],
+            chunk_stars=chunk_stars,
+            markers=markers,
+            new=new,
+            seconds_setup=t_tasks - t0,
+            seconds_tasks=time.perf_counter() - t_tasks,
+        )
         summary.update(_truth_summary(out, markers))
         return _stored_summary(out, summary, seconds=time.perf_counter() - t0)
 
@@ -140,8 +179,19 @@ def _checked_model(model, batch_size) -> str:
     return model_path
 
 
-def _summary(catalogue: str, out: str, *, model_path: str, model_hash: str, n_star: int, chunk_stars: int,
-             markers: dict, new: list, seconds_setup: float, seconds_tasks: float) -> dict:
+def _summary(
+    catalogue: str,
+    out: str,
+    *,
+    model_path: str,
+    model_hash: str,
+    n_star: int,
+    chunk_stars: int,
+    markers: dict,
+    new: list,
+    seconds_setup: float,
+    seconds_tasks: float,
+) -> dict:
     """The job's summary from the chunks' markers (all of them, and this run's); seconds set by the caller."""
     stars_written = sum(m["n_star"] for m in new)
     ok = sum(m["ok"] for m in markers.values())
@@ -166,8 +216,10 @@ def _summary(catalogue: str, out: str, *, model_path: str, model_hash: str, n_st
         "seconds_tasks": round(seconds_tasks, 3),
         "task_seconds_read": round(sum(m["seconds_read"] for m in new), 3),
         "task_seconds_compute": round(sum(m["seconds_compute"] for m in new), 3),
-        **{f"task_seconds_{part}": round(sum(m.get(f"seconds_{part}", 0.0) for m in new), 3)
-           for part in ("prepare", "network", "write")},
+        **{
+            f"task_seconds_{part}": round(sum(m.get(f"seconds_{part}", 0.0) for m in new), 3)
+            for part in ("prepare", "network", "write")
+        },
         "worker_peak_rss_mb": max((m["peak_rss_mb"] for m in new), default=None),
     }
 
@@ -188,6 +240,8 @@ def _truth_summary(out: str, markers: dict) -> dict:
     rows = {"truth": truth_table(truth["all"])}
     if truth["heldout"] is not None:
         rows["truth_heldout"] = truth_table(truth["heldout"])
-        rows["truth_note"] = ("truth: all stars; truth_heldout: stars whose grid model was not in the "
-                              "network's training split (its model card)")
+        rows["truth_note"] = (
+            "truth: all stars; truth_heldout: stars whose grid model was not in the "
+            "network's training split (its model card)"
+        )
     return rows

@@ -45,9 +45,20 @@ __all__ = ["predict_block", "predict_chunk", "summed_truth", "truth_path"]
 _READ = ("wave", "flux", "ivar", "mask", "z", "teff", "logg", "feh", "alpha", "snr_g", "sed_true")
 
 
-def predict_block(wave, flux, ivar, mask, z, *, model, teff=None, thresholds: FlagThresholds | None = None,
-                  observed: bool = True, batch_size: int = 1024,
-                  timings: dict | None = None) -> dict[str, np.ndarray]:
+def predict_block(
+    wave,
+    flux,
+    ivar,
+    mask,
+    z,
+    *,
+    model,
+    teff=None,
+    thresholds: FlagThresholds | None = None,
+    observed: bool = True,
+    batch_size: int = 1024,
+    timings: dict | None = None,
+) -> dict[str, np.ndarray]:
     """Predicted SEDs, sigmas and flags of a block of observed spectra (numpy in, numpy out).
 
     Parameters
@@ -88,8 +99,15 @@ def predict_block(wave, flux, ivar, mask, z, *, model, teff=None, thresholds: Fl
     mask |= z_missing[:, None]  # no rest frame: nothing of the spectrum is usable
     z_used = np.where(z_missing, 0.0, z) if observed else np.zeros(n_star)
     net = prepare_inputs(wave, flux, ivar=ivar, z=z_used, mask=mask)
-    flags = input_flags(net.mask, snr=median_snr(flux, ivar, mask), nonfinite=nonfinite, z_missing=z_missing,
-                        z_implausible=z_implausible, teff=teff, thresholds=thresholds)
+    flags = input_flags(
+        net.mask,
+        snr=median_snr(flux, ivar, mask),
+        nonfinite=nonfinite,
+        z_missing=z_missing,
+        z_implausible=z_implausible,
+        teff=teff,
+        thresholds=thresholds,
+    )
     sed = np.full((n_star, OUTPUT_WAVE.size), np.nan, np.float32)
     sigma = np.full((n_star, OUTPUT_WAVE.size), np.nan, np.float32)
     rows = np.flatnonzero((flags & Flag.NO_DATA) == 0)
@@ -98,13 +116,18 @@ def predict_block(wave, flux, ivar, mask, z, *, model, teff=None, thresholds: Fl
         sed, sigma = predict(net.flux, net.error, mask=net.mask, model=model, batch_size=batch_size)
         flags |= output_flags(sigma, thresholds=thresholds)
     elif rows.size:
-        sed[rows], sigma[rows] = predict(net.flux[rows], net.error[rows], mask=net.mask[rows], model=model,
-                                         batch_size=batch_size)
+        sed[rows], sigma[rows] = predict(
+            net.flux[rows], net.error[rows], mask=net.mask[rows], model=model, batch_size=batch_size
+        )
         flags[rows] |= output_flags(sigma[rows], thresholds=thresholds)
     if timings is not None:
         timings.update(prepare=t_prepared - t0, network=time.perf_counter() - t_prepared)
-    return {"sed": sed, "sigma": sigma, "flags": flags,
-            "input_masked_fraction": net.mask.mean(axis=1).astype(np.float32)}
+    return {
+        "sed": sed,
+        "sigma": sigma,
+        "flags": flags,
+        "input_masked_fraction": net.mask.mean(axis=1).astype(np.float32),
+    }
 
 
 def truth_path(out: str, index: int) -> str:
@@ -152,8 +175,18 @@ def _write_truth(out: str, index: int, res: dict, src: dict, model_path: str) ->
     write_bytes(truth_path(out, index), buffer.getvalue())
 
 
-def predict_chunk(index: int, start: int, stop: int, *, catalogue: str, out: str, model_path: str,
-                  observed: bool, thresholds: dict, forward_batch: int) -> dict:
+def predict_chunk(
+    index: int,
+    start: int,
+    stop: int,
+    *,
+    catalogue: str,
+    out: str,
+    model_path: str,
+    observed: bool,
+    thresholds: dict,
+    forward_batch: int,
+) -> dict:
     """One task: stars ``start:stop`` of ``catalogue`` -> the same region of ``out``, then the marker."""
     from lamost2csst.nn.inference import load_model
 
@@ -162,9 +195,19 @@ def predict_chunk(index: int, start: int, stop: int, *, catalogue: str, out: str
     thresholds = FlagThresholds(**{**thresholds, "teff_range": tuple(thresholds["teff_range"])})
     t_read = time.perf_counter()
     timings = {}
-    res = predict_block(src["wave"], src["flux"], src["ivar"], src["mask"], src["z"],
-                        model=load_model(model_path), teff=src.get("teff"), thresholds=thresholds,
-                        observed=observed, batch_size=forward_batch, timings=timings)
+    res = predict_block(
+        src["wave"],
+        src["flux"],
+        src["ivar"],
+        src["mask"],
+        src["z"],
+        model=load_model(model_path),
+        teff=src.get("teff"),
+        thresholds=thresholds,
+        observed=observed,
+        batch_size=forward_batch,
+        timings=timings,
+    )
     t_compute = time.perf_counter()
     write_region(out, start, stop, {name: res[name] for name in ("sed", "sigma", "flags")})
     t_write = time.perf_counter()
@@ -173,7 +216,10 @@ def predict_chunk(index: int, start: int, stop: int, *, catalogue: str, out: str
         _write_truth(out, index, res, src, model_path)
     flags = res["flags"]
     marker = {
-        "index": int(index), "start": int(start), "stop": int(stop), "n_star": int(stop - start),
+        "index": int(index),
+        "start": int(start),
+        "stop": int(stop),
+        "n_star": int(stop - start),
         "ok": int((flags == 0).sum()),
         "flag_counts": {f.name: int(((flags & f) != 0).sum()) for f in Flag},
         "truth": has_truth,
@@ -183,7 +229,8 @@ def predict_chunk(index: int, start: int, stop: int, *, catalogue: str, out: str
         "seconds_prepare": round(timings["prepare"], 4),
         "seconds_network": round(timings["network"], 4),
         "seconds_write": round(t_write - t_compute, 4),
-        "host": socket.gethostname(), "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -200,6 +247,9 @@ def summed_truth(out: str, markers: dict) -> dict | None:
         with np.load(io.BytesIO(read_bytes(truth_path(out, index)))) as part:
             for key in part.files:
                 total[key] = total[key] + part[key] if key in total else part[key].copy()
-    split = {prefix: {k: total[f"{prefix}_{k}"] for k in TRUTH_FIELDS} for prefix in ("all", "heldout")
-             if f"{prefix}_n" in total}
+    split = {
+        prefix: {k: total[f"{prefix}_{k}"] for k in TRUTH_FIELDS}
+        for prefix in ("all", "heldout")
+        if f"{prefix}_n" in total
+    }
     return {"all": split["all"], "heldout": split.get("heldout")}

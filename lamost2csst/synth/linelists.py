@@ -377,4 +377,3 @@ def _write_atomic(path: Path, records: list[str]) -> None:
 def line_count(path: Path) -> int:
     with open(path, "rb") as f:
         return sum(1 for _ in f)
-

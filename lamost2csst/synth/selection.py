@@ -42,8 +42,18 @@ def _requested_values(spec, available: np.ndarray, tol: float) -> np.ndarray:
     return lo + step * np.arange(int(np.floor((hi - lo) / step + 1e-9)) + 1)
 
 
-def select_models(*, teff, logg, feh, alpha, n_random: int | None = None, seed: int = 0,
-                  part: tuple[int, int] | None = None, exclude=(), grid=None) -> tuple[np.ndarray, int]:
+def select_models(
+    *,
+    teff,
+    logg,
+    feh,
+    alpha,
+    n_random: int | None = None,
+    seed: int = 0,
+    part: tuple[int, int] | None = None,
+    exclude=(),
+    grid=None,
+) -> tuple[np.ndarray, int]:
     """The grid models a run synthesizes, and how many requested combinations are no grid node.
 
     Parameters

@@ -173,9 +173,13 @@ def write_fort5(path, model: AtlasModel) -> None:
     for z, charge, *_ in _EXPLICIT_IONS:
         last_of[z] = max(last_of.get(z, -1), charge)
     for z, charge, nlev, fname in _EXPLICIT_IONS:
-        rows.append(f"  {z:2d}   {charge:2d}   {nlev:4d}      0     0     0    '{_element_label(z, charge)}' '{fname}'")
+        rows.append(
+            f"  {z:2d}   {charge:2d}   {nlev:4d}      0     0     0    '{_element_label(z, charge)}' '{fname}'"
+        )
         if charge == last_of[z]:  # the next ion is one level (the ground state), closing the element
-            rows.append(f"  {z:2d}   {charge + 1:2d}      1      1     0     0    '{_element_label(z, charge + 1)}' ' '")
+            rows.append(
+                f"  {z:2d}   {charge + 1:2d}      1      1     0     0    '{_element_label(z, charge + 1)}' ' '"
+            )
     rows.append("   0    0      0     -1     0     0    '    ' ' '")
     rows += ["*", "* end"]
     Path(path).write_text("\n".join(rows) + "\n")
@@ -184,7 +188,9 @@ def write_fort5(path, model: AtlasModel) -> None:
 def write_fort55(path, wave_range, *, step, cutoff, strength, vmicro, molecular_units=()) -> None:
     """Synspec's run control (unit 55); see the module docstring."""
     lo, hi = wave_range
-    mol = f" {len(molecular_units)} " + " ".join(str(u) for u in molecular_units) if molecular_units else " 0 0"
+    mol = (
+        f" {len(molecular_units)} " + " ".join(str(u) for u in molecular_units) if molecular_units else " 0 0"
+    )
     rows = [
         " 0 0 0            ! IMODE (0: normal synthesis), IDSTD, IPRIN",
         " 0 0 0 0          ! INMOD (0: Kurucz model), ZERO, ICHANG, ICHEMC",
@@ -198,7 +204,9 @@ def write_fort55(path, wave_range, *, step, cutoff, strength, vmicro, molecular_
     Path(path).write_text("\n".join(rows) + "\n")
 
 
-def write_tas(path, n_depth: int, *, molecules: bool, tmolim: float = 8000.0, nfreqs: int | None = None) -> None:
+def write_tas(
+    path, n_depth: int, *, molecules: bool, tmolim: float = 8000.0, nfreqs: int | None = None
+) -> None:
     rows = [f"ND= {n_depth}"]
     if nfreqs is not None:
         rows.append(f"NFREQS= {int(nfreqs)}")
@@ -363,7 +371,9 @@ def run_synspec(
     )
 
 
-def _run_segment(run_dir: Path, install, lists, model, wave_range, *, step, cutoff, strength, vmicro, nfreqs, timeout):
+def _run_segment(
+    run_dir: Path, install, lists, model, wave_range, *, step, cutoff, strength, vmicro, nfreqs, timeout
+):
     """Write the inputs into ``run_dir``, run synspec54 there, read and check fort.7/fort.17."""
     lo, hi = wave_range
     write_kurucz(model, run_dir / "fort.8")
@@ -475,7 +485,9 @@ def synthesize(
 # ----------------------------------------------------------------------------- reduction
 
 
-def synthesis_grid(wave_range_vacuum=None, *, resolution: int = SYNTHESIS_GRID_R) -> tuple[np.ndarray, np.ndarray]:
+def synthesis_grid(
+    wave_range_vacuum=None, *, resolution: int = SYNTHESIS_GRID_R
+) -> tuple[np.ndarray, np.ndarray]:
     """(centres, edges) of the uniform ln-lambda grid the spectra are binned to (vacuum A).
 
     ``edges[0]`` and ``edges[-1]`` are the vacuum equivalents of

@@ -42,9 +42,20 @@ from lamost2csst.nn.training import LibraryArrays, epoch_pairs
 from lamost2csst.workflows import report
 from lamost2csst.workflows.baselines import RidgeBaseline
 
-__all__ = ["PAPER_GRID", "PAPER_MILES", "Evaluation", "GridArrays", "GridEvaluation", "branch_health",
-           "evaluate_model", "evaluation_library", "grid_evaluation", "miles_evaluation", "predict_any",
-           "split_models"]
+__all__ = [
+    "PAPER_GRID",
+    "PAPER_MILES",
+    "Evaluation",
+    "GridArrays",
+    "GridEvaluation",
+    "branch_health",
+    "evaluate_model",
+    "evaluation_library",
+    "grid_evaluation",
+    "miles_evaluation",
+    "predict_any",
+    "split_models",
+]
 
 #: Teff range (K) of the MILES stars used (Sect. 4.3).
 MILES_TEFF_RANGE = (5000.0, 9750.0)
@@ -73,8 +84,14 @@ class GridEvaluation(NamedTuple):
 def evaluation_library(ds, *, lamost: bool = False) -> LibraryArrays:
     """A grid Dataset as a library: clean inputs, scaled targets, Teff (and ``flux_lamost``)."""
     g = gridded_library(ds)
-    return LibraryArrays(g.flux_in, g.input_mask, g.sed, g.target_mask, ds["teff"].values.astype(float),
-                         ds["flux_lamost"].values if lamost else None)
+    return LibraryArrays(
+        g.flux_in,
+        g.input_mask,
+        g.sed,
+        g.target_mask,
+        ds["teff"].values.astype(float),
+        ds["flux_lamost"].values if lamost else None,
+    )
 
 
 def _keys(params) -> list[tuple]:
@@ -105,13 +122,17 @@ def _check_members(ensemble, wanted: set) -> None:
     for member in ensemble:
         seen = _training_split(member)
         if seen is None:
-            raise InputError(f"ensemble member {member} has neither a model card with its training "
-                             "split nor a split.json beside it; cannot check that it never saw the test "
-                             "models")
+            raise InputError(
+                f"ensemble member {member} has neither a model card with its training "
+                "split nor a split.json beside it; cannot check that it never saw the test "
+                "models"
+            )
         leaked = wanted & set(_keys(seen))
         if leaked:
-            raise InputError(f"ensemble member {member} was trained on {len(leaked)} of the test "
-                             "models; train members with the same --split-seed as the first model")
+            raise InputError(
+                f"ensemble member {member} was trained on {len(leaked)} of the test "
+                "models; train members with the same --split-seed as the first model"
+            )
 
 
 def split_models(card: dict, *, grid=None, split=None, ensemble=()):
@@ -167,8 +188,9 @@ def predict_any(model, flux, error):
     return sed, sigma, sigma
 
 
-def grid_evaluation(model, ds, *, snrs, realisations, seed, baseline=None,
-                    input_path="direct") -> GridEvaluation:
+def grid_evaluation(
+    model, ds, *, snrs, realisations, seed, baseline=None, input_path="direct"
+) -> GridEvaluation:
     """Predictions of ``model`` (or an ensemble) for the grid models of ``ds`` at each SNR x realisation.
 
     ``input_path`` as in :func:`lamost2csst.nn.training.epoch_pairs`: "direct" (the paper's
@@ -187,20 +209,29 @@ def grid_evaluation(model, ds, *, snrs, realisations, seed, baseline=None,
         if baseline is not None:
             baseline_seds.append(baseline(data.flux))
         sed, sigma, aleatoric = predict_any(model, data.flux, data.error)
-        parts.append((data.sed, data.target_mask, sed, sigma, lib.teff[data.star], data.snr, data.star,
-                      aleatoric))
+        parts.append(
+            (data.sed, data.target_mask, sed, sigma, lib.teff[data.star], data.snr, data.star, aleatoric)
+        )
     cat = [np.concatenate(x) for x in zip(*parts)]
     arrays = GridArrays(*cat[:7])
     rows = evaluation_rows(*cat[:4], teff=arrays.teff, snr=arrays.snr, star_id=arrays.star)
     if baseline is not None:
         base = np.concatenate(baseline_seds)
-        base_rows = evaluation_rows(arrays.sed_true, arrays.target_mask, base, np.ones_like(base),
-                                    teff=arrays.teff, snr=arrays.snr, star_id=arrays.star)
+        base_rows = evaluation_rows(
+            arrays.sed_true,
+            arrays.target_mask,
+            base,
+            np.ones_like(base),
+            teff=arrays.teff,
+            snr=arrays.snr,
+            star_id=arrays.star,
+        )
         for row, b in zip(rows, base_rows):
             for band in ("GU", "GV", "GI"):
                 row[f"ridge_error_{band}"] = b[f"error_{band}"]
-    sigmas = sigma_summary(arrays.sed_true, arrays.target_mask, arrays.sed, arrays.sigma, aleatoric=cat[7],
-                           snr=arrays.snr)
+    sigmas = sigma_summary(
+        arrays.sed_true, arrays.target_mask, arrays.sed, arrays.sigma, aleatoric=cat[7], snr=arrays.snr
+    )
     return GridEvaluation(rows, arrays, sigmas)
 
 
@@ -232,16 +263,22 @@ def miles_evaluation(model, *, snr, threshold, seed):
     params = np.stack([teff[sel], logg[sel], feh[sel]], axis=1)
     screen = screen_library(params, g.sed[:, covered], threshold=threshold, seed=seed)
     keep = screen.normal & ~g.input_mask.any(axis=1)
-    lib = LibraryArrays(g.flux_in[keep], g.input_mask[keep], g.sed[keep], g.target_mask[keep],
-                        params[keep, 0])
+    lib = LibraryArrays(
+        g.flux_in[keep], g.input_mask[keep], g.sed[keep], g.target_mask[keep], params[keep, 0]
+    )
     data = epoch_pairs(lib, snrs=(snr,), rng=np.random.default_rng([seed, 99]))
     sed, sigma, aleatoric = predict_any(model, data.flux, data.error)
     r = relative_residual(sed, data.sed, mask=data.target_mask)
-    result = {"n_selected": int(sel.sum()), "n_screened_out": int((~screen.normal).sum()),
-              "n_used": int(keep.sum()), "rmsae_threshold": threshold,
-              "gpr_hyperparameters": screen.hyperparameters, "snr": snr,
-              "errors": wavelength_errors(r, at=MILES_WAVELENGTHS),
-              **sigma_calibration(r, sigma=sigma, aleatoric=aleatoric)}
+    result = {
+        "n_selected": int(sel.sum()),
+        "n_screened_out": int((~screen.normal).sum()),
+        "n_used": int(keep.sum()),
+        "rmsae_threshold": threshold,
+        "gpr_hyperparameters": screen.hyperparameters,
+        "snr": snr,
+        "errors": wavelength_errors(r, at=MILES_WAVELENGTHS),
+        **sigma_calibration(r, sigma=sigma, aleatoric=aleatoric),
+    }
     return result, (OUTPUT_WAVE, r, lib.teff)
 
 
@@ -256,8 +293,12 @@ class Evaluation:
     def summary(self) -> dict:
         """The one-line summary the job prints last."""
         miles = self.result["miles"]
-        return {"out": str(self.out), "grid_rows": len(self.result["grid"]),
-                "miles_stars": miles["n_used"] if miles else 0, "seconds": self.result["seconds"]}
+        return {
+            "out": str(self.out),
+            "grid_rows": len(self.result["grid"]),
+            "miles_stars": miles["n_used"] if miles else 0,
+            "seconds": self.result["seconds"],
+        }
 
 
 @dataclass
@@ -282,38 +323,65 @@ def _load_models(model_path, ensemble):
     return path, model, card
 
 
-def _grid_results(model, card, *, grid, split, ensemble, snrs, realisations, lamost_path, ridge_baseline,
-                  seed) -> _Results:
+def _grid_results(
+    model, card, *, grid, split, ensemble, snrs, realisations, lamost_path, ridge_baseline, seed
+) -> _Results:
     ds, train_ds = split_models(card, grid=grid, split=split, ensemble=ensemble or ())
     branch = branch_health(model[0] if isinstance(model, list) else model, ds, seed=seed)
     baseline = RidgeBaseline.from_library(evaluation_library(train_ds), seed=seed) if ridge_baseline else None
     direct = grid_evaluation(model, ds, snrs=snrs, realisations=realisations, seed=seed, baseline=baseline)
     lamost = None
     if lamost_path and "flux_lamost" in ds:
-        lamost = grid_evaluation(model, ds, snrs=snrs, realisations=realisations, seed=seed,
-                                 input_path="lamost")
+        lamost = grid_evaluation(
+            model, ds, snrs=snrs, realisations=realisations, seed=seed, input_path="lamost"
+        )
     return _Results(grid=direct, lamost=lamost, branch=branch)
 
 
 def _result_json(results: _Results, *, path, card, ensemble, figures, seconds) -> dict:
     grid, lamost, sigmas = results.grid, results.lamost, results.grid and results.grid.sigma_summary
-    aleatoric = ({f"snr{r['snr']:g}_{r['band']}": r["within1sigma_aleatoric"] for r in sigmas}
-                 if ensemble and sigmas else None)
-    return {"model": str(path), "sha256": card.get("sha256"), "ensemble": ensemble,
-            "grid": grid.rows if grid else [], "grid_within1sigma_aleatoric_only": aleatoric,
-            "grid_sigma_summary": sigmas, "error_branch": results.branch,
-            "grid_lamost_path": (lamost.rows or None) if lamost else None,
-            "grid_lamost_path_sigma_summary": lamost.sigma_summary if lamost else None,
-            "lamost_path_resampling": DEFAULT_METHOD if lamost and lamost.rows else None,
-            "miles": results.miles,
-            "paper_grid": {f"{t}K_snr{s}": v for (t, s), v in PAPER_GRID.items()}, "paper_miles": PAPER_MILES,
-            "figures": [str(f) for f in figures], "seconds": seconds}
+    aleatoric = (
+        {f"snr{r['snr']:g}_{r['band']}": r["within1sigma_aleatoric"] for r in sigmas}
+        if ensemble and sigmas
+        else None
+    )
+    return {
+        "model": str(path),
+        "sha256": card.get("sha256"),
+        "ensemble": ensemble,
+        "grid": grid.rows if grid else [],
+        "grid_within1sigma_aleatoric_only": aleatoric,
+        "grid_sigma_summary": sigmas,
+        "error_branch": results.branch,
+        "grid_lamost_path": (lamost.rows or None) if lamost else None,
+        "grid_lamost_path_sigma_summary": lamost.sigma_summary if lamost else None,
+        "lamost_path_resampling": DEFAULT_METHOD if lamost and lamost.rows else None,
+        "miles": results.miles,
+        "paper_grid": {f"{t}K_snr{s}": v for (t, s), v in PAPER_GRID.items()},
+        "paper_miles": PAPER_MILES,
+        "figures": [str(f) for f in figures],
+        "seconds": seconds,
+    }
 
 
-def evaluate_model(*, out, model_path=None, grid=None, split=None, grid_test: bool = True,
-                   snrs=(20.0, 40.0, 80.0), realisations: int = 10, lamost_path: bool = True,
-                   miles: bool = False, miles_snr: float = 100.0, miles_rmsae: float = 0.05, ensemble=None,
-                   ridge_baseline: bool = False, seed: int = 2024, command: str | None = None) -> Evaluation:
+def evaluate_model(
+    *,
+    out,
+    model_path=None,
+    grid=None,
+    split=None,
+    grid_test: bool = True,
+    snrs=(20.0, 40.0, 80.0),
+    realisations: int = 10,
+    lamost_path: bool = True,
+    miles: bool = False,
+    miles_snr: float = 100.0,
+    miles_rmsae: float = 0.05,
+    ensemble=None,
+    ridge_baseline: bool = False,
+    seed: int = 2024,
+    command: str | None = None,
+) -> Evaluation:
     """Evaluate a model and write ``out/evaluation.md``, ``out/evaluation.json`` and the PNG figures.
 
     Parameters
@@ -351,20 +419,41 @@ def evaluate_model(*, out, model_path=None, grid=None, split=None, grid_test: bo
     path, model, card = _load_models(model_path, ensemble)
     results = _Results()
     if grid_test:
-        results = _grid_results(model, card, grid=grid, split=split, ensemble=ensemble, snrs=snrs,
-                                realisations=realisations, lamost_path=lamost_path,
-                                ridge_baseline=ridge_baseline, seed=seed)
+        results = _grid_results(
+            model,
+            card,
+            grid=grid,
+            split=split,
+            ensemble=ensemble,
+            snrs=snrs,
+            realisations=realisations,
+            lamost_path=lamost_path,
+            ridge_baseline=ridge_baseline,
+            seed=seed,
+        )
     if miles:
-        results.miles, results.miles_arrays = miles_evaluation(model, snr=miles_snr, threshold=miles_rmsae,
-                                                               seed=seed)
-    text = report.evaluation_markdown(card, results, model_label=f"{model_path or 'shipped'}",
-                                      command=" ".join(sys.argv) if command is None else command,
-                                      ensemble=bool(ensemble))
+        results.miles, results.miles_arrays = miles_evaluation(
+            model, snr=miles_snr, threshold=miles_rmsae, seed=seed
+        )
+    text = report.evaluation_markdown(
+        card,
+        results,
+        model_label=f"{model_path or 'shipped'}",
+        command=" ".join(sys.argv) if command is None else command,
+        ensemble=bool(ensemble),
+    )
     (out / "evaluation.md").write_text(text)
-    figures = report.write_figures(out, grid_arrays=results.grid and results.grid.arrays,
-                                   miles_arrays=results.miles_arrays)
+    figures = report.write_figures(
+        out, grid_arrays=results.grid and results.grid.arrays, miles_arrays=results.miles_arrays
+    )
     ensemble = None if ensemble is None else [str(p) for p in ensemble]
-    result = _result_json(results, path=path, card=card, ensemble=ensemble, figures=figures,
-                          seconds=round(time.perf_counter() - t0, 1))
+    result = _result_json(
+        results,
+        path=path,
+        card=card,
+        ensemble=ensemble,
+        figures=figures,
+        seconds=round(time.perf_counter() - t0, 1),
+    )
     (out / "evaluation.json").write_text(json.dumps(result, indent=1) + "\n")
     return Evaluation(out, text, result)

@@ -21,8 +21,13 @@ def plot_precision(summary: dict, path) -> None:
     for band, colour in (("GU", "tab:blue"), ("GV", "tab:green"), ("GI", "tab:red")):
         ax.plot(stars, [r[band] for r in rows], "o-", color=colour, label=f"{band}, shipped model")
         ax.plot([400], [summary["paper"][band]], "*", color=colour, markersize=12, markeredgecolor="k")
-    ax.plot(stars, rows[0]["GV"] * np.sqrt(stars[0] / stars), ":", color="grey",
-            label="1/sqrt(N) from 100 stars (GV)")
+    ax.plot(
+        stars,
+        rows[0]["GV"] * np.sqrt(stars[0] / stars),
+        ":",
+        color="grey",
+        label="1/sqrt(N) from 100 stars (GV)",
+    )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("flux-standard stars per detector")

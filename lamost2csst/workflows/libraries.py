@@ -25,8 +25,16 @@ import numpy as np
 from lamost2csst.core.pairs import GriddedLibrary
 from lamost2csst.errors import InputError
 
-__all__ = ["GRID_COLUMNS", "LibrarySpec", "TrainingLibrary", "grid_library", "miles_input_gpr",
-           "ngsl_library", "stelib_library", "training_library"]
+__all__ = [
+    "GRID_COLUMNS",
+    "LibrarySpec",
+    "TrainingLibrary",
+    "grid_library",
+    "miles_input_gpr",
+    "ngsl_library",
+    "stelib_library",
+    "training_library",
+]
 
 #: The parameters that identify a model of the synthetic grid (the keys of its split).
 GRID_COLUMNS = ("teff", "logg", "feh", "alpha")
@@ -92,8 +100,9 @@ def training_library(spec: LibrarySpec, *, seed: int = 0) -> TrainingLibrary:
         lib, names, info = stelib_library(grid_paths=spec.grid_paths, deredden=spec.deredden, **options)
     else:
         if not spec.ngsl_files or not spec.ngsl_params:
-            raise InputError("an NGSL library needs NGSL files and a parameter CSV (--ngsl FILES... and "
-                             "--ngsl-params CSV)")
+            raise InputError(
+                "an NGSL library needs NGSL files and a parameter CSV (--ngsl FILES... and --ngsl-params CSV)"
+            )
         lib, names, info = ngsl_library(files=spec.ngsl_files, params_csv=spec.ngsl_params, **options)
     return TrainingLibrary(lib, list(names), ["name"], info)
 
@@ -124,9 +133,12 @@ def grid_library(*, paths=None) -> tuple[GriddedLibrary, np.ndarray]:
     else:
         ds = load_grid()
     g = gridded_library(ds)
-    lib = g.replace(flux_in=g.flux_in.astype(np.float32), sed=g.sed.astype(np.float32),
-                    teff=ds["teff"].values.astype(float),
-                    flux_lamost=ds["flux_lamost"].values.astype(np.float32) if "flux_lamost" in ds else None)
+    lib = g.replace(
+        flux_in=g.flux_in.astype(np.float32),
+        sed=g.sed.astype(np.float32),
+        teff=ds["teff"].values.astype(float),
+        flux_lamost=ds["flux_lamost"].values.astype(np.float32) if "flux_lamost" in ds else None,
+    )
     params = np.stack([ds[k].values.astype(float) for k in GRID_COLUMNS], axis=1)
     return lib, params
 
@@ -139,8 +151,9 @@ def _stelib_parameters(g: GriddedLibrary, params, *, source, grid):
     missing = (source != "header") & usable
     if missing.any():
         grid_lib, grid_params = grid()
-        fit = fit_parameters(g.flux_in[missing], grid_lib.flux_in, grid_params[:, :3],
-                             mask=g.input_mask[missing])
+        fit = fit_parameters(
+            g.flux_in[missing], grid_lib.flux_in, grid_params[:, :3], mask=g.input_mask[missing]
+        )
         params[missing] = fit.params
     return usable
 
@@ -172,8 +185,15 @@ def _deredden_stelib(g: GriddedLibrary, idx, flux_in, sed, params, *, header, gr
     return idx, flux_in, sed
 
 
-def stelib_library(stars=None, *, grid_paths=None, teff_range=DEFAULT_TEFF_RANGE, deredden: bool = True,
-                   screen_rmsae: float = 0.05, seed: int = 0) -> tuple[GriddedLibrary, np.ndarray, dict]:
+def stelib_library(
+    stars=None,
+    *,
+    grid_paths=None,
+    teff_range=DEFAULT_TEFF_RANGE,
+    deredden: bool = True,
+    screen_rmsae: float = 0.05,
+    seed: int = 0,
+) -> tuple[GriddedLibrary, np.ndarray, dict]:
     """STELIB stars in a Teff range as a training library (the paper's fine-tuning set, Sect. 4.1).
 
     Parameters
@@ -229,21 +249,38 @@ def stelib_library(stars=None, *, grid_paths=None, teff_range=DEFAULT_TEFF_RANGE
     usable = _stelib_parameters(g, params, source=source, grid=grid)
     lo, hi = teff_range
     keep = usable & (params[:, 0] >= lo) & (params[:, 0] <= hi) & ~g.input_mask.any(axis=1)
-    info = {"library": "stelib", "stars_read": n_read, "no_scale_window": int((~scalable).sum()),
-            "in_teff_range": int(keep.sum()),
-            "params_from_header": int((keep & (source == "header")).sum()),
-            "params_from_chi2_fit": int((keep & (source != "header")).sum())}
+    info = {
+        "library": "stelib",
+        "stars_read": n_read,
+        "no_scale_window": int((~scalable).sum()),
+        "in_teff_range": int(keep.sum()),
+        "params_from_header": int((keep & (source == "header")).sum()),
+        "params_from_chi2_fit": int((keep & (source != "header")).sum()),
+    }
     idx = np.flatnonzero(keep)
     flux_in, sed = g.flux_in[idx], g.sed[idx]
     if deredden:
-        idx, flux_in, sed = _deredden_stelib(g, idx, flux_in, sed, params, header=source[idx] == "header",
-                                             grid=grid, info=info)
+        idx, flux_in, sed = _deredden_stelib(
+            g, idx, flux_in, sed, params, header=source[idx] == "header", grid=grid, info=info
+        )
     if screen_rmsae > 0:
-        normal = _screen(params[idx], sed, g.target_mask[idx], threshold=screen_rmsae, seed=seed, info=info,
-                         hyperparameters=True)
+        normal = _screen(
+            params[idx],
+            sed,
+            g.target_mask[idx],
+            threshold=screen_rmsae,
+            seed=seed,
+            info=info,
+            hyperparameters=True,
+        )
         idx, flux_in, sed = idx[normal], flux_in[normal], sed[normal]
-    lib = GriddedLibrary(flux_in.astype(np.float32), g.input_mask[idx], sed.astype(np.float32),
-                         g.target_mask[idx], params[idx, 0])
+    lib = GriddedLibrary(
+        flux_in.astype(np.float32),
+        g.input_mask[idx],
+        sed.astype(np.float32),
+        g.target_mask[idx],
+        params[idx, 0],
+    )
     return lib, ds["name"].values[idx].astype(str), info
 
 
@@ -307,8 +344,15 @@ def _ngsl_files(items) -> list[Path]:
     return files
 
 
-def ngsl_library(*, files, params_csv, teff_range=DEFAULT_TEFF_RANGE, screen_rmsae: float = 0.068,
-                 seed: int = 0, miles=None) -> tuple[GriddedLibrary, np.ndarray, dict]:
+def ngsl_library(
+    *,
+    files,
+    params_csv,
+    teff_range=DEFAULT_TEFF_RANGE,
+    screen_rmsae: float = 0.068,
+    seed: int = 0,
+    miles=None,
+) -> tuple[GriddedLibrary, np.ndarray, dict]:
     """NGSL v2 stars as a training library: SED targets from the files, inputs from a MILES GPR (App. C).
 
     NGSL's own resolution (R~1000) is too low for the network's R=2000 inputs: they are
@@ -346,8 +390,11 @@ def ngsl_library(*, files, params_csv, teff_range=DEFAULT_TEFF_RANGE, screen_rms
     params = np.stack([ds[k].values.astype(float) for k in ("teff", "logg", "feh")], axis=1)
     lo, hi = teff_range
     keep = np.all(np.isfinite(params), axis=1) & (params[:, 0] >= lo) & (params[:, 0] <= hi)
-    info = {"library": "ngsl", "stars_read": int(ds.sizes["star"]),
-            "in_teff_range_with_params": int(keep.sum())}
+    info = {
+        "library": "ngsl",
+        "stars_read": int(ds.sizes["star"]),
+        "in_teff_range_with_params": int(keep.sum()),
+    }
     ds, params = ds.isel(star=np.flatnonzero(keep)), params[keep]
     g = gridded_library(ds, inputs=False)  # NGSL (R~1000) gives targets only
     idx = np.arange(params.shape[0])
@@ -355,8 +402,16 @@ def ngsl_library(*, files, params_csv, teff_range=DEFAULT_TEFF_RANGE, screen_rms
         idx = idx[_screen(params, g.sed, g.target_mask, threshold=screen_rmsae, seed=seed, info=info)]
     gpr, n_miles = miles_input_gpr(miles, seed=seed)
     flux_in = gpr.predict(params[idx]).astype(np.float32)
-    info.update(inputs="GPR(Teff, log g, [Fe/H]) trained on MILES (Appendix C)", gpr_miles_stars=n_miles,
-                gpr_hyperparameters=gpr.hyperparameters)
-    lib = GriddedLibrary(flux_in, np.zeros(flux_in.shape, bool), g.sed[idx].astype(np.float32),
-                         g.target_mask[idx], params[idx, 0])
+    info.update(
+        inputs="GPR(Teff, log g, [Fe/H]) trained on MILES (Appendix C)",
+        gpr_miles_stars=n_miles,
+        gpr_hyperparameters=gpr.hyperparameters,
+    )
+    lib = GriddedLibrary(
+        flux_in,
+        np.zeros(flux_in.shape, bool),
+        g.sed[idx].astype(np.float32),
+        g.target_mask[idx],
+        params[idx, 0],
+    )
     return lib, ds["name"].values[idx].astype(str), info

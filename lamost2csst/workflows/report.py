@@ -21,20 +21,31 @@ BAND_NAMES = ("GU", "GV", "GI")
 
 
 def _header(card, *, model_label, command) -> list[str]:
-    trained_on = ("grid models" if card.get("stage", "pretrain") == "pretrain"
-                  else f"{card.get('library', 'empirical')} stars (fine-tuned from {card.get('init', '?')})")
-    return ["# UaRA-net evaluation", "",
-            f"model: `{model_label}` (sha256 {card.get('sha256', '?')[:12]}), "
-            f"trained on {card.get('train_models', '?')} {trained_on}; command: `{command}`"]
+    trained_on = (
+        "grid models"
+        if card.get("stage", "pretrain") == "pretrain"
+        else f"{card.get('library', 'empirical')} stars (fine-tuned from {card.get('init', '?')})"
+    )
+    return [
+        "# UaRA-net evaluation",
+        "",
+        f"model: `{model_label}` (sha256 {card.get('sha256', '?')[:12]}), "
+        f"trained on {card.get('train_models', '?')} {trained_on}; command: `{command}`",
+    ]
 
 
 def _paper_table(grid_rows) -> list[str]:
     ridge = "ridge_error_GU" in grid_rows[0]
-    lines = ["", "## Grid test split vs the paper (Sect. 4.2, BOSZ test set)", "",
-             "Rows are models × noise realisations; `models` counts the distinct test models of the bin.", "",
-             "| Teff | SNR | models | GU ours | GU paper | GV ours | GV paper | GI ours | GI paper |"
-             + (" GU ridge | GV ridge | GI ridge |" if ridge else ""),
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" * 3 if ridge else "")]
+    lines = [
+        "",
+        "## Grid test split vs the paper (Sect. 4.2, BOSZ test set)",
+        "",
+        "Rows are models × noise realisations; `models` counts the distinct test models of the bin.",
+        "",
+        "| Teff | SNR | models | GU ours | GU paper | GV ours | GV paper | GI ours | GI paper |"
+        + (" GU ridge | GV ridge | GI ridge |" if ridge else ""),
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" * 3 if ridge else ""),
+    ]
     for (teff, snr), paper in PAPER_GRID.items():
         row = next((r for r in grid_rows if r["teff_bin"] == teff and r["snr"] == snr), None)
         if row is None:
@@ -48,24 +59,38 @@ def _paper_table(grid_rows) -> list[str]:
 
 
 def _bin_table(grid_rows) -> list[str]:
-    lines = ["", "## Grid test split: every Teff bin (typical error / offset / fraction |r|/σ<1)", "",
-             "| SNR | Teff | models | " + " | ".join(f"{b} error | {b} offset | {b} in 1σ | {b} std(r/σ)"
-                                                   for b in BAND_NAMES) + " |",
-             "|---:|---:|---:|" + "---:|" * 12]
+    lines = [
+        "",
+        "## Grid test split: every Teff bin (typical error / offset / fraction |r|/σ<1)",
+        "",
+        "| SNR | Teff | models | "
+        + " | ".join(f"{b} error | {b} offset | {b} in 1σ | {b} std(r/σ)" for b in BAND_NAMES)
+        + " |",
+        "|---:|---:|---:|" + "---:|" * 12,
+    ]
     for r in grid_rows:
-        cells = " | ".join(f"{r[f'error_{b}']:.4f} | {r[f'offset_{b}']:+.4f} | "
-                           f"{r[f'within1sigma_{b}']:.3f} | {r[f'std_z_{b}']:.2f}" for b in BAND_NAMES)
+        cells = " | ".join(
+            f"{r[f'error_{b}']:.4f} | {r[f'offset_{b}']:+.4f} | "
+            f"{r[f'within1sigma_{b}']:.3f} | {r[f'std_z_{b}']:.2f}"
+            for b in BAND_NAMES
+        )
         lines.append(f"| {r['snr']:g} | {r['teff_bin']:.0f} | {r['n_distinct']} | {cells} |")
     return lines
 
 
 def _miles_table(miles) -> list[str]:
-    lines = ["", "## MILES verification (Sect. 4.3)", "",
-             f"{miles['n_used']} MILES stars used ({miles['n_selected']} with 5000-9750 K and parameters, "
-             f"{miles['n_screened_out']} screened out by GPR RMSAE ≥ {miles['rmsae_threshold']}), "
-             f"input SNR {miles['snr']:g}; fraction |r|/σ<1 = {miles['within1sigma']:.3f}, "
-             f"std(r/σ) = {miles['std_z']:.2f}", "",
-             "| λ (Å) | error ours | offset ours | error paper |", "|---:|---:|---:|---:|"]
+    lines = [
+        "",
+        "## MILES verification (Sect. 4.3)",
+        "",
+        f"{miles['n_used']} MILES stars used ({miles['n_selected']} with 5000-9750 K and parameters, "
+        f"{miles['n_screened_out']} screened out by GPR RMSAE ≥ {miles['rmsae_threshold']}), "
+        f"input SNR {miles['snr']:g}; fraction |r|/σ<1 = {miles['within1sigma']:.3f}, "
+        f"std(r/σ) = {miles['std_z']:.2f}",
+        "",
+        "| λ (Å) | error ours | offset ours | error paper |",
+        "|---:|---:|---:|---:|",
+    ]
     for e, p in zip(miles["errors"], PAPER_MILES):
         lines.append(f"| {e['wave']:.0f} | {e['error']:.4f} | {e['offset']:+.4f} | {p} |")
     return lines
@@ -73,23 +98,34 @@ def _miles_table(miles) -> list[str]:
 
 def _lamost_path_markdown(direct_rows, direct_sigmas, lamost_rows, lamost_sigmas) -> str:
     """The grid test split through the survey job's input path, next to the direct (paper) path."""
-    lines = ["", "## Grid test split through the survey job's input path (LAMOST-like observation)", "",
-             "The same test models observed on LAMOST_WAVE at a disc + halo radial velocity (90 % N(0, 40), "
-             f"10 % N(0, 150) km/s) with noise at the SNR per LAMOST pixel, then rest frame, resampling "
-             f"('{DEFAULT_METHOD}') and normalization as `jobs.predict_catalogue` does; `direct` is the "
-             "table above (Eq. 1 noise on the input grid). Typical error:", "",
-             "| Teff | SNR | " + " | ".join(f"{b} direct | {b} LAMOST path" for b in BAND_NAMES) + " |",
-             "|---:|---:|" + "---:|" * 6]
+    lines = [
+        "",
+        "## Grid test split through the survey job's input path (LAMOST-like observation)",
+        "",
+        "The same test models observed on LAMOST_WAVE at a disc + halo radial velocity (90 % N(0, 40), "
+        f"10 % N(0, 150) km/s) with noise at the SNR per LAMOST pixel, then rest frame, resampling "
+        f"('{DEFAULT_METHOD}') and normalization as `jobs.predict_catalogue` does; `direct` is the "
+        "table above (Eq. 1 noise on the input grid). Typical error:",
+        "",
+        "| Teff | SNR | " + " | ".join(f"{b} direct | {b} LAMOST path" for b in BAND_NAMES) + " |",
+        "|---:|---:|" + "---:|" * 6,
+    ]
     for teff, snr in PAPER_GRID:
-        pair = [next((r for r in rows if r["teff_bin"] == teff and r["snr"] == snr), None)
-                for rows in (direct_rows, lamost_rows)]
+        pair = [
+            next((r for r in rows if r["teff_bin"] == teff and r["snr"] == snr), None)
+            for rows in (direct_rows, lamost_rows)
+        ]
         if None in pair:
             continue
         cells = " | ".join(f"{pair[0][f'error_{b}']:.4f} | {pair[1][f'error_{b}']:.4f}" for b in BAND_NAMES)
         lines.append(f"| {teff} | {snr} | {cells} |")
-    lines += ["", "Fraction |r|/σ < 1 over all test models (ideal 0.683):", "",
-              "| SNR | " + " | ".join(f"{b} direct | {b} LAMOST path" for b in BAND_NAMES) + " |",
-              "|---:|" + "---:|" * 6]
+    lines += [
+        "",
+        "Fraction |r|/σ < 1 over all test models (ideal 0.683):",
+        "",
+        "| SNR | " + " | ".join(f"{b} direct | {b} LAMOST path" for b in BAND_NAMES) + " |",
+        "|---:|" + "---:|" * 6,
+    ]
     for snr in sorted({r["snr"] for r in lamost_sigmas}):
         cells = []
         for band in BAND_NAMES:
@@ -101,30 +137,39 @@ def _lamost_path_markdown(direct_rows, direct_sigmas, lamost_rows, lamost_sigmas
 
 
 def _branch_markdown(branch) -> str:
-    return (f"\n## Uncertainty branch (FC'16 on the input errors)\n\n"
-            f"Test models at SNR {branch['snr']:g}: {branch['active_units']} of {branch['units']} units "
-            f"active (positive output for some star), {branch['active_fraction']:.3f} of unit-star pairs; "
-            f"input errors x{branch['factor']:g} change σ by a median factor "
-            f"{branch['sigma_ratio_median']:.4f} "
-            f"(1 exactly: σ ignores the stated errors) and the SED by at most "
-            f"{branch['sed_max_relative_change']:.1e}.\n")
+    return (
+        f"\n## Uncertainty branch (FC'16 on the input errors)\n\n"
+        f"Test models at SNR {branch['snr']:g}: {branch['active_units']} of {branch['units']} units "
+        f"active (positive output for some star), {branch['active_fraction']:.3f} of unit-star pairs; "
+        f"input errors x{branch['factor']:g} change σ by a median factor "
+        f"{branch['sigma_ratio_median']:.4f} "
+        f"(1 exactly: σ ignores the stated errors) and the SED by at most "
+        f"{branch['sed_max_relative_change']:.1e}.\n"
+    )
 
 
 def _ensemble_markdown(sigmas) -> str:
-    return ("\n## Ensemble: aleatoric and epistemic σ (the tables above use the total)\n\n"
-            "Over all test stars; σ relative, medians over the band's pixels and the stars.\n\n"
-            "| SNR | band | in 1σ (total) | in 1σ (aleatoric only) | median σ aleatoric "
-            "| median σ epistemic |\n"
-            "|---:|---|---:|---:|---:|---:|\n"
-            + "".join(f"| {r['snr']:g} | {r['band']} | {r['within1sigma']:.3f} "
-                      f"| {r['within1sigma_aleatoric']:.3f} | {r['median_sigma_aleatoric']:.4f} "
-                      f"| {r['median_sigma_epistemic']:.4f} |\n" for r in sigmas))
+    return (
+        "\n## Ensemble: aleatoric and epistemic σ (the tables above use the total)\n\n"
+        "Over all test stars; σ relative, medians over the band's pixels and the stars.\n\n"
+        "| SNR | band | in 1σ (total) | in 1σ (aleatoric only) | median σ aleatoric "
+        "| median σ epistemic |\n"
+        "|---:|---|---:|---:|---:|---:|\n"
+        + "".join(
+            f"| {r['snr']:g} | {r['band']} | {r['within1sigma']:.3f} "
+            f"| {r['within1sigma_aleatoric']:.3f} | {r['median_sigma_aleatoric']:.4f} "
+            f"| {r['median_sigma_epistemic']:.4f} |\n"
+            for r in sigmas
+        )
+    )
 
 
 def _ensemble_miles_markdown(miles) -> str:
-    return (f"\nMILES, ensemble: fraction |r|/σ<1 {miles['within1sigma']:.3f} with the total σ, "
-            f"{miles['within1sigma_aleatoric_only']:.3f} with the aleatoric σ only; median σ aleatoric "
-            f"{miles['median_sigma_aleatoric']:.4f}, epistemic {miles['median_sigma_epistemic']:.4f}\n")
+    return (
+        f"\nMILES, ensemble: fraction |r|/σ<1 {miles['within1sigma']:.3f} with the total σ, "
+        f"{miles['within1sigma_aleatoric_only']:.3f} with the aleatoric σ only; median σ aleatoric "
+        f"{miles['median_sigma_aleatoric']:.4f}, epistemic {miles['median_sigma_epistemic']:.4f}\n"
+    )
 
 
 def evaluation_markdown(card: dict, results, *, model_label: str, command: str, ensemble: bool) -> str:
@@ -191,8 +236,9 @@ def _residual_figure(arrays, path):
         axes[i, 1].set_yscale("log")
     for ax in axes[-1]:
         ax.set_xlabel("wavelength (Å, vacuum)")
-    fig.suptitle("Grid test split: relative residuals per Teff bin (blue 5000 K → red 9750 K), "
-                 "like Figs. 2-3")
+    fig.suptitle(
+        "Grid test split: relative residuals per Teff bin (blue 5000 K → red 9750 K), like Figs. 2-3"
+    )
     fig.tight_layout()
     return _save(fig, path)
 
@@ -209,7 +255,7 @@ def _calibration_figure(arrays, path):
         zb = z[:, band_pixels(OUTPUT_WAVE, lo_hi)]
         zb = zb[np.isfinite(zb)]
         ax.hist(np.clip(zb, -4, 4), bins=80, density=True, color="0.6")
-        ax.plot(x, np.exp(-x**2 / 2) / np.sqrt(2 * np.pi), "k-", lw=1)
+        ax.plot(x, np.exp(-(x**2) / 2) / np.sqrt(2 * np.pi), "k-", lw=1)
         ax.set_title(f"{band}: |r/σ|<1 for {np.mean(np.abs(zb) < 1):.3f}")
         ax.set_xlabel("r / σ")
     fig.tight_layout()

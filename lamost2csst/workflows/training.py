@@ -24,8 +24,13 @@ def _split(n: int, keys, columns, *, test_fraction: float, seed: int, run_dir: P
     from lamost2csst.nn.training import split_by_model
 
     train_idx, test_idx = split_by_model(n, test_fraction=test_fraction, seed=seed)
-    split = {"columns": columns, "train": [keys[i] for i in train_idx], "test": [keys[i] for i in test_idx],
-             "seed": seed, "test_fraction": test_fraction}
+    split = {
+        "columns": columns,
+        "train": [keys[i] for i in train_idx],
+        "test": [keys[i] for i in test_idx],
+        "seed": seed,
+        "test_fraction": test_fraction,
+    }
     split_path = run_dir / "split.json"
     if resume and split_path.exists():
         if json.loads(split_path.read_text()) != json.loads(json.dumps(split)):
@@ -43,18 +48,35 @@ def _progress_bar(stage: str, epochs: int):
         bar.n = epoch
         post = {"loss": f"{info['loss']:.3f}"}
         if "val_nll" in info:
-            post.update(val=f"{info['val_nll']:.3f}", GU20=f"{info['error_snr20_GU']:.4f}",
-                        GV20=f"{info['error_snr20_GV']:.4f}", GI20=f"{info['error_snr20_GI']:.4f}")
+            post.update(
+                val=f"{info['val_nll']:.3f}",
+                GU20=f"{info['error_snr20_GU']:.4f}",
+                GV20=f"{info['error_snr20_GV']:.4f}",
+                GI20=f"{info['error_snr20_GI']:.4f}",
+            )
         bar.set_postfix(post, refresh=False)
         bar.refresh()
 
     return bar, on_epoch
 
 
-def run_training(*, stage: str, run_dir, config, library: LibrarySpec, test_fraction: float,
-                 split_seed: int | None = None, init=None, dropout: float = 0.0, error_input: str = "scale",
-                 threads: int | None = None, resume: bool = False, export=None, progress: bool = True,
-                 command: str | None = None) -> dict:
+def run_training(
+    *,
+    stage: str,
+    run_dir,
+    config,
+    library: LibrarySpec,
+    test_fraction: float,
+    split_seed: int | None = None,
+    init=None,
+    dropout: float = 0.0,
+    error_input: str = "scale",
+    threads: int | None = None,
+    resume: bool = False,
+    export=None,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict:
     """Train UaRA-net on a library and write a run directory; returns the run's summary.
 
     Parameters
@@ -103,8 +125,9 @@ def run_training(*, stage: str, run_dir, config, library: LibrarySpec, test_frac
     configure(threads=threads)
     lib, keys, columns, extra = training_library(library, seed=config.seed)
     split_seed = config.seed if split_seed is None else split_seed
-    train_idx, test_idx, split = _split(len(lib), keys, columns, test_fraction=test_fraction, seed=split_seed,
-                                        run_dir=run_dir, resume=resume)
+    train_idx, test_idx, split = _split(
+        len(lib), keys, columns, test_fraction=test_fraction, seed=split_seed, run_dir=run_dir, resume=resume
+    )
     if config.input_path == "lamost" and lib.flux_lamost is None:
         raise InputError("--input-path lamost needs a grid with flux_lamost (spectra on LAMOST_WAVE)")
     train_lib, test_lib = lib.take(train_idx), lib.take(test_idx)
@@ -112,18 +135,42 @@ def run_training(*, stage: str, run_dir, config, library: LibrarySpec, test_frac
         from lamost2csst.nn.inference import default_model_path
 
         init = None if stage == "pretrain" else default_model_path()
-    model, model_config, provenance = initial_model(train_lib, init=init, dropout=dropout,
-                                                    error_input=error_input, seed=config.seed)
+    model, model_config, provenance = initial_model(
+        train_lib, init=init, dropout=dropout, error_input=error_input, seed=config.seed
+    )
     extra.update(provenance)
-    card = {"stage": stage, "command": command, "library_size": len(lib), "train_models": len(train_lib),
-            "test_models": len(test_lib), "model_config": model_config, "split": split, **extra}
+    card = {
+        "stage": stage,
+        "command": command,
+        "library_size": len(lib),
+        "train_models": len(train_lib),
+        "test_models": len(test_lib),
+        "model_config": model_config,
+        "split": split,
+        **extra,
+    }
     bar = _progress_bar(stage, config.epochs) if progress else None
     t0 = time.perf_counter()
-    summary = _train_run(model, train_lib, test_lib, config=config, run_dir=run_dir, resume=resume,
-                         split=split, card=card, progress=bar)
-    summary = {"stage": stage, "run_dir": str(run_dir), **summary, "train_models": len(train_lib),
-               "test_models": len(test_lib), "wall_seconds_this_call": round(time.perf_counter() - t0, 1),
-               **{k: v for k, v in extra.items() if k != "gpr_hyperparameters"}}
+    summary = _train_run(
+        model,
+        train_lib,
+        test_lib,
+        config=config,
+        run_dir=run_dir,
+        resume=resume,
+        split=split,
+        card=card,
+        progress=bar,
+    )
+    summary = {
+        "stage": stage,
+        "run_dir": str(run_dir),
+        **summary,
+        "train_models": len(train_lib),
+        "test_models": len(test_lib),
+        "wall_seconds_this_call": round(time.perf_counter() - t0, 1),
+        **{k: v for k, v in extra.items() if k != "gpr_hyperparameters"},
+    }
     if export:
         from lamost2csst.nn.inference import load_model, model_card, save_model
 
@@ -133,8 +180,9 @@ def run_training(*, stage: str, run_dir, config, library: LibrarySpec, test_frac
     return summary
 
 
-def _train_run(model, train_lib, test_lib, *, config, run_dir: Path, resume: bool, split: dict, card: dict,
-               progress) -> dict:
+def _train_run(
+    model, train_lib, test_lib, *, config, run_dir: Path, resume: bool, split: dict, card: dict, progress
+) -> dict:
     """Write ``split.json`` (refusing a previous run's directory) and train; the training summary.
 
     ``progress`` is None or the ``(bar, callback)`` of :func:`_progress_bar` (the bar is closed here).
@@ -147,11 +195,20 @@ def _train_run(model, train_lib, test_lib, *, config, run_dir: Path, resume: boo
     try:
         if not (resume and split_path.exists()):
             if (run_dir / "checkpoint.keras").exists() and not resume:
-                raise FileExistsError(f"{run_dir} holds a previous run; pass --resume or choose a new "
-                                      "--run-dir")
+                raise FileExistsError(
+                    f"{run_dir} holds a previous run; pass --resume or choose a new --run-dir"
+                )
             split_path.write_text(json.dumps(split) + "\n")
-        _, summary = train(model, train_lib, test_lib, config=config, run_dir=run_dir, resume=resume,
-                           progress=on_epoch, card=card)
+        _, summary = train(
+            model,
+            train_lib,
+            test_lib,
+            config=config,
+            run_dir=run_dir,
+            resume=resume,
+            progress=on_epoch,
+            card=card,
+        )
     finally:
         if bar is not None:
             bar.close()

@@ -25,7 +25,9 @@ def test_sed_errors_enter_the_precision(pool):
     rng = np.random.default_rng(0)
     exact = monte_carlo_flat_precision(pool, np.full(pool.shape, 1e-3), pool, n_stars=400, realizations=4)
     noisy_pred = pool * (1 + rng.normal(0, 0.05, pool.shape))
-    noisy = monte_carlo_flat_precision(noisy_pred, np.full(pool.shape, 0.05), pool, n_stars=400, realizations=4)
+    noisy = monte_carlo_flat_precision(
+        noisy_pred, np.full(pool.shape, 0.05), pool, n_stars=400, realizations=4
+    )
     for band in ("GU", "GV", "GI"):
         assert noisy[band]["median"] > 2 * exact[band]["median"]
     with pytest.raises(ValueError, match="finite"):

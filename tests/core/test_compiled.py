@@ -12,7 +12,9 @@ pytestmark = pytest.mark.skipif(not _compiled.AVAILABLE, reason="numba not insta
 def spectra(n=40, dtype=np.float32, seed=3):
     rng = np.random.default_rng(seed)
     x = (LAMOST_WAVE - 6400.0) / 2700.0
-    flux = (1.0 + rng.uniform(-0.5, 0.5, (n, 1)) * x) * (1.0 - 0.5 * np.exp(-0.5 * ((LAMOST_WAVE - 6564.6) / 3.0) ** 2))
+    flux = (1.0 + rng.uniform(-0.5, 0.5, (n, 1)) * x) * (
+        1.0 - 0.5 * np.exp(-0.5 * ((LAMOST_WAVE - 6564.6) / 3.0) ** 2)
+    )
     flux = (flux * rng.uniform(0.9, 1.1, flux.shape)).astype(dtype)
     ivar = rng.uniform(50.0, 200.0, flux.shape).astype(dtype)
     mask = rng.random(flux.shape) < 0.01
@@ -69,8 +71,9 @@ def test_resample_to_a_coarser_grid_matches(monkeypatch):
 @pytest.mark.parametrize("dtype, rtol", [(np.float32, 5e-5), (np.float64, 1e-9)])
 def test_prepare_inputs_matches_numpy_reference(monkeypatch, dtype, rtol, method):
     flux, ivar, mask, z = spectra(dtype=dtype)
-    fast, ref = both_paths(monkeypatch,
-                           lambda: prepare_inputs(LAMOST_WAVE, flux, ivar=ivar, z=z, mask=mask, method=method))
+    fast, ref = both_paths(
+        monkeypatch, lambda: prepare_inputs(LAMOST_WAVE, flux, ivar=ivar, z=z, mask=mask, method=method)
+    )
     np.testing.assert_array_equal(fast.mask, ref.mask)
     assert fast.mask[1, 0] and not fast.mask[2].all()
     np.testing.assert_allclose(fast.flux, ref.flux, rtol=rtol, equal_nan=True)

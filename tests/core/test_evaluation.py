@@ -60,8 +60,9 @@ def test_sigma_summary_against_hand_computed_fractions():
     sed = true * 1.01
     total = np.where(np.arange(n)[:, None] < 4, 0.02, 0.005) * np.ones_like(true)
     aleatoric = np.full_like(true, 0.006)
-    rows = sigma_summary(true, np.zeros(true.shape, bool), sed, total, aleatoric=aleatoric,
-                         snr=np.full(n, 20.0))
+    rows = sigma_summary(
+        true, np.zeros(true.shape, bool), sed, total, aleatoric=aleatoric, snr=np.full(n, 20.0)
+    )
     assert len(rows) == 3
     for row in rows:
         assert row["within1sigma"] == pytest.approx(0.5)

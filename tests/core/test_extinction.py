@@ -5,8 +5,8 @@ import pytest
 
 pytest.importorskip("dust_extinction")
 
-from lamost2csst.core.extinction import deredden, fit_ebv, reddening_curve  # noqa: E402
-from lamost2csst.core.grids import OUTPUT_WAVE  # noqa: E402
+from lamost2csst.core.extinction import deredden, fit_ebv, reddening_curve
+from lamost2csst.core.grids import OUTPUT_WAVE
 
 
 def test_curve_is_normalised_to_e_b_minus_v():

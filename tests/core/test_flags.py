@@ -25,11 +25,15 @@ def test_bits_are_distinct_powers_of_two_and_all_documented():
 
 
 def test_sanitize_masks_bad_pixels_and_reports_only_unannounced_ones():
-    flux = np.array([[1.0, np.nan, 3.0, 4.0],    # NaN flux with ivar > 0: an anomaly
-                     [1.0, np.nan, 3.0, 4.0],    # NaN flux with ivar = 0: LAMOST's "no data", fine
-                     [1.0, 2.0, 3.0, 4.0],       # negative ivar: an anomaly
-                     [1.0, np.inf, 3.0, 4.0]],   # inf flux but masked: announced, fine
-                    np.float32)
+    flux = np.array(
+        [
+            [1.0, np.nan, 3.0, 4.0],  # NaN flux with ivar > 0: an anomaly
+            [1.0, np.nan, 3.0, 4.0],  # NaN flux with ivar = 0: LAMOST's "no data", fine
+            [1.0, 2.0, 3.0, 4.0],  # negative ivar: an anomaly
+            [1.0, np.inf, 3.0, 4.0],
+        ],  # inf flux but masked: announced, fine
+        np.float32,
+    )
     ivar = np.array([[1, 1, 1, 1], [1, 0, 1, 1], [1, -1, 1, 1], [1, 1, 1, 1]], np.float32)
     mask = np.zeros((4, 4), bool)
     mask[3, 1] = True
@@ -62,12 +66,13 @@ def test_input_flags_bit_by_bit():
     t = FlagThresholds(max_masked_fraction=0.25, min_snr=10.0, max_abs_z=0.005, teff_range=(5000.0, 9750.0))
     n_in = 8
     mask = np.zeros((6, n_in), bool)
-    mask[0] = True                      # star 0: nothing usable
-    mask[1, :3] = True                  # star 1: 3/8 = 37.5 % masked > 25 %
-    mask[2, :2] = True                  # star 2: 2/8 = 25 % masked, not above the threshold
+    mask[0] = True  # star 0: nothing usable
+    mask[1, :3] = True  # star 1: 3/8 = 37.5 % masked > 25 %
+    mask[2, :2] = True  # star 2: 2/8 = 25 % masked, not above the threshold
     snr = np.array([np.nan, 50.0, 50.0, 9.9, 50.0, 50.0])
     flags = input_flags(
-        mask, snr=snr,
+        mask,
+        snr=snr,
         nonfinite=np.array([False, False, False, False, True, False]),
         z_missing=np.array([False, False, False, False, False, True]),
         z_implausible=np.zeros(6, bool),
@@ -75,7 +80,7 @@ def test_input_flags_bit_by_bit():
         thresholds=t,
     )
     assert [describe_flags(f) for f in flags] == [
-        ["NO_DATA", "MASKED_PIXELS"],                  # all masked; no LOW_SNR without data
+        ["NO_DATA", "MASKED_PIXELS"],  # all masked; no LOW_SNR without data
         ["MASKED_PIXELS", "OUTSIDE_DOMAIN"],
         [],
         ["LOW_SNR"],
@@ -83,8 +88,14 @@ def test_input_flags_bit_by_bit():
         ["NO_DATA", "BAD_Z", "OUTSIDE_DOMAIN"],
     ]
     assert flags.dtype == np.uint16
-    no_teff = input_flags(mask, snr=snr, nonfinite=np.zeros(6, bool), z_missing=np.zeros(6, bool),
-                          z_implausible=np.zeros(6, bool), thresholds=t)
+    no_teff = input_flags(
+        mask,
+        snr=snr,
+        nonfinite=np.zeros(6, bool),
+        z_missing=np.zeros(6, bool),
+        z_implausible=np.zeros(6, bool),
+        thresholds=t,
+    )
     assert not (no_teff & Flag.OUTSIDE_DOMAIN).any()
 
 
@@ -94,8 +105,15 @@ def test_output_flags_on_the_median_sigma():
     np.testing.assert_array_equal(flags, [0, int(Flag.UNCERTAIN)])
 
 
-@pytest.mark.parametrize("kwargs", [{"max_masked_fraction": 1.5}, {"min_snr": -1.0}, {"max_sigma": np.nan},
-                                    {"teff_range": (9000.0, 5000.0)}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_masked_fraction": 1.5},
+        {"min_snr": -1.0},
+        {"max_sigma": np.nan},
+        {"teff_range": (9000.0, 5000.0)},
+    ],
+)
 def test_bad_thresholds_are_refused(kwargs):
     with pytest.raises(ValueError):
         FlagThresholds(**kwargs)

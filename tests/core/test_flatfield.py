@@ -59,8 +59,10 @@ def test_noiseless_ratios_give_the_coefficients_back(order):
     truth = rng.normal(0, 0.02, (n_wave, len(polynomial_terms(order))))
     truth[:, 0] = 1.0
     ratio = evaluate(truth, x, y, order=order, shape=SHAPE)
-    fit = solve(normal_equations(design_matrix(x, y, order=order, shape=SHAPE), ratio, np.ones_like(ratio)),
-                min_obs=10)
+    fit = solve(
+        normal_equations(design_matrix(x, y, order=order, shape=SHAPE), ratio, np.ones_like(ratio)),
+        min_obs=10,
+    )
     assert fit.fit.all()
     np.testing.assert_allclose(fit.coeffs, truth, atol=1e-12)
     np.testing.assert_allclose(fit.chi2, 0, atol=1e-9)
@@ -100,40 +102,49 @@ def test_too_few_or_degenerate_observations_are_unfit():
     rng = np.random.default_rng(1)
     x, y = rng.uniform(0, 9000, 8), rng.uniform(0, 9000, 8)
     ratio = np.ones((8, 2))
-    fit = solve(normal_equations(design_matrix(x, y, order=2, shape=SHAPE), ratio, np.ones_like(ratio)),
-                min_obs=20)
+    fit = solve(
+        normal_equations(design_matrix(x, y, order=2, shape=SHAPE), ratio, np.ones_like(ratio)), min_obs=20
+    )
     assert not fit.fit.any() and np.isnan(fit.coeffs).all()
     line = np.linspace(0, 9000, 50)  # all stars on one line: the cross terms are undetermined
-    fit = solve(normal_equations(design_matrix(line, line, order=2, shape=SHAPE), np.ones((50, 1)),
-                                 np.ones((50, 1))), min_obs=10)
+    fit = solve(
+        normal_equations(design_matrix(line, line, order=2, shape=SHAPE), np.ones((50, 1)), np.ones((50, 1))),
+        min_obs=10,
+    )
     assert not fit.fit[0]
     empty = NormalEquations.zeros(3, 6)
     assert not solve(empty, min_obs=1).fit.any()
 
 
 def test_reduced_chi2_divides_by_at_least_one_degree_of_freedom():
-    fit = PolynomialFit(np.zeros((2, 3)), np.zeros((2, 3, 3)), np.array([10.0, 4.0]), np.array([8, 3]),
-                        np.array([True, True]))
+    fit = PolynomialFit(
+        np.zeros((2, 3)), np.zeros((2, 3, 3)), np.array([10.0, 4.0]), np.array([8, 3]), np.array([True, True])
+    )
     np.testing.assert_array_equal(reduced_chi2(fit, 3), [2.0, 4.0])  # 10 / (8 - 3), 4 / max(0, 1)
 
 
 def test_clip_to_fit_zeroes_the_outliers_of_the_previous_fit():
     design = np.ones((3, 1))  # a constant surface: the model is c_0 at every observation
     ratio, weight = np.array([[1.0], [1.5], [1.05]]), np.full((3, 1), 100.0)  # z = |r - 1| * 10 = 0, 5, 0.5
-    w, model, n = clip_to_fit(design, ratio, weight, coeffs=np.array([[1.0]]), sigma_scale=np.array([1.0]),
-                              kappa=3.0)
+    w, model, n = clip_to_fit(
+        design, ratio, weight, coeffs=np.array([[1.0]]), sigma_scale=np.array([1.0]), kappa=3.0
+    )
     np.testing.assert_array_equal(w, [[100.0], [0.0], [100.0]])
     np.testing.assert_array_equal(model, np.ones((3, 1)))
     assert n == 1
-    w, _, n = clip_to_fit(design, ratio, weight, coeffs=np.array([[1.0]]), sigma_scale=np.array([2.0]), kappa=3.0)
+    w, _, n = clip_to_fit(
+        design, ratio, weight, coeffs=np.array([[1.0]]), sigma_scale=np.array([2.0]), kappa=3.0
+    )
     assert n == 0 and (w == 100).all()  # z / sigma_scale = 2.5 < 3
     already_unused = np.array([[100.0], [0.0], [100.0]])
-    _, _, n = clip_to_fit(design, ratio, already_unused, coeffs=np.array([[1.0]]), sigma_scale=np.array([1.0]),
-                          kappa=3.0)
+    _, _, n = clip_to_fit(
+        design, ratio, already_unused, coeffs=np.array([[1.0]]), sigma_scale=np.array([1.0]), kappa=3.0
+    )
     assert n == 0  # a ratio of weight 0 is not counted as clipped
     # an unfit previous wavelength (NaN) clips nothing and models 0
-    w, model, n = clip_to_fit(design, ratio, weight, coeffs=np.array([[np.nan]]),
-                              sigma_scale=np.array([np.nan]), kappa=3.0)
+    w, model, n = clip_to_fit(
+        design, ratio, weight, coeffs=np.array([[np.nan]]), sigma_scale=np.array([np.nan]), kappa=3.0
+    )
     assert n == 0 and (w == 100).all() and (model == 0).all()
 
 
@@ -154,8 +165,10 @@ def test_star_sums_add_up_per_star():
     np.testing.assert_array_equal(ids, [3, 5])
     np.testing.assert_array_equal(num, [2.0, 4.0])
     np.testing.assert_array_equal(den, [5.0, 10.0])
-    total = add_star_sums((np.array([3]), np.array([1.0]), np.array([1.0])),
-                          (np.array([3, 7]), np.array([2.0, 5.0]), np.array([3.0, 1.0])))
+    total = add_star_sums(
+        (np.array([3]), np.array([1.0]), np.array([1.0])),
+        (np.array([3, 7]), np.array([2.0, 5.0]), np.array([3.0, 1.0])),
+    )
     for got, expected in zip(total, ([3, 7], [3.0, 5.0], [4.0, 1.0])):
         np.testing.assert_array_equal(got, expected)
     empty = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
@@ -214,9 +227,15 @@ def _observations(n_wave=3):
     """Six observations, one per rejection reason after the first (usable) one."""
     flux = np.ones((6, n_wave))
     flux[4] = np.nan  # no finite flux
-    obs = {"obsid": np.arange(10, 16), "band": np.array(["GV", "GV", "GV", "GV", "GV", "GX"], dtype=object),
-           "detector": np.array([1, 1, 1, 1, 1, 1]), "x": np.array([10.0, 10, 1e6, 10, 10, 10]),
-           "y": np.full(6, 20.0), "flux": flux, "error": np.full((6, n_wave), 0.1)}
+    obs = {
+        "obsid": np.arange(10, 16),
+        "band": np.array(["GV", "GV", "GV", "GV", "GV", "GX"], dtype=object),
+        "detector": np.array([1, 1, 1, 1, 1, 1]),
+        "x": np.array([10.0, 10, 1e6, 10, 10, 10]),
+        "y": np.full(6, 20.0),
+        "flux": flux,
+        "error": np.full((6, n_wave), 0.1),
+    }
     found = np.array([True, False, True, True, True, True])  # 11: no prediction
     flags = np.array([0, 8])  # the flagged prediction is row 1 of the predictions read
     where = np.array([0, 0, 0, 0, 0, 0])
@@ -228,8 +247,14 @@ def test_usable_observations_count_each_rejection_once():
     obs, found, flags, where, scale = _observations()
     usable, counts = usable_observations(obs, found=found, flags=flags, where=where, scale=scale)
     np.testing.assert_array_equal(usable, [True, False, False, False, False, False])
-    assert counts == {"no_prediction": 1, "flagged_prediction": 0, "off_detector": 1, "no_scale": 1,
-                      "no_finite_flux": 1, "bad_band": 1}
+    assert counts == {
+        "no_prediction": 1,
+        "flagged_prediction": 0,
+        "off_detector": 1,
+        "no_scale": 1,
+        "no_finite_flux": 1,
+        "bad_band": 1,
+    }
     where = np.array([1, 0, 0, 0, 0, 0])  # observation 0's prediction is the flagged one
     usable, counts = usable_observations(obs, found=found, flags=flags, where=where, scale=scale)
     assert not usable.any() and counts["flagged_prediction"] == 1
@@ -238,17 +263,32 @@ def test_usable_observations_count_each_rejection_once():
 def test_chunk_equations_equal_the_direct_normal_equations():
     rng = np.random.default_rng(3)
     n, n_wave = 40, 3
-    obs = {"obsid": np.repeat(np.arange(20), 2), "band": np.array(["GV", "GI"] * 20, dtype=object),
-           "detector": np.tile([0, 0, 2, 2], 10), "x": rng.uniform(0, 9000, n), "y": rng.uniform(0, 9000, n),
-           "flux": rng.uniform(1, 2, (n, n_wave)), "error": np.full((n, n_wave), 0.05)}
+    obs = {
+        "obsid": np.repeat(np.arange(20), 2),
+        "band": np.array(["GV", "GI"] * 20, dtype=object),
+        "detector": np.tile([0, 0, 2, 2], 10),
+        "x": rng.uniform(0, 9000, n),
+        "y": rng.uniform(0, 9000, n),
+        "flux": rng.uniform(1, 2, (n, n_wave)),
+        "error": np.full((n, n_wave), 0.05),
+    }
     sed, sigma = rng.uniform(1, 2, (n, n_wave)), np.full((n, n_wave), 0.01)
-    kw = dict(found=np.ones(n, bool), flags=np.zeros(n, np.uint16), where=np.arange(n), sed=sed, sigma=sigma,
-              scale=np.full(n, 1.5), order=1)
+    kw = dict(
+        found=np.ones(n, bool),
+        flags=np.zeros(n, np.uint16),
+        where=np.arange(n),
+        sed=sed,
+        sigma=sigma,
+        scale=np.full(n, 1.5),
+        order=1,
+    )
     result = chunk_equations(obs, **kw)
     assert sorted(result["groups"]) == ["GI-0", "GI-2", "GV-0", "GV-2"] and result["clipped"] == 0
     assert result["star_sums"][0].size == 0  # no previous fits: no scale sums
     sel = (obs["band"] == "GI") & (obs["detector"] == 2)
-    r, w = ratios(obs["flux"][sel], obs["error"][sel], scale=np.full(sel.sum(), 1.5), sed=sed[sel], sigma=sigma[sel])
+    r, w = ratios(
+        obs["flux"][sel], obs["error"][sel], scale=np.full(sel.sum(), 1.5), sed=sed[sel], sigma=sigma[sel]
+    )
     direct = normal_equations(design_matrix(obs["x"][sel], obs["y"][sel], order=1, shape=SHAPE), r, w)
     for got, expected in zip(result["groups"]["GI-2"], direct):
         np.testing.assert_array_equal(got, expected)

@@ -57,7 +57,13 @@ def test_input_resolution_not_above_target_raises(r_in):
     with pytest.raises(ValueError, match="must exceed"):
         lsf_sigma(2000.0, r_in)
     with pytest.raises(ValueError, match="must exceed"):
-        degrade(INPUT_WAVE, np.ones(INPUT_WAVE.size), resolution=2000.0, wave_out=OUTPUT_WAVE, input_resolution=r_in)
+        degrade(
+            INPUT_WAVE,
+            np.ones(INPUT_WAVE.size),
+            resolution=2000.0,
+            wave_out=OUTPUT_WAVE,
+            input_resolution=r_in,
+        )
 
 
 @pytest.mark.parametrize("r", [0.0, -200.0, np.nan])
@@ -96,7 +102,9 @@ def test_line_at_input_resolution_degraded_to_target():
     assert equivalent_width(MEASURE, out) == pytest.approx(ew_in, rel=0.005)
     # ignoring the input resolution would broaden the line too much: sqrt(1 + 1/25) - 1 = 2 %
     too_wide = degrade(FINE, flux, resolution=r_out, wave_out=MEASURE)
-    assert half_depth_fwhm(MEASURE, too_wide) / (LAM0 / r_out) == pytest.approx(math.sqrt(1 + 1 / 25), rel=0.005)
+    assert half_depth_fwhm(MEASURE, too_wide) / (LAM0 / r_out) == pytest.approx(
+        math.sqrt(1 + 1 / 25), rel=0.005
+    )
 
 
 def test_degrade_to_output_grid_from_input_grid():
@@ -159,7 +167,9 @@ def test_masked_input_touches_only_nearby_output():
 
 def test_output_outside_input_is_nan():
     wave_out = np.array([3990.0, 4000.0, 5000.0, INPUT_WAVE[-1], 7000.0])
-    out = degrade(INPUT_WAVE, np.ones(INPUT_WAVE.size), resolution=1000.0, wave_out=wave_out, input_resolution=2000.0)
+    out = degrade(
+        INPUT_WAVE, np.ones(INPUT_WAVE.size), resolution=1000.0, wave_out=wave_out, input_resolution=2000.0
+    )
     np.testing.assert_array_equal(np.isnan(out), [True, False, False, False, True])
 
 
@@ -220,9 +230,20 @@ def test_wrong_length_and_bad_grids_raise():
     with pytest.raises(ValueError, match="strictly increasing"):
         degrade(INPUT_WAVE, np.ones(INPUT_WAVE.size), resolution=200.0, wave_out=OUTPUT_WAVE[::-1])
     with pytest.raises(ValueError, match="one input grid"):
-        degrade(np.stack([INPUT_WAVE, INPUT_WAVE]), np.ones((2, INPUT_WAVE.size)), resolution=200.0, wave_out=OUTPUT_WAVE)
+        degrade(
+            np.stack([INPUT_WAVE, INPUT_WAVE]),
+            np.ones((2, INPUT_WAVE.size)),
+            resolution=200.0,
+            wave_out=OUTPUT_WAVE,
+        )
     with pytest.raises(ValueError, match="mask has shape"):
-        degrade(INPUT_WAVE, np.ones(INPUT_WAVE.size), resolution=200.0, wave_out=OUTPUT_WAVE, mask=np.zeros(5, bool))
+        degrade(
+            INPUT_WAVE,
+            np.ones(INPUT_WAVE.size),
+            resolution=200.0,
+            wave_out=OUTPUT_WAVE,
+            mask=np.zeros(5, bool),
+        )
 
 
 def _fwhm(wave, depth):

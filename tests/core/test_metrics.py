@@ -147,7 +147,10 @@ def test_band_statistics_custom_bands_and_nan_pixels():
     residual = off + sign * a
     residual[:, 3] = np.nan  # an all-NaN pixel is left out of the band median
     stats = band_statistics(
-        residual, wave=wave, teff=np.full(4, 5000.0), bands={"blue": (1.0, 2.0), "red": (3.0, 4.0), "none": (9, 10)}
+        residual,
+        wave=wave,
+        teff=np.full(4, 5000.0),
+        bands={"blue": (1.0, 2.0), "red": (3.0, 4.0), "none": (9, 10)},
     )
     np.testing.assert_allclose(stats.typical_error[0, :2], [1.5, 3.0], rtol=1e-14)
     np.testing.assert_allclose(stats.offset[0, :2], [0.5, 0.0], atol=1e-15)
@@ -227,12 +230,18 @@ def test_truth_statistics_hand_numbers():
         assert not any(stats[k][g].any() for k in stats)
 
 
-@pytest.mark.parametrize("snr, group", [(0.0, 0), (9.99, 0), (10.0, 1), (39.9, 2), (40.0, 3), (80.0, 4),
-                                        (1e6, 4), (np.nan, 0)])
+@pytest.mark.parametrize(
+    "snr, group", [(0.0, 0), (9.99, 0), (10.0, 1), (39.9, 2), (40.0, 3), (80.0, 4), (1e6, 4), (np.nan, 0)]
+)
 def test_truth_statistics_snr_bin_edges(snr, group):
     assert SNR_BINS == (0.0, 10.0, 20.0, 40.0, 80.0, np.inf)
-    stats = truth_statistics(np.array([[2.0]], np.float32), np.array([[1.0]], np.float32),
-                             np.array([0], np.uint16), np.array([[1.0]]), np.array([snr]))
+    stats = truth_statistics(
+        np.array([[2.0]], np.float32),
+        np.array([[1.0]], np.float32),
+        np.array([0], np.uint16),
+        np.array([[1.0]]),
+        np.array([snr]),
+    )
     assert np.flatnonzero(stats["n"][:, 0]).tolist() == [group]
 
 

@@ -87,8 +87,10 @@ def test_prepare_inputs_refuses_what_it_cannot_use(arrays):
 
 
 @settings(max_examples=200, deadline=None)
-@given(spectra(), st.lists(st.sampled_from([np.nan, 0.0, 1e-4, 0.01, -0.5, -1.0, -2.0, 5.0]), min_size=6,
-                            max_size=6))
+@given(
+    spectra(),
+    st.lists(st.sampled_from([np.nan, 0.0, 1e-4, 0.01, -0.5, -1.0, -2.0, 5.0]), min_size=6, max_size=6),
+)
 def test_flags_account_for_every_star(arrays, zs):
     flux, ivar, mask = arrays
     n_star = flux.shape[0]
@@ -100,8 +102,15 @@ def test_flags_account_for_every_star(arrays, zs):
     net_mask = m[:, : min(m.shape[1], INPUT_WAVE.size)]
     net_mask = np.pad(net_mask, ((0, 0), (0, INPUT_WAVE.size - net_mask.shape[1])), constant_values=True)
     net_mask = net_mask | z_missing[:, None]
-    flags = input_flags(net_mask, snr=median_snr(f, iv, m), nonfinite=nonfinite, z_missing=z_missing,
-                        z_implausible=z_implausible, teff=None, thresholds=thresholds)
+    flags = input_flags(
+        net_mask,
+        snr=median_snr(f, iv, m),
+        nonfinite=nonfinite,
+        z_missing=z_missing,
+        z_implausible=z_implausible,
+        teff=None,
+        thresholds=thresholds,
+    )
     assert flags.shape == (n_star,)
     np.testing.assert_array_equal((flags & Flag.NO_DATA) != 0, net_mask.all(axis=1))
     np.testing.assert_array_equal((flags & Flag.BAD_Z) != 0, z_missing | z_implausible)

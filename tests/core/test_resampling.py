@@ -168,8 +168,10 @@ def test_cubic_keeps_a_barely_sampled_line_that_linear_and_rebinning_smooth():
     flux = np.tile(profile(wave), (z.size, 1))
     wave_out = wave[100:300]
     truth = profile(wave_out[None, :] * (1 + z[:, None]))
-    worst = {m: np.max(np.abs(resample(wave, flux, wave_out=wave_out, z=z, method=m).flux - truth))
-             for m in ("cubic", "linear", "flux")}
+    worst = {
+        m: np.max(np.abs(resample(wave, flux, wave_out=wave_out, z=z, method=m).flux - truth))
+        for m in ("cubic", "linear", "flux")
+    }
     assert worst["cubic"] < 0.022
     assert worst["linear"] > 2.2 * worst["cubic"] and worst["flux"] > 2.2 * worst["cubic"]
 
@@ -445,7 +447,9 @@ def test_output_outside_input_coverage_is_masked(method):
     wave = INPUT_WAVE
     out = resample(wave, np.ones(wave.size), wave_out=OUTPUT_WAVE, ivar=np.ones(wave.size), method=method)
     outside = (OUTPUT_WAVE < 3990.0) | (OUTPUT_WAVE > 7010.0)
-    assert np.all(out.mask[outside]) and np.all(np.isnan(out.flux[outside])) and np.all(out.ivar[outside] == 0)
+    assert (
+        np.all(out.mask[outside]) and np.all(np.isnan(out.flux[outside])) and np.all(out.ivar[outside] == 0)
+    )
     assert np.all(~out.mask[(OUTPUT_WAVE > 4020.0) & (OUTPUT_WAVE < 6980.0)])
 
 
@@ -512,7 +516,9 @@ def test_non_increasing_wave_raises():
         resample(np.where(np.arange(wave.size) == 0, -1.0, wave), f, wave_out=OUTPUT_WAVE)
 
 
-@pytest.mark.parametrize("z, match", [(-1.0, "> -1"), (-2.0, "> -1"), (np.nan, "NaN/inf"), (np.inf, "NaN/inf")])
+@pytest.mark.parametrize(
+    "z, match", [(-1.0, "> -1"), (-2.0, "> -1"), (np.nan, "NaN/inf"), (np.inf, "NaN/inf")]
+)
 def test_bad_z_raises(z, match):
     wave, f, _ = _ok()
     with pytest.raises(ValueError, match=match):
@@ -612,12 +618,16 @@ def test_property_masks_and_finiteness(seed, n_star, n_in, mask_fraction, method
         index = np.floor(pos).astype(int)
         last = wave.size - 1
         on_centre = pos == index
-        expected = ((wave_out < wave[0]) | (wave_out > wave[-1]) | ~((index >= 1) & (index + 2 <= last) | on_centre))
+        expected = (
+            (wave_out < wave[0]) | (wave_out > wave[-1]) | ~((index >= 1) & (index + 2 <= last) | on_centre)
+        )
         expected = np.broadcast_to(expected, bad.shape[:1] + expected.shape).copy()
         for d in (-1, 0, 1, 2):
             tap = np.clip(index + d, 0, last)
             x = np.abs(pos - (index + d))
-            weight = np.where(x <= 1, (1.5 * x - 2.5) * x * x + 1, np.where(x < 2, ((-0.5 * x + 2.5) * x - 4) * x + 2, 0))
+            weight = np.where(
+                x <= 1, (1.5 * x - 2.5) * x * x + 1, np.where(x < 2, ((-0.5 * x + 2.5) * x - 4) * x + 2, 0)
+            )
             expected |= bad[:, tap] & (weight != 0) & (index + d >= 0) & (index + d <= last)
         np.testing.assert_array_equal(out.mask, expected)
     else:
@@ -625,7 +635,9 @@ def test_property_masks_and_finiteness(seed, n_star, n_in, mask_fraction, method
         outside = (wave_out < wave[0]) | (wave_out > wave[-1])
         lo = np.concatenate([wave[:1], wave[:-1]])
         hi = np.concatenate([wave[1:], wave[-1:]])
-        near_bad = (wave_out[None, :, None] > lo[None, None, :]) & (wave_out[None, :, None] < hi[None, None, :])
+        near_bad = (wave_out[None, :, None] > lo[None, None, :]) & (
+            wave_out[None, :, None] < hi[None, None, :]
+        )
         expected = outside[None, :] | (near_bad & bad[:, None, :]).any(axis=-1)
         np.testing.assert_array_equal(out.mask, expected)
         assert np.all(out.flux[~out.mask] > 0)

@@ -28,8 +28,14 @@ def _line_centre(wave, flux):
 
 def test_doppler_shift_moves_the_line_to_lambda_times_1_plus_z():
     z = np.array([0.0, 3e-4, -5e-4])
-    flux, ivar, mask = observe_spectra(_rest_spectra(3), wave=LAMOST_WAVE, z=z, snr=np.full(3, 1e9),
-                                       scale=np.ones(3), rng=np.random.default_rng(0))
+    flux, ivar, mask = observe_spectra(
+        _rest_spectra(3),
+        wave=LAMOST_WAVE,
+        z=z,
+        snr=np.full(3, 1e9),
+        scale=np.ones(3),
+        rng=np.random.default_rng(0),
+    )
     for i in range(3):
         assert _line_centre(LAMOST_WAVE, flux[i]) == pytest.approx(LINE * (1 + z[i]), abs=0.01)
     # a redshift moves the blue end out of the model's range: those pixels are masked
@@ -43,8 +49,9 @@ def test_noise_follows_eq1_and_ivar_is_snr_over_flux_squared():
     n, snr = 400, np.full(400, 25.0)
     rest = _rest_spectra(n)
     scale = np.full(n, 300.0)
-    flux, ivar, mask = observe_spectra(rest, wave=LAMOST_WAVE, z=np.zeros(n), snr=snr, scale=scale,
-                                       rng=np.random.default_rng(1))
+    flux, ivar, mask = observe_spectra(
+        rest, wave=LAMOST_WAVE, z=np.zeros(n), snr=snr, scale=scale, rng=np.random.default_rng(1)
+    )
     clean = rest * 300.0
     r = flux / clean - 1.0
     assert np.std(r) == pytest.approx(1 / 25.0, rel=0.01)
@@ -59,11 +66,18 @@ def test_the_generator_alone_decides_the_noise():
     np.testing.assert_array_equal(a[0], b[0])
 
 
-@pytest.mark.parametrize("bad", [dict(scale=np.array([0.0])), dict(z=np.array([np.nan])),
-                                 dict(flux_rest=np.ones((1, 10)))])
+@pytest.mark.parametrize(
+    "bad", [dict(scale=np.array([0.0])), dict(z=np.array([np.nan])), dict(flux_rest=np.ones((1, 10)))]
+)
 def test_bad_input_is_refused(bad):
-    args = dict(flux_rest=_rest_spectra(1), wave=LAMOST_WAVE, z=np.array([0.0]), snr=np.array([20.0]),
-                scale=np.array([1.0]), rng=np.random.default_rng(0))
+    args = dict(
+        flux_rest=_rest_spectra(1),
+        wave=LAMOST_WAVE,
+        z=np.array([0.0]),
+        snr=np.array([20.0]),
+        scale=np.array([1.0]),
+        rng=np.random.default_rng(0),
+    )
     args.update(bad)
     with pytest.raises(ValueError):
         observe_spectra(**args)
@@ -87,8 +101,9 @@ def test_observed_network_inputs_are_back_in_the_rest_frame():
     n = 3
     z = np.array([0.0, 2e-4, -4e-4])
     line_on_slope = _rest_spectra(n) * _smooth_spectra(n)
-    net = observed_network_inputs(line_on_slope, wave=LAMOST_WAVE, z=z, snr=np.full(n, 1e9),
-                                  rng=np.random.default_rng(0))
+    net = observed_network_inputs(
+        line_on_slope, wave=LAMOST_WAVE, z=z, snr=np.full(n, 1e9), rng=np.random.default_rng(0)
+    )
     ref = prepare_inputs(LAMOST_WAVE, line_on_slope[:1], ivar=np.ones((1, LAMOST_WAVE.size)), z=0.0)
     assert net.flux.shape == (n, INPUT_WAVE.size)
     far = np.abs(INPUT_WAVE - LINE) > 50
@@ -98,8 +113,14 @@ def test_observed_network_inputs_are_back_in_the_rest_frame():
         np.testing.assert_allclose(net.flux[i, far], ref.flux[0, far], rtol=1e-4)
     # The check above sees a missing shift back: the same observation taken in at z = 0 puts
     # the line of the z = -4e-4 star LINE * 4e-4 = 2.6 A blue of its rest wavelength.
-    flux, ivar, uncovered = observe_spectra(line_on_slope[2:], wave=LAMOST_WAVE, z=z[2:], snr=np.full(1, 1e9),
-                                            scale=np.ones(1), rng=np.random.default_rng(0))
+    flux, ivar, uncovered = observe_spectra(
+        line_on_slope[2:],
+        wave=LAMOST_WAVE,
+        z=z[2:],
+        snr=np.full(1, 1e9),
+        scale=np.ones(1),
+        rng=np.random.default_rng(0),
+    )
     unshifted = prepare_inputs(LAMOST_WAVE, flux, ivar=ivar, z=0.0, mask=uncovered)
     assert _line_centre(INPUT_WAVE, unshifted.flux[0]) == pytest.approx(LINE * (1 - 4e-4), abs=0.05)
 
@@ -111,8 +132,9 @@ def test_observed_network_inputs_errors_are_the_per_pixel_noise():
     rng = np.random.default_rng(11)
     z = draw_radial_velocities(n, rng) / C_KMS
     net = observed_network_inputs(_smooth_spectra(n), wave=LAMOST_WAVE, z=z, snr=np.full(n, snr), rng=rng)
-    clean = observed_network_inputs(_smooth_spectra(n), wave=LAMOST_WAVE, z=z, snr=np.full(n, 1e9),
-                                    rng=np.random.default_rng(0))
+    clean = observed_network_inputs(
+        _smooth_spectra(n), wave=LAMOST_WAVE, z=z, snr=np.full(n, 1e9), rng=np.random.default_rng(0)
+    )
     good = ~net.mask & ~clean.mask
     pull = ((net.flux - clean.flux) / net.error)[good]
     assert np.std(pull) == pytest.approx(1.0, abs=0.03)

@@ -43,9 +43,16 @@ def test_noise_is_photon_plus_read_noise():
     n = 4000
     sed = np.ones((n, OUTPUT_WAVE.size))
     t = default_throughput("GV")
-    flux, error = observe_slitless(sed, scale=np.full(n, 10.0), throughput=t, flat=np.ones_like(sed),
-                                   exposure=np.full(n, 100.0), read_noise=5.0, n_read=10,
-                                   rng=np.random.default_rng(0))
+    flux, error = observe_slitless(
+        sed,
+        scale=np.full(n, 10.0),
+        throughput=t,
+        flat=np.ones_like(sed),
+        exposure=np.full(n, 100.0),
+        read_noise=5.0,
+        n_read=10,
+        rng=np.random.default_rng(0),
+    )
     inside = t > 0
     counts = 10.0 * t[inside] * 100.0
     np.testing.assert_allclose(error[0, inside], np.sqrt(counts + 250.0) / 100.0, rtol=1e-5)

@@ -16,9 +16,17 @@ DEPLOY = REPO / "deploy"
 
 def test_every_file_is_covered():
     files = {p.relative_to(DEPLOY).as_posix() for p in DEPLOY.rglob("*") if p.is_file()}
-    assert files == {"README.md", "docker/Dockerfile.cpu", "docker/Dockerfile.cuda", "slurm/jobqueue.yaml",
-                     "slurm/predict_catalogue.sbatch", "kubernetes/daskcluster.yaml", "kubernetes/daskjob.yaml",
-                     "kubernetes/pvc.yaml", "kubernetes/values.yaml"}
+    assert files == {
+        "README.md",
+        "docker/Dockerfile.cpu",
+        "docker/Dockerfile.cuda",
+        "slurm/jobqueue.yaml",
+        "slurm/predict_catalogue.sbatch",
+        "kubernetes/daskcluster.yaml",
+        "kubernetes/daskjob.yaml",
+        "kubernetes/pvc.yaml",
+        "kubernetes/values.yaml",
+    }
 
 
 def _containers(pod_spec):
@@ -31,8 +39,10 @@ def _containers(pod_spec):
 def _check_cluster_spec(spec):
     workers = _containers(spec["worker"]["spec"])
     assert spec["worker"]["replicas"] >= 1
-    assert any(c["command"][:3] == ["dask", "cuda", "worker"] or c["command"][:2] == ["dask", "worker"]
-               for c in workers)
+    assert any(
+        c["command"][:3] == ["dask", "cuda", "worker"] or c["command"][:2] == ["dask", "worker"]
+        for c in workers
+    )
     scheduler = _containers(spec["scheduler"]["spec"])
     assert scheduler[0]["command"] == ["dask", "scheduler"]
     ports = {p["name"]: p["port"] for p in spec["scheduler"]["service"]["ports"]}

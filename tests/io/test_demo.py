@@ -124,8 +124,9 @@ def test_block_arrays_lazy_equals_eager_with_one_kernel_call_per_block():
     np.testing.assert_array_equal(eager["star"], 100 + np.array([*range(7), *range(7, 14), *range(14, 17)]))
     np.testing.assert_array_equal(eager["pair"][:, 1], -0.5 * np.arange(17))
     calls = []
-    lazy = block_arrays(_kernel, 17, block_stars=7, fields=fields, lazy=True,
-                        args=(dask.delayed(0.5), 100, calls))
+    lazy = block_arrays(
+        _kernel, 17, block_stars=7, fields=fields, lazy=True, args=(dask.delayed(0.5), 100, calls)
+    )
     assert lazy["star"].chunks == ((7, 7, 3),) and lazy["pair"].chunks == ((7, 7, 3), (2,))
     assert lazy["pair"].dtype == np.float64
     assert calls == []  # nothing computed yet

@@ -23,10 +23,14 @@ def cube_with_known_flat():
     for k in range(1, n_terms):
         coeffs[0, 0, :, k] = 0.01 * k * (1 + 0.5 * t - 0.3 * t**2)
     fit = ((OUTPUT_WAVE >= 4000) & (OUTPUT_WAVE <= 6500))[None, None, :]
-    return xr.Dataset({"coeffs": (("band", "detector", "wave_out", "coeff"), coeffs),
-                       "fit": (("band", "detector", "wave_out"), fit)},
-                      coords={"band": ["GV"], "detector": [2], "wave_out": OUTPUT_WAVE},
-                      attrs={"order": ORDER, "detector_shape": list(DETECTOR_SHAPE)})
+    return xr.Dataset(
+        {
+            "coeffs": (("band", "detector", "wave_out", "coeff"), coeffs),
+            "fit": (("band", "detector", "wave_out"), fit),
+        },
+        coords={"band": ["GV"], "detector": [2], "wave_out": OUTPUT_WAVE},
+        attrs={"order": ORDER, "detector_shape": list(DETECTOR_SHAPE)},
+    )
 
 
 def test_round_trip(tmp_path):
@@ -35,7 +39,10 @@ def test_round_trip(tmp_path):
     assert header["MAXDEV"] < 1e-9  # a quadratic in wavelength is exact in a cubic
     with fits.open(tmp_path / "flat.fits") as hdul:
         assert len(hdul) == 4 and hdul[0].header["WMIN"] >= 4000 and hdul[0].header["WMAX"] <= 6500
-        assert hdul[0].data.shape == (int(np.ceil(DETECTOR_SHAPE[0] / 512)), int(np.ceil(DETECTOR_SHAPE[1] / 512)))
+        assert hdul[0].data.shape == (
+            int(np.ceil(DETECTOR_SHAPE[0] / 512)),
+            int(np.ceil(DETECTOR_SHAPE[1] / 512)),
+        )
     x, y = np.array([0.0, 512.0 * 5, 512.0 * 17]), np.array([0.0, 512.0 * 3, 512.0 * 18])
     wave = OUTPUT_WAVE[(OUTPUT_WAVE > 4100) & (OUTPUT_WAVE < 6400)][::20]
     got = read_axe_flat(tmp_path / "flat.fits", x, y, wave)

@@ -30,7 +30,9 @@ def job_store(path, teffs, ok):
             "logg": ("model", np.full(n, 4.5)),
             "feh": ("model", np.zeros(n)),
             "alpha": ("model", np.zeros(n)),
-            "wave_in": INPUT_WAVE, "wave_lamost": LAMOST_WAVE, "wave_out": OUTPUT_WAVE,
+            "wave_in": INPUT_WAVE,
+            "wave_lamost": LAMOST_WAVE,
+            "wave_out": OUTPUT_WAVE,
         },
         attrs={"schema": GRID_SCHEMA, "command": "test"},
     )
@@ -73,13 +75,21 @@ def test_errors_name_the_problem(tmp_path):
         pack_grid(tmp_path / "empty.zarr", tmp_path / "out.zarr")
 
 
-
 # ------------------------------------------------------------------- the grid store of a synthesis run
 
-MODELS = {"teff": [5000.0, 5250.0, 5500.0], "logg": [4.5, 4.5, 4.0], "feh": [0.0, -1.0, 0.0],
-          "alpha": [0.0, 0.4, 0.0]}
-PROVENANCE = {"command": "test", "settings": {"step_A": "0.05"}, "versions": {}, "machine": {},
-              "created_utc": "now"}
+MODELS = {
+    "teff": [5000.0, 5250.0, 5500.0],
+    "logg": [4.5, 4.5, 4.0],
+    "feh": [0.0, -1.0, 0.0],
+    "alpha": [0.0, 0.4, 0.0],
+}
+PROVENANCE = {
+    "command": "test",
+    "settings": {"step_A": "0.05"},
+    "versions": {},
+    "machine": {},
+    "created_utc": "now",
+}
 
 
 def new_store(path, models=MODELS, settings=None):
@@ -111,12 +121,18 @@ def test_create_write_read_status_round_trip(tmp_path):
     new_store(out)
     assert read_grid_parameters(str(out), 1) == (5250.0, 4.5, -1.0, 0.4)
     rng = np.random.default_rng(0)
-    spectra = {"flux_in": rng.uniform(1, 2, INPUT_WAVE.size),  # float64: stored as float32
-               "flux_lamost": rng.uniform(1, 2, LAMOST_WAVE.size), "sed": rng.uniform(1, 2, OUTPUT_WAVE.size)}
+    spectra = {
+        "flux_in": rng.uniform(1, 2, INPUT_WAVE.size),  # float64: stored as float32
+        "flux_lamost": rng.uniform(1, 2, LAMOST_WAVE.size),
+        "sed": rng.uniform(1, 2, OUTPUT_WAVE.size),
+    }
     write_grid_model(str(out), 2, spectra)
-    write_grid_status(str(out), ok=np.array([False, False, True]),
-                      seconds=np.array([np.nan, np.nan, 3.5], np.float32),
-                      attrs={"summary": {"models_ok": 1}})
+    write_grid_status(
+        str(out),
+        ok=np.array([False, False, True]),
+        seconds=np.array([np.nan, np.nan, 3.5], np.float32),
+        attrs={"summary": {"models_ok": 1}},
+    )
     ds = xr.open_zarr(out, consolidated=False)
     for name, values in spectra.items():
         np.testing.assert_array_equal(ds[name].values[2], values.astype(np.float32))

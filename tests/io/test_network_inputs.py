@@ -18,9 +18,19 @@ from lamost2csst.io.spectra import spectra_dataset
 def catalogue(n=5):
     rng = np.random.default_rng(1)
     flux = rng.uniform(1, 2, (n, LAMOST_WAVE.size))
-    return spectra_dataset(wave=LAMOST_WAVE, flux=flux, ivar=np.ones_like(flux), obsid=np.arange(10, 10 + n),
-                           ra=rng.uniform(0, 360, n), dec=rng.uniform(-30, 60, n), z=np.zeros(n),
-                           resolution=1800.0, frame="rest", source="test", snr_g=np.linspace(5, 50, n))
+    return spectra_dataset(
+        wave=LAMOST_WAVE,
+        flux=flux,
+        ivar=np.ones_like(flux),
+        obsid=np.arange(10, 10 + n),
+        ra=rng.uniform(0, 360, n),
+        dec=rng.uniform(-30, 60, n),
+        z=np.zeros(n),
+        resolution=1800.0,
+        frame="rest",
+        source="test",
+        snr_g=np.linspace(5, 50, n),
+    )
 
 
 def test_template_layout():
@@ -30,7 +40,10 @@ def test_template_layout():
     assert dict(ds.sizes) == {"star": 5, "wave_in": INPUT_WAVE.size}
     np.testing.assert_array_equal(ds["wave_in"].values, INPUT_WAVE)
     assert {n: ds[n].dtype for n in ("flux", "error", "mask")} == {
-        "flux": np.float32, "error": np.float32, "mask": np.bool_}
+        "flux": np.float32,
+        "error": np.float32,
+        "mask": np.bool_,
+    }
     assert ds["flux"].chunks == ((2, 2, 1), (INPUT_WAVE.size,))
     for name in ("obsid", "ra", "dec", "z", "snr_g"):  # per-star coordinates copied, in order
         np.testing.assert_array_equal(ds[name].values, cat[name].values)

@@ -70,8 +70,9 @@ def test_store_readers(stars, tmp_path):
     np.testing.assert_array_equal(scale, obs.scale.values)
     np.testing.assert_array_equal(read_truth(tmp_path / "with.zarr").flat.values, truth.flat.values)
     assert read_truth(tmp_path / "without.zarr") is None  # real observations carry no truth
-    xr.Dataset({"flux": (("obs", "wave_out"), np.zeros((2, 3)))}).to_zarr(tmp_path / "bad.zarr", zarr_format=3,
-                                                                           consolidated=False)
+    xr.Dataset({"flux": (("obs", "wave_out"), np.zeros((2, 3)))}).to_zarr(
+        tmp_path / "bad.zarr", zarr_format=3, consolidated=False
+    )
     with pytest.raises(ValueError, match="missing per-observation coordinate 'obsid'"):
         open_observations(tmp_path / "bad.zarr")
 
@@ -83,10 +84,14 @@ def test_simulate_observation_store_from_a_catalogue(tmp_path):
     cat = grid_catalogue(12, seed=3)
     cat["z"].values[2] = np.nan  # no usable z: left out
     write_spectra(cat, tmp_path / "cat.zarr")
-    result = simulate_observation_store(tmp_path / "cat.zarr", tmp_path / "o.zarr", n_stars=5, n_exposures=2, seed=4)
+    result = simulate_observation_store(
+        tmp_path / "cat.zarr", tmp_path / "o.zarr", n_stars=5, n_exposures=2, seed=4
+    )
     assert result == {"out": str(tmp_path / "o.zarr"), "stars": 5, "observations": 5 * 2 * 3}
     rows = [0, 1, 3, 4, 5]
-    direct, truth = simulate_observations(cat.sed_true.values[rows], cat.obsid.values[rows], n_exposures=2, seed=4)
+    direct, truth = simulate_observations(
+        cat.sed_true.values[rows], cat.obsid.values[rows], n_exposures=2, seed=4
+    )
     stored = open_observations(tmp_path / "o.zarr")
     np.testing.assert_array_equal(stored.flux.values, direct.flux.values)
     np.testing.assert_array_equal(read_truth(tmp_path / "o.zarr").flat.values, truth.flat.values)

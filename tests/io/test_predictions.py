@@ -19,16 +19,29 @@ from lamost2csst.io.spectra import spectra_dataset
 def catalogue(n=5):
     rng = np.random.default_rng(2)
     flux = rng.uniform(1, 2, (n, LAMOST_WAVE.size))
-    return spectra_dataset(wave=LAMOST_WAVE, flux=flux, ivar=np.ones_like(flux), obsid=np.arange(1, n + 1),
-                           ra=rng.uniform(0, 360, n), dec=rng.uniform(-30, 60, n), z=np.full(n, 1e-4),
-                           resolution=1800.0, source="test")
+    return spectra_dataset(
+        wave=LAMOST_WAVE,
+        flux=flux,
+        ivar=np.ones_like(flux),
+        obsid=np.arange(1, n + 1),
+        ra=rng.uniform(0, 360, n),
+        dec=rng.uniform(-30, 60, n),
+        z=np.full(n, 1e-4),
+        resolution=1800.0,
+        source="test",
+    )
 
 
 def template(n=5, chunk_stars=2, thresholds=None):
-    return predictions_template(catalogue(n), chunk_stars=chunk_stars, catalogue="cat.zarr",
-                                model_path="m.keras", model_hash="abc123",
-                                model_card={"command": "train", "epoch": 7},
-                                thresholds=thresholds or FlagThresholds())
+    return predictions_template(
+        catalogue(n),
+        chunk_stars=chunk_stars,
+        catalogue="cat.zarr",
+        model_path="m.keras",
+        model_hash="abc123",
+        model_card={"command": "train", "epoch": 7},
+        thresholds=thresholds or FlagThresholds(),
+    )
 
 
 def test_template_layout():

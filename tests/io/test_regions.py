@@ -14,14 +14,25 @@ from lamost2csst.io.spectra import spectra_dataset
 def catalogue(n=6):
     rng = np.random.default_rng(4)
     flux = rng.uniform(1, 2, (n, LAMOST_WAVE.size))
-    return spectra_dataset(wave=LAMOST_WAVE, flux=flux, ivar=np.ones_like(flux), obsid=np.arange(n),
-                           ra=np.zeros(n), dec=np.zeros(n), z=np.zeros(n), resolution=1800.0)
+    return spectra_dataset(
+        wave=LAMOST_WAVE,
+        flux=flux,
+        ivar=np.ones_like(flux),
+        obsid=np.arange(n),
+        ra=np.zeros(n),
+        dec=np.zeros(n),
+        z=np.zeros(n),
+        resolution=1800.0,
+    )
 
 
 def chunk_bytes(store):
     """sha256 of every stored chunk file (metadata left out)."""
-    return {str(p.relative_to(store)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(store.rglob("*")) if p.is_file() and p.name != "zarr.json"}
+    return {
+        str(p.relative_to(store)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(store.rglob("*"))
+        if p.is_file() and p.name != "zarr.json"
+    }
 
 
 def test_region_writes_store_what_xarray_region_writes_store(tmp_path):
@@ -39,7 +50,8 @@ def test_region_writes_store_what_xarray_region_writes_store(tmp_path):
         rows = slice(start, stop)
         part = {"flux": flux[rows], "error": error[rows], "mask": mask[rows]}
         xr.Dataset({name: (dims, values) for name, values in part.items()}).to_zarr(
-            tmp_path / "a", region={"star": rows}, mode="r+", zarr_format=3, consolidated=False)
+            tmp_path / "a", region={"star": rows}, mode="r+", zarr_format=3, consolidated=False
+        )
         write_region(str(tmp_path / "b"), start, stop, part)
     expected = chunk_bytes(tmp_path / "a")
     assert sum(k.split("/")[0] in ("flux", "error", "mask") for k in expected) == 6  # 3 arrays x 2 chunks

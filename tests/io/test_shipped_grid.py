@@ -18,7 +18,10 @@ def grid():
 
 def model(grid, teff, logg=4.0, feh=0.0, alpha=0.0):
     sel = (
-        np.isclose(grid.teff, teff) & np.isclose(grid.logg, logg) & np.isclose(grid.feh, feh) & np.isclose(grid.alpha, alpha)
+        np.isclose(grid.teff, teff)
+        & np.isclose(grid.logg, logg)
+        & np.isclose(grid.feh, feh)
+        & np.isclose(grid.alpha, alpha)
     )
     if not sel.any():
         pytest.skip(f"model {teff}/{logg}/{feh}/{alpha} not in the shipped grid")

@@ -92,8 +92,12 @@ def test_lazy_catalogue_on_an_in_process_cluster_leaves_the_process_config_alone
     from lamost2csst.io import write_spectra
 
     before = dask.config.get("scheduler", None)
-    with (LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as cluster, Client(cluster) as c,
-          LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as other, Client(other)):
+    with (
+        LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as cluster,
+        Client(cluster) as c,
+        LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as other,
+        Client(other),
+    ):
         with c.as_current():  # a second client is open, as in a notebook or a test session
             catalogue = grid_catalogue(100, seed=1, lazy=True)
             delayed = write_spectra(catalogue, tmp_path / "c.zarr", compute=False)

@@ -30,8 +30,14 @@ def test_a_library_in_the_observed_frame_is_refused():
     from lamost2csst.io.spectra import spectra_dataset
 
     ds = spectra_dataset(
-        wave=LAMOST_WAVE, flux=np.ones((1, LAMOST_WAVE.size)), ivar=np.ones((1, LAMOST_WAVE.size)),
-        obsid=[1], ra=[0.0], dec=[0.0], z=[1e-4], resolution=1800.0,
+        wave=LAMOST_WAVE,
+        flux=np.ones((1, LAMOST_WAVE.size)),
+        ivar=np.ones((1, LAMOST_WAVE.size)),
+        obsid=[1],
+        ra=[0.0],
+        dec=[0.0],
+        z=[1e-4],
+        resolution=1800.0,
     )
     with pytest.raises(ValueError, match="rest frame"):
         gridded_library(ds)
@@ -61,8 +67,10 @@ def test_real_miles_stars_give_pairs_defined_where_miles_covers_the_kernel():
 def test_library_parameters_from_a_csv(tmp_path):
     path = tmp_path / "params.csv"
     path.write_text("name,teff,logg,feh,note\n HD 1 ,5770,4.44,0.0,sun\nhd2,9600,3.9,-0.5,\n")
-    assert read_library_params(path) == {"hd 1": {"teff": 5770.0, "logg": 4.44, "feh": 0.0},
-                                         "hd2": {"teff": 9600.0, "logg": 3.9, "feh": -0.5}}
+    assert read_library_params(path) == {
+        "hd 1": {"teff": 5770.0, "logg": 4.44, "feh": 0.0},
+        "hd2": {"teff": 9600.0, "logg": 3.9, "feh": -0.5},
+    }
     path.write_text("name,teff,logg\nhd2,9600,3.9\n")
     with pytest.raises(InputError, match="columns"):
         read_library_params(path)

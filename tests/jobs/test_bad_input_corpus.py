@@ -40,7 +40,9 @@ def test_the_committed_corpus_is_what_the_script_makes(tmp_path):
     made = make_bad_inputs.make(tmp_path / "corpus")
     assert made == MANIFEST
     for case in made["lamost"]:
-        assert (CORPUS / "lamost" / case["file"]).read_bytes() == (tmp_path / "corpus" / "lamost" / case["file"]).read_bytes()
+        assert (CORPUS / "lamost" / case["file"]).read_bytes() == (
+            tmp_path / "corpus" / "lamost" / case["file"]
+        ).read_bytes()
     for store in ("bad_values.zarr", "wrong_schema.zarr"):
         committed = xr.open_zarr(CORPUS / store, consolidated=False).load()
         remade = xr.open_zarr(tmp_path / "corpus" / store, consolidated=False).load()
@@ -56,11 +58,19 @@ def test_the_committed_corpus_is_what_the_script_makes(tmp_path):
 def through_the_jobs(client, tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
     catalogue, predictions = root / "catalogue.zarr", root / "predictions.zarr"
-    ingest = ingest_job.run(ingest_job.parse_args([str(CORPUS / "lamost"), "--out", str(catalogue),
-                                                   "--no-progress"]), client)
-    predict = predict_job.run(predict_job.parse_args(["--catalogue", str(catalogue), "--out", str(predictions),
-                                                      "--no-progress"]), client)
-    return ingest, predict, xr.open_zarr(catalogue, consolidated=False), xr.open_zarr(predictions, consolidated=False)
+    ingest = ingest_job.run(
+        ingest_job.parse_args([str(CORPUS / "lamost"), "--out", str(catalogue), "--no-progress"]), client
+    )
+    predict = predict_job.run(
+        predict_job.parse_args(["--catalogue", str(catalogue), "--out", str(predictions), "--no-progress"]),
+        client,
+    )
+    return (
+        ingest,
+        predict,
+        xr.open_zarr(catalogue, consolidated=False),
+        xr.open_zarr(predictions, consolidated=False),
+    )
 
 
 def test_rejected_files_are_recorded_with_their_reason(through_the_jobs):
@@ -113,8 +123,18 @@ def test_counts_conserve_files_equal_ok_plus_flagged_plus_rejected(through_the_j
 
 
 def test_hand_made_catalogue_with_non_finite_values_is_flagged(client, tmp_path):
-    summary = predict_job.run(predict_job.parse_args(["--catalogue", str(CORPUS / "bad_values.zarr"), "--out",
-                                                      str(tmp_path / "p.zarr"), "--no-progress"]), client)
+    summary = predict_job.run(
+        predict_job.parse_args(
+            [
+                "--catalogue",
+                str(CORPUS / "bad_values.zarr"),
+                "--out",
+                str(tmp_path / "p.zarr"),
+                "--no-progress",
+            ]
+        ),
+        client,
+    )
     ds = xr.open_zarr(tmp_path / "p.zarr", consolidated=False)
     rows = MANIFEST["bad_values"]
     assert summary["stars_in"] == len(rows) == summary["ok"] + summary["flagged"]
@@ -135,12 +155,24 @@ def _exit_2(main, argv, capsys) -> str:
 def test_empty_folder_and_wrong_schema_stop_the_jobs(tmp_path, capsys):
     err = _exit_2(ingest_job.main, [str(CORPUS / "empty_folder"), "--out", str(tmp_path / "c.zarr")], capsys)
     assert "no FITS files" in err and "Traceback" not in err
-    err = _exit_2(predict_job.main, ["--catalogue", str(CORPUS / "wrong_schema.zarr"), "--out",
-                                     str(tmp_path / "p.zarr")], capsys)
+    err = _exit_2(
+        predict_job.main,
+        ["--catalogue", str(CORPUS / "wrong_schema.zarr"), "--out", str(tmp_path / "p.zarr")],
+        capsys,
+    )
     assert "wrong_schema.zarr" in err and "schema" in err and "Traceback" not in err
-    err = _exit_2(flatcube_job.main, ["--observations", str(CORPUS / "wrong_schema.zarr"), "--predictions",
-                                      str(CORPUS / "wrong_schema.zarr"), "--out", str(tmp_path / "cube.zarr")],
-                  capsys)
+    err = _exit_2(
+        flatcube_job.main,
+        [
+            "--observations",
+            str(CORPUS / "wrong_schema.zarr"),
+            "--predictions",
+            str(CORPUS / "wrong_schema.zarr"),
+            "--out",
+            str(tmp_path / "cube.zarr"),
+        ],
+        capsys,
+    )
     assert "wrong_schema.zarr" in err and "Traceback" not in err
     assert not (tmp_path / "c.zarr").exists() and not (tmp_path / "p.zarr").exists()
 

@@ -15,10 +15,24 @@ from lamost2csst.io.simulated import grid_catalogue
 
 
 def test_help_texts(capsys):
-    for module, words in ((job, ("--observations", "--predictions", "--order", "--kappa", "--min-stars", "--resume",
-                                 "tree reduction", "no_prediction", "truth", "outputs/flatcube_demo")),
-                          (sim, ("--catalogue", "--exposures", "--scale-error", "--throughput", "--max-order",
-                                 "truth"))):
+    for module, words in (
+        (
+            job,
+            (
+                "--observations",
+                "--predictions",
+                "--order",
+                "--kappa",
+                "--min-stars",
+                "--resume",
+                "tree reduction",
+                "no_prediction",
+                "truth",
+                "outputs/flatcube_demo",
+            ),
+        ),
+        (sim, ("--catalogue", "--exposures", "--scale-error", "--throughput", "--max-order", "truth")),
+    ):
         with pytest.raises(SystemExit) as exc:
             module.main(["--help"])
         assert exc.value.code == 0
@@ -32,8 +46,16 @@ def test_bad_input_exits_2(tmp_path, capsys):
         job.main(["--observations", str(tmp_path / "o.zarr")])  # --predictions missing
     assert exc.value.code == 2
     with pytest.raises(SystemExit) as exc:
-        job.main(["--observations", str(tmp_path / "o.zarr"), "--predictions", str(tmp_path / "p.zarr"),
-                  "--out", str(tmp_path / "c.zarr")])
+        job.main(
+            [
+                "--observations",
+                str(tmp_path / "o.zarr"),
+                "--predictions",
+                str(tmp_path / "p.zarr"),
+                "--out",
+                str(tmp_path / "c.zarr"),
+            ]
+        )
     assert exc.value.code == 2
     assert "does not exist" in capsys.readouterr().err
     cat = tmp_path / "cat.zarr"
@@ -52,15 +74,34 @@ def test_simulate_then_build(client, tmp_path, capsys):
     s = sim.main(["--catalogue", str(cat), "--out", str(obs), "--exposures", "2", "--max-order", "2"])
     assert s["stars"] == int(np.isfinite(demo.z.values).sum()) and s["observations"] == s["stars"] * 2 * 3
     pred = tmp_path / "pred.zarr"  # the true SEDs stand in for predictions (issue 6 allows it)
-    xr.Dataset({"sed": (("star", "wave_out"), demo.sed_true.values),
-                "sigma": (("star", "wave_out"), np.full(demo.sed_true.shape, 0.005, np.float32)),
-                "flags": (("star",), np.zeros(300, np.uint16))},
-               coords={"obsid": ("star", demo.obsid.values), "wave_out": ("wave_out", OUTPUT_WAVE)},
-               attrs={"schema": "lamost2csst.predictions/1"}).to_zarr(pred, zarr_format=3, consolidated=False)
+    xr.Dataset(
+        {
+            "sed": (("star", "wave_out"), demo.sed_true.values),
+            "sigma": (("star", "wave_out"), np.full(demo.sed_true.shape, 0.005, np.float32)),
+            "flags": (("star",), np.zeros(300, np.uint16)),
+        },
+        coords={"obsid": ("star", demo.obsid.values), "wave_out": ("wave_out", OUTPUT_WAVE)},
+        attrs={"schema": "lamost2csst.predictions/1"},
+    ).to_zarr(pred, zarr_format=3, consolidated=False)
     capsys.readouterr()
-    summary = job.run(job.parse_args(["--observations", str(obs), "--predictions", str(pred), "--out",
-                                      str(tmp_path / "cube.zarr"), "--no-progress", "--fits-dir",
-                                      str(tmp_path / "fits"), "--fits-binning", "1024"]), client)
+    summary = job.run(
+        job.parse_args(
+            [
+                "--observations",
+                str(obs),
+                "--predictions",
+                str(pred),
+                "--out",
+                str(tmp_path / "cube.zarr"),
+                "--no-progress",
+                "--fits-dir",
+                str(tmp_path / "fits"),
+                "--fits-binning",
+                "1024",
+            ]
+        ),
+        client,
+    )
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == summary
     assert summary["observations_used"] == s["observations"]
     assert {row["band"] for row in summary["truth"]} == {"GU", "GV", "GI"}
@@ -89,8 +130,9 @@ def test_monte_carlo_end_to_end(client, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(job, "DEMO_STARS", 800)
     monkeypatch.setattr(job, "MC_STAR_COUNTS", (100, 1600))
     plot = tmp_path / "mc.png"
-    summary = job.run(job.parse_args(["--monte-carlo", "--realizations", "4", "--plot", str(plot), "--no-progress"]),
-                      client)
+    summary = job.run(
+        job.parse_args(["--monte-carlo", "--realizations", "4", "--plot", str(plot), "--no-progress"]), client
+    )
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == summary
     assert summary["pool_stars"] > 100 and summary["paper"] == job.PAPER_PRECISION
     bands = ("GU", "GV", "GI")

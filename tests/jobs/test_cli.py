@@ -27,8 +27,9 @@ def test_a_full_disk_on_a_worker_is_one_line_and_exit_1(capsys):
         run_cli("predict_catalogue", args, run, n_workers=1)
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("python -m jobs.predict_catalogue: error: "
-                          "No space left on device (/data/out.zarr/sed/c/3/0)")
+    assert err.startswith(
+        "python -m jobs.predict_catalogue: error: No space left on device (/data/out.zarr/sed/c/3/0)"
+    )
     assert "rerun with --resume" in err
 
 
@@ -47,8 +48,13 @@ def test_without_a_client_run_gets_only_the_arguments_and_its_summary_comes_back
         seen.append(args.value)
         return {"value": args.value * 2}
 
-    summary = run_cli("train_model", argparse.Namespace(value=21), run, client=False,
-                      preflight=lambda args: seen.append("preflight"))
+    summary = run_cli(
+        "train_model",
+        argparse.Namespace(value=21),
+        run,
+        client=False,
+        preflight=lambda args: seen.append("preflight"),
+    )
     assert summary == {"value": 42}
     assert seen == ["preflight", 21]
     assert "Dask dashboard" not in capsys.readouterr().err  # no cluster was started
@@ -58,8 +64,11 @@ class _Mismatch(Exception):
     pass
 
 
-@pytest.mark.parametrize("error", [InputError("bad --grid"), JobInputError("bad --grid"), _Mismatch("bad --grid")],
-                         ids=["InputError", "JobInputError_alias", "user_errors"])
+@pytest.mark.parametrize(
+    "error",
+    [InputError("bad --grid"), JobInputError("bad --grid"), _Mismatch("bad --grid")],
+    ids=["InputError", "JobInputError_alias", "user_errors"],
+)
 def test_user_errors_are_one_line_and_exit_2(capsys, error):
     def run(args):
         raise error
@@ -97,8 +106,10 @@ def test_a_full_disk_without_a_client_and_without_resume(capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_cli("train_model", argparse.Namespace(), run, client=False)
     assert exit_info.value.code == 1
-    assert capsys.readouterr().err == ("python -m jobs.train_model: error: No space left on device "
-                                       "(/data/run/model.keras): free space or write the output elsewhere\n")
+    assert capsys.readouterr().err == (
+        "python -m jobs.train_model: error: No space left on device "
+        "(/data/run/model.keras): free space or write the output elsewhere\n"
+    )
 
 
 def test_the_library_does_not_know_the_command_lines():

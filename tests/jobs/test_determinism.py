@@ -20,8 +20,10 @@ from lamost2csst.parallel.runtime import worker_mapper
 def two_workers(client):
     # depends on ``client`` so that it closes first: Dask clients restore the default-scheduler
     # config they replaced, which is only right when they close in reverse order of opening
-    with (LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster,
-          Client(cluster) as c):
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster,
+        Client(cluster) as c,
+    ):
         yield c
 
 
@@ -33,21 +35,28 @@ def test_demo_catalogue_is_the_same_on_1_or_2_workers_and_any_chunking(client, t
     stores = []
     for c, chunk in ((client, 2048), (two_workers, 2048), (two_workers, 700)):
         path = tmp_path / f"cat-{len(stores)}.zarr"
-        write_with_progress(grid_catalogue(5000, seed=3, lazy=True), path, client=c, chunk_stars=chunk, desc="")
+        write_with_progress(
+            grid_catalogue(5000, seed=3, lazy=True), path, client=c, chunk_stars=chunk, desc=""
+        )
         stores.append(_load(path))
     for other in stores[1:]:
         xr.testing.assert_identical(stores[0], other)
-    assert not np.array_equal(stores[0].flux.values, grid_catalogue(5000, seed=4).flux.values)  # the seed matters
+    assert not np.array_equal(
+        stores[0].flux.values, grid_catalogue(5000, seed=4).flux.values
+    )  # the seed matters
 
 
 def test_simulated_observations_do_not_depend_on_the_chunking(client, tmp_path, capsys):
     catalogue = tmp_path / "cat.zarr"
-    write_with_progress(grid_catalogue(300, seed=5, lazy=True), catalogue, client=client, chunk_stars=2048, desc="")
+    write_with_progress(
+        grid_catalogue(300, seed=5, lazy=True), catalogue, client=client, chunk_stars=2048, desc=""
+    )
     outs = []
     for i, (chunk, seed) in enumerate(((100, 1), (700, 1), (100, 2))):
         out = tmp_path / f"obs-{i}.zarr"
-        simulate_job.main(["--catalogue", str(catalogue), "--out", str(out), "--seed", str(seed),
-                           "--chunk-obs", str(chunk)])
+        simulate_job.main(
+            ["--catalogue", str(catalogue), "--out", str(out), "--seed", str(seed), "--chunk-obs", str(chunk)]
+        )
         outs.append((_load(out), xr.open_zarr(out, group="truth", consolidated=False).load()))
     capsys.readouterr()
     xr.testing.assert_identical(outs[0][0].drop_attrs(), outs[1][0].drop_attrs())
@@ -62,6 +71,7 @@ def _dask_mapper(client, *, reverse=False):
 
     def mapper(func, arrays, items):
         return list(reversed(worker_mapper(client)(func, arrays, list(reversed(items)))))
+
     return mapper
 
 
@@ -75,6 +85,10 @@ def test_monte_carlo_is_the_same_serially_and_on_1_or_2_workers(client, two_work
     serial = monte_carlo_flat_precision(pred, sigma, pool, **kwargs)
     assert monte_carlo_flat_precision(pred, sigma, pool, mapper=_dask_mapper(client), **kwargs) == serial
     assert monte_carlo_flat_precision(pred, sigma, pool, mapper=_dask_mapper(two_workers), **kwargs) == serial
-    assert monte_carlo_flat_precision(pred, sigma, pool, mapper=_dask_mapper(two_workers, reverse=True),
-                                      **kwargs) == serial
+    assert (
+        monte_carlo_flat_precision(
+            pred, sigma, pool, mapper=_dask_mapper(two_workers, reverse=True), **kwargs
+        )
+        == serial
+    )
     assert monte_carlo_flat_precision(pred, sigma, pool, **{**kwargs, "seed": 10}) != serial

@@ -20,16 +20,46 @@ def run(tmp_path_factory):
     grid = tmp / "grid.zarr"
     ds.to_zarr(grid, mode="w", consolidated=False)
     run_dir = tmp / "run"
-    assert train_model.main(["pretrain", "--grid", str(grid), "--run-dir", str(run_dir), "--epochs", "2",
-                             "--batch-size", "16"]) == 0
+    assert (
+        train_model.main(
+            [
+                "pretrain",
+                "--grid",
+                str(grid),
+                "--run-dir",
+                str(run_dir),
+                "--epochs",
+                "2",
+                "--batch-size",
+                "16",
+            ]
+        )
+        == 0
+    )
     return grid, run_dir
 
 
 def test_grid_evaluation_writes_tables_and_figures(run, tmp_path, capsys):
     grid, run_dir = run
     out = tmp_path / "out"
-    assert evaluate_model.main(["--model", str(run_dir / "best.keras"), "--grid", str(grid), "--out",
-                                str(out), "--snrs", "20,40", "--realisations", "3", "--ridge-baseline"]) == 0
+    assert (
+        evaluate_model.main(
+            [
+                "--model",
+                str(run_dir / "best.keras"),
+                "--grid",
+                str(grid),
+                "--out",
+                str(out),
+                "--snrs",
+                "20,40",
+                "--realisations",
+                "3",
+                "--ridge-baseline",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "| Teff | SNR | models |" in printed and "0.0425" in printed  # paper column present
     assert "GV ridge" in printed
@@ -52,8 +82,9 @@ def test_grid_evaluation_writes_tables_and_figures(run, tmp_path, capsys):
     # |r|/sigma < 1 over all stars of an SNR is the star-weighted mean of the per-bin fractions
     for s in result["grid_sigma_summary"]:
         in_snr = [r for r in rows if r["snr"] == s["snr"]]
-        weighted = (sum(r["n_star"] * r[f"within1sigma_{s['band']}"] for r in in_snr)
-                    / sum(r["n_star"] for r in in_snr))
+        weighted = sum(r["n_star"] * r[f"within1sigma_{s['band']}"] for r in in_snr) / sum(
+            r["n_star"] for r in in_snr
+        )
         assert s["within1sigma"] == pytest.approx(weighted, rel=1e-12)
     for name in ("evaluation.md", "grid_residuals.png", "grid_calibration.png"):
         assert (out / name).stat().st_size > 0
@@ -71,21 +102,35 @@ def test_grid_evaluation_writes_tables_and_figures(run, tmp_path, capsys):
     # the same test models through the survey job's input path: same bins, all stars counted
     assert "through the survey job's input path" in printed
     lamost = result["grid_lamost_path"]
-    assert [(r["snr"], r["teff_bin"], r["n_star"]) for r in lamost] == [(r["snr"], r["teff_bin"], r["n_star"])
-                                                                       for r in rows]
+    assert [(r["snr"], r["teff_bin"], r["n_star"]) for r in lamost] == [
+        (r["snr"], r["teff_bin"], r["n_star"]) for r in rows
+    ]
     assert all(np.isfinite(r[f"error_{b}"]) for r in lamost for b in ("GU", "GV", "GI"))
     assert lamost != rows
     assert {(r["snr"], r["band"]) for r in result["grid_lamost_path_sigma_summary"]} == {
-        (s, b) for s in (20.0, 40.0) for b in ("GU", "GV", "GI")}
+        (s, b) for s in (20.0, 40.0) for b in ("GU", "GV", "GI")
+    }
 
 
 def test_same_seed_same_numbers(run, tmp_path):
     grid, run_dir = run
     outs = []
     for name in ("a", "b"):
-        evaluate_model.main(["--model", str(run_dir / "best.keras"), "--grid", str(grid), "--out",
-                             str(tmp_path / name), "--snrs", "20", "--realisations", "2"]
-                            + (["--no-lamost-path"] if name == "b" else []))
+        evaluate_model.main(
+            [
+                "--model",
+                str(run_dir / "best.keras"),
+                "--grid",
+                str(grid),
+                "--out",
+                str(tmp_path / name),
+                "--snrs",
+                "20",
+                "--realisations",
+                "2",
+            ]
+            + (["--no-lamost-path"] if name == "b" else [])
+        )
         outs.append(json.loads((tmp_path / name / "evaluation.json").read_text()))
     # the direct path's numbers do not depend on whether the LAMOST path ran too
     assert outs[0]["grid"] == outs[1]["grid"]
@@ -109,8 +154,9 @@ def test_miles_verification_runs_on_the_mangadap_stars(run, tmp_path):
     pytest.importorskip("mangadap")
     grid, run_dir = run
     out = tmp_path / "m"
-    evaluate_model.main(["--model", str(run_dir / "best.keras"), "--out", str(out), "--no-grid-test",
-                         "--miles"])
+    evaluate_model.main(
+        ["--model", str(run_dir / "best.keras"), "--out", str(out), "--no-grid-test", "--miles"]
+    )
     miles = json.loads((out / "evaluation.json").read_text())["miles"]
     assert miles["n_used"] > 200 and miles["n_used"] + miles["n_screened_out"] <= miles["n_selected"]
     assert [e["wave"] for e in miles["errors"]] == [3600.0, 4500.0, 5000.0, 6000.0, 7000.0]
@@ -122,26 +168,71 @@ def test_ensemble_evaluation_reports_total_and_aleatoric_calibration(run, tmp_pa
     out = tmp_path / "ens"
     # a second member: the checkpoint of the same run (different weights from best.keras only if
     # training moved on; the combination code is tested exactly in tests/nn/test_uncertainty.py)
-    assert evaluate_model.main(["--model", str(run_dir / "best.keras"),
-                                "--ensemble", str(run_dir / "checkpoint.keras"), "--grid", str(grid),
-                                "--out", str(out), "--snrs", "20", "--realisations", "2"]) == 0
+    assert (
+        evaluate_model.main(
+            [
+                "--model",
+                str(run_dir / "best.keras"),
+                "--ensemble",
+                str(run_dir / "checkpoint.keras"),
+                "--grid",
+                str(grid),
+                "--out",
+                str(out),
+                "--snrs",
+                "20",
+                "--realisations",
+                "2",
+            ]
+        )
+        == 0
+    )
     result = json.loads((out / "evaluation.json").read_text())
     assert result["ensemble"] == [str(run_dir / "checkpoint.keras")]
     assert set(result["grid_within1sigma_aleatoric_only"]) == {"snr20_GU", "snr20_GV", "snr20_GI"}
-    assert [(r["snr"], r["band"]) for r in result["grid_sigma_summary"]] == [(20.0, b)
-                                                                             for b in ("GU", "GV", "GI")]
+    assert [(r["snr"], r["band"]) for r in result["grid_sigma_summary"]] == [
+        (20.0, b) for b in ("GU", "GV", "GI")
+    ]
     assert "median σ epistemic" in (out / "evaluation.md").read_text()
 
 
 def test_an_ensemble_member_trained_on_test_models_is_refused(run, tmp_path, capsys):
     grid, run_dir = run
     other = tmp_path / "other"  # another split seed: some of run's test models are its training models
-    assert train_model.main(["pretrain", "--grid", str(grid), "--run-dir", str(other), "--epochs", "1",
-                             "--batch-size", "16", "--seed", "7"]) == 0
+    assert (
+        train_model.main(
+            [
+                "pretrain",
+                "--grid",
+                str(grid),
+                "--run-dir",
+                str(other),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--seed",
+                "7",
+            ]
+        )
+        == 0
+    )
     test = {tuple(p) for p in json.loads((run_dir / "split.json").read_text())["test"]}
     assert test & {tuple(p) for p in json.loads((other / "split.json").read_text())["train"]}
     with pytest.raises(SystemExit) as exit_info:
-        evaluate_model.main(["--model", str(run_dir / "best.keras"), "--ensemble", str(other / "best.keras"),
-                             "--grid", str(grid), "--out", str(tmp_path / "o"), "--snrs", "20"])
+        evaluate_model.main(
+            [
+                "--model",
+                str(run_dir / "best.keras"),
+                "--ensemble",
+                str(other / "best.keras"),
+                "--grid",
+                str(grid),
+                "--out",
+                str(tmp_path / "o"),
+                "--snrs",
+                "20",
+            ]
+        )
     assert exit_info.value.code == 2
     assert re.search("trained on .* of the test models", capsys.readouterr().err)

@@ -38,9 +38,16 @@ def processes(client):
     Depends on ``client`` so that it closes first (Dask clients must close in reverse order
     of opening, or the default-scheduler config they restore is left pointing at a closed one).
     """
-    with (LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                       dashboard_address="127.0.0.1:0") as cluster,
-          Client(cluster) as client):
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client
 
 
@@ -89,8 +96,10 @@ def test_predict_catalogue_survives_a_killed_worker(processes, catalogue, tmp_pa
     predict_catalogue(catalogue, reference, client=processes, progress=False)
     out = tmp_path / "disturbed.zarr"
     summary, victim, before = _run_and_kill_a_worker(
-        processes, lambda: predict_catalogue(catalogue, out, client=processes, progress=False),
-        ready=lambda: _count(out / ".markers", "chunk-*.done") >= 5)
+        processes,
+        lambda: predict_catalogue(catalogue, out, client=processes, progress=False),
+        ready=lambda: _count(out / ".markers", "chunk-*.done") >= 5,
+    )
     assert summary["stars_in"] == 8000 and summary["chunks_done"] == summary["chunks_total"] == 100
     after = _workers_back(processes)
     assert victim not in after.values()  # the killed process is gone, its replacement works
@@ -107,11 +116,15 @@ def flat_inputs(tmp_path_factory):
     sed, obsid = cat.sed_true.values, cat.obsid.values
     obs, truth = simulate_observations(sed, obsid, n_exposures=3, seed=23)
     write_observations(obs, root / "obs.zarr", truth=truth, chunk_obs=60)
-    pred = xr.Dataset({"sed": (("star", "wave_out"), sed.astype(np.float32)),
-                       "sigma": (("star", "wave_out"), np.full(sed.shape, 0.01, np.float32)),
-                       "flags": (("star",), np.zeros(len(obsid), np.uint16))},
-                      coords={"obsid": ("star", obsid), "wave_out": ("wave_out", cat.wave_out.values)},
-                      attrs={"schema": "lamost2csst.predictions/1"})
+    pred = xr.Dataset(
+        {
+            "sed": (("star", "wave_out"), sed.astype(np.float32)),
+            "sigma": (("star", "wave_out"), np.full(sed.shape, 0.01, np.float32)),
+            "flags": (("star",), np.zeros(len(obsid), np.uint16)),
+        },
+        coords={"obsid": ("star", obsid), "wave_out": ("wave_out", cat.wave_out.values)},
+        attrs={"schema": "lamost2csst.predictions/1"},
+    )
     pred.to_zarr(root / "pred.zarr", zarr_format=3, consolidated=False)
     return root / "obs.zarr", root / "pred.zarr", obs.sizes["obs"]
 
@@ -121,10 +134,15 @@ def test_build_flatcube_survives_a_killed_worker(processes, flat_inputs, tmp_pat
     build_flatcube(obs, pred, tmp_path / "reference.zarr", client=processes, progress=False)
     out = tmp_path / "disturbed.zarr"
     summary, _, _ = _run_and_kill_a_worker(
-        processes, lambda: build_flatcube(obs, pred, out, client=processes, progress=False),
-        ready=lambda: _count(out / ".work" / "iter-0", "chunk-*.npz") >= 3)
+        processes,
+        lambda: build_flatcube(obs, pred, out, client=processes, progress=False),
+        ready=lambda: _count(out / ".work" / "iter-0", "chunk-*.npz") >= 3,
+    )
     _workers_back(processes)
-    a, b = xr.open_zarr(out, consolidated=False), xr.open_zarr(tmp_path / "reference.zarr", consolidated=False)
+    a, b = (
+        xr.open_zarr(out, consolidated=False),
+        xr.open_zarr(tmp_path / "reference.zarr", consolidated=False),
+    )
     for name in ("coeffs", "covariance", "n_obs", "flat"):
         np.testing.assert_array_equal(a[name].values, b[name].values)
     assert summary["observations_used"] == a.attrs["summary"]["observations_used"]
@@ -139,12 +157,21 @@ def test_killed_build_flatcube_resumes_to_the_undisturbed_cube(client, flat_inpu
 
     out = tmp_path / "killed.zarr"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.build_flatcube", *base, "--out", str(out), "--workers", "1"],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs.build_flatcube", *base, "--out", str(out), "--workers", "1"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 240
-        while _count(out / ".work" / "iter-0", "chunk-*.npz") < 5 and proc.poll() is None and time.time() < deadline:
+        while (
+            _count(out / ".work" / "iter-0", "chunk-*.npz") < 5
+            and proc.poll() is None
+            and time.time() < deadline
+        ):
             time.sleep(0.005)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)

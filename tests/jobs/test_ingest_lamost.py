@@ -15,8 +15,18 @@ def test_help_explains_steps_and_outputs(capsys):
         job.main(["--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for words in ("--out", "--chunk-stars", "--files-per-task", "--scheduler", "--workers", "rejects",
-                  "image layout", "binary-table", "adds nothing twice", "JSON"):
+    for words in (
+        "--out",
+        "--chunk-stars",
+        "--files-per-task",
+        "--scheduler",
+        "--workers",
+        "rejects",
+        "image layout",
+        "binary-table",
+        "adds nothing twice",
+        "JSON",
+    ):
         assert words in text
 
 

@@ -33,7 +33,14 @@ def test_help_exits_0_and_explains_steps_options_and_outputs(capsys):
         "--no-progress",
     ):
         assert option in text
-    for words in ("rest frame", "INPUT_WAVE", "continuum", "chunk-<index>.done", "outputs/demo_inputs.zarr", "JSON"):
+    for words in (
+        "rest frame",
+        "INPUT_WAVE",
+        "continuum",
+        "chunk-<index>.done",
+        "outputs/demo_inputs.zarr",
+        "JSON",
+    ):
         assert words in text
 
 
@@ -48,10 +55,14 @@ def _fails_with_2(argv, capsys):
 
 def test_wrong_schema_missing_store_and_missing_out_exit_2(tmp_path, capsys):
     wrong = tmp_path / "wrong.zarr"
-    xr.Dataset({"flux": (("star", "wave"), np.ones((2, 3), np.float32))}).to_zarr(wrong, zarr_format=3, consolidated=False)
+    xr.Dataset({"flux": (("star", "wave"), np.ones((2, 3), np.float32))}).to_zarr(
+        wrong, zarr_format=3, consolidated=False
+    )
     err = _fails_with_2(["--catalogue", str(wrong), "--out", str(tmp_path / "o.zarr")], capsys)
     assert "not a lamost2csst spectra catalogue" in err and "schema" in err
-    err = _fails_with_2(["--catalogue", str(tmp_path / "missing.zarr"), "--out", str(tmp_path / "o.zarr")], capsys)
+    err = _fails_with_2(
+        ["--catalogue", str(tmp_path / "missing.zarr"), "--out", str(tmp_path / "o.zarr")], capsys
+    )
     assert "does not exist" in err
     err = _fails_with_2(["--catalogue", str(wrong)], capsys)
     assert "--out is required" in err
@@ -83,7 +94,9 @@ def test_demo_end_to_end_resume_and_overwrite(client, tmp_path, monkeypatch, cap
     assert summary["chunks_skipped"] == 0
 
     toy = toy_catalogue(N_DEMO)
-    expected = prepare_inputs(toy.wave.values, toy.flux.values, ivar=toy.ivar.values, z=toy.z.values, mask=toy.mask.values)
+    expected = prepare_inputs(
+        toy.wave.values, toy.flux.values, ivar=toy.ivar.values, z=toy.z.values, mask=toy.mask.values
+    )
     ds = xr.open_zarr(out, consolidated=False)
     np.testing.assert_array_equal(ds.flux.values, expected.flux)
     np.testing.assert_array_equal(ds.error.values, expected.error)

@@ -24,9 +24,25 @@ def test_help_explains_options_flags_and_outputs(capsys):
         job.main(["--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--catalogue", "--out", "--model", "--n-demo", "--chunk-stars", "--resume", "--overwrite",
-                   "--scheduler", "--workers", "--gpus", "--threads-per-worker", "--performance-report",
-                   "--min-snr", "--max-masked-fraction", "--max-abs-z", "--max-sigma", "--no-progress"):
+    for option in (
+        "--catalogue",
+        "--out",
+        "--model",
+        "--n-demo",
+        "--chunk-stars",
+        "--resume",
+        "--overwrite",
+        "--scheduler",
+        "--workers",
+        "--gpus",
+        "--threads-per-worker",
+        "--performance-report",
+        "--min-snr",
+        "--max-masked-fraction",
+        "--max-abs-z",
+        "--max-sigma",
+        "--no-progress",
+    ):
         assert option in text
     for words in ("NO_DATA", "LOW_SNR", "UNCERTAIN", "chunk-<index>.done", DEMO_PATH, "JSON", "in-sample"):
         assert words in text
@@ -45,7 +61,9 @@ def _fails_with_2(argv, capsys):
 
 
 def test_bad_input_exits_2_with_a_message(tmp_path, capsys):
-    err = _fails_with_2(["--catalogue", str(tmp_path / "nope.zarr"), "--out", str(tmp_path / "o.zarr")], capsys)
+    err = _fails_with_2(
+        ["--catalogue", str(tmp_path / "nope.zarr"), "--out", str(tmp_path / "o.zarr")], capsys
+    )
     assert "does not exist" in err
     err = _fails_with_2(["--model", str(tmp_path / "m.keras"), "--out", str(tmp_path / "o.zarr")], capsys)
     assert "model file" in err
@@ -61,7 +79,9 @@ def test_demo_end_to_end_reports_truth_and_is_reused(client, tmp_path, monkeypat
     summary = job.run(job.parse_args(["--n-demo", "300", "--no-progress"]), client)
     captured = capsys.readouterr()
     assert json.loads(captured.out.strip().splitlines()[-1]) == summary
-    assert "building the demo catalogue" in captured.err and "Completed" not in captured.err  # --no-progress: no bar
+    assert (
+        "building the demo catalogue" in captured.err and "Completed" not in captured.err
+    )  # --no-progress: no bar
     assert summary["stars_in"] == summary["stars_written"] == 300
     rows = {row["snr"]: row for row in summary["truth"]}
     assert rows["all ok"]["n_star"] == summary["ok"]
@@ -94,9 +114,23 @@ def test_killed_job_resumes_to_the_uninterrupted_result(client, tmp_path):
     out = tmp_path / "killed.zarr"
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jobs.predict_catalogue", "--catalogue", str(catalogue), "--out", str(out),
-         "--workers", "1", "--no-progress"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "jobs.predict_catalogue",
+            "--catalogue",
+            str(catalogue),
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--no-progress",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         deadline = time.time() + 240
@@ -108,8 +142,10 @@ def test_killed_job_resumes_to_the_uninterrupted_result(client, tmp_path):
     done_at_kill = len(_markers(out))
     assert 5 <= done_at_kill < 50, f"the kill came at {done_at_kill} of 50 chunks"
 
-    summary = job.run(job.parse_args(["--catalogue", str(catalogue), "--out", str(out), "--resume",
-                                      "--no-progress"]), client)
+    summary = job.run(
+        job.parse_args(["--catalogue", str(catalogue), "--out", str(out), "--resume", "--no-progress"]),
+        client,
+    )
     assert summary["chunks_skipped"] >= done_at_kill
     assert summary["chunks_done"] == 50 - summary["chunks_skipped"] > 0
     a, b = xr.open_zarr(out, consolidated=False), xr.open_zarr(reference, consolidated=False)

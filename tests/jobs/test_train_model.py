@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from jobs import train_model  # noqa: E402
+from jobs import train_model
 
 
 def _grid_part(tmp_path):
@@ -22,25 +22,57 @@ def _grid_part(tmp_path):
 
 
 def test_help_is_fast_and_explains_the_stages():
-    out = subprocess.run([sys.executable, "-m", "jobs.train_model", "--help"], capture_output=True, text=True,
-                         timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "jobs.train_model", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert "pretrain" in out and "split BY MODEL" in out
-    probe = subprocess.run([sys.executable, "-c", "import sys, jobs.train_model; print('tensorflow' in sys.modules)"],
-                           capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, jobs.train_model; print('tensorflow' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
     assert probe == "False"
 
 
 def test_pretrain_writes_a_complete_run_and_resumes(tmp_path, capsys):
     grid = _grid_part(tmp_path)
     run = tmp_path / "run"
-    args = ["pretrain", "--grid", str(grid), "--run-dir", str(run), "--epochs", "2", "--validate-every", "1",
-            "--batch-size", "16", "--seed", "3", "--export", str(tmp_path / "exported.keras")]
+    args = [
+        "pretrain",
+        "--grid",
+        str(grid),
+        "--run-dir",
+        str(run),
+        "--epochs",
+        "2",
+        "--validate-every",
+        "1",
+        "--batch-size",
+        "16",
+        "--seed",
+        "3",
+        "--export",
+        str(tmp_path / "exported.keras"),
+    ]
     assert train_model.main(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["epoch"] == 2 and summary["train_models"] == 9 and summary["test_models"] == 3
     assert summary["passes"] == 2 * 9 * 5
-    for name in ("best.keras", "best.json", "checkpoint.keras", "state.json", "history.jsonl", "split.json",
-                 "summary.json"):
+    for name in (
+        "best.keras",
+        "best.json",
+        "checkpoint.keras",
+        "state.json",
+        "history.jsonl",
+        "split.json",
+        "summary.json",
+    ):
         assert (run / name).exists(), name
     split = json.loads((run / "split.json").read_text())
     train_set = {tuple(p) for p in split["train"]}
@@ -70,15 +102,18 @@ def test_ensemble_member_shares_the_split_and_differs_in_weights(tmp_path, capsy
     grid = _grid_part(tmp_path)
     common = ["pretrain", "--grid", str(grid), "--epochs", "1", "--validate-every", "1", "--batch-size", "16"]
     assert train_model.main([*common, "--run-dir", str(tmp_path / "a"), "--seed", "3"]) == 0
-    assert train_model.main([*common, "--run-dir", str(tmp_path / "b"), "--seed", "4", "--split-seed", "3"]) == 0
+    assert (
+        train_model.main([*common, "--run-dir", str(tmp_path / "b"), "--seed", "4", "--split-seed", "3"]) == 0
+    )
     capsys.readouterr()
     split = {r: json.loads((tmp_path / r / "split.json").read_text()) for r in "ab"}
     assert split["a"] == split["b"]
     from lamost2csst.nn.training import split_by_model
 
     # without --split-seed, --seed 4 would have drawn another test set of the 12 models
-    assert set(split_by_model(12, test_fraction=0.25, seed=4)[1]) != set(split_by_model(12, test_fraction=0.25,
-                                                                                         seed=3)[1])
+    assert set(split_by_model(12, test_fraction=0.25, seed=4)[1]) != set(
+        split_by_model(12, test_fraction=0.25, seed=3)[1]
+    )
 
     import lamost2csst.nn.layers  # noqa: F401
 
@@ -97,8 +132,24 @@ def test_pretrain_through_the_lamost_path_from_an_initial_model(tmp_path, capsys
     common = ["pretrain", "--grid", str(grid), "--epochs", "1", "--validate-every", "1", "--batch-size", "16"]
     assert train_model.main([*common, "--run-dir", str(tmp_path / "a")]) == 0
     start = tmp_path / "a" / "best.keras"
-    assert train_model.main([*common, "--run-dir", str(tmp_path / "b"), "--input-path", "lamost", "--init",
-                             str(start), "--lr", "1e-9", "--lr-min", "0"]) == 0
+    assert (
+        train_model.main(
+            [
+                *common,
+                "--run-dir",
+                str(tmp_path / "b"),
+                "--input-path",
+                "lamost",
+                "--init",
+                str(start),
+                "--lr",
+                "1e-9",
+                "--lr-min",
+                "0",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     state = json.loads((tmp_path / "b" / "state.json").read_text())
     assert state["config"]["input_path"] == "lamost"
@@ -125,15 +176,36 @@ def test_finetune_on_stelib_from_a_pretrained_model(tmp_path, capsys):
     assert train_model.main(["pretrain", "--grid", str(grid), "--run-dir", str(pre), "--epochs", "1"]) == 0
     capsys.readouterr()
     fine = tmp_path / "fine"
-    assert train_model.main(["finetune", "--init", str(pre / "best.keras"), "--grid", str(grid), "--run-dir",
-                             str(fine), "--epochs", "2", "--validate-every", "1", "--screen-rmsae", "0"]) == 0
+    assert (
+        train_model.main(
+            [
+                "finetune",
+                "--init",
+                str(pre / "best.keras"),
+                "--grid",
+                str(grid),
+                "--run-dir",
+                str(fine),
+                "--epochs",
+                "2",
+                "--validate-every",
+                "1",
+                "--screen-rmsae",
+                "0",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["library"] == "stelib" and summary["stars_read"] == 255
     used = summary["train_models"] + summary["test_models"]
     assert used == summary["in_teff_range"] - summary["dropped_inconsistent_reddening"]
     assert summary["test_models"] == round(0.2 * used)
     card = json.loads((fine / "best.json").read_text())
-    assert card["stage"] == "finetune" and card["init_sha256"] == json.loads((pre / "best.json").read_text())["sha256"]
+    assert (
+        card["stage"] == "finetune"
+        and card["init_sha256"] == json.loads((pre / "best.json").read_text())["sha256"]
+    )
     # the SED loss is masked outside STELIB's coverage: the run's targets have masked pixels
     split = json.loads((fine / "split.json").read_text())
     assert split["columns"] == ["name"] and len(split["test"]) == summary["test_models"]
@@ -151,13 +223,16 @@ def _write_ngsl_like(folder, ds):
     rows = ["name,teff,logg,feh"]
     for i in range(ds.sizes["model"]):
         flux = 1e-13 * np.interp(wave, OUTPUT_WAVE, ds.sed.values[i])
-        cols = [fits.Column(name="WAVELENGTH", format="D", array=wave),
-                fits.Column(name="FLUX", format="D", array=flux),
-                fits.Column(name="STAT_ERR", format="D", array=flux / 100),
-                fits.Column(name="SYS_ERR", format="D", array=flux / 100)]
+        cols = [
+            fits.Column(name="WAVELENGTH", format="D", array=wave),
+            fits.Column(name="FLUX", format="D", array=flux),
+            fits.Column(name="STAT_ERR", format="D", array=flux / 100),
+            fits.Column(name="SYS_ERR", format="D", array=flux / 100),
+        ]
         name = f"star{i:02d}"
         fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols)]).writeto(
-            folder / f"h_stis_ngsl_{name}_v2.fits")
+            folder / f"h_stis_ngsl_{name}_v2.fits"
+        )
         rows.append(f"{name},{ds.teff.values[i]},{ds.logg.values[i]},{ds.feh.values[i]}")
     (folder / "params.csv").write_text("\n".join(rows) + "\n")
 
@@ -174,9 +249,28 @@ def test_finetune_on_ngsl_files_with_gpr_generated_inputs(tmp_path, capsys):
     pre = tmp_path / "pre"
     assert train_model.main(["pretrain", "--grid", str(grid), "--run-dir", str(pre), "--epochs", "1"]) == 0
     capsys.readouterr()
-    assert train_model.main(["finetune", "--library", "ngsl", "--ngsl", str(tmp_path / "ngsl"), "--ngsl-params",
-                             str(tmp_path / "ngsl" / "params.csv"), "--init", str(pre / "best.keras"),
-                             "--run-dir", str(tmp_path / "fine"), "--epochs", "1", "--screen-rmsae", "0"]) == 0
+    assert (
+        train_model.main(
+            [
+                "finetune",
+                "--library",
+                "ngsl",
+                "--ngsl",
+                str(tmp_path / "ngsl"),
+                "--ngsl-params",
+                str(tmp_path / "ngsl" / "params.csv"),
+                "--init",
+                str(pre / "best.keras"),
+                "--run-dir",
+                str(tmp_path / "fine"),
+                "--epochs",
+                "1",
+                "--screen-rmsae",
+                "0",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["library"] == "ngsl" and summary["stars_read"] == 15
     assert summary["train_models"] + summary["test_models"] == summary["in_teff_range_with_params"]
@@ -184,6 +278,10 @@ def test_finetune_on_ngsl_files_with_gpr_generated_inputs(tmp_path, capsys):
 
 
 def test_ngsl_without_params_is_a_usage_error(tmp_path, capsys):
-    assert train_model.main(["finetune", "--library", "ngsl", "--ngsl", str(tmp_path), "--run-dir",
-                             str(tmp_path / "r")]) == 2
+    assert (
+        train_model.main(
+            ["finetune", "--library", "ngsl", "--ngsl", str(tmp_path), "--run-dir", str(tmp_path / "r")]
+        )
+        == 2
+    )
     assert "--ngsl-params" in capsys.readouterr().err

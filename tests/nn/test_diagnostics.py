@@ -5,8 +5,8 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from lamost2csst.nn.diagnostics import error_branch_response  # noqa: E402
-from lamost2csst.nn.model import build_uaranet  # noqa: E402
+from lamost2csst.nn.diagnostics import error_branch_response
+from lamost2csst.nn.model import build_uaranet
 
 
 def _model():
@@ -65,8 +65,11 @@ def test_log_error_input_round_trips_and_keeps_the_branch_responsive(tmp_path):
     from lamost2csst.nn.model import LOG_ERROR_REFERENCE, ModelConfig
 
     x = np.array([[0.03, 0.06, 1e-9]], "float32")
-    np.testing.assert_allclose(np.asarray(LogRatio(reference=0.03, floor=1e-6)(x)),
-                               [[0.0, np.log(2.0), np.log(1e-6 / 0.03)]], rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(LogRatio(reference=0.03, floor=1e-6)(x)),
+        [[0.0, np.log(2.0), np.log(1e-6 / 0.03)]],
+        rtol=1e-6,
+    )
     keras.utils.set_random_seed(5)
     m = build_uaranet(ModelConfig(error_input="log"), sed_bias=np.linspace(0.2, 1.5, 574))
     layer = m.get_layer("fc_err_3")

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from lamost2csst.nn.inference import (  # noqa: E402
+from lamost2csst.nn.inference import (
     MASKED_ERROR,
     load_model,
     model_card,
@@ -16,7 +16,7 @@ from lamost2csst.nn.inference import (  # noqa: E402
     prepare_network_arrays,
     save_model,
 )
-from lamost2csst.nn.model import build_uaranet  # noqa: E402
+from lamost2csst.nn.model import build_uaranet
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,8 @@ def test_a_model_file_carrying_code_is_refused(tmp_path, monkeypatch):
     # The code leaves a trace on disk whenever it runs (building the model runs it once).
     monkeypatch.setenv("LAMOST2CSST_TEST_TRACE", str(ran))
     outputs = keras.layers.Lambda(
-        lambda x: (open(__import__("os").environ["LAMOST2CSST_TEST_TRACE"], "w").close(), x * 2.0)[1])(inputs)
+        lambda x: (open(__import__("os").environ["LAMOST2CSST_TEST_TRACE"], "w").close(), x * 2.0)[1]
+    )(inputs)
     path = tmp_path / "lambda.keras"
     keras.Model(inputs, outputs).save(path)
     ran.unlink()
@@ -188,18 +189,24 @@ def test_predict_under_the_jax_backend_equals_tensorflow(tmp_path):
     flux, error = _inputs(9, seed=5)
     np.savez(tmp_path / "in.npz", flux=flux, error=error)
     # ragged batch sizes (a survey chunk's last batch) reuse a few compiled shapes (padding)
-    code = ("import sys, numpy as np, keras; from lamost2csst.nn.inference import predict, load_model, "
-            "_compiled_forward; d = np.load(sys.argv[1]); s, e = predict(d['flux'], d['error']); "
-            "assert keras.backend.backend() == 'jax'; np.savez(sys.argv[2], sed=s, sigma=e); "
-            "[predict(d['flux'][:k], d['error'][:k], batch_size=4) for k in range(1, 10)]; "
-            "n = _compiled_forward(load_model()).compiled._cache_size(); assert n <= 4, n; "
-            # weights changed after a first prediction are used (no stale compiled copy)
-            "m = load_model(); w = m.get_weights(); s1, _ = predict(d['flux'][:2], d['error'][:2], model=m); "
-            "m.set_weights([x * 0.9 for x in w]); s2, _ = predict(d['flux'][:2], d['error'][:2], model=m); "
-            "m.set_weights(w); assert not np.allclose(s1, s2)")
+    code = (
+        "import sys, numpy as np, keras; from lamost2csst.nn.inference import predict, load_model, "
+        "_compiled_forward; d = np.load(sys.argv[1]); s, e = predict(d['flux'], d['error']); "
+        "assert keras.backend.backend() == 'jax'; np.savez(sys.argv[2], sed=s, sigma=e); "
+        "[predict(d['flux'][:k], d['error'][:k], batch_size=4) for k in range(1, 10)]; "
+        "n = _compiled_forward(load_model()).compiled._cache_size(); assert n <= 4, n; "
+        # weights changed after a first prediction are used (no stale compiled copy)
+        "m = load_model(); w = m.get_weights(); s1, _ = predict(d['flux'][:2], d['error'][:2], model=m); "
+        "m.set_weights([x * 0.9 for x in w]); s2, _ = predict(d['flux'][:2], d['error'][:2], model=m); "
+        "m.set_weights(w); assert not np.allclose(s1, s2)"
+    )
     env = {**os.environ, "KERAS_BACKEND": "jax"}
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
-                   env=env, check=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
+        env=env,
+        check=True,
+        timeout=300,
+    )
     jax_out = np.load(tmp_path / "out.npz")
     sed, sigma = predict(flux, error)
     np.testing.assert_allclose(jax_out["sed"], sed, rtol=1e-5)

@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from lamost2csst.nn.layers import SoftThreshold, StridedZeroPadShortcut, SubUnit  # noqa: E402
+from lamost2csst.nn.layers import SoftThreshold, StridedZeroPadShortcut, SubUnit
 
 
 def test_soft_threshold_eq6():
@@ -40,4 +40,9 @@ def test_sub_unit_output_shape_and_identity_when_attention_saturates():
 def test_sub_unit_config_round_trip():
     unit = SubUnit(channels=16, kernel_size=3, stride=1, attention_activation="sigmoid", name="u")
     clone = SubUnit.from_config(unit.get_config())
-    assert (clone.channels, clone.kernel_size, clone.stride, clone.attention_activation) == (16, 3, 1, "sigmoid")
+    assert (clone.channels, clone.kernel_size, clone.stride, clone.attention_activation) == (
+        16,
+        3,
+        1,
+        "sigmoid",
+    )

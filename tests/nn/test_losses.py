@@ -27,7 +27,9 @@ def test_without_log_target():
 
 
 def test_mask_and_nan_targets_do_not_count():
-    assert float(gaussian_nll(Y, MU, SIGMA, mask=np.array([[False, True]]))) == pytest.approx(TERM_1, rel=1e-12)
+    assert float(gaussian_nll(Y, MU, SIGMA, mask=np.array([[False, True]]))) == pytest.approx(
+        TERM_1, rel=1e-12
+    )
     y_nan = np.array([[1.0, np.nan]])
     assert float(gaussian_nll(y_nan, MU, SIGMA)) == pytest.approx(TERM_1, rel=1e-12)
 

@@ -5,9 +5,9 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-import lamost2csst  # noqa: E402
-from lamost2csst.core.grids import BANDS, OUTPUT_WAVE, band_pixels  # noqa: E402
-from lamost2csst.nn.inference import default_model_path, model_card, model_hash  # noqa: E402
+import lamost2csst
+from lamost2csst.core.grids import BANDS, OUTPUT_WAVE, band_pixels
+from lamost2csst.nn.inference import default_model_path, model_card, model_hash
 
 
 def test_shipped_model_file_and_card_agree():

@@ -26,8 +26,14 @@ def lib():
 
     ds = lamost2csst.load_grid().isel(model=slice(0, 24))
     g = gridded_library(ds)
-    return LibraryArrays(g.flux_in.astype("float32"), g.input_mask, g.sed.astype("float32"), g.target_mask,
-                         ds.teff.values, ds.flux_lamost.values)
+    return LibraryArrays(
+        g.flux_in.astype("float32"),
+        g.input_mask,
+        g.sed.astype("float32"),
+        g.target_mask,
+        ds.teff.values,
+        ds.flux_lamost.values,
+    )
 
 
 def test_split_by_model_is_a_disjoint_3_to_1_partition():
@@ -74,7 +80,9 @@ def test_epoch_pairs_through_the_lamost_path(lib):
     same = epoch_pairs(lib, snrs=(20.0, 40.0), rng=np.random.default_rng(0), input_path="lamost")
     np.testing.assert_array_equal(same.flux, data.flux)
     with pytest.raises(ValueError, match="flux_lamost"):
-        epoch_pairs(LibraryArrays(*tuple(lib)[:5]), snrs=(20.0,), rng=np.random.default_rng(0), input_path="lamost")
+        epoch_pairs(
+            LibraryArrays(*tuple(lib)[:5]), snrs=(20.0,), rng=np.random.default_rng(0), input_path="lamost"
+        )
     with pytest.raises(ValueError, match="input_path"):
         epoch_pairs(lib, snrs=(20.0,), rng=np.random.default_rng(0), input_path="slitless")
     with pytest.raises(ValueError, match="input_path"):
@@ -97,8 +105,9 @@ def test_validation_metrics_on_known_residuals():
     n = 4000
     true = np.ones((n, OUTPUT_WAVE.size))
     r = rng.normal(0.01, 0.02, true.shape)
-    metrics = validation_metrics(true, np.zeros(true.shape, bool), true * (1 + r), np.full(true.shape, 0.02),
-                                 snr=np.full(n, 20.0))
+    metrics = validation_metrics(
+        true, np.zeros(true.shape, bool), true * (1 + r), np.full(true.shape, 0.02), snr=np.full(n, 20.0)
+    )
     from scipy.stats import norm
 
     # r/sigma ~ N(0.5, 1): P(|r/sigma| < 1) = Phi(0.5) - Phi(-1.5)
@@ -115,8 +124,9 @@ def _weights(model):
 
 
 def _run(lib, tmp_path, name, resume=False, model=None, epochs=4, batch_size=32):
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, validate_every=2, snrs=(20.0, 40.0), seed=11,
-                      mask_augment=0.5)
+    cfg = TrainConfig(
+        epochs=epochs, batch_size=batch_size, validate_every=2, snrs=(20.0, 40.0), seed=11, mask_augment=0.5
+    )
     tr, te = split_by_model(len(lib), seed=0)
     sed0 = np.exp(np.mean(np.log(lib.sed[tr]), axis=0))
     import keras
@@ -191,8 +201,14 @@ def test_refuses_to_overwrite_a_run_and_a_changed_config(lib, tmp_path):
         _run(lib, tmp_path, "d")
     tr, te = split_by_model(len(lib), seed=0)
     with pytest.raises(ValueError, match="different training config"):
-        train(build_uaranet(), lib.take(tr), lib.take(te), config=TrainConfig(epochs=9), run_dir=tmp_path / "d",
-              resume=True)
+        train(
+            build_uaranet(),
+            lib.take(tr),
+            lib.take(te),
+            config=TrainConfig(epochs=9),
+            run_dir=tmp_path / "d",
+            resume=True,
+        )
 
 
 def test_training_fits_a_few_stars(lib, tmp_path):
@@ -205,12 +221,25 @@ def test_training_fits_a_few_stars(lib, tmp_path):
     few = lib.take(np.arange(0, 24, 4))  # 6 stars, 5000-9000 K
     model = build_uaranet(sed_bias=np.exp(np.mean(np.log(few.sed), axis=0)))
     # ~500 steps of plateau (zero-kernel heads, the trunk finding features), then a fast fit (measured).
-    cfg = TrainConfig(epochs=800, batch_size=6, validate_every=800, snrs=(100.0,), val_snrs=(100.0,), seed=0,
-                      mask_augment=0.0, learning_rate=2e-3, lr_min=2e-3)
+    cfg = TrainConfig(
+        epochs=800,
+        batch_size=6,
+        validate_every=800,
+        snrs=(100.0,),
+        val_snrs=(100.0,),
+        seed=0,
+        mask_augment=0.0,
+        learning_rate=2e-3,
+        lr_min=2e-3,
+    )
     val = epoch_pairs(few, snrs=(100.0,), rng=np.random.default_rng(1))
-    before = validation_metrics(val.sed, val.target_mask, *predict(val.flux, val.error, model=model), snr=val.snr)
+    before = validation_metrics(
+        val.sed, val.target_mask, *predict(val.flux, val.error, model=model), snr=val.snr
+    )
     model, _ = train(model, few, few, config=cfg, run_dir=tmp_path / "e")
-    after = validation_metrics(val.sed, val.target_mask, *predict(val.flux, val.error, model=model), snr=val.snr)
+    after = validation_metrics(
+        val.sed, val.target_mask, *predict(val.flux, val.error, model=model), snr=val.snr
+    )
     for band in BANDS:
         assert after[f"error_snr100_{band}"] < 0.5 * before[f"error_snr100_{band}"], (band, before, after)
 

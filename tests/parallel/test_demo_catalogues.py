@@ -60,8 +60,12 @@ def test_another_grid_is_in_the_graph_once_whatever_the_number_of_stars(tmp_path
     arrays = grid_arrays(grid)
     once = arrays.flux_lamost.nbytes + arrays.sed.nbytes + sum(p.nbytes for p in arrays.params.values())
     for n_star in (10, 3 * GRID_BLOCK):
-        delayed = write_spectra(grid_catalogue(n_star, grid=grid, lazy=True), tmp_path / f"{n_star}.zarr",
-                                chunk_stars=GRID_BLOCK, compute=False)
+        delayed = write_spectra(
+            grid_catalogue(n_star, grid=grid, lazy=True),
+            tmp_path / f"{n_star}.zarr",
+            chunk_stars=GRID_BLOCK,
+            compute=False,
+        )
         _, array_bytes = graph_bytes(delayed)
         assert once <= array_bytes < once + 50_000
 
@@ -74,8 +78,12 @@ def test_no_large_graph_warning_when_a_20000_star_demo_goes_to_a_cluster(kind, t
     catalogue = build(20_000, lazy=True)
     # before the cluster: write_spectra reads the coordinates (a compute that needs workers)
     delayed = write_spectra(catalogue, tmp_path / "demo.zarr", chunk_stars=block, mode="w", compute=False)
-    with (LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster, Client(cluster) as c,
-          dask.config.set({THRESHOLD: "500kB"}), warnings.catch_warnings()):
+    with (
+        LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster,
+        Client(cluster) as c,
+        dask.config.set({THRESHOLD: "500kB"}),
+        warnings.catch_warnings(),
+    ):
         warnings.filterwarnings("error", message="Sending large graph")
         future = c.compute(delayed)
         assert future.status == "pending"
@@ -87,8 +95,9 @@ def test_toy_demo_writes_the_eager_catalogues_bytes_and_is_reused(client, tmp_pa
     path, logged = tmp_path / "demo.zarr", []
     with warnings.catch_warnings(), dask.config.set({THRESHOLD: "500kB"}):
         warnings.filterwarnings("error", message="Sending large graph")
-        assert toy_demo_catalogue(str(path), n_star=n, seed=4, client=client, progress=False,
-                                  log=logged.append) == str(path)
+        assert toy_demo_catalogue(
+            str(path), n_star=n, seed=4, client=client, progress=False, log=logged.append
+        ) == str(path)
     assert logged == [f"building the demo catalogue {path}: {n} toy spectra (analytic stand-in), seed 4"]
     eager = tmp_path / "eager.zarr"
     write_spectra(toy_catalogue(n, seed=4), eager, chunk_stars=TOY_BLOCK)

@@ -30,11 +30,15 @@ def write_predictions(path, sed_true, obsid, *, seed=0, flags=None):
     """A predictions store whose SEDs are the truth times (1 + N(0, SIGMA_PRED)), sigma = SIGMA_PRED."""
     rng = np.random.default_rng(seed)
     sed = (sed_true * (1 + rng.normal(0, SIGMA_PRED, sed_true.shape))).astype(np.float32)
-    ds = xr.Dataset({"sed": (("star", "wave_out"), sed),
-                     "sigma": (("star", "wave_out"), np.full(sed.shape, SIGMA_PRED, np.float32)),
-                     "flags": (("star",), np.zeros(len(obsid), np.uint16) if flags is None else flags)},
-                    coords={"obsid": ("star", obsid), "wave_out": ("wave_out", OUTPUT_WAVE)},
-                    attrs={"schema": "lamost2csst.predictions/1", "model_hash": "test"})
+    ds = xr.Dataset(
+        {
+            "sed": (("star", "wave_out"), sed),
+            "sigma": (("star", "wave_out"), np.full(sed.shape, SIGMA_PRED, np.float32)),
+            "flags": (("star",), np.zeros(len(obsid), np.uint16) if flags is None else flags),
+        },
+        coords={"obsid": ("star", obsid), "wave_out": ("wave_out", OUTPUT_WAVE)},
+        attrs={"schema": "lamost2csst.predictions/1", "model_hash": "test"},
+    )
     ds.to_zarr(path, zarr_format=3, consolidated=False)
     return path
 
@@ -51,8 +55,12 @@ def truth_statistics(flat, flat_error, true, fit) -> dict:
     stats = {}
     for i, band in enumerate(("GU", "GV", "GI")):
         z = (flat[i][fit[i]] - true[i][fit[i]]) / flat_error[i][fit[i]]  # (fitted wavelengths, gy, gx)
-        stats[band] = {"bias": float(z.mean()), "offset": float(np.sqrt(np.mean(z.mean(axis=(1, 2)) ** 2))),
-                       "chi2": float(np.mean(z**2)), "n": int(fit[i].sum())}
+        stats[band] = {
+            "bias": float(z.mean()),
+            "offset": float(np.sqrt(np.mean(z.mean(axis=(1, 2)) ** 2))),
+            "chi2": float(np.mean(z**2)),
+            "n": int(fit[i].sum()),
+        }
     return stats
 
 
@@ -107,10 +115,19 @@ def test_tree_reduction_equals_one_direct_fit(client, stars, tmp_path):
     pred = xr.open_zarr(p, consolidated=False)
     sel = (obs.band.values == "GV") & (obs.detector.values == 1)
     rows = np.searchsorted(pred.obsid.values, obs.obsid.values[sel])
-    r, w = ratios(obs.flux.values[sel], obs.error.values[sel], scale=obs.scale.values[sel],
-                  sed=pred.sed.values[rows], sigma=pred.sigma.values[rows])
-    direct = solve(normal_equations(design_matrix(obs.x.values[sel], obs.y.values[sel], order=2,
-                                                  shape=DETECTOR_SHAPE), r, w), min_obs=20)
+    r, w = ratios(
+        obs.flux.values[sel],
+        obs.error.values[sel],
+        scale=obs.scale.values[sel],
+        sed=pred.sed.values[rows],
+        sigma=pred.sigma.values[rows],
+    )
+    direct = solve(
+        normal_equations(
+            design_matrix(obs.x.values[sel], obs.y.values[sel], order=2, shape=DETECTOR_SHAPE), r, w
+        ),
+        min_obs=20,
+    )
     got = cube.coeffs.sel(band="GV", detector=1).values
     np.testing.assert_allclose(got[direct.fit], direct.coeffs[direct.fit], rtol=1e-9, atol=1e-12)
 
@@ -119,11 +136,11 @@ def test_bad_input_is_counted_and_sparse_bands_are_unfit(client, stars, tmp_path
     sed, obsid = stars
     obs, truth = simulate_observations(sed[:400], obsid[:400], n_exposures=2, seed=2)
     flux, x = obs.flux.values.copy(), obs.x.values.copy()
-    flux[0] = np.nan                              # no finite flux
-    x[1] = 1e6                                    # off the detector
+    flux[0] = np.nan  # no finite flux
+    x[1] = 1e6  # off the detector
     gu = np.flatnonzero(obs.band.values == "GU")
     obs = obs.assign(flux=(("obs", "wave_out"), flux)).assign_coords(x=("obs", x))
-    obs = obs.isel(obs=np.r_[np.setdiff1d(np.arange(obs.sizes["obs"]), gu[10:]), ])  # GU: 10 observations only
+    obs = obs.isel(obs=np.r_[np.setdiff1d(np.arange(obs.sizes["obs"]), gu[10:]),])  # GU: 10 observations only
     o = store_observations(tmp_path / "obs.zarr", obs, truth)
     flags = np.zeros(400, np.uint16)
     flags[5] = 8  # LOW_SNR: not a flux standard
@@ -206,12 +223,14 @@ def test_self_calibration_without_known_scales_matches_the_known_scale_fit(clien
     sed, obsid = stars
     obs, truth = simulate_observations(sed[:800], obsid[:800], n_exposures=3, seed=5, max_order=2)
     known = store_observations(tmp_path / "known.zarr", obs, truth)
-    unknown = store_observations(tmp_path / "unknown.zarr",
-                                 obs.assign_coords(scale=("obs", np.full(obs.sizes["obs"], np.nan))), truth)
+    unknown = store_observations(
+        tmp_path / "unknown.zarr", obs.assign_coords(scale=("obs", np.full(obs.sizes["obs"], np.nan))), truth
+    )
     p = write_predictions(tmp_path / "pred.zarr", sed[:800], obsid[:800])
     a = build_flatcube(known, p, tmp_path / "a.zarr", client=client, progress=False)
-    b = build_flatcube(unknown, p, tmp_path / "b.zarr", client=client, self_calibrate=True, iterations=10,
-                       progress=False)
+    b = build_flatcube(
+        unknown, p, tmp_path / "b.zarr", client=client, self_calibrate=True, iterations=10, progress=False
+    )
     assert a["rejected"]["no_scale"] == 0 and b["rejected"]["no_scale"] == 0
     for known_row, self_row in zip(a["truth"], b["truth"]):
         assert self_row["rms_deviation_median"] < 2 * known_row["rms_deviation_median"], (known_row, self_row)

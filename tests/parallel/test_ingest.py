@@ -33,7 +33,9 @@ def folder(demo, tmp_path_factory):
     (root / "broken.fits").write_bytes(b"SIMPLE  =                    T" + b"\0" * 100)
     good = sorted((root / "image").glob("*.fits"))[0]
     (root / "truncated.fits").write_bytes(good.read_bytes()[:5000])
-    shutil.copy(good, root / "zz-copy-of-first.fits")  # same OBSID, later in file order: the copy is the reject
+    shutil.copy(
+        good, root / "zz-copy-of-first.fits"
+    )  # same OBSID, later in file order: the copy is the reject
     (root / "notes.txt").write_text("not a spectrum")
     return root
 
@@ -41,7 +43,9 @@ def folder(demo, tmp_path_factory):
 @pytest.fixture(scope="module")
 def ingested(client, folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("cat") / "catalogue.zarr"
-    summary = ingest_lamost([folder], out, client=client, chunk_stars=CHUNK, progress=False, files_per_task=16)
+    summary = ingest_lamost(
+        [folder], out, client=client, chunk_stars=CHUNK, progress=False, files_per_task=16
+    )
     return out, summary
 
 
@@ -67,7 +71,9 @@ def test_catalogue_holds_every_readable_star_once_with_its_pixels(ingested, demo
 def test_rejects_name_path_and_reason(ingested, folder):
     out, _ = ingested
     rejects = {r["path"]: r["reason"] for r in xr.open_zarr(out, consolidated=False).attrs["rejects"]}
-    assert set(rejects) == {str(folder / n) for n in ("broken.fits", "truncated.fits", "zz-copy-of-first.fits")}
+    assert set(rejects) == {
+        str(folder / n) for n in ("broken.fits", "truncated.fits", "zz-copy-of-first.fits")
+    }
     assert "already" in rejects[str(folder / "zz-copy-of-first.fits")]
     assert all(reason for reason in rejects.values())
 
@@ -85,8 +91,10 @@ def test_rerun_adds_nothing_twice_and_new_files_are_appended(client, ingested, f
     added = ingest_lamost([folder, tmp_path / "new"], out, client=client, progress=False)
     assert (added["stars_added"], added["stars_total"]) == (10, N + 10)
     cat = xr.open_zarr(out, consolidated=False)
-    np.testing.assert_array_equal(cat.ivar.values[-10:], cat.ivar.values[[list(cat.obsid.values).index(o - 10_000)
-                                                                          for o in cat.obsid.values[-10:]]])
+    np.testing.assert_array_equal(
+        cat.ivar.values[-10:],
+        cat.ivar.values[[list(cat.obsid.values).index(o - 10_000) for o in cat.obsid.values[-10:]]],
+    )
     assert np.unique(cat.obsid.values).size == N + 10
 
 
@@ -97,7 +105,7 @@ def test_an_interrupted_write_is_finished_by_the_next_run(client, ingested, fold
     (out / ".markers" / f"ingest-{CHUNK}.done").unlink()
     import zarr
 
-    zarr.open_array(out / "flux", mode="r+")[CHUNK:2 * CHUNK] = 0.0
+    zarr.open_array(out / "flux", mode="r+")[CHUNK : 2 * CHUNK] = 0.0
     summary = ingest_lamost([folder], out, client=client, progress=False)
     assert (summary["stars_resumed"], summary["stars_added"]) == (CHUNK, 0)
     a, b = xr.open_zarr(out, consolidated=False), xr.open_zarr(reference, consolidated=False)
@@ -111,15 +119,22 @@ def test_predictions_from_both_layouts_equal_the_hand_made_path(client, ingested
     predict_catalogue(out, predicted, client=client, progress=False)
     pred = xr.open_zarr(predicted, consolidated=False)
     row = {int(o): i for i, o in enumerate(pred.obsid.values)}
-    for layout, files in (("image", sorted((folder / "image").glob("*.fits"))),
-                          ("table", sorted((folder / "table").rglob("*.fits.gz")))):
+    for layout, files in (
+        ("image", sorted((folder / "image").glob("*.fits"))),
+        ("table", sorted((folder / "table").rglob("*.fits.gz"))),
+    ):
         ds = read_lamost(files)
         assert ds.attrs["format"].startswith(layout) or layout in ds.attrs["format"]
         z = ds.z.values
         has_z = np.isfinite(z)
         assert has_z.sum() > 0 and np.any(np.abs(z[has_z]) > 1e-4)  # real Doppler shifts to undo
-        net = prepare_inputs(ds.wave.values, ds.flux.values[has_z], ivar=ds.ivar.values[has_z], z=z[has_z],
-                             mask=ds.mask.values[has_z])
+        net = prepare_inputs(
+            ds.wave.values,
+            ds.flux.values[has_z],
+            ivar=ds.ivar.values[has_z],
+            z=z[has_z],
+            mask=ds.mask.values[has_z],
+        )
         sed, sigma = lamost2csst.predict(net.flux, net.error, mask=net.mask)
         rows = [row[int(o)] for o in ds.obsid.values[has_z]]
         np.testing.assert_allclose(pred.sed.values[rows], sed, rtol=2e-5)

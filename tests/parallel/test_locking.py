@@ -69,7 +69,12 @@ def test_a_reused_pid_is_not_mistaken_for_the_holder(tmp_path):
 
 def test_a_lock_from_another_host_needs_resume(tmp_path):
     out = str(tmp_path / "out.zarr")
-    lock = {"job": "predict_catalogue", "pid": 1, "host": "some-other-node", "started_utc": "2026-01-01T00:00:00"}
+    lock = {
+        "job": "predict_catalogue",
+        "pid": 1,
+        "host": "some-other-node",
+        "started_utc": "2026-01-01T00:00:00",
+    }
     with open(lock_path(out), "w") as f:
         json.dump(lock, f)
     with pytest.raises(InputError, match="another host.*pass --resume"):
@@ -93,7 +98,9 @@ def test_simultaneous_starts_give_exactly_one_writer(tmp_path, previous):
     for round_ in range(5):
         out = str(tmp_path / f"out{round_}.zarr")
         if previous is not None:
-            pid, host = (_dead_pid(), socket.gethostname()) if previous == "killed job" else (1, "some-other-node")
+            pid, host = (
+                (_dead_pid(), socket.gethostname()) if previous == "killed job" else (1, "some-other-node")
+            )
             with open(lock_path(out), "w") as f:
                 json.dump({"job": "old", "pid": pid, "host": host}, f)
         start, release = threading.Barrier(n), threading.Event()
@@ -144,7 +151,8 @@ def test_jobs_refuse_an_output_another_job_writes(held, tmp_path):
 def test_overwrite_never_removes_the_output_of_a_running_job(held, tmp_path):
     out, _ = held
     xr.Dataset({"sed": (("star",), np.zeros(3))}, attrs={"schema": PREDICTIONS_SCHEMA}).to_zarr(
-        out, zarr_format=3, consolidated=False)
+        out, zarr_format=3, consolidated=False
+    )
     with pytest.raises(InputError, match="being written by holder"):
         predict_catalogue(str(tmp_path / "any.zarr"), out, client=None, overwrite=True)
     assert xr.open_zarr(out, consolidated=False).attrs["schema"] == PREDICTIONS_SCHEMA

@@ -24,7 +24,9 @@ def toy():
 
 @pytest.fixture(scope="module")
 def expected(toy):
-    return prepare_inputs(toy.wave.values, toy.flux.values, ivar=toy.ivar.values, z=toy.z.values, mask=toy.mask.values)
+    return prepare_inputs(
+        toy.wave.values, toy.flux.values, ivar=toy.ivar.values, z=toy.z.values, mask=toy.mask.values
+    )
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +81,9 @@ def test_output_equals_the_kernel_on_the_whole_catalogue(client, catalogue, toy,
 
 
 @pytest.mark.parametrize("chunk_stars", [100, 1000])
-def test_every_star_once_and_in_order_with_other_chunking(client, catalogue, toy, expected, tmp_path, chunk_stars):
+def test_every_star_once_and_in_order_with_other_chunking(
+    client, catalogue, toy, expected, tmp_path, chunk_stars
+):
     out = tmp_path / "inputs.zarr"
     summary = normalize_catalogue(catalogue, out, client=client, chunk_stars=chunk_stars, progress=False)
     ds = xr.open_zarr(out, consolidated=False)
@@ -117,7 +121,9 @@ def test_resume_recomputes_only_the_chunk_without_marker(client, catalogue, expe
     assert (again["chunks_done"], again["chunks_skipped"], again["stars_written"]) == (0, 5, 0)
 
 
-def test_a_failed_chunk_leaves_no_marker_and_resume_finishes(client, catalogue, expected, tmp_path, monkeypatch):
+def test_a_failed_chunk_leaves_no_marker_and_resume_finishes(
+    client, catalogue, expected, tmp_path, monkeypatch
+):
     out = tmp_path / "inputs.zarr"
     kernel = normalize_module.prepare_inputs
 
@@ -170,7 +176,9 @@ def test_bad_inputs_raise_job_input_error(client, tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         normalize_catalogue(tmp_path / "missing.zarr", tmp_path / "o.zarr", client=client, progress=False)
     wrong = tmp_path / "wrong.zarr"
-    xr.Dataset({"flux": (("star", "wave"), np.ones((2, 3), np.float32))}).to_zarr(wrong, zarr_format=3, consolidated=False)
+    xr.Dataset({"flux": (("star", "wave"), np.ones((2, 3), np.float32))}).to_zarr(
+        wrong, zarr_format=3, consolidated=False
+    )
     with pytest.raises(InputError, match="schema"):
         normalize_catalogue(wrong, tmp_path / "o.zarr", client=client, progress=False)
     assert not (tmp_path / "o.zarr").exists()
@@ -180,7 +188,9 @@ def test_rest_frame_input_is_not_shifted_again(client, toy, tmp_path):
     rest = toy.isel(star=slice(0, 40)).assign_attrs(frame="rest")
     write_spectra(rest, tmp_path / "rest.zarr", chunk_stars=16)
     normalize_catalogue(tmp_path / "rest.zarr", tmp_path / "o.zarr", client=client, progress=False)
-    expected = prepare_inputs(rest.wave.values, rest.flux.values, ivar=rest.ivar.values, z=np.zeros(40), mask=rest.mask.values)
+    expected = prepare_inputs(
+        rest.wave.values, rest.flux.values, ivar=rest.ivar.values, z=np.zeros(40), mask=rest.mask.values
+    )
     assert_equals_kernel(tmp_path / "o.zarr", expected)
 
 
@@ -195,8 +205,13 @@ def test_stars_without_a_usable_redshift_are_kept_fully_masked_and_counted(clien
     out = xr.open_zarr(tmp_path / "o.zarr", consolidated=False)
     assert out.mask.values[[3, 17]].all() and np.isnan(out.flux.values[[3, 17]]).all()
     good = np.setdiff1d(np.arange(40), [3, 17])
-    expected = prepare_inputs(part.wave.values, part.flux.values[good], ivar=part.ivar.values[good], z=z[good],
-                              mask=part.mask.values[good])
+    expected = prepare_inputs(
+        part.wave.values,
+        part.flux.values[good],
+        ivar=part.ivar.values[good],
+        z=z[good],
+        mask=part.mask.values[good],
+    )
     np.testing.assert_array_equal(out.flux.values[good], expected.flux)
     np.testing.assert_array_equal(out.obsid.values, part.obsid.values)
 

@@ -20,10 +20,16 @@ def bucket():
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()
     host, port = server.get_host_and_port()
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                            "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="test",
-                      AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
+    saved = {
+        k: os.environ.get(k)
+        for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    }
+    os.environ.update(
+        AWS_ENDPOINT_URL=f"http://{host}:{port}",
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
     import s3fs
 
     s3fs.S3FileSystem.clear_instance_cache()
@@ -54,7 +60,9 @@ def test_predict_from_and_to_s3_equals_a_local_run(bucket, client, tmp_path):
 
     fs = s3fs.S3FileSystem()
     fs.rm(f"{bucket}/p.zarr/.markers/chunk-1.done")
-    again = predict_catalogue(f"{bucket}/cat.zarr", f"{bucket}/p.zarr", client=client, resume=True, progress=False)
+    again = predict_catalogue(
+        f"{bucket}/cat.zarr", f"{bucket}/p.zarr", client=client, resume=True, progress=False
+    )
     assert (again["chunks_done"], again["chunks_skipped"]) == (1, 2)
 
 
@@ -62,9 +70,22 @@ def test_the_command_line_takes_s3_urls(bucket, client, tmp_path, capsys):
     from jobs import predict_catalogue as job
 
     write_spectra(grid_catalogue(50, seed=22), f"{bucket}/small.zarr", chunk_stars=25)
-    args = job.parse_args(["--catalogue", f"{bucket}/small.zarr", "--out", f"{bucket}/small-p.zarr", "--no-progress"])
+    args = job.parse_args(
+        ["--catalogue", f"{bucket}/small.zarr", "--out", f"{bucket}/small-p.zarr", "--no-progress"]
+    )
     summary = job.run(args, client)
     assert summary["stars_written"] == 50
-    again = job.run(job.parse_args(["--catalogue", f"{bucket}/small.zarr", "--out", f"{bucket}/small-p.zarr",
-                                    "--overwrite", "--no-progress"]), client)
+    again = job.run(
+        job.parse_args(
+            [
+                "--catalogue",
+                f"{bucket}/small.zarr",
+                "--out",
+                f"{bucket}/small-p.zarr",
+                "--overwrite",
+                "--no-progress",
+            ]
+        ),
+        client,
+    )
     assert again["chunks_done"] == 2

@@ -86,7 +86,11 @@ def test_every_star_once_in_order_with_its_coordinates(finished, demo):
     for name in ("obsid", "ra", "dec", "z", "teff", "snr_g", "grid_model"):
         np.testing.assert_array_equal(ds[name].values, demo[name].values)
     assert "sed_true" not in ds
-    assert ds.attrs["model_hash"] == summary["model_hash"] == lamost2csst.nn.inference.model_hash(default_model_path())
+    assert (
+        ds.attrs["model_hash"]
+        == summary["model_hash"]
+        == lamost2csst.nn.inference.model_hash(default_model_path())
+    )
     assert summary["stars_in"] == summary["stars_written"] == N_STAR
     assert (summary["chunks_total"], summary["chunks_done"]) == (5, 5)
 
@@ -105,7 +109,9 @@ def test_task_times_add_up_and_the_summary_sums_the_markers(finished):
         assert m["seconds_read"] + m["seconds_compute"] + m["seconds_write"] <= m["seconds"] + 1e-3
         assert m["seconds_network"] > 0  # every chunk of the demo has stars to predict
     for part in ("read", "compute", "prepare", "network", "write"):
-        assert summary[f"task_seconds_{part}"] == pytest.approx(sum(m[f"seconds_{part}"] for m in markers), abs=2e-3)
+        assert summary[f"task_seconds_{part}"] == pytest.approx(
+            sum(m[f"seconds_{part}"] for m in markers), abs=2e-3
+        )
 
 
 def test_flags_match_their_conditions_and_the_summary(finished, demo):
@@ -168,7 +174,7 @@ def test_resume_recomputes_only_the_chunk_without_marker(client, catalogue, fini
     out = tmp_path / "p.zarr"
     shutil.copytree(reference, out)
     (out / ".markers" / "chunk-2.done").unlink()
-    zarr.open_array(out / "sed", mode="r+")[2 * CHUNK: 3 * CHUNK] = 0.0
+    zarr.open_array(out / "sed", mode="r+")[2 * CHUNK : 3 * CHUNK] = 0.0
     before = _chunk_files(out)
     summary = predict_catalogue(catalogue, out, client=client, resume=True, progress=False)
     assert (summary["chunks_done"], summary["chunks_skipped"], summary["stars_written"]) == (1, 4, CHUNK)
@@ -190,8 +196,9 @@ def test_resume_refuses_another_model_and_existing_output_needs_resume(client, c
     with pytest.raises(InputError, match="already exists"):
         predict_catalogue(catalogue, out, client=client, progress=False)
     with pytest.raises(InputError, match="cannot resume.*thresholds"):
-        predict_catalogue(catalogue, out, client=client, resume=True, progress=False,
-                          thresholds=FlagThresholds(min_snr=5.0))
+        predict_catalogue(
+            catalogue, out, client=client, resume=True, progress=False, thresholds=FlagThresholds(min_snr=5.0)
+        )
     # an output whose chunks were made with another resampling onto INPUT_WAVE is not continued
     assert zarr.open_group(out, mode="r").attrs["input_resampling"] == "cubic"
     zarr.open_group(out, mode="r+").attrs["input_resampling"] = "flux"
@@ -236,7 +243,10 @@ def test_gpu_cluster_gives_the_cpu_result(catalogue, finished, tmp_path):
     reference, _ = finished
     with dask_client(gpus=True) as gpu_client:
         predict_catalogue(catalogue, tmp_path / "gpu.zarr", client=gpu_client, progress=False)
-    a, b = xr.open_zarr(tmp_path / "gpu.zarr", consolidated=False), xr.open_zarr(reference, consolidated=False)
+    a, b = (
+        xr.open_zarr(tmp_path / "gpu.zarr", consolidated=False),
+        xr.open_zarr(reference, consolidated=False),
+    )
     np.testing.assert_allclose(a.sed.values, b.sed.values, rtol=1e-3, equal_nan=True)
     np.testing.assert_array_equal(a.flags.values, b.flags.values)
 
@@ -274,13 +284,16 @@ def test_worker_setup_under_jax_leaves_nothing_to_compile_for_full_batches(tmp_p
     import sys
 
     pytest.importorskip("jax")
-    code = ("import numpy as np; from lamost2csst.nn.inference import N_INPUT, _compiled_forward, load_model, "
-            "predict, default_model_path; from lamost2csst.parallel.predict import TensorFlowSetup; "
-            "TensorFlowSetup(default_model_path(), warm_batch=100).setup(worker=None); "
-            "f = _compiled_forward(load_model(default_model_path())).compiled; assert f._cache_size() == 1; "
-            "x = np.ones((300, N_INPUT), np.float32); predict(x, 0.01 * x, batch_size=100); "
-            # a survey's last, short chunk: its ragged last batch is padded to the same shape
-            "predict(x[:130], 0.01 * x[:130], batch_size=100); "
-            "assert f._cache_size() == 1, f._cache_size()")
-    subprocess.run([sys.executable, "-c", code], env={**os.environ, "KERAS_BACKEND": "jax"}, check=True,
-                   timeout=300)
+    code = (
+        "import numpy as np; from lamost2csst.nn.inference import N_INPUT, _compiled_forward, load_model, "
+        "predict, default_model_path; from lamost2csst.parallel.predict import TensorFlowSetup; "
+        "TensorFlowSetup(default_model_path(), warm_batch=100).setup(worker=None); "
+        "f = _compiled_forward(load_model(default_model_path())).compiled; assert f._cache_size() == 1; "
+        "x = np.ones((300, N_INPUT), np.float32); predict(x, 0.01 * x, batch_size=100); "
+        # a survey's last, short chunk: its ragged last batch is padded to the same shape
+        "predict(x[:130], 0.01 * x[:130], batch_size=100); "
+        "assert f._cache_size() == 1, f._cache_size()"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "KERAS_BACKEND": "jax"}, check=True, timeout=300
+    )

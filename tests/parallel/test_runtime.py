@@ -16,8 +16,11 @@ def _dashboard_listens_on(client) -> set[str]:
     import psutil
 
     port = client.scheduler_info()["services"]["dashboard"]
-    return {c.laddr.ip for c in psutil.net_connections(kind="tcp")
-            if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+    return {
+        c.laddr.ip
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    }
 
 
 def test_local_cluster_and_dashboard_listen_on_localhost_by_default():
@@ -38,7 +41,9 @@ def _calls(tree):
         if isinstance(node, ast.Call):
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            owner = func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else ""
+            owner = (
+                func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else ""
+            )
             yield node, owner, name
 
 
@@ -50,17 +55,22 @@ def test_no_shell_strings_anywhere(path):
         assert not (owner == "os" and name in ("system", "popen")), f"{path}:{node.lineno} uses os.{name}"
         if owner == "subprocess":
             for kw in node.keywords:
-                assert not (kw.arg == "shell" and getattr(kw.value, "value", False)), f"{path}:{node.lineno} shell=True"
+                assert not (kw.arg == "shell" and getattr(kw.value, "value", False)), (
+                    f"{path}:{node.lineno} shell=True"
+                )
             if node.args:
                 assert not isinstance(node.args[0], (ast.Constant, ast.JoinedStr)), (
-                    f"{path}:{node.lineno}: subprocess.{name} with a command string")
+                    f"{path}:{node.lineno}: subprocess.{name} with a command string"
+                )
 
 
 def test_synspec_runs_in_a_private_temporary_directory():
     """Each Synspec run gets its own mkdtemp directory (mode 0700), removed afterwards."""
     source = (PACKAGE / "synth" / "synspec.py").read_text()
     tree = ast.parse(source)
-    temp_calls = [(owner, name) for _, owner, name in _calls(tree) if name in ("mkdtemp", "mkstemp", "mktemp")]
+    temp_calls = [
+        (owner, name) for _, owner, name in _calls(tree) if name in ("mkdtemp", "mkstemp", "mktemp")
+    ]
     assert ("tempfile", "mkdtemp") in temp_calls and ("tempfile", "mktemp") not in temp_calls
     runs = [node for node, owner, name in _calls(tree) if owner == "subprocess" and name == "run"]
     assert runs and all(any(kw.arg == "cwd" for kw in node.keywords) for node in runs)

@@ -36,12 +36,16 @@ def irregular_wave(seed=0):
 def test_bin_to_grid_is_exact_for_linear_and_conserves_integral():
     wave = np.sort(np.random.default_rng(1).uniform(1000, 2000, 500))
     edges = np.linspace(1100, 1900, 81)
-    np.testing.assert_allclose(bin_to_grid(wave, 3.0 + 0.01 * wave, edges), 3.0 + 0.01 * 0.5 * (edges[1:] + edges[:-1]), rtol=1e-12)
+    np.testing.assert_allclose(
+        bin_to_grid(wave, 3.0 + 0.01 * wave, edges), 3.0 + 0.01 * 0.5 * (edges[1:] + edges[:-1]), rtol=1e-12
+    )
     flux = np.sin(wave / 30.0) + 2
     inside = (wave >= edges[0]) & (wave <= edges[-1])
     w = np.concatenate([[edges[0]], wave[inside], [edges[-1]]])
     f = np.interp(w, wave, flux)
-    assert np.sum(bin_to_grid(wave, flux, edges) * np.diff(edges)) == pytest.approx(np.trapezoid(f, w), rel=1e-12)
+    assert np.sum(bin_to_grid(wave, flux, edges) * np.diff(edges)) == pytest.approx(
+        np.trapezoid(f, w), rel=1e-12
+    )
     with pytest.raises(ValueError, match="beyond the spectrum"):
         bin_to_grid(wave, flux, np.linspace(900, 1500, 10))
 
@@ -63,7 +67,9 @@ def test_reduce_model_matches_direct_degradation():
     assert red["sed"][window].mean() == pytest.approx(1.0, rel=1e-12)
     # the line is where it was put (vacuum H alpha), with the R=2000 width
     near = (LAMOST_WAVE > 6500) & (LAMOST_WAVE < 6630)
-    assert LAMOST_WAVE[near][np.argmin(red["flux_lamost"][near] / planck_flux(LAMOST_WAVE[near], 6000.0))] == pytest.approx(6564.61, abs=1.0)
+    assert LAMOST_WAVE[near][
+        np.argmin(red["flux_lamost"][near] / planck_flux(LAMOST_WAVE[near], 6000.0))
+    ] == pytest.approx(6564.61, abs=1.0)
 
 
 def test_reduce_model_rejects_short_or_bad_input():
@@ -89,7 +95,15 @@ def test_synthesis_grid_is_deterministic_and_covers_the_output():
 
 
 def test_input_writers(tmp_path):
-    write_fort55(tmp_path / "fort.55", (2400, 10700), step=0.05, cutoff=250, strength=1e-4, vmicro=2.0, molecular_units=(20,))
+    write_fort55(
+        tmp_path / "fort.55",
+        (2400, 10700),
+        step=0.05,
+        cutoff=250,
+        strength=1e-4,
+        vmicro=2.0,
+        molecular_units=(20,),
+    )
     rows = [r.split("!")[0].split() for r in (tmp_path / "fort.55").read_text().splitlines()]
     assert rows[3][3] == "10"  # INLIST: ASCII line lists
     assert [float(x) for x in rows[5]] == [2400.0, 10700.0, 250.0, 0.0, 1e-4, 0.05]
@@ -115,7 +129,9 @@ def test_step_segments():
     assert step_segments(0.05, (2400, 10700)) == [(2400.0, 10700.0, 0.05, None)]
     sched = ((3000, 0.005), (4000, 0.01, 40), (None, 0.05))
     assert step_segments(sched, (2400, 10700), 60) == [
-        (2400.0, 3000.0, 0.005, 60), (3000.0, 4000.0, 0.01, 40), (4000.0, 10700.0, 0.05, 60)
+        (2400.0, 3000.0, 0.005, 60),
+        (3000.0, 4000.0, 0.01, 40),
+        (4000.0, 10700.0, 0.05, 60),
     ]
     assert step_segments(sched, (3500, 3900)) == [(3500.0, 3900.0, 0.01, 40)]
     with pytest.raises(ValueError, match="does not reach"):

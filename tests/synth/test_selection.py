@@ -22,14 +22,20 @@ def keys(rows):
 
 def test_range_step_list_and_not_in_grid():
     g = hand_grid()
-    rows, missing = select_models(teff=("range", (5000.0, 6000.0, 500.0)), logg=("list", [4.5, 2.0]),
-                                  feh=ALL, alpha=ALL, grid=g)
+    rows, missing = select_models(
+        teff=("range", (5000.0, 6000.0, 500.0)), logg=("list", [4.5, 2.0]), feh=ALL, alpha=ALL, grid=g
+    )
     # requested: Teff 5000, 5500, 6000 x log g 4.5, 2.0 = 6; nodes: 5000/4.5, 5500/4.5, 6000/4.5, 5000/2.0
-    assert sorted(keys(rows)) == [(5000.0, 2.0, 0.0, 0.0), (5000.0, 4.5, 0.0, 0.0), (5500.0, 4.5, 0.0, 0.0),
-                                  (6000.0, 4.5, 0.0, 0.0)]
+    assert sorted(keys(rows)) == [
+        (5000.0, 2.0, 0.0, 0.0),
+        (5000.0, 4.5, 0.0, 0.0),
+        (5500.0, 4.5, 0.0, 0.0),
+        (6000.0, 4.5, 0.0, 0.0),
+    ]
     assert missing == 2
-    rows, missing = select_models(teff=("range", (5100.0, 5600.0, None)), logg=("list", [4.0]), feh=ALL,
-                                  alpha=ALL, grid=g)
+    rows, missing = select_models(
+        teff=("range", (5100.0, 5600.0, None)), logg=("list", [4.0]), feh=ALL, alpha=ALL, grid=g
+    )
     assert keys(rows) == [(5250.0, 4.0, 0.0, 0.0), (5500.0, 4.0, 0.0, 0.0)] and missing == 0
 
 
@@ -53,5 +59,11 @@ def test_user_errors():
     with pytest.raises(InputError, match="no model"):
         select_models(teff=("list", [7000.0]), logg=ALL, feh=ALL, alpha=ALL, grid=g)
     with pytest.raises(InputError, match="no model"):
-        select_models(teff=("list", [5000.0]), logg=("list", [2.0]), feh=ALL, alpha=ALL, grid=g,
-                      exclude={(5000.0, 2.0, 0.0, 0.0)})
+        select_models(
+            teff=("list", [5000.0]),
+            logg=("list", [2.0]),
+            feh=ALL,
+            alpha=ALL,
+            grid=g,
+            exclude={(5000.0, 2.0, 0.0, 0.0)},
+        )

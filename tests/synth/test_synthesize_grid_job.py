@@ -51,8 +51,19 @@ def job(monkeypatch):
 def test_run_resume_and_failures(job, tmp_path, capsys):
     sg, client, calls, state = job
     out = str(tmp_path / "grid" / "part-000.zarr")
-    argv = ["--out", out, "--teff", "5000:5500", "--logg", "4.5,9.0", "--feh", "0", "--alpha", "0",
-            "--no-progress"]
+    argv = [
+        "--out",
+        out,
+        "--teff",
+        "5000:5500",
+        "--logg",
+        "4.5,9.0",
+        "--feh",
+        "0",
+        "--alpha",
+        "0",
+        "--no-progress",
+    ]
     summary = sg.run(sg.parse_args(argv), client)
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == summary
     assert summary["models_total"] == 3 and summary["not_in_grid"] == 3  # log g 9 is no node
@@ -93,8 +104,11 @@ def test_random_subset_is_reproducible():
     np.testing.assert_array_equal(a, b)
     assert a.size == 5 and np.all((a["teff"] >= 5000) & (a["teff"] <= 9750) & (a["logg"] >= 2.0))
     with pytest.raises(InputError, match="only"):
-        sg.select_models(sg.parse_args(["--out", "x.zarr", "--teff", "5000", "--logg", "4.5", "--feh", "0",
-                                        "--n-random", "9"]))
+        sg.select_models(
+            sg.parse_args(
+                ["--out", "x.zarr", "--teff", "5000", "--logg", "4.5", "--feh", "0", "--n-random", "9"]
+            )
+        )
 
 
 def test_bad_specs_exit_2(capsys):
@@ -115,8 +129,21 @@ def test_one_real_model(tmp_path, synspec_ready):
     import jobs.synthesize_grid as sg
 
     out = str(tmp_path / "real.zarr")
-    argv = ["--out", out, "--teff", "9000", "--logg", "4.0", "--feh", "0", "--alpha", "0", "--step", "0.1",
-            "--no-progress"]
+    argv = [
+        "--out",
+        out,
+        "--teff",
+        "9000",
+        "--logg",
+        "4.0",
+        "--feh",
+        "0",
+        "--alpha",
+        "0",
+        "--step",
+        "0.1",
+        "--no-progress",
+    ]
     with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as client:
         summary = sg.run(sg.parse_args(argv), client)
         assert summary["models_ok"] == 1
@@ -166,8 +193,17 @@ def test_skip_shipped_leaves_out_models_of_the_shipped_grid():
         pytest.skip("no grid shipped")
     grid = load_grid()
     first = grid.isel(model=0)
-    base = ["--out", "x.zarr", "--teff", str(first.teff.item()), "--logg", str(first.logg.item()),
-            f"--feh={first.feh.item()}", "--alpha", str(first.alpha.item())]
+    base = [
+        "--out",
+        "x.zarr",
+        "--teff",
+        str(first.teff.item()),
+        "--logg",
+        str(first.logg.item()),
+        f"--feh={first.feh.item()}",
+        "--alpha",
+        str(first.alpha.item()),
+    ]
     rows, _ = sg.select_models(sg.parse_args(base))
     assert rows.size == 1
     with pytest.raises(InputError, match="no model"):
@@ -188,15 +224,39 @@ def test_a_store_another_job_writes_is_refused(job, tmp_path):
     try:
         assert proc.stdout.readline().strip() == "locked"
         for flag in ("--resume", "--overwrite"):
-            argv = ["--out", out, "--teff", "5000", "--logg", "4.5", "--feh", "0", "--alpha", "0",
-                    "--no-progress", flag]
+            argv = [
+                "--out",
+                out,
+                "--teff",
+                "5000",
+                "--logg",
+                "4.5",
+                "--feh",
+                "0",
+                "--alpha",
+                "0",
+                "--no-progress",
+                flag,
+            ]
             with pytest.raises(InputError, match="being written by holder"):
                 sg.run(sg.parse_args(argv), client)
         assert calls == []  # nothing synthesized
     finally:
         proc.kill()
         proc.wait()
-    argv = ["--out", out, "--teff", "5000", "--logg", "4.5", "--feh", "0", "--alpha", "0", "--no-progress",
-            "--resume"]
+    argv = [
+        "--out",
+        out,
+        "--teff",
+        "5000",
+        "--logg",
+        "4.5",
+        "--feh",
+        "0",
+        "--alpha",
+        "0",
+        "--no-progress",
+        "--resume",
+    ]
     summary = sg.run(sg.parse_args(argv), client)  # the killed holder's lock is taken over
     assert summary["models_ok"] == 1

@@ -45,8 +45,14 @@ def test_a_predictor_that_returns_the_truth_has_zero_error(grid, monkeypatch):
     ds = grid[0].isel(model=slice(0, 10))  # Teff 5000-9000 K, two models per 1000 K step
     lib = evaluation_library(ds)
     truth = _predicting(monkeypatch, lib, 2, factor=1.0, sigma=0.01)
-    result = grid_evaluation("stand-in", ds, snrs=(20.0, 40.0), realisations=3, seed=1,
-                             baseline=lambda flux: truth[: flux.shape[0]])
+    result = grid_evaluation(
+        "stand-in",
+        ds,
+        snrs=(20.0, 40.0),
+        realisations=3,
+        seed=1,
+        baseline=lambda flux: truth[: flux.shape[0]],
+    )
     teffs = sorted(set(lib.teff))
     assert [(r["snr"], r["teff_bin"]) for r in result.rows] == [(s, t) for s in (20.0, 40.0) for t in teffs]
     for row in result.rows:
@@ -58,8 +64,9 @@ def test_a_predictor_that_returns_the_truth_has_zero_error(grid, monkeypatch):
     assert result.arrays.sed.shape == (3 * 2 * 10, lib.sed.shape[1])
     np.testing.assert_array_equal(result.arrays.star, np.tile(np.arange(10), 6))
     np.testing.assert_array_equal(result.arrays.snr, np.tile(np.repeat([20.0, 40.0], 10), 3))
-    summary = [(r["snr"], r["band"], r["within1sigma"], r["median_sigma_epistemic"])
-               for r in result.sigma_summary]
+    summary = [
+        (r["snr"], r["band"], r["within1sigma"], r["median_sigma_epistemic"]) for r in result.sigma_summary
+    ]
     assert summary == [(s, b, 1.0, 0.0) for s in (20.0, 40.0) for b in ("GU", "GV", "GI")]
 
 

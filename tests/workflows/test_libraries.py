@@ -51,12 +51,24 @@ def _stelib_like(folder, ds, *, ebv=EBV, models=STAR_MODELS, headerless=(1,)):
     paths = []
     for j, i in enumerate(models):
         flux = 1e-20 * np.interp(vac, LAMOST_WAVE, ds.flux_lamost.values[i].astype(float)) * dim
-        header = {"TEFF": float(ds.teff[i]), "LOG_G": float(ds.logg[i]), "FE_H": float(ds.feh[i]),
-                  "STARIDEN": f"M{i}"}
+        header = {
+            "TEFF": float(ds.teff[i]),
+            "LOG_G": float(ds.logg[i]),
+            "FE_H": float(ds.feh[i]),
+            "STARIDEN": f"M{i}",
+        }
         if j in headerless:
             header.update(TEFF="-", LOG_G="-", FE_H="-")
-        paths.append(write_stelib(folder / f"star{i}.fits", n=air.size, crval=3701.0, cdelt=1.0,
-                                  flux=flux.astype(np.float32), **header))
+        paths.append(
+            write_stelib(
+                folder / f"star{i}.fits",
+                n=air.size,
+                crval=3701.0,
+                cdelt=1.0,
+                flux=flux.astype(np.float32),
+                **header,
+            )
+        )
     return read_stelib(paths)
 
 
@@ -139,5 +151,6 @@ def test_library_spec_and_ngsl_inputs_are_checked(tmp_path):
         training_library(LibrarySpec(kind="ngsl", ngsl_files=(str(tmp_path),)))
     (tmp_path / "params.csv").write_text("name,teff,logg,feh\n")
     with pytest.raises(InputError, match="no h_stis_ngsl"):
-        training_library(LibrarySpec(kind="ngsl", ngsl_files=(str(tmp_path),),
-                                     ngsl_params=str(tmp_path / "params.csv")))
+        training_library(
+            LibrarySpec(kind="ngsl", ngsl_files=(str(tmp_path),), ngsl_params=str(tmp_path / "params.csv"))
+        )

@@ -19,18 +19,28 @@ from lamost2csst.workflows.libraries import LibrarySpec, TrainingLibrary
 def tiny_library(monkeypatch):
     """Eight stars without spectra on LAMOST_WAVE, served in place of the grid."""
     n = 8
-    lib = GriddedLibrary(np.ones((n, INPUT_WAVE.size), np.float32), np.zeros((n, INPUT_WAVE.size), bool),
-                         np.ones((n, OUTPUT_WAVE.size), np.float32), np.zeros((n, OUTPUT_WAVE.size), bool),
-                         teff=5000.0 + 100 * np.arange(n))
+    lib = GriddedLibrary(
+        np.ones((n, INPUT_WAVE.size), np.float32),
+        np.zeros((n, INPUT_WAVE.size), bool),
+        np.ones((n, OUTPUT_WAVE.size), np.float32),
+        np.zeros((n, OUTPUT_WAVE.size), bool),
+        teff=5000.0 + 100 * np.arange(n),
+    )
     served = TrainingLibrary(lib, [f"s{i}" for i in range(n)], ["name"], {"library": "tiny"})
     monkeypatch.setattr(training_workflow, "training_library", lambda spec, *, seed: served)
     return served
 
 
 def _run(run_dir, *, config, resume=False):
-    return training_workflow.run_training(stage="finetune", run_dir=run_dir, config=config,
-                                          library=LibrarySpec(), test_fraction=0.25, resume=resume,
-                                          progress=False)
+    return training_workflow.run_training(
+        stage="finetune",
+        run_dir=run_dir,
+        config=config,
+        library=LibrarySpec(),
+        test_fraction=0.25,
+        resume=resume,
+        progress=False,
+    )
 
 
 def test_the_lamost_input_path_needs_spectra_on_lamost_wave(tmp_path, tiny_library):

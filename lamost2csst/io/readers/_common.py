@@ -121,7 +121,9 @@ def load_text(path, *, max_bytes: int = MAX_BYTES) -> bytes:
     with stream:
         data = _read(stream, max_bytes + 1, path, compression)
     if len(data) > max_bytes:
-        raise ReaderError(path, f"more than {max_bytes} bytes of (decompressed) text; refusing to read it (max_bytes)")
+        raise ReaderError(
+            path, f"more than {max_bytes} bytes of (decompressed) text; refusing to read it (max_bytes)"
+        )
     if not data.strip():
         raise ReaderError(path, "file holds no data")
     return data
@@ -189,10 +191,16 @@ def load_fits(path, *, max_bytes: int = MAX_BYTES) -> fits.HDUList:
             if index > 0 and not first.strip(b"\0 "):
                 break  # end of file, or trailing padding
             if index == 0 and not first.startswith(b"SIMPLE  ="):
-                problem = "empty after decompression" if not first else "not a FITS file (no SIMPLE card at its start)"
+                problem = (
+                    "empty after decompression"
+                    if not first
+                    else "not a FITS file (no SIMPLE card at its start)"
+                )
                 raise ReaderError(path, problem)
             if index > 0 and not first.startswith(b"XTENSION="):
-                raise ReaderError(path, f"unexpected bytes after HDU {index - 1} (neither an extension nor padding)")
+                raise ReaderError(
+                    path, f"unexpected bytes after HDU {index - 1} (neither an extension nor padding)"
+                )
             if index == MAX_HDUS:
                 raise ReaderError(path, f"more than {MAX_HDUS} HDUs")
             blocks = [first]
@@ -203,7 +211,9 @@ def load_fits(path, *, max_bytes: int = MAX_BYTES) -> fits.HDUList:
                 if any(_is_end_card(block, c) for c in range(36)):
                     break
                 if len(blocks) >= MAX_HEADER_BLOCKS:
-                    raise ReaderError(path, f"header of HDU {index} has no END card in {MAX_HEADER_BLOCKS} blocks")
+                    raise ReaderError(
+                        path, f"header of HDU {index} has no END card in {MAX_HEADER_BLOCKS} blocks"
+                    )
                 blocks.append(_read(stream, _BLOCK, path, compression))
             raw = b"".join(blocks)
             try:
@@ -225,7 +235,8 @@ def load_fits(path, *, max_bytes: int = MAX_BYTES) -> fits.HDUList:
             data = _read(stream, padded, path, compression)
             if len(data) < nbytes:
                 raise ReaderError(
-                    path, f"truncated file: HDU {index} should hold {nbytes} bytes of data, the file has {len(data)}"
+                    path,
+                    f"truncated file: HDU {index} should hold {nbytes} bytes of data, the file has {len(data)}",
                 )
             buf += raw + data + b"\0" * (padded - len(data))
     try:
@@ -327,7 +338,9 @@ class Headers:
             text = value.strip()
             if text in unknown:
                 if required:
-                    raise ReaderError(self.path, f"header key {key} is {value!r} (unknown), a value is required")
+                    raise ReaderError(
+                        self.path, f"header key {key} is {value!r} (unknown), a value is required"
+                    )
                 return math.nan
             try:
                 return float(text)
@@ -373,7 +386,9 @@ def linear_wave(hdr: Headers, n_pixel: int) -> np.ndarray:
             hdr.path, "logarithmic dispersion (DC-FLAG = 1 / CTYPE1 LOG); this reader expects a linear one"
         )
     if not (math.isfinite(crval) and math.isfinite(cdelt) and math.isfinite(crpix)):
-        raise ReaderError(hdr.path, f"non-finite wavelength WCS (CRVAL1={crval}, CDELT1={cdelt}, CRPIX1={crpix})")
+        raise ReaderError(
+            hdr.path, f"non-finite wavelength WCS (CRVAL1={crval}, CDELT1={cdelt}, CRPIX1={crpix})"
+        )
     if cdelt <= 0:
         raise ReaderError(hdr.path, f"non-monotonic wavelengths: CDELT1 = {cdelt} <= 0")
     wave = crval + cdelt * (np.arange(n_pixel) + 1.0 - crpix)
@@ -489,8 +504,12 @@ def assemble(
         for i, s in enumerate(stars):  # grids may differ in length: one star at a time
             good_flux = np.where(s.mask, 0.0, s.flux)
             res = resample(
-                s.wave, good_flux, wave_out=grid, mask=s.mask,
-                ivar=None if s.ivar is None else np.where(s.mask, 0.0, s.ivar), method="flux",
+                s.wave,
+                good_flux,
+                wave_out=grid,
+                mask=s.mask,
+                ivar=None if s.ivar is None else np.where(s.mask, 0.0, s.ivar),
+                method="flux",
             )
             flux[i], mask[i] = res.flux, res.mask
             if ivar is not None:
@@ -498,7 +517,9 @@ def assemble(
             for k in extra_names:
                 v = s.extra[k]
                 bad = s.mask | ~np.isfinite(v)
-                extras[k][i] = resample(s.wave, np.where(bad, 0.0, v), wave_out=grid, mask=bad, method="flux").flux
+                extras[k][i] = resample(
+                    s.wave, np.where(bad, 0.0, v), wave_out=grid, mask=bad, method="flux"
+                ).flux
         attrs = {
             **attrs,
             "resampled": "flux-conserving rebinning (lamost2csst.core.resample, method='flux') from each "

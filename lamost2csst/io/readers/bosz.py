@@ -121,7 +121,9 @@ def _columns_from_text(path: Path, max_bytes: int) -> dict[str, np.ndarray]:
     except ValueError as err:
         raise ReaderError(path, f"not a BOSZ ASCII table (3 numeric columns): {err}") from err
     if table.shape[1] != 3:
-        raise ReaderError(path, f"BOSZ ASCII table has {table.shape[1]} columns, expected 3 ({', '.join(_COLUMNS)})")
+        raise ReaderError(
+            path, f"BOSZ ASCII table has {table.shape[1]} columns, expected 3 ({', '.join(_COLUMNS)})"
+        )
     if table.shape[0] < 2:
         raise ReaderError(path, "BOSZ ASCII table holds fewer than 2 pixels")
     return dict(zip(_COLUMNS, table.T))
@@ -218,5 +220,7 @@ def read_bosz(path_or_paths, *, medium: str = "vacuum", wave=None, max_bytes: in
         flux_unit="erg s-1 cm-2 A-1",
         source=f"BOSZ model spectra, {len(paths)} file(s) (paths in coordinate 'file')",
         attrs=attrs,
-        extra_attrs={"continuum": {"long_name": "model continuum flux (pi x Continuum)", "units": "erg s-1 cm-2 A-1"}},
+        extra_attrs={
+            "continuum": {"long_name": "model continuum flux (pi x Continuum)", "units": "erg s-1 cm-2 A-1"}
+        },
     )

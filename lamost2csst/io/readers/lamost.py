@@ -93,7 +93,9 @@ def _arrays(hdul, path):
         rows = {name: primary[i].astype(np.float64) for i, name in enumerate(_ROWS)}
         return "image", rows, [hdul[0].header]
     if len(hdul) < 2:
-        raise ReaderError(path, "no spectrum: the primary HDU has no data and there is no HDU 1 (binary table layout)")
+        raise ReaderError(
+            path, "no spectrum: the primary HDU has no data and there is no HDU 1 (binary table layout)"
+        )
     cols = table_columns(hdul, 1, _ROWS, path, what="the LAMOST binary-table layout")
     return "table", cols, [hdul[0].header, hdul[1].header]
 
@@ -141,7 +143,9 @@ def _read_one(path, max_bytes: int) -> dict:
     layout, a, headers = _arrays(hdul, path)
     hdr = Headers(path, *headers)
     if hdr.raw("VACUUM")[1] is False:
-        raise ReaderError(path, "header says VACUUM = F (air wavelengths); LAMOST LRS files are read as vacuum only")
+        raise ReaderError(
+            path, "header says VACUUM = F (air wavelengths); LAMOST LRS files are read as vacuum only"
+        )
     wave = check_wave(a["WAVELENGTH"], path)
     k = _offset(hdr, wave)
     n_grid = LAMOST_WAVE.size
@@ -234,13 +238,21 @@ def read_lamost(path_or_paths, *, bitmasks: bool = False, max_bytes: int = MAX_B
         return np.array([r[name] for r in rows], dtype=dtype)
 
     coords = {name: col(name) for name in ("z_err", *_SNR_KEYS)}
-    coords.update({"teff": np.full(n, np.nan), "logg": np.full(n, np.nan), "feh": np.full(n, np.nan),
-                   "alpha": np.full(n, np.nan)})
+    coords.update(
+        {
+            "teff": np.full(n, np.nan),
+            "logg": np.full(n, np.nan),
+            "feh": np.full(n, np.nan),
+            "alpha": np.full(n, np.nan),
+        }
+    )
     for name in ("class", "subclass", "data_release"):
         coords[name] = to_object_strings([r[name] for r in rows])
     coords["file"] = to_object_strings([str(p) for p in paths])
-    layout_text = {"image": "DR1-7 image layout (5, N) in the primary HDU",
-                   "table": "binary-table layout (one row of array columns in HDU 1)"}
+    layout_text = {
+        "image": "DR1-7 image layout (5, N) in the primary HDU",
+        "table": "binary-table layout (one row of array columns in HDU 1)",
+    }
     ds = spectra_dataset(
         wave=LAMOST_WAVE,
         flux=np.stack([r["flux"] for r in rows]),
@@ -257,8 +269,16 @@ def read_lamost(path_or_paths, *, bitmasks: bool = False, max_bytes: int = MAX_B
         **coords,
     )
     if bitmasks:
-        ds["andmask"] = (("star", "wave"), np.stack([r["andmask"] for r in rows]), {"long_name": "LAMOST ANDMASK"})
-        ds["ormask"] = (("star", "wave"), np.stack([r["ormask"] for r in rows]), {"long_name": "LAMOST ORMASK"})
+        ds["andmask"] = (
+            ("star", "wave"),
+            np.stack([r["andmask"] for r in rows]),
+            {"long_name": "LAMOST ANDMASK"},
+        )
+        ds["ormask"] = (
+            ("star", "wave"),
+            np.stack([r["ormask"] for r in rows]),
+            {"long_name": "LAMOST ORMASK"},
+        )
     ds.attrs.update(
         {
             "format": "LAMOST LRS FITS, " + "; ".join(layout_text[x] for x in layouts),

@@ -68,7 +68,9 @@ def _version() -> str:
         return "unknown"
 
 
-def read_mangadap_miles(*, include_omitted: bool = False, wave=None, max_bytes: int = MAX_BYTES) -> xr.Dataset:
+def read_mangadap_miles(
+    *, include_omitted: bool = False, wave=None, max_bytes: int = MAX_BYTES
+) -> xr.Dataset:
     """All MILES v9.1 stars of the mangadap package as one Dataset, with parameters.
 
     Parameters
@@ -95,10 +97,17 @@ def read_mangadap_miles(*, include_omitted: bool = False, wave=None, max_bytes: 
     if not files:
         raise FileNotFoundError(f"no MILES_res2.50_star_m*V.fits in {folder}")
     params = read_miles_params(folder / "MILES_params.db")
-    ds = read_miles(files, params=params, wave=wave, max_bytes=max_bytes,
-                    source=f"MILES v9.1 from sdss-mangadap {_version()} ({folder})")
+    ds = read_miles(
+        files,
+        params=params,
+        wave=wave,
+        max_bytes=max_bytes,
+        source=f"MILES v9.1 from sdss-mangadap {_version()} ({folder})",
+    )
     ds.attrs["params_source"] = str(folder / "MILES_params.db")
-    ds.attrs["omitted"] = "" if include_omitted else "omit/MILES_res2.50_star_m0970V.fits (set aside by the MaNGA DAP)"
+    ds.attrs["omitted"] = (
+        "" if include_omitted else "omit/MILES_res2.50_star_m0970V.fits (set aside by the MaNGA DAP)"
+    )
     return ds
 
 
@@ -125,5 +134,9 @@ def read_mangadap_stelib(*, wave=STELIB_WAVE, max_bytes: int = MAX_BYTES) -> xr.
     files = sorted(folder.glob("STELIB_v3.2_*.fits"))
     if not files:
         raise FileNotFoundError(f"no STELIB_v3.2_*.fits in {folder}")
-    return read_stelib(files, wave=wave, max_bytes=max_bytes,
-                       source=f"STELIB v3.2 from sdss-mangadap {_version()} ({folder})")
+    return read_stelib(
+        files,
+        wave=wave,
+        max_bytes=max_bytes,
+        source=f"STELIB v3.2 from sdss-mangadap {_version()} ({folder})",
+    )

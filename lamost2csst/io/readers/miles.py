@@ -85,7 +85,9 @@ def read_miles_params(path) -> dict[int, tuple[float, float, float]]:
             continue
         fields = text.split()
         if len(fields) != 4:
-            raise ReaderError(path, f"line {lineno} has {len(fields)} columns, expected 4 (MILES Teff logg [Fe/H])")
+            raise ReaderError(
+                path, f"line {lineno} has {len(fields)} columns, expected 4 (MILES Teff logg [Fe/H])"
+            )
         key = fields[0]
         try:
             number = NUMBER_FIXES[key] if key in NUMBER_FIXES else int(key)
@@ -132,7 +134,12 @@ def _read_star(path: Path, max_bytes: int, params) -> tuple[Star, int | None, fl
 
 
 def read_miles(
-    path_or_paths, *, params=None, wave=None, max_bytes: int = MAX_BYTES, source: str = "MILES stellar library"
+    path_or_paths,
+    *,
+    params=None,
+    wave=None,
+    max_bytes: int = MAX_BYTES,
+    source: str = "MILES stellar library",
 ) -> xr.Dataset:
     """Read MILES FITS spectra (one or many) into one catalogue Dataset.
 
@@ -170,7 +177,9 @@ def read_miles(
     stars = list(stars)
     for path, f in zip(paths, fwhms):
         if f != fwhms[0]:
-            raise ReaderError(path, f"FWHM {f} A differs from the {fwhms[0]} A of {paths[0]}; read them separately")
+            raise ReaderError(
+                path, f"FWHM {f} A differs from the {fwhms[0]} A of {paths[0]}; read them separately"
+            )
     fwhm = fwhms[0]
     known = None not in numbers and len(set(numbers)) == len(numbers)
     obsid = np.array(numbers, dtype=np.int64) if known else None

@@ -52,7 +52,7 @@ def main(wheel: str, out: Path = OUT) -> None:
         keep |= np.all(np.abs(params - np.asarray(model)) < 1e-3, axis=1)
     lines = [""] * int(nlines.sum())
     for row in np.flatnonzero(keep):
-        lines[start[row]:start[row] + nlines[row]] = data[start[row]:start[row] + nlines[row]]
+        lines[start[row] : start[row] + nlines[row]] = data[start[row] : start[row] + nlines[row]]
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "kurucz_index.fits", "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz:
         gz.write(index)

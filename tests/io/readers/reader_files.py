@@ -61,7 +61,9 @@ def write_lamost(path, rows=None, header=None, *, layout="image", gz=False):
             fits.Column(name=name, format=f"{n}E", array=rows[i][None, :])
             for i, name in enumerate(("FLUX", "IVAR", "WAVELENGTH", "ANDMASK", "ORMASK"))
         ]
-        hdul = fits.HDUList([fits.PrimaryHDU(header=header), fits.BinTableHDU.from_columns(cols, name="COADD")])
+        hdul = fits.HDUList(
+            [fits.PrimaryHDU(header=header), fits.BinTableHDU.from_columns(cols, name="COADD")]
+        )
     return write_hdul(path, hdul, gz=gz)
 
 

@@ -30,8 +30,14 @@ def test_real_dr6_file():
     assert float(ds.snr_g[0]) == pytest.approx(87.63)
     assert float(ds.snr_u[0]) == pytest.approx(25.39) and float(ds.snr_z[0]) == pytest.approx(119.56)
     assert float(ds.ra[0]) == pytest.approx(292.05872) and float(ds.dec[0]) == pytest.approx(43.925228)
-    assert ds["class"].item() == "STAR" and ds.subclass.item() == "F5" and ds.data_release.item() == "LAMOST DR6"
-    assert ds.attrs["medium"] == "vacuum" and ds.attrs["frame"] == "observed" and ds.attrs["resolution"] == 1800.0
+    assert (
+        ds["class"].item() == "STAR" and ds.subclass.item() == "F5" and ds.data_release.item() == "LAMOST DR6"
+    )
+    assert (
+        ds.attrs["medium"] == "vacuum"
+        and ds.attrs["frame"] == "observed"
+        and ds.attrs["resolution"] == 1800.0
+    )
     assert "image layout" in ds.attrs["format"] and ds.file.item() == str(REAL_LAMOST)
     np.testing.assert_array_equal(ds.wave.values, LAMOST_WAVE)
     rows = fits.getdata(REAL_LAMOST)
@@ -73,8 +79,12 @@ def test_many_files_on_the_common_grid_by_whole_pixel_offsets(tmp_path):
     minus2 = lamost_arrays(n=n - 10, coeff0=3.5682 - 2e-4, seed=2)
     files = [
         write_lamost(tmp_path / "zero.fits", lamost_arrays(seed=0), lamost_header(OBSID=1)),
-        write_lamost(tmp_path / "plus3.fits", plus3, lamost_header(coeff0=3.5682 + 3e-4, OBSID=2), layout="table"),
-        write_lamost(tmp_path / "minus2.fits.gz", minus2, lamost_header(coeff0=3.5682 - 2e-4, OBSID=3), gz=True),
+        write_lamost(
+            tmp_path / "plus3.fits", plus3, lamost_header(coeff0=3.5682 + 3e-4, OBSID=2), layout="table"
+        ),
+        write_lamost(
+            tmp_path / "minus2.fits.gz", minus2, lamost_header(coeff0=3.5682 - 2e-4, OBSID=3), gz=True
+        ),
     ]
     ds = read_lamost(files)
     assert ds.sizes == {"star": 3, "wave": n}
@@ -172,7 +182,9 @@ def test_wrong_layouts(tmp_path):
     names = ("X", "IVAR", "WAVELENGTH", "ANDMASK", "ORMASK")
     cols = [fits.Column(name=n, format="3909E", array=rows[i][None]) for i, n in enumerate(names)]
     noflux = tmp_path / "noflux.fits"
-    fits.HDUList([fits.PrimaryHDU(header=lamost_header()), fits.BinTableHDU.from_columns(cols)]).writeto(noflux)
+    fits.HDUList([fits.PrimaryHDU(header=lamost_header()), fits.BinTableHDU.from_columns(cols)]).writeto(
+        noflux
+    )
     with pytest.raises(ReaderError, match="lacks column.*FLUX") as err:
         read_lamost(noflux)
     assert str(noflux) in str(err.value)
@@ -201,7 +213,10 @@ def test_duplicate_obsid_refused(tmp_path):
 
 
 def test_result_round_trips_through_zarr(tmp_path):
-    files = [write_lamost(tmp_path / "a.fits"), write_lamost(tmp_path / "b.fits", header=lamost_header(OBSID=7))]
+    files = [
+        write_lamost(tmp_path / "a.fits"),
+        write_lamost(tmp_path / "b.fits", header=lamost_header(OBSID=7)),
+    ]
     ds = read_lamost(files)
     write_spectra(ds, tmp_path / "cat.zarr")
     back = open_spectra(tmp_path / "cat.zarr").compute()

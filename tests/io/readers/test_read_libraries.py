@@ -52,8 +52,10 @@ def test_miles_air_to_vacuum_and_layout(tmp_path):
 
 def test_miles_params_db(tmp_path):
     db = tmp_path / "MILES_params.db"
-    db.write_text("#MILES  Teff  log g   [Fe/H]\n#s????\n  0001  5000   4.50    -1.00\n  022.  7950   3.95     0.35\n"
-                  "  0407 99999   9999     9999\n  0078 13800   2.44     9999\n")
+    db.write_text(
+        "#MILES  Teff  log g   [Fe/H]\n#s????\n  0001  5000   4.50    -1.00\n  022.  7950   3.95     0.35\n"
+        "  0407 99999   9999     9999\n  0078 13800   2.44     9999\n"
+    )
     params = read_miles_params(db)
     assert params[1] == (5000.0, 4.5, -1.0) and params[221] == (7950.0, 3.95, 0.35)
     assert all(math.isnan(v) for v in params[407]) and math.isnan(params[78][2]) and params[78][0] == 13800
@@ -142,8 +144,14 @@ KEYS = ("feh", "c_m", "alpha", "teff", "logg", "vturb", "vrot", "resolution")
     ("name", "values"),
     [
         ("amp00cp00op00t5750g45v20modrt0b2000rs.fits", (0.0, 0.0, 0.0, 5750.0, 4.5, 2.0, 0.0, 2000.0)),
-        ("amm13cm03op03t3500g05v20modrt0b50000rs.asc.bz2", (-1.25, -0.25, 0.25, 3500.0, 0.5, 2.0, 0.0, 50000.0)),
-        ("amm08cp05om03t12000g40v20modrt0b300000rs.fits", (-0.75, 0.5, -0.25, 12000.0, 4.0, 2.0, 0.0, 300000.0)),
+        (
+            "amm13cm03op03t3500g05v20modrt0b50000rs.asc.bz2",
+            (-1.25, -0.25, 0.25, 3500.0, 0.5, 2.0, 0.0, 50000.0),
+        ),
+        (
+            "amm08cp05om03t12000g40v20modrt0b300000rs.fits",
+            (-0.75, 0.5, -0.25, 12000.0, 4.0, 2.0, 0.0, 300000.0),
+        ),
         ("dir/amp05cp00op00t6000g35v20b500.fits", (0.5, 0.0, 0.0, 6000.0, 3.5, 2.0, math.nan, 500.0)),
     ],
 )
@@ -168,13 +176,19 @@ def test_bosz_fits_and_ascii_agree(tmp_path):
     np.testing.assert_allclose(a.flux.values[0], np.float32(np.pi * intensity), rtol=1e-6)
     np.testing.assert_allclose(a.continuum.values[0], np.float32(np.pi * cont), rtol=1e-6)
     np.testing.assert_array_equal(a.wave.values, wave)
-    assert a.attrs["resolution"] == 2000.0 and a.attrs["frame"] == "rest" and a.attrs["medium_assumed"] == "vacuum"
+    assert (
+        a.attrs["resolution"] == 2000.0
+        and a.attrs["frame"] == "rest"
+        and a.attrs["medium_assumed"] == "vacuum"
+    )
     assert float(a.teff[0]) == 5750.0 and float(a.logg[0]) == 4.5 and float(a.alpha[0]) == 0.0
     assert "fits" in a.attrs["format"] and "ascii" in b.attrs["format"]
     np.testing.assert_allclose(b.wave.values, a.wave.values, rtol=1e-9)  # 6 decimals in the text
     np.testing.assert_allclose(b.flux.values, a.flux.values, rtol=1e-6)
     np.testing.assert_allclose(b.continuum.values, a.continuum.values, rtol=1e-6)
-    second = write_bosz_fits(tmp_path / "a" / "amm10cp00op00t6000g40v20modrt0b2000rs.fits", wave, intensity, cont)
+    second = write_bosz_fits(
+        tmp_path / "a" / "amm10cp00op00t6000g40v20modrt0b2000rs.fits", wave, intensity, cont
+    )
     both = read_bosz([f, second])
     assert list(both.feh.values) == [0.0, -1.0] and list(both.obsid.values) == [0, 1]
     write_spectra(both, tmp_path / "bosz.zarr")
@@ -192,7 +206,9 @@ def test_bosz_refusals_and_air(tmp_path):
     with pytest.raises(ReaderError, match="lacks column.*Continuum"):
         read_bosz(nocont)
     (tmp_path / "b").mkdir()
-    other = write_bosz_fits(tmp_path / "b" / "amp00cp00op00t5750g45v20modrt0b5000rs.fits", wave, intensity, cont)
+    other = write_bosz_fits(
+        tmp_path / "b" / "amp00cp00op00t5750g45v20modrt0b5000rs.fits", wave, intensity, cont
+    )
     first = write_bosz_fits(tmp_path / "b" / f"{BOSZ_NAME}.fits", wave, intensity, cont)
     with pytest.raises(ReaderError, match="resolution b5000 differs"):
         read_bosz([first, other])

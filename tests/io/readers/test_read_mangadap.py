@@ -22,7 +22,9 @@ def miles():
 def test_all_miles_stars_with_parameters(miles):
     validate_spectra(miles)
     assert miles.sizes == {"star": 984, "wave": 4300}
-    np.testing.assert_allclose(miles.wave.values[[0, -1]], air_to_vacuum([3540.5, 3540.5 + 0.9 * 4299]), atol=1e-9)
+    np.testing.assert_allclose(
+        miles.wave.values[[0, -1]], air_to_vacuum([3540.5, 3540.5 + 0.9 * 4299]), atol=1e-9
+    )
     assert miles.attrs["original_medium"] == "air" and miles.attrs["fwhm_angstrom"] == 2.5
     obsid = miles.obsid.values
     assert obsid.min() == 1 and obsid.max() == 985 and 970 not in obsid

@@ -133,7 +133,12 @@ def test_reader_error_pickles_for_dask(tmp_path):
 
     err = ReaderError(tmp_path / "x.fits", "truncated file")
     back = pickle.loads(pickle.dumps(err))
-    assert type(back) is ReaderError and str(back) == str(err) and back.path == err.path and back.problem == err.problem
+    assert (
+        type(back) is ReaderError
+        and str(back) == str(err)
+        and back.path == err.path
+        and back.problem == err.problem
+    )
 
 
 def test_limit_is_configurable_and_counts_decompressed_bytes(tmp_path):
@@ -146,7 +151,9 @@ def test_limit_is_configurable_and_counts_decompressed_bytes(tmp_path):
 
 def test_gzip_bomb_header_is_refused_without_inflating_it(tmp_path):
     """A gzip stream whose header claims 4 TB: refused from the header, data never inflated."""
-    header = fits.Header([("SIMPLE", True), ("BITPIX", 8), ("NAXIS", 2), ("NAXIS1", 2 * 10**6), ("NAXIS2", 2 * 10**6)])
+    header = fits.Header(
+        [("SIMPLE", True), ("BITPIX", 8), ("NAXIS", 2), ("NAXIS1", 2 * 10**6), ("NAXIS2", 2 * 10**6)]
+    )
     bomb = tmp_path / "bomb.fits.gz"
     bomb.write_bytes(gzip.compress(header.tostring().encode() + bytes(10**6)))
     with pytest.raises(ReaderError, match="claims 4000000000000 bytes"):
