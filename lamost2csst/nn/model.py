@@ -90,28 +90,21 @@ def _dense(units, name, activation="relu"):
     return layers.Dense(units, activation=activation, kernel_initializer="he_normal", name=name)
 
 
-def build_uaranet(
-    config: ModelConfig | None = None, *, sed_bias=None, sigma_init: float = 0.05, name: str = "uaranet"
-) -> keras.Model:
-    """A fresh UaRA-net with inputs ``{"flux", "error"}`` and outputs ``{"sed", "sigma"}``.
+def _feature_branch(flux, config: ModelConfig):
+    """The latent ``Z`` of the SED branch: stem, residual sub-units, BN + ReLU, global average pool.
 
     Parameters
     ----------
-    config : ModelConfig, optional
-        Architecture; Table 1 by default.
-    sed_bias : array_like (n_output,), optional
-        The SED the network starts from (e.g. the geometric mean of the training SEDs): the
-        bias of ``FC_4`` (its logarithm for the exponential head).
-    sigma_init : float
-        The sigma head's bias starts where softplus gives this relative sigma, so that the
-        first NLL steps are not dominated by ``r^2 / sigma^2`` with a tiny initial sigma.
-    """
-    if not sigma_init > 0:
-        raise ValueError(f"sigma_init must be > 0, got {sigma_init}")
-    config = config or ModelConfig()
-    flux = keras.Input((config.n_input,), name="flux")
-    error = keras.Input((config.n_input,), name="error")
+    flux : keras tensor (batch, n_input)
+        The ``flux`` input.
+    config : ModelConfig
+        Architecture.
 
+    Returns
+    -------
+    keras tensor (batch, channels)
+        The output of the ``gap`` layer.
+    """
     x = layers.Reshape((config.n_input, 1), name="as_channels")(flux)
     channels, kernel, stride = config.stem
     x = layers.Conv1D(
@@ -127,17 +120,51 @@ def build_uaranet(
         )(x)
     x = layers.BatchNormalization(name="bn")(x)
     x = layers.ReLU(name="relu")(x)
-    z = layers.GlobalAveragePooling1D(name="gap")(x)
+    return layers.GlobalAveragePooling1D(name="gap")(x)
 
+
+def _sed_head(z, config: ModelConfig):
+    """The SED head on the latent ``z``: ``FC 100-200-300`` (optional dropout) and the ``sed`` layer.
+
+    Parameters
+    ----------
+    z : keras tensor
+        The latent of :func:`_feature_branch`.
+    config : ModelConfig
+        Architecture.
+
+    Returns
+    -------
+    keras tensor (batch, n_output)
+        The ``sed`` output.
+    """
     h = z
     for i, units in enumerate(config.sed_layers, start=1):
         if config.dropout > 0:
             h = layers.Dropout(config.dropout, name=f"dropout_{i}")(h)
         h = _dense(units, f"fc_{i}")(h)
-    sed = layers.Dense(
+    return layers.Dense(
         config.n_output, activation=config.sed_activation, kernel_initializer="he_normal", name="sed"
     )(h)
 
+
+def _sigma_head(z, error, config: ModelConfig):
+    """The uncertainty branch: the input errors through ``FC'16``, joined with ``z``, to ``sigma``.
+
+    Parameters
+    ----------
+    z : keras tensor
+        The latent of :func:`_feature_branch`.
+    error : keras tensor (batch, n_input)
+        The ``error`` input.
+    config : ModelConfig
+        Architecture.
+
+    Returns
+    -------
+    keras tensor (batch, n_output)
+        The ``sigma`` output (softplus plus the floor).
+    """
     if config.error_input == "scale":
         e = layers.Rescaling(config.error_scale, name="error_scale")(error)
     elif config.error_input == "log":
@@ -152,11 +179,23 @@ def build_uaranet(
     sigma = layers.Dense(
         config.n_output, activation="softplus", kernel_initializer="he_normal", name="fc_err_3"
     )(joint)
-    sigma = Offset(offset=config.sigma_floor, name="sigma")(sigma)
+    return Offset(offset=config.sigma_floor, name="sigma")(sigma)
 
-    model = keras.Model(
-        inputs={"flux": flux, "error": error}, outputs={"sed": sed, "sigma": sigma}, name=name
-    )
+
+def _initialise_heads(model: keras.Model, config: ModelConfig, *, sed_bias, sigma_init: float) -> None:
+    """Zero both heads' kernels and set their biases to the start point ``(sed_bias, sigma_init)``.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A freshly built UaRA-net (changed in place).
+    config : ModelConfig
+        Its architecture.
+    sed_bias : array_like (n_output,) or None
+        The starting SED (the ``sed`` bias; its logarithm for the exponential head).
+    sigma_init : float
+        The starting relative sigma.
+    """
     # Both heads start from a zero kernel, i.e. at exactly (sed_bias, sigma_init) for every
     # star: a He-normal last layer starts at SEDs off by factors of several (r^2 / sigma^2
     # ~ 1e5) and training spent its first thousands of steps undoing that (measured).
@@ -178,4 +217,34 @@ def build_uaranet(
                 raise ValueError("sed_bias must be positive (it is the starting SED; the head works in ln)")
             sed_bias = np.log(sed_bias)
         layer.set_weights([kernel_w, sed_bias])
+
+
+def build_uaranet(
+    config: ModelConfig | None = None, *, sed_bias=None, sigma_init: float = 0.05, name: str = "uaranet"
+) -> keras.Model:
+    """A fresh UaRA-net with inputs ``{"flux", "error"}`` and outputs ``{"sed", "sigma"}``.
+
+    Parameters
+    ----------
+    config : ModelConfig, optional
+        Architecture; Table 1 by default.
+    sed_bias : array_like (n_output,), optional
+        The SED the network starts from (e.g. the geometric mean of the training SEDs): the
+        bias of ``FC_4`` (its logarithm for the exponential head).
+    sigma_init : float
+        The sigma head's bias starts where softplus gives this relative sigma, so that the
+        first NLL steps are not dominated by ``r^2 / sigma^2`` with a tiny initial sigma.
+    """
+    if not sigma_init > 0:
+        raise ValueError(f"sigma_init must be > 0, got {sigma_init}")
+    config = config or ModelConfig()
+    flux = keras.Input((config.n_input,), name="flux")
+    error = keras.Input((config.n_input,), name="error")
+    z = _feature_branch(flux, config)
+    sed = _sed_head(z, config)
+    sigma = _sigma_head(z, error, config)
+    model = keras.Model(
+        inputs={"flux": flux, "error": error}, outputs={"sed": sed, "sigma": sigma}, name=name
+    )
+    _initialise_heads(model, config, sed_bias=sed_bias, sigma_init=sigma_init)
     return model
