@@ -10,7 +10,14 @@ import json
 import os
 import sys
 
-from jobs._cli import add_dashboard_option, positive_int
+from jobs._cli import (
+    add_cluster_options,
+    add_dashboard_option,
+    add_reporting_options,
+    log_chunks_to_stderr,
+    positive_int,
+    run_cli,
+)
 
 PROG = "python -m jobs.build_flatcube"
 DEMO_DIR = os.path.join("outputs", "flatcube_demo")
@@ -36,8 +43,9 @@ observation error and the predicted sigma, --iterations fits with --kappa sigma 
 at least --min-stars observations per fit. Each star's absolute scale at 5526-5586 A is
 taken from the observations' scale column, or, with --self-calibrate, fitted jointly with
 the flats from the star's repeated observations (alternating least squares: flats given
-the scales, scales given the flats; beyond the paper, which assumes known scales). Observations are joined with the predictions
-(jobs.predict_catalogue's output) by obsid; only predictions with flags == 0 are used.
+the scales, scales given the flats; beyond the paper, which assumes known scales).
+Observations are joined with the predictions (jobs.predict_catalogue's output) by obsid;
+only predictions with flags == 0 are used.
 
 The work is a Dask tree reduction of normal equations: one task per chunk of observations
 computes the small normal-equation matrices of its observations per (band, detector), the
@@ -82,6 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_cube_options(p)
+    _add_monte_carlo_options(p)
+    add_cluster_options(
+        p,
+        scheduler_help="attach to a running Dask scheduler",
+        workers_help="LocalCluster workers (default: CPU cores)",
+    )
+    add_dashboard_option(p)
+    add_reporting_options(p, progress_help="no progress bars", log_chunks=True)
+    return p
+
+
+def _add_cube_options(p) -> None:
+    """The options of the cube: inputs, output, the fit, chunking, resuming and the FITS export."""
     p.add_argument(
         "--observations", metavar="O.zarr", help="slitless observations (lamost2csst.slitless_observations/1)"
     )
@@ -129,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="B",
         help="FITS images keep every B-th detector pixel (default: %(default)s; 1 = full 9232 x 9216)",
     )
+
+
+def _add_monte_carlo_options(p) -> None:
+    """``--monte-carlo`` (the Sect. 5 precision study) and its options."""
     p.add_argument(
         "--monte-carlo",
         action="store_true",
@@ -146,20 +172,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.png",
         help="with --monte-carlo: plot the precision against the number of stars",
     )
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", metavar="ADDRESS", help="attach to a running Dask scheduler")
-    where.add_argument(
-        "--workers", type=positive_int, metavar="N", help="LocalCluster workers (default: CPU cores)"
-    )
-    add_dashboard_option(p)
-    p.add_argument("--performance-report", metavar="FILE", help="write a Dask performance report (HTML)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument(
-        "--log-chunks",
-        action="store_true",
-        help="one JSON line per chunk done or failed on stderr (for log collectors)",
-    )
-    return p
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -249,11 +261,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.log_chunks:
-        from jobs._cli import log_chunks_to_stderr
-
         log_chunks_to_stderr()
-    from jobs._cli import run_cli
-
     return run_cli("build_flatcube", args, run, n_workers=args.workers)
 
 

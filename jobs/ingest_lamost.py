@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from jobs._cli import add_dashboard_option, positive_int
+from jobs._cli import add_cluster_options, add_dashboard_option, add_reporting_options, positive_int
 
 PROG = "python -m jobs.ingest_lamost"
 
@@ -78,17 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="files per scan task (default: %(default)s)",
     )
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", metavar="ADDRESS", help="attach to a running Dask scheduler")
-    where.add_argument(
-        "--workers",
-        type=positive_int,
-        metavar="N",
-        help="worker processes of the LocalCluster (default: number of CPU cores)",
+    add_cluster_options(
+        parser,
+        scheduler_help="attach to a running Dask scheduler",
+        workers_help="worker processes of the LocalCluster (default: number of CPU cores)",
     )
     add_dashboard_option(parser)
-    parser.add_argument("--performance-report", metavar="FILE", help="write a Dask performance report (HTML)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_reporting_options(parser, progress_help="no progress bars")
     return parser
 
 

@@ -12,7 +12,15 @@ import json
 import os
 import sys
 
-from jobs._cli import add_dashboard_option, positive_int
+from jobs._cli import (
+    add_catalogue_options,
+    add_cluster_options,
+    add_dashboard_option,
+    add_output_state_options,
+    add_reporting_options,
+    check_catalogue_args,
+    positive_int,
+)
 
 # Heavy imports (xarray, dask, distributed) happen inside the functions so that --help is fast.
 
@@ -83,18 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     data = parser.add_argument_group("data")
-    data.add_argument(
-        "--catalogue",
-        metavar="C.zarr",
-        help="input spectra catalogue (schema lamost2csst.spectra/1); default: build/reuse the demo "
-        f"catalogue {DEMO_CATALOGUE}",
-    )
-    data.add_argument(
-        "--out",
-        metavar="O.zarr",
-        help=f"output store (must not exist unless --resume/--overwrite); default {DEMO_OUT} for the demo, "
-        "required with --catalogue",
-    )
+    add_catalogue_options(data, demo_catalogue=DEMO_CATALOGUE, demo_out=DEMO_OUT, out_metavar="O.zarr")
     data.add_argument(
         "--n-demo",
         type=positive_int,
@@ -109,47 +106,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="stars per output chunk = per task; default: the input's chunk size (on --resume: the "
         "existing output's); multiples of the input chunk size read best",
     )
-    state = parser.add_mutually_exclusive_group()
-    state.add_argument(
-        "--resume",
-        action="store_true",
-        help="finish an existing output made from the same input and chunking: chunks with a marker "
+    add_output_state_options(
+        parser,
+        resume_help="finish an existing output made from the same input and chunking: chunks with a marker "
         "are skipped, the others (re)computed",
-    )
-    state.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="remove an existing output first (only a lamost2csst.network_input store is ever removed)",
+        overwrite_help="remove an existing output first "
+        "(only a lamost2csst.network_input store is ever removed)",
     )
     cluster = parser.add_argument_group("cluster")
-    where = cluster.add_mutually_exclusive_group()
-    where.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="attach to a running Dask scheduler (e.g. tcp://host:8786) instead of starting a LocalCluster; "
-        "the paths must be visible to its workers",
-    )
-    where.add_argument(
-        "--workers",
-        type=positive_int,
-        metavar="N",
-        help="worker processes of the LocalCluster (default: number of CPU cores)",
+    add_cluster_options(
+        cluster,
+        scheduler_help="attach to a running Dask scheduler (e.g. tcp://host:8786) instead of starting a "
+        "LocalCluster; the paths must be visible to its workers",
+        workers_help="worker processes of the LocalCluster (default: number of CPU cores)",
     )
     cluster.add_argument(
         "--threads-per-worker",
         type=positive_int,
         default=1,
         metavar="T",
-        help="threads per LocalCluster worker (default: %(default)s; the numpy kernel does not gain from threads)",
+        help="threads per LocalCluster worker "
+        "(default: %(default)s; the numpy kernel does not gain from threads)",
     )
     add_dashboard_option(cluster)
-    report = parser.add_argument_group("reporting")
-    report.add_argument(
-        "--performance-report",
-        metavar="FILE",
-        help="write a Dask performance report (HTML) of the run to FILE",
+    add_reporting_options(
+        parser.add_argument_group("reporting"),
+        report_help="write a Dask performance report (HTML) of the run to FILE",
     )
-    report.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -157,10 +140,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     """The parsed command line (also for tests: ``run(parse_args([...]), client)``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.catalogue is not None and args.out is None:
-        parser.error("--out is required with --catalogue")
-    if args.catalogue is None and args.out is None and not args.resume:
-        args.overwrite = True  # the default demo output is the job's own: rerunning replaces it
+    check_catalogue_args(parser, args)
     return args
 
 

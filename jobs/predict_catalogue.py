@@ -13,7 +13,18 @@ import json
 import os
 import sys
 
-from jobs._cli import add_dashboard_option, positive_int
+from jobs._cli import (
+    add_catalogue_options,
+    add_cluster_options,
+    add_dashboard_option,
+    add_output_state_options,
+    add_reporting_options,
+    check_catalogue_args,
+    check_output_location,
+    log_chunks_to_stderr,
+    positive_int,
+    run_cli,
+)
 
 PROG = "python -m jobs.predict_catalogue"
 DEMO_CATALOGUE = os.path.join("outputs", "demo_grid_catalogue.zarr")
@@ -93,19 +104,34 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--catalogue",
-        metavar="C.zarr",
-        help=f"input spectra catalogue (schema lamost2csst.spectra/1); default: build/reuse the "
-        f"demo catalogue {DEMO_CATALOGUE}",
+    _add_data_options(parser.add_argument_group("data"))
+    add_output_state_options(
+        parser,
+        resume_help="finish an existing output of the same input, chunking, model and thresholds: "
+        "chunks with a marker are skipped",
+        overwrite_help="remove an existing output first (only a lamost2csst.predictions store is removed)",
     )
-    data.add_argument(
-        "--out",
-        metavar="P.zarr",
-        help=f"output store (must not exist unless --resume/--overwrite); default {DEMO_OUT} for "
-        "the demo, required with --catalogue",
-    )
+    flags = parser.add_argument_group("quality flags")
+    for option, default, metavar, help_ in _FLAG_OPTIONS:
+        flags.add_argument(option, type=float, default=default, metavar=metavar, help=help_)
+    _add_cluster_options(parser.add_argument_group("cluster"))
+    add_reporting_options(parser.add_argument_group("reporting"), log_chunks=True)
+    return parser
+
+
+_FLAG_OPTIONS = (  # (option, default, metavar, help) of the quality-flag thresholds
+    ("--min-snr", 10.0, "S", "LOW_SNR below this median S/N per pixel of the input spectrum, on its own "
+     "pixels (default: %(default)s)"),
+    ("--max-masked-fraction", 0.2, "F",
+     "MASKED_PIXELS above this fraction of masked INPUT_WAVE pixels (default: %(default)s)"),
+    ("--max-abs-z", 0.005, "Z", "BAD_Z above this |z| (default: %(default)s, 1500 km/s)"),
+    ("--max-sigma", 0.1, "S", "UNCERTAIN above this median predicted sigma (default: %(default)s)"),
+)  # fmt: skip
+
+
+def _add_data_options(data) -> None:
+    """The "data" options: input catalogue, output, model, demo size, chunking and batch size."""
+    add_catalogue_options(data, demo_catalogue=DEMO_CATALOGUE, demo_out=DEMO_OUT, out_metavar="P.zarr")
     data.add_argument(
         "--model",
         metavar="PATH.keras",
@@ -132,61 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="spectra per forward pass of the network (default: %(default)s)",
     )
-    state = parser.add_mutually_exclusive_group()
-    state.add_argument(
-        "--resume",
-        action="store_true",
-        help="finish an existing output of the same input, chunking, model and thresholds: "
-        "chunks with a marker are skipped",
-    )
-    state.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="remove an existing output first (only a lamost2csst.predictions store is removed)",
-    )
-    flags = parser.add_argument_group("quality flags")
-    flags.add_argument(
-        "--min-snr",
-        type=float,
-        default=10.0,
-        metavar="S",
-        help="LOW_SNR below this median S/N per pixel of the input spectrum, on its own pixels "
-        "(default: %(default)s)",
-    )
-    flags.add_argument(
-        "--max-masked-fraction",
-        type=float,
-        default=0.2,
-        metavar="F",
-        help="MASKED_PIXELS above this fraction of masked INPUT_WAVE pixels (default: %(default)s)",
-    )
-    flags.add_argument(
-        "--max-abs-z",
-        type=float,
-        default=0.005,
-        metavar="Z",
-        help="BAD_Z above this |z| (default: %(default)s, 1500 km/s)",
-    )
-    flags.add_argument(
-        "--max-sigma",
-        type=float,
-        default=0.1,
-        metavar="S",
-        help="UNCERTAIN above this median predicted sigma (default: %(default)s)",
-    )
-    cluster = parser.add_argument_group("cluster")
-    where = cluster.add_mutually_exclusive_group()
-    where.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="attach to a running Dask scheduler (e.g. tcp://host:8786); paths must be visible to "
-        "its workers",
-    )
-    where.add_argument(
-        "--workers",
-        type=positive_int,
-        metavar="N",
-        help="worker processes of the LocalCluster (default: number of CPU cores; one "
+
+
+def _add_cluster_options(cluster) -> None:
+    """The "cluster" options: scheduler, workers or GPUs, dashboard, threads per worker."""
+    where = add_cluster_options(
+        cluster,
+        scheduler_help="attach to a running Dask scheduler (e.g. tcp://host:8786); paths must be visible "
+        "to its workers",
+        workers_help="worker processes of the LocalCluster (default: number of CPU cores; one "
         "1-thread TensorFlow per core was fastest here, see BENCHMARKS.md)",
     )
     where.add_argument(
@@ -202,25 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="T",
         help="threads per LocalCluster worker, also TensorFlow's thread count (default: %(default)s)",
     )
-    report = parser.add_argument_group("reporting")
-    report.add_argument("--performance-report", metavar="FILE", help="write a Dask performance report (HTML)")
-    report.add_argument("--no-progress", action="store_true", help="no progress bar")
-    report.add_argument(
-        "--log-chunks",
-        action="store_true",
-        help="one JSON line per chunk done or failed on stderr (for log collectors)",
-    )
-    return parser
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     """The parsed command line (also for tests: ``run(parse_args([...]), client)``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.catalogue is not None and args.out is None:
-        parser.error("--out is required with --catalogue")
-    if args.catalogue is None and args.out is None and not args.resume:
-        args.overwrite = True  # the default demo output is the job's own: rerunning replaces it
+    check_catalogue_args(parser, args)
     return args
 
 
@@ -260,7 +228,6 @@ def _preflight(args) -> None:
 
     The catalogue is only looked for here: the library opens it once and checks its schema.
     """
-    from jobs._cli import check_output_location
     from lamost2csst.errors import InputError
     from lamost2csst.io.spectra import require_catalogue
 
@@ -303,11 +270,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)  # before any heavy import: --help answers at once
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.log_chunks:
-        from jobs._cli import log_chunks_to_stderr
-
         log_chunks_to_stderr()  # workers inherit it: no TensorFlow banner per worker
-    from jobs._cli import run_cli
-
     return run_cli(
         "predict_catalogue",
         args,

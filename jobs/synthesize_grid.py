@@ -13,7 +13,15 @@ import json
 import shlex
 import sys
 
-from jobs._cli import add_dashboard_option, check_output_location, positive_int, run_cli
+from jobs._cli import (
+    add_cluster_options,
+    add_dashboard_option,
+    add_output_state_options,
+    add_reporting_options,
+    check_output_location,
+    positive_int,
+    run_cli,
+)
 
 # Heavy imports (numpy, xarray, zarr, dask, distributed) happen inside the functions so that --help is fast.
 
@@ -188,23 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "= Synspec's own, 120)")  # fmt: skip
     synth.add_argument("--workdir", metavar="DIR", help="parent of the per-model temporary directories "
                        "(default: the system temp dir; use a local disk)")  # fmt: skip
-    state = p.add_mutually_exclusive_group()
-    state.add_argument("--resume", action="store_true",
-                       help="finish an existing store made with the same models "
-                       "and settings: models with a .done marker are skipped")  # fmt: skip
-    state.add_argument(
-        "--overwrite", action="store_true", help="remove an existing store of this schema first"
-    )
+    add_output_state_options(p, resume_help="finish an existing store made with the same models "
+                             "and settings: models with a .done marker are skipped",
+                             overwrite_help="remove an existing store of this schema first")  # fmt: skip
     cluster = p.add_argument_group("cluster")
-    where = cluster.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", metavar="ADDRESS", help="attach to a running Dask scheduler")
-    where.add_argument("--workers", type=positive_int, default=1, metavar="N",
-                       help="LocalCluster worker processes, one Synspec run each (default %(default)s, "
-                       "so that the machine stays usable)")  # fmt: skip
+    add_cluster_options(cluster, scheduler_help="attach to a running Dask scheduler", workers_default=1,
+                        workers_help="LocalCluster worker processes, one Synspec run each "
+                        "(default %(default)s, so that the machine stays usable)")  # fmt: skip
     add_dashboard_option(cluster)
-    report = p.add_argument_group("reporting")
-    report.add_argument("--performance-report", metavar="FILE", help="write a Dask performance report (HTML)")
-    report.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_reporting_options(p.add_argument_group("reporting"))
     return p
 
 
