@@ -102,8 +102,9 @@ def lamost_size_plan(
     Per star and per core, from the 1-worker job run: ``read`` (Zarr read + decompression)
     and ``prep`` (everything but the network: job compute time minus raw network time);
     the network on the CPU from the raw 1-worker case. On N GPUs the network runs at
-    ``N * gpu_rate`` (``gpu_rate_source`` says where that rate comes from) while reading and preprocessing stay on ``cores_per_gpu``
-    CPU cores per GPU, and the shared file system delivers ``disk_gb_per_s``.
+    ``N * gpu_rate`` (``gpu_rate_source`` says where that rate comes from) while reading and
+    preprocessing stay on ``cores_per_gpu`` CPU cores per GPU, and the shared file system
+    delivers ``disk_gb_per_s``.
     """
     job1 = next(r for r in results if r["case"].startswith("predict_catalogue") and r["workers"] == 1)
     raw1 = next(r for r in results if r["case"].startswith("raw predict") and r["workers"] == 1)

@@ -6,8 +6,9 @@ Run from the repository root::
     python -m benchmarks.bench_core --n 20000       # quicker
 
 Every case processes the same spectra in blocks of ``--block`` stars spread over
-``--threads`` threads; every timing is the best of ``--repeat`` runs (as Dask's threaded workers would; numpy releases the GIL), with
-BLAS limited to one thread per worker thread. The "simple way" baselines are the
+``--threads`` threads; every timing is the best of ``--repeat`` runs (as Dask's threaded
+workers would; numpy releases the GIL), with BLAS limited to one thread per worker thread.
+The "simple way" baselines are the
 per-spectrum loops a user would write; they run on ``--loop-n`` spectra and are reported
 as spectra per second, so the ratio is independent of n.
 
@@ -300,7 +301,8 @@ def main(argv=None):
     print()
     print(f"memory bandwidth (copy, read+write, {threads} threads): {bandwidth / 1e9:.1f} GB/s")
     print(
-        "| case | ours (spectra/s) | simple way (spectra/s) | ratio | bandwidth bound (spectra/s) | ours / bound |"
+        "| case | ours (spectra/s) | simple way (spectra/s) | ratio "
+        "| bandwidth bound (spectra/s) | ours / bound |"
     )
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:

@@ -123,10 +123,10 @@ def measure(args) -> dict:
         forward = _compiled_forward(model)
         for batch in args.batches:
 
-            def whole():
+            def whole(batch=batch):
                 predict(flux, error, mask=mask, model=model, batch_size=batch)
 
-            def network():
+            def network(forward=forward, batch=batch):
                 for start in range(0, args.n, batch):
                     forward(prepared[0][start : start + batch], prepared[1][start : start + batch])
 

@@ -141,13 +141,15 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--cases", nargs="+", choices=[c for c in CASES if c != "ref"], default=DEFAULT_CASES)
     parser.add_argument("--out", default=os.path.join("benchmarks", "results", "synthesis.json"))
     parser.add_argument("--ref-cache", default=str(cache_root() / "bench"), metavar="DIR",
-                        help="keep the reference products here and reuse them (default %(default)s; '' = never)")  # fmt: skip
+                        help="keep the reference products here and reuse them "
+                             "(default %(default)s; '' = never)")  # fmt: skip
     args = parser.parse_args(argv)
 
     install = ensure_synspec(verbose=True)
     ensure_linelists(verbose=True)
     rows = []
-    print(f"reference: step {CASES['ref'][0]} A, NFREQS {CASES['ref'][1]}; targets: sed {100 * TARGET_SED:g} %, "
+    print(f"reference: step {CASES['ref'][0]} A, NFREQS {CASES['ref'][1]}; "
+          f"targets: sed {100 * TARGET_SED:g} %, "
           f"normalized flux_in {100 * TARGET_NORM:g} % (max over pixels)")  # fmt: skip
     print(f"{'model':5s} {'case':10s} {'step (A)':24s} {'nfreqs':>6s} {'n_points':>9s} {'sec':>6s} "
           f"{'sed%':>6s} {'@A':>6s} {'sed%>3500':>9s} {'norm%':>6s} {'@A':>6s}  ok", flush=True)  # fmt: skip
@@ -163,11 +165,14 @@ def main(argv=None) -> list[dict]:
             res, red = _run(model, case)
             m = _metrics(red, ref_red)
             ok = m["sed_max_rel"] <= TARGET_SED and m["norm_in_max_rel"] <= TARGET_NORM
-            rows.append({"model": name, "params": MODELS[name], "case": case, "step": _describe(step), "nfreqs": nfreqs,
-                         "n_points": int(res.wave.size), "seconds": round(res.seconds, 2), **m, "meets_targets": ok})  # fmt: skip
+            rows.append({"model": name, "params": MODELS[name], "case": case, "step": _describe(step),
+                         "nfreqs": nfreqs, "n_points": int(res.wave.size), "seconds": round(res.seconds, 2),
+                         **m, "meets_targets": ok})  # fmt: skip
             print(
-                f"{name:5s} {case:10s} {_describe(step):24s} {nfreqs!s:>6s} {res.wave.size:9d} {res.seconds:6.1f} "
-                f"{100 * m['sed_max_rel']:6.3f} {m['sed_worst_A']:6.0f} {100 * m['sed_max_rel_above_3500A']:9.3f} "
+                f"{name:5s} {case:10s} {_describe(step):24s} {nfreqs!s:>6s} {res.wave.size:9d} "
+                f"{res.seconds:6.1f} "
+                f"{100 * m['sed_max_rel']:6.3f} {m['sed_worst_A']:6.0f} "
+                f"{100 * m['sed_max_rel_above_3500A']:9.3f} "
                 f"{100 * m['norm_in_max_rel']:6.3f} {m['norm_in_worst_A']:6.0f}  {'yes' if ok else 'no'}",
                 flush=True,
             )

@@ -37,7 +37,8 @@ outputs:
   stdout: one JSON line (stars, observations, seconds).
 
 examples:
-  python -m jobs.simulate_observations --catalogue outputs/demo_grid_catalogue.zarr --n-stars 400 --out obs.zarr
+  python -m jobs.simulate_observations --catalogue outputs/demo_grid_catalogue.zarr \\
+      --n-stars 400 --out obs.zarr
 """
 
 

@@ -3,8 +3,9 @@
     python docs/training/check_error_branch.py MODEL.keras [MODEL.keras ...]
 
 For each model: lamost2csst.workflows.evaluation.branch_health
-(lamost2csst.nn.diagnostics.error_branch_response) on the 506 test models of the complete grid's split (docs/training/pretrain-2024/split.json) at
-SNR 20 and 80: active FC'16 units, and the median factor by which sigma changes when the stated
+(lamost2csst.nn.diagnostics.error_branch_response) on the 506 test models of the complete
+grid's split (docs/training/pretrain-2024/split.json) at SNR 20 and 80: active FC'16 units,
+and the median factor by which sigma changes when the stated
 input errors are doubled (1.0000 exactly: sigma ignores them).
 """
 
@@ -31,6 +32,6 @@ for path in sys.argv[1:] or [None]:
     for snr in (20.0, 80.0):
         r = branch_health(model, test, seed=2024, snr=snr)
         print(
-            f"| {path or 'shipped'} | {snr:g} | {r['active_units']}/{r['units']} | {r['active_fraction']:.3f} "
-            f"| {r['sigma_ratio_median']:.4f} |"
+            f"| {path or 'shipped'} | {snr:g} | {r['active_units']}/{r['units']} "
+            f"| {r['active_fraction']:.3f} | {r['sigma_ratio_median']:.4f} |"
         )

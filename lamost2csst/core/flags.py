@@ -60,7 +60,9 @@ class Flag(enum.IntFlag):
 FLAG_MEANINGS = {
     Flag.NO_DATA: "no usable input pixel on INPUT_WAVE in the rest frame: sed and sigma are NaN",
     Flag.MASKED_PIXELS: "more than max_masked_fraction of the INPUT_WAVE pixels masked or not covered",
-    Flag.NONFINITE_INPUT: "NaN/inf flux or NaN/inf/negative ivar on pixels not marked bad (masked by the job)",
+    Flag.NONFINITE_INPUT: (
+        "NaN/inf flux or NaN/inf/negative ivar on pixels not marked bad (masked by the job)"
+    ),
     Flag.LOW_SNR: "median S/N per pixel of the input spectrum (own pixels, before resampling) below min_snr",
     Flag.BAD_Z: "z missing (NaN, -9999) or |z| > max_abs_z; a missing z also sets NO_DATA",
     Flag.OUTSIDE_DOMAIN: "catalogue teff outside the model's training range",

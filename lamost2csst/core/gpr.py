@@ -93,7 +93,7 @@ class SpectrumGPR:
 
     @property
     def hyperparameters(self) -> dict:
-        """Fitted ``signal_std`` (sigma_f), ``noise_std`` (sigma_n), ``length_scale`` (l) and log-likelihood."""
+        """Fitted ``signal_std`` (sigma_f), ``noise_std`` (sigma_n), ``length_scale`` (l), log-likelihood."""
         if self._gp is None:
             raise RuntimeError("fit the GPR first")
         k = self._gp.kernel_

@@ -110,7 +110,8 @@ def band_statistics(residual, *, wave, teff, bands=None, min_stars: int = 2) -> 
     teff = np.asarray(teff, dtype=np.float64)
     if residual.ndim != 2 or residual.shape[1] != wave.size or residual.shape[0] != teff.size:
         raise ValueError(
-            f"residual {residual.shape} must be (n_star={teff.size}, n_pixel={wave.size}) to match teff and wave"
+            f"residual {residual.shape} must be (n_star={teff.size}, n_pixel={wave.size}) "
+            "to match teff and wave"
         )
     bands = BANDS if bands is None else bands
     selections = [band_pixels(wave, lo_hi) for lo_hi in bands.values()]

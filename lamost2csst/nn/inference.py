@@ -86,7 +86,7 @@ def model_card(path=None) -> dict:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(path: str, mtime_ns: int):
+def _load_cached(path: str, mtime_ns: int):  # noqa: ARG001 - the lru_cache key: a changed file loads again
     import keras
 
     import lamost2csst.nn.layers  # noqa: F401  (registers the custom layers)

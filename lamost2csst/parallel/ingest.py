@@ -303,7 +303,8 @@ def ingest_lamost(
                     result = {
                         "path": path,
                         "ok": False,
-                        "reason": f"{path}: OBSID {obsid} is already in the catalogue (from {known_obsid[obsid]})",
+                        "reason": f"{path}: OBSID {obsid} is already in the catalogue "
+                        f"(from {known_obsid[obsid]})",
                     }
                 else:
                     known_obsid[obsid] = path

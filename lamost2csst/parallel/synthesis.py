@@ -119,12 +119,12 @@ def _failed_path(out: str, index: int) -> str:
 
 def synthesize_model(
     index: int,
-    start: int,
-    stop: int,
+    start: int,  # noqa: ARG001 - run_chunk_tasks calls task(index, start, stop); a model is one row
+    stop: int,  # noqa: ARG001 - (see start)
     *,
     out: str,
     step,
-    nfreqs=None,  # noqa: ARG001
+    nfreqs=None,
     workdir: str | None = None,
 ) -> dict:
     """One task: synthesize model ``index`` (chunk ``(index, index, index + 1)``), write it, then its marker.

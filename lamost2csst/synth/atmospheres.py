@@ -246,9 +246,11 @@ def _describe_missing(teff, logg, feh, alpha) -> str:
         else:
             teffs = np.unique(g["teff"][fa])
             parts.append(
-                f"Teff nodes for this composition: {teffs.min():g}-{teffs.max():g} K (250 K steps below 13000 K)"
+                f"Teff nodes for this composition: {teffs.min():g}-{teffs.max():g} K "
+                "(250 K steps below 13000 K)"
             )
-    parts.append("nearest node: (%g, %g, %+g, %+g)" % nearest_model(teff, logg, feh, alpha))
+    n_teff, n_logg, n_feh, n_alpha = nearest_model(teff, logg, feh, alpha)
+    parts.append(f"nearest node: ({n_teff:g}, {n_logg:g}, {n_feh:+g}, {n_alpha:+g})")
     return "; ".join(parts)
 
 

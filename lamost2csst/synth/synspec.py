@@ -174,11 +174,13 @@ def write_fort5(path, model: AtlasModel) -> None:
         last_of[z] = max(last_of.get(z, -1), charge)
     for z, charge, nlev, fname in _EXPLICIT_IONS:
         rows.append(
-            f"  {z:2d}   {charge:2d}   {nlev:4d}      0     0     0    '{_element_label(z, charge)}' '{fname}'"
+            f"  {z:2d}   {charge:2d}   {nlev:4d}      0     0     0    "
+            f"'{_element_label(z, charge)}' '{fname}'"
         )
         if charge == last_of[z]:  # the next ion is one level (the ground state), closing the element
             rows.append(
-                f"  {z:2d}   {charge + 1:2d}      1      1     0     0    '{_element_label(z, charge + 1)}' ' '"
+                f"  {z:2d}   {charge + 1:2d}      1      1     0     0    "
+                f"'{_element_label(z, charge + 1)}' ' '"
             )
     rows.append("   0    0      0     -1     0     0    '    ' ' '")
     rows += ["*", "* end"]
@@ -197,7 +199,8 @@ def write_fort55(path, wave_range, *, step, cutoff, strength, vmicro, molecular_
         " 0 0 0 0 0        ! IOPHLI, NUNALP, NUNBET, NUNGAM, NUNBAL",
         " 1 0 0 10 0       ! IFREQ, INLTE, ICONTL, INLIST (10: ASCII lists), IFHE2",
         " 2 0 0            ! IHYDPR (Stark tables for H lines), IHE1PR, IHE2PR",
-        f" {lo:.3f} {hi:.3f} {cutoff:.1f} 0 {strength:.3e} {step:.5f}   ! ALAM0 ALAST CUTOF0 CUTOFS RELOP SPACE",
+        f" {lo:.3f} {hi:.3f} {cutoff:.1f} 0 {strength:.3e} {step:.5f}   "
+        "! ALAM0 ALAST CUTOF0 CUTOFS RELOP SPACE",
         mol,
         f" {vmicro:.3f}           ! microturbulence (km/s)",
     ]

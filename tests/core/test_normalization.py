@@ -9,7 +9,7 @@ from lamost2csst.core.grids import INPUT_WAVE
 from lamost2csst.core.normalization import continuum, normalize
 
 N = INPUT_WAVE.size  # 2238
-I = np.arange(N)
+PIX = np.arange(N)
 
 
 def brute_force_continuum(flux, mask=None, half=25):
@@ -32,7 +32,7 @@ def brute_force_continuum(flux, mask=None, half=25):
 
 @pytest.mark.parametrize("a, b", [(100.0, 0.05), (3.0, -1e-3), (5e4, 7.3), (2e-17, 3e-20)])
 def test_linear_spectrum_normalizes_to_one_float64(a, b):
-    flux = a + b * I
+    flux = a + b * PIX
     norm, err = normalize(flux)
     assert err is None
     assert norm.dtype == np.float64
@@ -41,7 +41,7 @@ def test_linear_spectrum_normalizes_to_one_float64(a, b):
 
 @pytest.mark.parametrize("a, b", [(100.0, 0.05), (3.0, -1e-3), (5e4, 7.3)])
 def test_linear_spectrum_normalizes_to_one_float32(a, b):
-    flux = (a + b * I).astype(np.float32)
+    flux = (a + b * PIX).astype(np.float32)
     norm, _ = normalize(flux)
     assert norm.dtype == np.float32
     np.testing.assert_allclose(norm[25:2213], 1.0, rtol=0, atol=1e-6)
@@ -50,7 +50,7 @@ def test_linear_spectrum_normalizes_to_one_float32(a, b):
 def test_linear_spectrum_edges_are_not_one():
     # At the ends the truncated window is one-sided: pixel 0 continuum = a + 12.5 b.
     a, b = 100.0, 0.05
-    norm, _ = normalize(a + b * I)
+    norm, _ = normalize(a + b * PIX)
     assert norm[0] == pytest.approx(a / (a + 12.5 * b), rel=1e-13)
     # last pixel: mean of the last 26 pixels = a + b (2237 - 12.5)
     assert norm[-1] == pytest.approx((a + b * 2237) / (a + b * (2237 - 12.5)), rel=1e-13)

@@ -70,7 +70,10 @@ def test_prepare_inputs_gives_finite_values_wherever_unmasked(arrays, z):
 @settings(max_examples=50, deadline=None)
 @given(spectra())
 def test_prepare_inputs_refuses_what_it_cannot_use(arrays):
-    """Unsanitized non-finite values or mismatched shapes: a ValueError, or masked pixels; never NaN unmasked."""
+    """Unsanitized non-finite values or mismatched shapes: a ValueError, or masked pixels.
+
+    Never NaN unmasked.
+    """
     flux, ivar, mask = arrays
     wave = np.linspace(3700.0, 9100.0, flux.shape[1])
     for bad_shape in (ivar[:, :-1] if ivar.shape[1] > 1 else ivar[:0], ivar.T if ivar.shape[0] > 1 else None):

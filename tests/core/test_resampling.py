@@ -21,7 +21,10 @@ METHODS = ["flux", "linear", "cubic"]
 
 
 def exact_bin_average(edges_in, flux_in, edges_out):
-    """Average over each output pixel of the piecewise-constant input (constant per input pixel, in lambda)."""
+    """Average over each output pixel of the piecewise-constant input.
+
+    The input is constant per input pixel, in lambda.
+    """
     lo = np.maximum(edges_out[:-1, None], edges_in[None, :-1])
     hi = np.minimum(edges_out[1:, None], edges_in[None, 1:])
     overlap = np.clip(hi - lo, 0.0, None)  # (n_out, n_in) in Angstrom

@@ -498,5 +498,6 @@ if __name__ == "__main__":
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_OUT
     made = make(target)
     print(
-        f"wrote {len(made['lamost'])} FITS cases, bad_values.zarr, wrong_schema.zarr, empty_folder -> {target}"
+        f"wrote {len(made['lamost'])} FITS cases, bad_values.zarr, wrong_schema.zarr, "
+        f"empty_folder -> {target}"
     )

@@ -1,4 +1,7 @@
-"""One writer per output: a live job's lock refuses others; stale locks are taken over; creation is exclusive."""
+"""One writer per output: a live job's lock refuses others; stale locks are taken over.
+
+Creation is exclusive.
+"""
 
 import json
 import os
@@ -106,7 +109,7 @@ def test_simultaneous_starts_give_exactly_one_writer(tmp_path, previous):
         start, release = threading.Barrier(n), threading.Event()
         winners, refused = [], []
 
-        def contender(i):
+        def contender(i, *, start=start, out=out, winners=winners, release=release, refused=refused):
             start.wait()
             try:
                 with output_lock(out, job=f"job{i}", resume=True):

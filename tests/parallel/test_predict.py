@@ -263,7 +263,10 @@ def test_one_log_line_per_chunk(client, catalogue, tmp_path, caplog):
 
 
 def test_worker_setup_compiles_the_forward_pass_the_tasks_then_reuse(tmp_path):
-    """TensorFlowSetup(warm_batch=B) traces the network once; predictions in batches of B trace nothing more."""
+    """TensorFlowSetup(warm_batch=B) traces the network once.
+
+    Predictions in batches of B then trace nothing more.
+    """
     from lamost2csst.nn.inference import N_INPUT, _compiled_forward, load_model
     from lamost2csst.parallel.predict import TensorFlowSetup
 

@@ -83,8 +83,8 @@ ballast = np.ones(400 * 2**20 // 8)  # 400 MB, touched
 child = "import numpy as np; from lamost2csst.parallel.runtime import peak_rss_mb; " \\
         "x = np.ones(int(sys.argv[1]) * 2**20 // 8); print(peak_rss_mb())"
 for mb in (0, 300):
-    out = subprocess.run([sys.executable, "-c", "import sys; " + child, str(mb)], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", "import sys; " + child, str(mb)],
+                         capture_output=True, text=True, check=True)
     print(out.stdout.strip())
 """
 

@@ -78,7 +78,8 @@ def test_molecular_records():
         "  4300.104 106.00112     1.085    -1.041               3.464            AX11Q215\n",
         "  4300.103 106.00113     1.080    -1.057               3.464            AX11Q205\n",
         "  5160.213 606.01212     0.230    -0.086                6.24            00pP1e27\n",
-        "  5000.000 109.0         0.100    -5.000               5.869            HITRAN\n",  # HF: not asked for
+        # HF: not asked for
+        "  5000.000 109.0         0.100    -5.000               5.869            HITRAN\n",
     ]
     got = moog_to_synspec_molecules(lines, codes={106, 606})
     assert [w for w, _ in got] == sorted(w for w, _ in got)

@@ -229,14 +229,16 @@ def load_fits(path, *, max_bytes: int = MAX_BYTES) -> fits.HDUList:
                 raise ReaderError(
                     path,
                     f"header of HDU {index} claims {nbytes} bytes of data (NAXIS = {dims}, BITPIX = "
-                    f"{header['BITPIX']}), more than the limit of {max_bytes} bytes (max_bytes); not reading it",
+                    f"{header['BITPIX']}), more than the limit of {max_bytes} bytes (max_bytes); "
+                    "not reading it",
                 )
             padded = -(-nbytes // _BLOCK) * _BLOCK
             data = _read(stream, padded, path, compression)
             if len(data) < nbytes:
                 raise ReaderError(
                     path,
-                    f"truncated file: HDU {index} should hold {nbytes} bytes of data, the file has {len(data)}",
+                    f"truncated file: HDU {index} should hold {nbytes} bytes of data, "
+                    f"the file has {len(data)}",
                 )
             buf += raw + data + b"\0" * (padded - len(data))
     try:
@@ -485,8 +487,10 @@ def assemble(
             if star.wave.shape != first.wave.shape or not np.array_equal(star.wave, first.wave):
                 raise ReaderError(
                     star.path,
-                    f"its wavelength grid ({star.wave.size} px, {star.wave[0]:.3f}-{star.wave[-1]:.3f} A) differs "
-                    f"from that of {first.path} ({first.wave.size} px, {first.wave[0]:.3f}-{first.wave[-1]:.3f} A); "
+                    f"its wavelength grid ({star.wave.size} px, "
+                    f"{star.wave[0]:.3f}-{star.wave[-1]:.3f} A) differs "
+                    f"from that of {first.path} ({first.wave.size} px, "
+                    f"{first.wave[0]:.3f}-{first.wave[-1]:.3f} A); "
                     "these spectra cannot share one grid unresampled: pass wave=<common vacuum grid> to "
                     "resample them (flux-conserving)",
                 )

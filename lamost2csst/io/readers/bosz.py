@@ -100,7 +100,8 @@ def parse_bosz_name(path) -> dict[str, float]:
         raise ReaderError(
             path,
             f"cannot read BOSZ parameters from the file name {stem!r}: expected e.g. "
-            "'amp00cp00op00t5750g45v20modrt0b2000rs' (am[pm]NN c[pm]NN o[pm]NN tTEFF gNN vNN [mod][rtN] bR [rs])",
+            "'amp00cp00op00t5750g45v20modrt0b2000rs' "
+            "(am[pm]NN c[pm]NN o[pm]NN tTEFF gNN vNN [mod][rtN] bR [rs])",
         )
     return {
         "feh": _abundance(m["m"]),

@@ -85,8 +85,8 @@ def _arrays(hdul, path):
         if primary.ndim != 2 or primary.shape[0] != 5:
             raise ReaderError(
                 path,
-                f"primary image has shape {primary.shape}; the LAMOST DR1-7 layout is (5, N): rows flux, ivar, "
-                "wavelength, andmask, ormask",
+                f"primary image has shape {primary.shape}; the LAMOST DR1-7 layout is (5, N): "
+                "rows flux, ivar, wavelength, andmask, ormask",
             )
         if primary.shape[1] < 2:
             raise ReaderError(path, f"primary image has only {primary.shape[1]} pixel(s)")
@@ -116,8 +116,8 @@ def _offset(hdr: Headers, wave: np.ndarray) -> int:
     if not math.isfinite(drift) or drift > tol:
         raise ReaderError(
             hdr.path,
-            f"log10 dispersion COEFF1 = {c1!r} ({how}) is not the LAMOST 1e-4: its pixels drift {drift:.3g} px "
-            f"from the common LAMOST grid (tolerance {tol:g} px)",
+            f"log10 dispersion COEFF1 = {c1!r} ({how}) is not the LAMOST 1e-4: "
+            f"its pixels drift {drift:.3g} px from the common LAMOST grid (tolerance {tol:g} px)",
         )
     dev = np.max(np.abs(lw - (c0 + c1 * i))) / LAMOST_COEFF1
     if dev > WAVE_ARRAY_TOLERANCE_PX:
@@ -131,8 +131,9 @@ def _offset(hdr: Headers, wave: np.ndarray) -> int:
     if abs(offset - k) > tol:
         raise ReaderError(
             hdr.path,
-            f"COEFF0 = {c0!r} ({how}) puts its first pixel {offset:.6f} px from the first pixel of the common "
-            f"LAMOST grid (log10 = {LAMOST_COEFF0}), not a whole number of pixels (tolerance {tol:g} px); "
+            f"COEFF0 = {c0!r} ({how}) puts its first pixel {offset:.6f} px from the first pixel "
+            f"of the common LAMOST grid (log10 = {LAMOST_COEFF0}), not a whole number of pixels "
+            f"(tolerance {tol:g} px); "
             "it cannot be mapped without resampling",
         )
     return int(k)

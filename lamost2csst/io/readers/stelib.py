@@ -134,7 +134,9 @@ def read_stelib(
         source=source,
         attrs={
             **air_attrs(),
-            "format": "STELIB FITS: 1-D primary image, linear air wavelengths (CRVAL1/CDELT1/CRPIX1) per star",
+            "format": (
+                "STELIB FITS: 1-D primary image, linear air wavelengths (CRVAL1/CDELT1/CRPIX1) per star"
+            ),
             "format_version": "STELIB v3.2",
             "reader": "lamost2csst.io.readers.stelib.read_stelib",
             "fwhm_angstrom": STELIB_FWHM,
