@@ -93,6 +93,231 @@ def detector_grid(n: int = 16) -> tuple[np.ndarray, np.ndarray]:
     return (np.linspace(0, ny - 1, n), np.linspace(0, nx - 1, n))
 
 
+def _check_seds(sed, obsid) -> tuple[np.ndarray, np.ndarray]:
+    """``sed`` as float64 and ``obsid`` as int64, checked: one finite SED on OUTPUT_WAVE per star.
+
+    Parameters
+    ----------
+    sed : array-like, (n_star, n_wave_out)
+        True SEDs on ``OUTPUT_WAVE``.
+    obsid : array-like, (n_star,)
+        The stars' obsids.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(sed, obsid)``.
+
+    Raises
+    ------
+    ValueError
+        Wrong shape, or a non-finite SED value.
+    """
+    from lamost2csst.core.grids import OUTPUT_WAVE
+
+    sed = np.asarray(sed, dtype=np.float64)
+    obsid = np.asarray(obsid, dtype=np.int64)
+    if sed.ndim != 2 or sed.shape != (obsid.size, OUTPUT_WAVE.size):
+        raise ValueError(f"sed must be (n_star, {OUTPUT_WAVE.size}) with one obsid per star")
+    if not np.all(np.isfinite(sed)):
+        raise ValueError("true SEDs must be finite")
+    return sed, obsid
+
+
+def _simulate_band(
+    band: str,
+    *,
+    sed: np.ndarray,
+    obsid: np.ndarray,
+    mag: np.ndarray,
+    scale_true: np.ndarray,
+    scale_known: np.ndarray,
+    rng: np.random.Generator,
+    n_exposures: int,
+    exposure: float,
+    amplitude: float,
+    throughputs: dict,
+    max_order: int,
+) -> dict:
+    """The observations of every star in one band: ``n_exposures`` per star, on random detectors.
+
+    Parameters
+    ----------
+    band : str
+        GU, GV or GI.
+    sed, obsid, mag, scale_true, scale_known : numpy.ndarray
+        Per star: true SED (n_star, n_wave_out), obsid, magnitude, true and stored scale.
+    rng : numpy.random.Generator
+        Draws, in this order: detectors, x, y, then the noise of ``observe_slitless``.
+    n_exposures, exposure, amplitude, throughputs, max_order
+        As in :func:`simulate_observations`.
+
+    Returns
+    -------
+    dict
+        Per-observation arrays: flux, error, obsid, band, detector, x, y, exposure, scale,
+        scale_true, mag.
+    """
+    from lamost2csst.core.grids import OUTPUT_WAVE
+    from lamost2csst.core.slitless import default_throughput, injected_response, observe_slitless
+
+    ny, nx = DETECTOR_SHAPE
+    star = np.repeat(np.arange(obsid.size), n_exposures)
+    n = star.size
+    detector = rng.integers(0, DETECTORS_PER_BAND, n).astype(np.int16)
+    x, y = rng.uniform(0, nx - 1, n), rng.uniform(0, ny - 1, n)
+    throughput = throughputs.get(band, default_throughput(band))
+    flat = np.empty((n, OUTPUT_WAVE.size))
+    for d in range(DETECTORS_PER_BAND):
+        on = detector == d
+        flat[on] = injected_response(
+            x[on], y[on], band=band, detector=d, amplitude=amplitude, max_order=max_order
+        )
+    flux, error = observe_slitless(
+        sed[star],
+        scale=scale_true[star],
+        throughput=throughput,
+        flat=flat,
+        exposure=np.full(n, exposure),
+        rng=rng,
+    )
+    return dict(
+        flux=flux,
+        error=error,
+        obsid=obsid[star],
+        band=np.full(n, band, dtype=object),
+        detector=detector,
+        x=x,
+        y=y,
+        exposure=np.full(n, exposure),
+        scale=scale_known[star],
+        scale_true=scale_true[star],
+        mag=mag[star],
+    )
+
+
+def _truth_flats(
+    gy: np.ndarray, gx: np.ndarray, *, grid_points: int, amplitude: float, max_order: int, throughputs: dict
+) -> np.ndarray:
+    """The injected flats on the grid ``gy`` x ``gx``, float32 (band, detector, wave_out, gy, gx).
+
+    Parameters
+    ----------
+    gy, gx : numpy.ndarray
+        Pixel centres of the coarse grid (:func:`detector_grid`).
+    grid_points, amplitude, max_order, throughputs
+        As in :func:`simulate_observations`.
+
+    Returns
+    -------
+    numpy.ndarray
+        The flats, NaN at wavelengths outside the band's throughput.
+    """
+    from lamost2csst.core.grids import OUTPUT_WAVE
+    from lamost2csst.core.slitless import default_throughput, injected_response
+
+    yy, xx = np.meshgrid(gy, gx, indexing="ij")
+    truth = np.stack(
+        [
+            np.stack(
+                [
+                    injected_response(
+                        xx.ravel(),
+                        yy.ravel(),
+                        band=band,
+                        detector=d,
+                        amplitude=amplitude,
+                        max_order=max_order,
+                    ).T.reshape(OUTPUT_WAVE.size, grid_points, grid_points)
+                    for d in range(DETECTORS_PER_BAND)
+                ]
+            )
+            for band in BANDS
+        ]
+    )
+    inside = np.stack([(throughputs.get(b, default_throughput(b)) > 0) for b in BANDS])  # (band, wave)
+    return np.where(inside[:, None, :, None, None], truth, np.nan).astype(np.float32)
+
+
+def _observation_dataset(cat: dict, *, wave: tuple, attrs: dict) -> xr.Dataset:
+    """The observation Dataset (schema of the module doc) of the concatenated per-observation arrays.
+
+    Parameters
+    ----------
+    cat : dict
+        Per-observation arrays, as :func:`_simulate_band` returns them.
+    wave : tuple
+        The ``wave_out`` coordinate (dims, values, attrs).
+    attrs : dict
+        The simulation's attrs (besides ``schema``).
+
+    Returns
+    -------
+    xarray.Dataset
+    """
+    return xr.Dataset(
+        {
+            "flux": (
+                ("obs", "wave_out"),
+                cat["flux"],
+                {"long_name": "extracted slitless flux", "units": "counts/s"},
+            ),
+            "error": (
+                ("obs", "wave_out"),
+                cat["error"],
+                {"long_name": "1-sigma error of flux", "units": "counts/s"},
+            ),
+        },
+        coords={
+            "wave_out": wave,
+            **{
+                k: ("obs", cat[k])
+                for k in ("obsid", "band", "detector", "x", "y", "exposure", "scale", "scale_true", "mag")
+            },
+        },
+        attrs={"schema": OBSERVATIONS_SCHEMA, **attrs},
+    )
+
+
+def _truth_dataset(
+    truth: np.ndarray, *, wave: tuple, gy: np.ndarray, gx: np.ndarray, attrs: dict
+) -> xr.Dataset:
+    """The truth Dataset: ``flat`` (band, detector, wave_out, gy, gx), schema ``lamost2csst.flat_truth/1``.
+
+    Parameters
+    ----------
+    truth : numpy.ndarray
+        The flats, as :func:`_truth_flats` returns them.
+    wave : tuple
+        The ``wave_out`` coordinate (dims, values, attrs).
+    gy, gx : numpy.ndarray
+        Pixel centres of the grid.
+    attrs : dict
+        The simulation's attrs (besides ``schema``).
+
+    Returns
+    -------
+    xarray.Dataset
+    """
+    return xr.Dataset(
+        {
+            "flat": (
+                ("band", "detector", "wave_out", "gy", "gx"),
+                truth,
+                {"long_name": "injected large-scale flat (mean 1 per wavelength over the detector)"},
+            )
+        },
+        coords={
+            "wave_out": wave,
+            "band": ("band", np.array(list(BANDS), dtype=object)),
+            "detector": ("detector", np.arange(DETECTORS_PER_BAND)),
+            "gy": ("gy", gy),
+            "gx": ("gx", gx),
+        },
+        attrs={"schema": "lamost2csst.flat_truth/1", **attrs},
+    )
+
+
 def simulate_observations(
     sed,
     obsid,
@@ -122,80 +347,36 @@ def simulate_observations(
     grid (stored by the simulation job in the group ``truth`` of the observation store).
     """
     from lamost2csst.core.grids import OUTPUT_WAVE
-    from lamost2csst.core.slitless import default_throughput, injected_response, observe_slitless
 
-    sed = np.asarray(sed, dtype=np.float64)
-    obsid = np.asarray(obsid, dtype=np.int64)
-    if sed.ndim != 2 or sed.shape != (obsid.size, OUTPUT_WAVE.size):
-        raise ValueError(f"sed must be (n_star, {OUTPUT_WAVE.size}) with one obsid per star")
-    if not np.all(np.isfinite(sed)):
-        raise ValueError("true SEDs must be finite")
+    sed, obsid = _check_seds(sed, obsid)
     rng = np.random.default_rng(seed)
     n_star = obsid.size
     mag = rng.uniform(*mag_range, n_star)
     scale_true = 50.0 * 10.0 ** (-0.4 * (mag - 15.0))
     scale_known = scale_true * (1.0 + rng.normal(0.0, scale_error, n_star)) if scale_error > 0 else scale_true
     throughputs = throughputs or {}
-    ny, nx = DETECTOR_SHAPE
-    parts = []
-    for band in BANDS:
-        star = np.repeat(np.arange(n_star), n_exposures)
-        n = star.size
-        detector = rng.integers(0, DETECTORS_PER_BAND, n).astype(np.int16)
-        x, y = rng.uniform(0, nx - 1, n), rng.uniform(0, ny - 1, n)
-        throughput = throughputs.get(band, default_throughput(band))
-        flat = np.empty((n, OUTPUT_WAVE.size))
-        for d in range(DETECTORS_PER_BAND):
-            on = detector == d
-            flat[on] = injected_response(
-                x[on], y[on], band=band, detector=d, amplitude=amplitude, max_order=max_order
-            )
-        flux, error = observe_slitless(
-            sed[star],
-            scale=scale_true[star],
-            throughput=throughput,
-            flat=flat,
-            exposure=np.full(n, exposure),
+    parts = [
+        _simulate_band(
+            band,
+            sed=sed,
+            obsid=obsid,
+            mag=mag,
+            scale_true=scale_true,
+            scale_known=scale_known,
             rng=rng,
+            n_exposures=n_exposures,
+            exposure=exposure,
+            amplitude=amplitude,
+            throughputs=throughputs,
+            max_order=max_order,
         )
-        parts.append(
-            dict(
-                flux=flux,
-                error=error,
-                obsid=obsid[star],
-                band=np.full(n, band, dtype=object),
-                detector=detector,
-                x=x,
-                y=y,
-                exposure=np.full(n, exposure),
-                scale=scale_known[star],
-                scale_true=scale_true[star],
-                mag=mag[star],
-            )
-        )
+        for band in BANDS
+    ]
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     gy, gx = detector_grid(grid_points)
-    yy, xx = np.meshgrid(gy, gx, indexing="ij")
-    truth = np.stack(
-        [
-            np.stack(
-                [
-                    injected_response(
-                        xx.ravel(),
-                        yy.ravel(),
-                        band=band,
-                        detector=d,
-                        amplitude=amplitude,
-                        max_order=max_order,
-                    ).T.reshape(OUTPUT_WAVE.size, grid_points, grid_points)
-                    for d in range(DETECTORS_PER_BAND)
-                ]
-            )
-            for band in BANDS
-        ]
+    truth = _truth_flats(
+        gy, gx, grid_points=grid_points, amplitude=amplitude, max_order=max_order, throughputs=throughputs
     )
-    inside = np.stack([(throughputs.get(b, default_throughput(b)) > 0) for b in BANDS])  # (band, wave)
-    truth = np.where(inside[:, None, :, None, None], truth, np.nan).astype(np.float32)
     wave = ("wave_out", OUTPUT_WAVE, {"units": "Angstrom", "medium": "vacuum"})
     attrs = {
         "source": "lamost2csst.io.observations.simulate_observations",
@@ -206,46 +387,8 @@ def simulate_observations(
         "detector_shape": list(DETECTOR_SHAPE),
         "max_order": int(max_order),
     }
-    obs = xr.Dataset(
-        {
-            "flux": (
-                ("obs", "wave_out"),
-                cat["flux"],
-                {"long_name": "extracted slitless flux", "units": "counts/s"},
-            ),
-            "error": (
-                ("obs", "wave_out"),
-                cat["error"],
-                {"long_name": "1-sigma error of flux", "units": "counts/s"},
-            ),
-        },
-        coords={
-            "wave_out": wave,
-            **{
-                k: ("obs", cat[k])
-                for k in ("obsid", "band", "detector", "x", "y", "exposure", "scale", "scale_true", "mag")
-            },
-        },
-        attrs={"schema": OBSERVATIONS_SCHEMA, **attrs},
-    )
-    truth = xr.Dataset(
-        {
-            "flat": (
-                ("band", "detector", "wave_out", "gy", "gx"),
-                truth,
-                {"long_name": "injected large-scale flat (mean 1 per wavelength over the detector)"},
-            )
-        },
-        coords={
-            "wave_out": wave,
-            "band": ("band", np.array(list(BANDS), dtype=object)),
-            "detector": ("detector", np.arange(DETECTORS_PER_BAND)),
-            "gy": ("gy", gy),
-            "gx": ("gx", gx),
-        },
-        attrs={"schema": "lamost2csst.flat_truth/1", **attrs},
-    )
-    return obs, truth
+    obs = _observation_dataset(cat, wave=wave, attrs=attrs)
+    return obs, _truth_dataset(truth, wave=wave, gy=gy, gx=gx, attrs=attrs)
 
 
 def write_observations(

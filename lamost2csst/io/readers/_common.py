@@ -158,6 +158,178 @@ def _is_end_card(block: bytes, card: int) -> bool:
     return block[80 * card : 80 * card + 8] == b"END     "
 
 
+def _check_hdu_start(first: bytes, index: int, path: Path) -> None:
+    """Refuse an HDU whose first block starts neither the file (SIMPLE) nor an extension (XTENSION).
+
+    Parameters
+    ----------
+    first : bytes
+        The HDU's first header block (possibly short or empty).
+    index : int
+        The HDU's index in the file.
+    path : Path
+        The file (for the message).
+
+    Raises
+    ------
+    ReaderError
+        Not FITS, unexpected bytes after an HDU, or more than ``MAX_HDUS`` HDUs.
+    """
+    if index == 0 and not first.startswith(b"SIMPLE  ="):
+        problem = (
+            "empty after decompression" if not first else "not a FITS file (no SIMPLE card at its start)"
+        )
+        raise ReaderError(path, problem)
+    if index > 0 and not first.startswith(b"XTENSION="):
+        raise ReaderError(path, f"unexpected bytes after HDU {index - 1} (neither an extension nor padding)")
+    if index == MAX_HDUS:
+        raise ReaderError(path, f"more than {MAX_HDUS} HDUs")
+
+
+def _read_header(stream, first: bytes, *, index: int, path: Path, compression: str | None):
+    """``(raw, header)``: the raw header blocks of HDU ``index`` (from ``first`` to its END card), parsed.
+
+    Parameters
+    ----------
+    stream : file-like
+        The (decompressing) stream, positioned after ``first``.
+    first : bytes
+        The HDU's first header block.
+    index : int
+        The HDU's index in the file.
+    path : Path
+        The file (for messages).
+    compression : str or None
+        The stream's compression (for messages).
+
+    Returns
+    -------
+    tuple
+        ``(bytes, astropy.io.fits.Header)``.
+
+    Raises
+    ------
+    ReaderError
+        Truncated header, no END card in ``MAX_HEADER_BLOCKS`` blocks, or a corrupt header.
+    """
+    blocks = [first]
+    while True:
+        block = blocks[-1]
+        if len(block) < _BLOCK:
+            raise ReaderError(path, f"truncated file: header of HDU {index} ends before its END card")
+        if any(_is_end_card(block, c) for c in range(36)):
+            break
+        if len(blocks) >= MAX_HEADER_BLOCKS:
+            raise ReaderError(path, f"header of HDU {index} has no END card in {MAX_HEADER_BLOCKS} blocks")
+        blocks.append(_read(stream, _BLOCK, path, compression))
+    raw = b"".join(blocks)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", VerifyWarning)
+            header = fits.Header.fromstring(raw.decode("ascii"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ReaderError(path, f"corrupt header of HDU {index}: {err}") from err
+    return raw, header
+
+
+def _check_total(
+    header: fits.Header, *, nbytes: int, total: int, max_bytes: int, index: int, path: Path
+) -> None:
+    """Refuse a file whose HDUs' data so far (``total`` bytes, this HDU's ``nbytes``) exceed ``max_bytes``.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The header of HDU ``index`` (for the message).
+    nbytes, total : int
+        This HDU's data size and the total so far, in bytes.
+    max_bytes : int
+        The limit.
+    index : int
+        The HDU's index in the file.
+    path : Path
+        The file (for the message).
+
+    Raises
+    ------
+    ReaderError
+        ``total > max_bytes``.
+    """
+    if total > max_bytes:
+        dims = " x ".join(str(header.get(f"NAXIS{i}")) for i in range(1, int(header["NAXIS"]) + 1))
+        raise ReaderError(
+            path,
+            f"header of HDU {index} claims {nbytes} bytes of data (NAXIS = {dims}, BITPIX = "
+            f"{header['BITPIX']}), more than the limit of {max_bytes} bytes (max_bytes); not reading it",
+        )
+
+
+def _read_data(stream, nbytes: int, *, index: int, path: Path, compression: str | None) -> bytes:
+    """The ``nbytes`` of data of HDU ``index``, zero-padded to whole FITS blocks.
+
+    Parameters
+    ----------
+    stream : file-like
+        The (decompressing) stream, positioned after the HDU's header.
+    nbytes : int
+        The data size its header claims.
+    index : int
+        The HDU's index in the file.
+    path : Path
+        The file (for messages).
+    compression : str or None
+        The stream's compression (for messages).
+
+    Returns
+    -------
+    bytes
+
+    Raises
+    ------
+    ReaderError
+        The stream ends before ``nbytes``.
+    """
+    padded = -(-nbytes // _BLOCK) * _BLOCK
+    data = _read(stream, padded, path, compression)
+    if len(data) < nbytes:
+        raise ReaderError(
+            path,
+            f"truncated file: HDU {index} should hold {nbytes} bytes of data, the file has {len(data)}",
+        )
+    return data + b"\0" * (padded - len(data))
+
+
+def _parse_fits(buf: bytearray, path: Path) -> fits.HDUList:
+    """The HDUList of the checked FITS bytes ``buf``, every header and data parsed now.
+
+    Parameters
+    ----------
+    buf : bytearray
+        The whole file, block-aligned.
+    path : Path
+        The file (for the message).
+
+    Returns
+    -------
+    astropy.io.fits.HDUList
+
+    Raises
+    ------
+    ReaderError
+        astropy cannot parse it.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", VerifyWarning)
+            hdul = fits.open(io.BytesIO(bytes(buf)), memmap=False, lazy_load_hdus=False)
+            for hdu in hdul:  # parse everything now, inside the guard
+                hdu.header  # noqa: B018
+                hdu.data  # noqa: B018
+    except (OSError, ValueError, TypeError, KeyError, IndexError) as err:
+        raise ReaderError(path, f"corrupt FITS content ({type(err).__name__}: {err})") from err
+    return hdul
+
+
 def load_fits(path, *, max_bytes: int = MAX_BYTES) -> fits.HDUList:
     """Read a (possibly gzip- or bzip2-compressed) FITS file into memory, safely.
 
@@ -190,67 +362,13 @@ def load_fits(path, *, max_bytes: int = MAX_BYTES) -> fits.HDUList:
             first = _read(stream, _BLOCK, path, compression)
             if index > 0 and not first.strip(b"\0 "):
                 break  # end of file, or trailing padding
-            if index == 0 and not first.startswith(b"SIMPLE  ="):
-                problem = (
-                    "empty after decompression"
-                    if not first
-                    else "not a FITS file (no SIMPLE card at its start)"
-                )
-                raise ReaderError(path, problem)
-            if index > 0 and not first.startswith(b"XTENSION="):
-                raise ReaderError(
-                    path, f"unexpected bytes after HDU {index - 1} (neither an extension nor padding)"
-                )
-            if index == MAX_HDUS:
-                raise ReaderError(path, f"more than {MAX_HDUS} HDUs")
-            blocks = [first]
-            while True:
-                block = blocks[-1]
-                if len(block) < _BLOCK:
-                    raise ReaderError(path, f"truncated file: header of HDU {index} ends before its END card")
-                if any(_is_end_card(block, c) for c in range(36)):
-                    break
-                if len(blocks) >= MAX_HEADER_BLOCKS:
-                    raise ReaderError(
-                        path, f"header of HDU {index} has no END card in {MAX_HEADER_BLOCKS} blocks"
-                    )
-                blocks.append(_read(stream, _BLOCK, path, compression))
-            raw = b"".join(blocks)
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", VerifyWarning)
-                    header = fits.Header.fromstring(raw.decode("ascii"))
-            except (UnicodeDecodeError, ValueError) as err:
-                raise ReaderError(path, f"corrupt header of HDU {index}: {err}") from err
+            _check_hdu_start(first, index, path)
+            raw, header = _read_header(stream, first, index=index, path=path, compression=compression)
             nbytes = _data_bytes(header, path, index)
             total += nbytes
-            if total > max_bytes:
-                dims = " x ".join(str(header.get(f"NAXIS{i}")) for i in range(1, int(header["NAXIS"]) + 1))
-                raise ReaderError(
-                    path,
-                    f"header of HDU {index} claims {nbytes} bytes of data (NAXIS = {dims}, BITPIX = "
-                    f"{header['BITPIX']}), more than the limit of {max_bytes} bytes (max_bytes); "
-                    "not reading it",
-                )
-            padded = -(-nbytes // _BLOCK) * _BLOCK
-            data = _read(stream, padded, path, compression)
-            if len(data) < nbytes:
-                raise ReaderError(
-                    path,
-                    f"truncated file: HDU {index} should hold {nbytes} bytes of data, "
-                    f"the file has {len(data)}",
-                )
-            buf += raw + data + b"\0" * (padded - len(data))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", VerifyWarning)
-            hdul = fits.open(io.BytesIO(bytes(buf)), memmap=False, lazy_load_hdus=False)
-            for hdu in hdul:  # parse everything now, inside the guard
-                hdu.header  # noqa: B018
-                hdu.data  # noqa: B018
-    except (OSError, ValueError, TypeError, KeyError, IndexError) as err:
-        raise ReaderError(path, f"corrupt FITS content ({type(err).__name__}: {err})") from err
-    return hdul
+            _check_total(header, nbytes=nbytes, total=total, max_bytes=max_bytes, index=index, path=path)
+            buf += raw + _read_data(stream, nbytes, index=index, path=path, compression=compression)
+    return _parse_fits(buf, path)
 
 
 def hdu_array(hdul: fits.HDUList, index: int, path) -> np.ndarray | None:
@@ -459,6 +577,119 @@ class Star:
 FLOAT_PARAMS = ("teff", "logg", "feh", "alpha")
 
 
+def _stack_native(stars: list[Star], extra_names: list) -> tuple:
+    """``(grid, flux, mask, ivar, extras)`` of stars that all share the first star's native grid.
+
+    Parameters
+    ----------
+    stars : list of Star
+        The stars.
+    extra_names : list of str
+        The per-pixel arrays besides flux (``Star.extra`` keys).
+
+    Returns
+    -------
+    tuple
+        The grid, the stacked flux, mask, ivar (None if the stars have none) and dict of extras.
+
+    Raises
+    ------
+    ReaderError
+        A star's grid differs from the first star's (naming its file).
+    """
+    first = stars[0]
+    for star in stars[1:]:
+        if star.wave.shape != first.wave.shape or not np.array_equal(star.wave, first.wave):
+            raise ReaderError(
+                star.path,
+                f"its wavelength grid ({star.wave.size} px, {star.wave[0]:.3f}-{star.wave[-1]:.3f} A) "
+                f"differs from that of {first.path} ({first.wave.size} px, "
+                f"{first.wave[0]:.3f}-{first.wave[-1]:.3f} A); "
+                "these spectra cannot share one grid unresampled: pass wave=<common vacuum grid> to "
+                "resample them (flux-conserving)",
+            )
+    grid = first.wave
+    flux = np.stack([s.flux for s in stars])
+    mask = np.stack([s.mask for s in stars])
+    ivar = np.stack([s.ivar for s in stars]) if first.ivar is not None else None
+    extras = {k: np.stack([s.extra[k] for s in stars]) for k in extra_names}
+    return grid, flux, mask, ivar, extras
+
+
+def _resample_stars(stars: list[Star], wave, extra_names: list) -> tuple:
+    """``(grid, flux, mask, ivar, extras)`` of the stars rebinned onto ``wave`` (flux-conserving).
+
+    Parameters
+    ----------
+    stars : list of Star
+        The stars (their grids may differ).
+    wave : array-like
+        The common vacuum grid (checked by :func:`check_wave`).
+    extra_names : list of str
+        The per-pixel arrays besides flux (``Star.extra`` keys), rebinned like the flux.
+
+    Returns
+    -------
+    tuple
+        The grid, the rebinned flux, mask, ivar (None if the stars have none) and dict of extras.
+    """
+    first = stars[0]
+    n = len(stars)
+    grid = check_wave(wave, "wave argument")
+    flux = np.empty((n, grid.size), np.float64)
+    mask = np.empty((n, grid.size), bool)
+    ivar = np.empty((n, grid.size), np.float64) if first.ivar is not None else None
+    extras = {k: np.empty((n, grid.size), np.float64) for k in extra_names}
+    for i, s in enumerate(stars):  # grids may differ in length: one star at a time
+        good_flux = np.where(s.mask, 0.0, s.flux)
+        res = resample(
+            s.wave,
+            good_flux,
+            wave_out=grid,
+            mask=s.mask,
+            ivar=None if s.ivar is None else np.where(s.mask, 0.0, s.ivar),
+            method="flux",
+        )
+        flux[i], mask[i] = res.flux, res.mask
+        if ivar is not None:
+            ivar[i] = res.ivar
+        for k in extra_names:
+            v = s.extra[k]
+            bad = s.mask | ~np.isfinite(v)
+            extras[k][i] = resample(
+                s.wave, np.where(bad, 0.0, v), wave_out=grid, mask=bad, method="flux"
+            ).flux
+    return grid, flux, mask, ivar, extras
+
+
+def _star_coords(stars: list[Star]) -> dict:
+    """Per-star coordinates of the catalogue: the stars' ``coords``, FLOAT_PARAMS (NaN if absent), file.
+
+    Parameters
+    ----------
+    stars : list of Star
+        The stars; the first one's ``coords`` names the coordinates.
+
+    Returns
+    -------
+    dict
+        Name -> float64 array (floats, FLOAT_PARAMS; NaN where missing) or object strings.
+    """
+    first = stars[0]
+    n = len(stars)
+    coords = {}
+    for name in first.coords:
+        values = [s.coords.get(name) for s in stars]
+        if name in FLOAT_PARAMS or isinstance(first.coords[name], float):
+            coords[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        else:
+            coords[name] = to_object_strings(["" if v is None else v for v in values])
+    for name in FLOAT_PARAMS:
+        coords.setdefault(name, np.full(n, np.nan))
+    coords["file"] = to_object_strings([str(s.path) for s in stars])
+    return coords
+
+
 def assemble(
     stars: list[Star],
     *,
@@ -483,47 +714,9 @@ def assemble(
     n = len(stars)
     extra_names = list(first.extra)
     if wave is None:
-        for star in stars[1:]:
-            if star.wave.shape != first.wave.shape or not np.array_equal(star.wave, first.wave):
-                raise ReaderError(
-                    star.path,
-                    f"its wavelength grid ({star.wave.size} px, "
-                    f"{star.wave[0]:.3f}-{star.wave[-1]:.3f} A) differs "
-                    f"from that of {first.path} ({first.wave.size} px, "
-                    f"{first.wave[0]:.3f}-{first.wave[-1]:.3f} A); "
-                    "these spectra cannot share one grid unresampled: pass wave=<common vacuum grid> to "
-                    "resample them (flux-conserving)",
-                )
-        grid = first.wave
-        flux = np.stack([s.flux for s in stars])
-        mask = np.stack([s.mask for s in stars])
-        ivar = np.stack([s.ivar for s in stars]) if first.ivar is not None else None
-        extras = {k: np.stack([s.extra[k] for s in stars]) for k in extra_names}
+        grid, flux, mask, ivar, extras = _stack_native(stars, extra_names)
     else:
-        grid = check_wave(wave, "wave argument")
-        flux = np.empty((n, grid.size), np.float64)
-        mask = np.empty((n, grid.size), bool)
-        ivar = np.empty((n, grid.size), np.float64) if first.ivar is not None else None
-        extras = {k: np.empty((n, grid.size), np.float64) for k in extra_names}
-        for i, s in enumerate(stars):  # grids may differ in length: one star at a time
-            good_flux = np.where(s.mask, 0.0, s.flux)
-            res = resample(
-                s.wave,
-                good_flux,
-                wave_out=grid,
-                mask=s.mask,
-                ivar=None if s.ivar is None else np.where(s.mask, 0.0, s.ivar),
-                method="flux",
-            )
-            flux[i], mask[i] = res.flux, res.mask
-            if ivar is not None:
-                ivar[i] = res.ivar
-            for k in extra_names:
-                v = s.extra[k]
-                bad = s.mask | ~np.isfinite(v)
-                extras[k][i] = resample(
-                    s.wave, np.where(bad, 0.0, v), wave_out=grid, mask=bad, method="flux"
-                ).flux
+        grid, flux, mask, ivar, extras = _resample_stars(stars, wave, extra_names)
         attrs = {
             **attrs,
             "resampled": "flux-conserving rebinning (lamost2csst.core.resample, method='flux') from each "
@@ -532,16 +725,7 @@ def assemble(
     if ivar is None:
         ivar = np.zeros(flux.shape, np.float32)
         attrs = {**attrs, "ivar_note": NO_IVAR_NOTE}
-    coords = {}
-    for name in first.coords:
-        values = [s.coords.get(name) for s in stars]
-        if name in FLOAT_PARAMS or isinstance(first.coords[name], float):
-            coords[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-        else:
-            coords[name] = to_object_strings(["" if v is None else v for v in values])
-    for name in FLOAT_PARAMS:
-        coords.setdefault(name, np.full(n, np.nan))
-    coords["file"] = to_object_strings([str(s.path) for s in stars])
+    coords = _star_coords(stars)
     ds = spectra_dataset(
         wave=grid,
         flux=flux,

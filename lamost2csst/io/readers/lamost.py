@@ -196,6 +196,85 @@ def _read_one(path, max_bytes: int) -> dict:
     return out
 
 
+def _check_unique_obsid(paths: list, obsid: np.ndarray) -> None:
+    """Refuse two files with one OBSID (naming the second file and the first).
+
+    Parameters
+    ----------
+    paths : list of Path
+        The files, in reading order.
+    obsid : numpy.ndarray
+        Their OBSIDs (int64), one per file.
+
+    Raises
+    ------
+    ReaderError
+        An OBSID occurs in more than one file.
+    """
+    uniq, first_index, counts = np.unique(obsid, return_index=True, return_counts=True)
+    if np.any(counts > 1):
+        dup = uniq[counts > 1][0]
+        files = [str(p) for p, o in zip(paths, obsid) if o == dup]
+        raise ReaderError(files[1], f"OBSID {dup} also in {files[0]}: OBSIDs must be unique")
+
+
+def _lamost_coords(rows: list[dict], paths: list) -> dict:
+    """Per-star coordinates besides obsid, ra, dec, z: z_err, snr_*, teff..alpha (NaN), strings, file.
+
+    Parameters
+    ----------
+    rows : list of dict
+        The files' contents, as :func:`_read_one` returns them.
+    paths : list of Path
+        The files.
+
+    Returns
+    -------
+    dict
+        Name -> per-star array.
+    """
+    n = len(rows)
+    coords = {name: np.array([r[name] for r in rows], dtype=np.float64) for name in ("z_err", *_SNR_KEYS)}
+    coords.update(
+        {
+            "teff": np.full(n, np.nan),
+            "logg": np.full(n, np.nan),
+            "feh": np.full(n, np.nan),
+            "alpha": np.full(n, np.nan),
+        }
+    )
+    for name in ("class", "subclass", "data_release"):
+        coords[name] = to_object_strings([r[name] for r in rows])
+    coords["file"] = to_object_strings([str(p) for p in paths])
+    return coords
+
+
+def _lamost_attrs(layouts: list[str]) -> dict:
+    """The catalogue attrs of LAMOST files of the given layouts (``"image"``, ``"table"``).
+
+    Parameters
+    ----------
+    layouts : list of str
+        The layouts read, sorted.
+
+    Returns
+    -------
+    dict
+    """
+    layout_text = {
+        "image": "DR1-7 image layout (5, N) in the primary HDU",
+        "table": "binary-table layout (one row of array columns in HDU 1)",
+    }
+    return {
+        "format": "LAMOST LRS FITS, " + "; ".join(layout_text[x] for x in layouts),
+        "format_version": "LAMOST DR release per star in coordinate 'data_release' (header DATA_V)",
+        "reader": "lamost2csst.io.readers.lamost.read_lamost",
+        "wave_grid": "LAMOST_WAVE: log10(lambda) = 3.5682 + 1e-4 i, i = 0..3908; "
+        "files placed by whole-pixel offset",
+        "mask_rule": "ANDMASK != 0 | ivar <= 0 | non-finite flux or ivar | pixel not covered by the file",
+    }
+
+
 def read_lamost(path_or_paths, *, bitmasks: bool = False, max_bytes: int = MAX_BYTES) -> xr.Dataset:
     """Read LAMOST LRS FITS files (both layouts) onto the common LAMOST grid.
 
@@ -227,33 +306,14 @@ def read_lamost(path_or_paths, *, bitmasks: bool = False, max_bytes: int = MAX_B
     paths = as_paths(path_or_paths)
     rows = [_read_one(p, max_bytes) for p in paths]
     obsid = np.array([r["obsid"] for r in rows], dtype=np.int64)
-    uniq, first_index, counts = np.unique(obsid, return_index=True, return_counts=True)
-    if np.any(counts > 1):
-        dup = uniq[counts > 1][0]
-        files = [str(p) for p, o in zip(paths, obsid) if o == dup]
-        raise ReaderError(files[1], f"OBSID {dup} also in {files[0]}: OBSIDs must be unique")
+    _check_unique_obsid(paths, obsid)
     layouts = sorted({r["layout"] for r in rows})
     n = len(rows)
 
     def col(name, dtype=np.float64):
         return np.array([r[name] for r in rows], dtype=dtype)
 
-    coords = {name: col(name) for name in ("z_err", *_SNR_KEYS)}
-    coords.update(
-        {
-            "teff": np.full(n, np.nan),
-            "logg": np.full(n, np.nan),
-            "feh": np.full(n, np.nan),
-            "alpha": np.full(n, np.nan),
-        }
-    )
-    for name in ("class", "subclass", "data_release"):
-        coords[name] = to_object_strings([r[name] for r in rows])
-    coords["file"] = to_object_strings([str(p) for p in paths])
-    layout_text = {
-        "image": "DR1-7 image layout (5, N) in the primary HDU",
-        "table": "binary-table layout (one row of array columns in HDU 1)",
-    }
+    coords = _lamost_coords(rows, paths)
     ds = spectra_dataset(
         wave=LAMOST_WAVE,
         flux=np.stack([r["flux"] for r in rows]),
@@ -280,14 +340,5 @@ def read_lamost(path_or_paths, *, bitmasks: bool = False, max_bytes: int = MAX_B
             np.stack([r["ormask"] for r in rows]),
             {"long_name": "LAMOST ORMASK"},
         )
-    ds.attrs.update(
-        {
-            "format": "LAMOST LRS FITS, " + "; ".join(layout_text[x] for x in layouts),
-            "format_version": "LAMOST DR release per star in coordinate 'data_release' (header DATA_V)",
-            "reader": "lamost2csst.io.readers.lamost.read_lamost",
-            "wave_grid": "LAMOST_WAVE: log10(lambda) = 3.5682 + 1e-4 i, i = 0..3908; "
-            "files placed by whole-pixel offset",
-            "mask_rule": "ANDMASK != 0 | ivar <= 0 | non-finite flux or ivar | pixel not covered by the file",
-        }
-    )
+    ds.attrs.update(_lamost_attrs(layouts))
     return ds
