@@ -331,27 +331,18 @@ def run_synspec(
         "nfreqs": nfreqs,
         "hydrogen_profiles": "IHYDPR=2",
     }
-    waves, fluxes, cwaves, cfluxes, tails = [], [], [], [], []
-    seconds = 0.0
     try:
-        for k, (a, b, s, nf) in enumerate(segments):
-            run_dir = tmp if len(segments) == 1 else tmp / f"segment-{k}"
-            run_dir.mkdir(exist_ok=True)
-            wave_air, h, cwave_air, hc, sec, tail = _run_segment(
-                run_dir, install, lists, model, (a, b), step=s, cutoff=cutoff, strength=strength,
-                vmicro=vmicro, nfreqs=nf, timeout=timeout,
-            )  # fmt: skip
-            seconds += sec
-            tails.append(tail)
-            if waves:  # joined segments share their boundary point
-                keep_pts = wave_air > waves[-1][-1]
-                wave_air, h = wave_air[keep_pts], h[keep_pts]
-                keep_c = cwave_air > cwaves[-1][-1]
-                cwave_air, hc = cwave_air[keep_c], hc[keep_c]
-            waves.append(wave_air)
-            fluxes.append(h)
-            cwaves.append(cwave_air)
-            cfluxes.append(hc)
+        waves, fluxes, cwaves, cfluxes, tails, seconds = _run_segments(
+            tmp,
+            segments,
+            install,
+            lists,
+            model,
+            cutoff=cutoff,
+            strength=strength,
+            vmicro=vmicro,
+            timeout=timeout,
+        )
     except BaseException:
         if not keep:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -372,6 +363,59 @@ def run_synspec(
         settings=settings,
         log_tail=tails[-1],
     )
+
+
+def _run_segments(
+    tmp: Path, segments, install, lists, model: AtlasModel, *, cutoff, strength, vmicro, timeout
+):
+    """Run Synspec on every segment of the step schedule (in ``tmp``, or its ``segment-k`` subdirectories).
+
+    Parameters
+    ----------
+    tmp : Path
+        The run directory.
+    segments : list of (float, float, float, int or None)
+        :func:`step_segments`: the air wavelength range, step and ``nfreqs`` of each run.
+    install, lists
+        The Synspec installation and line lists (:func:`ensure_synspec`, :func:`ensure_linelists`).
+    model : AtlasModel
+        The model atmosphere.
+    cutoff, strength, vmicro : float
+        Line cutoff (A), relative line strength threshold and microturbulence (km/s).
+    timeout : float or None
+        Seconds allowed for each run.
+
+    Returns
+    -------
+    waves, fluxes, cwaves, cfluxes : list of ndarray
+        Per segment, the air wavelengths and Eddington fluxes of the spectrum and the continuum
+        (points a later segment shares with the one before are dropped).
+    tails : list of str
+        The end of each run's log.
+    seconds : float
+        The runs' total time.
+    """
+    waves, fluxes, cwaves, cfluxes, tails = [], [], [], [], []
+    seconds = 0.0
+    for k, (a, b, s, nf) in enumerate(segments):
+        run_dir = tmp if len(segments) == 1 else tmp / f"segment-{k}"
+        run_dir.mkdir(exist_ok=True)
+        wave_air, h, cwave_air, hc, sec, tail = _run_segment(
+            run_dir, install, lists, model, (a, b), step=s, cutoff=cutoff, strength=strength,
+            vmicro=vmicro, nfreqs=nf, timeout=timeout,
+        )  # fmt: skip
+        seconds += sec
+        tails.append(tail)
+        if waves:  # joined segments share their boundary point
+            keep_pts = wave_air > waves[-1][-1]
+            wave_air, h = wave_air[keep_pts], h[keep_pts]
+            keep_c = cwave_air > cwaves[-1][-1]
+            cwave_air, hc = cwave_air[keep_c], hc[keep_c]
+        waves.append(wave_air)
+        fluxes.append(h)
+        cwaves.append(cwave_air)
+        cfluxes.append(hc)
+    return waves, fluxes, cwaves, cfluxes, tails, seconds
 
 
 def _run_segment(
