@@ -230,22 +230,13 @@ def stelib_library(
         from lamost2csst.io.readers.mangadap import read_mangadap_stelib
 
         stars = read_mangadap_stelib()
-    # Stars without data around the SED scaling window cannot be scaled (Sect. 2.1): count, drop.
-    wave = stars["wave"].values
-    window = (wave > 5480) & (wave < 5630)
-    scalable = ~stars["mask"].values[:, window].any(axis=1)
+    scalable = _scalable(stars)
     n_read = int(stars.sizes["star"])
     ds = stars.isel(star=np.flatnonzero(scalable))
     g = gridded_library(ds)
     params = np.stack([ds[k].values.astype(float) for k in ("teff", "logg", "feh")], axis=1)
     source = np.where(np.all(np.isfinite(params), axis=1), "header", "chi2-grid-fit")
-    cache = {}
-
-    def grid():
-        if "grid" not in cache:
-            cache["grid"] = grid_library(paths=grid_paths)
-        return cache["grid"]
-
+    grid = _lazy_grid(grid_paths)
     usable = _stelib_parameters(g, params, source=source, grid=grid)
     lo, hi = teff_range
     keep = usable & (params[:, 0] >= lo) & (params[:, 0] <= hi) & ~g.input_mask.any(axis=1)
@@ -263,6 +254,78 @@ def stelib_library(
         idx, flux_in, sed = _deredden_stelib(
             g, idx, flux_in, sed, params, header=source[idx] == "header", grid=grid, info=info
         )
+    lib, idx = _screened_stelib(g, idx, flux_in, sed, params, screen_rmsae=screen_rmsae, seed=seed, info=info)
+    return lib, ds["name"].values[idx].astype(str), info
+
+
+def _scalable(stars):
+    """Which stars have data around the SED scaling window (5480-5630 A).
+
+    Stars without data there cannot be scaled (Sect. 2.1): they are counted and dropped.
+
+    Parameters
+    ----------
+    stars : xarray.Dataset
+        Spectra in the spectra schema.
+
+    Returns
+    -------
+    ndarray of bool (n_star,)
+    """
+    wave = stars["wave"].values
+    window = (wave > 5480) & (wave < 5630)
+    return ~stars["mask"].values[:, window].any(axis=1)
+
+
+def _lazy_grid(grid_paths):
+    """A function returning :func:`grid_library` of ``grid_paths``, read on the first call only.
+
+    Parameters
+    ----------
+    grid_paths : sequence of str or None
+        Grid part stores (default: the shipped grid).
+
+    Returns
+    -------
+    callable
+        ``grid()`` -> ``(GriddedLibrary, params)``.
+    """
+    cache = {}
+
+    def grid():
+        if "grid" not in cache:
+            cache["grid"] = grid_library(paths=grid_paths)
+        return cache["grid"]
+
+    return grid
+
+
+def _screened_stelib(g: GriddedLibrary, idx, flux_in, sed, params, *, screen_rmsae, seed, info):
+    """The GPR screening (if ``screen_rmsae > 0``) and the final float32 STELIB library.
+
+    Parameters
+    ----------
+    g : GriddedLibrary
+        All scalable STELIB stars.
+    idx : ndarray of int
+        The stars kept so far (rows of ``g``).
+    flux_in, sed : ndarray
+        Their (dereddened) input spectra and SEDs.
+    params : ndarray (n_star, 3)
+        Teff, log g, [Fe/H] of all the stars of ``g``.
+    screen_rmsae : float
+        The screening threshold; 0: no screening.
+    seed : int
+        Seed of the screening's folds and GPR.
+    info : dict
+        The library's record (the screening's counts are added).
+
+    Returns
+    -------
+    library : GriddedLibrary
+    idx : ndarray of int
+        The stars kept (rows of ``g``).
+    """
     if screen_rmsae > 0:
         normal = _screen(
             params[idx],
@@ -281,7 +344,7 @@ def stelib_library(
         g.target_mask[idx],
         params[idx, 0],
     )
-    return lib, ds["name"].values[idx].astype(str), info
+    return lib, idx
 
 
 def _screen(params, sed, target_mask, *, threshold, seed, info=None, hyperparameters=False):
