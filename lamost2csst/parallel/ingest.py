@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -218,6 +219,233 @@ def _write_ranges(client, out: str, files: np.ndarray, ranges, *, progress: bool
     return written
 
 
+@dataclass
+class _StoreState:
+    """What an ingest run starts from: the store's chunking, files, OBSIDs and rejects so far."""
+
+    exists: bool
+    chunk_stars: int
+    old_files: np.ndarray | None
+    resumed: int
+    known_files: set
+    known_obsid: dict
+    n_old: int
+    rejects: dict
+
+
+def _store_state(client, out: str, chunk_stars: int | None, *, progress: bool) -> _StoreState:
+    """The state of ``out`` before this run; an existing store's interrupted run is finished first.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    out : str
+        The catalogue (absolute path).
+    chunk_stars : int or None
+        Stars per chunk of a new store (an existing store keeps its own).
+    progress : bool
+        tqdm bars on stderr.
+
+    Returns
+    -------
+    _StoreState
+    """
+    if not os.path.exists(out):
+        chunk_stars = int(chunk_stars or DEFAULT_CHUNK_STARS)
+        if chunk_stars < 1:
+            raise InputError(f"chunk_stars must be a positive integer, got {chunk_stars}")
+        return _StoreState(False, chunk_stars, None, 0, set(), {}, 0, {})
+    old = _open_existing(out)
+    chunk_stars = int(old.attrs.get("chunk_stars") or old["flux"].encoding["chunks"][0])
+    old_files = np.asarray(old["file"].values, dtype=object)
+    pending = _pending_ranges(out, old.sizes["star"], chunk_stars)
+    resumed = 0
+    if pending:
+        resumed = _write_ranges(client, out, old_files, pending, progress=progress, desc="finish")
+    return _StoreState(
+        exists=True,
+        chunk_stars=chunk_stars,
+        old_files=old_files,
+        resumed=resumed,
+        known_files=set(old_files.tolist()),
+        known_obsid=dict(zip(old["obsid"].values.tolist(), old_files.tolist())),
+        n_old=old.sizes["star"],
+        rejects={r["path"]: r for r in old.attrs.get("rejects", [])},
+    )
+
+
+def _scan(client, todo: list[str], *, files_per_task: int, progress: bool) -> dict:
+    """Stage 2: :func:`scan_files` over ``todo`` in batches of ``files_per_task``; results by path.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    todo : list of str
+        The files not yet in the store.
+    files_per_task : int
+        Files per scan task.
+    progress : bool
+        A tqdm bar on stderr.
+
+    Returns
+    -------
+    dict
+        ``{path: result of scan_files}``.
+    """
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    batches = [todo[i : i + files_per_task] for i in range(0, len(todo), files_per_task)]
+    futures = client.map(scan_files, batches, pure=False)
+    scanned = {}
+    with tqdm(total=len(todo), unit="file", desc="scan", disable=not progress) as bar:
+        try:
+            for future in as_completed(futures):
+                for result in future.result():
+                    scanned[result["path"]] = result
+                    bar.update(1)
+        except BaseException:
+            client.cancel(futures)
+            raise
+    return scanned
+
+
+def _sort_scanned(todo: list[str], scanned: dict, *, known_obsid: dict, rejects: dict) -> tuple[list, int]:
+    """Stage 3: the accepted scan results (file order) and the number rejected now.
+
+    Parameters
+    ----------
+    todo : list of str
+        The scanned files, in file order (the catalogue is deterministic).
+    scanned : dict
+        ``{path: result of scan_files}``.
+    known_obsid : dict
+        ``{obsid: path}`` of the store and of this run; updated with the accepted files.
+    rejects : dict
+        ``{path: reject}``; a reject is added per rejected file, removed per accepted one.
+
+    Returns
+    -------
+    accepted : list of dict
+    rejected_now : int
+    """
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    accepted, rejected_now = [], 0
+    for path in todo:  # file order, not completion order: the catalogue is deterministic
+        result = scanned[path]
+        if result["ok"]:
+            obsid = result["coords"]["obsid"]
+            if obsid in known_obsid:
+                result = {
+                    "path": path,
+                    "ok": False,
+                    "reason": f"{path}: OBSID {obsid} is already in the catalogue "
+                    f"(from {known_obsid[obsid]})",
+                }
+            else:
+                known_obsid[obsid] = path
+                accepted.append(result)
+                rejects.pop(path, None)
+                continue
+        rejects[path] = {"path": path, "reason": result["reason"], "utc": now}
+        rejected_now += 1
+    return accepted, rejected_now
+
+
+def _append_accepted(client, out: str, accepted: list, state: _StoreState, *, progress: bool) -> int:
+    """Stage 4: append the accepted stars to the store's template (creating it) and write their pixels.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    out : str
+        The catalogue.
+    accepted : list of dict
+        The accepted scan results, in file order.
+    state : _StoreState
+        The store before this run.
+    progress : bool
+        A tqdm bar on stderr.
+
+    Returns
+    -------
+    int
+        Stars written.
+    """
+    chunk_stars = state.chunk_stars
+    coords = [r["coords"] for r in accepted]
+    template = _template(coords, chunk_stars)
+    if state.exists:
+        template.drop_vars("wave").to_zarr(
+            out,
+            append_dim="star",
+            compute=False,
+            zarr_format=3,
+            consolidated=False,
+            safe_chunks=False,
+        )
+    else:
+        template.to_zarr(
+            out,
+            mode="w-",
+            compute=False,
+            zarr_format=3,
+            consolidated=False,
+            encoding=_encoding(template, chunk_stars),
+        )
+        markers_group(out)
+    all_files = np.asarray(
+        [*([] if not state.exists else state.old_files.tolist()), *(r["path"] for r in accepted)],
+        dtype=object,
+    )
+    ranges = _ranges_from(state.n_old, state.n_old + len(accepted), chunk_stars)
+    return _write_ranges(client, out, all_files, ranges, progress=progress, desc="write")
+
+
+def _store_summary(
+    out: str, state: _StoreState, *, n_found: int, n_todo: int, added: int, rejected_now: int, t0: float
+) -> dict:
+    """The run's summary, stored with the rejects in the store's attrs.
+
+    Parameters
+    ----------
+    out : str
+        The catalogue.
+    state : _StoreState
+        The store before this run (its rejects updated by this run).
+    n_found, n_todo : int
+        Files found, and those not yet in the store.
+    added, rejected_now : int
+        Stars added and files rejected by this run.
+    t0 : float
+        ``time.perf_counter()`` at the start of the run.
+
+    Returns
+    -------
+    dict
+    """
+    seconds = time.perf_counter() - t0
+    group = zarr.open_group(out, mode="r+", zarr_format=3)
+    n_total = int(group["flux"].shape[0])
+    summary = {
+        "job": "ingest_lamost",
+        "out": out,
+        "files_found": n_found,
+        "files_already_ingested": n_found - n_todo,
+        "stars_added": int(added),
+        "stars_resumed": int(state.resumed),
+        "rejected": int(rejected_now),
+        "rejects_total": len(state.rejects),
+        "stars_total": n_total,
+        "chunk_stars": int(state.chunk_stars),
+        "seconds": round(seconds, 3),
+        "files_per_second": round(n_todo / seconds, 1) if seconds > 0 else 0.0,
+    }
+    group.attrs["rejects"] = sorted(state.rejects.values(), key=lambda r: r["path"])
+    group.attrs["summary"] = summary
+    return summary
+
+
 def ingest_lamost(
     inputs,
     out,
@@ -251,120 +479,32 @@ def ingest_lamost(
         from an interrupted run), rejected (this run) and rejects_total, stars_total,
         seconds, files_per_second; also stored in the store's attrs as ``summary``.
     """
-    from distributed import as_completed
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
     out = os.path.abspath(os.fspath(out))
     files = find_lamost_files(inputs)
     if not files:
         raise InputError(f"no FITS files (*.fits, *.fits.gz, *.fit, *.fit.gz) in {inputs}")
     with output_lock(out, job="ingest_lamost", resume=False):
-        exists = os.path.exists(out)
-        resumed = 0
-        if exists:
-            old = _open_existing(out)
-            chunk_stars = int(old.attrs.get("chunk_stars") or old["flux"].encoding["chunks"][0])
-            old_files = np.asarray(old["file"].values, dtype=object)
-            pending = _pending_ranges(out, old.sizes["star"], chunk_stars)
-            if pending:
-                resumed = _write_ranges(client, out, old_files, pending, progress=progress, desc="finish")
-            known_files = set(old_files.tolist())
-            known_obsid = dict(zip(old["obsid"].values.tolist(), old_files.tolist()))
-            n_old = old.sizes["star"]
-            rejects = {r["path"]: r for r in old.attrs.get("rejects", [])}
-        else:
-            chunk_stars = int(chunk_stars or DEFAULT_CHUNK_STARS)
-            if chunk_stars < 1:
-                raise InputError(f"chunk_stars must be a positive integer, got {chunk_stars}")
-            known_files, known_obsid, n_old, rejects = set(), {}, 0, {}
-
-        todo = [f for f in files if f not in known_files]
-        batches = [todo[i : i + files_per_task] for i in range(0, len(todo), files_per_task)]
-        futures = client.map(scan_files, batches, pure=False)
-        scanned = {}
-        with tqdm(total=len(todo), unit="file", desc="scan", disable=not progress) as bar:
-            try:
-                for future in as_completed(futures):
-                    for result in future.result():
-                        scanned[result["path"]] = result
-                        bar.update(1)
-            except BaseException:
-                client.cancel(futures)
-                raise
-
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        accepted, rejected_now = [], 0
-        for path in todo:  # file order, not completion order: the catalogue is deterministic
-            result = scanned[path]
-            if result["ok"]:
-                obsid = result["coords"]["obsid"]
-                if obsid in known_obsid:
-                    result = {
-                        "path": path,
-                        "ok": False,
-                        "reason": f"{path}: OBSID {obsid} is already in the catalogue "
-                        f"(from {known_obsid[obsid]})",
-                    }
-                else:
-                    known_obsid[obsid] = path
-                    accepted.append(result)
-                    rejects.pop(path, None)
-                    continue
-            rejects[path] = {"path": path, "reason": result["reason"], "utc": now}
-            rejected_now += 1
-
+        state = _store_state(client, out, chunk_stars, progress=progress)
+        todo = [f for f in files if f not in state.known_files]
+        scanned = _scan(client, todo, files_per_task=files_per_task, progress=progress)
+        accepted, rejected_now = _sort_scanned(
+            todo, scanned, known_obsid=state.known_obsid, rejects=state.rejects
+        )
         added = 0
         if accepted:
-            coords = [r["coords"] for r in accepted]
-            template = _template(coords, chunk_stars)
-            if exists:
-                template.drop_vars("wave").to_zarr(
-                    out,
-                    append_dim="star",
-                    compute=False,
-                    zarr_format=3,
-                    consolidated=False,
-                    safe_chunks=False,
-                )
-            else:
-                template.to_zarr(
-                    out,
-                    mode="w-",
-                    compute=False,
-                    zarr_format=3,
-                    consolidated=False,
-                    encoding=_encoding(template, chunk_stars),
-                )
-                markers_group(out)
-            all_files = np.asarray(
-                [*([] if not exists else old_files.tolist()), *(r["path"] for r in accepted)], dtype=object
-            )
-            ranges = _ranges_from(n_old, n_old + len(accepted), chunk_stars)
-            added = _write_ranges(client, out, all_files, ranges, progress=progress, desc="write")
-        elif not exists:
+            added = _append_accepted(client, out, accepted, state, progress=progress)
+        elif not state.exists:
             raise InputError(
                 f"none of the {len(files)} files could be read; first reason: "
-                f"{next(iter(rejects.values()))['reason']}"
+                f"{next(iter(state.rejects.values()))['reason']}"
             )
-
-        seconds = time.perf_counter() - t0
-        group = zarr.open_group(out, mode="r+", zarr_format=3)
-        n_total = int(group["flux"].shape[0])
-        summary = {
-            "job": "ingest_lamost",
-            "out": out,
-            "files_found": len(files),
-            "files_already_ingested": len(files) - len(todo),
-            "stars_added": int(added),
-            "stars_resumed": int(resumed),
-            "rejected": int(rejected_now),
-            "rejects_total": len(rejects),
-            "stars_total": n_total,
-            "chunk_stars": int(chunk_stars),
-            "seconds": round(seconds, 3),
-            "files_per_second": round(len(todo) / seconds, 1) if seconds > 0 else 0.0,
-        }
-        group.attrs["rejects"] = sorted(rejects.values(), key=lambda r: r["path"])
-        group.attrs["summary"] = summary
-        return summary
+        return _store_summary(
+            out,
+            state,
+            n_found=len(files),
+            n_todo=len(todo),
+            added=added,
+            rejected_now=rejected_now,
+            t0=t0,
+        )

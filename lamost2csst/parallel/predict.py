@@ -102,67 +102,159 @@ def predict_catalogue(
         Bad input, an existing output without ``resume``, or one that does not match; another
         live job writing ``out`` (its lock ``<out>.lock``, :mod:`lamost2csst.parallel.locking`).
     """
-    from lamost2csst.nn.inference import model_card, model_hash
-
     t0 = time.perf_counter()
     catalogue, out = resolve(catalogue), resolve(out)
     model_path = _checked_model(model, batch_size)
     thresholds = thresholds or FlagThresholds()
     with output_lock(out, job="predict_catalogue", resume=resume):
-        ds = open_input(catalogue)
-        digest, card = model_hash(model_path), model_card(model_path)
-
-        def template(n: int):
-            return predictions_template(
-                ds,
-                chunk_stars=n,
-                catalogue=catalogue,
-                model_path=model_path,
-                model_hash=digest,
-                model_card=card,
-                thresholds=thresholds,
-            )
-
-        chunk_stars = prepare_output(
-            out,
-            ds,
-            chunk_stars=chunk_stars,
-            resume=resume,
-            overwrite=overwrite,
-            schema=PREDICTIONS_SCHEMA,
-            template=template,
-            variable="sed",
-            same_attrs=("model_hash", "flag_thresholds", "input_resampling"),
-        )
-        client.register_plugin(TensorFlowSetup(model_path, warm_batch=int(batch_size)))
-        t_tasks = time.perf_counter()
-        markers, new = run_chunk_tasks(
+        return _predict_locked(
             client,
-            predict_chunk,
-            chunk_ranges(ds.sizes["star"], chunk_stars),
-            out=out,
-            desc="predict",
-            progress=progress,
-            catalogue=catalogue,
-            model_path=model_path,
-            observed=ds.attrs.get("frame") == "observed",
-            thresholds=thresholds.as_dict(),
-            forward_batch=int(batch_size),  # (client.map has its own batch_size)
-        )
-        summary = _summary(
             catalogue,
             out,
             model_path=model_path,
-            model_hash=digest,
-            n_star=ds.sizes["star"],
+            thresholds=thresholds,
             chunk_stars=chunk_stars,
-            markers=markers,
-            new=new,
-            seconds_setup=t_tasks - t0,
-            seconds_tasks=time.perf_counter() - t_tasks,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+            batch_size=batch_size,
+            t0=t0,
         )
-        summary.update(_truth_summary(out, markers))
-        return _stored_summary(out, summary, seconds=time.perf_counter() - t0)
+
+
+def _predict_locked(
+    client,
+    catalogue: str,
+    out: str,
+    *,
+    model_path: str,
+    thresholds: FlagThresholds,
+    chunk_stars,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    batch_size: int,
+    t0: float,
+) -> dict:
+    """The work of :func:`predict_catalogue` once it holds the output's lock: prepare, run, summarize.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    catalogue, out : str
+        The resolved input and output stores.
+    model_path : str
+        The checked model file.
+    thresholds : FlagThresholds
+    chunk_stars, resume, overwrite, progress, batch_size
+        As for :func:`predict_catalogue`.
+    t0 : float
+        ``time.perf_counter()`` at the start of the job.
+
+    Returns
+    -------
+    dict
+        The summary, also stored in the output's attrs.
+    """
+    ds = open_input(catalogue)
+    chunk_stars, digest = _prepared_output(
+        out,
+        ds,
+        catalogue=catalogue,
+        model_path=model_path,
+        thresholds=thresholds,
+        chunk_stars=chunk_stars,
+        resume=resume,
+        overwrite=overwrite,
+    )
+    client.register_plugin(TensorFlowSetup(model_path, warm_batch=int(batch_size)))
+    t_tasks = time.perf_counter()
+    markers, new = run_chunk_tasks(
+        client,
+        predict_chunk,
+        chunk_ranges(ds.sizes["star"], chunk_stars),
+        out=out,
+        desc="predict",
+        progress=progress,
+        catalogue=catalogue,
+        model_path=model_path,
+        observed=ds.attrs.get("frame") == "observed",
+        thresholds=thresholds.as_dict(),
+        forward_batch=int(batch_size),  # (client.map has its own batch_size)
+    )
+    summary = _summary(
+        catalogue,
+        out,
+        model_path=model_path,
+        model_hash=digest,
+        n_star=ds.sizes["star"],
+        chunk_stars=chunk_stars,
+        markers=markers,
+        new=new,
+        seconds_setup=t_tasks - t0,
+        seconds_tasks=time.perf_counter() - t_tasks,
+    )
+    summary.update(_truth_summary(out, markers))
+    return _stored_summary(out, summary, seconds=time.perf_counter() - t0)
+
+
+def _prepared_output(
+    out: str,
+    ds,
+    *,
+    catalogue: str,
+    model_path: str,
+    thresholds: FlagThresholds,
+    chunk_stars,
+    resume: bool,
+    overwrite: bool,
+) -> tuple[int, str]:
+    """Write (or check, on resume) the output's template; its chunk size and the model's hash.
+
+    Parameters
+    ----------
+    out : str
+        The output store.
+    ds : xarray.Dataset
+        The opened catalogue.
+    catalogue, model_path : str
+        The resolved catalogue and model file.
+    thresholds : FlagThresholds
+    chunk_stars, resume, overwrite
+        As for :func:`predict_catalogue`.
+
+    Returns
+    -------
+    chunk_stars : int
+    model_hash : str
+    """
+    from lamost2csst.nn.inference import model_card, model_hash
+
+    digest, card = model_hash(model_path), model_card(model_path)
+
+    def template(n: int):
+        return predictions_template(
+            ds,
+            chunk_stars=n,
+            catalogue=catalogue,
+            model_path=model_path,
+            model_hash=digest,
+            model_card=card,
+            thresholds=thresholds,
+        )
+
+    chunk_stars = prepare_output(
+        out,
+        ds,
+        chunk_stars=chunk_stars,
+        resume=resume,
+        overwrite=overwrite,
+        schema=PREDICTIONS_SCHEMA,
+        template=template,
+        variable="sed",
+        same_attrs=("model_hash", "flag_thresholds", "input_resampling"),
+    )
+    return chunk_stars, digest
 
 
 def _checked_model(model, batch_size) -> str:

@@ -45,6 +45,41 @@ __all__ = ["predict_block", "predict_chunk", "summed_truth", "truth_path"]
 _READ = ("wave", "flux", "ivar", "mask", "z", "teff", "logg", "feh", "alpha", "snr_g", "sed_true")
 
 
+def _prepared_block(wave, *, flux, ivar, mask, z, teff, thresholds: FlagThresholds, observed: bool):
+    """The network's inputs and the input flags of a block (the preparing part of :func:`predict_block`).
+
+    Parameters
+    ----------
+    wave, flux, ivar, mask, z, teff, observed
+        As for :func:`predict_block`.
+    thresholds : FlagThresholds
+
+    Returns
+    -------
+    net
+        :func:`lamost2csst.core.prepare_inputs` of the sanitized pixels in the rest frame.
+    flags : numpy.ndarray of uint16 (n_star,)
+        :func:`lamost2csst.core.flags.input_flags`.
+    """
+    flux, ivar, mask, nonfinite = sanitize_pixels(flux, ivar, mask)
+    n_star = flux.shape[0]
+    z = np.broadcast_to(np.asarray(z, dtype=np.float64), (n_star,))
+    z_missing, z_implausible = bad_redshift(z, max_abs_z=thresholds.max_abs_z)
+    mask |= z_missing[:, None]  # no rest frame: nothing of the spectrum is usable
+    z_used = np.where(z_missing, 0.0, z) if observed else np.zeros(n_star)
+    net = prepare_inputs(wave, flux, ivar=ivar, z=z_used, mask=mask)
+    flags = input_flags(
+        net.mask,
+        snr=median_snr(flux, ivar, mask),
+        nonfinite=nonfinite,
+        z_missing=z_missing,
+        z_implausible=z_implausible,
+        teff=teff,
+        thresholds=thresholds,
+    )
+    return net, flags
+
+
 def predict_block(
     wave,
     flux,
@@ -92,22 +127,10 @@ def predict_block(
 
     t0 = time.perf_counter()
     thresholds = thresholds or FlagThresholds()
-    flux, ivar, mask, nonfinite = sanitize_pixels(flux, ivar, mask)
-    n_star = flux.shape[0]
-    z = np.broadcast_to(np.asarray(z, dtype=np.float64), (n_star,))
-    z_missing, z_implausible = bad_redshift(z, max_abs_z=thresholds.max_abs_z)
-    mask |= z_missing[:, None]  # no rest frame: nothing of the spectrum is usable
-    z_used = np.where(z_missing, 0.0, z) if observed else np.zeros(n_star)
-    net = prepare_inputs(wave, flux, ivar=ivar, z=z_used, mask=mask)
-    flags = input_flags(
-        net.mask,
-        snr=median_snr(flux, ivar, mask),
-        nonfinite=nonfinite,
-        z_missing=z_missing,
-        z_implausible=z_implausible,
-        teff=teff,
-        thresholds=thresholds,
+    net, flags = _prepared_block(
+        wave, flux=flux, ivar=ivar, mask=mask, z=z, teff=teff, thresholds=thresholds, observed=observed
     )
+    n_star = flags.shape[0]
     sed = np.full((n_star, OUTPUT_WAVE.size), np.nan, np.float32)
     sigma = np.full((n_star, OUTPUT_WAVE.size), np.nan, np.float32)
     rows = np.flatnonzero((flags & Flag.NO_DATA) == 0)

@@ -260,6 +260,76 @@ def _finish(out: str, n_model: int, *, new: list, not_in_grid: int, t0: float) -
     return summary
 
 
+def _store_template(rows, *, command: str, step, nfreqs):
+    """The grid store's template of the selected models, after Synspec and the line lists are ready.
+
+    Parameters
+    ----------
+    rows : numpy structured array
+        The selected models (:func:`select_grid_models`).
+    command : str
+        Recorded in the store's attrs.
+    step, nfreqs
+        Synspec's step (or step schedule) and NFREQS, recorded in the store's settings.
+
+    Returns
+    -------
+    xarray.Dataset
+        :func:`lamost2csst.io.grid.grid_template` with the store's attrs (command, settings,
+        versions, machine, creation time).
+    """
+    from lamost2csst.io.grid import grid_template
+    from lamost2csst.synth import build, linelists
+
+    build.ensure_synspec(verbose=True)  # build once here, not in every worker at the same time
+    linelists.ensure_linelists(verbose=True)
+    attrs = {
+        "command": command,
+        "settings": _settings(step, nfreqs),
+        "versions": _versions(),
+        "machine": machine_info(),
+        "created_utc": _utc_now(),
+    }
+    return grid_template(rows, attrs=attrs)
+
+
+def _run_models(client, out: str, n_model: int, *, progress: bool, step, nfreqs, workdir) -> list:
+    """:func:`synthesize_model` for every model of ``out`` without a done marker; this run's markers.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    out : str
+        The grid store (prepared).
+    n_model : int
+        Models in the store (a "chunk" is one model: ``(i, i, i + 1)``).
+    progress : bool
+        Show a progress bar over models (stderr).
+    step, nfreqs, workdir
+        As for :func:`synthesize_model`.
+
+    Returns
+    -------
+    list of dict
+        The markers of the models run now.
+    """
+    from lamost2csst.parallel.chunks import run_chunk_tasks
+
+    models = [(i, i, i + 1) for i in range(n_model)]
+    _, new = run_chunk_tasks(
+        client,
+        synthesize_model,
+        models,
+        out=out,
+        desc="synthesize",
+        progress=progress,
+        step=step,
+        nfreqs=nfreqs,
+        workdir=workdir,
+    )
+    return new
+
+
 def synthesize_grid(
     *,
     client,
@@ -308,10 +378,7 @@ def synthesize_grid(
     dict
         The summary (models done, failed, skipped, pending; timings), also in the store's attrs.
     """
-    from lamost2csst.io.grid import grid_template
-    from lamost2csst.parallel.chunks import run_chunk_tasks
     from lamost2csst.parallel.locking import output_lock
-    from lamost2csst.synth import build, linelists
     from lamost2csst.synth.synspec import DEFAULT_STEP
 
     t0 = time.perf_counter()
@@ -332,29 +399,11 @@ def synthesize_grid(
         skip_shipped=skip_shipped,
     )
     _log(f"{rows.size} models selected ({not_in_grid} requested combinations are not grid nodes)")
-    build.ensure_synspec(verbose=True)  # build once here, not in every worker at the same time
-    linelists.ensure_linelists(verbose=True)
-    attrs = {
-        "command": command,
-        "settings": _settings(step, nfreqs),
-        "versions": _versions(),
-        "machine": machine_info(),
-        "created_utc": _utc_now(),
-    }
-    template = grid_template(rows, attrs=attrs)
+    template = _store_template(rows, command=command, step=step, nfreqs=nfreqs)
     with output_lock(out, job=JOB, resume=resume):  # one writer per store
         _prepare_store(out, template, overwrite=overwrite)
         _log(f"-> {out}")
-        models = [(i, i, i + 1) for i in range(rows.size)]
-        _, new = run_chunk_tasks(
-            client,
-            synthesize_model,
-            models,
-            out=out,
-            desc="synthesize",
-            progress=progress,
-            step=step,
-            nfreqs=nfreqs,
-            workdir=workdir,
+        new = _run_models(
+            client, out, rows.size, progress=progress, step=step, nfreqs=nfreqs, workdir=workdir
         )
         return _finish(out, rows.size, new=new, not_in_grid=not_in_grid, t0=t0)
