@@ -1,4 +1,6 @@
-"""What the job command lines share: argument types, options and the CLI frame :func:`run_cli`.
+"""What the job command lines share: argument types, checks and the CLI frame :func:`run_cli`.
+
+The option groups the jobs share are in :mod:`jobs._options`.
 
 Kept free of heavy imports (numpy, dask, TensorFlow load only when a job runs): ``--help`` stays fast.
 """
@@ -32,6 +34,17 @@ def float_list(text: str) -> tuple[float, ...]:
     return values
 
 
+def positive_float(text: str) -> float:
+    """argparse type of options that must be positive numbers (learning rate, minutes)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
 def log_chunks_to_stderr() -> None:
     """``--log-chunks``: the jobs' per-chunk JSON lines (logger ``lamost2csst.jobs``) on stderr."""
     import logging
@@ -58,127 +71,6 @@ def check_output_location(out: str, *, resume: bool, overwrite: bool) -> None:
             f"output {out} already exists; pass --resume to finish it, --overwrite to "
             "replace it, or choose another --out"
         )
-
-
-def add_dashboard_option(group) -> None:
-    """``--dashboard-address``: where a local cluster's dashboard listens (default: this machine only)."""
-    group.add_argument(
-        "--dashboard-address",
-        metavar="HOST:PORT",
-        default="127.0.0.1:0",
-        help="dashboard of the local cluster (default 127.0.0.1 on a free port: not reachable "
-        "from other machines; e.g. 0.0.0.0:8787 to expose it, behind your own firewall)",
-    )
-
-
-def add_cluster_options(group, *, scheduler_help: str, workers_help: str, workers_default=None):
-    """``--scheduler ADDRESS`` or ``--workers N`` (one of them) on ``group``.
-
-    Parameters
-    ----------
-    group : argparse.ArgumentParser or argument group
-        Where the options go.
-    scheduler_help, workers_help : str
-        The job's help texts of ``--scheduler`` and ``--workers``.
-    workers_default : int, optional
-        Default of ``--workers`` (None: the number of CPU cores).
-
-    Returns
-    -------
-    argparse mutually exclusive group
-        The group of the two options, for a job's further alternatives (``--gpus``).
-    """
-    where = group.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", metavar="ADDRESS", help=scheduler_help)
-    where.add_argument(
-        "--workers", type=positive_int, default=workers_default, metavar="N", help=workers_help
-    )
-    return where
-
-
-def add_output_state_options(parser, *, resume_help: str, overwrite_help: str) -> None:
-    """``--resume`` or ``--overwrite`` (one of them): what to do with an existing output.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-        Where the options go.
-    resume_help, overwrite_help : str
-        The job's help texts of the two options.
-    """
-    state = parser.add_mutually_exclusive_group()
-    state.add_argument("--resume", action="store_true", help=resume_help)
-    state.add_argument("--overwrite", action="store_true", help=overwrite_help)
-
-
-def add_reporting_options(
-    group,
-    *,
-    report_help: str = "write a Dask performance report (HTML)",
-    progress_help: str = "no progress bar",
-    log_chunks: bool = False,
-) -> None:
-    """``--performance-report FILE``, ``--no-progress`` and, with ``log_chunks``, ``--log-chunks``.
-
-    Parameters
-    ----------
-    group : argparse.ArgumentParser or argument group
-        Where the options go.
-    report_help, progress_help : str
-        Help texts of ``--performance-report`` and ``--no-progress``.
-    log_chunks : bool
-        Also ``--log-chunks`` (see :func:`log_chunks_to_stderr`).
-    """
-    group.add_argument("--performance-report", metavar="FILE", help=report_help)
-    group.add_argument("--no-progress", action="store_true", help=progress_help)
-    if log_chunks:
-        group.add_argument(
-            "--log-chunks",
-            action="store_true",
-            help="one JSON line per chunk done or failed on stderr (for log collectors)",
-        )
-
-
-def add_catalogue_options(group, *, demo_catalogue: str, demo_out: str, out_metavar: str) -> None:
-    """``--catalogue C.zarr`` and ``--out``: a catalogue job's input and output (default: the demo's).
-
-    Parameters
-    ----------
-    group : argparse argument group
-        Where the options go.
-    demo_catalogue, demo_out : str
-        The demo's catalogue and output, used without ``--catalogue`` / ``--out``.
-    out_metavar : str
-        Metavar of ``--out``.
-    """
-    group.add_argument(
-        "--catalogue",
-        metavar="C.zarr",
-        help="input spectra catalogue (schema lamost2csst.spectra/1); default: build/reuse the demo "
-        f"catalogue {demo_catalogue}",
-    )
-    group.add_argument(
-        "--out",
-        metavar=out_metavar,
-        help=f"output store (must not exist unless --resume/--overwrite); default {demo_out} for the demo, "
-        "required with --catalogue",
-    )
-
-
-def check_catalogue_args(parser, args) -> None:
-    """``--out`` is required with ``--catalogue``; the demo's own default output is overwritten.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-        The job's parser (for its usage error, exit status 2).
-    args : argparse.Namespace
-        The parsed command line; ``args.overwrite`` is set for the demo's default output.
-    """
-    if args.catalogue is not None and args.out is None:
-        parser.error("--out is required with --catalogue")
-    if args.catalogue is None and args.out is None and not args.resume:
-        args.overwrite = True  # the default demo output is the job's own: rerunning replaces it
 
 
 def run_cli(

@@ -10,14 +10,8 @@ import json
 import os
 import sys
 
-from jobs._cli import (
-    add_cluster_options,
-    add_dashboard_option,
-    add_reporting_options,
-    log_chunks_to_stderr,
-    positive_int,
-    run_cli,
-)
+from jobs._cli import log_chunks_to_stderr, positive_int, run_cli
+from jobs._options import add_cluster_options, add_dashboard_option, add_reporting_options, job_parser
 
 PROG = "python -m jobs.build_flatcube"
 DEMO_DIR = os.path.join("outputs", "flatcube_demo")
@@ -84,12 +78,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = job_parser(PROG, DESCRIPTION, EPILOG)
     _add_cube_options(p)
     _add_monte_carlo_options(p)
     add_cluster_options(

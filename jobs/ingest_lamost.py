@@ -9,7 +9,8 @@ import argparse
 import json
 import sys
 
-from jobs._cli import add_cluster_options, add_dashboard_option, add_reporting_options, positive_int
+from jobs._cli import positive_int
+from jobs._options import add_cluster_options, add_dashboard_option, add_reporting_options, job_parser
 
 PROG = "python -m jobs.ingest_lamost"
 
@@ -54,12 +55,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = job_parser(PROG, DESCRIPTION, EPILOG)
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="LAMOST LRS FITS files and/or folders")
     parser.add_argument(
         "--out", required=True, metavar="CATALOGUE.zarr", help="the catalogue to create or append to"

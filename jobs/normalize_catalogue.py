@@ -12,14 +12,16 @@ import json
 import os
 import sys
 
-from jobs._cli import (
+from jobs._cli import positive_int
+from jobs._options import (
     add_catalogue_options,
     add_cluster_options,
     add_dashboard_option,
+    add_demo_chunk_options,
     add_output_state_options,
     add_reporting_options,
-    check_catalogue_args,
-    positive_int,
+    job_parser,
+    parse_catalogue_args,
 )
 
 # Heavy imports (xarray, dask, distributed) happen inside the functions so that --help is fast.
@@ -84,27 +86,15 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = job_parser(PROG, DESCRIPTION, EPILOG)
     data = parser.add_argument_group("data")
     add_catalogue_options(data, demo_catalogue=DEMO_CATALOGUE, demo_out=DEMO_OUT, out_metavar="O.zarr")
-    data.add_argument(
-        "--n-demo",
-        type=positive_int,
-        default=20_000,
-        metavar="N",
-        help="number of stars of the demo catalogue, used only without --catalogue (default: %(default)s)",
-    )
-    data.add_argument(
-        "--chunk-stars",
-        type=positive_int,
-        metavar="N",
-        help="stars per output chunk = per task; default: the input's chunk size (on --resume: the "
-        "existing output's); multiples of the input chunk size read best",
+    add_demo_chunk_options(
+        data,
+        n_demo=20_000,
+        n_demo_help="number of stars of the demo catalogue, used only without --catalogue "
+        "(default: %(default)s)",
+        chunk_note="; multiples of the input chunk size read best",
     )
     add_output_state_options(
         parser,
@@ -138,10 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv=None) -> argparse.Namespace:
     """The parsed command line (also for tests: ``run(parse_args([...]), client)``)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    check_catalogue_args(parser, args)
-    return args
+    return parse_catalogue_args(build_parser(), argv)
 
 
 def _log(message: str) -> None:

@@ -13,17 +13,16 @@ import json
 import os
 import sys
 
-from jobs._cli import (
+from jobs._cli import check_output_location, log_chunks_to_stderr, positive_int, run_cli
+from jobs._options import (
     add_catalogue_options,
     add_cluster_options,
     add_dashboard_option,
+    add_demo_chunk_options,
     add_output_state_options,
     add_reporting_options,
-    check_catalogue_args,
-    check_output_location,
-    log_chunks_to_stderr,
-    positive_int,
-    run_cli,
+    job_parser,
+    parse_catalogue_args,
 )
 
 PROG = "python -m jobs.predict_catalogue"
@@ -98,12 +97,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = job_parser(PROG, DESCRIPTION, EPILOG)
     _add_data_options(parser.add_argument_group("data"))
     add_output_state_options(
         parser,
@@ -137,19 +131,10 @@ def _add_data_options(data) -> None:
         metavar="PATH.keras",
         help="UaRA-net model file visible to all workers (default: the shipped model)",
     )
-    data.add_argument(
-        "--n-demo",
-        type=positive_int,
-        default=100_000,
-        metavar="N",
-        help="stars of the demo catalogue, used only without --catalogue (default: %(default)s)",
-    )
-    data.add_argument(
-        "--chunk-stars",
-        type=positive_int,
-        metavar="N",
-        help="stars per output chunk = per task; default: the input's chunk size (on --resume: "
-        "the existing output's)",
+    add_demo_chunk_options(
+        data,
+        n_demo=100_000,
+        n_demo_help="stars of the demo catalogue, used only without --catalogue (default: %(default)s)",
     )
     data.add_argument(
         "--batch-size",
@@ -186,10 +171,7 @@ def _add_cluster_options(cluster) -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     """The parsed command line (also for tests: ``run(parse_args([...]), client)``)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    check_catalogue_args(parser, args)
-    return args
+    return parse_catalogue_args(build_parser(), argv)
 
 
 def _log(message: str) -> None:

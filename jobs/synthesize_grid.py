@@ -13,14 +13,13 @@ import json
 import shlex
 import sys
 
-from jobs._cli import (
+from jobs._cli import check_output_location, positive_int, run_cli
+from jobs._options import (
     add_cluster_options,
     add_dashboard_option,
     add_output_state_options,
     add_reporting_options,
-    check_output_location,
-    positive_int,
-    run_cli,
+    job_parser,
 )
 
 # Heavy imports (numpy, xarray, zarr, dask, distributed) happen inside the functions so that --help is fast.
@@ -153,8 +152,7 @@ def parse_step(text: str):
 def build_parser() -> argparse.ArgumentParser:
     from lamost2csst.synth.synspec import DEFAULT_NFREQS, DEFAULT_STEP, step_text
 
-    p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = job_parser(PROG, DESCRIPTION, EPILOG)
     grid_ = p.add_argument_group("models")
     grid_.add_argument("--out", required=True, metavar="O.zarr", help="output Zarr store")
     grid_.add_argument("--teff", type=lambda t: parse_values(t, name="teff"), default="5000:9750:250",

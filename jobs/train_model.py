@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import sys
 
-from jobs._cli import float_list, positive_int
+from jobs._cli import positive_float, positive_int  # noqa: F401 - positive_float: kept importable here
+from jobs._training_options import add_training_options
 
 PROG = "python -m jobs.train_model"
 
@@ -70,83 +70,6 @@ examples:
 """
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
-
-def _common_options(p, *, epochs, batch_size, lr_min, test_fraction, mask_augment):
-    p.add_argument("--run-dir", required=True, help="directory for checkpoints, logs and the best model")
-    p.add_argument(
-        "--grid",
-        nargs="+",
-        metavar="PATH",
-        help="grid part stores (default: the grid shipped in the package)",
-    )
-    p.add_argument("--epochs", type=positive_int, default=epochs, help=f"epochs (default {epochs})")
-    p.add_argument(
-        "--batch-size", type=positive_int, default=batch_size, help=f"spectra per step (default {batch_size})"
-    )
-    p.add_argument("--lr", type=positive_float, default=1e-3, help="initial learning rate (default 1e-3)")
-    p.add_argument(
-        "--lr-min",
-        type=float,
-        default=lr_min,
-        help="learning rate at the last epoch, cosine decay (default %(default)s; none = constant)",
-    )
-    p.add_argument(
-        "--snrs",
-        type=float_list,
-        default=(20.0, 25.0, 30.0, 35.0, 40.0),
-        help="training SNRs (default 20,25,30,35,40)",
-    )
-    p.add_argument("--validate-every", type=positive_int, default=10, help="epochs between validations")
-    p.add_argument(
-        "--patience", type=int, default=0, help="validations without improvement before stopping (0: off)"
-    )
-    p.add_argument(
-        "--minutes", type=positive_float, default=math.inf, help="wall-time cap of the training loop"
-    )
-    p.add_argument("--beta", type=float, default=0.0, help="beta-NLL exponent (default 0: Eq. 17)")
-    p.add_argument(
-        "--clipnorm",
-        type=positive_float,
-        default=None,
-        metavar="C",
-        help="clip each variable's gradient norm at C (Keras Adam clipnorm); default off, as in "
-        "the paper. Measured: with 1.0 the uncertainty branch lost 14 of its 16 units within 25 "
-        "epochs (EVALUATION.md); watch error_branch_active_units in history.jsonl",
-    )
-    p.add_argument(
-        "--mask-augment",
-        type=float,
-        default=mask_augment,
-        help="probability of a random masked span per training spectrum (default %(default)s)",
-    )
-    p.add_argument(
-        "--test-fraction",
-        type=float,
-        default=test_fraction,
-        help="fraction held out for validation/test (default %(default)s)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of split, initial weights and noise")
-    p.add_argument(
-        "--split-seed",
-        type=int,
-        default=None,
-        help="seed of the train/test split alone (default: --seed); deep-ensemble members "
-        "share one split (same --split-seed) and differ in --seed",
-    )
-    p.add_argument("--threads", type=positive_int, default=None, help="TensorFlow intra-op threads")
-    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    p.add_argument("--export", metavar="PATH.keras", help="copy the best model (+ card) here at the end")
-
-
 def teff_range(text: str) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in text.split(","))
@@ -168,7 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=fmt,
     )
-    _common_options(pre, epochs=3000, batch_size=256, lr_min=1e-5, test_fraction=0.25, mask_augment=0.25)
+    add_training_options(pre, epochs=3000, batch_size=256, lr_min=1e-5, test_fraction=0.25, mask_augment=0.25)
+    _add_pretrain_options(pre)
+    fine = stages.add_parser(
+        "finetune",
+        help="fine-tune a model on empirical spectra (STELIB)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=fmt,
+    )
+    add_training_options(fine, epochs=200, batch_size=32, lr_min=None, test_fraction=0.2, mask_augment=0.0)
+    _add_finetune_options(fine)
+    return parser
+
+
+def _add_pretrain_options(pre) -> None:
+    """The options of ``pretrain`` alone: input path, initial model, dropout, error input."""
     pre.add_argument(
         "--input-path",
         choices=("direct", "lamost"),
@@ -193,14 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
         "model) or 'log' (ln(error/0.03), values of both signs, so that its ReLUs cannot all "
         "die at every S/N)",
     )
-    fine = stages.add_parser(
-        "finetune",
-        help="fine-tune a model on empirical spectra (STELIB)",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=fmt,
-    )
-    _common_options(fine, epochs=200, batch_size=32, lr_min=None, test_fraction=0.2, mask_augment=0.0)
+
+
+def _add_finetune_options(fine) -> None:
+    """The options of ``finetune`` alone: initial model, library, its stars and their screening."""
     fine.add_argument(
         "--init", metavar="MODEL.keras", help="model to start from (default: the shipped model)"
     )
@@ -236,7 +170,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.05,
         help="drop stars whose out-of-fold GPR RMSAE exceeds this (Appendix B; 0: no screening)",
     )
-    return parser
 
 
 def run(args, *, progress=True) -> dict:
