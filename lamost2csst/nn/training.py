@@ -309,24 +309,11 @@ def train(
     card : dict, optional
         Extra provenance for the model card of ``best.keras``.
     """
-    import tensorflow as tf
-
-    from lamost2csst.nn.losses import gaussian_nll
-
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_json = json.loads(json.dumps(dataclasses.asdict(config)))
     model, optimizer, state = _start_or_resume(model, config, config_json, run_dir=run_dir, resume=resume)
-    beta = float(config.beta)
-
-    @tf.function(reduce_retracing=True)
-    def train_step(flux, error, sed, tmask):
-        with tf.GradientTape() as tape:
-            out = model({"flux": flux, "error": error}, training=True)
-            loss = gaussian_nll(sed, out["sed"], out["sigma"], mask=tmask, beta=beta)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+    train_step = _make_train_step(model, optimizer, beta=float(config.beta))
 
     val = epoch_pairs(
         val_lib,
@@ -338,51 +325,19 @@ def train(
     history = open(run_dir / "history.jsonl", "a")
     try:
         while state["epoch"] < config.epochs:
-            epoch = state["epoch"]
-            lr = config.learning_rate_at(epoch)
-            optimizer.learning_rate.assign(lr)
-            rng = np.random.default_rng([config.seed, epoch])
-            data = epoch_pairs(
-                train_lib,
-                snrs=config.snrs,
-                rng=rng,
-                mask_augment=config.mask_augment,
-                max_masked_span=config.max_masked_span,
-                input_path=config.input_path,
-            )
-            order = rng.permutation(data.flux.shape[0])
-            losses = []
-            for start in range(0, order.size, config.batch_size):
-                idx = order[start : start + config.batch_size]
-                losses.append(
-                    float(train_step(data.flux[idx], data.error[idx], data.sed[idx], data.target_mask[idx]))
-                )
-            state["epoch"] = epoch + 1
-            state["passes"] += int(order.size)
-            state["seconds"] = time.perf_counter() - t_start
-            info = {
-                "epoch": epoch + 1,
-                "passes": state["passes"],
-                "seconds": round(state["seconds"], 1),
-                "lr": lr,
-                "loss": float(np.mean(losses)),
-            }
-            last = state["epoch"] == config.epochs or state["seconds"] > 60 * config.max_minutes
-            if state["epoch"] % config.validate_every == 0 or last:
-                _validate(
-                    model,
-                    val,
-                    info,
-                    state,
-                    run_dir=run_dir,
-                    history=history,
-                    card={**(card or {}), "training": config_json},
-                )
-                if config.patience and state["bad_validations"] >= config.patience:
-                    state["stopped"] = (
-                        f"early stop: no better validation NLL in {config.patience} validations"
-                    )
-                    break
+            info = _run_epoch(train_step, optimizer, train_lib, state, config=config, t_start=t_start)
+            if _validate_if_due(
+                model,
+                val,
+                info,
+                state,
+                config=config,
+                config_json=config_json,
+                run_dir=run_dir,
+                history=history,
+                card=card,
+            ):
+                break
             if progress is not None:
                 progress(state["epoch"], config.epochs, info)
             if state["seconds"] > 60 * config.max_minutes:
@@ -392,11 +347,176 @@ def train(
             state["stopped"] = state["stopped"] or "all epochs done"
     finally:
         history.close()
+    return model, _finish_run(model, state, run_dir=run_dir)
+
+
+def _finish_run(model, state: dict, *, run_dir: Path) -> dict:
+    """Save the last checkpoint and state, write ``summary.json``; returns the summary.
+
+    Parameters
+    ----------
+    model : keras.Model
+        The trained model.
+    state : dict
+        The run's state (:func:`_start_or_resume`).
+    run_dir : Path
+        The run directory.
+
+    Returns
+    -------
+    dict
+        Epoch, passes, seconds, best validation NLL and epoch, and why training stopped.
+    """
     model.save(run_dir / "checkpoint.keras")
     (run_dir / "state.json").write_text(json.dumps(state, indent=1))
     summary = {k: state[k] for k in ("epoch", "passes", "seconds", "best_val_nll", "best_epoch", "stopped")}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    return model, summary
+    return summary
+
+
+def _make_train_step(model, optimizer, *, beta: float):
+    """The compiled training step: one Adam step on the Gaussian NLL of a batch, returning the loss.
+
+    Parameters
+    ----------
+    model : keras.Model
+        The UaRA-net being trained.
+    optimizer : keras.optimizers.Optimizer
+        Its optimizer.
+    beta : float
+        The beta-NLL exponent (:func:`lamost2csst.nn.losses.gaussian_nll`).
+
+    Returns
+    -------
+    callable
+        ``train_step(flux, error, sed, tmask)``, a ``tf.function``.
+    """
+    import tensorflow as tf
+
+    from lamost2csst.nn.losses import gaussian_nll
+
+    @tf.function(reduce_retracing=True)
+    def train_step(flux, error, sed, tmask):
+        with tf.GradientTape() as tape:
+            out = model({"flux": flux, "error": error}, training=True)
+            loss = gaussian_nll(sed, out["sed"], out["sigma"], mask=tmask, beta=beta)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    return train_step
+
+
+def _run_epoch(
+    train_step, optimizer, train_lib: GriddedLibrary, state: dict, *, config: TrainConfig, t_start: float
+) -> dict:
+    """One training epoch: fresh noisy pairs, shuffled, one ``train_step`` per batch.
+
+    Parameters
+    ----------
+    train_step : callable
+        From :func:`_make_train_step`.
+    optimizer : keras.optimizers.Optimizer
+        Its learning rate is set for this epoch.
+    train_lib : GriddedLibrary
+        The training stars.
+    state : dict
+        The run's state: its ``epoch`` (0-based, it seeds the epoch's random draws) is the one
+        trained; ``epoch``, ``passes`` and ``seconds`` are updated.
+    config : TrainConfig
+    t_start : float
+        ``time.perf_counter()`` at the (possibly resumed) start of the run.
+
+    Returns
+    -------
+    dict
+        The epoch's info: epoch, passes, seconds, learning rate and mean loss.
+    """
+    epoch = state["epoch"]
+    lr = config.learning_rate_at(epoch)
+    optimizer.learning_rate.assign(lr)
+    rng = np.random.default_rng([config.seed, epoch])
+    data = epoch_pairs(
+        train_lib,
+        snrs=config.snrs,
+        rng=rng,
+        mask_augment=config.mask_augment,
+        max_masked_span=config.max_masked_span,
+        input_path=config.input_path,
+    )
+    order = rng.permutation(data.flux.shape[0])
+    losses = []
+    for start in range(0, order.size, config.batch_size):
+        idx = order[start : start + config.batch_size]
+        losses.append(
+            float(train_step(data.flux[idx], data.error[idx], data.sed[idx], data.target_mask[idx]))
+        )
+    state["epoch"] = epoch + 1
+    state["passes"] += int(order.size)
+    state["seconds"] = time.perf_counter() - t_start
+    return {
+        "epoch": epoch + 1,
+        "passes": state["passes"],
+        "seconds": round(state["seconds"], 1),
+        "lr": lr,
+        "loss": float(np.mean(losses)),
+    }
+
+
+def _validate_if_due(
+    model,
+    val: EpochData,
+    info: dict,
+    state: dict,
+    *,
+    config: TrainConfig,
+    config_json: dict,
+    run_dir: Path,
+    history,
+    card: dict | None,
+) -> bool:
+    """Validate after every ``validate_every``-th and the last epoch; True when training stops early.
+
+    Parameters
+    ----------
+    model : keras.Model
+        The model being trained.
+    val : EpochData
+        The fixed validation pairs.
+    info : dict
+        The epoch's info (validation metrics are added).
+    state : dict
+        The run's state (``stopped`` is set on an early stop).
+    config : TrainConfig
+    config_json : dict
+        ``config`` as JSON, recorded in the model card.
+    run_dir : Path
+        The run directory.
+    history : file
+        The open ``history.jsonl``.
+    card : dict or None
+        Extra provenance for the model card of ``best.keras``.
+
+    Returns
+    -------
+    bool
+        Whether the patience ran out.
+    """
+    last = state["epoch"] == config.epochs or state["seconds"] > 60 * config.max_minutes
+    if state["epoch"] % config.validate_every == 0 or last:
+        _validate(
+            model,
+            val,
+            info,
+            state,
+            run_dir=run_dir,
+            history=history,
+            card={**(card or {}), "training": config_json},
+        )
+        if config.patience and state["bad_validations"] >= config.patience:
+            state["stopped"] = f"early stop: no better validation NLL in {config.patience} validations"
+            return True
+    return False
 
 
 def _start_or_resume(model, config: TrainConfig, config_json: dict, *, run_dir: Path, resume: bool):
