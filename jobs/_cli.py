@@ -73,6 +73,59 @@ def check_output_location(out: str, *, resume: bool, overwrite: bool) -> None:
         )
 
 
+def run_catalogue_job(
+    args, client, process, *, demo, demo_catalogue: str, demo_out: str, preflight, log, options=dict
+) -> dict:
+    """A catalogue job's ``run``: preflight, the demo catalogue if none is given, ``process``, summary.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line (``catalogue``, ``out``, ``n_demo``, ``chunk_stars``, ``resume``,
+        ``overwrite``, ``no_progress``).
+    client : distributed.Client
+        Where the tasks run.
+    process : callable
+        The library's pipeline, ``process(catalogue, out, *, client, chunk_stars, resume,
+        overwrite, progress, **options())``.
+    demo : callable
+        ``demo(demo_catalogue, n_demo, client, progress=...)`` builds (or reuses) the demo
+        catalogue and returns its path.
+    demo_catalogue, demo_out : str
+        The demo's catalogue and default output.
+    preflight : callable
+        ``preflight(args)``: the job's cheap checks (bad input raises).
+    log : callable
+        ``log(message)``: the job's messages on stderr.
+    options : callable
+        ``options()``: the job's further keyword arguments of ``process``, made right before it runs.
+
+    Returns
+    -------
+    dict
+        The summary, also printed as one JSON line on stdout.
+    """
+    import json
+
+    catalogue, out = args.catalogue, args.out if args.out is not None else demo_out
+    preflight(args)
+    if catalogue is None:
+        catalogue = demo(demo_catalogue, args.n_demo, client, progress=not args.no_progress)
+    log(f"{catalogue} -> {out}")
+    summary = process(
+        catalogue,
+        out,
+        client=client,
+        chunk_stars=args.chunk_stars,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        **options(),
+    )
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
 def run_cli(
     prog: str,
     args,
@@ -91,7 +144,8 @@ def run_cli(
     (:func:`lamost2csst.parallel.runtime.dask_client`: ``args.scheduler`` or a local cluster of
     ``n_workers``), the dashboard link is printed and ``args.performance_report`` honoured; with
     ``client=False``, ``run(args)`` runs in this process. ``preflight(args)`` runs first (cheap
-    checks: a bad input fails before a cluster starts).
+    checks: a bad input fails before a cluster starts). With ``args.log_chunks``, the per-chunk
+    JSON lines go to stderr (:func:`log_chunks_to_stderr`, before any worker starts).
 
     The user's mistakes (:class:`lamost2csst.errors.InputError` and ``user_errors``) become
     ``python -m jobs.<prog>: error: ...`` on stderr and exit status 2; a full disk or quota
@@ -100,6 +154,8 @@ def run_cli(
     """
     from lamost2csst.errors import InputError
 
+    if getattr(args, "log_chunks", False):
+        log_chunks_to_stderr()  # workers inherit it: no TensorFlow banner per worker
     try:
         if preflight is not None:
             preflight(args)

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from jobs._cli import log_chunks_to_stderr, positive_int, run_cli
+from jobs._cli import positive_int, run_cli
 from jobs._options import add_cluster_options, add_dashboard_option, add_reporting_options, job_parser
 
 PROG = "python -m jobs.build_flatcube"
@@ -249,8 +249,6 @@ def run(args: argparse.Namespace, client) -> dict:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if args.log_chunks:
-        log_chunks_to_stderr()
     return run_cli("build_flatcube", args, run, n_workers=args.workers)
 
 

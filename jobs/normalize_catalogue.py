@@ -8,11 +8,10 @@ starts (or attaches to) the cluster and calls :func:`run`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
-from jobs._cli import positive_int
+from jobs._cli import positive_int, run_catalogue_job
 from jobs._options import (
     add_catalogue_options,
     add_cluster_options,
@@ -168,22 +167,16 @@ def run(args: argparse.Namespace, client) -> dict:
     """
     from lamost2csst.parallel import normalize_catalogue
 
-    catalogue, out = _resolve(args)
-    _preflight(args)
-    if catalogue is None:
-        catalogue = _demo_catalogue(DEMO_CATALOGUE, args.n_demo, client, progress=not args.no_progress)
-    _log(f"{catalogue} -> {out}")
-    summary = normalize_catalogue(
-        catalogue,
-        out,
-        client=client,
-        chunk_stars=args.chunk_stars,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
+    return run_catalogue_job(
+        args,
+        client,
+        normalize_catalogue,
+        demo=_demo_catalogue,
+        demo_catalogue=DEMO_CATALOGUE,
+        demo_out=DEMO_OUT,
+        preflight=_preflight,
+        log=_log,
     )
-    print(json.dumps(summary), flush=True)
-    return summary
 
 
 def main(argv=None) -> dict:

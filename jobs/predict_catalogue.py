@@ -9,11 +9,10 @@ starts (or attaches to) the cluster and calls :func:`run`. Notebooks call
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
-from jobs._cli import check_output_location, log_chunks_to_stderr, positive_int, run_cli
+from jobs._cli import check_output_location, positive_int, run_catalogue_job, run_cli
 from jobs._options import (
     add_catalogue_options,
     add_cluster_options,
@@ -226,33 +225,23 @@ def run(args: argparse.Namespace, client) -> dict:
     """Run the job on ``client``; print the summary as one JSON line on stdout and return it."""
     from lamost2csst.parallel.predict import predict_catalogue
 
-    catalogue, out = _resolve(args)
-    _preflight(args)
-    if catalogue is None:
-        catalogue = _demo_catalogue(DEMO_CATALOGUE, args.n_demo, client, progress=not args.no_progress)
-    _log(f"{catalogue} -> {out}")
-    summary = predict_catalogue(
-        catalogue,
-        out,
-        client=client,
-        model=args.model,
-        chunk_stars=args.chunk_stars,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-        thresholds=_thresholds(args),
-        batch_size=args.batch_size,
+    return run_catalogue_job(
+        args,
+        client,
+        predict_catalogue,
+        demo=_demo_catalogue,
+        demo_catalogue=DEMO_CATALOGUE,
+        demo_out=DEMO_OUT,
+        preflight=_preflight,
+        log=_log,
+        options=lambda: dict(model=args.model, thresholds=_thresholds(args), batch_size=args.batch_size),
     )
-    print(json.dumps(summary), flush=True)
-    return summary
 
 
 def main(argv=None) -> dict:
     """Command-line entry point: returns the summary; bad input exits with status 2."""
     args = parse_args(argv)  # before any heavy import: --help answers at once
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if args.log_chunks:
-        log_chunks_to_stderr()  # workers inherit it: no TensorFlow banner per worker
     return run_cli(
         "predict_catalogue",
         args,
