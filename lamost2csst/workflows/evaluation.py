@@ -435,6 +435,41 @@ def evaluate_model(
         results.miles, results.miles_arrays = miles_evaluation(
             model, snr=miles_snr, threshold=miles_rmsae, seed=seed
         )
+    text, result = _write_evaluation(
+        out, results, card, path=path, model_path=model_path, ensemble=ensemble, command=command, t0=t0
+    )
+    return Evaluation(out, text, result)
+
+
+def _write_evaluation(out: Path, results: _Results, card: dict, *, path, model_path, ensemble, command, t0):
+    """Write ``evaluation.md``, the figures and ``evaluation.json``; returns ``(text, result)``.
+
+    Parameters
+    ----------
+    out : Path
+        The output directory.
+    results : _Results
+        The evaluations run.
+    card : dict
+        The model card.
+    path : path
+        The model evaluated (as :func:`_load_models` returns it).
+    model_path : path or None
+        The model asked for (None: the shipped one), named in the report.
+    ensemble : list of path or None
+        The further ensemble members.
+    command : str or None
+        Command line named in the report (default: ``sys.argv``).
+    t0 : float
+        ``time.perf_counter()`` at the start of the evaluation.
+
+    Returns
+    -------
+    text : str
+        The Markdown report.
+    result : dict
+        The contents of ``evaluation.json``.
+    """
     text = report.evaluation_markdown(
         card,
         results,
@@ -456,4 +491,4 @@ def evaluate_model(
         seconds=round(time.perf_counter() - t0, 1),
     )
     (out / "evaluation.json").write_text(json.dumps(result, indent=1) + "\n")
-    return Evaluation(out, text, result)
+    return text, result

@@ -119,10 +119,54 @@ def run_training(
         ``run_dir`` holds a previous run and ``resume`` is False.
     """
     from lamost2csst.nn.setup import configure
-    from lamost2csst.nn.training import initial_model
 
     run_dir = Path(run_dir)
     configure(threads=threads)
+    lib, train_lib, test_lib, split, extra = _library_and_split(
+        library, config, test_fraction, split_seed, run_dir=run_dir, resume=resume
+    )
+    model, model_config = _initial_network(
+        train_lib, stage, init, dropout=dropout, error_input=error_input, seed=config.seed, extra=extra
+    )
+    card = _run_card(lib, train_lib, test_lib, model_config, split, extra, stage=stage, command=command)
+    summary = _train_and_summarize(
+        model, train_lib, test_lib, stage, config, run_dir, resume, split, card, progress, extra
+    )
+    if export:
+        summary["exported"] = _export_best(run_dir, export)
+    return summary
+
+
+def _library_and_split(
+    library: LibrarySpec, config, test_fraction: float, split_seed, *, run_dir: Path, resume: bool
+):
+    """The training library and its train/test split (recorded for ``split.json``).
+
+    Parameters
+    ----------
+    library : LibrarySpec
+        The training library.
+    config : lamost2csst.nn.training.TrainConfig
+        ``config.seed`` seeds the library's GPR screening (and the split unless ``split_seed``);
+        ``config.input_path`` is checked against the library.
+    test_fraction : float
+        Fraction of the stars (models) held out for validation.
+    split_seed : int or None
+        Seed of the split (default ``config.seed``).
+    run_dir : Path
+        The run directory (a resumed run's split is checked against its ``split.json``).
+    resume : bool
+        Whether the run is resumed.
+
+    Returns
+    -------
+    lib, train_lib, test_lib : GriddedLibrary
+        The whole library and its two parts.
+    split : dict
+        The split's record.
+    extra : dict
+        The library's provenance.
+    """
     lib, keys, columns, extra = training_library(library, seed=config.seed)
     split_seed = config.seed if split_seed is None else split_seed
     train_idx, test_idx, split = _split(
@@ -131,15 +175,70 @@ def run_training(
     if config.input_path == "lamost" and lib.flux_lamost is None:
         raise InputError("--input-path lamost needs a grid with flux_lamost (spectra on LAMOST_WAVE)")
     train_lib, test_lib = lib.take(train_idx), lib.take(test_idx)
+    return lib, train_lib, test_lib, split, extra
+
+
+def _initial_network(
+    train_lib, stage: str, init, *, dropout: float, error_input: str, seed: int, extra: dict
+):
+    """The network the run starts from (fresh for pre-training, the shipped model for fine-tuning).
+
+    Parameters
+    ----------
+    train_lib : GriddedLibrary
+        The training stars (a fresh network starts from their mean SED).
+    stage : {"pretrain", "finetune"}
+        Without ``init``, ``"pretrain"`` builds a fresh network and ``"finetune"`` loads the shipped one.
+    init : str or Path or None
+        Start from this model instead.
+    dropout, error_input : float, str
+        :class:`lamost2csst.nn.model.ModelConfig` of a fresh network.
+    seed : int
+        The training seed.
+    extra : dict
+        The run's provenance; the model's is added to it.
+
+    Returns
+    -------
+    model : keras.Model
+    model_config : dict
+        Its architecture.
+    """
+    from lamost2csst.nn.training import initial_model
+
     if not init:  # pre-training starts fresh, fine-tuning from the shipped model
         from lamost2csst.nn.inference import default_model_path
 
         init = None if stage == "pretrain" else default_model_path()
     model, model_config, provenance = initial_model(
-        train_lib, init=init, dropout=dropout, error_input=error_input, seed=config.seed
+        train_lib, init=init, dropout=dropout, error_input=error_input, seed=seed
     )
     extra.update(provenance)
-    card = {
+    return model, model_config
+
+
+def _run_card(lib, train_lib, test_lib, model_config: dict, split: dict, extra: dict, *, stage: str, command):
+    """The provenance of the run for the model card of ``best.keras``.
+
+    Parameters
+    ----------
+    lib, train_lib, test_lib : GriddedLibrary
+        The whole library and its training and validation parts (their sizes are recorded).
+    model_config : dict
+        The architecture.
+    split : dict
+        The split's record.
+    extra : dict
+        The library's and the initial model's provenance.
+    stage : str
+    command : str or None
+        The command line.
+
+    Returns
+    -------
+    dict
+    """
+    return {
         "stage": stage,
         "command": command,
         "library_size": len(lib),
@@ -149,6 +248,38 @@ def run_training(
         "split": split,
         **extra,
     }
+
+
+def _train_and_summarize(
+    model, train_lib, test_lib, stage: str, config, run_dir: Path, resume: bool, split, card, progress, extra
+) -> dict:
+    """Train (with a progress bar if asked) and return the run's summary.
+
+    Parameters
+    ----------
+    model : keras.Model
+        The initial network.
+    train_lib, test_lib : GriddedLibrary
+        Training and validation stars.
+    stage : str
+        Recorded in the summary.
+    config : lamost2csst.nn.training.TrainConfig
+    run_dir : Path
+    resume : bool
+    split : dict
+        The split's record (``split.json``).
+    card : dict
+        Provenance for the model card.
+    progress : bool
+        A progress bar on stderr.
+    extra : dict
+        The run's provenance (all but the GPR hyper-parameters go into the summary).
+
+    Returns
+    -------
+    dict
+        The summary of :func:`run_training`.
+    """
     bar = _progress_bar(stage, config.epochs) if progress else None
     t0 = time.perf_counter()
     summary = _train_run(
@@ -162,7 +293,7 @@ def run_training(
         card=card,
         progress=bar,
     )
-    summary = {
+    return {
         "stage": stage,
         "run_dir": str(run_dir),
         **summary,
@@ -171,13 +302,15 @@ def run_training(
         "wall_seconds_this_call": round(time.perf_counter() - t0, 1),
         **{k: v for k, v in extra.items() if k != "gpr_hyperparameters"},
     }
-    if export:
-        from lamost2csst.nn.inference import load_model, model_card, save_model
 
-        best = run_dir / "best.keras"
-        save_model(load_model(best), export, card=model_card(best))
-        summary["exported"] = str(export)
-    return summary
+
+def _export_best(run_dir: Path, export) -> str:
+    """Copy the run's best model and its card to ``export``; returns ``str(export)``."""
+    from lamost2csst.nn.inference import load_model, model_card, save_model
+
+    best = run_dir / "best.keras"
+    save_model(load_model(best), export, card=model_card(best))
+    return str(export)
 
 
 def _train_run(
