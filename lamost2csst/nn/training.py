@@ -17,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import platform
 import time
 import warnings
 from collections.abc import Callable
@@ -27,6 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from lamost2csst._provenance import machine_line
 from lamost2csst.core.grids import BANDS, OUTPUT_WAVE, band_pixels
 from lamost2csst.core.pairs import GriddedLibrary, make_pairs
 from lamost2csst.errors import InputError
@@ -272,10 +271,6 @@ def initial_model(
     model = keras.saving.load_model(init, compile=False, safe_mode=True)  # a fresh copy, not the cache
     init_card = model_card(init)
     return model, init_card.get("model_config"), {"init": str(init), "init_sha256": init_card.get("sha256")}
-
-
-def _machine() -> str:
-    return f"{platform.node()} {platform.processor() or platform.machine()} {os.cpu_count()} cores"
 
 
 def train(
@@ -585,7 +580,7 @@ def _validate(model, val: EpochData, info: dict, state: dict, *, run_dir: Path, 
                 "passes": state["passes"],
                 "seconds": state["seconds"],
                 "val_nll": val_nll,
-                "machine": _machine(),
+                "machine": machine_line(),
                 "validation": info,
             },
         )

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from lamost2csst._provenance import machine_info
 from lamost2csst.errors import InputError
 
 __all__ = ["machine_info", "select_grid_models", "synthesize_grid", "synthesize_model"]
@@ -36,17 +37,6 @@ def _log(message: str) -> None:
 
 def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def machine_info() -> dict:
-    """This machine: host name, platform, CPU model and count (a store's provenance)."""
-    cpu = platform.processor()
-    with contextlib.suppress(OSError):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {"node": socket.gethostname(), "platform": platform.platform(), "cpu": cpu, "cpus": os.cpu_count()}
 
 
 def select_grid_models(
