@@ -35,8 +35,8 @@ import zarr
 from lamost2csst.core import LAMOST_WAVE
 from lamost2csst.errors import InputError
 from lamost2csst.io.readers import ReaderError, read_lamost
-from lamost2csst.io.regions import write_region
-from lamost2csst.io.spectra import DEFAULT_CHUNK_STARS, SCHEMA, compressor, validate_spectra
+from lamost2csst.io.regions import write_region, write_template
+from lamost2csst.io.spectra import DEFAULT_CHUNK_STARS, SCHEMA, validate_spectra
 from lamost2csst.parallel.chunks import MARKERS, empty_array, markers_group
 from lamost2csst.parallel.locking import output_lock
 from lamost2csst.parallel.runtime import read_json, write_json
@@ -150,17 +150,6 @@ def _template(coords: list[dict], chunk_stars: int) -> xr.Dataset:
     )
     validate_spectra(ds, check_values=False)
     return ds
-
-
-def _encoding(template: xr.Dataset, chunk_stars: int) -> dict:
-    return {
-        name: {
-            "chunks": tuple(chunk_stars if d == "star" else template.sizes[d] for d in var.dims),
-            "compressors": [compressor(1)],
-        }
-        for name, var in template.variables.items()
-        if "star" in var.dims
-    }
 
 
 def _open_existing(out: str) -> xr.Dataset:
@@ -385,14 +374,7 @@ def _append_accepted(client, out: str, accepted: list, state: _StoreState, *, pr
             safe_chunks=False,
         )
     else:
-        template.to_zarr(
-            out,
-            mode="w-",
-            compute=False,
-            zarr_format=3,
-            consolidated=False,
-            encoding=_encoding(template, chunk_stars),
-        )
+        write_template(template, out, chunk_stars)
         markers_group(out)
     all_files = np.asarray(
         [*([] if not state.exists else state.old_files.tolist()), *(r["path"] for r in accepted)],
