@@ -76,6 +76,9 @@ class TrainConfig:
     seed: int = 0
     clipnorm: float | None = None  # Adam's per-variable gradient-norm clip (None = off, the paper)
     input_path: str = "direct"  # "direct": Eq. 1 noise on INPUT_WAVE (the paper); "lamost": see epoch_pairs
+    replay: float = 0.0  # replay-library rows per training row in every epoch (fine-tuning with replay)
+    replay_snrs: tuple[float, ...] = (20.0, 25.0, 30.0, 35.0, 40.0)
+    replay_input_path: str = "lamost"
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.validate_every < 1:
@@ -88,8 +91,13 @@ class TrainConfig:
             raise ValueError(f"clipnorm must be positive or None, got {self.clipnorm!r}")
         if not 0 <= self.mask_augment <= 1:
             raise ValueError("mask_augment is a probability in [0, 1]")
-        if self.input_path not in INPUT_PATHS:
-            raise ValueError(f"input_path must be one of {INPUT_PATHS}, got {self.input_path!r}")
+        if self.input_path not in INPUT_PATHS or self.replay_input_path not in INPUT_PATHS:
+            raise ValueError(
+                f"input_path and replay_input_path must be in {INPUT_PATHS}, "
+                f"got {self.input_path!r}, {self.replay_input_path!r}"
+            )
+        if not self.replay >= 0 or not self.replay_snrs or min(self.replay_snrs) <= 0:
+            raise ValueError("replay must be >= 0 and replay_snrs non-empty and positive")
 
     def learning_rate_at(self, epoch: int) -> float:
         """Cosine decay from ``learning_rate`` (epoch 0) to ``lr_min`` (last epoch)."""
@@ -283,6 +291,7 @@ def train(
     resume: bool = False,
     progress: Callable | None = None,
     card: dict | None = None,
+    replay_lib: GriddedLibrary | None = None,
 ):
     """Train ``model``; returns ``(model, summary)`` (summary also in ``run_dir/summary.json``).
 
@@ -303,7 +312,14 @@ def train(
         ``progress(epoch, n_epochs, info_dict)`` after every epoch (e.g. a tqdm update).
     card : dict, optional
         Extra provenance for the model card of ``best.keras``.
+    replay_lib : GriddedLibrary, optional
+        Fine-tuning with replay: every epoch also draws ``config.replay`` x (training rows)
+        spectra of this library (e.g. the grid's training models while fine-tuning on real
+        stars), through ``config.replay_input_path`` at ``config.replay_snrs``, so that what the
+        training library does not cover (its wavelengths, its parameters) is not forgotten.
     """
+    if config.replay > 0 and replay_lib is None:
+        raise ValueError("config.replay > 0 needs a replay_lib")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_json = json.loads(json.dumps(dataclasses.asdict(config)))
@@ -320,7 +336,9 @@ def train(
     history = open(run_dir / "history.jsonl", "a")
     try:
         while state["epoch"] < config.epochs:
-            info = _run_epoch(train_step, optimizer, train_lib, state, config=config, t_start=t_start)
+            info = _run_epoch(
+                train_step, optimizer, train_lib, state, config=config, t_start=t_start, replay_lib=replay_lib
+            )
             if _validate_if_due(
                 model,
                 val,
@@ -403,7 +421,14 @@ def _make_train_step(model, optimizer, *, beta: float):
 
 
 def _run_epoch(
-    train_step, optimizer, train_lib: GriddedLibrary, state: dict, *, config: TrainConfig, t_start: float
+    train_step,
+    optimizer,
+    train_lib: GriddedLibrary,
+    state: dict,
+    *,
+    config: TrainConfig,
+    t_start: float,
+    replay_lib: GriddedLibrary | None = None,
 ) -> dict:
     """One training epoch: fresh noisy pairs, shuffled, one ``train_step`` per batch.
 
@@ -421,6 +446,8 @@ def _run_epoch(
     config : TrainConfig
     t_start : float
         ``time.perf_counter()`` at the (possibly resumed) start of the run.
+    replay_lib : GriddedLibrary, optional
+        Replay library (:func:`train`); used when ``config.replay > 0``.
 
     Returns
     -------
@@ -439,6 +466,8 @@ def _run_epoch(
         max_masked_span=config.max_masked_span,
         input_path=config.input_path,
     )
+    if config.replay > 0:
+        data = _concat_epochs(data, _replay_pairs(replay_lib, data.flux.shape[0], config=config, rng=rng))
     order = rng.permutation(data.flux.shape[0])
     losses = []
     for start in range(0, order.size, config.batch_size):
@@ -456,6 +485,31 @@ def _run_epoch(
         "lr": lr,
         "loss": float(np.mean(losses)),
     }
+
+
+def _replay_pairs(replay_lib: GriddedLibrary, n_train_rows: int, *, config: TrainConfig, rng) -> EpochData:
+    """``config.replay * n_train_rows`` random replay stars, spread evenly over ``config.replay_snrs``."""
+    n = int(round(config.replay * n_train_rows))
+    pick = rng.choice(len(replay_lib), size=n, replace=n > len(replay_lib))
+    parts = []
+    for snr, rows in zip(config.replay_snrs, np.array_split(pick, len(config.replay_snrs)), strict=True):
+        if rows.size:
+            parts.append(
+                epoch_pairs(
+                    replay_lib.take(rows),
+                    snrs=(snr,),
+                    rng=rng,
+                    mask_augment=config.mask_augment,
+                    max_masked_span=config.max_masked_span,
+                    input_path=config.replay_input_path,
+                )
+            )
+    return _concat_epochs(*parts)
+
+
+def _concat_epochs(*parts: EpochData) -> EpochData:
+    """One :class:`EpochData` of the rows of ``parts`` (``star`` indexes each part's own library)."""
+    return EpochData(*(np.concatenate([getattr(p, f) for p in parts]) for f in EpochData._fields))
 
 
 def _validate_if_due(

@@ -285,3 +285,29 @@ def test_a_run_started_before_a_setting_existed_still_resumes(lib, tmp_path):
     state_path.write_text(json.dumps(state))
     _, summary = _run(lib, tmp_path, "old", resume=True)
     assert summary["epoch"] == 4
+
+
+def test_replay_draws_the_configured_rows_of_the_replay_library(lib, tmp_path):
+    """Fine-tuning with replay: each epoch trains on (1 + replay) x the training rows; the replay
+    rows come from the replay library at the replay SNRs, and the real rows keep the masked target."""
+    from lamost2csst.nn.training import _replay_pairs
+
+    real = lib.take(slice(0, 6))
+    masked = real.target_mask.copy()
+    masked[:, 300:] = True  # a real library that covers only part of the output grid
+    real = real.replace(target_mask=masked, sed=np.where(masked, np.nan, real.sed).astype("float32"))
+    grid = lib.take(slice(6, 24))
+    cfg = TrainConfig(
+        epochs=2, batch_size=16, validate_every=2, snrs=(30.0, 100.0), replay=0.5, replay_snrs=(20.0, 40.0)
+    )
+    rows = epoch_pairs(real, snrs=cfg.snrs, rng=np.random.default_rng(0)).flux.shape[0]
+    rep = _replay_pairs(grid, rows, config=cfg, rng=np.random.default_rng(1))
+    assert rep.flux.shape[0] == round(0.5 * rows) == 6
+    assert sorted(np.unique(rep.snr)) == [20.0, 40.0]
+    assert not rep.target_mask[:, 300:].all()  # the replay rows carry what the real stars lack
+    _, summary = train(build_uaranet(), real, real, config=cfg, run_dir=tmp_path / "replay", replay_lib=grid)
+    assert summary["passes"] == 2 * (rows + 6)
+    with pytest.raises(ValueError, match="replay_lib"):
+        train(build_uaranet(), real, real, config=cfg, run_dir=tmp_path / "none")
+    with pytest.raises(ValueError, match="replay"):
+        TrainConfig(replay=-1.0)
