@@ -40,18 +40,38 @@ def load_model(path=None):
     return _load_model(path)
 
 
-def predict(norm_flux, norm_error, *, mask=None, model=None, batch_size: int = 1024):
+def predict(
+    norm_flux,
+    norm_error,
+    *,
+    mask=None,
+    model=None,
+    batch_size: int = 1024,
+    discrepancy=None,
+    return_parts: bool = False,
+):
     """Predicted scaled SEDs and relative sigmas ``(sed, sigma)``, each (n, 574) float32.
 
     ``norm_flux``/``norm_error`` are normalized rest-frame spectra on ``INPUT_WAVE`` as
     :func:`prepare_inputs` returns them; ``mask`` marks pixels without data (given flux 1 and
     error ``lamost2csst.nn.MASKED_ERROR``); NaN/inf on unmasked pixels raise ``ValueError``.
-    ``model`` is a loaded model or a path (default: the shipped model). See
+    ``model`` is a loaded model or a path (default: the shipped model). ``sigma`` is the total
+    ``hypot(sigma_net, sigma_sys)``: the network's own sigma and the model discrepancy of the
+    model's card (none for an already-loaded model unless ``discrepancy`` is given);
+    ``return_parts=True`` returns ``(sed, sigma, sigma_net, sigma_sys)``. See
     :func:`lamost2csst.nn.inference.predict`.
     """
     from lamost2csst.nn.inference import predict as _predict
 
-    return _predict(norm_flux, norm_error, mask=mask, model=model, batch_size=batch_size)
+    return _predict(
+        norm_flux,
+        norm_error,
+        mask=mask,
+        model=model,
+        batch_size=batch_size,
+        discrepancy=discrepancy,
+        return_parts=return_parts,
+    )
 
 
 def predict_catalogue(

@@ -2,7 +2,13 @@
 
 Model files are Keras 3 ``.keras`` archives (JSON config + HDF5 weights; no pickle, no Lambda
 layers) loaded with ``safe_mode=True``. Beside each ``NAME.keras`` a ``NAME.json`` model card
-holds the training provenance (command, data, epochs, time, machine) and the model config.
+holds the training provenance (command, data, epochs, time, machine) and the model config,
+and, once fitted on real stars, the model's discrepancy under the key ``"sigma_sys"``
+(:meth:`lamost2csst.core.discrepancy.ModelDiscrepancy.to_dict`; :func:`model_discrepancy`).
+
+:func:`predict` returns the total relative sigma, ``sigma = hypot(sigma_net, sigma_sys)``:
+the network's own (aleatoric) ``sigma_net`` and the model discrepancy ``sigma_sys`` added in
+quadrature (:mod:`lamost2csst.core.discrepancy`); ``return_parts=True`` gives all three.
 """
 
 from __future__ import annotations
@@ -13,22 +19,30 @@ import json
 import os
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from lamost2csst.core.discrepancy import ModelDiscrepancy
 from lamost2csst.core.grids import INPUT_WAVE, OUTPUT_WAVE
 from lamost2csst.core.inputs import fill_masked_pixels
 
 __all__ = [
+    "DISCREPANCY_KEY",
     "MASKED_ERROR",
+    "SEDPrediction",
     "default_model_path",
     "load_model",
     "model_card",
+    "model_discrepancy",
     "model_hash",
     "predict",
     "prepare_network_arrays",
     "save_model",
 ]
+
+#: The model card's key of the model discrepancy (``ModelDiscrepancy.to_dict()``).
+DISCREPANCY_KEY = "sigma_sys"
 
 #: Normalized 1-sigma error given to masked input pixels (their flux is set to the continuum, 1).
 #: An error of 1 means "no information at this pixel"; pre-training shows the network such
@@ -83,6 +97,51 @@ def model_card(path=None) -> dict:
     path = Path(path) if path is not None else default_model_path()
     card = _card_path(path)
     return json.loads(card.read_text()) if card.exists() else {}
+
+
+def model_discrepancy(path=None) -> ModelDiscrepancy:
+    """The model discrepancy of the model at ``path`` (the shipped model when None), from its card.
+
+    The card's ``"sigma_sys"`` entry (:meth:`ModelDiscrepancy.to_dict`), or
+    :meth:`ModelDiscrepancy.none` when the card (or the card file) has none: then
+    ``sigma_total == sigma_net``. Read once per process and card file (a changed card is read
+    again), so a Dask worker reads it at its first task, like the model.
+
+    Raises
+    ------
+    ValueError
+        A malformed entry (missing fields, values out of range, a pixel count other than
+        ``OUTPUT_WAVE``'s); the message names the card file.
+    """
+    path = Path(path) if path is not None else default_model_path()
+    card = _card_path(path)
+    if not card.exists():
+        return ModelDiscrepancy.none(N_OUTPUT)
+    return _discrepancy_cached(str(card.resolve()), card.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _discrepancy_cached(card: str, mtime_ns: int) -> ModelDiscrepancy:  # noqa: ARG001 - the cache key
+    try:
+        entry = json.loads(Path(card).read_text()).get(DISCREPANCY_KEY)
+    except (ValueError, AttributeError) as err:
+        raise ValueError(f"{card}: the model card is not a JSON object ({err})") from None
+    if entry is None:
+        return ModelDiscrepancy.none(N_OUTPUT)
+    try:
+        if not isinstance(entry, dict):
+            raise ValueError(f"expected a JSON object, got {type(entry).__name__}")
+        discrepancy = ModelDiscrepancy.from_dict(entry)
+        if discrepancy.scale.size != N_OUTPUT:
+            raise ValueError(f"it has {discrepancy.scale.size} pixels, OUTPUT_WAVE {N_OUTPUT}")
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"{card}: malformed {DISCREPANCY_KEY!r} entry of the model card ({err}); it must hold "
+            "lamost2csst.core.discrepancy.ModelDiscrepancy.to_dict()"
+        ) from None
+    for values in (discrepancy.scale, discrepancy.floor, discrepancy.fitted):
+        values.setflags(write=False)  # shared by every caller in this process (the cache)
+    return discrepancy
 
 
 @functools.lru_cache(maxsize=4)
@@ -219,7 +278,28 @@ def _compiled_forward(model, backend=None):
     return forward
 
 
-def predict(norm_flux, norm_error, *, mask=None, model=None, batch_size: int = 1024):
+class SEDPrediction(NamedTuple):
+    """What :func:`predict` returns with ``return_parts=True``; each float32 (n_star, 574).
+
+    ``sigma = hypot(sigma_net, sigma_sys)`` (all relative: flux error = ``sigma * sed``).
+    """
+
+    sed: np.ndarray  #: SED on OUTPUT_WAVE, scaled like lamost2csst.scale_sed
+    sigma: np.ndarray  #: total relative 1-sigma
+    sigma_net: np.ndarray  #: the network's own (aleatoric) relative 1-sigma
+    sigma_sys: np.ndarray  #: model discrepancy (0 where the model has none)
+
+
+def predict(
+    norm_flux,
+    norm_error,
+    *,
+    mask=None,
+    model=None,
+    batch_size: int = 1024,
+    discrepancy: ModelDiscrepancy | None = None,
+    return_parts: bool = False,
+):
     """Predicted scaled SEDs and relative 1-sigma uncertainties for normalized spectra.
 
     Parameters
@@ -234,18 +314,45 @@ def predict(norm_flux, norm_error, *, mask=None, model=None, batch_size: int = 1
         A loaded model or a ``.keras`` path; the shipped model by default.
     batch_size : int
         Spectra per forward pass (1024 is fastest on CPU).
+    discrepancy : ModelDiscrepancy, optional
+        The model discrepancy added in quadrature to the network's sigma
+        (:mod:`lamost2csst.core.discrepancy`). By default, when ``model`` is None or a path:
+        the one of that model's card (:func:`model_discrepancy`). When ``model`` is an
+        already-loaded ``keras.Model`` its card is unknown, so the default is
+        ``ModelDiscrepancy.none()`` (``sigma == sigma_net``): pass
+        ``discrepancy=model_discrepancy(path)`` to apply the card's.
+    return_parts : bool
+        Return an :class:`SEDPrediction` ``(sed, sigma, sigma_net, sigma_sys)`` instead of
+        ``(sed, sigma)``.
 
     Returns
     -------
     sed, sigma : numpy.ndarray float32 (n_star, 574)
-        SED on ``OUTPUT_WAVE`` scaled like :func:`lamost2csst.scale_sed`, and its relative
-        1-sigma uncertainty (flux error = ``sigma * sed``).
+        SED on ``OUTPUT_WAVE`` scaled like :func:`lamost2csst.scale_sed`, and its total
+        relative 1-sigma uncertainty ``hypot(sigma_net, sigma_sys)`` (flux error =
+        ``sigma * sed``). Without a discrepancy (``ModelDiscrepancy.none()``) ``sigma`` is the
+        network's output, bit for bit.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if discrepancy is not None and not isinstance(discrepancy, ModelDiscrepancy):
+        raise ValueError(f"discrepancy must be a ModelDiscrepancy, got {type(discrepancy).__name__}")
     flux, error = prepare_network_arrays(norm_flux, norm_error, mask=mask)
     if model is None or isinstance(model, (str, os.PathLike)):
+        if discrepancy is None:
+            discrepancy = model_discrepancy(model)
         model = load_model(model)
+    elif discrepancy is None:
+        discrepancy = ModelDiscrepancy.none(N_OUTPUT)
+    sed, sigma_net = _network_output(model, flux, error, batch_size=batch_size)
+    sigma, sigma_sys = discrepancy.sigma_parts(sigma_net)
+    if return_parts:
+        return SEDPrediction(sed, sigma, sigma_net, sigma_sys)
+    return sed, sigma
+
+
+def _network_output(model, flux, error, *, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The network's ``(sed, sigma_net)`` for prepared float32 inputs, in batches of ``batch_size``."""
     n = flux.shape[0]
     sed = np.empty((n, N_OUTPUT), np.float32)
     sigma = np.empty((n, N_OUTPUT), np.float32)

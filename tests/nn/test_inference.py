@@ -211,3 +211,120 @@ def test_predict_under_the_jax_backend_equals_tensorflow(tmp_path):
     sed, sigma = predict(flux, error)
     np.testing.assert_allclose(jax_out["sed"], sed, rtol=1e-5)
     np.testing.assert_allclose(jax_out["sigma"], sigma, rtol=1e-5)
+
+
+# --- the model discrepancy: sigma = hypot(sigma_net, sigma_sys) ---------------------------------
+
+
+def _discrepancy(a=2.0, b=0.01):
+    from lamost2csst.core.discrepancy import ModelDiscrepancy
+
+    return ModelDiscrepancy(np.full(574, a), np.full(574, b), np.ones(574, bool), {"kind": "test"})
+
+
+def _card_with(tmp_path, model_file, entry):
+    """A copy of ``model_file`` whose card holds ``entry`` under "sigma_sys"."""
+    import shutil
+
+    path = tmp_path / "m.keras"
+    shutil.copy(model_file, path)
+    path.with_suffix(".json").write_text(json.dumps({"note": "test", "sigma_sys": entry}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_file(model, tmp_path_factory):
+    """The test model saved with a card that has no discrepancy."""
+    return save_model(model, tmp_path_factory.mktemp("model") / "plain.keras", card={"note": "plain"})
+
+
+def test_without_a_discrepancy_sed_and_sigma_are_the_networks_output_bit_for_bit(model, model_file):
+    from lamost2csst.nn.inference import _compiled_forward
+
+    flux, error = _inputs(6, seed=2)
+    raw_sed, raw_sigma = _compiled_forward(model)(flux, error)  # the network itself, one batch
+    for got in (predict(flux, error, model=model), predict(flux, error, model=model_file)):
+        np.testing.assert_array_equal(got[0], raw_sed)
+        np.testing.assert_array_equal(got[1], raw_sigma)
+    parts = predict(flux, error, model=model, return_parts=True)
+    np.testing.assert_array_equal(parts.sigma, raw_sigma)
+    np.testing.assert_array_equal(parts.sigma_net, raw_sigma)
+    assert parts.sigma_sys.dtype == np.float32 and np.all(parts.sigma_sys == 0)
+
+
+def test_none_discrepancy_gives_sigma_net_and_zero_sigma_sys(model):
+    from lamost2csst.core.discrepancy import ModelDiscrepancy
+
+    flux, error = _inputs(3)
+    out = predict(flux, error, model=model, discrepancy=ModelDiscrepancy.none(), return_parts=True)
+    assert out._fields == ("sed", "sigma", "sigma_net", "sigma_sys")
+    np.testing.assert_array_equal(out.sigma, out.sigma_net)
+    np.testing.assert_array_equal(out.sigma_sys, np.zeros((3, 574), np.float32))
+
+
+def test_a_discrepancy_adds_in_quadrature_and_leaves_the_sed_alone(model):
+    flux, error = _inputs(4, seed=3)
+    sed0, s = predict(flux, error, model=model)  # a loaded model: no discrepancy
+    out = predict(flux, error, model=model, discrepancy=_discrepancy(2.0, 0.01), return_parts=True)
+    np.testing.assert_array_equal(out.sed, sed0)
+    np.testing.assert_array_equal(out.sigma_net, s)
+    s = s.astype(np.float64)
+    np.testing.assert_allclose(out.sigma, np.sqrt((2 * s) ** 2 + 0.01**2), rtol=1e-6)
+    np.testing.assert_allclose(out.sigma_sys, np.sqrt(3 * s**2 + 0.01**2), rtol=1e-6)  # 4s^2+b^2-s^2
+    np.testing.assert_allclose(out.sigma, np.hypot(out.sigma_net, out.sigma_sys), rtol=1e-6)
+    assert {a.dtype for a in out} == {np.dtype(np.float32)}
+    # the plain form returns the total
+    sed, sigma = predict(flux, error, model=model, discrepancy=_discrepancy(2.0, 0.01))
+    np.testing.assert_array_equal(sigma, out.sigma)
+    empty = predict(np.ones((0, 2238)), np.ones((0, 2238)), model=model, return_parts=True)
+    assert all(a.shape == (0, 574) for a in empty)
+
+
+def test_predict_with_a_path_uses_the_cards_discrepancy(model, model_file, tmp_path):
+    from lamost2csst.core.discrepancy import ModelDiscrepancy
+    from lamost2csst.nn.inference import model_discrepancy
+
+    d = _discrepancy(1.5, 0.02)
+    path = _card_with(tmp_path, model_file, d.to_dict())
+    read = model_discrepancy(path)
+    np.testing.assert_array_equal(read.scale, 1.5)
+    np.testing.assert_array_equal(read.floor, 0.02)
+    assert read.provenance == {"kind": "test"}
+    flux, error = _inputs(3, seed=4)
+    by_path = predict(flux, error, model=path, return_parts=True)
+    by_hand = predict(flux, error, model=model, discrepancy=d, return_parts=True)
+    for a, b in zip(by_path, by_hand):
+        np.testing.assert_array_equal(a, b)
+    assert np.all(by_path.sigma > by_path.sigma_net)
+    # an explicit discrepancy wins over the card's
+    plain = predict(flux, error, model=path, discrepancy=ModelDiscrepancy.none())
+    np.testing.assert_array_equal(plain[1], by_hand.sigma_net)
+    # no card, or a card without the key: none
+    assert model_discrepancy(model_file).provenance == {"kind": "none"}
+    assert np.all(model_discrepancy(tmp_path / "no-card.keras").scale == 1)
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"scale": [1.0] * 574, "fitted": [True] * 574}, "lacks"),
+        ({"scale": [0.5] * 574, "floor": [0.0] * 574, "fitted": [True] * 574}, "scale >= 1"),
+        ({"scale": [1.0] * 10, "floor": [0.0] * 10, "fitted": [True] * 10}, "10 pixels"),
+        ([1.0, 0.0], "JSON object"),
+    ],
+)
+def test_a_malformed_card_entry_raises_naming_the_card(model_file, tmp_path, entry, message):
+    from lamost2csst.nn.inference import model_discrepancy
+
+    path = _card_with(tmp_path, model_file, entry)
+    with pytest.raises(ValueError, match=f"(?s)m.json: malformed 'sigma_sys'.*{message}"):
+        model_discrepancy(path)
+    with pytest.raises(ValueError, match="m.json: malformed"):
+        predict(*_inputs(1), model=path)
+
+
+def test_a_wrong_discrepancy_argument_is_an_error(model):
+    with pytest.raises(ValueError, match="ModelDiscrepancy"):
+        predict(*_inputs(1), model=model, discrepancy={"scale": 2.0})
+    with pytest.raises(ValueError, match="574"):
+        predict(*_inputs(1), model=model, discrepancy=_discrepancy().none(10))
