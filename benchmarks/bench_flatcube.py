@@ -47,7 +47,7 @@ def _stores(work: Path, n_obs: int, n_pool: int, block: int = 50_000):
                 "flags": (("star",), np.zeros(n_pool, np.uint16)),
             },
             coords={"obsid": ("star", cat.obsid.values), "wave_out": ("wave_out", OUTPUT_WAVE)},
-            attrs={"schema": "lamost2csst.predictions/1"},
+            attrs={"schema": "lamost2csst.predictions/2"},
         ).to_zarr(pred, zarr_format=3, consolidated=False)
     obs_path = work / f"obs-{n_obs}.zarr"
     if obs_path.exists():

@@ -65,7 +65,7 @@ def open_inputs(observations: str, predictions: str) -> tuple[xr.Dataset, xr.Dat
     ------
     InputError
         A store does not exist, the observations do not follow their schema, the
-        predictions are not ``lamost2csst.predictions/1``, or the two have different
+        predictions are not ``lamost2csst.predictions/2``, or the two have different
         ``wave_out`` grids.
     """
     for path, what in ((observations, "observations"), (predictions, "predictions")):

@@ -6,7 +6,7 @@
     Dimensions:  (obs: N, wave_out: 574)
     Coordinates:
       * wave_out  (wave_out) float64  OUTPUT_WAVE, vacuum A
-        obsid     (obs) int64    the star (joins lamost2csst.predictions/1 by obsid)   [required]
+        obsid     (obs) int64    the star (joins lamost2csst.predictions/2 by obsid)   [required]
         band      (obs) str      GU, GV or GI                                           [required]
         detector  (obs) int16    0..3 within the band                                   [required]
         x, y      (obs) float64  pixel position of the spectrum's reference point      [required]

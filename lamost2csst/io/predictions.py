@@ -1,7 +1,7 @@
 """The predictions store: predicted CSST-like SEDs, their sigmas and quality flags.
 
 Written by :func:`lamost2csst.parallel.predict.predict_catalogue`; schema
-``lamost2csst.predictions/1``, Zarr v3, readable with plain
+``lamost2csst.predictions/2``, Zarr v3, readable with plain
 ``xarray.open_zarr(store, consolidated=False)``::
 
     Dimensions:  (star: N, wave_out: 574)
@@ -9,31 +9,98 @@ Written by :func:`lamost2csst.parallel.predict.predict_catalogue`; schema
       * wave_out  (wave_out) float64  OUTPUT_WAVE: vacuum A, R=200
         obsid, ra, dec, z, ... (star)  copied from the input, same order
     Data variables:
-        sed    (star, wave_out) float32  predicted SED, scaled like scale_sed (NaN: NO_DATA)
-        sigma  (star, wave_out) float32  relative 1-sigma uncertainty (flux error = sigma*sed)
-        flags  (star) uint16             quality bitmask (lamost2csst.core.flags.Flag)
+        sed        (star, wave_out) float32  predicted SED, scaled like scale_sed (NaN: NO_DATA)
+        sigma      (star, wave_out) float32  total relative 1-sigma (flux error = sigma*sed)
+        sigma_net  (star, wave_out) float32  the network's own (aleatoric) relative 1-sigma
+        sigma_sys  (star, wave_out) float32  model discrepancy: relative 1-sigma added in quadrature
+        flags      (star) uint16             quality bitmask (lamost2csst.core.flags.Flag)
+
+with ``sigma = hypot(sigma_net, sigma_sys)`` at every pixel (float32 round-off).
+``sigma_net`` is what the network says about its own SED from the input's noise; it is
+computed for synthetic stars and does not know how real stars differ from them.
+``sigma_sys`` is the model discrepancy (:mod:`lamost2csst.core.discrepancy`:
+``sigma**2 = (a*sigma_net)**2 + b**2`` per pixel), fitted on out-of-fold residuals of real
+stars and kept in the model card; where the model has none, ``sigma_sys`` is 0 and
+``sigma == sigma_net``. Use ``sigma`` as the SED's uncertainty (e.g. a flat-field weight).
+The ``UNCERTAIN`` flag is set on ``sigma_net`` (its threshold was set on the network's sigma).
+The attrs ``sigma_sys`` (the discrepancy's provenance, its fitted pixels) and
+``sigma_sys_sha256`` record which discrepancy was applied.
+
+Version 1 had ``sigma`` only (= the network's sigma, ``sigma_net`` here): such a store is
+still readable with xarray, but this package neither validates nor resumes it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime
 
 import numpy as np
 import xarray as xr
 
 from lamost2csst.core import OUTPUT_WAVE
+from lamost2csst.core.discrepancy import ModelDiscrepancy
 from lamost2csst.core.flags import FLAG_MEANINGS, Flag, FlagThresholds
 from lamost2csst.core.inputs import DEFAULT_METHOD
 from lamost2csst.io.regions import empty_array, star_coords
 
-__all__ = ["PREDICTIONS_SCHEMA", "open_predictions", "predictions_template", "validate_predictions"]
+__all__ = [
+    "PREDICTIONS_SCHEMA",
+    "discrepancy_attrs",
+    "is_other_version",
+    "open_predictions",
+    "predictions_template",
+    "validate_predictions",
+]
 
-PREDICTIONS_SCHEMA = "lamost2csst.predictions/1"
+PREDICTIONS_SCHEMA = "lamost2csst.predictions/2"
 DATA_VARS = {
     "sed": (("star", "wave_out"), np.float32),
     "sigma": (("star", "wave_out"), np.float32),
+    "sigma_net": (("star", "wave_out"), np.float32),
+    "sigma_sys": (("star", "wave_out"), np.float32),
     "flags": (("star",), np.uint16),
 }
+#: Long names of the per-pixel variables (also their attrs in the store).
+_LONG_NAMES = {
+    "sed": "predicted CSST-like SED, scaled like lamost2csst.scale_sed",
+    "sigma": (
+        "total relative 1-sigma uncertainty of sed, hypot(sigma_net, sigma_sys) (flux error = sigma * sed)"
+    ),
+    "sigma_net": "the network's own (aleatoric) relative 1-sigma uncertainty of sed",
+    "sigma_sys": (
+        "model discrepancy: relative 1-sigma added in quadrature to sigma_net (fitted on out-of-fold "
+        "real-star residuals; 0 where the model has none)"
+    ),
+}
+
+
+def is_other_version(schema) -> bool:
+    """True for the schema of a predictions store of another version than :data:`PREDICTIONS_SCHEMA`."""
+    prefix = PREDICTIONS_SCHEMA.rsplit("/", 1)[0] + "/"
+    return isinstance(schema, str) and schema.startswith(prefix) and schema != PREDICTIONS_SCHEMA
+
+
+def discrepancy_attrs(discrepancy: ModelDiscrepancy) -> dict:
+    """The store attrs that record a model discrepancy: ``sigma_sys`` (provenance) and ``sigma_sys_sha256``.
+
+    The digest is the SHA-256 of the discrepancy's JSON form (:meth:`ModelDiscrepancy.to_dict`,
+    keys sorted): two runs applied the same discrepancy when their digests agree.
+    """
+    text = json.dumps(discrepancy.to_dict(), sort_keys=True, default=str)
+    return {
+        "sigma_sys": {
+            "provenance": json.loads(json.dumps(discrepancy.provenance, default=str)),
+            "fitted_pixels": int(np.count_nonzero(discrepancy.fitted)),
+            "pixels": int(discrepancy.fitted.size),
+            "rule": (
+                "sigma**2 = (scale * sigma_net)**2 + floor**2 per pixel; "
+                "sigma_sys**2 = sigma**2 - sigma_net**2"
+            ),
+        },
+        "sigma_sys_sha256": hashlib.sha256(text.encode()).hexdigest(),
+    }
 
 
 def predictions_template(
@@ -45,8 +112,13 @@ def predictions_template(
     model_hash: str,
     model_card: dict,
     thresholds: FlagThresholds,
+    discrepancy: ModelDiscrepancy | None = None,
 ) -> xr.Dataset:
-    """The predictions Dataset of catalogue ``ds`` with never-computed arrays (the job's template)."""
+    """The predictions Dataset of catalogue ``ds`` with never-computed arrays (the job's template).
+
+    ``discrepancy`` is the model discrepancy the job applies (recorded in the attrs by
+    :func:`discrepancy_attrs`); None: ``ModelDiscrepancy.none()`` (``sigma_sys`` = 0).
+    """
     from lamost2csst._version import __version__
 
     n_star = ds.sizes["star"]
@@ -66,26 +138,18 @@ def predictions_template(
     coords.update(star_coords(ds))
     shape = (n_star, OUTPUT_WAVE.size)
     data_vars = {
-        "sed": (
-            dims,
-            empty_array(shape, np.float32, chunk_stars),
-            {"long_name": "predicted CSST-like SED, scaled like lamost2csst.scale_sed", "units": "1"},
-        ),
-        "sigma": (
-            dims,
-            empty_array(shape, np.float32, chunk_stars),
-            {"long_name": "relative 1-sigma uncertainty of sed (flux error = sigma * sed)", "units": "1"},
-        ),
-        "flags": (
-            ("star",),
-            empty_array((n_star,), np.uint16, chunk_stars),
-            {
-                "long_name": "quality bitmask (0 = nothing to report)",
-                "flag_masks": [int(f) for f in Flag],
-                "flag_meanings": " ".join(f.name for f in Flag),
-            },
-        ),
+        name: (dims, empty_array(shape, np.float32, chunk_stars), {"long_name": long_name, "units": "1"})
+        for name, long_name in _LONG_NAMES.items()
     }
+    data_vars["flags"] = (
+        ("star",),
+        empty_array((n_star,), np.uint16, chunk_stars),
+        {
+            "long_name": "quality bitmask (0 = nothing to report)",
+            "flag_masks": [int(f) for f in Flag],
+            "flag_meanings": " ".join(f.name for f in Flag),
+        },
+    )
     attrs = {
         "schema": PREDICTIONS_SCHEMA,
         "title": "UaRA-net predictions: CSST-like SEDs with per-pixel uncertainties",
@@ -95,6 +159,7 @@ def predictions_template(
         "model_hash": model_hash,
         "model_command": model_card.get("command", ""),
         "model_epoch": model_card.get("epoch", -1),
+        **discrepancy_attrs(discrepancy if discrepancy is not None else ModelDiscrepancy.none()),
         "input_store": catalogue,
         "input_schema": ds.attrs.get("schema", ""),
         "input_frame": ds.attrs.get("frame", ""),
@@ -111,7 +176,9 @@ def predictions_template(
 def validate_predictions(ds: xr.Dataset) -> xr.Dataset:
     """Check that ``ds`` follows the predictions schema; raise ValueError listing every problem.
 
-    Only metadata is checked (schema, the ``wave_out`` grid, variables, dims and dtypes).
+    Only metadata is checked (schema, the ``wave_out`` grid, variables, dims and dtypes). A store
+    of another version of the schema (``lamost2csst.predictions/1``: no ``sigma_net`` or
+    ``sigma_sys``) is refused.
     """
     problems = []
     if ds.attrs.get("schema") != PREDICTIONS_SCHEMA:

@@ -8,7 +8,10 @@ summary's ``seconds_setup``), then runs one task per output chunk
 (:func:`lamost2csst.parallel.predict_tasks.predict_chunk`: read its stars,
 :func:`~lamost2csst.parallel.predict_tasks.predict_block`, write its region, then its
 marker; :mod:`lamost2csst.parallel.chunks`); ``resume=True`` skips the chunks with a
-marker. With true SEDs in the catalogue (the demo) the summary reports the typical error
+marker, and refuses a predictions store of another schema version (``/1`` had no
+``sigma_net``/``sigma_sys``) or one made with another model discrepancy (the model card's
+``sigma_sys``, recorded in the store's ``sigma_sys_sha256``). With true SEDs in the
+catalogue (the demo) the summary reports the typical error
 (:func:`lamost2csst.core.metrics.truth_table`).
 
 The older names of this module (``PREDICTIONS_SCHEMA``, ``predictions_template``,
@@ -26,11 +29,13 @@ import zarr
 from lamost2csst.core.flags import Flag, FlagThresholds
 from lamost2csst.core.metrics import SNR_BINS, truth_statistics, truth_table
 from lamost2csst.errors import InputError
-from lamost2csst.io.predictions import PREDICTIONS_SCHEMA, predictions_template
+from lamost2csst.io.predictions import PREDICTIONS_SCHEMA, is_other_version, predictions_template
+from lamost2csst.io.storage import exists as storage_exists
 from lamost2csst.io.storage import resolve
 from lamost2csst.parallel.chunks import chunk_ranges, open_input, prepare_output, run_chunk_tasks
 from lamost2csst.parallel.locking import output_lock
 from lamost2csst.parallel.predict_tasks import predict_block, predict_chunk, summed_truth
+from lamost2csst.parallel.runtime import remove_store
 from lamost2csst.parallel.workers import TensorFlowSetup
 
 __all__ = [
@@ -59,7 +64,11 @@ def predict_catalogue(
     thresholds: FlagThresholds | None = None,
     batch_size: int = 1024,
 ) -> dict:
-    """Predict SEDs for every star of a spectra catalogue into a ``lamost2csst.predictions/1`` store.
+    """Predict SEDs for every star of a spectra catalogue into a ``lamost2csst.predictions/2`` store.
+
+    Each star gets ``sed``, the total ``sigma = hypot(sigma_net, sigma_sys)``, its parts (the
+    network's ``sigma_net`` and the model discrepancy ``sigma_sys`` of the model's card, 0
+    when the card has none) and ``flags`` (:mod:`lamost2csst.io.predictions`).
 
     Parameters
     ----------
@@ -71,13 +80,15 @@ def predict_catalogue(
     client : distributed.Client
         Where the chunk tasks run (the model is loaded once per worker).
     model : path, optional
-        A ``.keras`` UaRA-net file visible to every worker; default the shipped model.
+        A ``.keras`` UaRA-net file visible to every worker (its model card beside it, with
+        the model discrepancy, too); default the shipped model.
     chunk_stars : int, optional
         Stars per output chunk = per task; default the input's chunk size (on resume the
         existing output's).
     resume, overwrite : bool
-        Finish an existing output of the same input, chunking, model and thresholds; or
-        remove an existing output first (only a ``lamost2csst.predictions/1`` store).
+        Finish an existing output of the same input, chunking, model, model discrepancy,
+        thresholds and schema version; or remove an existing output first (only a
+        ``lamost2csst.predictions`` store, of any version).
     progress : bool
         A tqdm bar over chunks on stderr.
     thresholds : FlagThresholds, optional
@@ -228,9 +239,14 @@ def _prepared_output(
     chunk_stars : int
     model_hash : str
     """
-    from lamost2csst.nn.inference import model_card, model_hash
+    from lamost2csst.nn.inference import model_card, model_discrepancy, model_hash
 
     digest, card = model_hash(model_path), model_card(model_path)
+    try:
+        discrepancy = model_discrepancy(model_path)
+    except ValueError as err:
+        raise InputError(f"model {model_path}: {err}") from None
+    _other_version(out, resume=resume, overwrite=overwrite)
 
     def template(n: int):
         return predictions_template(
@@ -241,6 +257,7 @@ def _prepared_output(
             model_hash=digest,
             model_card=card,
             thresholds=thresholds,
+            discrepancy=discrepancy,
         )
 
     chunk_stars = prepare_output(
@@ -252,9 +269,34 @@ def _prepared_output(
         schema=PREDICTIONS_SCHEMA,
         template=template,
         variable="sed",
-        same_attrs=("model_hash", "flag_thresholds", "input_resampling"),
+        same_attrs=("model_hash", "sigma_sys_sha256", "flag_thresholds", "input_resampling"),
     )
     return chunk_stars, digest
+
+
+def _other_version(out: str, *, resume: bool, overwrite: bool) -> None:
+    """An existing predictions store of another schema version: removed (``overwrite``) or refused.
+
+    Refused with ``resume``; without either, the existing store is refused anyway. Any other
+    existing store is left to :func:`lamost2csst.parallel.chunks.prepare_output`.
+    """
+    if not storage_exists(out):
+        return
+    try:
+        schema = zarr.open_group(out, mode="r", zarr_format=3).attrs.get("schema")
+    except Exception:  # noqa: BLE001 - anything unreadable is reported by prepare_output
+        return
+    if not is_other_version(schema):
+        return
+    if overwrite:
+        remove_store(out, schema=schema)
+    elif resume:
+        raise InputError(
+            f"cannot resume into {out}: it is a {schema} store and this lamost2csst writes "
+            f"{PREDICTIONS_SCHEMA} (sigma is now the total, with sigma_net and sigma_sys beside it); "
+            "chunks of the two cannot be mixed. Write a new store (another output path), or rerun "
+            "without --resume and with --overwrite to replace this one."
+        )
 
 
 def _checked_model(model, batch_size) -> str:

@@ -3,12 +3,20 @@
 * :func:`predict_block` is the per-block function on numpy arrays: sanitize the pixels,
   shift to the rest frame, resample onto ``INPUT_WAVE`` and normalize
   (:func:`lamost2csst.core.prepare_inputs`), run UaRA-net
-  (:func:`lamost2csst.nn.inference.predict`, the project's one predict loop) and set the
-  quality flags (:mod:`lamost2csst.core.flags`). It runs the same in a notebook;
+  (:func:`lamost2csst.nn.inference.predict`, the project's one predict loop; the total
+  ``sigma = hypot(sigma_net, sigma_sys)`` with the model discrepancy,
+  :mod:`lamost2csst.core.discrepancy`) and set the quality flags
+  (:mod:`lamost2csst.core.flags`; ``UNCERTAIN`` on the network's ``sigma_net``, the sigma
+  its threshold was set on, so that a model discrepancy does not change the flag rates).
+  It runs the same in a notebook;
 * :func:`predict_chunk` is one task: read a chunk of stars, :func:`predict_block`, write the
-  chunk's region of the predictions store, then, when the catalogue has true SEDs, the
-  chunk's truth statistics (:func:`lamost2csst.core.metrics.truth_statistics`) beside its
-  marker (``<out>/.markers/chunk-<index>.truth.npz``), then the marker.
+  chunk's region of the predictions store (``sed``, ``sigma``, ``sigma_net``,
+  ``sigma_sys``, ``flags``), then, when the catalogue has true SEDs, the chunk's truth
+  statistics (:func:`lamost2csst.core.metrics.truth_statistics`, coverage on the total
+  ``sigma``) beside its marker (``<out>/.markers/chunk-<index>.truth.npz``), then the
+  marker. The model and its discrepancy (the model card's,
+  :func:`lamost2csst.nn.inference.model_discrepancy`) are
+  read once per worker process (cached), not per chunk.
   :func:`summed_truth` adds the chunks' statistics up.
 """
 
@@ -43,6 +51,8 @@ __all__ = ["predict_block", "predict_chunk", "summed_truth", "truth_path"]
 
 #: What a task reads of the catalogue (names it lacks are left out).
 _READ = ("wave", "flux", "ivar", "mask", "z", "teff", "logg", "feh", "alpha", "snr_g", "sed_true")
+#: The per-pixel outputs of :func:`predict_block` (``SEDPrediction``'s fields).
+_PARTS = ("sed", "sigma", "sigma_net", "sigma_sys")
 
 
 def _prepared_block(wave, *, flux, ivar, mask, z, teff, thresholds: FlagThresholds, observed: bool):
@@ -88,6 +98,7 @@ def predict_block(
     z,
     *,
     model,
+    discrepancy=None,
     teff=None,
     thresholds: FlagThresholds | None = None,
     observed: bool = True,
@@ -106,6 +117,10 @@ def predict_block(
         Redshifts; NaN or <= -1 = unknown (the star gets ``NO_DATA | BAD_Z``).
     model : keras.Model or path
         UaRA-net (see :func:`lamost2csst.load_model`).
+    discrepancy : ModelDiscrepancy, optional
+        Added in quadrature to the network's sigma. Default as in
+        :func:`lamost2csst.nn.inference.predict`: the model card's for a path, none for a
+        loaded model (pass ``model_discrepancy(path)`` with a loaded model).
     teff : array_like (n_star,), optional
         Catalogue Teff for the ``OUTSIDE_DOMAIN`` flag.
     thresholds : FlagThresholds, optional
@@ -120,8 +135,9 @@ def predict_block(
     Returns
     -------
     dict
-        ``sed``, ``sigma`` float32 (n_star, 574), NaN for ``NO_DATA`` stars; ``flags`` uint16
-        (n_star,); ``input_masked_fraction`` float32 (n_star,).
+        ``sed``, ``sigma`` (total), ``sigma_net``, ``sigma_sys`` float32 (n_star, 574), NaN
+        for ``NO_DATA`` stars; ``flags`` uint16 (n_star,); ``input_masked_fraction`` float32
+        (n_star,).
     """
     from lamost2csst.nn.inference import predict
 
@@ -131,26 +147,22 @@ def predict_block(
         wave, flux=flux, ivar=ivar, mask=mask, z=z, teff=teff, thresholds=thresholds, observed=observed
     )
     n_star = flags.shape[0]
-    sed = np.full((n_star, OUTPUT_WAVE.size), np.nan, np.float32)
-    sigma = np.full((n_star, OUTPUT_WAVE.size), np.nan, np.float32)
     rows = np.flatnonzero((flags & Flag.NO_DATA) == 0)
     t_prepared = time.perf_counter()
+    kwargs = {"model": model, "discrepancy": discrepancy, "batch_size": batch_size, "return_parts": True}
     if rows.size == n_star:  # the usual case: no copies
-        sed, sigma = predict(net.flux, net.error, mask=net.mask, model=model, batch_size=batch_size)
-        flags |= output_flags(sigma, thresholds=thresholds)
-    elif rows.size:
-        sed[rows], sigma[rows] = predict(
-            net.flux[rows], net.error[rows], mask=net.mask[rows], model=model, batch_size=batch_size
-        )
-        flags[rows] |= output_flags(sigma[rows], thresholds=thresholds)
+        out = predict(net.flux, net.error, mask=net.mask, **kwargs)._asdict()
+        flags |= output_flags(out["sigma_net"], thresholds=thresholds)
+    else:
+        out = {name: np.full((n_star, OUTPUT_WAVE.size), np.nan, np.float32) for name in _PARTS}
+        if rows.size:
+            got = predict(net.flux[rows], net.error[rows], mask=net.mask[rows], **kwargs)._asdict()
+            for name in _PARTS:
+                out[name][rows] = got[name]
+            flags[rows] |= output_flags(got["sigma_net"], thresholds=thresholds)
     if timings is not None:
         timings.update(prepare=t_prepared - t0, network=time.perf_counter() - t_prepared)
-    return {
-        "sed": sed,
-        "sigma": sigma,
-        "flags": flags,
-        "input_masked_fraction": net.mask.mean(axis=1).astype(np.float32),
-    }
+    return {**out, "flags": flags, "input_masked_fraction": net.mask.mean(axis=1).astype(np.float32)}
 
 
 def truth_path(out: str, index: int) -> str:
@@ -211,7 +223,7 @@ def predict_chunk(
     forward_batch: int,
 ) -> dict:
     """One task: stars ``start:stop`` of ``catalogue`` -> the same region of ``out``, then the marker."""
-    from lamost2csst.nn.inference import load_model
+    from lamost2csst.nn.inference import load_model, model_discrepancy
 
     t0 = time.perf_counter()
     src = read_region(catalogue, start, stop, _READ)
@@ -224,7 +236,8 @@ def predict_chunk(
         src["ivar"],
         src["mask"],
         src["z"],
-        model=load_model(model_path),
+        model=load_model(model_path),  # both cached per process: read at the worker's first task
+        discrepancy=model_discrepancy(model_path),
         teff=src.get("teff"),
         thresholds=thresholds,
         observed=observed,
@@ -232,7 +245,7 @@ def predict_chunk(
         timings=timings,
     )
     t_compute = time.perf_counter()
-    write_region(out, start, stop, {name: res[name] for name in ("sed", "sigma", "flags")})
+    write_region(out, start, stop, {name: res[name] for name in (*_PARTS, "flags")})
     t_write = time.perf_counter()
     has_truth = "sed_true" in src
     if has_truth:

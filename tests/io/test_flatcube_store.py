@@ -130,14 +130,14 @@ def test_open_inputs_checks_both_stores(tmp_path):
     pred = xr.Dataset(
         {"sed": (("star", "wave_out"), cat.sed_true.values.astype(np.float32))},
         coords={"obsid": ("star", cat.obsid.values), "wave_out": OUTPUT_WAVE},
-        attrs={"schema": "lamost2csst.predictions/1"},
+        attrs={"schema": "lamost2csst.predictions/2"},
     )
     pred.to_zarr(p, zarr_format=3, consolidated=False)
     got_obs, got_pred = store.open_inputs(o, p)
     assert got_obs.sizes["obs"] == obs.sizes["obs"] and got_pred.sizes["star"] == 5
     with pytest.raises(
         InputError,
-        match="schema is 'lamost2csst.slitless_observations/1', expected 'lamost2csst.predictions/1'",
+        match="schema is 'lamost2csst.slitless_observations/1', expected 'lamost2csst.predictions/2'",
     ):
         store.open_inputs(o, o)
     with pytest.raises(InputError, match=f"observations {p}: not a lamost2csst slitless observation store"):

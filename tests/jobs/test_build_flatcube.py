@@ -81,7 +81,7 @@ def test_simulate_then_build(client, tmp_path, capsys):
             "flags": (("star",), np.zeros(300, np.uint16)),
         },
         coords={"obsid": ("star", demo.obsid.values), "wave_out": ("wave_out", OUTPUT_WAVE)},
-        attrs={"schema": "lamost2csst.predictions/1"},
+        attrs={"schema": "lamost2csst.predictions/2"},
     ).to_zarr(pred, zarr_format=3, consolidated=False)
     capsys.readouterr()
     summary = job.run(

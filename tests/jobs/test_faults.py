@@ -123,7 +123,7 @@ def flat_inputs(tmp_path_factory):
             "flags": (("star",), np.zeros(len(obsid), np.uint16)),
         },
         coords={"obsid": ("star", obsid), "wave_out": ("wave_out", cat.wave_out.values)},
-        attrs={"schema": "lamost2csst.predictions/1"},
+        attrs={"schema": "lamost2csst.predictions/2"},
     )
     pred.to_zarr(root / "pred.zarr", zarr_format=3, consolidated=False)
     return root / "obs.zarr", root / "pred.zarr", obs.sizes["obs"]

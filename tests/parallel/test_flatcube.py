@@ -37,7 +37,7 @@ def write_predictions(path, sed_true, obsid, *, seed=0, flags=None):
             "flags": (("star",), np.zeros(len(obsid), np.uint16) if flags is None else flags),
         },
         coords={"obsid": ("star", obsid), "wave_out": ("wave_out", OUTPUT_WAVE)},
-        attrs={"schema": "lamost2csst.predictions/1", "model_hash": "test"},
+        attrs={"schema": "lamost2csst.predictions/2", "model_hash": "test"},
     )
     ds.to_zarr(path, zarr_format=3, consolidated=False)
     return path

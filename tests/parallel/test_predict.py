@@ -1,5 +1,6 @@
 """The predict_catalogue Dask job: equals the numpy path, every star once, flags, truth, resume."""
 
+import json
 import shutil
 
 import numpy as np
@@ -9,11 +10,12 @@ import zarr
 
 import lamost2csst
 from lamost2csst.core import BANDS, OUTPUT_WAVE, band_pixels, prepare_inputs
+from lamost2csst.core.discrepancy import ModelDiscrepancy
 from lamost2csst.core.flags import Flag, FlagThresholds, sanitize_pixels
 from lamost2csst.errors import InputError
 from lamost2csst.io import write_spectra
 from lamost2csst.io.simulated import grid_catalogue
-from lamost2csst.nn.inference import default_model_path, model_card
+from lamost2csst.nn.inference import default_model_path, load_model, model_card, model_discrepancy
 from lamost2csst.parallel.predict import PREDICTIONS_SCHEMA, predict_block, predict_catalogue
 
 N_STAR, CHUNK = 600, 128  # 5 chunks, the last one ragged (88 stars)
@@ -38,10 +40,14 @@ def by_hand(demo):
     z = demo.z.values
     has_z = np.isfinite(z)
     net = prepare_inputs(demo.wave.values, flux[has_z], ivar=ivar[has_z], z=z[has_z], mask=mask[has_z])
-    sed = np.full((N_STAR, OUTPUT_WAVE.size), np.nan, np.float32)
-    sigma = sed.copy()
-    sed[has_z], sigma[has_z] = lamost2csst.predict(net.flux, net.error, mask=net.mask)
-    return sed, sigma
+    parts = {name: np.full((N_STAR, OUTPUT_WAVE.size), np.nan, np.float32) for name in PARTS}
+    got = lamost2csst.predict(net.flux, net.error, mask=net.mask, return_parts=True)
+    for name in PARTS:
+        parts[name][has_z] = getattr(got, name)
+    return parts
+
+
+PARTS = ("sed", "sigma", "sigma_net", "sigma_sys")
 
 
 OPENED = []  # the stores xarray opened during the `finished` run
@@ -70,11 +76,15 @@ def test_the_catalogue_is_opened_once_per_run(finished, catalogue):
 def test_job_equals_the_hand_made_pipeline(finished, by_hand, demo):
     out, summary = finished
     ds = xr.open_zarr(out, consolidated=False)
-    sed, sigma = by_hand
     # batches differ between the job (per chunk) and the hand run: float32 round-off only
-    np.testing.assert_allclose(ds.sed.values, sed, rtol=2e-5, equal_nan=True)
-    np.testing.assert_allclose(ds.sigma.values, sigma, rtol=2e-5, equal_nan=True)
+    for name in PARTS:
+        np.testing.assert_allclose(ds[name].values, by_hand[name], rtol=2e-5, atol=1e-7, equal_nan=True)
     np.testing.assert_array_equal(np.isnan(ds.sed.values).all(axis=1), np.isnan(demo.z.values))
+    # the shipped model's discrepancy (its card's; none: sigma_sys = 0), by the formula
+    d = model_discrepancy()
+    net = ds.sigma_net.values.astype(np.float64)
+    np.testing.assert_allclose(ds.sigma.values, np.sqrt((d.scale * net) ** 2 + d.floor**2), rtol=1e-6)
+    np.testing.assert_allclose(ds.sigma.values, np.hypot(net, ds.sigma_sys.values), rtol=1e-6)
 
 
 def test_every_star_once_in_order_with_its_coordinates(finished, demo):
@@ -83,6 +93,8 @@ def test_every_star_once_in_order_with_its_coordinates(finished, demo):
     assert ds.attrs["schema"] == PREDICTIONS_SCHEMA
     assert ds.sizes == {"star": N_STAR, "wave_out": OUTPUT_WAVE.size}
     assert (ds.sed.dtype, ds.sigma.dtype, ds.flags.dtype) == (np.float32, np.float32, np.uint16)
+    assert ds.sigma_net.dtype == ds.sigma_sys.dtype == np.float32
+    assert ds.attrs["sigma_sys"]["provenance"] == model_discrepancy().provenance
     for name in ("obsid", "ra", "dec", "z", "teff", "snr_g", "grid_model"):
         np.testing.assert_array_equal(ds[name].values, demo[name].values)
     assert "sed_true" not in ds
@@ -181,7 +193,7 @@ def test_resume_recomputes_only_the_chunk_without_marker(client, catalogue, fini
     after = _chunk_files(out)
     assert [p.relative_to(out).as_posix() for p in after if after[p] != before[p]] == ["sed/c/2/0"]
     a, b = xr.open_zarr(out, consolidated=False), xr.open_zarr(reference, consolidated=False)
-    for name in ("sed", "sigma", "flags"):
+    for name in (*PARTS, "flags"):
         np.testing.assert_array_equal(a[name].values, b[name].values)
 
 
@@ -204,6 +216,99 @@ def test_resume_refuses_another_model_and_existing_output_needs_resume(client, c
     zarr.open_group(out, mode="r+").attrs["input_resampling"] = "flux"
     with pytest.raises(InputError, match="cannot resume.*input_resampling"):
         predict_catalogue(catalogue, out, client=client, resume=True, progress=False)
+
+
+def _model_with_discrepancy(tmp_path, discrepancy):
+    """A copy of the shipped model (same bytes, same hash) whose card carries ``discrepancy``."""
+    path = tmp_path / "with_sigma_sys.keras"
+    shutil.copy(default_model_path(), path)
+    card = {**model_card(), "sigma_sys": discrepancy.to_dict()}
+    path.with_suffix(".json").write_text(json.dumps(card))
+    return path
+
+
+def _discrepancy(a=2.0, b=0.01):
+    n = OUTPUT_WAVE.size
+    return ModelDiscrepancy(np.full(n, a), np.full(n, b), np.ones(n, bool), {"kind": "test", "a": a, "b": b})
+
+
+def test_the_cards_discrepancy_gives_sigma_sys_and_leaves_sed_and_flags(
+    client, catalogue, finished, tmp_path
+):
+    """A card with a discrepancy: sigma = sqrt((a s)^2 + b^2) of the network's s; sed, flags as before."""
+    reference, _ = finished
+    model = _model_with_discrepancy(tmp_path, _discrepancy(2.0, 0.01))
+    out = tmp_path / "p.zarr"
+    summary = predict_catalogue(catalogue, out, client=client, model=model, progress=False)
+    a, b = xr.open_zarr(out, consolidated=False), xr.open_zarr(reference, consolidated=False)
+    np.testing.assert_array_equal(a.sed.values, b.sed.values)
+    np.testing.assert_array_equal(a.sigma_net.values, b.sigma_net.values)
+    np.testing.assert_array_equal(a.flags.values, b.flags.values)  # UNCERTAIN is set on sigma_net
+    s = a.sigma_net.values.astype(np.float64)
+    np.testing.assert_allclose(a.sigma.values, np.sqrt((2 * s) ** 2 + 0.01**2), rtol=1e-6)
+    np.testing.assert_allclose(a.sigma_sys.values, np.sqrt(3 * s**2 + 0.01**2), rtol=1e-6)
+    assert a.attrs["sigma_sys"]["provenance"] == {"kind": "test", "a": 2.0, "b": 0.01}
+    assert a.attrs["sigma_sys_sha256"] != b.attrs["sigma_sys_sha256"]
+    assert summary["model_hash"] == b.attrs["model_hash"]  # same network file
+    # the same network file with another discrepancy does not continue this output
+    with pytest.raises(InputError, match="cannot resume.*sigma_sys_sha256"):
+        predict_catalogue(catalogue, out, client=client, resume=True, progress=False)
+    bad = tmp_path / "bad.keras"
+    shutil.copy(model, bad)
+    bad.with_suffix(".json").write_text(json.dumps({"sigma_sys": {"scale": [0.5] * OUTPUT_WAVE.size}}))
+    with pytest.raises(InputError, match="bad.json: malformed 'sigma_sys'"):
+        predict_catalogue(catalogue, tmp_path / "q.zarr", client=client, model=bad, progress=False)
+
+
+def _version_1_store(path, demo):
+    """A store as lamost2csst wrote it before schema 2: sed, sigma (the network's), flags."""
+    n = demo.sizes["star"]
+    xr.Dataset(
+        {
+            "sed": (("star", "wave_out"), np.ones((n, OUTPUT_WAVE.size), np.float32)),
+            "sigma": (("star", "wave_out"), np.full((n, OUTPUT_WAVE.size), 0.01, np.float32)),
+            "flags": (("star",), np.zeros(n, np.uint16)),
+        },
+        coords={"obsid": ("star", demo.obsid.values), "wave_out": ("wave_out", OUTPUT_WAVE)},
+        attrs={"schema": "lamost2csst.predictions/1", "model_hash": "x"},
+    ).chunk({"star": CHUNK}).to_zarr(path, zarr_format=3, consolidated=False)
+
+
+def test_resume_into_a_version_1_store_is_refused_and_overwrite_replaces_it(
+    client, catalogue, demo, tmp_path
+):
+    out = tmp_path / "old.zarr"
+    _version_1_store(out, demo)
+    with pytest.raises(
+        InputError,
+        match=r"(?s)lamost2csst.predictions/1.*lamost2csst.predictions/2.*new store.*without --resume",
+    ):
+        predict_catalogue(catalogue, out, client=client, resume=True, progress=False)
+    assert xr.open_zarr(out, consolidated=False).attrs["schema"] == "lamost2csst.predictions/1"  # untouched
+    with pytest.raises(InputError, match="already exists"):
+        predict_catalogue(catalogue, out, client=client, progress=False)
+    summary = predict_catalogue(catalogue, out, client=client, overwrite=True, progress=False)
+    assert summary["stars_written"] == N_STAR
+    assert xr.open_zarr(out, consolidated=False).attrs["schema"] == PREDICTIONS_SCHEMA
+
+
+def test_flags_use_the_networks_sigma_not_the_total(demo):
+    """A discrepancy that puts every total sigma above max_sigma flags nothing more."""
+    sl = slice(0, 60)
+    args = (demo.wave.values, demo.flux.values[sl], demo.ivar.values[sl], demo.mask.values[sl])
+    z = demo.z.values[sl]
+    assert np.isnan(z).any()  # NO_DATA rows: NaN in all three sigmas
+    model = load_model(default_model_path())
+    plain = predict_block(*args, z, model=model, discrepancy=ModelDiscrepancy.none())
+    big = predict_block(*args, z, model=model, discrepancy=_discrepancy(1.0, 0.5))
+    ok = np.isfinite(big["sigma"]).all(axis=1)
+    assert ok.sum() > 40 and np.all(big["sigma"][ok] > FlagThresholds().max_sigma)
+    np.testing.assert_array_equal(big["flags"], plain["flags"])
+    np.testing.assert_array_equal(big["sigma_net"], plain["sigma"])
+    np.testing.assert_array_equal(big["sed"], plain["sed"])
+    for name in PARTS:
+        np.testing.assert_array_equal(np.isnan(big[name]).all(axis=1), ~ok)
+    np.testing.assert_array_equal(plain["sigma_sys"][ok], 0.0)
 
 
 def test_bad_inputs_raise_job_input_error(client, catalogue, tmp_path):
