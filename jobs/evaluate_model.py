@@ -29,6 +29,13 @@ MILES verification (--miles): the MILES v9.1 stars of the sdss-mangadap package 
   input: MILES degraded to R=2000 on INPUT_WAVE with Eq. 1 noise at --miles-snr, normalized;
   target: MILES degraded to R=200 and scaled, on the OUTPUT_WAVE pixels MILES covers
   (3500-7500 A). Errors at 3600/4500/5000/6000/7000 A (Sect. 4.3) and a figure like Fig. 11.
+
+real stars (--real-stars RUN, a run of `python -m jobs.train_model real`): every MILES star of
+  the run predicted by the fold model that never saw it (out-of-fold), errors at the paper's
+  wavelengths next to the model the run started from; coverage of sigma (network sigma, and
+  total sigma with the model discrepancy fitted nested: each fold's from the other folds) per
+  band and Teff range; STELIB (never trained on) as a cross-library test of the final model
+  at 3600-9000 A and of its total sigma. Figure: real_star_residuals.png.
 """
 
 EPILOG = """\
@@ -71,6 +78,13 @@ def build_parser():
         "normalization as the job does)",
     )
     p.add_argument("--miles", action="store_true", help="also run the MILES verification (Sect. 4.3)")
+    p.add_argument(
+        "--real-stars",
+        metavar="RUN",
+        help="a run directory of `python -m jobs.train_model real`: also its out-of-fold MILES errors, "
+        "sigma coverage (network sigma and total sigma with a nested sigma_sys) and the STELIB "
+        "cross-library test, against the model the run started from",
+    )
     p.add_argument("--miles-snr", type=float, default=100.0, help="SNR of the MILES inputs (default 100)")
     p.add_argument("--miles-rmsae", type=float, default=0.05, help="GPR screening threshold (default 0.05)")
     p.add_argument(
@@ -111,6 +125,7 @@ def run(args) -> dict:
         ridge_baseline=args.ridge_baseline,
         seed=args.seed,
         command=" ".join(sys.argv),
+        real_stars=args.real_stars,
     )
     print(evaluation.text)
     return evaluation.summary()

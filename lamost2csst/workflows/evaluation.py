@@ -381,6 +381,7 @@ def evaluate_model(
     ridge_baseline: bool = False,
     seed: int = 2024,
     command: str | None = None,
+    real_stars=None,
 ) -> Evaluation:
     """Evaluate a model and write ``out/evaluation.md``, ``out/evaluation.json`` and the PNG figures.
 
@@ -407,6 +408,11 @@ def evaluate_model(
         Seed of all noise draws.
     command : str, optional
         Command line named in the report (default: ``sys.argv``).
+    real_stars : path, optional
+        A run directory of ``python -m jobs.train_model real``: also its out-of-fold MILES numbers,
+        sigma coverage and the STELIB cross-library test
+        (:func:`lamost2csst.workflows.real_evaluation.real_star_evaluation`), a section of
+        ``evaluation.md``, key ``real_stars`` of ``evaluation.json`` and ``real_star_residuals.png``.
 
     Raises
     ------
@@ -438,7 +444,26 @@ def evaluate_model(
     text, result = _write_evaluation(
         out, results, card, path=path, model_path=model_path, ensemble=ensemble, command=command, t0=t0
     )
+    if real_stars:
+        text, result = _add_real_stars(out, text, result, real_stars)
     return Evaluation(out, text, result)
+
+
+def _add_real_stars(out: Path, text: str, result: dict, run) -> tuple[str, dict]:
+    """Append the real-star evaluation of ``run`` to the report, the JSON and the figures."""
+    from lamost2csst.workflows.real_evaluation import (
+        real_star_evaluation,
+        real_star_figure,
+        real_star_markdown,
+    )
+
+    real, arrays = real_star_evaluation(run)
+    text += real_star_markdown(real)
+    (out / "evaluation.md").write_text(text)
+    result["real_stars"] = real
+    result["figures"].append(str(real_star_figure(arrays, out / "real_star_residuals.png")))
+    (out / "evaluation.json").write_text(json.dumps(result, indent=1) + "\n")
+    return text, result
 
 
 def _write_evaluation(out: Path, results: _Results, card: dict, *, path, model_path, ensemble, command, t0):

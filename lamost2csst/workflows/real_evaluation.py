@@ -1,0 +1,235 @@
+"""Real-star evaluation of a real-star fine-tuning run (:mod:`lamost2csst.workflows.realstars`).
+
+:func:`real_star_evaluation` reads a run directory of ``python -m jobs.train_model real`` and
+measures, against the model the run started from:
+
+* MILES out-of-fold: each star predicted by the fold model that never saw it (direct path,
+  Eq. 1 noise at the run's S/N), errors at the paper's wavelengths (Sect. 4.3);
+* sigma coverage on those stars: the network's sigma alone, and the total sigma with the
+  model discrepancy fitted nested (each fold's from the other folds' residuals), per band
+  and per Teff range;
+* STELIB as a cross-library test (never trained on, not used for sigma_sys): the final model
+  against the initial one at 4500-9000 A, and the coverage of the final model's total sigma
+  (where MILES does not reach, the discrepancy's stated extrapolation is what is tested).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lamost2csst.errors import InputError
+
+__all__ = ["CROSS_LIBRARY_WAVELENGTHS", "real_star_evaluation", "real_star_markdown", "real_star_figure"]
+
+#: Wavelengths (A) of the cross-library comparison (STELIB reaches 9899 A).
+CROSS_LIBRARY_WAVELENGTHS = (3600.0, 4500.0, 5000.0, 6000.0, 7000.0, 8000.0, 9000.0)
+#: Teff ranges (K) in which the sigma coverage is checked separately.
+TEFF_RANGES = ((5000.0, 6000.0), (6000.0, 7500.0), (7500.0, 9750.0))
+
+
+def _coverage(residual, sigma, teff) -> dict:
+    """Fraction |r|/sigma < 1 per band, over all stars and per Teff range."""
+    from lamost2csst.core.grids import BANDS, OUTPUT_WAVE, band_pixels
+
+    z = np.abs(np.asarray(residual, float) / np.asarray(sigma, float))
+    out = {}
+    for label, rows in [("all", np.ones(len(teff), bool))] + [
+        (f"{lo:.0f}-{hi:.0f} K", (teff >= lo) & (teff < hi)) for lo, hi in TEFF_RANGES
+    ]:
+        per_band = {}
+        for band, lo_hi in BANDS.items():
+            zb = z[rows][:, band_pixels(OUTPUT_WAVE, lo_hi)]
+            zb = zb[np.isfinite(zb)]
+            per_band[band] = round(float(np.mean(zb < 1)), 4) if zb.size else None
+        out[label] = {"n_star": int(rows.sum()), **per_band}
+    return out
+
+
+def _predict(model_path, lib, *, snr: float, seed: int, discrepancy=None):
+    """``(residual, sigma_net, sigma_total)`` of ``lib`` at input S/N ``snr`` (Eq. 1 noise, direct path)."""
+    from lamost2csst.core.metrics import relative_residual
+    from lamost2csst.nn.inference import load_model, predict
+    from lamost2csst.nn.training import epoch_pairs
+
+    data = epoch_pairs(lib, snrs=(snr,), rng=np.random.default_rng([seed, 99]))
+    sed, sigma = predict(data.flux, data.error, model=load_model(model_path))
+    total = sigma if discrepancy is None else discrepancy.sigma_parts(sigma)[0]
+    return relative_residual(sed, data.sed, mask=data.target_mask), sigma, total
+
+
+def _miles_out_of_fold(run: Path, cv: dict):
+    """The run's MILES stars in its fold order, and their out-of-fold residuals and network sigma."""
+    from lamost2csst.workflows.realstars import miles_library
+
+    real = miles_library(screen_rmsae=0.0)
+    where = {name: i for i, name in enumerate(real.names)}
+    missing = [n for n in cv["folds"] if n not in where]
+    if missing:
+        raise InputError(
+            f"{len(missing)} stars of {run}/crossval.json are not in the MILES library (e.g. {missing[0]})"
+        )
+    idx = np.array([where[n] for n in cv["folds"]])
+    fold = np.array(list(cv["folds"].values()))
+    lib = real.library.take(idx)
+    residual = np.full(lib.sed.shape, np.nan)
+    sigma = np.full(lib.sed.shape, np.nan)
+    for k in range(cv["n_folds"]):
+        rows = np.flatnonzero(fold == k)
+        residual[rows], sigma[rows], _ = _predict(
+            run / f"fold-{k}" / "best.keras", lib.take(rows), snr=cv["eval_snr"], seed=cv["seed"]
+        )
+    return lib, fold, residual, sigma
+
+
+def real_star_evaluation(run, *, stelib: bool = True) -> tuple[dict, dict]:
+    """Out-of-fold MILES, sigma coverage and the STELIB cross-library test of a real-star run.
+
+    Parameters
+    ----------
+    run : path
+        A run directory of ``python -m jobs.train_model real`` (``crossval.json``, ``fold-<k>/``,
+        ``final/best.keras``).
+    stelib : bool
+        Also the STELIB cross-library test.
+
+    Returns
+    -------
+    result : dict
+        JSON-ready numbers (see the module docstring).
+    arrays : dict
+        Residual arrays for :func:`real_star_figure`.
+    """
+    from lamost2csst.core.discrepancy import cross_fitted_sigma
+    from lamost2csst.core.evaluation import MILES_WAVELENGTHS, PAPER_MILES, wavelength_errors
+    from lamost2csst.nn.inference import model_discrepancy
+
+    run = Path(run)
+    if not (run / "crossval.json").exists():
+        raise InputError(
+            f"{run} has no crossval.json: is it a finished `python -m jobs.train_model real` run?"
+        )
+    cv = json.loads((run / "crossval.json").read_text())
+    init, final = Path(cv["init"]), run / "final" / "best.keras"
+    lib, fold, residual, sigma = _miles_out_of_fold(run, cv)
+    base_r, base_sigma, _ = _predict(init, lib, snr=cv["eval_snr"], seed=cv["seed"])
+    nested = cross_fitted_sigma(residual, sigma_net=sigma, fold=fold)
+    result = {
+        "run": str(run),
+        "miles": {
+            "n_star": len(lib),
+            "n_folds": cv["n_folds"],
+            "snr": cv["eval_snr"],
+            "paper": PAPER_MILES,
+            "out_of_fold": wavelength_errors(residual, at=MILES_WAVELENGTHS),
+            "initial_model": wavelength_errors(base_r, at=MILES_WAVELENGTHS),
+            "coverage_net": _coverage(residual, sigma, lib.teff),
+            "coverage_total_nested": _coverage(residual, nested, lib.teff),
+            "coverage_initial_model": _coverage(base_r, base_sigma, lib.teff),
+        },
+    }
+    arrays = {"miles": (residual, base_r)}
+    if stelib:
+        from lamost2csst.workflows.libraries import stelib_library
+
+        st, _, info = stelib_library(deredden=False, seed=cv["seed"])
+        r_final, _, total = _predict(
+            final, st, snr=cv["eval_snr"], seed=cv["seed"], discrepancy=model_discrepancy(final)
+        )
+        r_init, s_init, _ = _predict(init, st, snr=cv["eval_snr"], seed=cv["seed"])
+        result["stelib"] = {
+            "library": info,
+            "final_model": wavelength_errors(r_final, at=CROSS_LIBRARY_WAVELENGTHS),
+            "initial_model": wavelength_errors(r_init, at=CROSS_LIBRARY_WAVELENGTHS),
+            "coverage_total": _coverage(r_final, total, st.teff),
+            "coverage_initial_model": _coverage(r_init, s_init, st.teff),
+        }
+        arrays["stelib"] = (r_final, r_init)
+    return result, arrays
+
+
+def _errors_table(rows_new, rows_old, paper=None) -> list[str]:
+    head = "| λ (Å) | error fine-tuned | offset | error initial | offset |" + (" paper |" if paper else "")
+    lines = [head, "|---:|---:|---:|---:|---:|" + ("---:|" if paper else "")]
+    for i, (a, b) in enumerate(zip(rows_new, rows_old)):
+        cells = f"| {a['wave']:.0f} | {a['error']:.4f} | {a['offset']:+.4f} "
+        cells += f"| {b['error']:.4f} | {b['offset']:+.4f} |"
+        lines.append(cells + (f" {paper[i]} |" if paper else ""))
+    return lines
+
+
+def _coverage_table(named: dict) -> list[str]:
+    lines = ["| σ | stars | GU | GV | GI |", "|---|---:|---:|---:|---:|"]
+    for label, cov in named.items():
+        for teff, c in cov.items():
+            cells = " | ".join("—" if c[b] is None else f"{c[b]:.3f}" for b in ("GU", "GV", "GI"))
+            lines.append(f"| {label}, {teff} | {c['n_star']} | {cells} |")
+    return lines
+
+
+def real_star_markdown(result: dict) -> str:
+    """The real-star section of ``evaluation.md``."""
+    m = result["miles"]
+    lines = [
+        "",
+        f"## Real stars: run {result['run']}",
+        "",
+        f"MILES out-of-fold ({m['n_star']} stars, {m['n_folds']} folds by star, input S/N {m['snr']:g}, "
+        "direct path); initial model = the model the run started from, on the same stars and noise:",
+        "",
+        *_errors_table(m["out_of_fold"], m["initial_model"], paper=m["paper"]),
+        "",
+        "σ coverage, fraction |r|/σ < 1 (ideal 0.683):",
+        "",
+        *_coverage_table(
+            {
+                "fine-tuned, total (nested σ_sys)": m["coverage_total_nested"],
+                "fine-tuned, network σ only": m["coverage_net"],
+                "initial model": m["coverage_initial_model"],
+            }
+        ),
+    ]
+    if "stelib" in result:
+        s = result["stelib"]
+        lines += [
+            "",
+            f"STELIB cross-library ({s['library'].get('used', s['library'].get('kept', '?'))} stars; "
+            "never trained on, not used for σ_sys; not dereddened, like MILES):",
+            "",
+            *_errors_table(s["final_model"], s["initial_model"]),
+            "",
+            *_coverage_table(
+                {"final, total σ": s["coverage_total"], "initial model": s["coverage_initial_model"]}
+            ),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def real_star_figure(arrays: dict, path) -> Path:
+    """Median and 16-84 % band of real-star residuals against wavelength, fine-tuned vs initial."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lamost2csst.core.grids import OUTPUT_WAVE
+
+    fig, axes = plt.subplots(len(arrays), 1, figsize=(8, 3.2 * len(arrays)), squeeze=False)
+    for ax, (name, (new, old)) in zip(axes[:, 0], arrays.items()):
+        for r, label, color in ((old, "initial model", "0.5"), (new, "fine-tuned", "C0")):
+            with np.errstate(all="ignore"):
+                lo, med, hi = np.nanpercentile(r, [16, 50, 84], axis=0)
+            ax.fill_between(OUTPUT_WAVE, lo, hi, color=color, alpha=0.3, lw=0)
+            ax.plot(OUTPUT_WAVE, med, color=color, label=label)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_ylim(-0.2, 0.2)
+        ax.set_ylabel(f"{name}: (pred - true)/true")
+        ax.legend(loc="upper right")
+    axes[-1, 0].set_xlabel("wavelength (vacuum Å)")
+    path = Path(path)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,299 @@
+"""Real stars: fine-tuning on an empirical library with grid replay, proven out-of-fold (K-fold by star).
+
+The synthetic grid teaches the network physics; a real library (MILES by default) teaches what
+synthetic spectra get wrong. :func:`cross_validate_real_stars` measures a fine-tuning recipe
+honestly and then makes the model to ship:
+
+1. the library's stars are split into ``n_folds`` folds by star (seeded);
+2. for every fold, the initial model is fine-tuned on the other folds together with replayed
+   grid training models (:func:`lamost2csst.nn.training.train` with ``replay_lib``; the loss is
+   masked outside the library's coverage), its best epoch chosen on a validation part of those
+   folds, and the held-out fold is predicted: every star's residual is out-of-fold;
+3. the model discrepancy (``sigma_sys``, :func:`lamost2csst.core.discrepancy.fit_discrepancy`)
+   is fitted to all out-of-fold residuals; its coverage is measured nested (each fold's sigma
+   from the residuals of the other folds);
+4. the final model is fine-tuned the same way on all folds and its card carries the discrepancy.
+
+Every fold's run directory is resumable; a finished fold is not trained again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lamost2csst.core.pairs import GriddedLibrary
+from lamost2csst.errors import InputError
+
+__all__ = ["REAL_TEFF_RANGE", "RealStars", "cross_validate_real_stars", "miles_library", "star_folds"]
+
+#: Teff range (K) of the real stars used for fine-tuning and evaluation (the paper's, Sect. 4.3).
+REAL_TEFF_RANGE = (5000.0, 9750.0)
+
+
+@dataclass(frozen=True)
+class RealStars:
+    """A real library on the network's grids: the library, star names, parameters and provenance."""
+
+    library: GriddedLibrary
+    names: np.ndarray
+    params: np.ndarray  # (n, 3) Teff, log g, [Fe/H]
+    info: dict
+
+
+def miles_library(stars=None, *, screen_rmsae: float = 0.05, seed: int = 2024) -> RealStars:
+    """The MILES stars of the paper's test (Sect. 4.3): 5000-9750 K with parameters, GPR-screened.
+
+    Parameters
+    ----------
+    stars : xarray.Dataset, optional
+        MILES spectra (default: the 985 stars of sdss-mangadap).
+    screen_rmsae : float
+        Appendix B: stars whose out-of-fold GPR RMSAE is not below this are dropped (0: none).
+    seed : int
+        Seed of the screening's folds.
+    """
+    from lamost2csst.core.gpr import screen_library
+    from lamost2csst.io.training import gridded_library
+
+    if stars is None:
+        from lamost2csst.io.readers.mangadap import read_mangadap_miles
+
+        stars = read_mangadap_miles()
+    params = np.stack([stars[k].values.astype(float) for k in ("teff", "logg", "feh")], axis=1)
+    lo, hi = REAL_TEFF_RANGE
+    sel = np.all(np.isfinite(params), axis=1) & (params[:, 0] >= lo) & (params[:, 0] <= hi)
+    ds = stars.isel(star=np.flatnonzero(sel))
+    g = gridded_library(ds)
+    params = params[sel]
+    info = {
+        "library": "miles",
+        "stars_read": int(stars.sizes["star"]),
+        "in_teff_range_with_params": int(sel.sum()),
+    }
+    keep = ~g.input_mask.any(axis=1)
+    info["incomplete_input"] = int((~keep).sum())
+    if screen_rmsae > 0:
+        covered = ~g.target_mask.any(axis=0)
+        screen = screen_library(params, g.sed[:, covered], threshold=screen_rmsae, seed=seed)
+        info.update(screened_out=int((keep & ~screen.normal).sum()), screen_rmsae=screen_rmsae)
+        keep &= screen.normal
+    idx = np.flatnonzero(keep)
+    info["used"] = int(idx.size)
+    lib = GriddedLibrary(
+        g.flux_in[idx].astype(np.float32),
+        g.input_mask[idx],
+        g.sed[idx].astype(np.float32),
+        g.target_mask[idx],
+        params[idx, 0],
+    )
+    return RealStars(lib, ds["name"].values[idx].astype(str), params[idx], info)
+
+
+def star_folds(n_star: int, *, n_folds: int = 5, seed: int = 2024) -> np.ndarray:
+    """Fold label (0..n_folds-1) of every star: a seeded permutation, folds differ in size by <= 1."""
+    if not 2 <= n_folds <= n_star:
+        raise InputError(f"need 2 <= n_folds <= number of stars ({n_star}), got {n_folds}")
+    return np.random.default_rng([seed, 5]).permutation(n_star) % n_folds
+
+
+def _validation_part(n: int, *, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of the training stars kept for choosing the best epoch (never the held-out fold)."""
+    val = np.zeros(n, bool)
+    val[np.random.default_rng([seed, 11]).permutation(n)[: max(1, int(round(fraction * n)))]] = True
+    return val
+
+
+def _grid_replay(init) -> GriddedLibrary:
+    """The grid training models of the initial model's split (its test models stay unseen)."""
+    from lamost2csst.nn.inference import model_card
+    from lamost2csst.workflows.evaluation import evaluation_library, split_models
+
+    _, train_ds = split_models(model_card(init))
+    return evaluation_library(train_ds, lamost=True)
+
+
+def _fine_tune(init, train_lib, val_lib, replay_lib, *, config, run_dir: Path, card: dict, progress):
+    """One fine-tuning run (resumed if it was interrupted); returns the path of its best model."""
+    from lamost2csst.nn.training import initial_model, train
+
+    run_dir = Path(run_dir)
+    best = run_dir / "best.keras"
+    if (run_dir / "summary.json").exists() and best.exists():
+        return best
+    resume = (run_dir / "checkpoint.keras").exists()
+    model, _, _ = initial_model(train_lib, init=init)  # a fresh copy of the initial model
+    train(
+        model,
+        train_lib,
+        val_lib,
+        config=config,
+        run_dir=run_dir,
+        resume=resume,
+        card=card,
+        replay_lib=replay_lib,
+        progress=progress,
+    )
+    return best
+
+
+def _predict_fold(model_path, lib: GriddedLibrary, *, snr: float, seed: int):
+    """Out-of-fold residuals and network sigma of ``lib``'s stars at input S/N ``snr`` (Eq. 1, direct)."""
+    from lamost2csst.core.metrics import relative_residual
+    from lamost2csst.nn.inference import load_model, predict
+    from lamost2csst.nn.training import epoch_pairs
+
+    data = epoch_pairs(lib, snrs=(snr,), rng=np.random.default_rng([seed, 99]))
+    sed, sigma = predict(data.flux, data.error, model=load_model(model_path))
+    return relative_residual(sed, data.sed, mask=data.target_mask), sigma
+
+
+def cross_validate_real_stars(
+    *,
+    out,
+    config,
+    init=None,
+    n_folds: int = 5,
+    seed: int = 2024,
+    eval_snr: float = 100.0,
+    val_fraction: float = 0.15,
+    real: RealStars | None = None,
+    discrepancy_options: dict | None = None,
+    threads: int | None = None,
+    progress=None,
+    command: str | None = None,
+) -> dict:
+    """K-fold fine-tuning on real stars with grid replay, the model discrepancy, and the final model.
+
+    Parameters
+    ----------
+    out : path
+        Run directory: ``fold-<k>/`` (one fine-tuning run per fold), ``oof.npz`` (out-of-fold
+        residuals and network sigma at ``eval_snr``), ``final/best.keras`` (all folds; its card
+        carries ``sigma_sys``), ``crossval.json`` (folds, errors, coverage).
+    config : lamost2csst.nn.training.TrainConfig
+        Fine-tuning settings (``input_path`` "direct" for a real library; ``replay`` > 0 with
+        ``replay_input_path`` for the grid).
+    init : path, optional
+        The model fine-tuned (default: the shipped model); its grid split's training models are replayed.
+    n_folds, seed : int
+        Folds by star and their seed (also the seed of the evaluation noise).
+    eval_snr : float
+        Input S/N of the out-of-fold predictions (the paper's MILES test: 100).
+    val_fraction : float
+        Fraction of the training stars of each run kept for choosing its best epoch.
+    real : RealStars, optional
+        The real library (default: :func:`miles_library`).
+    discrepancy_options : dict, optional
+        Keyword arguments of :func:`lamost2csst.core.discrepancy.fit_discrepancy` (its defaults otherwise).
+    threads : int, optional
+        TensorFlow threads.
+    progress : callable, optional
+        ``progress(stage, epoch, n_epochs, info)``.
+    command : str, optional
+        The command line, recorded in the final model's card.
+
+    Returns
+    -------
+    dict
+        The content of ``crossval.json``.
+    """
+    from lamost2csst.core.discrepancy import cross_fitted_sigma, fit_discrepancy
+    from lamost2csst.core.evaluation import MILES_WAVELENGTHS, PAPER_MILES, wavelength_errors
+    from lamost2csst.nn.inference import default_model_path, load_model, model_card, save_model
+    from lamost2csst.nn.setup import configure
+
+    t0 = time.perf_counter()
+    configure(threads=threads)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    init = Path(init) if init else default_model_path()
+    real = miles_library(seed=seed) if real is None else real
+    lib = real.library
+    folds = star_folds(len(lib), n_folds=n_folds, seed=seed)
+    replay = _grid_replay(init)
+    card = {"stage": "finetune-real", "init": str(init), "real_library": real.info, "command": command}
+    residual = np.full((len(lib), lib.sed.shape[1]), np.nan, np.float32)
+    sigma_net = np.full_like(residual, np.nan)
+    for k in range(n_folds):
+        train_idx = np.flatnonzero(folds != k)
+        val = _validation_part(train_idx.size, fraction=val_fraction, seed=seed + k)
+        best = _fine_tune(
+            init,
+            lib.take(train_idx[~val]),
+            lib.take(train_idx[val]),
+            replay,
+            config=config,
+            run_dir=out / f"fold-{k}",
+            card={**card, "fold": k, "n_folds": n_folds},
+            progress=_stage_progress(progress, f"fold {k + 1}/{n_folds}"),
+        )
+        test = np.flatnonzero(folds == k)
+        residual[test], sigma_net[test] = _predict_fold(best, lib.take(test), snr=eval_snr, seed=seed)
+    base_r, base_sigma = _predict_fold(init, lib, snr=eval_snr, seed=seed)
+    np.savez_compressed(
+        out / "oof.npz", residual=residual, sigma_net=sigma_net, fold=folds, names=real.names, teff=lib.teff
+    )
+    val = _validation_part(len(lib), fraction=val_fraction, seed=seed + n_folds)
+    final = _fine_tune(
+        init,
+        lib.take(~val),
+        lib.take(val),
+        replay,
+        config=config,
+        run_dir=out / "final",
+        card={**card, "fold": "all"},
+        progress=_stage_progress(progress, "final"),
+    )
+    options = discrepancy_options or {}
+    discrepancy = fit_discrepancy(
+        residual,
+        sigma_net=sigma_net,
+        provenance={"library": real.info.get("library"), "stars": len(lib), "folds": n_folds},
+        **options,
+    )
+    nested = cross_fitted_sigma(residual, sigma_net=sigma_net, fold=folds, **options)
+    result = {
+        "init": str(init),
+        "real_library": real.info,
+        "n_folds": n_folds,
+        "seed": seed,
+        "eval_snr": eval_snr,
+        "folds": {str(n): int(f) for n, f in zip(real.names, folds)},
+        "paper_miles": PAPER_MILES,
+        "wavelengths": MILES_WAVELENGTHS,
+        "oof_errors": wavelength_errors(residual),
+        "init_errors": wavelength_errors(base_r),
+        "oof_within1sigma_net": _within(residual, sigma_net),
+        "oof_within1sigma_total_nested": _within(residual, nested),
+        "init_within1sigma": _within(base_r, base_sigma),
+        "training": json.loads(json.dumps(config.__dict__, default=list)),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    final_card = {**model_card(final), "sigma_sys": discrepancy.to_dict(), "real_star_cv": result}
+    save_model(load_model(final), final, card=final_card)
+    (out / "crossval.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def _within(residual, sigma) -> dict:
+    """Fraction of |r|/sigma < 1 per band (finite values only)."""
+    from lamost2csst.core.grids import BANDS, OUTPUT_WAVE, band_pixels
+
+    z = np.abs(np.asarray(residual, float) / np.asarray(sigma, float))
+    outcome = {}
+    for band, lo_hi in BANDS.items():
+        zb = z[:, band_pixels(OUTPUT_WAVE, lo_hi)]
+        zb = zb[np.isfinite(zb)]
+        outcome[band] = round(float(np.mean(zb < 1)), 4) if zb.size else None
+    return outcome
+
+
+def _stage_progress(progress, stage: str):
+    if progress is None:
+        return None
+    return lambda epoch, n_epochs, info: progress(stage, epoch, n_epochs, info)

@@ -1,0 +1,94 @@
+"""Real-star fine-tuning: folds by star, out-of-fold predictions, the discrepancy in the final card."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from lamost2csst.errors import InputError
+from lamost2csst.workflows.realstars import RealStars, _validation_part, cross_validate_real_stars, star_folds
+
+
+def test_star_folds_partition_the_stars_evenly_and_reproducibly():
+    fold = star_folds(23, n_folds=5, seed=1)
+    counts = np.bincount(fold)
+    assert counts.sum() == 23 and counts.max() - counts.min() <= 1 and counts.size == 5
+    assert np.array_equal(fold, star_folds(23, n_folds=5, seed=1))
+    assert not np.array_equal(fold, star_folds(23, n_folds=5, seed=2))
+    with pytest.raises(InputError, match="n_folds"):
+        star_folds(3, n_folds=5)
+
+
+def test_validation_part_is_a_seeded_fraction():
+    val = _validation_part(40, fraction=0.15, seed=3)
+    assert val.sum() == 6 and np.array_equal(val, _validation_part(40, fraction=0.15, seed=3))
+
+
+@pytest.fixture(scope="module")
+def small_real():
+    """Grid test models standing in for a real library that covers only 3500-7500 A."""
+    import lamost2csst
+    from lamost2csst.core.grids import OUTPUT_WAVE
+    from lamost2csst.io.training import gridded_library
+    from lamost2csst.nn.inference import model_card
+    from lamost2csst.workflows.evaluation import _keys
+
+    ds = lamost2csst.load_grid()
+    test_keys = set(_keys(model_card()["split"]["test"]))
+    keys = _keys(np.stack([ds[k].values.astype(float) for k in ("teff", "logg", "feh", "alpha")], axis=1))
+    ds = ds.isel(model=np.flatnonzero([k in test_keys for k in keys])[:12])
+    g = gridded_library(ds)
+    outside = (OUTPUT_WAVE < 3500) | (OUTPUT_WAVE > 7500)
+    mask = g.target_mask | outside[None, :]
+    lib = g.replace(
+        flux_in=g.flux_in.astype("float32"),
+        sed=np.where(mask, np.nan, g.sed).astype("float32"),
+        target_mask=mask,
+        teff=ds.teff.values.astype(float),
+        flux_lamost=None,
+    )
+    names = np.array([f"star{i}" for i in range(len(lib))])
+    params = np.stack([ds[k].values.astype(float) for k in ("teff", "logg", "feh")], axis=1)
+    return RealStars(lib, names, params, {"library": "test"})
+
+
+OPTS = {"discrepancy_options": {"min_values": 10, "min_stars": 3}}
+
+
+@pytest.mark.slow  # four short fine-tuning runs: ~5 min on 2 busy cores
+def test_cross_validation_predicts_every_star_out_of_fold(small_real, tmp_path, monkeypatch):
+    from lamost2csst.nn.inference import model_card
+    from lamost2csst.nn.training import TrainConfig
+    from lamost2csst.workflows import realstars
+
+    seen = []
+    real_fine_tune = realstars._fine_tune
+
+    def spy(init, train_lib, val_lib, replay_lib, **kw):
+        seen.append((kw["run_dir"].name, {float(t) for t in train_lib.teff}, len(val_lib)))
+        return real_fine_tune(init, train_lib, val_lib, replay_lib, **kw)
+
+    monkeypatch.setattr(realstars, "_fine_tune", spy)
+    cfg = TrainConfig(epochs=1, batch_size=16, snrs=(50.0,), val_snrs=(100.0,), validate_every=1, replay=0.5)
+    out = tmp_path / "cv"
+    result = cross_validate_real_stars(
+        out=out, config=cfg, n_folds=3, seed=4, real=small_real, val_fraction=0.2, **OPTS
+    )
+    fold = star_folds(12, n_folds=3, seed=4)
+    assert [s[0] for s in seen] == ["fold-0", "fold-1", "fold-2", "final"]
+    oof = np.load(out / "oof.npz")
+    assert np.array_equal(oof["fold"], fold)
+    # every star has out-of-fold residuals where it has truth, none outside its coverage
+    assert np.all(np.isfinite(oof["residual"]) == ~small_real.library.target_mask)
+    assert result["n_folds"] == 3 and set(result["folds"]) == set(small_real.names)
+    card = model_card(out / "final" / "best.keras")
+    assert len(card["sigma_sys"]["scale"]) == 574 and card["real_star_cv"]["n_folds"] == 3
+    assert json.loads((out / "crossval.json").read_text())["seed"] == 4
+    # a second call finds every run finished and trains nothing
+    seen.clear()
+    cross_validate_real_stars(
+        out=out, config=cfg, n_folds=3, seed=4, real=small_real, val_fraction=0.2, **OPTS
+    )
+    assert [s[0] for s in seen] == ["fold-0", "fold-1", "fold-2", "final"]  # called, but returned at once
