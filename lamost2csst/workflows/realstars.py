@@ -101,6 +101,34 @@ def star_folds(n_star: int, *, n_folds: int = 5, seed: int = 2024) -> np.ndarray
     return np.random.default_rng([seed, 5]).permutation(n_star) % n_folds
 
 
+def _run_stars(out: Path, real: RealStars | None, *, seed: int) -> RealStars:
+    """The run's real stars: recorded in ``out/stars.json`` on the first call, the same stars on a rerun.
+
+    A rerun does not screen again (a changed screening must not move stars between folds of
+    finished runs); a ``real`` library that differs from the recorded one is refused.
+    """
+    record = out / "stars.json"
+    if record.exists():
+        names = json.loads(record.read_text())["names"]
+        if real is None:
+            real = miles_library(screen_rmsae=0.0, seed=seed)
+            where = {n: i for i, n in enumerate(real.names)}
+            missing = [n for n in names if n not in where]
+            if missing:
+                raise InputError(
+                    f"{len(missing)} stars of {record} are not in the library (e.g. {missing[0]})"
+                )
+            idx = np.array([where[n] for n in names])
+            info = json.loads(record.read_text())["info"]
+            return RealStars(real.library.take(idx), real.names[idx], real.params[idx], info)
+        if list(real.names) != names:
+            raise InputError(f"{out} was run with other real stars ({record}); use a new run directory")
+        return real
+    real = miles_library(seed=seed) if real is None else real
+    record.write_text(json.dumps({"names": [str(n) for n in real.names], "info": real.info}, indent=1) + "\n")
+    return real
+
+
 def _validation_part(n: int, *, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of the training stars kept for choosing the best epoch (never the held-out fold)."""
     val = np.zeros(n, bool)
@@ -212,11 +240,17 @@ def cross_validate_real_stars(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     init = Path(init) if init else default_model_path()
-    real = miles_library(seed=seed) if real is None else real
+    real = _run_stars(out, real, seed=seed)
     lib = real.library
     folds = star_folds(len(lib), n_folds=n_folds, seed=seed)
     replay = _grid_replay(init)
-    card = {"stage": "finetune-real", "init": str(init), "real_library": real.info, "command": command}
+    card = {
+        "stage": "finetune-real",
+        "init": str(init),
+        "real_library": real.info,
+        "command": command,
+        "split": model_card(init).get("split"),  # the grid models replayed are this split's training ones
+    }
     residual = np.full((len(lib), lib.sed.shape[1]), np.nan, np.float32)
     sigma_net = np.full_like(residual, np.nan)
     for k in range(n_folds):

@@ -92,3 +92,15 @@ def test_cross_validation_predicts_every_star_out_of_fold(small_real, tmp_path, 
         out=out, config=cfg, n_folds=3, seed=4, real=small_real, val_fraction=0.2, **OPTS
     )
     assert [s[0] for s in seen] == ["fold-0", "fold-1", "fold-2", "final"]  # called, but returned at once
+
+
+def test_a_rerun_keeps_the_recorded_stars_and_refuses_others(small_real, tmp_path):
+    from lamost2csst.workflows.realstars import _run_stars
+
+    first = _run_stars(tmp_path, small_real, seed=0)
+    assert first is small_real
+    assert json.loads((tmp_path / "stars.json").read_text())["names"] == list(small_real.names)
+    assert _run_stars(tmp_path, small_real, seed=0) is small_real
+    other = RealStars(small_real.library, small_real.names[::-1], small_real.params, {})
+    with pytest.raises(InputError, match="other real stars"):
+        _run_stars(tmp_path, other, seed=0)
