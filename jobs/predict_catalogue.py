@@ -41,14 +41,16 @@ For every chunk of stars (lamost2csst.parallel.predict_tasks.predict_block):
   3. cubic-convolution resampling onto INPUT_WAVE (2238 px, R=2000; output attr
      input_resampling), continuum normalization (centred 51-px moving average, Sect. 2.1);
   4. UaRA-net (the model is loaded once per worker): SED scaled like scale_sed, and its
-     relative 1-sigma uncertainty;
+     relative 1-sigma uncertainty: sigma = hypot(sigma_net, sigma_sys), the network's own
+     sigma and the model discrepancy of the model card (0 when the card has none);
   5. quality flags (bitmask, see below).
 Every input star appears exactly once in the output, in the input's order.
 
 The output template is written first; each task writes its chunk's region and then the
 marker <out>/.markers/chunk-<index>.done. A stopped or failed run is finished with
 --resume, which computes only the chunks without a marker (and refuses an output made
-with another input, chunking, model or thresholds).
+with another input, chunking, model, model discrepancy or thresholds, or one of another
+schema version, such as lamost2csst.predictions/1: write a new output or use --overwrite).
 
 Without --catalogue, a demo catalogue of --n-demo LAMOST-like stars simulated from the
 shipped synthetic grid (Doppler shifts, realistic S/N distribution, masked pixels, a few
@@ -67,13 +69,15 @@ flags (uint16 bitmask; 0 = nothing to report):
   8   LOW_SNR          median S/N per pixel of the input spectrum below --min-snr
   16  BAD_Z            z missing (NaN, -9999) or |z| > --max-abs-z
   32  OUTSIDE_DOMAIN   the catalogue's teff (if it has one) outside 5000-9750 K
-  64  UNCERTAIN        median predicted sigma above --max-sigma
+  64  UNCERTAIN        median network sigma (sigma_net) above --max-sigma
 
 outputs:
-  OUT (Zarr v3, schema lamost2csst.predictions/1, xarray.open_zarr(OUT, consolidated=False)):
-      sed, sigma (star, wave_out=574) float32; flags (star) uint16; coordinate wave_out
-      (vacuum A); all per-star coordinates of the input; attrs: flag meanings and
-      thresholds, model path and sha256, input store, package version, time, summary.
+  OUT (Zarr v3, schema lamost2csst.predictions/2, xarray.open_zarr(OUT, consolidated=False)):
+      sed, sigma, sigma_net, sigma_sys (star, wave_out=574) float32, sigma (the total) =
+      hypot(sigma_net, sigma_sys); flags (star) uint16; coordinate wave_out (vacuum A); all
+      per-star coordinates of the input; attrs: flag meanings and thresholds, model path and
+      sha256, the model discrepancy's provenance and sha256, input store, package version,
+      time, summary.
   OUT/.markers/chunk-<index>.done: JSON marker per finished chunk (for --resume).
   stdout: ONE JSON line, the summary: stars_in, stars_written, ok, flagged, flag_counts,
       chunks_total/done/skipped, seconds, spectra_per_second, seconds_setup (worker start,
@@ -100,8 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(parser.add_argument_group("data"))
     add_output_state_options(
         parser,
-        resume_help="finish an existing output of the same input, chunking, model and thresholds: "
-        "chunks with a marker are skipped",
+        resume_help="finish an existing output of the same input, chunking, model, model discrepancy, "
+        "thresholds and schema version: chunks with a marker are skipped",
         overwrite_help="remove an existing output first (only a lamost2csst.predictions store is removed)",
     )
     flags = parser.add_argument_group("quality flags")
@@ -118,7 +122,7 @@ _FLAG_OPTIONS = (  # (option, default, metavar, help) of the quality-flag thresh
     ("--max-masked-fraction", 0.2, "F",
      "MASKED_PIXELS above this fraction of masked INPUT_WAVE pixels (default: %(default)s)"),
     ("--max-abs-z", 0.005, "Z", "BAD_Z above this |z| (default: %(default)s, 1500 km/s)"),
-    ("--max-sigma", 0.1, "S", "UNCERTAIN above this median predicted sigma (default: %(default)s)"),
+    ("--max-sigma", 0.1, "S", "UNCERTAIN above this median network sigma, sigma_net (default: %(default)s)"),
 )  # fmt: skip
 
 

@@ -149,5 +149,5 @@ def test_killed_job_resumes_to_the_uninterrupted_result(client, tmp_path):
     assert summary["chunks_skipped"] >= done_at_kill
     assert summary["chunks_done"] == 50 - summary["chunks_skipped"] > 0
     a, b = xr.open_zarr(out, consolidated=False), xr.open_zarr(reference, consolidated=False)
-    for name in ("sed", "sigma", "flags"):
+    for name in ("sed", "sigma", "sigma_net", "sigma_sys", "flags"):
         np.testing.assert_allclose(a[name].values, b[name].values, rtol=2e-5, equal_nan=True)
