@@ -12,6 +12,11 @@ every star (its grid parameters or its name) and, for the empirical libraries, a
 - :func:`ngsl_library`: NGSL v2 SED targets, with R=2000 inputs generated from the stars'
   parameters by a GPR trained on the screened MILES stars (:func:`miles_input_gpr`, Appendix C).
 - :func:`training_library`: one of them from a :class:`LibrarySpec`.
+
+The real libraries first go through :func:`lamost2csst.io.training.usable_library`: a star
+with NaN or non-positive flux where it is needed, without the scaling window, with a
+constant spectrum or without parameters (and a file that cannot be read) is skipped and
+counted in ``info["skipped"]`` (reason -> stars), never used and never fatal to the library.
 """
 
 from __future__ import annotations
@@ -143,19 +148,17 @@ def grid_library(*, paths=None) -> tuple[GriddedLibrary, np.ndarray]:
     return lib, params
 
 
-def _stelib_parameters(g: GriddedLibrary, params, *, source, grid):
-    """Fill the parameters of usable stars without header values by a chi-square fit against the grid."""
+def _stelib_parameters(g: GriddedLibrary, params, *, source, grid) -> None:
+    """Fill the parameters of the stars without header values by a chi-square fit against the grid."""
     from lamost2csst.core.params import fit_parameters
 
-    usable = ~g.input_mask.all(axis=1)
-    missing = (source != "header") & usable
+    missing = source != "header"
     if missing.any():
         grid_lib, grid_params = grid()
         fit = fit_parameters(
             g.flux_in[missing], grid_lib.flux_in, grid_params[:, :3], mask=g.input_mask[missing]
         )
         params[missing] = fit.params
-    return usable
 
 
 def _deredden_stelib(g: GriddedLibrary, idx, flux_in, sed, params, *, header, grid, info):
@@ -193,6 +196,7 @@ def stelib_library(
     deredden: bool = True,
     screen_rmsae: float = 0.05,
     seed: int = 0,
+    fit_missing_params: bool = True,
 ) -> tuple[GriddedLibrary, np.ndarray, dict]:
     """STELIB stars in a Teff range as a training library (the paper's fine-tuning set, Sect. 4.1).
 
@@ -213,6 +217,10 @@ def stelib_library(
         Drop stars whose out-of-fold GPR RMSAE exceeds this (Appendix B); 0: no screening.
     seed : int
         Seed of the screening's folds and GPR.
+    fit_missing_params : bool
+        A star without Teff, log g or [Fe/H] in its header ('-') gets all three from a
+        chi-square fit against the grid (counted in ``params_from_chi2_fit``); False: it is
+        skipped as ``missing_parameters``.
 
     Returns
     -------
@@ -221,8 +229,11 @@ def stelib_library(
     names : ndarray of str
         The stars' names.
     info : dict
-        Stars read, without the SED scaling window, in the Teff range, with parameters from
-        headers or fits, dropped for their reddening, screened out; E(B-V) percentiles.
+        Stars read; ``skipped``: reason -> stars not usable
+        (:func:`lamost2csst.io.training.usable_stars`: NaN or zero flux where needed, no
+        scaling window, constant flux, missing parameters; unreadable files, listed in
+        ``unreadable_files``); usable stars in the Teff range, with parameters from headers or
+        fits, dropped for their reddening, screened out; E(B-V) percentiles.
     """
     from lamost2csst.io.training import gridded_library
 
@@ -230,24 +241,19 @@ def stelib_library(
         from lamost2csst.io.readers.mangadap import read_mangadap_stelib
 
         stars = read_mangadap_stelib()
-    scalable = _scalable(stars)
-    n_read = int(stars.sizes["star"])
-    ds = stars.isel(star=np.flatnonzero(scalable))
+    ds, info = _usable("stelib", stars, params=() if fit_missing_params else ("teff", "logg", "feh"))
     g = gridded_library(ds)
     params = np.stack([ds[k].values.astype(float) for k in ("teff", "logg", "feh")], axis=1)
     source = np.where(np.all(np.isfinite(params), axis=1), "header", "chi2-grid-fit")
     grid = _lazy_grid(grid_paths)
-    usable = _stelib_parameters(g, params, source=source, grid=grid)
+    _stelib_parameters(g, params, source=source, grid=grid)
     lo, hi = teff_range
-    keep = usable & (params[:, 0] >= lo) & (params[:, 0] <= hi) & ~g.input_mask.any(axis=1)
-    info = {
-        "library": "stelib",
-        "stars_read": n_read,
-        "no_scale_window": int((~scalable).sum()),
-        "in_teff_range": int(keep.sum()),
-        "params_from_header": int((keep & (source == "header")).sum()),
-        "params_from_chi2_fit": int((keep & (source != "header")).sum()),
-    }
+    keep = (params[:, 0] >= lo) & (params[:, 0] <= hi)
+    info.update(
+        in_teff_range=int(keep.sum()),
+        params_from_header=int((keep & (source == "header")).sum()),
+        params_from_chi2_fit=int((keep & (source != "header")).sum()),
+    )
     idx = np.flatnonzero(keep)
     flux_in, sed = g.flux_in[idx], g.sed[idx]
     if deredden:
@@ -258,23 +264,35 @@ def stelib_library(
     return lib, ds["name"].values[idx].astype(str), info
 
 
-def _scalable(stars):
-    """Which stars have data around the SED scaling window (5480-5630 A).
-
-    Stars without data there cannot be scaled (Sect. 2.1): they are counted and dropped.
+def _usable(library: str, stars, **options):
+    """The usable stars of a real library and its ``info`` (library, stars_read, skipped, ...).
 
     Parameters
     ----------
+    library : str
+        The library's name (``info["library"]``, messages).
     stars : xarray.Dataset
-        Spectra in the spectra schema.
+        Its spectra, as a reader returns them.
+    **options
+        Of :func:`lamost2csst.io.training.usable_stars` (``inputs``, ``params``).
 
     Returns
     -------
-    ndarray of bool (n_star,)
+    ds : xarray.Dataset
+        The usable stars.
+    info : dict
+
+    Raises
+    ------
+    InputError
+        No star is usable (the counts say why).
     """
-    wave = stars["wave"].values
-    window = (wave > 5480) & (wave < 5630)
-    return ~stars["mask"].values[:, window].any(axis=1)
+    from lamost2csst.io.training import usable_library
+
+    ds, info = usable_library(stars, **options)
+    if ds.sizes["star"] == 0:
+        raise InputError(f"no usable {library} star among {info['stars_read']}: skipped {info['skipped']}")
+    return ds, {"library": library, **info}
 
 
 def _lazy_grid(grid_paths):
@@ -306,7 +324,7 @@ def _screened_stelib(g: GriddedLibrary, idx, flux_in, sed, params, *, screen_rms
     Parameters
     ----------
     g : GriddedLibrary
-        All scalable STELIB stars.
+        All usable STELIB stars.
     idx : ndarray of int
         The stars kept so far (rows of ``g``).
     flux_in, sed : ndarray
@@ -360,7 +378,7 @@ def _screen(params, sed, target_mask, *, threshold, seed, info=None, hyperparame
     return screen.normal
 
 
-def miles_input_gpr(stars=None, *, seed: int = 0):
+def miles_input_gpr(stars=None, *, seed: int = 0, info: dict | None = None):
     """Appendix C: a GPR from (Teff, log g, [Fe/H]) to normalized R=2000 inputs, trained on MILES.
 
     Parameters
@@ -369,11 +387,15 @@ def miles_input_gpr(stars=None, *, seed: int = 0):
         MILES spectra (default: sdss-mangadap's, :func:`lamost2csst.io.readers.read_mangadap_miles`).
     seed : int
         Seed of the screening (Appendix B, RMSAE < 0.05) and of the GPR.
+    info : dict, optional
+        Receives ``miles_stars_read``, ``miles_skipped`` (reason -> stars not usable,
+        :func:`lamost2csst.io.training.usable_stars`), ``miles_in_teff_range`` and
+        ``miles_screened_out``.
 
     Returns
     -------
     gpr : lamost2csst.core.gpr.SpectrumGPR
-        Fitted on the screened stars with parameters in 5000-9750 K.
+        Fitted on the usable, screened stars with parameters in 5000-9750 K.
     n_stars : int
         How many MILES stars it was fitted on.
     """
@@ -385,16 +407,21 @@ def miles_input_gpr(stars=None, *, seed: int = 0):
         from lamost2csst.io.readers.mangadap import read_mangadap_miles
 
         stars = read_mangadap_miles()
-    params = np.stack([stars[k].values.astype(float) for k in ("teff", "logg", "feh")], axis=1)
-    sel = np.all(np.isfinite(params), axis=1) & (params[:, 0] >= 5000) & (params[:, 0] <= 9750)
-    ds = stars.isel(star=np.flatnonzero(sel))
-    params = params[sel]
+    ds, usable = _usable("MILES", stars)
+    teff = ds["teff"].values.astype(float)
+    ds = ds.isel(star=np.flatnonzero((teff >= 5000) & (teff <= 9750)))
+    params = np.stack([ds[k].values.astype(float) for k in ("teff", "logg", "feh")], axis=1)
     g = gridded_library(ds)
-    ok = ~g.input_mask.any(axis=1)
-    normal = _screen(params[ok], g.sed[ok], g.target_mask[ok], threshold=0.05, seed=seed)
-    idx = np.flatnonzero(ok)[normal]
-    norm, _ = normalize(g.flux_in[idx])
-    return SpectrumGPR(seed=seed).fit(params[idx], norm), int(idx.size)
+    normal = _screen(params, g.sed, g.target_mask, threshold=0.05, seed=seed)
+    if info is not None:
+        info.update(
+            miles_stars_read=usable["stars_read"],
+            miles_skipped=usable["skipped"],
+            miles_in_teff_range=int(params.shape[0]),
+            miles_screened_out=int((~normal).sum()),
+        )
+    norm, _ = normalize(g.flux_in[normal])
+    return SpectrumGPR(seed=seed).fit(params[normal], norm), int(normal.sum())
 
 
 def _ngsl_files(items) -> list[Path]:
@@ -441,7 +468,10 @@ def ngsl_library(
     Returns
     -------
     library, names, info
-        As :func:`stelib_library`; the input mask is all False (generated inputs).
+        As :func:`stelib_library`; the input mask is all False (generated inputs). Files that
+        cannot be read are skipped (``info["skipped"]["unreadable"]``, ``unreadable_files``);
+        NGSL stars need only the scaling window and positive SEDs, not the input range;
+        ``miles_*``: the input GPR's MILES stars (:func:`miles_input_gpr`).
     """
     from lamost2csst.io.readers.ngsl import read_ngsl
     from lamost2csst.io.training import gridded_library, read_library_params
@@ -449,21 +479,18 @@ def ngsl_library(
     paths = _ngsl_files(files)
     params_by_name = read_library_params(params_csv)
     wave = 1700.0 * np.exp(np.arange(0, np.log(10200.0 / 1700.0), 1 / 5000.0))  # common vacuum grid
-    ds = read_ngsl(paths, params=params_by_name, wave=wave)
+    stars = read_ngsl(paths, params=params_by_name, wave=wave, on_error="skip")
+    ds, info = _usable("ngsl", stars, inputs=False)  # NGSL (R~1000) gives targets only
     params = np.stack([ds[k].values.astype(float) for k in ("teff", "logg", "feh")], axis=1)
     lo, hi = teff_range
-    keep = np.all(np.isfinite(params), axis=1) & (params[:, 0] >= lo) & (params[:, 0] <= hi)
-    info = {
-        "library": "ngsl",
-        "stars_read": int(ds.sizes["star"]),
-        "in_teff_range_with_params": int(keep.sum()),
-    }
+    keep = (params[:, 0] >= lo) & (params[:, 0] <= hi)
+    info["in_teff_range_with_params"] = int(keep.sum())
     ds, params = ds.isel(star=np.flatnonzero(keep)), params[keep]
-    g = gridded_library(ds, inputs=False)  # NGSL (R~1000) gives targets only
+    g = gridded_library(ds, inputs=False)
     idx = np.arange(params.shape[0])
     if screen_rmsae > 0 and idx.size >= 5:
         idx = idx[_screen(params, g.sed, g.target_mask, threshold=screen_rmsae, seed=seed, info=info)]
-    gpr, n_miles = miles_input_gpr(miles, seed=seed)
+    gpr, n_miles = miles_input_gpr(miles, seed=seed, info=info)
     flux_in = gpr.predict(params[idx]).astype(np.float32)
     info.update(
         inputs="GPR(Teff, log g, [Fe/H]) trained on MILES (Appendix C)",

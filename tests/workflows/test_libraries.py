@@ -10,16 +10,18 @@ from lamost2csst.core import LAMOST_WAVE
 from lamost2csst.core.air_vacuum import air_to_vacuum
 from lamost2csst.core.extinction import reddening_curve
 from lamost2csst.errors import InputError
+from lamost2csst.io.training import SKIP_REASONS
 from lamost2csst.workflows.libraries import (
     GRID_COLUMNS,
     LibrarySpec,
     grid_library,
+    miles_input_gpr,
     stelib_library,
     training_library,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io" / "readers"))
-from reader_files import write_stelib
+from reader_files import write_miles, write_stelib
 
 #: Models of the shipped grid the STELIB-like stars are made of (log g 4; [Fe/H] -1 and 0):
 #: Teff 5000, 6000, 7000, 8000 at [Fe/H] = -1 and 5000, 6000 at [Fe/H] = 0.
@@ -39,12 +41,17 @@ def grid_part(tmp_path_factory):
 
 
 def _stelib_like(folder, ds, *, ebv=EBV, models=STAR_MODELS, headerless=(1,)):
-    """STELIB-format files (air, 1 A/px) of grid models' LAMOST-range spectra, reddened by ``ebv``.
+    """STELIB-format files (air, 1 A/px) of grid models' LAMOST-range spectra, reddened by ``ebv``, read.
 
     Stars at the positions ``headerless`` carry no parameters ('-') in their headers.
     """
     from lamost2csst.io.readers import read_stelib
 
+    return read_stelib(_stelib_like_files(folder, ds, ebv=ebv, models=models, headerless=headerless))
+
+
+def _stelib_like_files(folder, ds, *, ebv=EBV, models=STAR_MODELS, headerless=(1,), defect=None):
+    """The files of :func:`_stelib_like`; ``defect(flux, air)`` may alter each flux first."""
     air = 3701.0 + np.arange(5390.0)
     vac = air_to_vacuum(air)
     dim = 10 ** (-0.4 * ebv * reddening_curve(vac))
@@ -59,17 +66,19 @@ def _stelib_like(folder, ds, *, ebv=EBV, models=STAR_MODELS, headerless=(1,)):
         }
         if j in headerless:
             header.update(TEFF="-", LOG_G="-", FE_H="-")
+        if defect is not None:
+            flux = defect(flux, air)
         paths.append(
             write_stelib(
                 folder / f"star{i}.fits",
-                n=air.size,
+                n=flux.size,
                 crval=3701.0,
                 cdelt=1.0,
                 flux=flux.astype(np.float32),
                 **header,
             )
         )
-    return read_stelib(paths)
+    return paths
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +106,8 @@ def test_stelib_like_library_dereddened_back_to_its_models(grid_part, stelib_lik
     path, ds = grid_part
     lib, names, info = stelib_library(stelib_like, grid_paths=[path], screen_rmsae=0)
     assert list(names) == [f"M{i}" for i in STAR_MODELS]
-    assert info["stars_read"] == 6 and info["no_scale_window"] == 0 and info["in_teff_range"] == 6
+    assert info["stars_read"] == 6 and info["in_teff_range"] == 6
+    assert set(info["skipped"]) == set(SKIP_REASONS) and not any(info["skipped"].values())
     assert info["params_from_header"] == 5 and info["params_from_chi2_fit"] == 1
     assert info["dropped_inconsistent_reddening"] == 0
     assert info["ebv_percentiles_10_50_90"] == [EBV, EBV, EBV]
@@ -116,17 +126,97 @@ def test_stelib_like_library_dereddened_back_to_its_models(grid_part, stelib_lik
     assert np.abs(red.sed[covered] / truth[covered] - 1).max() > 0.15
 
 
-def test_stars_outside_the_teff_range_or_the_scaling_window_are_dropped(tmp_path, grid_part):
+def test_stars_outside_the_teff_range_or_with_nan_in_the_scaling_window_are_dropped(tmp_path, grid_part):
     path, ds = grid_part
     stars = _stelib_like(tmp_path, ds, models=(0, 1, 3), headerless=())
     flux = stars["flux"].values.copy()
     window = (stars["wave"].values > 5480) & (stars["wave"].values < 5630)
-    flux[2, window] = np.nan  # the 8000 K star loses its scaling window
+    flux[2, window] = np.nan  # the 8000 K star loses its scaling window to NaNs (masked)
     stars["flux"] = stars["flux"].copy(data=flux)
     stars["mask"] = stars["mask"].copy(data=~np.isfinite(flux))
     lib, names, info = stelib_library(stars, grid_paths=[path], teff_range=(5500.0, 9000.0), screen_rmsae=0)
-    assert info["no_scale_window"] == 1 and info["in_teff_range"] == 1 and list(names) == ["M1"]
+    assert info["skipped"]["nan_flux"] == 1 and sum(info["skipped"].values()) == 1
+    assert info["in_teff_range"] == 1 and list(names) == ["M1"]
     np.testing.assert_array_equal(lib.teff, [6000.0])
+
+
+def _defect_files(folder, ds):
+    """One STELIB-like file per defect (grid models 1, 2, 3, 5, 6; model 0 gives two good stars)."""
+
+    def at(air, lo, hi):
+        return (air >= lo) & (air < hi)
+
+    defects = {
+        "nan_flux": (1, lambda f, a: np.where(at(a, 4500, 4503), np.nan, f)),
+        "nonpositive_flux": (2, lambda f, a: np.where(at(a, 5000, 5020), 0.0, f)),  # a STELIB gap
+        "no_scale_window": (3, lambda f, a: f[a < 5400]),  # the file stops at 5400 A
+        "constant_flux": (5, lambda f, a: np.full_like(f, 3e-20)),
+        "missing_parameters": (6, lambda f, a: f),
+    }
+    paths = {}
+    for reason, (model, change) in defects.items():
+        sub = folder / reason
+        sub.mkdir()
+        headerless = (0,) if reason == "missing_parameters" else ()
+        (paths[reason],) = _stelib_like_files(sub, ds, models=(model,), headerless=headerless, defect=change)
+    unreadable = folder / "truncated.fits"
+    unreadable.write_bytes(paths["constant_flux"].read_bytes()[:5000])
+    paths["unreadable"] = unreadable
+    return paths
+
+
+def test_stelib_library_skips_each_defective_file_with_its_reason(tmp_path, grid_part):
+    """2 good files and one file per defect: the 2 are kept, as read alone; the rest is counted."""
+    from lamost2csst.io.readers import read_stelib
+
+    path, ds = grid_part
+    good = _stelib_like_files(tmp_path, ds, models=(0, 7), headerless=())
+    bad = _defect_files(tmp_path, ds)
+    wave = np.arange(3720.0, 9080.0, 1.0)  # the short file needs a common grid
+    stars = read_stelib([good[0], *bad.values(), good[1]], wave=wave, on_error="skip")
+    options = dict(grid_paths=[path], screen_rmsae=0, fit_missing_params=False)
+    lib, names, info = stelib_library(stars, **options)
+    assert list(names) == ["M0", "M7"] and info["stars_read"] == 7
+    assert info["skipped"] == dict.fromkeys(SKIP_REASONS, 1) | {"input_gap": 0}
+    assert info["unreadable_files"][0].startswith(str(bad["unreadable"]))
+    alone, names_alone, info_alone = stelib_library(read_stelib(good, wave=wave), **options)
+    assert list(names_alone) == ["M0", "M7"] and not any(info_alone["skipped"].values())
+    for field in ("flux_in", "sed"):
+        np.testing.assert_allclose(getattr(lib, field), getattr(alone, field), rtol=2e-6)
+    for field in ("input_mask", "target_mask", "teff"):
+        np.testing.assert_array_equal(getattr(lib, field), getattr(alone, field))
+    # by default, the star without header parameters is fitted instead (and counted so)
+    _, names_fit, info_fit = stelib_library(stars, grid_paths=[path], screen_rmsae=0)
+    assert list(names_fit) == ["M0", "M6", "M7"] and info_fit["params_from_chi2_fit"] == 1
+    assert info_fit["skipped"]["missing_parameters"] == 0
+
+
+def test_miles_input_gpr_counts_the_stars_it_skips(tmp_path, grid_part):
+    """MILES-format files of 16 grid models (5000-9250 K): the defective ones are counted, not fitted."""
+    from lamost2csst.io.readers import read_miles
+
+    _, ds = grid_part
+    air = 3540.5 + 0.9 * np.arange(4300)
+    vac = air_to_vacuum(air)
+    paths, params = [], {}
+    for n, i in enumerate(range(16), 1):
+        flux = np.interp(vac, LAMOST_WAVE, ds.flux_lamost.values[i].astype(float))
+        if n == 2:
+            flux[1000:1003] = np.nan
+        if n == 3:
+            flux[2000:2010] = 0.0
+        paths.append(write_miles(tmp_path / f"MILES_res2.50_star_m{n:04d}V.fits", flux=flux))
+        params[n] = tuple(float(ds[k].values[i]) for k in ("teff", "logg", "feh"))
+    del params[4]
+    info = {}
+    _, n_fitted = miles_input_gpr(read_miles(paths, params=params), seed=0, info=info)
+    assert info["miles_stars_read"] == 16 and info["miles_in_teff_range"] == 13
+    assert info["miles_skipped"] == dict.fromkeys(SKIP_REASONS, 0) | {
+        "nan_flux": 1,
+        "nonpositive_flux": 1,
+        "missing_parameters": 1,
+    }
+    assert n_fitted == 13 - info["miles_screened_out"] >= 3
 
 
 def test_screening_is_deterministic_for_a_seed(grid_part, stelib_like):

@@ -24,8 +24,10 @@ native grid, or -- if their grids differ -- a :class:`ReaderError` names the fir
 that differs, unless ``wave=`` gives a grid to rebin onto (flux-conserving).
 
 Every problem with a file raises :class:`ReaderError` (a ``ValueError``) whose message
-starts with the file's path. Files are size-checked from their headers before their
-data are read (``max_bytes``, default :data:`MAX_BYTES` = 256 MiB decompressed).
+starts with the file's path; the MILES, STELIB and NGSL readers take ``on_error="skip"`` to
+leave such a file out of a list and name it in ``attrs["unreadable_files"]`` instead.
+Files are size-checked from their headers before their data are read (``max_bytes``,
+default :data:`MAX_BYTES` = 256 MiB decompressed).
 """
 
 from lamost2csst.io.readers._common import MAX_BYTES, ReaderError, load_fits

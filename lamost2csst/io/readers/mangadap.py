@@ -88,7 +88,9 @@ def read_mangadap_miles(
     -------
     xarray.Dataset
         As :func:`~lamost2csst.io.readers.miles.read_miles`; ``obsid`` is the MILES
-        number, teff/logg/feh from ``MILES_params.db`` (NaN where unknown).
+        number, teff/logg/feh from ``MILES_params.db`` (NaN where unknown). A file that
+        cannot be read is left out and listed in ``attrs["unreadable_files"]`` (``on_error="skip"``);
+        which stars are usable decides :func:`lamost2csst.io.training.usable_stars`.
     """
     folder = mangadap_template_dir("miles")
     files = sorted(folder.glob("MILES_res2.50_star_m*V.fits"))
@@ -103,6 +105,7 @@ def read_mangadap_miles(
         wave=wave,
         max_bytes=max_bytes,
         source=f"MILES v9.1 from sdss-mangadap {_version()} ({folder})",
+        on_error="skip",
     )
     ds.attrs["params_source"] = str(folder / "MILES_params.db")
     ds.attrs["omitted"] = (
@@ -128,7 +131,8 @@ def read_mangadap_stelib(*, wave=STELIB_WAVE, max_bytes: int = MAX_BYTES) -> xr.
     Returns
     -------
     xarray.Dataset
-        As :func:`~lamost2csst.io.readers.stelib.read_stelib`.
+        As :func:`~lamost2csst.io.readers.stelib.read_stelib`; a file that cannot be read
+        is left out and listed in ``attrs["unreadable_files"]`` (``on_error="skip"``).
     """
     folder = mangadap_template_dir("stelib")
     files = sorted(folder.glob("STELIB_v3.2_*.fits"))
@@ -139,4 +143,5 @@ def read_mangadap_stelib(*, wave=STELIB_WAVE, max_bytes: int = MAX_BYTES) -> xr.
         wave=wave,
         max_bytes=max_bytes,
         source=f"STELIB v3.2 from sdss-mangadap {_version()} ({folder})",
+        on_error="skip",
     )

@@ -43,6 +43,7 @@ from lamost2csst.io.readers._common import (
     table_columns,
     vacuum,
 )
+from lamost2csst.io.readers.miles import read_each, skip_other_grids, with_mask_reason
 
 __all__ = ["NGSL_RESOLUTION", "ngsl_star_name", "read_ngsl"]
 
@@ -93,7 +94,13 @@ def _read_star(path: Path, medium: str, params, max_bytes: int) -> tuple[Star, s
 
 
 def read_ngsl(
-    path_or_paths, *, params=None, medium: str = "vacuum", wave=None, max_bytes: int = MAX_BYTES
+    path_or_paths,
+    *,
+    params=None,
+    medium: str = "vacuum",
+    wave=None,
+    max_bytes: int = MAX_BYTES,
+    on_error: str = "raise",
 ) -> xr.Dataset:
     """Read NGSL v2 spectra (one or many) into one catalogue Dataset.
 
@@ -111,25 +118,35 @@ def read_ngsl(
         rebinned like the flux). By default the native grid, which all files must share.
     max_bytes : int
         Largest decompressed data size accepted per file.
+    on_error : {"raise", "skip"}
+        "skip": a file that cannot be read (corrupt, missing columns, or, without ``wave``,
+        a native grid other than the first file's) is left out and listed as
+        ``"<path>: <problem>"`` in ``attrs["unreadable_files"]`` instead of raising.
 
     Returns
     -------
     xarray.Dataset
         Schema ``lamost2csst.spectra/1``, frame ``"observed"`` with z = 0 (radial
         velocity unknown), resolution 1000 (approximate), ``obsid`` = file order;
-        coords name, targname, teff, logg, feh, alpha, file; data variable ``sys_err``.
+        coords name, targname, teff, logg, feh, alpha, file; data variables ``sys_err`` and
+        ``mask_reason`` (why a pixel is masked: bits of :mod:`lamost2csst.io.readers.miles`;
+        a bad STAT_ERR is ``MASK_NO_DATA``); ``attrs["unreadable_files"]`` as above.
 
     Raises
     ------
     ReaderError
         Corrupt/truncated file, no binary table or missing columns, non-monotonic
-        wavelengths, grids that differ while ``wave`` is None.
+        wavelengths, grids that differ while ``wave`` is None (with ``on_error="skip"``:
+        only when no file can be read).
     """
     if medium not in ("vacuum", "air"):
         raise ValueError(f"medium must be 'vacuum' or 'air', got {medium!r}")
     paths = as_paths(path_or_paths)
-    stars, units = zip(*(_read_star(p, medium, params, max_bytes) for p in paths))
-    unit = next((u for u in units if u), "erg s-1 cm-2 A-1")
+    read, skipped = read_each(paths, lambda p: _read_star(p, medium, params, max_bytes), on_error=on_error)
+    stars = [r[0] for r in read]
+    if wave is None and on_error == "skip":
+        stars = skip_other_grids(stars, skipped)
+    unit = next((u for _, u in read if u), "erg s-1 cm-2 A-1")
     attrs = {
         "format": "NGSL v2 FITS: HDU 1 binary table WAVELENGTH, FLUX, STAT_ERR, SYS_ERR",
         "format_version": "NGSL v2 (Heap & Lindler 2016)",
@@ -138,12 +155,13 @@ def read_ngsl(
         "frame_note": "radial velocities are not removed in NGSL and not in the files: z = 0",
         "resolution_note": "STIS G230LB/G430L/G750L: R ~ 500-1000; attrs['resolution'] is nominal",
         "ivar_source": "1 / STAT_ERR**2 (statistical only); SYS_ERR in data variable sys_err",
-        "mask_rule": "flux not finite, or STAT_ERR not finite or <= 0",
+        "mask_rule": "flux not finite, or STAT_ERR not finite or <= 0 (which: mask_reason)",
+        "unreadable_files": skipped,
     }
     if medium == "air":
         attrs.update(air_attrs())
-    return assemble(
-        list(stars),
+    ds = assemble(
+        stars,
         wave=wave,
         resolution=NGSL_RESOLUTION,
         frame="observed",
@@ -152,3 +170,4 @@ def read_ngsl(
         attrs=attrs,
         extra_attrs={"sys_err": {"long_name": "systematic flux error (NGSL SYS_ERR)", "units": unit}},
     )
+    return with_mask_reason(ds, stars, resampled=wave is not None)

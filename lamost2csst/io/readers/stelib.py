@@ -41,6 +41,7 @@ from lamost2csst.io.readers._common import (
     load_fits,
     vacuum,
 )
+from lamost2csst.io.readers.miles import read_each, skip_other_grids, with_mask_reason
 
 __all__ = ["STELIB_FWHM", "STELIB_WAVE", "read_stelib"]
 
@@ -90,7 +91,12 @@ def _read_star(path: Path, max_bytes: int) -> tuple[Star, str]:
 
 
 def read_stelib(
-    path_or_paths, *, wave=None, max_bytes: int = MAX_BYTES, source: str = "STELIB stellar library"
+    path_or_paths,
+    *,
+    wave=None,
+    max_bytes: int = MAX_BYTES,
+    source: str = "STELIB stellar library",
+    on_error: str = "raise",
 ) -> xr.Dataset:
     """Read STELIB FITS spectra (one or many) into one catalogue Dataset.
 
@@ -105,6 +111,10 @@ def read_stelib(
         Largest decompressed data size accepted per file.
     source : str
         Free-text provenance stored in ``attrs["source"]``.
+    on_error : {"raise", "skip"}
+        "skip": a file that cannot be read (corrupt, truncated, not a STELIB file, a
+        non-numeric TEFF, or, without ``wave``, a native grid other than the first file's)
+        is left out and listed as ``"<path>: <problem>"`` in ``attrs["unreadable_files"]``.
 
     Returns
     -------
@@ -112,21 +122,27 @@ def read_stelib(
         Schema ``lamost2csst.spectra/1``: vacuum wavelengths, frame ``"rest"``, z = 0,
         ``obsid`` = file order (0, 1, ...); coords name, spectype, teff, logg, feh,
         alpha (NaN), radvel, mag_u, mag_b, mag_v, mag_r, file. ``mask`` = flux <= 0 or not
-        finite; ``ivar`` = 0 (no uncertainties, see ``attrs["ivar_note"]``).
+        finite in the file (or, resampled, not covered), ``mask_reason`` says which (bits
+        of :mod:`lamost2csst.io.readers.miles`); ``ivar`` = 0 (no uncertainties, see
+        ``attrs["ivar_note"]``); ``attrs["unreadable_files"]`` as above.
 
     Raises
     ------
     ReaderError
         Unreadable, corrupt or truncated file; not a 1-D image; missing CRVAL1/CDELT1;
         non-monotonic wavelengths; non-numeric TEFF/LOG_G/FE_H other than '-'; grids
-        that differ while ``wave`` is None.
+        that differ while ``wave`` is None (with ``on_error="skip"``: only when no file
+        can be read).
     """
     paths = as_paths(path_or_paths)
-    stars, units = zip(*(_read_star(p, max_bytes) for p in paths))
+    read, skipped = read_each(paths, lambda p: _read_star(p, max_bytes), on_error=on_error)
+    stars = [r[0] for r in read]
+    if wave is None and on_error == "skip":
+        stars = skip_other_grids(stars, skipped)
     grid = stars[0].wave if wave is None else np.asarray(wave, dtype=np.float64)
-    flux_unit = units[0] or "erg s-1 cm-2 A-1"
-    return assemble(
-        list(stars),
+    flux_unit = read[0][1] or "erg s-1 cm-2 A-1"
+    ds = assemble(
+        stars,
         wave=wave,
         resolution=central_resolution(grid, STELIB_FWHM),
         frame="rest",
@@ -142,6 +158,8 @@ def read_stelib(
             "fwhm_angstrom": STELIB_FWHM,
             "resolution_note": f"FWHM ~{STELIB_FWHM} A; attrs['resolution'] is lambda/FWHM at the grid's "
             "geometric centre only",
-            "mask_rule": "flux <= 0 (no data) or not finite",
+            "mask_rule": "flux <= 0 (no data) or not finite (which: mask_reason)",
+            "unreadable_files": skipped,
         },
     )
+    return with_mask_reason(ds, stars, resampled=wave is not None)

@@ -27,6 +27,7 @@ from lamost2csst.io.readers import (
     read_ngsl,
     read_stelib,
 )
+from lamost2csst.io.readers.miles import MASK_NO_DATA, MASK_NONFINITE, MASK_NONPOSITIVE
 
 BOSZ_NAME = "amp00cp00op00t5750g45v20modrt0b2000rs"
 
@@ -99,6 +100,36 @@ def test_miles_resampled_on_request(tmp_path):
     assert not ds.mask.values.any()
 
 
+def test_miles_mask_reason_says_why_a_pixel_is_masked(tmp_path):
+    flux = np.linspace(0.5, 1.5, 4300)
+    flux[[10, 20, 30]] = [np.nan, 0.0, -2.0]
+    ds = read_miles(write_miles(tmp_path / "MILES_res2.50_star_m0042V.fits", flux=flux))
+    code = ds.mask_reason.values[0]
+    assert ds.mask_reason.dtype == np.uint8 and ds.mask_reason.attrs["flag_masks"] == [1, 2, 4]
+    assert {int(i): int(code[i]) for i in np.flatnonzero(code)} == {
+        10: MASK_NONFINITE,
+        20: MASK_NONPOSITIVE,
+        30: MASK_NONPOSITIVE,
+    }
+    np.testing.assert_array_equal(ds.mask.values[0], code != 0)
+    assert np.isnan(ds.flux.values[0, 10]) and ds.flux.values[0, 30] == -2.0  # the file's values, masked
+    assert ds.attrs["unreadable_files"] == []
+
+
+def test_miles_file_on_another_grid_is_skipped_on_request(tmp_path):
+    files = [write_miles(tmp_path / f"MILES_res2.50_star_m{n:04d}V.fits", seed=n) for n in (1, 2, 3)]
+    odd = write_miles(tmp_path / "MILES_res2.50_star_m0004V.fits", crval=3541.0)
+    wide = write_miles(tmp_path / "MILES_res2.50_star_m0005V.fits", fwhm=3.0)
+    ds = read_miles([*files, odd, wide], on_error="skip")
+    assert list(ds.obsid.values) == [1, 2, 3]
+    skipped = ds.attrs["unreadable_files"]
+    assert skipped[0].startswith(f"{wide}: FWHM 3.0 A differs") and skipped[1].startswith(f"{odd}: its wave")
+    with pytest.raises(ReaderError, match="FWHM 3.0 A differs"):
+        read_miles([*files, wide])
+    with pytest.raises(ReaderError, match="no grid is shared by most"):  # no majority: resample
+        read_miles([files[0], odd], on_error="skip")
+
+
 # ----------------------------------------------------------------------------- STELIB
 
 
@@ -117,6 +148,25 @@ def test_stelib_header_values_and_unknowns(tmp_path):
     assert all(np.isnan(zeros[k].values).all() for k in ("mag_u", "mag_b", "mag_v", "mag_r"))
     with pytest.raises(ReaderError, match="TEFF has non-numeric value 'hot'"):
         read_stelib(write_stelib(tmp_path / "STELIB_v3.2_bad.fits", TEFF="hot"))
+
+
+def test_stelib_mask_reason_survives_the_resampling(tmp_path):
+    """STELIB's zeros (no data) and NaNs keep their reason on the common grid; beyond the file: no data."""
+    air = 3210.0 + np.arange(3000.0)
+    flux = np.full(air.size, 1e-13)
+    flux[1000:1010] = 0.0  # a gap, air 4210-4219 A
+    flux[2000] = np.nan  # air 5210 A
+    path = write_stelib(tmp_path / "STELIB_v3.2_G.fits", n=air.size, crval=air[0], cdelt=1.0, flux=flux)
+    ds = read_stelib(path, wave=STELIB_WAVE)
+    code, mask = ds.mask_reason.values[0], ds.mask.values[0]
+    np.testing.assert_array_equal(mask, code != 0)
+    vac = air_to_vacuum(air[[0, 1000, 1009, 2000, -1]])
+    gap = (STELIB_WAVE > vac[1] - 1) & (STELIB_WAVE < vac[2] + 1)
+    assert set(code[gap]) == {MASK_NONPOSITIVE} and gap.sum() in (11, 12)  # the 10 zeros, 1-A pixels
+    assert set(code[np.abs(STELIB_WAVE - vac[3]) < 1]) == {MASK_NONFINITE}
+    assert set(code[STELIB_WAVE > vac[4] + 1]) == {MASK_NO_DATA}  # beyond the file's grid
+    assert set(code[STELIB_WAVE < vac[0] - 1]) == {MASK_NO_DATA}
+    assert (code[(STELIB_WAVE > vac[0] + 1) & (STELIB_WAVE < vac[1] - 1)] == 0).all()
 
 
 def test_stelib_grids_differ_so_many_need_a_common_grid(tmp_path):

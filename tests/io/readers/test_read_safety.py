@@ -1,10 +1,12 @@
 """Every reader refuses broken files with a ReaderError (a ValueError) naming the file."""
 
 import gzip
+import re
 import time
 
 import numpy as np
 import pytest
+import xarray as xr
 from astropy.io import fits
 from reader_files import (
     bosz_arrays,
@@ -187,3 +189,21 @@ def test_truncated_bzip2(tmp_path):
     assert str(bad) in str(err.value)
     with pytest.raises(ReaderError, match="more than 100 bytes"):
         read_bosz(good, max_bytes=100)
+
+
+@pytest.mark.parametrize("make", [_miles, _stelib, _ngsl], ids=lambda f: f.__name__[1:])
+@pytest.mark.parametrize(("kind", "words"), KINDS, ids=[k for k, _ in KINDS])
+def test_a_corrupt_file_among_many_is_skipped_and_listed_on_request(tmp_path, make, kind, words):
+    reader, good = make(tmp_path)
+    bad = _corrupt(kind, good, tmp_path)
+    with pytest.raises(ReaderError, match=words):
+        reader([good, bad])  # the default: the first unreadable file stops the read
+    ds = reader([bad, good], on_error="skip")
+    assert ds.sizes["star"] == 1 and list(ds.file.values) == [str(good)]
+    (entry,) = ds.attrs["unreadable_files"]
+    assert entry.startswith(f"{bad}: ") and re.search(words, entry)
+    xr.testing.assert_identical(ds.flux, reader(good).flux)  # the good star as read alone
+    with pytest.raises(ReaderError, match=f"none of the 2 files can be read: {re.escape(str(bad))}"):
+        reader([bad, bad], on_error="skip")
+    with pytest.raises(ValueError, match="on_error must be one of"):
+        reader(good, on_error="ignore")
