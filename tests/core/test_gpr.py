@@ -1,9 +1,11 @@
 """GPR (Appendix A-C) on functions with known answers."""
 
+import warnings
+
 import numpy as np
 import pytest
 
-from lamost2csst.core.gpr import SpectrumGPR, screen_library
+from lamost2csst.core.gpr import SpectrumGPR, fit_shared_kernel, screen_library
 
 
 def _smooth_library(n=80, m=30, seed=0):
@@ -54,3 +56,94 @@ def test_bad_inputs_are_refused():
         screen_library(params, spectra - 5)
     with pytest.raises(RuntimeError, match="fit"):
         SpectrumGPR().predict(params)
+
+
+def _hand_log_likelihood(z, y, length, signal_var, noise_var):
+    """Eq. A10 summed over pixels, by Cholesky (scikit-learn's 1e-10 diagonal jitter included)."""
+    d2 = np.sum((z[:, None] - z[None]) ** 2, axis=-1)
+    k = signal_var * np.exp(-0.5 * d2 / length**2) + (noise_var + 1e-10) * np.eye(len(z))
+    c = np.linalg.cholesky(k)
+    w = np.linalg.solve(c, y)
+    n, m = y.shape
+    return -0.5 * np.sum(w**2) - m * np.sum(np.log(np.diag(c))) - 0.5 * n * m * np.log(2 * np.pi)
+
+
+def _random_problem(seed):
+    rng = np.random.default_rng(seed)
+    n, m = int(rng.integers(30, 60)), int(rng.integers(2, 12))
+    params = rng.uniform(size=(n, 3)) * [4000, 3, 3] + [5000, 1, -2]
+    z = (params - params.mean(0)) / params.std(0)
+    noise = [1e-3, 0.03, 0.2][seed % 3]
+    spectra = 2 + 0.3 * np.tanh(z @ rng.normal(size=(3, m))) + rng.normal(0, noise, (n, m))
+    return params, spectra
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_search_finds_at_least_the_likelihood_of_scikit_learns_restarted_optimizer(seed):
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+    params, spectra = _random_problem(seed)
+    gp = SpectrumGPR().fit(params, spectra)
+    h = gp.hyperparameters
+    z = (params - params.mean(0)) / params.std(0)
+    y = spectra - spectra.mean(0)
+    ours = _hand_log_likelihood(z, y, h["length_scale"], h["signal_std"] ** 2, h["noise_std"] ** 2)
+    assert h["log_marginal_likelihood"] == pytest.approx(ours, rel=1e-9, abs=1e-6)
+    _, _, _, searched = fit_shared_kernel(z, y)
+    assert searched == pytest.approx(ours, rel=1e-9, abs=1e-6)  # the eigen-form likelihood is Eq. A10
+    kernel = ConstantKernel(1.0, (1e-4, 1e4)) * RBF(1.0, (1e-2, 1e3)) + WhiteKernel(1e-4, (1e-12, 1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn's convergence warnings at the bounds
+        sk = GaussianProcessRegressor(kernel=kernel, n_restarts_optimizer=3, random_state=seed).fit(z, y)
+    assert ours >= sk.log_marginal_likelihood_value_ - 1e-6 * abs(sk.log_marginal_likelihood_value_)
+
+
+def test_predictions_are_the_gaussian_process_posterior_at_the_fitted_hyperparameters():
+    params, spectra = _random_problem(1)
+    gp = SpectrumGPR().fit(params[:-8], spectra[:-8])
+    h = gp.hyperparameters
+    mu, sd = params[:-8].mean(0), params[:-8].std(0)
+    z, zt = (params[:-8] - mu) / sd, (params[-8:] - mu) / sd
+    a, b, length = h["signal_std"] ** 2, h["noise_std"] ** 2, h["length_scale"]
+    k = a * np.exp(-0.5 * np.sum((z[:, None] - z[None]) ** 2, -1) / length**2) + (b + 1e-10) * np.eye(len(z))
+    ks = a * np.exp(-0.5 * np.sum((zt[:, None] - z[None]) ** 2, -1) / length**2)
+    mean = spectra[:-8].mean(0)
+    expected = ks @ np.linalg.solve(k, spectra[:-8] - mean) + mean
+    expected_std = np.sqrt(a + b - np.einsum("ij,ji->i", ks, np.linalg.solve(k, ks.T)))
+    pred, std = gp.predict(params[-8:], return_std=True)
+    np.testing.assert_allclose(pred, expected, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(std, expected_std, rtol=1e-6)
+
+
+def test_the_fit_is_deterministic_order_free_and_blas_thread_free():
+    from threadpoolctl import threadpool_limits
+
+    params, spectra = _random_problem(2)
+    first = SpectrumGPR().fit(params, spectra)
+    with threadpool_limits(limits=2, user_api="blas"):
+        again = SpectrumGPR().fit(params, spectra)
+    assert again.hyperparameters == first.hyperparameters  # bit for bit
+    np.testing.assert_array_equal(again.predict(params), first.predict(params))
+    order = np.random.default_rng(5).permutation(len(params))
+    permuted = SpectrumGPR().fit(params[order], spectra[order])
+    for key, value in first.hyperparameters.items():
+        assert permuted.hyperparameters[key] == pytest.approx(value, rel=1e-5), key
+    np.testing.assert_allclose(permuted.predict(params), first.predict(params), rtol=1e-7)
+
+
+def test_a_start_near_a_worse_local_optimum_does_not_decide():
+    params, spectra = _random_problem(0)
+    best = SpectrumGPR().fit(params, spectra).hyperparameters
+    for start in (0.02, 300.0):
+        h = (
+            SpectrumGPR(length_scale=start, signal_std=50.0, noise_std=0.5)
+            .fit(params, spectra)
+            .hyperparameters
+        )
+        assert h["log_marginal_likelihood"] == pytest.approx(best["log_marginal_likelihood"], rel=1e-9)
+
+
+def test_n_restarts_is_deprecated():
+    with pytest.warns(DeprecationWarning, match="n_restarts"):
+        SpectrumGPR(n_restarts=2)
