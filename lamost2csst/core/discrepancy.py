@@ -35,6 +35,7 @@ BIN_WIDTH = 8
 MIN_VALUES = 50
 MIN_STARS = 10
 EDGE_WIDTH = 1000.0
+TARGET_COVERAGE = 0.6827
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ def fit_discrepancy(
     min_values: int = MIN_VALUES,
     min_stars: int = MIN_STARS,
     edge_width: float = EDGE_WIDTH,
+    target_coverage: float | None = TARGET_COVERAGE,
     provenance: dict | None = None,
 ) -> ModelDiscrepancy:
     """Fit ``sigma_total**2 = (a sigma_net)**2 + b**2`` per wavelength bin to real-star residuals.
@@ -216,6 +218,11 @@ def fit_discrepancy(
         the number of stars, not of values, sets how well ``a`` and ``b`` are known.
     edge_width : float
         Width (A) of the edge window of the extrapolation rule below (default 1000 A).
+    target_coverage : float or None
+        After the maximum-likelihood fit, rescale each bin's sigma so that this fraction of its
+        residuals has ``|r| < sigma_total`` (default 0.6827, the Gaussian 1-sigma fraction; a
+        split-conformal calibration of the likelihood's shape). Real-star residuals have heavy
+        tails, which the Gaussian likelihood pays for with a too wide core; None: no rescaling.
     provenance : dict, optional
         Added to the result's provenance (libraries, folds, model name ...).
 
@@ -266,6 +273,10 @@ def fit_discrepancy(
         cols = slice(starts[k], starts[k] + bin_width)
         good = use[:, cols]
         a_bin[k], b_bin[k] = _fit_bin(residual[:, cols][good], sigma[:, cols][good])
+        if target_coverage is not None:
+            a_bin[k], b_bin[k] = _to_coverage(
+                residual[:, cols][good], sigma[:, cols][good], a_bin[k], b_bin[k], target=target_coverage
+            )
     pixel_bin = np.arange(n_pixel) // bin_width
     fitted = bin_ok[pixel_bin] & (use.sum(axis=0) >= min_stars)
     if not fitted.any():
@@ -286,6 +297,11 @@ def fit_discrepancy(
             "residual there; fitted pixels take their bin's (a, b), no smoothing"
         ),
         "gaps": "unfitted pixels between fitted ones: linear interpolation in ln lambda",
+        "coverage": (
+            "none (maximum likelihood only)"
+            if target_coverage is None
+            else f"each bin rescaled: a fraction {target_coverage:g} of its residuals has |r| < sigma_total"
+        ),
         "extrapolation": (
             f"below/above the fitted range: a and b each the maximum over the fitted pixels within "
             f"{float(edge_width):g} A of the first/last fitted pixel"
@@ -293,6 +309,20 @@ def fit_discrepancy(
     }
     info.update(provenance or {})
     return ModelDiscrepancy(scale, floor, fitted, info)
+
+
+def _to_coverage(r: np.ndarray, s: np.ndarray, a: float, b: float, *, target: float) -> tuple[float, float]:
+    """``(a, b)`` scaled by one factor so that a fraction ``target`` of ``|r| < sigma_total``; a >= 1 kept.
+
+    The factor is the ``target`` quantile of ``|r| / sigma_total``. Where it would take ``a`` below
+    1, ``a = 1`` and ``b**2`` is the ``target`` quantile of ``r**2 - s**2`` (0 if negative).
+    """
+    if not 0 < target < 1:
+        raise ValueError(f"target_coverage must be in (0, 1), got {target}")
+    c = float(np.quantile(np.abs(r) / np.sqrt((a * s) ** 2 + b**2), target))
+    if c * a >= 1:
+        return c * a, c * b
+    return 1.0, float(np.sqrt(max(np.quantile(r**2 - s**2, target), 0.0)))
 
 
 def _assign(a, b, wave, fitted, edge_width) -> tuple[np.ndarray, np.ndarray]:
