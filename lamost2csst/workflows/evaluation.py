@@ -441,6 +441,7 @@ def evaluate_model(
         results.miles, results.miles_arrays = miles_evaluation(
             model, snr=miles_snr, threshold=miles_rmsae, seed=seed
         )
+        results.miles["in_sample"] = "real_star_cv" in card or card.get("stage") == "finetune-real"
     text, result = _write_evaluation(
         out, results, card, path=path, model_path=model_path, ensemble=ensemble, command=command, t0=t0
     )

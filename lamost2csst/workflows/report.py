@@ -87,6 +87,15 @@ def _miles_table(miles) -> list[str]:
         f"{miles['n_screened_out']} screened out by GPR RMSAE ≥ {miles['rmsae_threshold']}), "
         f"input SNR {miles['snr']:g}; fraction |r|/σ<1 = {miles['within1sigma']:.3f}, "
         f"std(r/σ) = {miles['std_z']:.2f}",
+        *(
+            [
+                "",
+                "**In-sample:** this model was fine-tuned on these MILES stars (`train_model real`); "
+                "its honest MILES numbers are the out-of-fold ones (`--real-stars RUN`).",
+            ]
+            if miles.get("in_sample")
+            else []
+        ),
         "",
         "| λ (Å) | error ours | offset ours | error paper |",
         "|---:|---:|---:|---:|",

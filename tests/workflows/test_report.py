@@ -91,6 +91,10 @@ def test_markdown_adds_the_lamost_path_branch_ensemble_and_miles_sections():
     assert "| 20 | GV | 0.660 | 0.500 | 0.0100 | 0.0020 |" in lines  # ensemble table
     assert "| 3600 | 0.0200 | +0.0010 | 0.07 |" in lines  # MILES against the paper's 0.070 at 3600 A
     assert lines[-1].startswith("MILES, ensemble: fraction |r|/σ<1 0.500 with the total σ, 0.400")
+    assert not any("In-sample" in line for line in lines)
+    results.miles = {**miles, "in_sample": True}  # a model fine-tuned on these MILES stars
+    text = evaluation_markdown(CARD, results, model_label="m", command="c", ensemble=True)
+    assert "**In-sample:**" in text and "out-of-fold" in text
 
 
 def test_figures_are_written(tmp_path):
