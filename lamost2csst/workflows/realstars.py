@@ -308,7 +308,12 @@ def cross_validate_real_stars(
         "training": json.loads(json.dumps(config.__dict__, default=list)),
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    final_card = {**model_card(final), "sigma_sys": discrepancy.to_dict(), "real_star_cv": result}
+    final_card = {
+        **model_card(final),
+        "split": card["split"],
+        "sigma_sys": discrepancy.to_dict(),
+        "real_star_cv": result,
+    }
     save_model(load_model(final), final, card=final_card)
     (out / "crossval.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
