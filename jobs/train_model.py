@@ -148,6 +148,13 @@ def _add_real_options(real) -> None:
         "input path at S/N 20-40 (default 0.2)",
     )
     real.add_argument(
+        "--sigma-only",
+        action="store_true",
+        help="no fine-tuning: fit the model discrepancy sigma_sys of --init as it is to the real stars "
+        "(which it never saw), coverage nested over --folds; RUN/final/best.keras is --init with "
+        "sigma_sys in its card",
+    )
+    real.add_argument(
         "--eval-snr",
         type=positive_float,
         default=100.0,
@@ -283,9 +290,6 @@ def run(args, *, progress=True) -> dict:
 
 def _run_real(args, *, progress) -> dict:
     """The ``real`` stage: :func:`lamost2csst.workflows.realstars.cross_validate_real_stars`."""
-    import shutil
-    from pathlib import Path
-
     from lamost2csst.nn.training import TrainConfig
     from lamost2csst.workflows.realstars import cross_validate_real_stars
 
@@ -313,6 +317,18 @@ def _run_real(args, *, progress) -> dict:
                 file=sys.stderr,
             )
 
+    if args.sigma_only:
+        from lamost2csst.workflows.realstars import fit_model_discrepancy
+
+        result = fit_model_discrepancy(
+            out=args.run_dir,
+            init=args.init,
+            n_folds=args.folds,
+            seed=args.fold_seed,
+            eval_snr=args.eval_snr,
+            command=" ".join([PROG, *map(shlex.quote, sys.argv[1:])]),
+        )
+        return _export_real(args, result)
     result = cross_validate_real_stars(
         out=args.run_dir,
         config=config,
@@ -325,6 +341,14 @@ def _run_real(args, *, progress) -> dict:
         progress=report,
         command=" ".join([PROG, *map(shlex.quote, sys.argv[1:])]),
     )
+    return _export_real(args, result)
+
+
+def _export_real(args, result: dict) -> dict:
+    """Copy the final model and its card to ``--export``; the summary line."""
+    import shutil
+    from pathlib import Path
+
     if args.export:
         best = Path(args.run_dir) / "final" / "best.keras"
         shutil.copyfile(best, args.export)

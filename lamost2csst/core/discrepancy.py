@@ -195,6 +195,7 @@ def fit_discrepancy(
     min_stars: int = MIN_STARS,
     edge_width: float = EDGE_WIDTH,
     target_coverage: float | None = TARGET_COVERAGE,
+    fit_scale: bool = True,
     provenance: dict | None = None,
 ) -> ModelDiscrepancy:
     """Fit ``sigma_total**2 = (a sigma_net)**2 + b**2`` per wavelength bin to real-star residuals.
@@ -223,6 +224,11 @@ def fit_discrepancy(
         residuals has ``|r| < sigma_total`` (default 0.6827, the Gaussian 1-sigma fraction; a
         split-conformal calibration of the likelihood's shape). Real-star residuals have heavy
         tails, which the Gaussian likelihood pays for with a too wide core; None: no rescaling.
+    fit_scale : bool
+        False: ``a = 1`` everywhere and only the floor ``b`` is fitted (with ``target_coverage``:
+        ``b**2`` = that quantile of ``r**2 - sigma_net**2``, a conformal floor). Use it when the
+        residuals come from one input S/N: ``a`` and ``b`` are then not separable (``sigma_net``
+        hardly varies), and a large ``a`` fitted there would blow up sigma at other S/N.
     provenance : dict, optional
         Added to the result's provenance (libraries, folds, model name ...).
 
@@ -272,6 +278,9 @@ def fit_discrepancy(
     for k in np.flatnonzero(bin_ok):
         cols = slice(starts[k], starts[k] + bin_width)
         good = use[:, cols]
+        if not fit_scale:
+            a_bin[k], b_bin[k] = _floor_only(residual[:, cols][good], sigma[:, cols][good], target_coverage)
+            continue
         a_bin[k], b_bin[k] = _fit_bin(residual[:, cols][good], sigma[:, cols][good])
         if target_coverage is not None:
             a_bin[k], b_bin[k] = _to_coverage(
@@ -286,7 +295,11 @@ def fit_discrepancy(
         )
     scale, floor = _assign(a_bin[pixel_bin], b_bin[pixel_bin], wave, fitted, edge_width)
     info = {
-        "kind": "maximum likelihood, sigma_total^2 = (a sigma_net)^2 + b^2, a >= 1, b >= 0",
+        "kind": (
+            "maximum likelihood, sigma_total^2 = (a sigma_net)^2 + b^2, a >= 1, b >= 0"
+            if fit_scale
+            else "floor only, sigma_total^2 = sigma_net^2 + b^2"
+        ),
         "n_star": int(np.count_nonzero(use[:, bin_ok[pixel_bin]].any(axis=1))),
         "n_values": int(np.count_nonzero(use[:, bin_ok[pixel_bin]])),
         "n_bins_fitted": int(np.count_nonzero(bin_ok)),
@@ -309,6 +322,13 @@ def fit_discrepancy(
     }
     info.update(provenance or {})
     return ModelDiscrepancy(scale, floor, fitted, info)
+
+
+def _floor_only(r: np.ndarray, s: np.ndarray, target: float | None) -> tuple[float, float]:
+    """``(1, b)``: ``b**2`` = the ``target`` quantile of ``r**2 - s**2`` (without one: its mean)."""
+    excess = r**2 - s**2
+    b2 = np.mean(excess) if target is None else np.quantile(excess, target)
+    return 1.0, float(np.sqrt(max(b2, 0.0)))
 
 
 def _to_coverage(r: np.ndarray, s: np.ndarray, a: float, b: float, *, target: float) -> tuple[float, float]:

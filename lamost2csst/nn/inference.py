@@ -39,6 +39,7 @@ __all__ = [
     "predict",
     "prepare_network_arrays",
     "save_model",
+    "write_model_card",
 ]
 
 #: The model card's key of the model discrepancy (``ModelDiscrepancy.to_dict()``).
@@ -81,6 +82,14 @@ def save_model(model, path, *, card: dict | None = None) -> Path:
     card["sha256"] = model_hash(path)
     _card_path(path).write_text(json.dumps(card, indent=1, sort_keys=True, default=str) + "\n")
     return path
+
+
+def write_model_card(path, card: dict) -> Path:
+    """Write the card of the ``.keras`` file ``path`` (sha256 recomputed); the weights are not touched."""
+    path = Path(path)
+    card = {**card, "sha256": model_hash(path)}
+    _card_path(path).write_text(json.dumps(card, indent=1, sort_keys=True, default=str) + "\n")
+    return _card_path(path)
 
 
 def model_hash(path) -> str:

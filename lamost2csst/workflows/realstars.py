@@ -29,8 +29,18 @@ import numpy as np
 from lamost2csst.core.pairs import GriddedLibrary
 from lamost2csst.errors import InputError
 
-__all__ = ["REAL_TEFF_RANGE", "RealStars", "cross_validate_real_stars", "miles_library", "star_folds"]
+__all__ = [
+    "REAL_TEFF_RANGE",
+    "RealStars",
+    "cross_validate_real_stars",
+    "fit_model_discrepancy",
+    "miles_library",
+    "star_folds",
+]
 
+#: How the model discrepancy is fitted here: the real stars are predicted at one input S/N, where
+#: the scale of the network's sigma and the floor cannot be told apart, so only the floor is fitted.
+DISCREPANCY_OPTIONS = {"fit_scale": False}
 #: Teff range (K) of the real stars used for fine-tuning and evaluation (the paper's, Sect. 4.3).
 REAL_TEFF_RANGE = (5000.0, 9750.0)
 
@@ -283,7 +293,7 @@ def cross_validate_real_stars(
         card={**card, "fold": "all"},
         progress=_stage_progress(progress, "final"),
     )
-    options = discrepancy_options or {}
+    options = {**DISCREPANCY_OPTIONS, **(discrepancy_options or {})}
     discrepancy = fit_discrepancy(
         residual,
         sigma_net=sigma_net,
@@ -336,3 +346,78 @@ def _stage_progress(progress, stage: str):
     if progress is None:
         return None
     return lambda epoch, n_epochs, info: progress(stage, epoch, n_epochs, info)
+
+
+def fit_model_discrepancy(
+    *,
+    out,
+    init=None,
+    n_folds: int = 5,
+    seed: int = 2024,
+    eval_snr: float = 100.0,
+    real: RealStars | None = None,
+    discrepancy_options: dict | None = None,
+    command: str | None = None,
+) -> dict:
+    """The model discrepancy of a model as it is (no fine-tuning), from real stars it never saw.
+
+    ``init`` (default: the shipped model) predicts every real star at ``eval_snr``; the model
+    discrepancy is fitted to all residuals (the model was trained on none of these stars, so
+    they are out-of-sample); its coverage is measured nested over ``n_folds`` folds by star.
+    ``out/final/best.keras`` is a byte copy of ``init`` whose card adds ``sigma_sys`` and
+    ``real_star_cv``; ``out/crossval.json`` and ``out/oof.npz`` as in :func:`cross_validate_real_stars`
+    (``fold-<k>`` models are not made: every fold is predicted by ``init``).
+    """
+    import shutil
+
+    from lamost2csst.core.discrepancy import cross_fitted_sigma, fit_discrepancy
+    from lamost2csst.core.evaluation import MILES_WAVELENGTHS, PAPER_MILES, wavelength_errors
+    from lamost2csst.nn.inference import default_model_path, model_card, write_model_card
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    init = Path(init) if init else default_model_path()
+    real = _run_stars(out, real, seed=seed)
+    folds = star_folds(len(real.library), n_folds=n_folds, seed=seed)
+    residual, sigma_net = _predict_fold(init, real.library, snr=eval_snr, seed=seed)
+    np.savez_compressed(
+        out / "oof.npz",
+        residual=residual,
+        sigma_net=sigma_net,
+        fold=folds,
+        names=real.names,
+        teff=real.library.teff,
+    )
+    options = {**DISCREPANCY_OPTIONS, **(discrepancy_options or {})}
+    provenance = {"library": real.info.get("library"), "stars": len(real.library), "model": "not fine-tuned"}
+    discrepancy = fit_discrepancy(residual, sigma_net=sigma_net, provenance=provenance, **options)
+    nested = cross_fitted_sigma(residual, sigma_net=sigma_net, fold=folds, **options)
+    result = {
+        "init": str(init),
+        "fine_tuned": False,
+        "real_library": real.info,
+        "n_folds": n_folds,
+        "seed": seed,
+        "eval_snr": eval_snr,
+        "folds": {str(n): int(f) for n, f in zip(real.names, folds)},
+        "paper_miles": PAPER_MILES,
+        "wavelengths": MILES_WAVELENGTHS,
+        "oof_errors": wavelength_errors(residual),
+        "init_errors": wavelength_errors(residual),
+        "oof_within1sigma_net": _within(residual, sigma_net),
+        "oof_within1sigma_total_nested": _within(residual, nested),
+        "init_within1sigma": _within(residual, sigma_net),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    final = out / "final" / "best.keras"
+    final.parent.mkdir(exist_ok=True)
+    shutil.copyfile(init, final)
+    card = {**model_card(init), "sigma_sys": discrepancy.to_dict(), "real_star_cv": result}
+    card["sigma_sys_command"] = command
+    write_model_card(final, card)
+    for k in range(n_folds):  # every fold is predicted by the same, never fine-tuned model
+        (out / f"fold-{k}").mkdir(exist_ok=True)
+        shutil.copyfile(init, out / f"fold-{k}" / "best.keras")
+    (out / "crossval.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result

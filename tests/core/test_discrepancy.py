@@ -226,3 +226,16 @@ def test_coverage_calibration_fixes_heavy_tails_that_the_likelihood_overcovers()
     assert within_ml > 0.76 and 2 * stats.t.cdf(np.sqrt(3), 3) - 1 > 0.8
     assert abs(within_cal - 0.6827) < 0.02
     assert np.all(cal.scale >= 1) and "rescaled" in cal.provenance["coverage"]
+
+
+def test_floor_only_is_the_conformal_quantile_of_the_excess_variance():
+    rng = np.random.default_rng(5)
+    s = np.full((300, WAVE96.size), 0.01)
+    r = np.sqrt(0.01**2 + 0.03**2) * rng.standard_normal(s.shape)
+    d = fit_discrepancy(r, sigma_net=s, wave=WAVE96, fit_scale=False)
+    assert np.all(d.scale == 1) and "floor only" in d.provenance["kind"]
+    cols = slice(0, 8)  # first bin: b^2 is the 0.6827 quantile of r^2 - s^2, by hand
+    expected = np.sqrt(np.quantile(r[:, cols] ** 2 - s[:, cols] ** 2, 0.6827))
+    np.testing.assert_allclose(d.floor[0], expected, rtol=1e-12)
+    within = np.mean(np.abs(r) < d.sigma_parts(s)[0])
+    assert abs(within - 0.6827) < 0.01
