@@ -11,6 +11,12 @@ or linear interpolation to reproduce those samples: they smooth the line profile
 grid test split observed through this path, the typical SED errors of 8000 K stars are
 about half those with flux-conserving rebinning, and the fraction |r| < sigma rises from
 0.45-0.56 to 0.61-0.67 (EVALUATION.md, "The survey job's input path").
+
+LAMOST's known trouble spots (:func:`treat_trouble_spots`, docs/operations.md "LAMOST trouble
+spots") are treated in the OBSERVED frame, before the rest-frame shift: the residuals of the
+night-sky lines [O I] 5577, Na D 5890/5896, [O I] 6300/6364 (:data:`LAMOST_SKY_LINES`, vacuum)
+within :data:`SKY_LINE_HALF_WIDTH`, and the blue/red arm junction :data:`ARM_JUNCTION`, are
+kept as they are, error-inflated or masked.
 """
 
 from __future__ import annotations
@@ -32,10 +38,42 @@ from lamost2csst.core.resampling import (
     uniform_rebin,
 )
 
-__all__ = ["DEFAULT_METHOD", "NetworkInput", "fill_masked_pixels", "prepare_inputs"]
+__all__ = [
+    "ARM_JUNCTION",
+    "DEFAULT_METHOD",
+    "DEFAULT_TROUBLE",
+    "LAMOST_SKY_LINES",
+    "SKY_LINE_HALF_WIDTH",
+    "TROUBLE_INFLATION",
+    "TROUBLE_MODES",
+    "NetworkInput",
+    "fill_masked_pixels",
+    "prepare_inputs",
+    "treat_trouble_spots",
+    "trouble_pixels",
+    "trouble_windows",
+]
 
 #: Resampling onto INPUT_WAVE used by the survey job (see :func:`prepare_inputs`).
 DEFAULT_METHOD = "cubic"
+
+#: Night-sky emission lines whose subtraction leaves residuals in LAMOST spectra, vacuum A in the
+#: OBSERVED frame: [O I] 5577.34, Na D 5889.95 / 5895.92, [O I] 6300.30 / 6363.78 (air), converted
+#: with :func:`lamost2csst.core.air_vacuum.air_to_vacuum` and rounded to 0.1 A.
+LAMOST_SKY_LINES = (5578.9, 5891.6, 5897.6, 6302.0, 6365.5)
+#: Half-width (A) of the window around each sky line: 1.3 FWHM of LAMOST's R = 1800 line-spread
+#: function at 5579 A (FWHM 3.1 A, 2.4 pixels): +-3 sigma of a residual's profile.
+SKY_LINE_HALF_WIDTH = 4.0
+#: The blue/red arm junction (dichroic) of the LAMOST spectrographs, vacuum A, observed frame.
+ARM_JUNCTION = (5700.0, 5900.0)
+#: What :func:`treat_trouble_spots` can do with the trouble-spot pixels.
+TROUBLE_MODES = ("keep", "inflate", "mask")
+#: The survey job's treatment (``predict_catalogue``), chosen on MILES through LAMOST-like files
+#: (docs/operations.md, "LAMOST trouble spots"): masking makes the SEDs independent of sky-line
+#: residuals; inflating errors cannot change them (UaRA-net's errors feed only its sigma branch).
+DEFAULT_TROUBLE = "mask"
+#: Factor on the 1-sigma error of the trouble-spot pixels in mode "inflate" (ivar / factor**2).
+TROUBLE_INFLATION = 10.0
 
 
 class NetworkInput(NamedTuple):
@@ -178,3 +216,88 @@ def _raise_for_bad_unmasked(flux, error, mask) -> None:
             f"{int(bad.sum())} unmasked pixels in {stars.size} spectra (first: row {stars[0]}) have NaN/inf "
             "flux or error, or error <= 0; pass mask=True for them (e.g. NetworkInput.mask)"
         )
+
+
+def trouble_windows(
+    *,
+    sky_lines=LAMOST_SKY_LINES,
+    half_width: float = SKY_LINE_HALF_WIDTH,
+    junction: tuple[float, float] | None = ARM_JUNCTION,
+) -> tuple[tuple[float, float], ...]:
+    """The observed-frame wavelength windows (vacuum A, inclusive) of LAMOST's trouble spots.
+
+    ``(line - half_width, line + half_width)`` for every sky line, then the arm junction
+    (``junction=None`` leaves it out; ``sky_lines=()`` leaves the sky lines out).
+    """
+    if not (np.isfinite(half_width) and half_width >= 0):
+        raise ValueError(f"half_width must be finite and >= 0 (Angstrom), got {half_width}")
+    windows = [(float(c) - half_width, float(c) + half_width) for c in sky_lines]
+    if junction is not None:
+        lo, hi = (float(v) for v in junction)
+        if not lo <= hi:
+            raise ValueError(f"junction must be (low, high) with low <= high, got {junction}")
+        windows.append((lo, hi))
+    return tuple(windows)
+
+
+def trouble_pixels(wave, *, windows=None) -> np.ndarray:
+    """Boolean array, the shape of ``wave``: pixels whose observed wavelength lies in a window.
+
+    ``windows`` defaults to :func:`trouble_windows`; bounds are inclusive.
+    """
+    wave = np.asarray(wave, dtype=np.float64)
+    windows = trouble_windows() if windows is None else windows
+    hit = np.zeros(wave.shape, bool)
+    for lo, hi in windows:
+        hit |= (wave >= lo) & (wave <= hi)
+    return hit
+
+
+def treat_trouble_spots(
+    wave, ivar, mask=None, *, mode: str, inflation: float = TROUBLE_INFLATION, windows=None
+):
+    """Inflate the errors of, or mask, the pixels of LAMOST's trouble spots (OBSERVED frame).
+
+    Apply it to the observed spectra, before the rest-frame shift (:func:`prepare_inputs`):
+    sky lines and the arm junction sit at fixed observed wavelengths.
+
+    Parameters
+    ----------
+    wave : array_like, (n_pixel,) or (n_star, n_pixel)
+        Observed vacuum wavelengths (A).
+    ivar : array_like, (n_star, n_pixel)
+        Inverse variances.
+    mask : array_like of bool (n_star, n_pixel), optional
+        True where a pixel must not be used (default: none).
+    mode : {"keep", "inflate", "mask"}
+        ``keep``: nothing changes (the inputs come back as arrays); ``inflate``: the 1-sigma
+        error of the trouble pixels is multiplied by ``inflation`` (``ivar / inflation**2``);
+        ``mask``: the trouble pixels are masked (``mask`` True, ``ivar`` 0).
+    inflation : float
+        Error factor of mode ``inflate`` (>= 1).
+    windows : sequence of (low, high), optional
+        The trouble spots (default :func:`trouble_windows`).
+
+    Returns
+    -------
+    ivar : numpy.ndarray (n_star, n_pixel)
+        In the precision of ``ivar`` (at least float32); a new array unless ``mode == "keep"``.
+    mask : numpy.ndarray of bool (n_star, n_pixel)
+    """
+    if mode not in TROUBLE_MODES:
+        raise ValueError(f"mode must be one of {TROUBLE_MODES}, got {mode!r}")
+    if not (np.isfinite(inflation) and inflation >= 1):
+        raise ValueError(f"inflation must be finite and >= 1, got {inflation}")
+    ivar = np.asarray(ivar)
+    if ivar.dtype.kind != "f":
+        ivar = ivar.astype(np.float64)
+    mask = np.zeros(ivar.shape, bool) if mask is None else np.asarray(mask, dtype=bool)
+    if mask.shape != ivar.shape:
+        raise ValueError(f"mask has shape {mask.shape}, ivar {ivar.shape}: they must be the same")
+    if mode == "keep":
+        return ivar, mask
+    hit = np.broadcast_to(trouble_pixels(wave, windows=windows), ivar.shape)
+    if mode == "inflate":
+        factor = np.asarray(1.0 / float(inflation) ** 2, dtype=ivar.dtype)
+        return np.where(hit, ivar * factor, ivar).astype(ivar.dtype, copy=False), mask.copy()
+    return np.where(hit, 0, ivar).astype(ivar.dtype, copy=False), mask | hit
