@@ -37,6 +37,7 @@ Input: a spectra catalogue, a Zarr store in the lamost2csst.spectra/1 schema (di
 wave; flux, ivar, mask; per-star obsid, ra, dec, z), e.g. made by jobs.ingest_lamost.
 For every chunk of stars (lamost2csst.parallel.predict_tasks.predict_block):
   1. pixels with NaN/inf flux or bad ivar that are not marked bad are masked (flagged);
+     LAMOST's trouble spots, in the observed frame, are masked (--lamost-trouble);
   2. rest frame with the star's z; stars without a usable z get NO_DATA | BAD_Z;
   3. cubic-convolution resampling onto INPUT_WAVE (2238 px, R=2000; output attr
      input_resampling), continuum normalization (centred 51-px moving average, Sect. 2.1);
@@ -146,6 +147,15 @@ def _add_data_options(data) -> None:
         metavar="N",
         help="spectra per forward pass of the network (default: %(default)s)",
     )
+    data.add_argument(
+        "--lamost-trouble",
+        choices=("mask", "inflate", "keep"),
+        default="mask",
+        help="LAMOST's trouble spots, observed frame, before the rest-frame shift: sky-line residuals "
+        "(5578.9, 5891.6, 5897.6, 6302.0, 6365.5 A vacuum, +-4 A) and the blue/red arm junction "
+        "(5700-5900 A): mask them (default), inflate their errors x10 (changes sigma only), or keep "
+        "them (as before this option); see docs/operations.md 'LAMOST trouble spots'",
+    )
 
 
 def _add_cluster_options(cluster) -> None:
@@ -238,7 +248,12 @@ def run(args: argparse.Namespace, client) -> dict:
         demo_out=DEMO_OUT,
         preflight=_preflight,
         log=_log,
-        options=lambda: dict(model=args.model, thresholds=_thresholds(args), batch_size=args.batch_size),
+        options=lambda: dict(
+            model=args.model,
+            thresholds=_thresholds(args),
+            batch_size=args.batch_size,
+            lamost_trouble=args.lamost_trouble,
+        ),
     )
 
 

@@ -27,6 +27,7 @@ import time
 import zarr
 
 from lamost2csst.core.flags import Flag, FlagThresholds
+from lamost2csst.core.inputs import DEFAULT_TROUBLE, TROUBLE_MODES
 from lamost2csst.core.metrics import SNR_BINS, truth_statistics, truth_table
 from lamost2csst.errors import InputError
 from lamost2csst.io.predictions import PREDICTIONS_SCHEMA, is_other_version, predictions_template
@@ -63,6 +64,7 @@ def predict_catalogue(
     progress=True,
     thresholds: FlagThresholds | None = None,
     batch_size: int = 1024,
+    lamost_trouble: str = DEFAULT_TROUBLE,
 ) -> dict:
     """Predict SEDs for every star of a spectra catalogue into a ``lamost2csst.predictions/2`` store.
 
@@ -95,6 +97,14 @@ def predict_catalogue(
         Where the quality flags start.
     batch_size : int
         Spectra per forward pass of the network.
+    lamost_trouble : {"mask", "inflate", "keep"}
+        LAMOST's trouble spots (sky-line residuals, blue/red arm junction), treated in the
+        observed frame before the rest-frame shift (:func:`lamost2csst.core.inputs.treat_trouble_spots`;
+        docs/operations.md, "LAMOST trouble spots"): masked by default; "inflate" multiplies
+        their errors by 10 (changes sigma only); "keep" gives the outputs of the job before the
+        treatment existed. Other than "keep" it is recorded in the output's attrs
+        (``input_trouble``; absent = "keep") and must match on resume. A rest-frame catalogue
+        (``frame`` not "observed") is never treated.
 
     Returns
     -------
@@ -117,6 +127,8 @@ def predict_catalogue(
     catalogue, out = resolve(catalogue), resolve(out)
     model_path = _checked_model(model, batch_size)
     thresholds = thresholds or FlagThresholds()
+    if lamost_trouble not in TROUBLE_MODES:
+        raise InputError(f"lamost_trouble must be one of {TROUBLE_MODES}, got {lamost_trouble!r}")
     with output_lock(out, job="predict_catalogue", resume=resume):
         return _predict_locked(
             client,
@@ -130,6 +142,7 @@ def predict_catalogue(
             progress=progress,
             batch_size=batch_size,
             t0=t0,
+            trouble=lamost_trouble,
         )
 
 
@@ -146,6 +159,7 @@ def _predict_locked(
     progress: bool,
     batch_size: int,
     t0: float,
+    trouble: str = DEFAULT_TROUBLE,
 ) -> dict:
     """The work of :func:`predict_catalogue` once it holds the output's lock: prepare, run, summarize.
 
@@ -161,6 +175,8 @@ def _predict_locked(
         As for :func:`predict_catalogue`.
     t0 : float
         ``time.perf_counter()`` at the start of the job.
+    trouble : str
+        ``lamost_trouble`` of :func:`predict_catalogue`.
 
     Returns
     -------
@@ -168,6 +184,8 @@ def _predict_locked(
         The summary, also stored in the output's attrs.
     """
     ds = open_input(catalogue)
+    if ds.attrs.get("frame") != "observed":
+        trouble = "keep"  # the trouble spots are at observed wavelengths: a rest-frame catalogue has none
     chunk_stars, digest = _prepared_output(
         out,
         ds,
@@ -177,6 +195,7 @@ def _predict_locked(
         chunk_stars=chunk_stars,
         resume=resume,
         overwrite=overwrite,
+        trouble=trouble,
     )
     client.register_plugin(TensorFlowSetup(model_path, warm_batch=int(batch_size)))
     t_tasks = time.perf_counter()
@@ -192,6 +211,7 @@ def _predict_locked(
         observed=ds.attrs.get("frame") == "observed",
         thresholds=thresholds.as_dict(),
         forward_batch=int(batch_size),  # (client.map has its own batch_size)
+        trouble=trouble,
     )
     summary = _summary(
         catalogue,
@@ -219,6 +239,7 @@ def _prepared_output(
     chunk_stars,
     resume: bool,
     overwrite: bool,
+    trouble: str = DEFAULT_TROUBLE,
 ) -> tuple[int, str]:
     """Write (or check, on resume) the output's template; its chunk size and the model's hash.
 
@@ -233,6 +254,8 @@ def _prepared_output(
     thresholds : FlagThresholds
     chunk_stars, resume, overwrite
         As for :func:`predict_catalogue`.
+    trouble : str
+        ``lamost_trouble`` of :func:`predict_catalogue` (an attr only when not "keep").
 
     Returns
     -------
@@ -249,7 +272,7 @@ def _prepared_output(
     _other_version(out, resume=resume, overwrite=overwrite)
 
     def template(n: int):
-        return predictions_template(
+        output = predictions_template(
             ds,
             chunk_stars=n,
             catalogue=catalogue,
@@ -259,6 +282,9 @@ def _prepared_output(
             thresholds=thresholds,
             discrepancy=discrepancy,
         )
+        if trouble != "keep":  # absent = "keep", as in the stores made before the option existed
+            output.attrs["input_trouble"] = trouble
+        return output
 
     chunk_stars = prepare_output(
         out,
@@ -269,7 +295,7 @@ def _prepared_output(
         schema=PREDICTIONS_SCHEMA,
         template=template,
         variable="sed",
-        same_attrs=("model_hash", "sigma_sys_sha256", "flag_thresholds", "input_resampling"),
+        same_attrs=("model_hash", "sigma_sys_sha256", "flag_thresholds", "input_resampling", "input_trouble"),
     )
     return chunk_stars, digest
 

@@ -41,6 +41,7 @@ from lamost2csst.core.flags import (
     output_flags,
     sanitize_pixels,
 )
+from lamost2csst.core.inputs import DEFAULT_TROUBLE, treat_trouble_spots
 from lamost2csst.core.metrics import TRUTH_FIELDS, truth_statistics
 from lamost2csst.io.regions import read_region, write_region
 from lamost2csst.io.storage import read_bytes, write_bytes
@@ -55,12 +56,14 @@ _READ = ("wave", "flux", "ivar", "mask", "z", "teff", "logg", "feh", "alpha", "s
 _PARTS = ("sed", "sigma", "sigma_net", "sigma_sys")
 
 
-def _prepared_block(wave, *, flux, ivar, mask, z, teff, thresholds: FlagThresholds, observed: bool):
+def _prepared_block(
+    wave, *, flux, ivar, mask, z, teff, thresholds: FlagThresholds, observed: bool, trouble: str
+):
     """The network's inputs and the input flags of a block (the preparing part of :func:`predict_block`).
 
     Parameters
     ----------
-    wave, flux, ivar, mask, z, teff, observed
+    wave, flux, ivar, mask, z, teff, observed, trouble
         As for :func:`predict_block`.
     thresholds : FlagThresholds
 
@@ -77,7 +80,11 @@ def _prepared_block(wave, *, flux, ivar, mask, z, teff, thresholds: FlagThreshol
     z_missing, z_implausible = bad_redshift(z, max_abs_z=thresholds.max_abs_z)
     mask |= z_missing[:, None]  # no rest frame: nothing of the spectrum is usable
     z_used = np.where(z_missing, 0.0, z) if observed else np.zeros(n_star)
-    net = prepare_inputs(wave, flux, ivar=ivar, z=z_used, mask=mask)
+    if trouble == "keep" or not observed:  # as the job was before the treatment (bit-identical)
+        net = prepare_inputs(wave, flux, ivar=ivar, z=z_used, mask=mask)
+    else:  # in the observed frame, before the shift; LOW_SNR stays on the file's own ivar
+        ivar_net, mask_net = treat_trouble_spots(wave, ivar, mask, mode=trouble)
+        net = prepare_inputs(wave, flux, ivar=ivar_net, z=z_used, mask=mask_net)
     flags = input_flags(
         net.mask,
         snr=median_snr(flux, ivar, mask),
@@ -104,6 +111,7 @@ def predict_block(
     observed: bool = True,
     batch_size: int = 1024,
     timings: dict | None = None,
+    trouble: str = DEFAULT_TROUBLE,
 ) -> dict[str, np.ndarray]:
     """Predicted SEDs, sigmas and flags of a block of observed spectra (numpy in, numpy out).
 
@@ -131,6 +139,11 @@ def predict_block(
     timings : dict, optional
         Filled with the seconds spent preparing the inputs (``prepare``: checks, rest frame,
         resampling, normalization, flags) and in the network (``network``).
+    trouble : {"mask", "inflate", "keep"}
+        LAMOST's trouble spots (sky-line residuals, arm junction; observed frame):
+        :func:`lamost2csst.core.inputs.treat_trouble_spots` before the rest-frame shift; default
+        :data:`~lamost2csst.core.inputs.DEFAULT_TROUBLE` ("mask"); "keep" leaves the pixels as they
+        are. Only for observed-frame spectra: with ``observed=False`` nothing is treated.
 
     Returns
     -------
@@ -144,7 +157,15 @@ def predict_block(
     t0 = time.perf_counter()
     thresholds = thresholds or FlagThresholds()
     net, flags = _prepared_block(
-        wave, flux=flux, ivar=ivar, mask=mask, z=z, teff=teff, thresholds=thresholds, observed=observed
+        wave,
+        flux=flux,
+        ivar=ivar,
+        mask=mask,
+        z=z,
+        teff=teff,
+        thresholds=thresholds,
+        observed=observed,
+        trouble=trouble,
     )
     n_star = flags.shape[0]
     rows = np.flatnonzero((flags & Flag.NO_DATA) == 0)
@@ -221,6 +242,7 @@ def predict_chunk(
     observed: bool,
     thresholds: dict,
     forward_batch: int,
+    trouble: str = DEFAULT_TROUBLE,
 ) -> dict:
     """One task: stars ``start:stop`` of ``catalogue`` -> the same region of ``out``, then the marker."""
     from lamost2csst.nn.inference import load_model, model_discrepancy
@@ -243,6 +265,7 @@ def predict_chunk(
         observed=observed,
         batch_size=forward_batch,
         timings=timings,
+        trouble=trouble,
     )
     t_compute = time.perf_counter()
     write_region(out, start, stop, {name: res[name] for name in (*_PARTS, "flags")})

@@ -28,6 +28,7 @@ def test_help_explains_options_flags_and_outputs(capsys):
         "--catalogue",
         "--out",
         "--model",
+        "--lamost-trouble",
         "--n-demo",
         "--chunk-stars",
         "--resume",

@@ -10,6 +10,7 @@ import xarray as xr
 import lamost2csst
 from lamost2csst.core import prepare_inputs
 from lamost2csst.core.flags import sanitize_pixels
+from lamost2csst.core.inputs import treat_trouble_spots
 from lamost2csst.errors import InputError
 from lamost2csst.io import read_lamost
 from lamost2csst.io.lamost_export import export_lamost
@@ -113,7 +114,10 @@ def test_an_interrupted_write_is_finished_by_the_next_run(client, ingested, fold
 
 
 def test_predictions_from_both_layouts_equal_the_hand_made_path(client, ingested, folder, tmp_path):
-    """FITS -> ingest -> predict_catalogue == read_lamost -> prepare_inputs(z) -> lamost2csst.predict."""
+    """FITS -> ingest -> predict_catalogue == read_lamost -> masking -> prepare_inputs(z) -> predict.
+
+    (the masking of LAMOST trouble spots is the job's default, lamost_trouble="mask")
+    """
     out, _ = ingested
     predicted = tmp_path / "p.zarr"
     predict_catalogue(out, predicted, client=client, progress=False)
@@ -128,12 +132,9 @@ def test_predictions_from_both_layouts_equal_the_hand_made_path(client, ingested
         z = ds.z.values
         has_z = np.isfinite(z)
         assert has_z.sum() > 0 and np.any(np.abs(z[has_z]) > 1e-4)  # real Doppler shifts to undo
+        ivar, mask = treat_trouble_spots(ds.wave.values, ds.ivar.values, ds.mask.values, mode="mask")
         net = prepare_inputs(
-            ds.wave.values,
-            ds.flux.values[has_z],
-            ivar=ds.ivar.values[has_z],
-            z=z[has_z],
-            mask=ds.mask.values[has_z],
+            ds.wave.values, ds.flux.values[has_z], ivar=ivar[has_z], z=z[has_z], mask=mask[has_z]
         )
         sed, sigma = lamost2csst.predict(net.flux, net.error, mask=net.mask)
         rows = [row[int(o)] for o in ds.obsid.values[has_z]]

@@ -36,7 +36,10 @@ def catalogue(demo, tmp_path_factory):
 @pytest.fixture(scope="module")
 def by_hand(demo):
     """The documented steps written out with the public functions, on the whole catalogue."""
+    from lamost2csst.core.inputs import treat_trouble_spots
+
     flux, ivar, mask, _ = sanitize_pixels(demo.flux.values, demo.ivar.values, demo.mask.values)
+    ivar, mask = treat_trouble_spots(demo.wave.values, ivar, mask, mode="mask")  # the job's default
     z = demo.z.values
     has_z = np.isfinite(z)
     net = prepare_inputs(demo.wave.values, flux[has_z], ivar=ivar[has_z], z=z[has_z], mask=mask[has_z])
@@ -327,7 +330,8 @@ def test_predict_block_on_rest_frame_input_ignores_z(demo):
     flux, ivar, mask = demo.flux.values[sl], demo.ivar.values[sl], demo.mask.values[sl]
     z = np.nan_to_num(demo.z.values[sl], nan=0.0)
     a = predict_block(wave, flux, ivar, mask, z, model=default_model_path(), observed=False)
-    b = predict_block(wave, flux, ivar, mask, np.zeros_like(z), model=default_model_path())
+    # rest-frame spectra have no observed-frame trouble spots: they are never masked
+    b = predict_block(wave, flux, ivar, mask, np.zeros_like(z), model=default_model_path(), trouble="keep")
     np.testing.assert_array_equal(a["sed"], b["sed"])
     np.testing.assert_array_equal(a["flags"], b["flags"])
 
@@ -405,3 +409,48 @@ def test_worker_setup_under_jax_leaves_nothing_to_compile_for_full_batches(tmp_p
     subprocess.run(
         [sys.executable, "-c", code], env={**os.environ, "KERAS_BACKEND": "jax"}, check=True, timeout=300
     )
+
+
+def test_trouble_spots_are_treated_in_the_observed_frame_before_the_shift(demo):
+    """Default "mask": treat_trouble_spots on the observed pixels, then the usual steps; "keep": without."""
+    from lamost2csst.core.inputs import treat_trouble_spots
+
+    rows = np.flatnonzero(np.isfinite(demo.z.values))[:40]
+    wave, z = demo.wave.values, demo.z.values[rows]
+    flux, ivar, mask = (demo[name].values[rows] for name in ("flux", "ivar", "mask"))
+    model = load_model(default_model_path())
+    default = predict_block(wave, flux, ivar, mask, z, model=model)
+    masked = predict_block(wave, flux, ivar, mask, z, model=model, trouble="mask")
+    keep = predict_block(wave, flux, ivar, mask, z, model=model, trouble="keep")
+    for name in (*PARTS, "flags", "input_masked_fraction"):
+        np.testing.assert_array_equal(default[name], masked[name])
+    f, iv, m, _ = sanitize_pixels(flux, ivar, mask)
+    for got, treat in ((masked, True), (keep, False)):
+        iv_t, m_t = treat_trouble_spots(wave, iv, m, mode="mask") if treat else (iv, m)
+        net = prepare_inputs(wave, f, ivar=iv_t, z=z, mask=m_t)
+        by_hand = lamost2csst.predict(net.flux, net.error, mask=net.mask, model=model)
+        np.testing.assert_allclose(got["sed"], by_hand[0], rtol=2e-5, atol=1e-7)
+        np.testing.assert_allclose(got["input_masked_fraction"], net.mask.mean(axis=1), rtol=1e-6)
+    gain = masked["input_masked_fraction"] - keep["input_masked_fraction"]
+    assert np.all(gain >= 0) and np.median(gain) > 0.06  # ~7 % of INPUT_WAVE (less where already masked)
+    rest = predict_block(wave, flux, ivar, mask, z, model=model, observed=False)
+    rest_keep = predict_block(wave, flux, ivar, mask, z, model=model, observed=False, trouble="keep")
+    np.testing.assert_array_equal(rest["sed"], rest_keep["sed"])  # no observed frame: nothing treated
+
+
+def test_lamost_trouble_is_recorded_and_must_match_on_resume(client, demo, tmp_path):
+    small = tmp_path / "small.zarr"
+    write_spectra(demo.isel(star=slice(0, 40)), small, chunk_stars=40)
+    out = tmp_path / "p.zarr"
+    predict_catalogue(small, out, client=client, progress=False)
+    assert zarr.open_group(out, mode="r").attrs["input_trouble"] == "mask"  # the default
+    with pytest.raises(InputError, match="cannot resume.*input_trouble"):
+        predict_catalogue(small, out, client=client, resume=True, progress=False, lamost_trouble="keep")
+    summary = predict_catalogue(small, out, client=client, resume=True, progress=False)
+    assert summary["chunks_skipped"] == 1
+    keep = tmp_path / "keep.zarr"
+    predict_catalogue(small, keep, client=client, progress=False, lamost_trouble="keep")
+    assert "input_trouble" not in zarr.open_group(keep, mode="r").attrs  # as stores made before the option
+    with pytest.raises(InputError, match="lamost_trouble must be one of"):
+        predict_catalogue(small, tmp_path / "q.zarr", client=client, lamost_trouble="drop")
+    assert not (tmp_path / "q.zarr").exists()
