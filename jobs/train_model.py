@@ -148,6 +148,13 @@ def _add_real_options(real) -> None:
         "input path at S/N 20-40 (default 0.2)",
     )
     real.add_argument(
+        "--libraries",
+        type=lambda text: tuple(t.strip() for t in text.split(",") if t.strip()),
+        default=("miles",),
+        help="real libraries, comma-separated, of: miles (405 GPR-screened stars), stelib (not "
+        "dereddened, like MILES); default miles (STELIB then stays a cross-library test)",
+    )
+    real.add_argument(
         "--sigma-only",
         action="store_true",
         help="no fine-tuning: fit the model discrepancy sigma_sys of --init as it is to the real stars "
@@ -326,6 +333,7 @@ def _run_real(args, *, progress) -> dict:
             n_folds=args.folds,
             seed=args.fold_seed,
             eval_snr=args.eval_snr,
+            libraries=args.libraries,
             command=" ".join([PROG, *map(shlex.quote, sys.argv[1:])]),
         )
         return _export_real(args, result)
@@ -337,6 +345,7 @@ def _run_real(args, *, progress) -> dict:
         seed=args.fold_seed,
         eval_snr=args.eval_snr,
         val_fraction=args.test_fraction,
+        libraries=args.libraries,
         threads=args.threads,
         progress=report,
         command=" ".join([PROG, *map(shlex.quote, sys.argv[1:])]),

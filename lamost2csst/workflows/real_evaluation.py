@@ -60,20 +60,13 @@ def _predict(model_path, lib, *, snr: float, seed: int, discrepancy=None):
     return relative_residual(sed, data.sed, mask=data.target_mask), sigma, total
 
 
-def _miles_out_of_fold(run: Path, cv: dict):
-    """The run's MILES stars in its fold order, and their out-of-fold residuals and network sigma."""
-    from lamost2csst.workflows.realstars import miles_library
+def _out_of_fold(run: Path, cv: dict):
+    """The run's real stars in its order, and their out-of-fold residuals and network sigma."""
+    from lamost2csst.workflows.realstars import _run_stars
 
-    real = miles_library(screen_rmsae=0.0)
-    where = {name: i for i, name in enumerate(real.names)}
-    missing = [n for n in cv["folds"] if n not in where]
-    if missing:
-        raise InputError(
-            f"{len(missing)} stars of {run}/crossval.json are not in the MILES library (e.g. {missing[0]})"
-        )
-    idx = np.array([where[n] for n in cv["folds"]])
-    fold = np.array(list(cv["folds"].values()))
-    lib = real.library.take(idx)
+    real = _run_stars(run, None, seed=cv["seed"])
+    fold = np.array([cv["folds"][str(n)] for n in real.names])
+    lib = real.library
     residual = np.full(lib.sed.shape, np.nan)
     sigma = np.full(lib.sed.shape, np.nan)
     for k in range(cv["n_folds"]):
@@ -81,19 +74,20 @@ def _miles_out_of_fold(run: Path, cv: dict):
         residual[rows], sigma[rows], _ = _predict(
             run / f"fold-{k}" / "best.keras", lib.take(rows), snr=cv["eval_snr"], seed=cv["seed"]
         )
-    return lib, fold, residual, sigma
+    return real, fold, residual, sigma
 
 
 def real_star_evaluation(run, *, stelib: bool = True) -> tuple[dict, dict]:
-    """Out-of-fold MILES, sigma coverage and the STELIB cross-library test of a real-star run.
+    """Out-of-fold real-star errors, sigma coverage and the STELIB test of a real-star run.
 
     Parameters
     ----------
     run : path
-        A run directory of ``python -m jobs.train_model real`` (``crossval.json``, ``fold-<k>/``,
-        ``final/best.keras``).
+        A run directory of ``python -m jobs.train_model real`` (``crossval.json``, ``stars.json``,
+        ``fold-<k>/``, ``final/best.keras``).
     stelib : bool
-        Also the STELIB cross-library test.
+        Also STELIB: out-of-fold when the run used it, else as a cross-library test of the final
+        model and its sigma_sys.
 
     Returns
     -------
@@ -105,6 +99,7 @@ def real_star_evaluation(run, *, stelib: bool = True) -> tuple[dict, dict]:
     from lamost2csst.core.discrepancy import cross_fitted_sigma
     from lamost2csst.core.evaluation import MILES_WAVELENGTHS, PAPER_MILES, wavelength_errors
     from lamost2csst.nn.inference import model_discrepancy
+    from lamost2csst.workflows.realstars import DISCREPANCY_OPTIONS
 
     run = Path(run)
     if not (run / "crossval.json").exists():
@@ -113,34 +108,51 @@ def real_star_evaluation(run, *, stelib: bool = True) -> tuple[dict, dict]:
         )
     cv = json.loads((run / "crossval.json").read_text())
     init, final = Path(cv["init"]), run / "final" / "best.keras"
-    lib, fold, residual, sigma = _miles_out_of_fold(run, cv)
+    real, fold, residual, sigma = _out_of_fold(run, cv)
+    lib = real.library
     base_r, base_sigma, _ = _predict(init, lib, snr=cv["eval_snr"], seed=cv["seed"])
-    nested = cross_fitted_sigma(residual, sigma_net=sigma, fold=fold)
+    nested = cross_fitted_sigma(residual, sigma_net=sigma, fold=fold, **DISCREPANCY_OPTIONS)
+    in_stelib = np.char.startswith(real.names.astype(str), "stelib:")
+    m = ~in_stelib
     result = {
         "run": str(run),
+        "libraries": sorted({"stelib" if s else "miles" for s in in_stelib}),
         "miles": {
-            "n_star": len(lib),
+            "n_star": int(m.sum()),
             "n_folds": cv["n_folds"],
             "snr": cv["eval_snr"],
             "paper": PAPER_MILES,
-            "out_of_fold": wavelength_errors(residual, at=MILES_WAVELENGTHS),
-            "initial_model": wavelength_errors(base_r, at=MILES_WAVELENGTHS),
-            "coverage_net": _coverage(residual, sigma, lib.teff),
-            "coverage_total_nested": _coverage(residual, nested, lib.teff),
-            "coverage_initial_model": _coverage(base_r, base_sigma, lib.teff),
+            "out_of_fold": wavelength_errors(residual[m], at=MILES_WAVELENGTHS),
+            "initial_model": wavelength_errors(base_r[m], at=MILES_WAVELENGTHS),
+            "coverage_net": _coverage(residual[m], sigma[m], lib.teff[m]),
+            "coverage_total_nested": _coverage(residual[m], nested[m], lib.teff[m]),
+            "coverage_initial_model": _coverage(base_r[m], base_sigma[m], lib.teff[m]),
         },
     }
-    arrays = {"miles": (residual, base_r)}
-    if stelib:
-        from lamost2csst.workflows.libraries import stelib_library
+    arrays = {"miles": (residual[m], base_r[m])}
+    if in_stelib.any():
+        result["stelib"] = {
+            "kind": "out-of-fold (in the run)",
+            "n_star": int(in_stelib.sum()),
+            "final_model": wavelength_errors(residual[in_stelib], at=CROSS_LIBRARY_WAVELENGTHS),
+            "initial_model": wavelength_errors(base_r[in_stelib], at=CROSS_LIBRARY_WAVELENGTHS),
+            "coverage_total": _coverage(residual[in_stelib], nested[in_stelib], lib.teff[in_stelib]),
+            "coverage_initial_model": _coverage(
+                base_r[in_stelib], base_sigma[in_stelib], lib.teff[in_stelib]
+            ),
+        }
+        arrays["stelib"] = (residual[in_stelib], base_r[in_stelib])
+    elif stelib:
+        from lamost2csst.workflows.realstars import stelib_stars
 
-        st, _, info = stelib_library(deredden=False, seed=cv["seed"])
+        st = stelib_stars(seed=cv["seed"]).library
         r_final, _, total = _predict(
             final, st, snr=cv["eval_snr"], seed=cv["seed"], discrepancy=model_discrepancy(final)
         )
         r_init, s_init, _ = _predict(init, st, snr=cv["eval_snr"], seed=cv["seed"])
         result["stelib"] = {
-            "library": info,
+            "kind": "cross-library (never trained on, not in sigma_sys)",
+            "n_star": len(st),
             "final_model": wavelength_errors(r_final, at=CROSS_LIBRARY_WAVELENGTHS),
             "initial_model": wavelength_errors(r_init, at=CROSS_LIBRARY_WAVELENGTHS),
             "coverage_total": _coverage(r_final, total, st.teff),
@@ -176,6 +188,7 @@ def real_star_markdown(result: dict) -> str:
         "",
         f"## Real stars: run {result['run']}",
         "",
+        f"Libraries of the run: {', '.join(result.get('libraries', ['miles']))}. "
         f"MILES out-of-fold ({m['n_star']} stars, {m['n_folds']} folds by star, input S/N {m['snr']:g}, "
         "direct path); initial model = the model the run started from, on the same stars and noise:",
         "",
@@ -195,8 +208,8 @@ def real_star_markdown(result: dict) -> str:
         s = result["stelib"]
         lines += [
             "",
-            f"STELIB cross-library ({s['library'].get('used', s['library'].get('kept', '?'))} stars; "
-            "never trained on, not used for σ_sys; not dereddened, like MILES):",
+            f"STELIB, {s['kind']} ({s['n_star']} stars, not dereddened, like MILES); σ of the run's "
+            "final model (nested σ_sys when out-of-fold):",
             "",
             *_errors_table(s["final_model"], s["initial_model"]),
             "",

@@ -35,7 +35,9 @@ __all__ = [
     "cross_validate_real_stars",
     "fit_model_discrepancy",
     "miles_library",
+    "real_stars",
     "star_folds",
+    "stelib_stars",
 ]
 
 #: How the model discrepancy is fitted here: the real stars are predicted at one input S/N, where
@@ -111,7 +113,45 @@ def star_folds(n_star: int, *, n_folds: int = 5, seed: int = 2024) -> np.ndarray
     return np.random.default_rng([seed, 5]).permutation(n_star) % n_folds
 
 
-def _run_stars(out: Path, real: RealStars | None, *, seed: int) -> RealStars:
+def stelib_stars(*, screen_rmsae: float = 0.05, seed: int = 2024) -> RealStars:
+    """STELIB (sdss-mangadap) as real stars: 5000-9750 K, usable, GPR-screened, NOT dereddened (like MILES).
+
+    Names are prefixed ``stelib:``; ``params`` holds Teff (log g and [Fe/H] NaN: not used here).
+    """
+    from lamost2csst.workflows.libraries import stelib_library
+
+    lib, names, info = stelib_library(deredden=False, screen_rmsae=screen_rmsae, seed=seed)
+    params = np.column_stack([lib.teff, np.full((len(lib), 2), np.nan)])
+    return RealStars(lib, np.array([f"stelib:{n}" for n in names]), params, info)
+
+
+#: The real libraries a run can use, by name.
+LIBRARIES = {"miles": miles_library, "stelib": stelib_stars}
+
+
+def real_stars(libraries=("miles",), *, screen_rmsae: float = 0.05, seed: int = 2024) -> RealStars:
+    """The real stars of ``libraries`` (names of :data:`LIBRARIES`), concatenated in that order."""
+    unknown = [name for name in libraries if name not in LIBRARIES]
+    if unknown or not libraries:
+        raise InputError(f"real libraries must be some of {sorted(LIBRARIES)}, got {list(libraries)}")
+    parts = [LIBRARIES[name](screen_rmsae=screen_rmsae, seed=seed) for name in libraries]
+    if len(parts) == 1:
+        return parts[0]
+    fields = GriddedLibrary._fields
+    arrays = {}
+    for f in fields:
+        values = [getattr(p.library, f) for p in parts]
+        if f == "input_coarser" or any(v is None for v in values):
+            arrays[f] = values[0] if f == "input_coarser" else None
+        else:
+            arrays[f] = np.concatenate(values)
+    library = GriddedLibrary(**arrays)
+    info = {"library": "+".join(libraries), "libraries": {n: p.info for n, p in zip(libraries, parts)}}
+    names = np.concatenate([p.names for p in parts])
+    return RealStars(library, names, np.concatenate([p.params for p in parts]), info)
+
+
+def _run_stars(out: Path, real: RealStars | None, *, seed: int, libraries=("miles",)) -> RealStars:
     """The run's real stars: recorded in ``out/stars.json`` on the first call, the same stars on a rerun.
 
     A rerun does not screen again (a changed screening must not move stars between folds of
@@ -119,9 +159,10 @@ def _run_stars(out: Path, real: RealStars | None, *, seed: int) -> RealStars:
     """
     record = out / "stars.json"
     if record.exists():
-        names = json.loads(record.read_text())["names"]
+        recorded = json.loads(record.read_text())
+        names = recorded["names"]
         if real is None:
-            real = miles_library(screen_rmsae=0.0, seed=seed)
+            real = real_stars(tuple(recorded.get("libraries", ["miles"])), screen_rmsae=0.0, seed=seed)
             where = {n: i for i, n in enumerate(real.names)}
             missing = [n for n in names if n not in where]
             if missing:
@@ -129,13 +170,17 @@ def _run_stars(out: Path, real: RealStars | None, *, seed: int) -> RealStars:
                     f"{len(missing)} stars of {record} are not in the library (e.g. {missing[0]})"
                 )
             idx = np.array([where[n] for n in names])
-            info = json.loads(record.read_text())["info"]
-            return RealStars(real.library.take(idx), real.names[idx], real.params[idx], info)
+            return RealStars(real.library.take(idx), real.names[idx], real.params[idx], recorded["info"])
         if list(real.names) != names:
             raise InputError(f"{out} was run with other real stars ({record}); use a new run directory")
         return real
-    real = miles_library(seed=seed) if real is None else real
-    record.write_text(json.dumps({"names": [str(n) for n in real.names], "info": real.info}, indent=1) + "\n")
+    real = real_stars(tuple(libraries), seed=seed) if real is None else real
+    record.write_text(
+        json.dumps(
+            {"names": [str(n) for n in real.names], "info": real.info, "libraries": list(libraries)}, indent=1
+        )
+        + "\n"
+    )
     return real
 
 
@@ -200,6 +245,7 @@ def cross_validate_real_stars(
     eval_snr: float = 100.0,
     val_fraction: float = 0.15,
     real: RealStars | None = None,
+    libraries=("miles",),
     discrepancy_options: dict | None = None,
     threads: int | None = None,
     progress=None,
@@ -225,7 +271,9 @@ def cross_validate_real_stars(
     val_fraction : float
         Fraction of the training stars of each run kept for choosing its best epoch.
     real : RealStars, optional
-        The real library (default: :func:`miles_library`).
+        The real stars (default: :func:`real_stars` of ``libraries``).
+    libraries : sequence of str
+        Names of :data:`LIBRARIES` (default MILES alone).
     discrepancy_options : dict, optional
         Keyword arguments of :func:`lamost2csst.core.discrepancy.fit_discrepancy` (its defaults otherwise).
     threads : int, optional
@@ -250,7 +298,7 @@ def cross_validate_real_stars(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     init = Path(init) if init else default_model_path()
-    real = _run_stars(out, real, seed=seed)
+    real = _run_stars(out, real, seed=seed, libraries=libraries)
     lib = real.library
     folds = star_folds(len(lib), n_folds=n_folds, seed=seed)
     replay = _grid_replay(init)
@@ -356,6 +404,7 @@ def fit_model_discrepancy(
     seed: int = 2024,
     eval_snr: float = 100.0,
     real: RealStars | None = None,
+    libraries=("miles",),
     discrepancy_options: dict | None = None,
     command: str | None = None,
 ) -> dict:
@@ -378,7 +427,7 @@ def fit_model_discrepancy(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     init = Path(init) if init else default_model_path()
-    real = _run_stars(out, real, seed=seed)
+    real = _run_stars(out, real, seed=seed, libraries=libraries)
     folds = star_folds(len(real.library), n_folds=n_folds, seed=seed)
     residual, sigma_net = _predict_fold(init, real.library, snr=eval_snr, seed=seed)
     np.savez_compressed(
