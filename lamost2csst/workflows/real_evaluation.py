@@ -114,6 +114,8 @@ def real_star_evaluation(run, *, stelib: bool = True) -> tuple[dict, dict]:
     nested = cross_fitted_sigma(residual, sigma_net=sigma, fold=fold, **DISCREPANCY_OPTIONS)
     in_stelib = np.char.startswith(real.names.astype(str), "stelib:")
     m = ~in_stelib
+    if not m.any():  # a run without MILES: MILES is its cross-library test
+        return _miles_cross_library(run, cv, real, residual, base_r, nested, base_sigma)
     result = {
         "run": str(run),
         "libraries": sorted({"stelib" if s else "miles" for s in in_stelib}),
@@ -162,6 +164,48 @@ def real_star_evaluation(run, *, stelib: bool = True) -> tuple[dict, dict]:
     return result, arrays
 
 
+def _miles_cross_library(
+    run: Path, cv: dict, real, residual, base_r, nested, base_sigma
+) -> tuple[dict, dict]:
+    """A run on STELIB alone: STELIB out-of-fold, and MILES (never seen) judged by its final model."""
+    from lamost2csst.core.evaluation import MILES_WAVELENGTHS, PAPER_MILES, wavelength_errors
+    from lamost2csst.nn.inference import model_discrepancy
+    from lamost2csst.workflows.realstars import miles_library
+
+    init, final = Path(cv["init"]), run / "final" / "best.keras"
+    miles = miles_library(seed=cv["seed"]).library
+    r_final, _, total = _predict(
+        final, miles, snr=cv["eval_snr"], seed=cv["seed"], discrepancy=model_discrepancy(final)
+    )
+    r_init, s_init, _ = _predict(init, miles, snr=cv["eval_snr"], seed=cv["seed"])
+    lib = real.library
+    result = {
+        "run": str(run),
+        "libraries": ["stelib"],
+        "miles": {
+            "kind": "cross-library (never trained on, not in sigma_sys)",
+            "n_star": len(miles),
+            "n_folds": cv["n_folds"],
+            "snr": cv["eval_snr"],
+            "paper": PAPER_MILES,
+            "out_of_fold": wavelength_errors(r_final, at=MILES_WAVELENGTHS),
+            "initial_model": wavelength_errors(r_init, at=MILES_WAVELENGTHS),
+            "coverage_net": _coverage(r_final, total, miles.teff),
+            "coverage_total_nested": _coverage(r_final, total, miles.teff),
+            "coverage_initial_model": _coverage(r_init, s_init, miles.teff),
+        },
+        "stelib": {
+            "kind": "out-of-fold (in the run)",
+            "n_star": len(lib),
+            "final_model": wavelength_errors(residual, at=CROSS_LIBRARY_WAVELENGTHS),
+            "initial_model": wavelength_errors(base_r, at=CROSS_LIBRARY_WAVELENGTHS),
+            "coverage_total": _coverage(residual, nested, lib.teff),
+            "coverage_initial_model": _coverage(base_r, base_sigma, lib.teff),
+        },
+    }
+    return result, {"miles": (r_final, r_init), "stelib": (residual, base_r)}
+
+
 def _errors_table(rows_new, rows_old, paper=None) -> list[str]:
     head = "| λ (Å) | error fine-tuned | offset | error initial | offset |" + (" paper |" if paper else "")
     lines = [head, "|---:|---:|---:|---:|---:|" + ("---:|" if paper else "")]
@@ -189,8 +233,9 @@ def real_star_markdown(result: dict) -> str:
         f"## Real stars: run {result['run']}",
         "",
         f"Libraries of the run: {', '.join(result.get('libraries', ['miles']))}. "
-        f"MILES out-of-fold ({m['n_star']} stars, {m['n_folds']} folds by star, input S/N {m['snr']:g}, "
-        "direct path); initial model = the model the run started from, on the same stars and noise:",
+        f"MILES {m.get('kind', 'out-of-fold')} ({m['n_star']} stars, {m['n_folds']} folds by star, "
+        f"input S/N {m['snr']:g}, direct path); initial model = the model the run started from, on the "
+        "same stars and noise:",
         "",
         *_errors_table(m["out_of_fold"], m["initial_model"], paper=m["paper"]),
         "",

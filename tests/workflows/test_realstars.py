@@ -104,3 +104,36 @@ def test_a_rerun_keeps_the_recorded_stars_and_refuses_others(small_real, tmp_pat
     other = RealStars(small_real.library, small_real.names[::-1], small_real.params, {})
     with pytest.raises(InputError, match="other real stars"):
         _run_stars(tmp_path, other, seed=0)
+
+
+def test_sigma_only_keeps_the_weights_and_covers_its_own_stars_nested(small_real, tmp_path):
+    """--sigma-only: the final model is a byte copy of the initial one; its card's sigma_sys makes the
+    total sigma cover the real stars (nested over folds) where the network's sigma alone does not."""
+    from lamost2csst.nn.inference import default_model_path, model_card, model_discrepancy
+    from lamost2csst.workflows.realstars import fit_model_discrepancy
+
+    # the grid models stand in for real stars: give them a real-star-like 3 % error the network cannot know
+    rng = np.random.default_rng(8)
+    lib = small_real.library
+    warped = lib.sed * (1 + 0.03 * rng.standard_normal(lib.sed.shape)).astype("float32")
+    real = RealStars(lib.replace(sed=warped), small_real.names, small_real.params, {"library": "test"})
+    opts = {"min_values": 10, "min_stars": 3}
+    result = fit_model_discrepancy(out=tmp_path, n_folds=3, seed=1, real=real, discrepancy_options=opts)
+    final = tmp_path / "final" / "best.keras"
+    assert final.read_bytes() == default_model_path().read_bytes()
+    assert model_card(final)["sha256"] == model_card()["sha256"]
+    d = model_discrepancy(final)
+    assert d.fitted.any() and np.all(d.scale == 1)  # floor only
+    assert (
+        0.01 < np.median(d.floor[d.fitted]) < 0.06
+    )  # the planted 3 % scatter, per-bin quantiles of 12 stars
+    for band in ("GU", "GV", "GI"):
+        assert result["oof_within1sigma_net"][band] < 0.4
+        assert 0.45 < result["oof_within1sigma_total_nested"][band] < 0.9
+
+
+def test_real_stars_names_its_libraries():
+    from lamost2csst.workflows.realstars import real_stars
+
+    with pytest.raises(InputError, match="miles"):
+        real_stars(("ngsl",))
