@@ -28,7 +28,14 @@ from lamost2csst.core._validate import as_float_array, check_wave
 from lamost2csst.core.grids import BANDS, OUTPUT_WAVE, band_pixels
 from lamost2csst.core.metrics import calibration_statistics
 
-__all__ = ["ModelDiscrepancy", "coverage", "cross_fitted_sigma", "fit_discrepancy"]
+__all__ = [
+    "COLOR_WAVES",
+    "ModelDiscrepancy",
+    "coverage",
+    "cross_fitted_sigma",
+    "fit_discrepancy",
+    "sed_color",
+]
 
 #: Defaults of :func:`fit_discrepancy` (see its docstring for why).
 BIN_WIDTH = 8
@@ -40,33 +47,44 @@ TARGET_COVERAGE = 0.6827
 
 @dataclass(frozen=True)
 class ModelDiscrepancy:
-    """Per output pixel: the scale ``a`` of the network's sigma and the added floor ``b``.
+    """Per output pixel (and per colour class of the predicted SED): the scale ``a`` of the network's
+    sigma and the added floor ``b``.
 
     Attributes
     ----------
-    scale : ndarray (n_pixel,)
+    scale : ndarray (n_pixel,) or (n_class, n_pixel)
         ``a(lambda) >= 1``.
-    floor : ndarray (n_pixel,)
+    floor : ndarray (n_pixel,) or (n_class, n_pixel)
         ``b(lambda) >= 0`` (relative flux).
-    fitted : ndarray of bool (n_pixel,)
+    fitted : ndarray of bool, the shape of ``scale``
         True where fitted on real-star residuals, False where extrapolated.
     provenance : dict
         How it was fitted (libraries, stars, folds, the extrapolation rule).
+    color_edges : tuple of float
+        With ``n_class > 1``: the ``n_class - 1`` inner edges of the classes in the colour
+        :func:`sed_color` of the predicted SED (a temperature proxy known for every star, with or
+        without a catalogue Teff); class ``k`` holds colours in ``[edge[k-1], edge[k])``.
     """
 
     scale: np.ndarray
     floor: np.ndarray
     fitted: np.ndarray
     provenance: dict = field(default_factory=dict)
+    color_edges: tuple = ()
 
     def __post_init__(self):
         scale = np.asarray(self.scale, dtype=np.float64)
         floor = np.asarray(self.floor, dtype=np.float64)
         fitted = np.asarray(self.fitted, dtype=bool)
-        if not (scale.ndim == 1 and scale.shape == floor.shape == fitted.shape):
+        edges = tuple(float(e) for e in self.color_edges)
+        ndim = 2 if edges else 1
+        if not (scale.ndim == ndim and scale.shape == floor.shape == fitted.shape):
             raise ValueError(
-                f"scale {scale.shape}, floor {floor.shape}, fitted {fitted.shape}: need one 1-D shape"
+                f"scale {scale.shape}, floor {floor.shape}, fitted {fitted.shape}: need one "
+                f"{'(n_class, n_pixel)' if edges else '1-D'} shape"
             )
+        if edges and (scale.shape[0] != len(edges) + 1 or np.any(np.diff(edges) <= 0)):
+            raise ValueError(f"{scale.shape[0]} classes need {scale.shape[0] - 1} increasing color_edges")
         if not (np.all(np.isfinite(scale)) and np.all(np.isfinite(floor))):
             raise ValueError("scale and floor must be finite at every pixel")
         if np.any(scale < 1) or np.any(floor < 0):
@@ -74,34 +92,56 @@ class ModelDiscrepancy:
         object.__setattr__(self, "scale", scale)
         object.__setattr__(self, "floor", floor)
         object.__setattr__(self, "fitted", fitted)
+        object.__setattr__(self, "color_edges", edges)
+
+    @property
+    def n_pixel(self) -> int:
+        return self.scale.shape[-1]
 
     @classmethod
     def none(cls, n_pixel: int = OUTPUT_WAVE.size) -> ModelDiscrepancy:
         """No discrepancy: ``sigma_total == sigma_net`` (a model without a fitted one)."""
         return cls(np.ones(n_pixel), np.zeros(n_pixel), np.zeros(n_pixel, bool), {"kind": "none"})
 
-    def sigma_parts(self, sigma_net) -> tuple[np.ndarray, np.ndarray]:
+    def sigma_parts(self, sigma_net, *, sed=None) -> tuple[np.ndarray, np.ndarray]:
         """``(sigma_total, sigma_sys)`` for network sigmas ``(n_star, n_pixel)``; float32 like the input.
 
-        ``sigma_total = hypot(sigma_net, sigma_sys)``; NaN in ``sigma_net`` stays NaN.
+        ``sigma_total = hypot(sigma_net, sigma_sys)``; NaN in ``sigma_net`` stays NaN. With colour
+        classes the predicted ``sed`` (same shape) chooses each star's class; a star whose colour
+        is not finite gets the largest ``a`` and ``b`` of all classes (the conservative choice).
         """
         sigma_net = np.asarray(sigma_net)
-        if sigma_net.shape[-1] != self.scale.size:
-            raise ValueError(f"sigma_net has {sigma_net.shape[-1]} pixels, the discrepancy {self.scale.size}")
+        if sigma_net.shape[-1] != self.n_pixel:
+            raise ValueError(f"sigma_net has {sigma_net.shape[-1]} pixels, the discrepancy {self.n_pixel}")
+        a, b = self.scale, self.floor
+        if self.color_edges:
+            if sed is None:
+                raise ValueError("this discrepancy depends on the SED's colour: pass the predicted sed")
+            color = sed_color(np.asarray(sed).reshape(-1, self.n_pixel)).reshape(sigma_net.shape[:-1])
+            cls = np.searchsorted(np.asarray(self.color_edges), np.nan_to_num(color, nan=0.0), side="right")
+            a = np.where(np.isfinite(color)[..., None], a[cls], a.max(axis=0))
+            b = np.where(np.isfinite(color)[..., None], b[cls], b.max(axis=0))
         net = sigma_net.astype(np.float64)
-        total = np.sqrt((self.scale * net) ** 2 + self.floor**2)
+        total = np.sqrt((a * net) ** 2 + b**2)
         sys = np.sqrt(np.maximum(total**2 - net**2, 0.0))
         dtype = sigma_net.dtype if np.issubdtype(sigma_net.dtype, np.floating) else np.float64
         return total.astype(dtype), sys.astype(dtype)
 
     def to_dict(self) -> dict:
         """JSON-ready: lists of floats (rounded to 6 significant digits) and the provenance."""
-        return {
-            "scale": [float(f"{v:.6g}") for v in self.scale],
-            "floor": [float(f"{v:.6g}") for v in self.floor],
-            "fitted": [bool(v) for v in self.fitted],
+
+        def rounded(x):
+            return np.vectorize(lambda v: float(f"{v:.6g}"), otypes=[float])(x).tolist()
+
+        out = {
+            "scale": rounded(self.scale),
+            "floor": rounded(self.floor),
+            "fitted": self.fitted.tolist(),
             "provenance": self.provenance,
         }
+        if self.color_edges:
+            out["color_edges"] = list(self.color_edges)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelDiscrepancy:
@@ -110,8 +150,33 @@ class ModelDiscrepancy:
         if missing:
             raise ValueError(f"model discrepancy entry lacks {sorted(missing)}")
         return cls(
-            np.asarray(d["scale"]), np.asarray(d["floor"]), np.asarray(d["fitted"]), d.get("provenance", {})
+            np.asarray(d["scale"]),
+            np.asarray(d["floor"]),
+            np.asarray(d["fitted"]),
+            d.get("provenance", {}),
+            tuple(d.get("color_edges", ())),
         )
+
+
+#: The colour of a predicted SED that sorts stars into discrepancy classes: ln F(4500 A) / F(6500 A).
+COLOR_WAVES = (4500.0, 6500.0)
+
+
+def sed_color(sed, *, wave=OUTPUT_WAVE) -> np.ndarray:
+    """``ln(F(4500 A) / F(6500 A))`` of SEDs ``(n_star, n_pixel)``, each the mean of the 3 nearest pixels.
+
+    A temperature proxy every prediction has (hotter stars: larger); NaN where the SED is not
+    finite and positive there.
+    """
+    sed = np.asarray(sed, dtype=np.float64)
+    wave = np.asarray(wave, dtype=np.float64)
+    out = []
+    for lam in COLOR_WAVES:
+        j = int(np.argmin(np.abs(wave - lam)))
+        out.append(sed[:, max(j - 1, 0) : j + 2].mean(axis=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        color = np.log(out[0] / out[1])
+    return np.where(np.isfinite(color), color, np.nan)
 
 
 # ---------------------------------------------------------------- maximum-likelihood fit
@@ -196,6 +261,8 @@ def fit_discrepancy(
     edge_width: float = EDGE_WIDTH,
     target_coverage: float | None = TARGET_COVERAGE,
     fit_scale: bool = True,
+    sed=None,
+    n_classes: int = 1,
     provenance: dict | None = None,
 ) -> ModelDiscrepancy:
     """Fit ``sigma_total**2 = (a sigma_net)**2 + b**2`` per wavelength bin to real-star residuals.
@@ -229,6 +296,12 @@ def fit_discrepancy(
         ``b**2`` = that quantile of ``r**2 - sigma_net**2``, a conformal floor). Use it when the
         residuals come from one input S/N: ``a`` and ``b`` are then not separable (``sigma_net``
         hardly varies), and a large ``a`` fitted there would blow up sigma at other S/N.
+    sed : array_like (n_star, n_pixel), optional
+        The predicted SEDs of the same stars; needed with ``n_classes > 1``.
+    n_classes : int
+        Fit the stars in this many classes of :func:`sed_color` of their predicted SED (equal
+        numbers of stars; a temperature proxy), each class by the rules here. The residuals of
+        real stars depend on their temperature; a single floor over- and under-covers by class.
     provenance : dict, optional
         Added to the result's provenance (libraries, folds, model name ...).
 
@@ -257,6 +330,21 @@ def fit_discrepancy(
 
     The rules are written into ``provenance`` (``"bins"``, ``"gaps"``, ``"extrapolation"``).
     """
+    if int(n_classes) > 1:
+        return _fit_classes(
+            residual,
+            sigma_net=sigma_net,
+            sed=sed,
+            n_classes=int(n_classes),
+            provenance=provenance,
+            wave=wave,
+            bin_width=bin_width,
+            min_values=min_values,
+            min_stars=min_stars,
+            edge_width=edge_width,
+            target_coverage=target_coverage,
+            fit_scale=fit_scale,
+        )
     residual, sigma, wave = _check_pair(residual, sigma_net, wave, name="sigma_net")
     if int(bin_width) < 1 or int(min_values) < 1 or int(min_stars) < 1 or not edge_width >= 0:
         raise ValueError("need bin_width >= 1, min_values >= 1, min_stars >= 1 and edge_width >= 0")
@@ -324,6 +412,45 @@ def fit_discrepancy(
     return ModelDiscrepancy(scale, floor, fitted, info)
 
 
+def _fit_classes(residual, *, sigma_net, sed, n_classes: int, provenance, **options) -> ModelDiscrepancy:
+    """:func:`fit_discrepancy` per colour class of equal numbers of stars; the classes stacked."""
+    if sed is None:
+        raise ValueError("n_classes > 1 needs the predicted sed of every star (its colour picks the class)")
+    residual = np.asarray(residual)
+    color = sed_color(sed, wave=options["wave"])
+    if not np.all(np.isfinite(color)):
+        raise ValueError(
+            f"{int((~np.isfinite(color)).sum())} stars have no finite SED colour at {COLOR_WAVES} A"
+        )
+    edges = np.quantile(color, np.arange(1, n_classes) / n_classes)
+    cls = np.searchsorted(edges, color, side="right")
+    counts = np.bincount(cls, minlength=n_classes)
+    if counts.min() < options["min_stars"]:
+        raise ValueError(
+            f"colour classes hold {counts.tolist()} stars; need >= min_stars each: fewer classes"
+        )
+    parts = []
+    for k in range(n_classes):
+        rows = cls == k
+        parts.append(fit_discrepancy(residual[rows], sigma_net=np.asarray(sigma_net)[rows], **options))
+    info = {
+        **parts[0].provenance,
+        "classes": (
+            f"{n_classes} classes of ln F(4500)/F(6500) of the predicted SED, equal numbers of stars; "
+            "each fitted alone"
+        ),
+        "per_class": [{"n_star": int((cls == k).sum()), **p.provenance} for k, p in enumerate(parts)],
+        **(provenance or {}),
+    }
+    return ModelDiscrepancy(
+        np.stack([p.scale for p in parts]),
+        np.stack([p.floor for p in parts]),
+        np.stack([p.fitted for p in parts]),
+        info,
+        tuple(edges),
+    )
+
+
 def _floor_only(r: np.ndarray, s: np.ndarray, target: float | None) -> tuple[float, float]:
     """``(1, b)``: ``b**2`` = the ``target`` quantile of ``r**2 - s**2`` (without one: its mean)."""
     excess = r**2 - s**2
@@ -361,7 +488,7 @@ def _assign(a, b, wave, fitted, edge_width) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------- honest coverage on real stars
 
 
-def cross_fitted_sigma(residual, *, sigma_net, fold, **fit_kwargs) -> np.ndarray:
+def cross_fitted_sigma(residual, *, sigma_net, fold, sed=None, **fit_kwargs) -> np.ndarray:
     """Nested out-of-fold total sigma: each fold's stars get a discrepancy fitted on the other folds.
 
     Parameters
@@ -370,8 +497,10 @@ def cross_fitted_sigma(residual, *, sigma_net, fold, **fit_kwargs) -> np.ndarray
         As in :func:`fit_discrepancy` (out-of-fold residuals of real stars and the network's sigma).
     fold : array_like of int (n_star,)
         Fold label of every star (at least two distinct labels).
+    sed : array_like (n_star, n_pixel), optional
+        Predicted SEDs (for ``n_classes > 1``).
     **fit_kwargs
-        Passed to :func:`fit_discrepancy` (``wave``, ``bin_width``, ...).
+        Passed to :func:`fit_discrepancy` (``wave``, ``bin_width``, ``n_classes``, ...).
 
     Returns
     -------
@@ -392,8 +521,9 @@ def cross_fitted_sigma(residual, *, sigma_net, fold, **fit_kwargs) -> np.ndarray
     total = np.full(residual.shape, np.nan)
     for k in labels:
         held = fold == k
-        model = fit_discrepancy(residual[~held], sigma_net=sigma[~held], **fit_kwargs)
-        total[held] = model.sigma_parts(sigma[held])[0]
+        train_sed = None if sed is None else np.asarray(sed)[~held]
+        model = fit_discrepancy(residual[~held], sigma_net=sigma[~held], sed=train_sed, **fit_kwargs)
+        total[held] = model.sigma_parts(sigma[held], sed=None if sed is None else np.asarray(sed)[held])[0]
     return total
 
 

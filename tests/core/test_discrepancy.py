@@ -239,3 +239,48 @@ def test_floor_only_is_the_conformal_quantile_of_the_excess_variance():
     np.testing.assert_allclose(d.floor[0], expected, rtol=1e-12)
     within = np.mean(np.abs(r) < d.sigma_parts(s)[0])
     assert abs(within - 0.6827) < 0.01
+
+
+def _two_populations(rng, n):
+    """Red stars (colour -0.5) with a 6 % discrepancy, blue ones (+0.5) with 1 %; sigma_net 0.005."""
+    from lamost2csst.core.discrepancy import COLOR_WAVES
+
+    blue = rng.random(n) < 0.5
+    sed = np.ones((n, OUTPUT_WAVE.size))
+    j = int(np.argmin(np.abs(OUTPUT_WAVE - COLOR_WAVES[0])))
+    color = np.where(blue, 0.5, -0.5) + rng.uniform(-0.1, 0.1, n)
+    sed[:, j - 1 : j + 2] = np.exp(color)[:, None]
+    s = np.full(sed.shape, 0.005)
+    b = np.where(blue, 0.01, 0.06)[:, None]
+    r = np.sqrt(s**2 + b**2) * rng.standard_normal(sed.shape)
+    return r, s, sed, blue
+
+
+def test_colour_classes_cover_each_population_where_one_floor_cannot():
+    from lamost2csst.core.discrepancy import sed_color
+
+    rng = np.random.default_rng(30)
+    r, s, sed, blue = _two_populations(rng, 400)
+    np.testing.assert_array_equal(sed_color(sed) > 0, blue)  # ln F(4500)/F(6500), F(6500) = 1
+    one = fit_discrepancy(r, sigma_net=s, fit_scale=False)
+    two = fit_discrepancy(r, sigma_net=s, fit_scale=False, sed=sed, n_classes=2)
+    assert two.floor.shape == (2, OUTPUT_WAVE.size) and len(two.color_edges) == 1
+    assert abs(two.color_edges[0]) < 0.5  # between the two colours
+    fr, fs, fsed, fblue = _two_populations(rng, 2000)
+    for model, kw in ((one, {}), (two, {"sed": fsed})):
+        total = model.sigma_parts(fs, **kw)[0]
+        within = [np.mean(np.abs(fr[p]) < total[p]) for p in (fblue, ~fblue)]
+        if model is one:  # one floor: blue stars over-covered, red ones under-covered
+            assert within[0] > 0.9 and within[1] < 0.6
+        else:
+            assert all(abs(w - 0.6827) < 0.03 for w in within)
+    with pytest.raises(ValueError, match="colour"):
+        two.sigma_parts(fs)
+    back = ModelDiscrepancy.from_dict(json.loads(json.dumps(two.to_dict())))
+    assert back.color_edges == pytest.approx(two.color_edges, rel=1e-12)
+    np.testing.assert_allclose(back.floor, two.floor, rtol=5e-6)
+    nan_sed = fsed[:3].copy()
+    nan_sed[:, :] = np.nan  # no colour: the largest floor of all classes
+    np.testing.assert_allclose(
+        two.sigma_parts(fs[:3], sed=nan_sed)[1], np.broadcast_to(two.floor.max(axis=0), (3, 574))
+    )
