@@ -353,15 +353,15 @@ def predict(
         model = load_model(model)
     elif discrepancy is None:
         discrepancy = ModelDiscrepancy.none(N_OUTPUT)
-    if discrepancy.scale.size != N_OUTPUT:
-        raise ValueError(f"the discrepancy has {discrepancy.scale.size} pixels, OUTPUT_WAVE {N_OUTPUT}")
+    if discrepancy.n_pixel != N_OUTPUT:
+        raise ValueError(f"the discrepancy has {discrepancy.n_pixel} pixels, OUTPUT_WAVE {N_OUTPUT}")
     sed, sigma_net = _network_output(model, flux, error, batch_size=batch_size)
     if np.all(discrepancy.scale == 1) and not np.any(discrepancy.floor):
         # none: sigma is the network's, bit for bit (and the float64 arithmetic is skipped)
         if not return_parts:
             return sed, sigma_net
         return SEDPrediction(sed, sigma_net.copy(), sigma_net, np.zeros_like(sigma_net))
-    sigma, sigma_sys = discrepancy.sigma_parts(sigma_net)
+    sigma, sigma_sys = discrepancy.sigma_parts(sigma_net, sed=sed)  # colour classes: the predicted SED
     if return_parts:
         return SEDPrediction(sed, sigma, sigma_net, sigma_sys)
     return sed, sigma

@@ -49,15 +49,15 @@ def _coverage(residual, sigma, teff) -> dict:
 
 
 def _predict(model_path, lib, *, snr: float, seed: int, discrepancy=None):
-    """``(residual, sigma_net, sigma_total)`` of ``lib`` at input S/N ``snr`` (Eq. 1 noise, direct path)."""
+    """``(residual, sigma_net, sigma_total, sed)`` of ``lib`` at input S/N ``snr`` (Eq. 1, direct path)."""
     from lamost2csst.core.metrics import relative_residual
     from lamost2csst.nn.inference import load_model, predict
     from lamost2csst.nn.training import epoch_pairs
 
     data = epoch_pairs(lib, snrs=(snr,), rng=np.random.default_rng([seed, 99]))
     sed, sigma = predict(data.flux, data.error, model=load_model(model_path))
-    total = sigma if discrepancy is None else discrepancy.sigma_parts(sigma)[0]
-    return relative_residual(sed, data.sed, mask=data.target_mask), sigma, total
+    total = sigma if discrepancy is None else discrepancy.sigma_parts(sigma, sed=sed)[0]
+    return relative_residual(sed, data.sed, mask=data.target_mask), sigma, total, sed
 
 
 def _out_of_fold(run: Path, cv: dict):
@@ -69,12 +69,13 @@ def _out_of_fold(run: Path, cv: dict):
     lib = real.library
     residual = np.full(lib.sed.shape, np.nan)
     sigma = np.full(lib.sed.shape, np.nan)
+    sed = np.full(lib.sed.shape, np.nan)
     for k in range(cv["n_folds"]):
         rows = np.flatnonzero(fold == k)
-        residual[rows], sigma[rows], _ = _predict(
+        residual[rows], sigma[rows], _, sed[rows] = _predict(
             run / f"fold-{k}" / "best.keras", lib.take(rows), snr=cv["eval_snr"], seed=cv["seed"]
         )
-    return real, fold, residual, sigma
+    return real, fold, residual, sigma, sed
 
 
 def real_star_evaluation(run, *, stelib: bool = True) -> tuple[dict, dict]:
@@ -108,10 +109,10 @@ def real_star_evaluation(run, *, stelib: bool = True) -> tuple[dict, dict]:
         )
     cv = json.loads((run / "crossval.json").read_text())
     init, final = Path(cv["init"]), run / "final" / "best.keras"
-    real, fold, residual, sigma = _out_of_fold(run, cv)
+    real, fold, residual, sigma, sed = _out_of_fold(run, cv)
     lib = real.library
-    base_r, base_sigma, _ = _predict(init, lib, snr=cv["eval_snr"], seed=cv["seed"])
-    nested = cross_fitted_sigma(residual, sigma_net=sigma, fold=fold, **DISCREPANCY_OPTIONS)
+    base_r, base_sigma, _, _ = _predict(init, lib, snr=cv["eval_snr"], seed=cv["seed"])
+    nested = cross_fitted_sigma(residual, sigma_net=sigma, fold=fold, sed=sed, **DISCREPANCY_OPTIONS)
     in_stelib = np.char.startswith(real.names.astype(str), "stelib:")
     m = ~in_stelib
     if not m.any():  # a run without MILES: MILES is its cross-library test
@@ -148,10 +149,10 @@ def real_star_evaluation(run, *, stelib: bool = True) -> tuple[dict, dict]:
         from lamost2csst.workflows.realstars import stelib_stars
 
         st = stelib_stars(seed=cv["seed"]).library
-        r_final, _, total = _predict(
+        r_final, _, total, _ = _predict(
             final, st, snr=cv["eval_snr"], seed=cv["seed"], discrepancy=model_discrepancy(final)
         )
-        r_init, s_init, _ = _predict(init, st, snr=cv["eval_snr"], seed=cv["seed"])
+        r_init, s_init, _, _ = _predict(init, st, snr=cv["eval_snr"], seed=cv["seed"])
         result["stelib"] = {
             "kind": "cross-library (never trained on, not in sigma_sys)",
             "n_star": len(st),
@@ -174,10 +175,10 @@ def _miles_cross_library(
 
     init, final = Path(cv["init"]), run / "final" / "best.keras"
     miles = miles_library(seed=cv["seed"]).library
-    r_final, _, total = _predict(
+    r_final, _, total, _ = _predict(
         final, miles, snr=cv["eval_snr"], seed=cv["seed"], discrepancy=model_discrepancy(final)
     )
-    r_init, s_init, _ = _predict(init, miles, snr=cv["eval_snr"], seed=cv["seed"])
+    r_init, s_init, _, _ = _predict(init, miles, snr=cv["eval_snr"], seed=cv["seed"])
     lib = real.library
     result = {
         "run": str(run),

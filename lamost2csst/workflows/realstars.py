@@ -41,8 +41,9 @@ __all__ = [
 ]
 
 #: How the model discrepancy is fitted here: the real stars are predicted at one input S/N, where
-#: the scale of the network's sigma and the floor cannot be told apart, so only the floor is fitted.
-DISCREPANCY_OPTIONS = {"fit_scale": False}
+#: the scale of the network's sigma and the floor cannot be told apart, so only the floor is fitted;
+#: in three colour classes of the predicted SED (real-star residuals depend on temperature).
+DISCREPANCY_OPTIONS = {"fit_scale": False, "n_classes": 3}
 #: Teff range (K) of the real stars used for fine-tuning and evaluation (the paper's, Sect. 4.3).
 REAL_TEFF_RANGE = (5000.0, 9750.0)
 
@@ -225,14 +226,14 @@ def _fine_tune(init, train_lib, val_lib, replay_lib, *, config, run_dir: Path, c
 
 
 def _predict_fold(model_path, lib: GriddedLibrary, *, snr: float, seed: int):
-    """Out-of-fold residuals and network sigma of ``lib``'s stars at input S/N ``snr`` (Eq. 1, direct)."""
+    """Residuals, network sigma and predicted SEDs of ``lib``'s stars at input S/N ``snr`` (Eq. 1, direct)."""
     from lamost2csst.core.metrics import relative_residual
     from lamost2csst.nn.inference import load_model, predict
     from lamost2csst.nn.training import epoch_pairs
 
     data = epoch_pairs(lib, snrs=(snr,), rng=np.random.default_rng([seed, 99]))
     sed, sigma = predict(data.flux, data.error, model=load_model(model_path))
-    return relative_residual(sed, data.sed, mask=data.target_mask), sigma
+    return relative_residual(sed, data.sed, mask=data.target_mask), sigma, sed
 
 
 def cross_validate_real_stars(
@@ -311,6 +312,7 @@ def cross_validate_real_stars(
     }
     residual = np.full((len(lib), lib.sed.shape[1]), np.nan, np.float32)
     sigma_net = np.full_like(residual, np.nan)
+    sed = np.full_like(residual, np.nan)
     for k in range(n_folds):
         train_idx = np.flatnonzero(folds != k)
         val = _validation_part(train_idx.size, fraction=val_fraction, seed=seed + k)
@@ -325,10 +327,18 @@ def cross_validate_real_stars(
             progress=_stage_progress(progress, f"fold {k + 1}/{n_folds}"),
         )
         test = np.flatnonzero(folds == k)
-        residual[test], sigma_net[test] = _predict_fold(best, lib.take(test), snr=eval_snr, seed=seed)
-    base_r, base_sigma = _predict_fold(init, lib, snr=eval_snr, seed=seed)
+        residual[test], sigma_net[test], sed[test] = _predict_fold(
+            best, lib.take(test), snr=eval_snr, seed=seed
+        )
+    base_r, base_sigma, _ = _predict_fold(init, lib, snr=eval_snr, seed=seed)
     np.savez_compressed(
-        out / "oof.npz", residual=residual, sigma_net=sigma_net, fold=folds, names=real.names, teff=lib.teff
+        out / "oof.npz",
+        residual=residual,
+        sigma_net=sigma_net,
+        sed=sed,
+        fold=folds,
+        names=real.names,
+        teff=lib.teff,
     )
     val = _validation_part(len(lib), fraction=val_fraction, seed=seed + n_folds)
     final = _fine_tune(
@@ -345,10 +355,11 @@ def cross_validate_real_stars(
     discrepancy = fit_discrepancy(
         residual,
         sigma_net=sigma_net,
+        sed=sed,
         provenance={"library": real.info.get("library"), "stars": len(lib), "folds": n_folds},
         **options,
     )
-    nested = cross_fitted_sigma(residual, sigma_net=sigma_net, fold=folds, **options)
+    nested = cross_fitted_sigma(residual, sigma_net=sigma_net, fold=folds, sed=sed, **options)
     result = {
         "init": str(init),
         "real_library": real.info,
@@ -429,19 +440,20 @@ def fit_model_discrepancy(
     init = Path(init) if init else default_model_path()
     real = _run_stars(out, real, seed=seed, libraries=libraries)
     folds = star_folds(len(real.library), n_folds=n_folds, seed=seed)
-    residual, sigma_net = _predict_fold(init, real.library, snr=eval_snr, seed=seed)
+    residual, sigma_net, sed = _predict_fold(init, real.library, snr=eval_snr, seed=seed)
     np.savez_compressed(
         out / "oof.npz",
         residual=residual,
         sigma_net=sigma_net,
+        sed=sed,
         fold=folds,
         names=real.names,
         teff=real.library.teff,
     )
     options = {**DISCREPANCY_OPTIONS, **(discrepancy_options or {})}
     provenance = {"library": real.info.get("library"), "stars": len(real.library), "model": "not fine-tuned"}
-    discrepancy = fit_discrepancy(residual, sigma_net=sigma_net, provenance=provenance, **options)
-    nested = cross_fitted_sigma(residual, sigma_net=sigma_net, fold=folds, **options)
+    discrepancy = fit_discrepancy(residual, sigma_net=sigma_net, sed=sed, provenance=provenance, **options)
+    nested = cross_fitted_sigma(residual, sigma_net=sigma_net, fold=folds, sed=sed, **options)
     result = {
         "init": str(init),
         "fine_tuned": False,

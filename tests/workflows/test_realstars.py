@@ -54,7 +54,7 @@ def small_real():
     return RealStars(lib, names, params, {"library": "test"})
 
 
-OPTS = {"discrepancy_options": {"min_values": 10, "min_stars": 3}}
+OPTS = {"discrepancy_options": {"min_values": 10, "min_stars": 3, "n_classes": 1}}
 
 
 @pytest.mark.slow  # four short fine-tuning runs: ~5 min on 2 busy cores
@@ -117,7 +117,7 @@ def test_sigma_only_keeps_the_weights_and_covers_its_own_stars_nested(small_real
     lib = small_real.library
     warped = lib.sed * (1 + 0.03 * rng.standard_normal(lib.sed.shape)).astype("float32")
     real = RealStars(lib.replace(sed=warped), small_real.names, small_real.params, {"library": "test"})
-    opts = {"min_values": 10, "min_stars": 3}
+    opts = {"min_values": 10, "min_stars": 3, "n_classes": 1}  # 12 stars: too few for colour classes
     result = fit_model_discrepancy(out=tmp_path, n_folds=3, seed=1, real=real, discrepancy_options=opts)
     final = tmp_path / "final" / "best.keras"
     assert final.read_bytes() == default_model_path().read_bytes()
