@@ -141,8 +141,8 @@ def _discrepancy_cached(card: str, mtime_ns: int) -> ModelDiscrepancy:  # noqa: 
         if not isinstance(entry, dict):
             raise ValueError(f"expected a JSON object, got {type(entry).__name__}")
         discrepancy = ModelDiscrepancy.from_dict(entry)
-        if discrepancy.scale.size != N_OUTPUT:
-            raise ValueError(f"it has {discrepancy.scale.size} pixels, OUTPUT_WAVE {N_OUTPUT}")
+        if discrepancy.n_pixel != N_OUTPUT:
+            raise ValueError(f"it has {discrepancy.n_pixel} pixels, OUTPUT_WAVE {N_OUTPUT}")
     except (ValueError, TypeError) as err:
         raise ValueError(
             f"{card}: malformed {DISCREPANCY_KEY!r} entry of the model card ({err}); it must hold "

@@ -100,7 +100,7 @@ def real_star_evaluation(run, *, stelib: bool = True) -> tuple[dict, dict]:
     from lamost2csst.core.discrepancy import cross_fitted_sigma
     from lamost2csst.core.evaluation import MILES_WAVELENGTHS, PAPER_MILES, wavelength_errors
     from lamost2csst.nn.inference import model_discrepancy
-    from lamost2csst.workflows.realstars import DISCREPANCY_OPTIONS
+    from lamost2csst.workflows.realstars import discrepancy_settings
 
     run = Path(run)
     if not (run / "crossval.json").exists():
@@ -112,7 +112,9 @@ def real_star_evaluation(run, *, stelib: bool = True) -> tuple[dict, dict]:
     real, fold, residual, sigma, sed = _out_of_fold(run, cv)
     lib = real.library
     base_r, base_sigma, _, _ = _predict(init, lib, snr=cv["eval_snr"], seed=cv["seed"])
-    nested = cross_fitted_sigma(residual, sigma_net=sigma, fold=fold, sed=sed, **DISCREPANCY_OPTIONS)
+    nested = cross_fitted_sigma(
+        residual, sigma_net=sigma, fold=fold, sed=sed, **discrepancy_settings(len(lib))
+    )
     in_stelib = np.char.startswith(real.names.astype(str), "stelib:")
     m = ~in_stelib
     if not m.any():  # a run without MILES: MILES is its cross-library test

@@ -44,6 +44,17 @@ __all__ = [
 #: the scale of the network's sigma and the floor cannot be told apart, so only the floor is fitted;
 #: in three colour classes of the predicted SED (real-star residuals depend on temperature).
 DISCREPANCY_OPTIONS = {"fit_scale": False, "n_classes": 3}
+#: ... but at least this many stars per colour class (fewer classes for a small library).
+MIN_STARS_PER_CLASS = 50
+
+
+def discrepancy_settings(n_star: int, extra: dict | None = None) -> dict:
+    """:data:`DISCREPANCY_OPTIONS` for ``n_star`` stars (colour classes of >= 50 stars), then ``extra``."""
+    options = {**DISCREPANCY_OPTIONS, **(extra or {})}
+    options["n_classes"] = max(1, min(options["n_classes"], n_star // MIN_STARS_PER_CLASS))
+    return options
+
+
 #: Teff range (K) of the real stars used for fine-tuning and evaluation (the paper's, Sect. 4.3).
 REAL_TEFF_RANGE = (5000.0, 9750.0)
 
@@ -351,7 +362,7 @@ def cross_validate_real_stars(
         card={**card, "fold": "all"},
         progress=_stage_progress(progress, "final"),
     )
-    options = {**DISCREPANCY_OPTIONS, **(discrepancy_options or {})}
+    options = discrepancy_settings(len(real.library), discrepancy_options)
     discrepancy = fit_discrepancy(
         residual,
         sigma_net=sigma_net,
@@ -450,7 +461,7 @@ def fit_model_discrepancy(
         names=real.names,
         teff=real.library.teff,
     )
-    options = {**DISCREPANCY_OPTIONS, **(discrepancy_options or {})}
+    options = discrepancy_settings(len(real.library), discrepancy_options)
     provenance = {"library": real.info.get("library"), "stars": len(real.library), "model": "not fine-tuned"}
     discrepancy = fit_discrepancy(residual, sigma_net=sigma_net, sed=sed, provenance=provenance, **options)
     nested = cross_fitted_sigma(residual, sigma_net=sigma_net, fold=folds, sed=sed, **options)
