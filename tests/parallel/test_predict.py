@@ -83,10 +83,16 @@ def test_job_equals_the_hand_made_pipeline(finished, by_hand, demo):
     for name in PARTS:
         np.testing.assert_allclose(ds[name].values, by_hand[name], rtol=2e-5, atol=1e-7, equal_nan=True)
     np.testing.assert_array_equal(np.isnan(ds.sed.values).all(axis=1), np.isnan(demo.z.values))
-    # the shipped model's discrepancy (its card's; none: sigma_sys = 0), by the formula
+    # the shipped model's discrepancy (its card's), by the formula: a and b of each star's colour class
+    from lamost2csst.core.discrepancy import sed_color
+
     d = model_discrepancy()
     net = ds.sigma_net.values.astype(np.float64)
-    np.testing.assert_allclose(ds.sigma.values, np.sqrt((d.scale * net) ** 2 + d.floor**2), rtol=1e-6)
+    a, b = d.scale, d.floor
+    if d.color_edges:
+        cls = np.searchsorted(d.color_edges, np.nan_to_num(sed_color(ds.sed.values)), side="right")
+        a, b = a[cls], b[cls]
+    np.testing.assert_allclose(ds.sigma.values, np.sqrt((a * net) ** 2 + b**2), rtol=1e-6)
     np.testing.assert_allclose(ds.sigma.values, np.hypot(net, ds.sigma_sys.values), rtol=1e-6)
 
 
