@@ -344,7 +344,7 @@ def miles_direct(model_path, stars: xr.Dataset, *, snr: float = 100.0, seed: int
     if incomplete.any():
         raise InputError(f"{int(incomplete.sum())} stars do not cover the input range 4000-7000 A")
     lib = lib.replace(flux_in=lib.flux_in.astype(np.float32), sed=lib.sed.astype(np.float32))
-    residual, sigma, _ = _predict(model_path or default_model_path(), lib, snr=snr, seed=seed)
+    residual, sigma, _, _ = _predict(model_path or default_model_path(), lib, snr=snr, seed=seed)
     return {"residual": residual, "sigma_net": sigma, "errors": wavelength_errors(residual)}
 
 
