@@ -300,8 +300,6 @@ def cross_validate_real_stars(
     dict
         The content of ``crossval.json``.
     """
-    from lamost2csst.core.discrepancy import cross_fitted_sigma, fit_discrepancy
-    from lamost2csst.core.evaluation import MILES_WAVELENGTHS, PAPER_MILES, wavelength_errors
     from lamost2csst.nn.inference import default_model_path, load_model, model_card, save_model
     from lamost2csst.nn.setup import configure
 
@@ -362,32 +360,18 @@ def cross_validate_real_stars(
         card={**card, "fold": "all"},
         progress=_stage_progress(progress, "final"),
     )
-    options = discrepancy_settings(len(real.library), discrepancy_options)
-    discrepancy = fit_discrepancy(
-        residual,
+    discrepancy, result = _discrepancy_record(
+        real,
+        folds,
+        residual=residual,
         sigma_net=sigma_net,
         sed=sed,
-        provenance={"library": real.info.get("library"), "stars": len(lib), "folds": n_folds},
-        **options,
+        initial=(base_r, base_sigma),
+        run={"init": str(init), "fine_tuned": True, "n_folds": n_folds, "seed": seed, "eval_snr": eval_snr},
+        options=discrepancy_options,
     )
-    nested = cross_fitted_sigma(residual, sigma_net=sigma_net, fold=folds, sed=sed, **options)
-    result = {
-        "init": str(init),
-        "real_library": real.info,
-        "n_folds": n_folds,
-        "seed": seed,
-        "eval_snr": eval_snr,
-        "folds": {str(n): int(f) for n, f in zip(real.names, folds)},
-        "paper_miles": PAPER_MILES,
-        "wavelengths": MILES_WAVELENGTHS,
-        "oof_errors": wavelength_errors(residual),
-        "init_errors": wavelength_errors(base_r),
-        "oof_within1sigma_net": _within(residual, sigma_net),
-        "oof_within1sigma_total_nested": _within(residual, nested),
-        "init_within1sigma": _within(base_r, base_sigma),
-        "training": json.loads(json.dumps(config.__dict__, default=list)),
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
+    result["training"] = json.loads(json.dumps(config.__dict__, default=list))
+    result["seconds"] = round(time.perf_counter() - t0, 1)
     final_card = {
         **model_card(final),
         "split": card["split"],
@@ -397,6 +381,39 @@ def cross_validate_real_stars(
     save_model(load_model(final), final, card=final_card)
     (out / "crossval.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
+
+
+def _discrepancy_record(real: RealStars, folds, *, residual, sigma_net, sed, initial, run: dict, options):
+    """The discrepancy fitted on all out-of-fold residuals, and the run's record (``crossval.json``).
+
+    ``initial`` is ``(residual, sigma)`` of the initial model on the same stars; ``run`` the
+    run's settings (recorded first); coverage of the total sigma is nested (per fold, from the others).
+    """
+    from lamost2csst.core.discrepancy import cross_fitted_sigma, fit_discrepancy
+    from lamost2csst.core.evaluation import MILES_WAVELENGTHS, PAPER_MILES, wavelength_errors
+
+    options = discrepancy_settings(len(real.library), options)
+    provenance = {
+        "library": real.info.get("library"),
+        "stars": len(real.library),
+        "folds": run["n_folds"],
+        "model": "fine-tuned" if run["fine_tuned"] else "not fine-tuned",
+    }
+    discrepancy = fit_discrepancy(residual, sigma_net=sigma_net, sed=sed, provenance=provenance, **options)
+    nested = cross_fitted_sigma(residual, sigma_net=sigma_net, fold=folds, sed=sed, **options)
+    result = {
+        **run,
+        "real_library": real.info,
+        "folds": {str(n): int(f) for n, f in zip(real.names, folds)},
+        "paper_miles": PAPER_MILES,
+        "wavelengths": MILES_WAVELENGTHS,
+        "oof_errors": wavelength_errors(residual),
+        "init_errors": wavelength_errors(initial[0]),
+        "oof_within1sigma_net": _within(residual, sigma_net),
+        "oof_within1sigma_total_nested": _within(residual, nested),
+        "init_within1sigma": _within(*initial),
+    }
+    return discrepancy, result
 
 
 def _within(residual, sigma) -> dict:
@@ -441,8 +458,6 @@ def fit_model_discrepancy(
     """
     import shutil
 
-    from lamost2csst.core.discrepancy import cross_fitted_sigma, fit_discrepancy
-    from lamost2csst.core.evaluation import MILES_WAVELENGTHS, PAPER_MILES, wavelength_errors
     from lamost2csst.nn.inference import default_model_path, model_card, write_model_card
 
     t0 = time.perf_counter()
@@ -461,27 +476,17 @@ def fit_model_discrepancy(
         names=real.names,
         teff=real.library.teff,
     )
-    options = discrepancy_settings(len(real.library), discrepancy_options)
-    provenance = {"library": real.info.get("library"), "stars": len(real.library), "model": "not fine-tuned"}
-    discrepancy = fit_discrepancy(residual, sigma_net=sigma_net, sed=sed, provenance=provenance, **options)
-    nested = cross_fitted_sigma(residual, sigma_net=sigma_net, fold=folds, sed=sed, **options)
-    result = {
-        "init": str(init),
-        "fine_tuned": False,
-        "real_library": real.info,
-        "n_folds": n_folds,
-        "seed": seed,
-        "eval_snr": eval_snr,
-        "folds": {str(n): int(f) for n, f in zip(real.names, folds)},
-        "paper_miles": PAPER_MILES,
-        "wavelengths": MILES_WAVELENGTHS,
-        "oof_errors": wavelength_errors(residual),
-        "init_errors": wavelength_errors(residual),
-        "oof_within1sigma_net": _within(residual, sigma_net),
-        "oof_within1sigma_total_nested": _within(residual, nested),
-        "init_within1sigma": _within(residual, sigma_net),
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
+    discrepancy, result = _discrepancy_record(
+        real,
+        folds,
+        residual=residual,
+        sigma_net=sigma_net,
+        sed=sed,
+        initial=(residual, sigma_net),
+        run={"init": str(init), "fine_tuned": False, "n_folds": n_folds, "seed": seed, "eval_snr": eval_snr},
+        options=discrepancy_options,
+    )
+    result["seconds"] = round(time.perf_counter() - t0, 1)
     final = out / "final" / "best.keras"
     final.parent.mkdir(exist_ok=True)
     shutil.copyfile(init, final)
