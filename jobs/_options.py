@@ -170,3 +170,16 @@ def parse_catalogue_args(parser, argv=None) -> argparse.Namespace:
     if args.catalogue is None and args.out is None and not args.resume:
         args.overwrite = True  # the default demo output is the job's own: rerunning replaces it
     return args
+
+
+def add_trouble_option(group) -> None:
+    """``--lamost-trouble``: how the catalogue jobs treat LAMOST's trouble spots (one definition)."""
+    group.add_argument(
+        "--lamost-trouble",
+        choices=("mask", "inflate", "keep"),
+        default="mask",
+        help="LAMOST's trouble spots, observed frame, before the rest-frame shift: sky-line residuals "
+        "(5578.9, 5891.6, 5897.6, 6302.0, 6365.5 A vacuum, +-4 A) and the blue/red arm junction "
+        "(5700-5900 A): mask them (default), inflate their errors x10 (changes sigma only), or keep "
+        "them (as before this option); see docs/operations.md 'LAMOST trouble spots'",
+    )

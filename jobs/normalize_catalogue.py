@@ -19,6 +19,7 @@ from jobs._options import (
     add_demo_chunk_options,
     add_output_state_options,
     add_reporting_options,
+    add_trouble_option,
     job_parser,
     parse_catalogue_args,
 )
@@ -37,6 +38,9 @@ Input: a spectra catalogue, a Zarr store in the lamost2csst.spectra/1 schema (di
 x wave; flux, ivar, mask; per-star obsid, ra, dec, z; see lamost2csst.io.spectra).
 For every star, the normative steps of DESIGN.md (the numpy kernel
 lamost2csst.core.prepare_inputs):
+  0. LAMOST's trouble spots (sky-line residuals, the arm junction; observed frame) are
+     masked as predict_catalogue does (--lamost-trouble), so the stored inputs are what
+     that job feeds the network;
   1. rest frame: lambda_rest = lambda_obs / (1 + z), z per star (skipped when the
      catalogue's frame attribute is already "rest");
   2. cubic-convolution resampling (Keys, a = -1/2) onto INPUT_WAVE (2238 px,
@@ -95,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s)",
         chunk_note="; multiples of the input chunk size read best",
     )
+    add_trouble_option(data)
     add_output_state_options(
         parser,
         resume_help="finish an existing output made from the same input and chunking: chunks with a marker "
@@ -176,6 +181,7 @@ def run(args: argparse.Namespace, client) -> dict:
         demo_out=DEMO_OUT,
         preflight=_preflight,
         log=_log,
+        options=lambda: dict(lamost_trouble=args.lamost_trouble),
     )
 
 

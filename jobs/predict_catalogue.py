@@ -20,6 +20,7 @@ from jobs._options import (
     add_demo_chunk_options,
     add_output_state_options,
     add_reporting_options,
+    add_trouble_option,
     job_parser,
     parse_catalogue_args,
 )
@@ -147,15 +148,7 @@ def _add_data_options(data) -> None:
         metavar="N",
         help="spectra per forward pass of the network (default: %(default)s)",
     )
-    data.add_argument(
-        "--lamost-trouble",
-        choices=("mask", "inflate", "keep"),
-        default="mask",
-        help="LAMOST's trouble spots, observed frame, before the rest-frame shift: sky-line residuals "
-        "(5578.9, 5891.6, 5897.6, 6302.0, 6365.5 A vacuum, +-4 A) and the blue/red arm junction "
-        "(5700-5900 A): mask them (default), inflate their errors x10 (changes sigma only), or keep "
-        "them (as before this option); see docs/operations.md 'LAMOST trouble spots'",
-    )
+    add_trouble_option(data)
 
 
 def _add_cluster_options(cluster) -> None:

@@ -30,6 +30,7 @@ import numpy as np
 import zarr
 
 from lamost2csst.core import prepare_inputs
+from lamost2csst.core.inputs import DEFAULT_TROUBLE, TROUBLE_MODES, treat_trouble_spots
 from lamost2csst.errors import InputError
 from lamost2csst.io.network_inputs import INPUT_RESOLUTION, NETWORK_INPUT_SCHEMA, network_input_template
 from lamost2csst.io.regions import read_region, write_region
@@ -56,11 +57,14 @@ __all__ = [
 ]
 
 
-def normalize_chunk(index: int, start: int, stop: int, *, catalogue: str, out: str, observed: bool) -> dict:
+def normalize_chunk(
+    index: int, start: int, stop: int, *, catalogue: str, out: str, observed: bool, trouble: str = "keep"
+) -> dict:
     """One task: stars ``start:stop`` of ``catalogue`` -> the same region of ``out``, then the marker.
 
     Top-level and argument-light on purpose (paths and integers, no arrays): cheap to ship to
-    any worker. Returns the chunk's marker (counts).
+    any worker. ``trouble``: LAMOST's trouble spots, treated in the observed frame before the
+    shift exactly as ``predict_catalogue`` does. Returns the chunk's marker (counts).
     """
     t0 = time.perf_counter()
     src = read_region(catalogue, start, stop, ("wave", "flux", "ivar", "mask", "z"))
@@ -72,6 +76,8 @@ def normalize_chunk(index: int, start: int, stop: int, *, catalogue: str, out: s
     if bad_z.any():
         z = np.where(bad_z, 0.0, z)
         mask = mask | bad_z[:, None]
+    if observed and trouble != "keep":
+        ivar, mask = treat_trouble_spots(wave, ivar, mask, mode=trouble)
     res = prepare_inputs(wave, flux, ivar=ivar, z=z, mask=mask)
     write_region(out, start, stop, {"flux": res.flux, "error": res.error, "mask": res.mask})
     marker = {
@@ -92,7 +98,15 @@ def normalize_chunk(index: int, start: int, stop: int, *, catalogue: str, out: s
 
 
 def normalize_catalogue(
-    catalogue, out, *, client, chunk_stars=None, resume=False, overwrite=False, progress=True
+    catalogue,
+    out,
+    *,
+    client,
+    chunk_stars=None,
+    resume=False,
+    overwrite=False,
+    progress=True,
+    lamost_trouble: str = DEFAULT_TROUBLE,
 ) -> dict:
     """Normalize a whole spectra catalogue into a ``lamost2csst.network_input/1`` Zarr store.
 
@@ -114,6 +128,10 @@ def normalize_catalogue(
         Remove an existing output first (only a ``lamost2csst.network_input/1`` store).
     progress : bool
         Show a tqdm bar over chunks (on stderr).
+    lamost_trouble : {"mask", "inflate", "keep"}
+        LAMOST's trouble spots in an observed-frame catalogue, as ``predict_catalogue``'s option of
+        the same name (default masked), so that the stored inputs are what that job feeds the
+        network; recorded as ``input_trouble`` (absent = "keep") and must match on resume.
 
     Returns
     -------
@@ -135,9 +153,13 @@ def normalize_catalogue(
     ``resume=True`` recomputes exactly the chunks without a marker.
     """
     t0 = time.perf_counter()
+    if lamost_trouble not in TROUBLE_MODES:
+        raise InputError(f"lamost_trouble must be one of {TROUBLE_MODES}, got {lamost_trouble!r}")
     catalogue, out = resolve(catalogue), resolve(out)
     with output_lock(out, job="normalize_catalogue", resume=resume):
         ds = open_input(catalogue)
+        observed = ds.attrs.get("frame") == "observed"
+        trouble = lamost_trouble if observed else "keep"  # at observed wavelengths only
         chunk_stars = prepare_output(
             out,
             ds,
@@ -145,9 +167,11 @@ def normalize_catalogue(
             resume=resume,
             overwrite=overwrite,
             schema=NETWORK_INPUT_SCHEMA,
-            template=lambda n: network_input_template(ds, chunk_stars=n, catalogue=catalogue),
+            template=lambda n: _with_trouble(
+                network_input_template(ds, chunk_stars=n, catalogue=catalogue), trouble
+            ),
             variable="flux",
-            same_attrs=("input_resampling",),
+            same_attrs=("input_resampling", "input_trouble"),
         )
         chunks = chunk_ranges(ds.sizes["star"], chunk_stars)
         markers, new = run_chunk_tasks(
@@ -158,7 +182,8 @@ def normalize_catalogue(
             desc="normalize",
             progress=progress,
             catalogue=catalogue,
-            observed=ds.attrs.get("frame") == "observed",
+            observed=observed,
+            trouble=trouble,
         )
         summary = _summary(
             catalogue,
@@ -171,6 +196,13 @@ def normalize_catalogue(
         )
         zarr.open_group(out, mode="r+", zarr_format=3).attrs["summary"] = summary
         return summary
+
+
+def _with_trouble(template, trouble: str):
+    """The template with ``input_trouble`` in its attrs, unless "keep" (stores from before the option)."""
+    if trouble != "keep":
+        template.attrs["input_trouble"] = trouble
+    return template
 
 
 def _summary(

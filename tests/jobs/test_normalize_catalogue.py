@@ -8,6 +8,7 @@ import xarray as xr
 
 from jobs import normalize_catalogue as job
 from lamost2csst.core import prepare_inputs
+from lamost2csst.core.inputs import treat_trouble_spots
 from lamost2csst.errors import InputError
 from lamost2csst.io import toy_catalogue, write_spectra
 
@@ -94,9 +95,9 @@ def test_demo_end_to_end_resume_and_overwrite(client, tmp_path, monkeypatch, cap
     assert summary["chunks_skipped"] == 0
 
     toy = toy_catalogue(N_DEMO)
-    expected = prepare_inputs(
-        toy.wave.values, toy.flux.values, ivar=toy.ivar.values, z=toy.z.values, mask=toy.mask.values
-    )
+    # the job masks LAMOST's trouble spots (observed frame) by default, as predict_catalogue does
+    ivar, mask = treat_trouble_spots(toy.wave.values, toy.ivar.values, toy.mask.values, mode="mask")
+    expected = prepare_inputs(toy.wave.values, toy.flux.values, ivar=ivar, z=toy.z.values, mask=mask)
     ds = xr.open_zarr(out, consolidated=False)
     np.testing.assert_array_equal(ds.flux.values, expected.flux)
     np.testing.assert_array_equal(ds.error.values, expected.error)

@@ -24,9 +24,11 @@ def toy():
 
 @pytest.fixture(scope="module")
 def expected(toy):
-    return prepare_inputs(
-        toy.wave.values, toy.flux.values, ivar=toy.ivar.values, z=toy.z.values, mask=toy.mask.values
-    )
+    """The kernel after the default trouble-spot masking (observed frame, before the shift)."""
+    from lamost2csst.core.inputs import treat_trouble_spots
+
+    ivar, mask = treat_trouble_spots(toy.wave.values, toy.ivar.values, toy.mask.values, mode="mask")
+    return prepare_inputs(toy.wave.values, toy.flux.values, ivar=ivar, z=toy.z.values, mask=mask)
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +202,9 @@ def test_stars_without_a_usable_redshift_are_kept_fully_masked_and_counted(clien
     z[[3, 17]] = [np.nan, -9999.0]  # no redshift, and LAMOST's placeholder
     part = part.assign_coords(z=("star", z))
     write_spectra(part, tmp_path / "badz.zarr", chunk_stars=16)
-    summary = normalize_catalogue(tmp_path / "badz.zarr", tmp_path / "o.zarr", client=client, progress=False)
+    summary = normalize_catalogue(
+        tmp_path / "badz.zarr", tmp_path / "o.zarr", client=client, progress=False, lamost_trouble="keep"
+    )
     assert summary["stars_written"] == 40 and summary["stars_bad_z"] == 2
     out = xr.open_zarr(tmp_path / "o.zarr", consolidated=False)
     assert out.mask.values[[3, 17]].all() and np.isnan(out.flux.values[[3, 17]]).all()
@@ -228,3 +232,26 @@ def test_the_catalogue_is_opened_once_per_run(client, catalogue, tmp_path, monke
     monkeypatch.setattr(xr, "open_zarr", counting)
     normalize_catalogue(catalogue, tmp_path / "o.zarr", client=client, progress=False)
     assert opened.count(os.path.abspath(catalogue)) == 1
+
+
+def test_trouble_spots_are_masked_as_predict_does(client, catalogue, toy, expected, tmp_path):
+    """normalize_catalogue stores what predict_catalogue feeds the network: the trouble spots of an
+    observed-frame catalogue masked before the shift (default, the `expected` fixture), none with "keep"."""
+    assert toy.attrs.get("frame") == "observed"
+    kept_out = tmp_path / "keep.zarr"
+    normalize_catalogue(catalogue, kept_out, client=client, progress=False, lamost_trouble="keep")
+    untreated = prepare_inputs(
+        toy.wave.values, toy.flux.values, ivar=toy.ivar.values, z=toy.z.values, mask=toy.mask.values
+    )
+    assert_equals_kernel(kept_out, untreated)
+    kept = xr.open_zarr(kept_out, consolidated=False)
+    assert "input_trouble" not in kept.attrs
+    assert expected.mask.sum() > untreated.mask.sum()  # the windows add masked pixels
+    masked_out = tmp_path / "mask.zarr"
+    normalize_catalogue(catalogue, masked_out, client=client, progress=False)
+    assert_equals_kernel(masked_out, expected)
+    assert xr.open_zarr(masked_out, consolidated=False).attrs["input_trouble"] == "mask"
+    with pytest.raises(InputError, match="lamost_trouble"):
+        normalize_catalogue(
+            catalogue, tmp_path / "x.zarr", client=client, progress=False, lamost_trouble="drop"
+        )
