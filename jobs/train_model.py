@@ -10,7 +10,7 @@ import json
 import shlex
 import sys
 
-from jobs._cli import positive_float, positive_int
+from jobs._cli import non_negative_float, positive_float, positive_int
 from jobs._training_options import add_training_options
 
 PROG = "python -m jobs.train_model"
@@ -142,7 +142,7 @@ def _add_real_options(real) -> None:
     )
     real.add_argument(
         "--replay",
-        type=float,
+        type=non_negative_float,
         default=0.2,
         help="grid training models replayed per real-star row and epoch, through the survey job's "
         "input path at S/N 20-40 (default 0.2)",
@@ -239,7 +239,6 @@ def _add_finetune_options(fine) -> None:
 def run(args, *, progress=True) -> dict:
     """Run one stage from parsed arguments; returns the summary."""
     from lamost2csst.errors import InputError
-    from lamost2csst.nn.training import TrainConfig
     from lamost2csst.workflows.libraries import LibrarySpec
     from lamost2csst.workflows.training import run_training
 
@@ -259,21 +258,7 @@ def run(args, *, progress=True) -> dict:
             ngsl_files=args.ngsl,
             ngsl_params=args.ngsl_params,
         )
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        lr_min=args.lr if args.lr_min is None else args.lr_min,
-        snrs=tuple(args.snrs),
-        validate_every=args.validate_every,
-        patience=args.patience,
-        max_minutes=args.minutes,
-        beta=args.beta,
-        mask_augment=args.mask_augment,
-        seed=args.seed,
-        clipnorm=args.clipnorm,
-        input_path=getattr(args, "input_path", "direct"),
-    )
+    config = _train_config(args, input_path=getattr(args, "input_path", "direct"))
     command = None
     if sys.argv[0].endswith("train_model.py"):
         command = " ".join([PROG, *map(shlex.quote, sys.argv[1:])])
@@ -295,18 +280,16 @@ def run(args, *, progress=True) -> dict:
     )
 
 
-def _run_real(args, *, progress) -> dict:
-    """The ``real`` stage: :func:`lamost2csst.workflows.realstars.cross_validate_real_stars`."""
+def _train_config(args, **stage_settings):
+    """The :class:`~lamost2csst.nn.training.TrainConfig` of the shared options, plus the stage's own."""
     from lamost2csst.nn.training import TrainConfig
-    from lamost2csst.workflows.realstars import cross_validate_real_stars
 
-    config = TrainConfig(
+    return TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.lr,
         lr_min=args.lr if args.lr_min is None else args.lr_min,
         snrs=tuple(args.snrs),
-        val_snrs=(args.eval_snr,),
         validate_every=args.validate_every,
         patience=args.patience,
         max_minutes=args.minutes,
@@ -314,8 +297,15 @@ def _run_real(args, *, progress) -> dict:
         mask_augment=args.mask_augment,
         seed=args.seed,
         clipnorm=args.clipnorm,
-        replay=args.replay,
+        **stage_settings,
     )
+
+
+def _run_real(args, *, progress) -> dict:
+    """The ``real`` stage: :func:`lamost2csst.workflows.realstars.cross_validate_real_stars`."""
+    from lamost2csst.workflows.realstars import cross_validate_real_stars
+
+    config = _train_config(args, val_snrs=(args.eval_snr,), replay=args.replay)
 
     def report(stage, epoch, n_epochs, info):
         if progress and (epoch % args.validate_every == 0 or epoch == n_epochs):

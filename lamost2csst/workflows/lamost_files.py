@@ -337,14 +337,14 @@ def miles_direct(model_path, stars: xr.Dataset, *, snr: float = 100.0, seed: int
     from lamost2csst.core.evaluation import wavelength_errors
     from lamost2csst.io.training import gridded_library
     from lamost2csst.nn.inference import default_model_path
-    from lamost2csst.workflows.real_evaluation import _predict
+    from lamost2csst.workflows.realstars import predict_real_stars
 
     lib = gridded_library(stars)
     incomplete = lib.input_mask.any(axis=1)
     if incomplete.any():
         raise InputError(f"{int(incomplete.sum())} stars do not cover the input range 4000-7000 A")
     lib = lib.replace(flux_in=lib.flux_in.astype(np.float32), sed=lib.sed.astype(np.float32))
-    residual, sigma, _, _ = _predict(model_path or default_model_path(), lib, snr=snr, seed=seed)
+    residual, sigma, _, _ = predict_real_stars(model_path or default_model_path(), lib, snr=snr, seed=seed)
     return {"residual": residual, "sigma_net": sigma, "errors": wavelength_errors(residual)}
 
 

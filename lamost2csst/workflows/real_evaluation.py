@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from lamost2csst.errors import InputError
+from lamost2csst.workflows.realstars import predict_real_stars
 
 __all__ = ["CROSS_LIBRARY_WAVELENGTHS", "real_star_evaluation", "real_star_markdown", "real_star_figure"]
 
@@ -48,18 +49,6 @@ def _coverage(residual, sigma, teff) -> dict:
     return out
 
 
-def _predict(model_path, lib, *, snr: float, seed: int, discrepancy=None):
-    """``(residual, sigma_net, sigma_total, sed)`` of ``lib`` at input S/N ``snr`` (Eq. 1, direct path)."""
-    from lamost2csst.core.metrics import relative_residual
-    from lamost2csst.nn.inference import load_model, predict
-    from lamost2csst.nn.training import epoch_pairs
-
-    data = epoch_pairs(lib, snrs=(snr,), rng=np.random.default_rng([seed, 99]))
-    sed, sigma = predict(data.flux, data.error, model=load_model(model_path))
-    total = sigma if discrepancy is None else discrepancy.sigma_parts(sigma, sed=sed)[0]
-    return relative_residual(sed, data.sed, mask=data.target_mask), sigma, total, sed
-
-
 def _out_of_fold(run: Path, cv: dict):
     """The run's real stars in its order, and their out-of-fold residuals and network sigma."""
     from lamost2csst.workflows.realstars import _run_stars
@@ -72,7 +61,7 @@ def _out_of_fold(run: Path, cv: dict):
     sed = np.full(lib.sed.shape, np.nan)
     for k in range(cv["n_folds"]):
         rows = np.flatnonzero(fold == k)
-        residual[rows], sigma[rows], _, sed[rows] = _predict(
+        residual[rows], sigma[rows], _, sed[rows] = predict_real_stars(
             run / f"fold-{k}" / "best.keras", lib.take(rows), snr=cv["eval_snr"], seed=cv["seed"]
         )
     return real, fold, residual, sigma, sed
@@ -111,7 +100,7 @@ def real_star_evaluation(run, *, stelib: bool = True) -> tuple[dict, dict]:
     init, final = Path(cv["init"]), run / "final" / "best.keras"
     real, fold, residual, sigma, sed = _out_of_fold(run, cv)
     lib = real.library
-    base_r, base_sigma, _, _ = _predict(init, lib, snr=cv["eval_snr"], seed=cv["seed"])
+    base_r, base_sigma, _, _ = predict_real_stars(init, lib, snr=cv["eval_snr"], seed=cv["seed"])
     nested = cross_fitted_sigma(
         residual, sigma_net=sigma, fold=fold, sed=sed, **discrepancy_settings(len(lib))
     )
@@ -151,10 +140,10 @@ def real_star_evaluation(run, *, stelib: bool = True) -> tuple[dict, dict]:
         from lamost2csst.workflows.realstars import stelib_stars
 
         st = stelib_stars(seed=cv["seed"]).library
-        r_final, _, total, _ = _predict(
+        r_final, _, total, _ = predict_real_stars(
             final, st, snr=cv["eval_snr"], seed=cv["seed"], discrepancy=model_discrepancy(final)
         )
-        r_init, s_init, _, _ = _predict(init, st, snr=cv["eval_snr"], seed=cv["seed"])
+        r_init, s_init, _, _ = predict_real_stars(init, st, snr=cv["eval_snr"], seed=cv["seed"])
         result["stelib"] = {
             "kind": "cross-library (never trained on, not in sigma_sys)",
             "n_star": len(st),
@@ -177,10 +166,10 @@ def _miles_cross_library(
 
     init, final = Path(cv["init"]), run / "final" / "best.keras"
     miles = miles_library(seed=cv["seed"]).library
-    r_final, _, total, _ = _predict(
+    r_final, s_final, total, _ = predict_real_stars(
         final, miles, snr=cv["eval_snr"], seed=cv["seed"], discrepancy=model_discrepancy(final)
     )
-    r_init, s_init, _, _ = _predict(init, miles, snr=cv["eval_snr"], seed=cv["seed"])
+    r_init, s_init, _, _ = predict_real_stars(init, miles, snr=cv["eval_snr"], seed=cv["seed"])
     lib = real.library
     result = {
         "run": str(run),
@@ -193,7 +182,7 @@ def _miles_cross_library(
             "paper": PAPER_MILES,
             "out_of_fold": wavelength_errors(r_final, at=MILES_WAVELENGTHS),
             "initial_model": wavelength_errors(r_init, at=MILES_WAVELENGTHS),
-            "coverage_net": _coverage(r_final, total, miles.teff),
+            "coverage_net": _coverage(r_final, s_final, miles.teff),
             "coverage_total_nested": _coverage(r_final, total, miles.teff),
             "coverage_initial_model": _coverage(r_init, s_init, miles.teff),
         },

@@ -23,6 +23,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -35,6 +36,7 @@ __all__ = [
     "cross_validate_real_stars",
     "fit_model_discrepancy",
     "miles_library",
+    "predict_real_stars",
     "real_stars",
     "star_folds",
     "stelib_stars",
@@ -236,15 +238,42 @@ def _fine_tune(init, train_lib, val_lib, replay_lib, *, config, run_dir: Path, c
     return best
 
 
-def _predict_fold(model_path, lib: GriddedLibrary, *, snr: float, seed: int):
-    """Residuals, network sigma and predicted SEDs of ``lib``'s stars at input S/N ``snr`` (Eq. 1, direct)."""
+class RealStarPrediction(NamedTuple):
+    """:func:`predict_real_stars`: relative residuals, the network's and the total sigma, the SEDs."""
+
+    residual: np.ndarray
+    sigma_net: np.ndarray
+    sigma: np.ndarray
+    sed: np.ndarray
+
+
+def predict_real_stars(model_path, lib: GriddedLibrary, *, snr: float, seed: int, discrepancy=None):
+    """Predict ``lib``'s stars at input S/N ``snr`` (Eq. 1 noise, ``default_rng([seed, 99])``, direct path).
+
+    ``discrepancy`` (a :class:`~lamost2csst.core.discrepancy.ModelDiscrepancy`) makes ``sigma`` the
+    total; without it ``sigma`` is the network's. Returns a :class:`RealStarPrediction`.
+    """
     from lamost2csst.core.metrics import relative_residual
     from lamost2csst.nn.inference import load_model, predict
     from lamost2csst.nn.training import epoch_pairs
 
     data = epoch_pairs(lib, snrs=(snr,), rng=np.random.default_rng([seed, 99]))
     sed, sigma = predict(data.flux, data.error, model=load_model(model_path))
-    return relative_residual(sed, data.sed, mask=data.target_mask), sigma, sed
+    total = sigma if discrepancy is None else discrepancy.sigma_parts(sigma, sed=sed)[0]
+    return RealStarPrediction(relative_residual(sed, data.sed, mask=data.target_mask), sigma, total, sed)
+
+
+def _save_oof(out: Path, real: RealStars, folds, *, residual, sigma_net, sed) -> None:
+    """``out/oof.npz``: the out-of-fold residuals, network sigma and SEDs of the run's stars."""
+    np.savez_compressed(
+        out / "oof.npz",
+        residual=residual,
+        sigma_net=sigma_net,
+        sed=sed,
+        fold=folds,
+        names=real.names,
+        teff=real.library.teff,
+    )
 
 
 def cross_validate_real_stars(
@@ -336,19 +365,11 @@ def cross_validate_real_stars(
             progress=_stage_progress(progress, f"fold {k + 1}/{n_folds}"),
         )
         test = np.flatnonzero(folds == k)
-        residual[test], sigma_net[test], sed[test] = _predict_fold(
+        residual[test], sigma_net[test], _, sed[test] = predict_real_stars(
             best, lib.take(test), snr=eval_snr, seed=seed
         )
-    base_r, base_sigma, _ = _predict_fold(init, lib, snr=eval_snr, seed=seed)
-    np.savez_compressed(
-        out / "oof.npz",
-        residual=residual,
-        sigma_net=sigma_net,
-        sed=sed,
-        fold=folds,
-        names=real.names,
-        teff=lib.teff,
-    )
+    base_r, base_sigma, _, _ = predict_real_stars(init, lib, snr=eval_snr, seed=seed)
+    _save_oof(out, real, folds, residual=residual, sigma_net=sigma_net, sed=sed)
     val = _validation_part(len(lib), fraction=val_fraction, seed=seed + n_folds)
     final = _fine_tune(
         init,
@@ -466,16 +487,8 @@ def fit_model_discrepancy(
     init = Path(init) if init else default_model_path()
     real = _run_stars(out, real, seed=seed, libraries=libraries)
     folds = star_folds(len(real.library), n_folds=n_folds, seed=seed)
-    residual, sigma_net, sed = _predict_fold(init, real.library, snr=eval_snr, seed=seed)
-    np.savez_compressed(
-        out / "oof.npz",
-        residual=residual,
-        sigma_net=sigma_net,
-        sed=sed,
-        fold=folds,
-        names=real.names,
-        teff=real.library.teff,
-    )
+    residual, sigma_net, _, sed = predict_real_stars(init, real.library, snr=eval_snr, seed=seed)
+    _save_oof(out, real, folds, residual=residual, sigma_net=sigma_net, sed=sed)
     discrepancy, result = _discrepancy_record(
         real,
         folds,
