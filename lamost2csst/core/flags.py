@@ -17,8 +17,12 @@ bit    name                  set when
                              before resampling; comparable to LAMOST's SNRG) below ``min_snr``
 16     ``BAD_Z``             z missing (NaN, LAMOST's -9999) or ``|z| > max_abs_z``; a missing
                              z also sets ``NO_DATA`` (the rest frame is unknown)
-32     ``OUTSIDE_DOMAIN``    the catalogue gives a ``teff`` outside the model's training range
-                             (only checked when the catalogue has a ``teff`` coordinate)
+32     ``OUTSIDE_DOMAIN``    the star is outside the network's training domain: its catalogue
+                             ``teff`` is outside ``teff_range`` where the catalogue gives a
+                             finite one; otherwise judged from the spectrum itself
+                             (:mod:`lamost2csst.core.domain`): the Teff estimate is outside
+                             ``domain_teff_range`` or no template resembles the spectrum
+                             (reduced chi-square above ``max_domain_chi2``)
 64     ``UNCERTAIN``         the network's own median relative sigma over ``OUTPUT_WAVE`` is
                              above ``max_sigma``
 =====  ====================  ==============================================================
@@ -37,6 +41,7 @@ __all__ = [
     "Flag",
     "FlagThresholds",
     "describe_flags",
+    "domain_flags",
     "input_flags",
     "median_snr",
     "output_flags",
@@ -65,7 +70,11 @@ FLAG_MEANINGS = {
     ),
     Flag.LOW_SNR: "median S/N per pixel of the input spectrum (own pixels, before resampling) below min_snr",
     Flag.BAD_Z: "z missing (NaN, -9999) or |z| > max_abs_z; a missing z also sets NO_DATA",
-    Flag.OUTSIDE_DOMAIN: "catalogue teff outside the model's training range",
+    Flag.OUTSIDE_DOMAIN: (
+        "outside the network's training domain: catalogue teff outside teff_range where finite, else "
+        "the spectrum's Teff estimate outside domain_teff_range or its best template's reduced "
+        "chi-square above max_domain_chi2"
+    ),
     Flag.UNCERTAIN: "median predicted relative sigma over OUTPUT_WAVE above max_sigma",
 }
 
@@ -78,6 +87,13 @@ class FlagThresholds:
     of up to ~10 %); median S/N 10 (below the paper's lowest test S/N of 20, and
     LAMOST's usual quality cut); ``|z| <= 0.005`` (1,500 km/s, far beyond Galactic stars);
     the training range of the shipped grid, 5000-9750 K; median sigma 0.1 (10 %).
+
+    The domain check from the spectrum (stars without a finite catalogue ``teff``;
+    :mod:`lamost2csst.core.domain`) flags a Teff estimate outside ``domain_teff_range`` or a
+    best template's reduced chi-square above ``max_domain_chi2``, with ``domain_error_floor``
+    added in quadrature to each bin's error. Their defaults were chosen on the grid's test
+    split and the out-of-domain synthetic test set (:mod:`lamost2csst.io.domain`), never on
+    real stars; the measured rates are in EVALUATION.md ("Domain check").
     """
 
     max_masked_fraction: float = 0.2
@@ -85,25 +101,36 @@ class FlagThresholds:
     max_abs_z: float = 0.005
     teff_range: tuple[float, float] = (5000.0, 9750.0)
     max_sigma: float = 0.1
+    domain_teff_range: tuple[float, float] = (4750.0, 10250.0)
+    max_domain_chi2: float = 3.0
+    domain_error_floor: float = 0.01
 
     def __post_init__(self):
         problems = []
         if not 0.0 <= self.max_masked_fraction <= 1.0:
             problems.append(f"max_masked_fraction must be in [0, 1], got {self.max_masked_fraction}")
-        for name in ("min_snr", "max_abs_z", "max_sigma"):
+        for name in ("min_snr", "max_abs_z", "max_sigma", "max_domain_chi2", "domain_error_floor"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
                 problems.append(f"{name} must be finite and >= 0, got {value}")
-        lo, hi = self.teff_range
-        if not lo < hi:
-            problems.append(f"teff_range must be (low, high) with low < high, got {self.teff_range}")
+        for name in ("teff_range", "domain_teff_range"):
+            lo, hi = getattr(self, name)
+            if not lo < hi:
+                problems.append(f"{name} must be (low, high) with low < high, got {getattr(self, name)}")
         if problems:
             raise ValueError("; ".join(problems))
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["teff_range"] = list(self.teff_range)
+        d["domain_teff_range"] = list(self.domain_teff_range)
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FlagThresholds:
+        """Inverse of :meth:`as_dict` (ranges given as lists)."""
+        ranges = {k: tuple(d[k]) for k in ("teff_range", "domain_teff_range") if k in d}
+        return cls(**{**d, **ranges})
 
 
 def describe_flags(value: int) -> list[str]:
@@ -219,6 +246,37 @@ def input_flags(
         lo, hi = thresholds.teff_range
         with np.errstate(invalid="ignore"):
             flags[np.isfinite(teff) & ((teff < lo) | (teff > hi))] |= np.uint16(Flag.OUTSIDE_DOMAIN)
+    return flags
+
+
+def domain_flags(teff_estimate, domain_chi2, *, teff=None, thresholds: FlagThresholds) -> np.ndarray:
+    """``OUTSIDE_DOMAIN`` from the spectrum's own domain check, for stars without a finite catalogue Teff.
+
+    Parameters
+    ----------
+    teff_estimate, domain_chi2 : array_like (n_star,)
+        :func:`lamost2csst.core.domain.estimate_domain`'s ``teff`` and ``chi2`` (NaN: no
+        estimate, not flagged).
+    teff : array_like (n_star,), optional
+        Catalogue Teff: where finite, it decides (:func:`input_flags`) and the estimate is not used.
+    thresholds : FlagThresholds
+
+    Returns
+    -------
+    numpy.ndarray of uint16 (n_star,)
+    """
+    from lamost2csst.core.domain import domain_outside
+
+    outside = domain_outside(
+        teff_estimate,
+        domain_chi2,
+        teff_range=thresholds.domain_teff_range,
+        max_chi2=thresholds.max_domain_chi2,
+    )
+    if teff is not None:
+        outside &= ~np.isfinite(np.asarray(teff, dtype=np.float64))
+    flags = np.zeros(outside.shape[0], np.uint16)
+    flags[outside] |= np.uint16(Flag.OUTSIDE_DOMAIN)
     return flags
 
 

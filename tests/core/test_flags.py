@@ -9,6 +9,7 @@ from lamost2csst.core.flags import (
     FlagThresholds,
     bad_redshift,
     describe_flags,
+    domain_flags,
     input_flags,
     median_snr,
     output_flags,
@@ -117,3 +118,24 @@ def test_output_flags_on_the_median_sigma():
 def test_bad_thresholds_are_refused(kwargs):
     with pytest.raises(ValueError):
         FlagThresholds(**kwargs)
+
+
+def test_domain_flags_use_the_estimate_only_where_the_catalogue_teff_is_not_finite():
+    thresholds = FlagThresholds(domain_teff_range=(4750.0, 10250.0), max_domain_chi2=3.0)
+    estimate = np.array([4000.0, 6000.0, 6000.0, 12000.0, np.nan, 4000.0])
+    chi2 = np.array([1.0, 1.0, 5.0, 1.0, np.nan, 1.0])
+    flags = domain_flags(estimate, chi2, thresholds=thresholds)
+    np.testing.assert_array_equal(flags & Flag.OUTSIDE_DOMAIN != 0, [True, False, True, True, False, True])
+    # a finite catalogue teff decides for its star (input_flags), the estimate only for the NaN ones
+    catalogue = np.array([6000.0, np.nan, np.nan, 7000.0, np.nan, np.nan])
+    flags = domain_flags(estimate, chi2, teff=catalogue, thresholds=thresholds)
+    np.testing.assert_array_equal(flags & Flag.OUTSIDE_DOMAIN != 0, [False, False, True, False, False, True])
+
+
+def test_thresholds_check_and_round_trip_the_domain_settings():
+    t = FlagThresholds(domain_teff_range=(4500.0, 11000.0), max_domain_chi2=2.5, domain_error_floor=0.02)
+    assert FlagThresholds.from_dict(t.as_dict()) == t
+    with pytest.raises(ValueError, match="domain_teff_range"):
+        FlagThresholds(domain_teff_range=(9000.0, 5000.0))
+    with pytest.raises(ValueError, match="max_domain_chi2"):
+        FlagThresholds(max_domain_chi2=-1.0)
