@@ -22,16 +22,19 @@ Dask. The output is the input of jobs.predict_catalogue.
 
   1. list the files of INPUT (files, or folders searched recursively for *.fits, *.fits.gz,
      *.fit, *.fit.gz), sorted, each once;
-  2. scan them (tasks of --files-per-task files): a file that cannot be read (corrupt,
-     truncated, missing header keys, air wavelengths, off-grid, ...) is recorded in the
-     store's rejects with its path and reason, and counted; it is never dropped silently;
-  3. skip files already in the store (same path); a file whose OBSID is already there, or
-     earlier in this run, is a reject;
+  2. skip files already in the store (same path); read each of the others once (tasks of
+     --files-per-task files): a file that cannot be read (corrupt, truncated, missing
+     header keys, air wavelengths, off-grid, ...) is recorded in the store's rejects with
+     its path and reason, and counted; it is never dropped silently;
+  3. a file whose OBSID is already in the store, or earlier in this run, is a reject;
   4. append the accepted stars (header values as per-star coordinates: obsid, ra, dec, z,
      z_err, snr_u..snr_z, class, subclass, data_release, file) in file order, and write
-     their pixels chunk by chunk, each chunk followed by a marker.
-Re-running on the same inputs adds nothing twice; re-running after new files arrived adds
-only them; a run that was stopped is finished by the next run.
+     their pixels (kept by the workers since step 2) chunk by chunk, each chunk followed
+     by a marker.
+Steps 2-4 run in segments of --files-per-segment files, one append each; the next segment
+is read while one is written. Re-running on the same inputs adds nothing twice;
+re-running after new files arrived adds only them; a run that was stopped is finished by
+the next run.
 """
 
 EPILOG = """\
@@ -72,7 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=256,
         metavar="N",
-        help="files per scan task (default: %(default)s)",
+        help="files per read task (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--files-per-segment",
+        type=positive_int,
+        default=16384,
+        metavar="N",
+        help="files read per append to the catalogue; the workers hold the pixels of two "
+        "segments, ~35 kB per file (default: %(default)s)",
     )
     add_cluster_options(
         parser,
@@ -105,6 +116,7 @@ def run(args: argparse.Namespace, client) -> dict:
         chunk_stars=args.chunk_stars,
         progress=not args.no_progress,
         files_per_task=args.files_per_task,
+        files_per_segment=args.files_per_segment,
     )
     if summary["rejected"]:
         print(

@@ -1,23 +1,30 @@
 """Dask job: LAMOST LRS FITS files -> one spectra catalogue (Zarr), appendable and resumable.
 
-Stages:
+Stages (each FITS file is read once):
 
 1. **list** the FITS files of the inputs (files or folders, searched recursively for
-   ``*.fits``, ``*.fits.gz``, ``*.fit``, ``*.fit.gz``), sorted, each once;
-2. **scan** (one task per batch of files): read each file with
-   :func:`lamost2csst.io.read_lamost`; a file that cannot be read becomes a *reject* (path
-   and reason), never a silent loss. Only the per-star header values come back;
-3. **deduplicate**: files already in the store (same path) are skipped; a file whose
-   OBSID is already in the store or earlier in this run is a reject;
+   ``*.fits``, ``*.fits.gz``, ``*.fit``, ``*.fit.gz``), sorted, each once; files already in
+   the store (same path) are skipped;
+2. **read** (one task per batch of files, :func:`read_files`): read each file with
+   :func:`lamost2csst.io.readers.lamost.read_lamost_file`; a file that cannot be read becomes
+   a *reject* (path and reason), never a silent loss. The pixels of the readable files stay
+   on the worker; only the per-star header values come back to the client;
+3. **deduplicate**: a file whose OBSID is already in the store or earlier in this run is a
+   reject;
 4. **append** the accepted stars to the store's template (metadata and coordinates,
-   in file order; the store is created on first use) and **write** their pixels, one task
-   per star chunk of the store (chunks never shared between tasks), each followed by its
-   marker ``.markers/ingest-<start>.done``.
+   in file order; the store is created on first use) and **write** their pixels from the
+   read batches that hold them, one task per star chunk of the store (chunks never shared
+   between tasks), each followed by its marker ``.markers/ingest-<start>.done``.
+
+Stages 2-4 run segment by segment (``files_per_segment`` files, default
+:data:`FILES_PER_SEGMENT`): each segment is one append to the store, and the next segment is
+read while the current one is written, so that the pixels held by the workers stay bounded
+(two segments, ~35 kB per file) whatever the number of files.
 
 Re-running on the same inputs adds nothing twice. A run that stopped between 4 and its
 markers is finished first by the next run (the stars without a marker are re-read from
-their ``file`` coordinate). Rejects are kept in the store's attrs (``rejects``: path,
-reason, time) and replaced when a later run reads the file successfully.
+their ``file`` coordinate, :func:`write_stars`). Rejects are kept in the store's attrs
+(``rejects``: path, reason, time) and replaced when a later run reads the file successfully.
 """
 
 from __future__ import annotations
@@ -35,17 +42,29 @@ import zarr
 from lamost2csst.core import LAMOST_WAVE
 from lamost2csst.errors import InputError
 from lamost2csst.io.readers import ReaderError, read_lamost
+from lamost2csst.io.readers.lamost import lamost_dataset, read_lamost_file
 from lamost2csst.io.regions import write_region, write_template
 from lamost2csst.io.spectra import DEFAULT_CHUNK_STARS, SCHEMA, validate_spectra
 from lamost2csst.parallel.chunks import MARKERS, empty_array, markers_group
 from lamost2csst.parallel.locking import output_lock
 from lamost2csst.parallel.runtime import read_json, write_json
 
-__all__ = ["INGEST_SOURCE", "find_lamost_files", "ingest_lamost", "scan_files", "write_stars"]
+__all__ = [
+    "FILES_PER_SEGMENT",
+    "INGEST_SOURCE",
+    "find_lamost_files",
+    "ingest_lamost",
+    "read_files",
+    "write_read_stars",
+    "write_stars",
+]
 
 INGEST_SOURCE = "LAMOST LRS FITS files ingested by lamost2csst.parallel.ingest"
 PATTERNS = ("*.fits", "*.fits.gz", "*.fit", "*.fit.gz", "*.FITS", "*.FITS.GZ")
 FILES_PER_SCAN_TASK = 256
+#: Files read per segment (one append to the store; the workers hold at most two segments' pixels).
+FILES_PER_SEGMENT = 16_384
+PIXELS = {"flux": np.float32, "ivar": np.float32, "mask": np.bool_}
 
 
 def find_lamost_files(inputs) -> list[str]:
@@ -65,38 +84,107 @@ def find_lamost_files(inputs) -> list[str]:
     return sorted(found)
 
 
-def _star_values(ds: xr.Dataset) -> dict:
-    return {
-        name: ds[name].values[0].item() if ds[name].dtype.kind != "O" else str(ds[name].values[0])
+def _reason(err: Exception) -> str:
+    return str(err) if isinstance(err, ReaderError) else f"{type(err).__name__}: {err}"
+
+
+def _obsid_groups(rows: list[dict]) -> list[list[int]]:
+    """Indices of ``rows`` in groups without a repeated OBSID: first occurrences, second ones, ..."""
+    seen: dict = {}
+    groups: list[list[int]] = []
+    for i, row in enumerate(rows):
+        k = seen.get(row["obsid"], 0)
+        seen[row["obsid"]] = k + 1
+        if k == len(groups):
+            groups.append([])
+        groups[k].append(i)
+    return groups
+
+
+def _dataset_values(rows: list[dict], paths: list[str]) -> tuple[list[dict], dict]:
+    """Per-star coordinate values and pixel arrays of files with distinct OBSIDs, via one Dataset.
+
+    The values are those of ``read_lamost(path)`` file by file (the same Dataset builder), as
+    Python scalars (strings for object coordinates).
+    """
+    ds = lamost_dataset(rows, paths)
+    columns = {
+        name: [str(v) for v in var.values] if var.dtype.kind == "O" else var.values.tolist()
         for name, var in ds.coords.items()
         if var.dims == ("star",)
     }
+    coords = [dict(zip(columns, values)) for values in zip(*columns.values())]
+    return coords, {name: ds[name].values for name in PIXELS}
 
 
-def scan_files(paths: list[str]) -> list[dict]:
-    """One task of stage 2: ``{"path", "ok", "coords" | "reason"}`` per file (pixels are dropped)."""
-    results = []
+def _batch_values(rows: list[dict], paths: list[str], reasons: dict) -> tuple[list, dict]:
+    """Coordinates (None for a file refused here, its reason put in ``reasons``) and pixels of ``rows``."""
+    coords: list = [None] * len(rows)
+    pixels = {name: np.empty((len(rows), LAMOST_WAVE.size), dtype) for name, dtype in PIXELS.items()}
+    for group in _obsid_groups(rows):
+        try:
+            parts = [(group, *_dataset_values([rows[i] for i in group], [paths[i] for i in group]))]
+        except Exception:  # noqa: BLE001 - one file spoils its group: each file on its own, as a scan
+            parts = []
+            for i in group:
+                try:
+                    parts.append(([i], *_dataset_values([rows[i]], [paths[i]])))
+                except Exception as err:  # noqa: BLE001
+                    reasons[paths[i]] = _reason(err)
+        for index, values, arrays in parts:
+            for j, i in enumerate(index):
+                coords[i] = values[j]
+            for name, array in arrays.items():
+                pixels[name][index] = array
+    return coords, pixels
+
+
+def read_files(paths: list[str]) -> dict:
+    """One task of stage 2: read each of ``paths`` once.
+
+    Parameters
+    ----------
+    paths : list of str
+        FITS files.
+
+    Returns
+    -------
+    dict
+        ``results``: per path, in order, ``{"path", "ok", "coords" | "reason"}`` (``coords``
+        the per-star values that ``read_lamost(path)`` gives it); ``flux``, ``ivar``
+        (float32) and ``mask`` (bool), (n_ok, n_wave): the pixels of the readable files, in
+        order. An unreadable file is a result with ``ok = False``, never an exception.
+    """
+    rows, ok_paths, reasons = [], [], {}
     for path in paths:
         try:
-            ds = read_lamost(path)
-        except ReaderError as err:
-            results.append({"path": path, "ok": False, "reason": str(err)})
+            rows.append(read_lamost_file(path))
+            ok_paths.append(path)
         except Exception as err:  # noqa: BLE001 - any unreadable file is a reject, never a crash
-            results.append({"path": path, "ok": False, "reason": f"{type(err).__name__}: {err}"})
-        else:
-            results.append({"path": path, "ok": True, "coords": _star_values(ds)})
-    return results
+            reasons[path] = _reason(err)
+    coords, pixels = _batch_values(rows, ok_paths, reasons)
+    keep = [i for i, c in enumerate(coords) if c is not None]
+    by_path = {ok_paths[i]: coords[i] for i in keep}
+    results = [
+        {"path": p, "ok": True, "coords": by_path[p]}
+        if p in by_path
+        else {"path": p, "ok": False, "reason": reasons[p]}
+        for p in paths
+    ]
+    return {"results": results, **{name: array[keep] for name, array in pixels.items()}}
+
+
+def read_results(batch: dict) -> list[dict]:
+    """The ``results`` of a :func:`read_files` batch (what the client gathers; the pixels stay)."""
+    return batch["results"]
 
 
 def _marker(out: str, start: int) -> str:
     return os.path.join(out, MARKERS, f"ingest-{start}.done")
 
 
-def write_stars(start: int, stop: int, *, out: str, files: list[str]) -> dict:
-    """One task of stage 4: read ``files`` (stars ``start:stop`` of ``out``) and write their pixels."""
-    t0 = time.perf_counter()
-    ds = read_lamost(files)
-    write_region(out, start, stop, {name: ds[name].values for name in ("flux", "ivar", "mask")})
+def _write_marked(out: str, start: int, stop: int, arrays: dict, t0: float) -> dict:
+    write_region(out, start, stop, arrays)
     marker = {
         "start": int(start),
         "stop": int(stop),
@@ -105,6 +193,24 @@ def write_stars(start: int, stop: int, *, out: str, files: list[str]) -> dict:
     }
     write_json(_marker(out, start), marker)
     return marker
+
+
+def write_stars(start: int, stop: int, *, out: str, files: list[str]) -> dict:
+    """Resume task: read ``files`` again (stars ``start:stop`` of ``out``) and write their pixels."""
+    t0 = time.perf_counter()
+    ds = read_lamost(files)
+    return _write_marked(out, start, stop, {name: ds[name].values for name in PIXELS}, t0)
+
+
+def write_read_stars(start: int, stop: int, *, out: str, pieces: list) -> dict:
+    """One task of stage 4: write stars ``start:stop`` of ``out`` from the read batches holding them.
+
+    ``pieces`` is a list of ``(batch, rows)``: a :func:`read_files` result (a future, resolved
+    by Dask) and the indices of its readable files that are, in order, these stars.
+    """
+    t0 = time.perf_counter()
+    arrays = {name: np.concatenate([batch[name][rows] for batch, rows in pieces]) for name in PIXELS}
+    return _write_marked(out, start, stop, arrays, t0)
 
 
 def _template(coords: list[dict], chunk_stars: int) -> xr.Dataset:
@@ -210,7 +316,7 @@ def _write_ranges(client, out: str, files: np.ndarray, ranges, *, progress: bool
 
 @dataclass
 class _StoreState:
-    """What an ingest run starts from: the store's chunking, files, OBSIDs and rejects so far."""
+    """The store as an ingest run finds it (chunking, files, OBSIDs, rejects), updated segment by segment."""
 
     exists: bool
     chunk_stars: int
@@ -263,40 +369,46 @@ def _store_state(client, out: str, chunk_stars: int | None, *, progress: bool) -
     )
 
 
-def _scan(client, todo: list[str], *, files_per_task: int, progress: bool) -> dict:
-    """Stage 2: :func:`scan_files` over ``todo`` in batches of ``files_per_task``; results by path.
+def _submit_reads(client, batches: list[list[str]]) -> tuple[list, list]:
+    """Stage 2 of one segment: the :func:`read_files` future of each batch, and of its results."""
+    reads = client.map(read_files, batches, pure=False)
+    return reads, [client.submit(read_results, future, pure=False) for future in reads]
 
-    Parameters
-    ----------
-    client : distributed.Client
-    todo : list of str
-        The files not yet in the store.
-    files_per_task : int
-        Files per scan task.
-    progress : bool
-        A tqdm bar on stderr.
 
-    Returns
-    -------
-    dict
-        ``{path: result of scan_files}``.
-    """
+def _gather_results(futures: list, bar) -> list[list[dict]]:
+    """The results of each batch (in batch order), gathered as they complete."""
     from distributed import as_completed
-    from tqdm.auto import tqdm
 
-    batches = [todo[i : i + files_per_task] for i in range(0, len(todo), files_per_task)]
-    futures = client.map(scan_files, batches, pure=False)
-    scanned = {}
-    with tqdm(total=len(todo), unit="file", desc="scan", disable=not progress) as bar:
-        try:
-            for future in as_completed(futures):
-                for result in future.result():
-                    scanned[result["path"]] = result
-                    bar.update(1)
-        except BaseException:
-            client.cancel(futures)
-            raise
-    return scanned
+    index = {future.key: i for i, future in enumerate(futures)}
+    out: list = [None] * len(futures)
+    for future in as_completed(futures):
+        out[index[future.key]] = future.result()
+        bar.update(len(out[index[future.key]]))
+    return out
+
+
+def _locate(batch_results: list[list[dict]]) -> tuple[dict, dict]:
+    """``({path: result}, {path: (batch, row among the batch's readable files)})``."""
+    scanned, where = {}, {}
+    for b, results in enumerate(batch_results):
+        row = 0
+        for result in results:
+            scanned[result["path"]] = result
+            if result["ok"]:
+                where[result["path"]] = (b, row)
+                row += 1
+    return scanned, where
+
+
+def _pieces(reads: list, locations: list[tuple[int, int]]) -> list:
+    """``[(read future, rows)]`` holding the stars at ``locations`` (batch, row), in order."""
+    pieces: list = []
+    for b, row in locations:
+        if pieces and pieces[-1][0] == b:
+            pieces[-1][1].append(row)
+        else:
+            pieces.append((b, [row]))
+    return [(reads[b], np.asarray(rows)) for b, rows in pieces]
 
 
 def _sort_scanned(todo: list[str], scanned: dict, *, known_obsid: dict, rejects: dict) -> tuple[list, int]:
@@ -341,29 +453,9 @@ def _sort_scanned(todo: list[str], scanned: dict, *, known_obsid: dict, rejects:
     return accepted, rejected_now
 
 
-def _append_accepted(client, out: str, accepted: list, state: _StoreState, *, progress: bool) -> int:
-    """Stage 4: append the accepted stars to the store's template (creating it) and write their pixels.
-
-    Parameters
-    ----------
-    client : distributed.Client
-    out : str
-        The catalogue.
-    accepted : list of dict
-        The accepted scan results, in file order.
-    state : _StoreState
-        The store before this run.
-    progress : bool
-        A tqdm bar on stderr.
-
-    Returns
-    -------
-    int
-        Stars written.
-    """
-    chunk_stars = state.chunk_stars
-    coords = [r["coords"] for r in accepted]
-    template = _template(coords, chunk_stars)
+def _append_template(out: str, accepted: list, state: _StoreState) -> None:
+    """Stage 4, first half: append the accepted stars' coordinates to ``out`` (creating it)."""
+    template = _template([r["coords"] for r in accepted], state.chunk_stars)
     if state.exists:
         template.drop_vars("wave").to_zarr(
             out,
@@ -374,14 +466,96 @@ def _append_accepted(client, out: str, accepted: list, state: _StoreState, *, pr
             safe_chunks=False,
         )
     else:
-        write_template(template, out, chunk_stars)
+        write_template(template, out, state.chunk_stars)
         markers_group(out)
-    all_files = np.asarray(
-        [*([] if not state.exists else state.old_files.tolist()), *(r["path"] for r in accepted)],
-        dtype=object,
+        state.exists = True
+
+
+def _write_segment(client, out: str, reads: list, results: list, state: _StoreState, bar) -> tuple[int, int]:
+    """Stages 3-4 of one read segment: ``(stars written, files rejected)``.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    out : str
+        The catalogue.
+    reads : list of Future
+        The segment's :func:`read_files` batches, in file order.
+    results : list of list of dict
+        Their results.
+    state : _StoreState
+        The store so far; updated (``exists``, ``n_old``, OBSIDs, rejects).
+    bar : tqdm
+        Stars written.
+
+    Returns
+    -------
+    tuple of int
+    """
+    from distributed import wait
+
+    scanned, where = _locate(results)
+    files = [r["path"] for batch in results for r in batch]
+    accepted, rejected_now = _sort_scanned(
+        files, scanned, known_obsid=state.known_obsid, rejects=state.rejects
     )
-    ranges = _ranges_from(state.n_old, state.n_old + len(accepted), chunk_stars)
-    return _write_ranges(client, out, all_files, ranges, progress=progress, desc="write")
+    if not accepted:
+        return 0, rejected_now
+    _append_template(out, accepted, state)
+    first = state.n_old
+    locations = [where[r["path"]] for r in accepted]
+    futures = [
+        client.submit(
+            write_read_stars,
+            a,
+            b,
+            out=out,
+            pieces=_pieces(reads, locations[a - first : b - first]),
+            pure=False,
+            priority=10,  # before the next segment's reads: the held pixels are released sooner
+        )
+        for a, b in _ranges_from(first, first + len(accepted), state.chunk_stars)
+    ]
+    state.n_old += len(accepted)
+    wait(futures)
+    written = sum(f.result()["n_star"] for f in futures)
+    bar.update(written)
+    return written, rejected_now
+
+
+def _read_and_write(client, out: str, todo: list[str], state: _StoreState, **how) -> tuple[int, int]:
+    """Stages 2-4 segment by segment, the next segment read while one is written.
+
+    ``how``: ``files_per_task``, ``files_per_segment`` and ``progress``. Returns ``(stars
+    added, files rejected)``.
+    """
+    from tqdm.auto import tqdm
+
+    per_task = how["files_per_task"]
+    batches = [todo[i : i + per_task] for i in range(0, len(todo), per_task)]
+    per_segment = max(1, how["files_per_segment"] // per_task)
+    segments = [batches[i : i + per_segment] for i in range(0, len(batches), per_segment)]
+    added = rejected = 0
+    quiet = not how["progress"]
+    with (
+        tqdm(total=len(todo), unit="file", desc="read", disable=quiet) as read_bar,
+        tqdm(unit="star", desc="write", disable=quiet) as write_bar,
+    ):
+        pending = [_submit_reads(client, segments[0])] if segments else []
+        try:
+            for k in range(len(segments)):
+                if k + 1 < len(segments):
+                    pending.append(_submit_reads(client, segments[k + 1]))
+                reads, result_futures = pending[0]
+                results = _gather_results(result_futures, read_bar)
+                n_added, n_rejected = _write_segment(client, out, reads, results, state, write_bar)
+                added, rejected = added + n_added, rejected + n_rejected
+                del pending[0], reads, result_futures  # this segment's pixels are released
+        except BaseException:
+            for reads, result_futures in pending:
+                client.cancel([*reads, *result_futures])
+            raise
+    return added, rejected
 
 
 def _store_summary(
@@ -436,6 +610,7 @@ def ingest_lamost(
     chunk_stars: int | None = None,
     progress: bool = True,
     files_per_task: int = FILES_PER_SCAN_TASK,
+    files_per_segment: int = FILES_PER_SEGMENT,
 ) -> dict:
     """Ingest LAMOST LRS FITS files (both layouts) into the spectra catalogue ``out``.
 
@@ -452,7 +627,10 @@ def ingest_lamost(
     progress : bool
         tqdm bars on stderr.
     files_per_task : int
-        Files per scan task.
+        Files per read task.
+    files_per_segment : int
+        Files read per append to the store (rounded down to whole read tasks, at least one);
+        the workers hold the pixels of at most two segments (~35 kB per file).
 
     Returns
     -------
@@ -469,14 +647,16 @@ def ingest_lamost(
     with output_lock(out, job="ingest_lamost", resume=False):
         state = _store_state(client, out, chunk_stars, progress=progress)
         todo = [f for f in files if f not in state.known_files]
-        scanned = _scan(client, todo, files_per_task=files_per_task, progress=progress)
-        accepted, rejected_now = _sort_scanned(
-            todo, scanned, known_obsid=state.known_obsid, rejects=state.rejects
+        added, rejected_now = _read_and_write(
+            client,
+            out,
+            todo,
+            state,
+            files_per_task=files_per_task,
+            files_per_segment=files_per_segment,
+            progress=progress,
         )
-        added = 0
-        if accepted:
-            added = _append_accepted(client, out, accepted, state, progress=progress)
-        elif not state.exists:
+        if not state.exists:
             raise InputError(
                 f"none of the {len(files)} files could be read; first reason: "
                 f"{next(iter(state.rejects.values()))['reason']}"

@@ -2,6 +2,7 @@
 and the predictions from ingested files equal the hand-made path."""
 
 import shutil
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -157,3 +158,68 @@ def test_bad_inputs(client, tmp_path, ingested):
     xr.Dataset({"a": ("x", np.arange(3))}).to_zarr(other, zarr_format=3, consolidated=False)
     with pytest.raises(InputError, match="not made by ingest_lamost"):
         ingest_lamost([tmp_path / "bad"], other, client=client, progress=False)
+
+
+def test_each_file_is_read_once_and_the_store_holds_what_the_reader_reads(
+    client, folder, demo, tmp_path, monkeypatch
+):
+    """Single pass: every file read exactly once (several segments and read batches, a chunk
+    split between segments, an OBSID twice in one batch), and the catalogue's pixels and
+    per-star coordinates equal read_lamost of the accepted files, value for value."""
+    import lamost2csst.parallel.ingest as module
+
+    extra = tmp_path / "extra"
+    export_lamost(demo.isel(star=slice(0, 5)).assign_coords(obsid=demo.obsid.values[:5] + 50_000), extra)
+    first = sorted(extra.glob("*.fits"))[1]
+    again = extra / f"{first.stem}a.fits"  # next in file order
+    shutil.copy(first, again)
+    real, calls = module.read_lamost_file, Counter()
+
+    def counting(path, **kwargs):
+        calls[str(path)] += 1
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(module, "read_lamost_file", counting)
+    out = tmp_path / "c.zarr"
+    summary = ingest_lamost(
+        [folder, extra],
+        out,
+        client=client,
+        chunk_stars=CHUNK,
+        progress=False,
+        files_per_task=4,
+        files_per_segment=40,
+    )
+    files = find_lamost_files([folder, extra])
+    assert files.index(str(again)) == files.index(str(first)) + 1
+    assert files.index(str(again)) // 4 == files.index(str(first)) // 4  # one read task
+    assert calls == Counter(files)
+    assert (summary["stars_added"], summary["rejected"]) == (N + 5, 4)
+    cat = xr.open_zarr(out, consolidated=False).load()
+    rejects = {r["path"]: r["reason"] for r in cat.attrs["rejects"]}
+    assert rejects[str(again)].endswith(f"already in the catalogue (from {first})")
+    accepted = [f for f in files if f not in rejects]
+    assert cat.file.values.tolist() == accepted  # file order
+    direct = read_lamost(accepted)
+    for name in ("flux", "ivar", "mask"):
+        assert cat[name].dtype == direct[name].dtype
+        np.testing.assert_array_equal(cat[name].values, direct[name].values)
+    star_coords = [name for name, var in direct.coords.items() if var.dims == ("star",)]
+    assert sorted(star_coords) == sorted(name for name, var in cat.coords.items() if var.dims == ("star",))
+    for name in star_coords:
+        np.testing.assert_array_equal(cat[name].values, direct[name].values)
+    assert len(list((out / ".markers").glob("ingest-*.done"))) == -(-(N + 5) // CHUNK) + 3  # 4 appends
+
+
+def test_read_files_turns_every_unreadable_file_into_a_reject(folder):
+    """One read task: readable files keep their pixels in order; the others give path and reason."""
+    from lamost2csst.parallel.ingest import read_files
+
+    paths = [str(folder / "broken.fits"), *map(str, sorted((folder / "image").glob("*.fits"))[:3])]
+    batch = read_files([*paths, str(folder / "truncated.fits")])
+    assert [r["ok"] for r in batch["results"]] == [False, True, True, True, False]
+    assert all(r["reason"].startswith(r["path"]) for r in batch["results"] if not r["ok"])
+    direct = read_lamost(paths[1:])
+    for name in ("flux", "ivar", "mask"):
+        np.testing.assert_array_equal(batch[name], direct[name].values)
+    assert [r["coords"]["obsid"] for r in batch["results"][1:4]] == direct.obsid.values.tolist()

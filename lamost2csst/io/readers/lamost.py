@@ -56,7 +56,7 @@ from lamost2csst.io.readers._common import (
 )
 from lamost2csst.io.spectra import spectra_dataset
 
-__all__ = ["LAMOST_COEFF0", "LAMOST_COEFF1", "read_lamost"]
+__all__ = ["LAMOST_COEFF0", "LAMOST_COEFF1", "lamost_dataset", "read_lamost", "read_lamost_file"]
 
 LAMOST_COEFF0 = 3.5682  #: log10 of the first pixel of LAMOST_WAVE
 LAMOST_COEFF1 = 1e-4  #: log10 step of every LAMOST LRS file
@@ -304,7 +304,61 @@ def read_lamost(path_or_paths, *, bitmasks: bool = False, max_bytes: int = MAX_B
         the file.
     """
     paths = as_paths(path_or_paths)
-    rows = [_read_one(p, max_bytes) for p in paths]
+    return lamost_dataset([_read_one(p, max_bytes) for p in paths], paths, bitmasks=bitmasks)
+
+
+def read_lamost_file(path, *, max_bytes: int = MAX_BYTES) -> dict:
+    """One LAMOST LRS file read onto the common grid, not yet a Dataset (see :func:`lamost_dataset`).
+
+    For callers that read many files and must tell the unreadable ones apart
+    (``lamost2csst.parallel.ingest``): each file is read once, and the readable ones are then
+    made into one Dataset, the same one :func:`read_lamost` returns for them.
+
+    Parameters
+    ----------
+    path : str or Path
+        One file.
+    max_bytes : int
+        Largest decompressed data size accepted (see ``_common.MAX_BYTES``).
+
+    Returns
+    -------
+    dict
+        The header values (``obsid``, ``ra``, ``dec``, ``z``, ``z_err``, ``snr_u``..``snr_z``,
+        ``class``, ``subclass``, ``data_release``), ``layout``, and the arrays ``flux``,
+        ``ivar`` (float32), ``mask`` (bool), ``andmask``, ``ormask`` (int64) on ``LAMOST_WAVE``.
+
+    Raises
+    ------
+    ReaderError
+        As :func:`read_lamost`, for this file.
+    """
+    return _read_one(as_paths(path)[0], max_bytes)
+
+
+def lamost_dataset(rows: list[dict], paths, *, bitmasks: bool = False) -> xr.Dataset:
+    """The catalogue Dataset of files read by :func:`read_lamost_file` (what :func:`read_lamost` returns).
+
+    Parameters
+    ----------
+    rows : list of dict
+        :func:`read_lamost_file` of each file, in order (at least one).
+    paths : list of str or Path
+        The files (coordinate ``file``).
+    bitmasks : bool
+        Also the ``andmask`` and ``ormask`` bit masks.
+
+    Returns
+    -------
+    xarray.Dataset
+        As :func:`read_lamost`.
+
+    Raises
+    ------
+    ReaderError
+        Two files share an OBSID.
+    """
+    paths = as_paths(paths)
     obsid = np.array([r["obsid"] for r in rows], dtype=np.int64)
     _check_unique_obsid(paths, obsid)
     layouts = sorted({r["layout"] for r in rows})
