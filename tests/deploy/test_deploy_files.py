@@ -21,6 +21,7 @@ def test_every_file_is_covered():
         "docker/Dockerfile.cpu",
         "docker/Dockerfile.cuda",
         "slurm/jobqueue.yaml",
+        "slurm/local_cluster.sh",
         "slurm/predict_catalogue.sbatch",
         "kubernetes/daskcluster.yaml",
         "kubernetes/daskjob.yaml",
@@ -68,9 +69,9 @@ def test_dask_operator_manifests():
 
 
 def _check_job_options(text):
-    """Every --option after `python -m jobs.predict_catalogue` is an option of that job."""
+    """Every --option after the last `jobs.predict_catalogue` (the command) is an option of that job."""
     known = {a for action in predict_catalogue.build_parser()._actions for a in action.option_strings}
-    used = set(re.findall(r"(--[a-z][a-z-]+)", text.split("jobs.predict_catalogue", 1)[1]))
+    used = set(re.findall(r"(--[a-z][a-z-]+)", text.rsplit("jobs.predict_catalogue", 1)[1]))
     assert used and used <= known, used - known
 
 
@@ -79,7 +80,8 @@ def test_slurm_files():
     for key in ("cores", "processes", "memory", "walltime"):
         assert conf[key]
     script = DEPLOY / "slurm" / "predict_catalogue.sbatch"
-    subprocess.run(["bash", "-n", str(script)], check=True)
+    for name in ("predict_catalogue.sbatch", "local_cluster.sh"):
+        subprocess.run(["bash", "-n", str(DEPLOY / "slurm" / name)], check=True)
     text = script.read_text()
     assert text.startswith("#!/bin/bash") and "#SBATCH --gres=gpu" in text
     _check_job_options(text)
