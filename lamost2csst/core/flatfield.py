@@ -14,6 +14,12 @@ sums over observations, so a survey's observations are reduced block by block (a
 reduction adds the blocks' matrices) and never gathered in one place. All functions are
 vectorized over wavelengths: ratios and weights are (n_obs, n_wave); the design matrix
 (n_obs, n_terms) is shared by all wavelengths of a detector.
+
+A chunk of observations (:func:`chunk_equations`) is reduced group by group in blocks of
+:data:`BLOCK_OBS` observations whose (n_obs, n_wave) temporaries stay in the CPU caches:
+the ratios, weights, clipping and per-star sums of a block in one pass (the numba kernel of
+:mod:`._flatfield_compiled`, or numpy), then ``A^T W A`` (its distinct entries only) and
+``A^T W r`` as two float64 matrix products.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.polynomial import legendre
 
+from lamost2csst.core import _flatfield_compiled as _kernel
 from lamost2csst.core.grids import BANDS
 from lamost2csst.core.slitless import DETECTOR_SHAPE, DETECTORS_PER_BAND
 
@@ -53,6 +60,10 @@ __all__ = [
 ]
 
 GROUPS = [(band, d) for band in BANDS for d in range(DETECTORS_PER_BAND)]  # (band, detector) of every fit
+#: Observations per block of :func:`chunk_equations`: a block's (n_obs, n_wave) float64
+#: temporaries (~0.6 MB each for 574 wavelengths) stay in the CPU caches.
+BLOCK_OBS = 128
+_NUMPY_ONLY = False  # True: the numpy path even where numba is available (tests compare the two)
 REJECT_REASONS = (
     "no_prediction",
     "flagged_prediction",
@@ -115,6 +126,42 @@ class NormalEquations(NamedTuple):
         )
 
 
+class _Sums:
+    """Running sums of the normal equations of a (band, detector) over blocks of observations.
+
+    ``A^T W A`` is symmetric: only its ``n_terms (n_terms + 1) / 2`` distinct entries are
+    summed, as one matrix product ``(a_k a_l)_{k <= l}^T W`` per block, (n_pairs, n_obs) @
+    (n_obs, n_wave), in float64; the full matrices are made once, by :meth:`equations`.
+    """
+
+    def __init__(self, n_wave: int, n_terms: int):
+        self.k, self.l = np.triu_indices(n_terms)
+        self.upper = np.zeros((self.k.size, n_wave))
+        self.atr = np.zeros((n_terms, n_wave))
+        self.rtr = np.zeros(n_wave)
+        self.n = np.zeros(n_wave, np.int64)
+
+    def add(self, a: np.ndarray, r: np.ndarray, w: np.ndarray, used: np.ndarray) -> None:
+        """Add a block: design ``a`` (n_obs, n_terms); ``r``, ``w`` (n_obs, n_wave) float64, both
+        0 where not ``used`` (no checks here)."""
+        wr = w * r
+        self.add_products(a, w, wr)
+        self.rtr += np.einsum("ow,ow->w", wr, r)
+        self.n += np.count_nonzero(used, axis=0)
+
+    def add_products(self, a: np.ndarray, w: np.ndarray, wr: np.ndarray) -> None:
+        """Add a block's ``A^T W A`` and ``A^T W r`` from ``w`` and ``wr = w r`` (0 where unused)."""
+        self.upper += (a[:, self.k] * a[:, self.l]).T @ w
+        self.atr += a.T @ wr
+
+    def equations(self) -> NormalEquations:
+        n_terms, n_wave = self.atr.shape
+        ata = np.empty((n_wave, n_terms, n_terms))
+        ata[:, self.k, self.l] = self.upper.T
+        ata[:, self.l, self.k] = self.upper.T
+        return NormalEquations(ata, self.atr.T.copy(), self.rtr.copy(), self.n.copy())
+
+
 def normal_equations(design, ratio, weight) -> NormalEquations:
     """Normal equations of one block of observations.
 
@@ -133,15 +180,9 @@ def normal_equations(design, ratio, weight) -> NormalEquations:
     if np.any(np.isnan(w)) or np.any(w < 0):
         raise ValueError("weights must be >= 0 (use 0 for unusable ratios), not NaN or negative")
     used = np.isfinite(r) & (w > 0)
-    w = np.where(used, w, 0.0)
-    r = np.where(used, r, 0.0)
-    n_terms = a.shape[1]
-    # (A^T W A)[w] = sum_o w_ow a_ok a_ol: one matrix product with the outer products of the
-    # design rows, (n_wave, n_obs) @ (n_obs, n_terms^2) -- no (n_obs, n_wave, n_terms) temporary
-    outer = (a[:, :, None] * a[:, None, :]).reshape(a.shape[0], n_terms * n_terms)
-    ata = (w.T @ outer).reshape(-1, n_terms, n_terms)
-    wr = w * r
-    return NormalEquations(ata, wr.T @ a, np.einsum("ow,ow->w", wr, r), used.sum(axis=0))
+    sums = _Sums(r.shape[1], a.shape[1])
+    sums.add(a, np.where(used, r, 0.0), np.where(used, w, 0.0), used)
+    return sums.equations()
 
 
 class PolynomialFit(NamedTuple):
@@ -199,6 +240,26 @@ def ratios(flux, error, *, scale, sed, sigma) -> tuple[np.ndarray, np.ndarray]:
         usable = np.isfinite(ratio) & np.isfinite(var) & (var > 0) & (model > 0)
         weight = np.where(usable, 1.0 / var, 0.0)
     return np.where(usable, ratio, np.nan), weight
+
+
+def _weighted(flux, error, *, scale, sed, sigma) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`ratios` of a block as ``(ratio, weight, used)``, float64, ratio 0 (not NaN) where unused.
+
+    The same operations in the same order (the same numbers where used), in place where
+    possible: a finite positive variance implies a finite ratio, so ``used`` is
+    ``0 < var < inf & model > 0``.
+    """
+    model = np.multiply(sed, scale[:, None], dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ratio = np.divide(flux, model, dtype=np.float64)
+        var = np.divide(error, model, dtype=np.float64)
+        np.multiply(var, var, out=var)
+        term = np.multiply(ratio, sigma, dtype=np.float64)
+        np.multiply(term, term, out=term)
+        var += term
+        used = (var > 0) & (var < np.inf) & (model > 0)
+        weight = np.where(used, np.divide(1.0, var, out=var), 0.0)
+    return np.where(used, ratio, 0.0), weight, used
 
 
 def outliers(ratio, weight, model, *, kappa: float, sigma_scale) -> np.ndarray:
@@ -389,29 +450,97 @@ def usable_observations(obs: dict, *, found, flags, where, scale) -> tuple[np.nd
 
 
 def _group_equations(
-    obs: dict, rows, ratio, weight, scale, *, order: int, fits, kappa: float, self_calibrate: bool
+    obs: dict, rows, inputs: dict, *, order: int, fits, kappa: float, self_calibrate: bool
 ) -> tuple[dict, int, tuple]:
-    """Normal equations per (band, detector) of the usable ``rows``, clipped ratios, star sums."""
+    """Normal equations per (band, detector) of the usable ``rows``, clipped ratios, star sums.
+
+    Each group is reduced in blocks of :data:`BLOCK_OBS` observations: ratios, weights,
+    clipping and sums of a block are computed while its (n_obs, n_wave) arrays are in cache
+    (by the compiled kernel of :mod:`._flatfield_compiled` where numba is available).
+    ``inputs`` holds ``sed``, ``sigma``, ``where`` and ``scale`` (see :func:`chunk_equations`).
+    """
     groups, clipped, sums = {}, 0, ([], [], [])
-    x, y = obs["x"].astype(np.float64), obs["y"].astype(np.float64)
     band, detector = obs["band"][rows], obs["detector"][rows]
+    block = _compiled_block if _kernel.AVAILABLE and not _NUMPY_ONLY else _numpy_block
     for b, d in GROUPS:
-        sel = (band == b) & (detector == d)
-        if not sel.any():
+        sel = rows[(band == b) & (detector == d)]
+        if not sel.size:
             continue
-        a = design_matrix(x[rows][sel], y[rows][sel], order=order, shape=DETECTOR_SHAPE)
-        r, w = ratio[sel], weight[sel]
         key = f"{b}-{d}"
-        if fits is not None and key in fits:
-            coeffs, sigma_scale = fits[key]
-            w, model, n_clipped = clip_to_fit(a, r, w, coeffs=coeffs, sigma_scale=sigma_scale, kappa=kappa)
+        a = design_matrix(obs["x"][sel], obs["y"][sel], order=order, shape=DETECTOR_SHAPE)
+        acc = _Sums(obs["flux"].shape[1], a.shape[1])
+        previous = fits.get(key) if fits is not None else None
+        for lo in range(0, sel.size, BLOCK_OBS):
+            i = sel[lo : lo + BLOCK_OBS]
+            n_clipped, star = block(
+                obs,
+                inputs,
+                i,
+                a[lo : lo + BLOCK_OBS],
+                acc,
+                previous=previous,
+                kappa=kappa,
+                scales=self_calibrate,
+            )
             clipped += n_clipped
-            if self_calibrate:
-                num, den = scale_sums(r, w, model, scale=scale[rows][sel])
-                for part, values in zip(sums, (obs["obsid"][rows][sel], num, den)):
+            if star is not None:
+                for part, values in zip(sums, (obs["obsid"][i], *star)):
                     part.append(values)
-        groups[key] = normal_equations(a, r, w)
+        groups[key] = acc.equations()
     return groups, clipped, sums
+
+
+def _numpy_block(obs, inputs, i, a, acc: _Sums, *, previous, kappa: float, scales: bool):
+    """One block, numpy path: ``(n_clipped, (num, den) or None)``; the sums go into ``acc``."""
+    where, scale = inputs["where"][i], inputs["scale"][i]
+    r, w, used = _weighted(
+        obs["flux"][i], obs["error"][i], scale=scale, sed=inputs["sed"][where], sigma=inputs["sigma"][where]
+    )
+    n_clipped, star = 0, None
+    if previous is not None:
+        coeffs, sigma_scale = previous
+        w, model, n_clipped = clip_to_fit(a, r, w, coeffs=coeffs, sigma_scale=sigma_scale, kappa=kappa)
+        used = w > 0
+        if scales:
+            star = scale_sums(r, w, model, scale=scale)
+    acc.add(a, r, w, used)
+    return n_clipped, star
+
+
+def _compiled_block(obs, inputs, i, a, acc: _Sums, *, previous, kappa: float, scales: bool):
+    """One block, compiled path (:func:`._flatfield_compiled.weigh_block`): as :func:`_numpy_block`."""
+    n_wave = acc.rtr.size
+    clip = previous is not None
+    if clip:
+        coeffs, sigma_scale = previous
+        coeffs_t = np.ascontiguousarray(np.nan_to_num(coeffs).T)
+        limit = kappa * np.nan_to_num(sigma_scale, nan=np.inf)
+    else:
+        coeffs_t, limit = np.zeros((a.shape[1], n_wave)), np.full(n_wave, np.inf)
+    w, wr, star = np.empty((i.size, n_wave)), np.empty((i.size, n_wave)), np.zeros((i.size, 2))
+    flux, error = (np.ascontiguousarray(obs[k]) for k in ("flux", "error"))
+    sed, sigma = (np.ascontiguousarray(inputs[k]) for k in ("sed", "sigma"))
+    n_clipped = _kernel.weigh_block(
+        flux,
+        error,
+        sed,
+        sigma,
+        i,
+        inputs["where"],
+        inputs["scale"],
+        np.ascontiguousarray(a),
+        coeffs_t,
+        limit,
+        clip,
+        clip and scales,
+        w,
+        wr,
+        acc.n,
+        acc.rtr,
+        star,
+    )
+    acc.add_products(a, w, wr)
+    return int(n_clipped), ((star[:, 0], star[:, 1]) if clip and scales else None)
 
 
 def chunk_equations(
@@ -464,19 +593,11 @@ def chunk_equations(
     }
     rows = np.flatnonzero(usable)
     if rows.size:
-        ratio, weight = ratios(
-            obs["flux"][rows],
-            obs["error"][rows],
-            scale=scale[rows],
-            sed=sed[where[rows]],
-            sigma=sigma[where[rows]],
-        )
+        x, y = (np.asarray(obs[k], dtype=np.float64) for k in ("x", "y"))
         result["groups"], result["clipped"], sums = _group_equations(
-            obs,
+            {**obs, "x": x, "y": y},
             rows,
-            ratio,
-            weight,
-            scale,
+            {"sed": sed, "sigma": sigma, "where": where, "scale": np.asarray(scale, dtype=np.float64)},
             order=order,
             fits=fits,
             kappa=kappa,

@@ -10,7 +10,11 @@ How the work is laid out (nothing is gathered on one worker):
    predictions by ``obsid``, forms ratios and weights and returns the *normal equations* of
    its observations per (band, detector) -- small matrices, whatever the number of
    observations; each task also saves them under ``<out>/.work/iter-<k>/chunk-<i>.npz``, so a
-   rerun with ``resume=True`` reuses finished chunks;
+   rerun with ``resume=True`` reuses finished chunks. Each worker opens the observation
+   arrays once per build and, when the predictions' ``sed`` and ``sigma`` fit in
+   :data:`PREDICTIONS_CACHE_BYTES`, reads them once per build too (a chunk's stars are spread
+   over the whole predictions store: read per task, nearly every prediction chunk would be
+   decoded again by every task); the workers' memory stays flat in the number of observations;
 2. a tree reduction on the workers adds the chunks' normal equations pairwise;
 3. the client solves the small systems (coefficients, covariances); the next iteration's
    tasks receive the coefficients and leave out observations further than ``kappa`` sigma.
@@ -30,11 +34,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
+import zarr
 
 from lamost2csst.core.flatfield import (
     GROUPS,
@@ -74,6 +81,15 @@ from lamost2csst.parallel.runtime import peak_rss_mb
 __all__ = ["FLATCUBE_SCHEMA", "build_flatcube", "flat_chunk"]
 
 
+_NAMES = ("obsid", "band", "detector", "x", "y", "scale", "flux", "error")  # what a task reads
+#: Largest predictions store (decoded ``sed`` + ``sigma``) that each worker keeps in memory during a
+#: build, instead of reading in every task the prediction rows of its observations: those rows
+#: are spread over the whole store, so each task would decode nearly all of its chunks.
+PREDICTIONS_CACHE_BYTES = 512 * 2**20
+_BUILD: dict = {}  # per worker process, the current build only: token, observation arrays, predictions
+_BUILD_LOCK = threading.Lock()
+
+
 def flat_chunk(
     index: int,
     start: int,
@@ -88,22 +104,32 @@ def flat_chunk(
     fits: dict | None,
     kappa: float,
     star_scales=None,
+    build: tuple | None = None,
 ) -> dict:
     """One task: the normal equations per (band, detector) of observations ``start:stop`` (+ counts).
 
     With ``star_scales`` (sorted obsid, scale: the self-calibration's current per-star
     scales) those replace the store's ``scale``, and the task also returns, per star, the
     sums that update its scale against the previous fits (``star_sums``).
+
+    With ``build = (token, n_star or None)`` (one token per build) the worker opens the
+    observation arrays once for all its tasks of that build and, with ``n_star`` (the
+    predictions' stars, when they fit :data:`PREDICTIONS_CACHE_BYTES`), reads the
+    predictions' ``sed``, ``sigma`` and ``flags`` once; without it each task opens the
+    store and reads the prediction rows it needs.
     """
     path = work_path(out, iteration, index)
     if os.path.exists(path):  # finished by an earlier run (resume)
         return load_partial(path, REJECT_REASONS)
-    names = ("obsid", "band", "detector", "x", "y", "scale", "flux", "error")
-    obs = read_region(observations, start, stop, names, dim="obs")
+    state = _build_state(observations, predictions, build) if build is not None else None
+    if state is None:
+        obs = read_region(observations, start, stop, _NAMES, dim="obs")
+    else:
+        obs = {name: array[start:stop] for name, array in state["arrays"].items()}
     # vlen strings come back as StringDType
     obs["band"] = np.array([str(b) for b in obs["band"]], dtype=object)
     obs["detector"] = obs["detector"].astype(np.int64)
-    found, sed, sigma, flags, where = prediction_rows(predictions, obs["obsid"], pred_index)
+    found, sed, sigma, flags, where = _prediction_rows(predictions, obs["obsid"], pred_index, state)
     scale = _lookup(star_scales, obs["obsid"]) if star_scales is not None else obs["scale"].astype(np.float64)
     result = {"n_obs": stop - start, "peak_rss_mb": 0.0}
     result.update(
@@ -124,6 +150,42 @@ def flat_chunk(
     result["peak_rss_mb"] = peak_rss_mb()
     save_partial(path, result)
     return result
+
+
+def _build_state(observations: str, predictions: str, build: tuple) -> dict:
+    """This worker's state of build ``build = (token, n_star or None)``, made by its first task.
+
+    ``arrays``: the observation store's arrays (:data:`_NAMES`, opened once: opening costs
+    more than reading a task's rows of the small ones); ``predictions``: ``(sed, sigma,
+    flags)`` of the whole predictions store, or None.
+    """
+    token, n_star = build
+    with _BUILD_LOCK:
+        if _BUILD.get("token") != token:
+            _BUILD.clear()  # an earlier build's arrays are dropped first
+            group = zarr.open_group(observations, mode="r")
+            arrays = {name: group[name] for name in _NAMES if name in group}
+            stored = None
+            if n_star is not None:
+                stored = read_region(predictions, 0, n_star, ("sed", "sigma", "flags"), dim="star")
+                stored = (stored["sed"], stored["sigma"], stored["flags"])
+            _BUILD.update(token=token, arrays=arrays, predictions=stored)
+        return dict(_BUILD)
+
+
+def _prediction_rows(predictions: str, obsid: np.ndarray, index: tuple, state: dict | None):
+    """:func:`lamost2csst.io.flatcube.prediction_rows`, from the worker's copy of the predictions if any.
+
+    With the whole store in memory, ``sed``, ``sigma`` and ``flags`` are the store's arrays and
+    ``where`` the store rows of the observations.
+    """
+    if state is None or state["predictions"] is None:
+        return prediction_rows(predictions, obsid, index)
+    sed, sigma, flags = state["predictions"]
+    sorted_obsid, order = index
+    pos = np.clip(np.searchsorted(sorted_obsid, obsid), 0, max(sorted_obsid.size - 1, 0))
+    found = (sorted_obsid[pos] == obsid) if sorted_obsid.size else np.zeros(obsid.size, bool)
+    return found, sed, sigma, flags, np.where(found, order[pos], 0)
 
 
 def _lookup(table, obsid: np.ndarray) -> np.ndarray:
@@ -228,8 +290,14 @@ class _Settings:
         return len(polynomial_terms(self.order))
 
 
-def _fit_pass(client, settings: _Settings, chunks, pred_index, iteration: int, fits, star_scales) -> dict:
-    """One pass over the observations: the tree-summed chunk results of fit iteration ``iteration``."""
+def _fit_pass(
+    client, settings: _Settings, chunks, predicted: dict, iteration: int, fits, star_scales
+) -> dict:
+    """One pass over the observations: the tree-summed chunk results of fit iteration ``iteration``.
+
+    ``predicted``: ``index`` (the scattered sorted obsid and rows of the predictions) and
+    ``build`` (see :func:`flat_chunk`).
+    """
     from tqdm.auto import tqdm
 
     scales_arg = client.scatter(star_scales, broadcast=True) if star_scales is not None else None
@@ -255,7 +323,8 @@ def _fit_pass(client, settings: _Settings, chunks, pred_index, iteration: int, f
                     b,
                     observations=settings.observations,
                     predictions=settings.predictions,
-                    pred_index=pred_index,
+                    pred_index=predicted["index"],
+                    build=predicted["build"],
                     order=settings.order,
                     out=settings.out,
                     iteration=iteration,
@@ -273,12 +342,12 @@ def _fit_pass(client, settings: _Settings, chunks, pred_index, iteration: int, f
     return result
 
 
-def _fit(client, settings: _Settings, chunks, pred_index) -> tuple[dict, dict, tuple | None]:
+def _fit(client, settings: _Settings, chunks, predicted: dict) -> tuple[dict, dict, tuple | None]:
     """The ``iterations`` fits: (solutions per group, the last pass's sums, the star scales or None)."""
     fits, result, solutions = None, None, {}
     star_scales = initial_scales(*read_scales(settings.observations)) if settings.self_calibrate else None
     for iteration in range(settings.iterations):
-        result = _fit_pass(client, settings, chunks, pred_index, iteration, fits, star_scales)
+        result = _fit_pass(client, settings, chunks, predicted, iteration, fits, star_scales)
         solutions = {key: solve(eq, min_obs=settings.min_stars) for key, eq in result["groups"].items()}
         if star_scales is not None and result["star_sums"][0].size:
             star_scales = updated_scales(star_scales, result["star_sums"])
@@ -339,9 +408,14 @@ def _build(
     chunks = chunk_ranges(obs.sizes["obs"], chunk_obs)
     pred_obsid = pred["obsid"].values
     sort = np.argsort(pred_obsid, kind="stable")
-    pred_index = client.scatter((pred_obsid[sort], sort), broadcast=True)
+    small = pred["sed"].nbytes + pred["sigma"].nbytes <= PREDICTIONS_CACHE_BYTES
+    predicted = {
+        "index": client.scatter((pred_obsid[sort], sort), broadcast=True),
+        # small enough: each worker reads the predictions once per build, not rows per task
+        "build": (uuid.uuid4().hex, int(pred.sizes["star"]) if small else None),
+    }
     prepare_work_area(settings.out, settings.iterations)
-    solutions, result, star_scales = _fit(client, settings, chunks, pred_index)
+    solutions, result, star_scales = _fit(client, settings, chunks, predicted)
     gy, gx = detector_grid(grid_points)
     yy, xx = np.meshgrid(gy, gx, indexing="ij")
     # the Legendre design matrix at the grid points, (g*g, n_terms)

@@ -299,3 +299,124 @@ def test_chunk_equations_equal_the_direct_normal_equations():
     assert all((eq.n == 0).all() for eq in clipped["groups"].values())
     np.testing.assert_array_equal(clipped["star_sums"][0], np.arange(20))  # every star has (zero) sums
     assert (clipped["star_sums"][1] == 0).all()
+
+
+def _survey_block(n=700, n_wave=6, seed=5):
+    """A chunk of float32 observations of 2 groups (several blocks each), with unusable entries:
+    NaN flux, a sed <= 0, an infinite error, a zero error and zero sigma, outliers."""
+    rng = np.random.default_rng(seed)
+    x, y = rng.uniform(0, SHAPE[1] - 1, n), rng.uniform(0, SHAPE[0] - 1, n)
+    truth = np.array([1.0, 0.02, -0.01, 0.005, 0.0, 0.003])
+    flat = design_matrix(x, y, order=2, shape=SHAPE) @ truth
+    sed = rng.uniform(0.5, 2, (n // 2, n_wave)).astype(np.float32)
+    where = rng.integers(0, n // 2, n)
+    scale = rng.uniform(0.5, 3, n)
+    error = rng.uniform(0.005, 0.02, (n, n_wave)) * scale[:, None] * sed[where]
+    flux = flat[:, None] * scale[:, None] * sed[where] + rng.normal(size=error.shape) * error
+    flux[rng.random(flux.shape) < 0.01] *= 1.5  # outliers for the clipping
+    flux, error = flux.astype(np.float32), error.astype(np.float32)
+    flux[3, 2] = np.nan
+    sed[where[5], 1] = -1.0
+    error[7, 4] = np.inf
+    error[9, 0] = 0.0
+    sigma = np.full(sed.shape, 0.002, np.float32)
+    sigma[where[9], 0] = 0.0  # variance 0: unusable
+    obs = {
+        "obsid": where.astype(np.int64),  # one star per prediction row
+        "band": np.array(["GV", "GI"] * (n // 2), dtype=object),
+        "detector": np.full(n, 1),
+        "x": x,
+        "y": y,
+        "flux": flux,
+        "error": error,
+    }
+    kw = dict(
+        found=np.ones(n, bool),
+        flags=np.zeros(n // 2, np.uint16),
+        where=where,
+        sed=sed,
+        sigma=sigma,
+        scale=scale,
+    )
+    return obs, kw
+
+
+def _whole_group(obs, kw, sel, fits=None, kappa=3.0):
+    """The textbook path on a whole group at once: ratios, clip_to_fit, normal_equations."""
+    a = design_matrix(obs["x"][sel], obs["y"][sel], order=2, shape=SHAPE)
+    w_ = kw["where"][sel]
+    r, w = ratios(
+        obs["flux"][sel], obs["error"][sel], scale=kw["scale"][sel], sed=kw["sed"][w_], sigma=kw["sigma"][w_]
+    )
+    clipped = 0
+    if fits is not None:
+        w, _, clipped = clip_to_fit(a, r, w, coeffs=fits[0], sigma_scale=fits[1], kappa=kappa)
+    return normal_equations(a, r, w), clipped, a, r, w
+
+
+def test_blocked_chunk_sums_solve_to_the_lstsq_weighted_fit():
+    """chunk_equations (blocks of BLOCK_OBS, compiled kernel where numba is there) -> solve equals
+    numpy.linalg.lstsq of the weighted system sqrt(w) A c = sqrt(w) r over the usable ratios,
+    with r = flux / (scale sed) and 1/w = (error / (scale sed))^2 + (r sigma)^2 written out here."""
+    from lamost2csst.core.flatfield import BLOCK_OBS
+
+    obs, kw = _survey_block()
+    result = chunk_equations(obs, **kw, order=2)
+    sel = (obs["band"] == "GI") & (obs["detector"] == 1)
+    assert sel.sum() > 2 * BLOCK_OBS
+    fit = solve(result["groups"]["GI-1"], min_obs=10)
+    a = design_matrix(obs["x"][sel], obs["y"][sel], order=2, shape=SHAPE)
+    model = kw["scale"][sel, None] * kw["sed"][kw["where"][sel]].astype(np.float64)
+    r = obs["flux"][sel] / model
+    var = (obs["error"][sel] / model) ** 2 + (r * kw["sigma"][kw["where"][sel]]) ** 2
+    with np.errstate(divide="ignore"):
+        w = 1 / var
+    usable = np.isfinite(r) & np.isfinite(var) & (var > 0) & (model > 0)
+    assert (~usable).sum() >= 4  # the NaN flux, the sed <= 0, the infinite and the zero variance
+    for j in range(r.shape[1]):
+        u = usable[:, j]
+        sw = np.sqrt(w[u, j])
+        coeffs, *_ = np.linalg.lstsq(a[u] * sw[:, None], r[u, j] * sw, rcond=None)
+        np.testing.assert_allclose(fit.coeffs[j], coeffs, rtol=1e-9, atol=1e-12)
+        assert fit.n[j] == u.sum()
+        np.testing.assert_allclose(fit.chi2[j], np.sum(w[u, j] * (r[u, j] - a[u] @ coeffs) ** 2), rtol=1e-6)
+
+
+@pytest.mark.parametrize("numpy_only", [False, True])
+def test_blocked_chunk_sums_equal_the_whole_group_sums(numpy_only, monkeypatch):
+    """Both block paths (compiled kernel, numpy) equal the textbook sums of the whole group, with
+    clipping against a previous fit and the self-calibration's per-star sums, to round-off."""
+    from lamost2csst.core import _flatfield_compiled, flatfield
+
+    if not numpy_only and not _flatfield_compiled.AVAILABLE:
+        pytest.skip("numba not installed")
+    monkeypatch.setattr(flatfield, "_NUMPY_ONLY", numpy_only)
+    obs, kw = _survey_block()
+    first = chunk_equations(obs, **kw, order=2)
+    fits = {}
+    for key, eq in first["groups"].items():
+        s = solve(eq, min_obs=10)
+        fits[key] = (s.coeffs, np.sqrt(reduced_chi2(s, 6)))
+    fits["GV-1"][1][2] = np.nan  # no sigma scale at one wavelength: nothing clipped there
+    result = chunk_equations(obs, **kw, order=2, fits=fits, self_calibrate=True)
+    total_clipped = 0
+    for key, band in (("GV-1", "GV"), ("GI-1", "GI")):
+        sel = (obs["band"] == band) & (obs["detector"] == 1)
+        whole, clipped, a, r, w = _whole_group(obs, kw, sel, fits=fits[key])
+        total_clipped += clipped
+        for got, expected in zip(result["groups"][key], whole):
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-9)
+        np.testing.assert_array_equal(result["groups"][key].n, whole.n)
+    assert result["clipped"] == total_clipped > 0
+    # the per-star sums against the previous fits, star by star
+    ids, num, den = [], [], []
+    for key, band in (("GV-1", "GV"), ("GI-1", "GI")):
+        sel = (obs["band"] == band) & (obs["detector"] == 1)
+        _, _, a, r, w = _whole_group(obs, kw, sel, fits=fits[key])
+        model = a @ np.nan_to_num(fits[key][0]).T
+        n_, d_ = scale_sums(r, w, model, scale=kw["scale"][sel])
+        ids.append(obs["obsid"][sel]), num.append(n_), den.append(d_)
+    expected = sum_by_star(np.concatenate(ids), np.concatenate(num), np.concatenate(den))
+    np.testing.assert_array_equal(result["star_sums"][0], expected[0])
+    for got, exp in zip(result["star_sums"][1:], expected[1:]):
+        np.testing.assert_allclose(got, exp, rtol=1e-12)

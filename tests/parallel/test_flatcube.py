@@ -241,3 +241,24 @@ def test_self_calibration_without_known_scales_matches_the_known_scale_fit(clien
     # without known scales and without self-calibration, nothing can be fitted: all counted
     c = build_flatcube(unknown, p, tmp_path / "c.zarr", client=client, iterations=1, progress=False)
     assert c["rejected"]["no_scale"] == obs.sizes["obs"] and c["wavelengths_fit"] == 0
+
+
+def test_predictions_read_per_task_or_once_per_worker_give_the_same_cube(
+    client, stars, tmp_path, monkeypatch
+):
+    """Predictions too large for the workers' copy are read row by row in each task (the
+    prediction_rows path): the cube is the same, bit for bit, with self-calibration too."""
+    import lamost2csst.parallel.flatcube as module
+
+    sed, obsid = stars
+    obs, truth = simulate_observations(sed[:400], obsid[:400], n_exposures=2, seed=6)
+    o = store_observations(tmp_path / "obs.zarr", obs, truth, chunk=700)
+    p = write_predictions(tmp_path / "pred.zarr", sed[:500], obsid[:500])  # 100 stars never observed
+    kw = dict(client=client, iterations=2, self_calibrate=True, progress=False)
+    build_flatcube(o, p, tmp_path / "once.zarr", **kw)
+    monkeypatch.setattr(module, "PREDICTIONS_CACHE_BYTES", 0)
+    build_flatcube(o, p, tmp_path / "rows.zarr", **kw)
+    a, b = (xr.open_zarr(tmp_path / f"{n}.zarr", consolidated=False) for n in ("once", "rows"))
+    assert a.fit.values.any()
+    for name in ("coeffs", "covariance", "n_obs", "star_scale"):
+        np.testing.assert_array_equal(a[name].values, b[name].values)
