@@ -58,14 +58,15 @@ def reference(catalogue):
     """The LocalCluster run as a user types it: one worker process with one thread, like the SLURM workers."""
     out = catalogue.parent / "reference.zarr"
     t0 = time.perf_counter()
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "jobs.predict_catalogue", "--catalogue", str(catalogue), "--out", str(out)]
         + ["--workers", "1", "--threads-per-worker", "1", "--no-progress", *JOB_OPTIONS],
         cwd=catalogue.parent,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
         capture_output=True,
-        check=True,
+        text=True,
     )
+    assert done.returncode == 0, done.stderr[-3000:]
     _report(f"LocalCluster reference run: {time.perf_counter() - t0:.1f} s")
     return xr.open_zarr(out, consolidated=False).load()
 
