@@ -206,7 +206,8 @@ def test_scancel_then_the_same_command_resumes(slurm, catalogue, reference, tmp_
     redone = _chunks_done(log)  # every chunk without a marker, once; none of those with one
     assert sorted(redone) == sorted(set(range(N_CHUNK)) - set(killed))
     after = _markers(out)
-    assert sorted(after) == list(range(N_CHUNK)) and {i: after[i] for i in killed} == killed  # not rewritten
+    # the markers of the cancelled job are untouched (a marker holds its pid and finish time)
+    assert sorted(after) == list(range(N_CHUNK)) and {i: after[i] for i in killed} == killed
     _assert_same_predictions(out, reference)
     _report(f"scancel after {len(killed)} of {N_CHUNK} chunks; the resumed job did {len(redone)}")
 
