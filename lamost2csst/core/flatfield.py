@@ -460,16 +460,31 @@ def _group_equations(
     ``inputs`` holds ``sed``, ``sigma``, ``where`` and ``scale`` (see :func:`chunk_equations`).
     """
     groups, clipped, sums = {}, 0, ([], [], [])
-    band, detector = obs["band"][rows], obs["detector"][rows]
-    block = _compiled_block if _kernel.AVAILABLE and not _NUMPY_ONLY else _numpy_block
-    for b, d in GROUPS:
-        sel = rows[(band == b) & (detector == d)]
+    compiled = _kernel.AVAILABLE and not _NUMPY_ONLY
+    block = _compiled_block if compiled else _numpy_block
+    # the compiled path's block arrays, allocated once per chunk: fresh large arrays per block
+    # cost page faults (Dask workers return freed memory to the system at once)
+    n_wave = obs["flux"].shape[1]
+    inputs = {**inputs, "buffers": (np.empty((BLOCK_OBS, n_wave)), np.empty((BLOCK_OBS, n_wave)))}
+    # the rows of each group (in row order), by one sort of the group numbers (index in GROUPS)
+    band_number = {b: i for i, b in enumerate(BANDS)}
+    number = np.fromiter((band_number[b] for b in obs["band"][rows]), np.int64, rows.size)
+    number = number * DETECTORS_PER_BAND + obs["detector"][rows]
+    by_group = np.argsort(number, kind="stable")
+    bounds = np.searchsorted(number[by_group], np.arange(len(GROUPS) + 1))
+    for g, (b, d) in enumerate(GROUPS):
+        sel = rows[by_group[bounds[g] : bounds[g + 1]]]
         if not sel.size:
             continue
         key = f"{b}-{d}"
         a = design_matrix(obs["x"][sel], obs["y"][sel], order=order, shape=DETECTOR_SHAPE)
-        acc = _Sums(obs["flux"].shape[1], a.shape[1])
+        acc = _Sums(n_wave, a.shape[1])
         previous = fits.get(key) if fits is not None else None
+        if compiled and previous is not None:  # the kernel's form of the previous fit, once per group
+            previous = (
+                np.ascontiguousarray(np.nan_to_num(previous[0]).T),
+                kappa * np.nan_to_num(previous[1], nan=np.inf),
+            )
         for lo in range(0, sel.size, BLOCK_OBS):
             i = sel[lo : lo + BLOCK_OBS]
             n_clipped, star = block(
@@ -507,17 +522,20 @@ def _numpy_block(obs, inputs, i, a, acc: _Sums, *, previous, kappa: float, scale
     return n_clipped, star
 
 
-def _compiled_block(obs, inputs, i, a, acc: _Sums, *, previous, kappa: float, scales: bool):
-    """One block, compiled path (:func:`._flatfield_compiled.weigh_block`): as :func:`_numpy_block`."""
+def _compiled_block(obs, inputs, i, a, acc: _Sums, *, previous, kappa: float, scales: bool):  # noqa: ARG001
+    """One block, compiled path (:func:`._flatfield_compiled.weigh_block`): as :func:`_numpy_block`.
+
+    ``previous`` is ``(coefficients (n_terms, n_wave) with NaN as 0, kappa x sigma scale with
+    NaN as inf)`` (``kappa`` is in it already).
+    """
     n_wave = acc.rtr.size
     clip = previous is not None
     if clip:
-        coeffs, sigma_scale = previous
-        coeffs_t = np.ascontiguousarray(np.nan_to_num(coeffs).T)
-        limit = kappa * np.nan_to_num(sigma_scale, nan=np.inf)
+        coeffs_t, limit = previous
     else:
         coeffs_t, limit = np.zeros((a.shape[1], n_wave)), np.full(n_wave, np.inf)
-    w, wr, star = np.empty((i.size, n_wave)), np.empty((i.size, n_wave)), np.zeros((i.size, 2))
+    w, wr = (buffer[: i.size] for buffer in inputs["buffers"])
+    star = np.zeros((i.size, 2))
     flux, error = (np.ascontiguousarray(obs[k]) for k in ("flux", "error"))
     sed, sigma = (np.ascontiguousarray(inputs[k]) for k in ("sed", "sigma"))
     n_clipped = _kernel.weigh_block(

@@ -14,7 +14,10 @@ How the work is laid out (nothing is gathered on one worker):
    arrays once per build and, when the predictions' ``sed`` and ``sigma`` fit in
    :data:`PREDICTIONS_CACHE_BYTES`, reads them once per build too (a chunk's stars are spread
    over the whole predictions store: read per task, nearly every prediction chunk would be
-   decoded again by every task); the workers' memory stays flat in the number of observations;
+   decoded again by every task); during a build the workers keep the memory their tasks
+   free for the next task instead of returning it at once (Dask's ``MALLOC_TRIM_THRESHOLD_``
+   makes every large array fresh pages), and return it at the end; the workers' memory stays
+   flat in the number of observations;
 2. a tree reduction on the workers adds the chunks' normal equations pairwise;
 3. the client solves the small systems (coefficients, covariances); the next iteration's
    tasks receive the coefficients and leave out observations further than ``kappa`` sigma.
@@ -32,6 +35,7 @@ inputs) are :mod:`lamost2csst.io.flatcube` and :mod:`lamost2csst.io.observations
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import threading
@@ -121,7 +125,25 @@ def flat_chunk(
     path = work_path(out, iteration, index)
     if os.path.exists(path):  # finished by an earlier run (resume)
         return load_partial(path, REJECT_REASONS)
-    state = _build_state(observations, predictions, build) if build is not None else None
+    result = _chunk_result(
+        start,
+        stop,
+        observations=observations,
+        predictions=predictions,
+        pred_index=pred_index,
+        state=_build_state(observations, predictions, build) if build is not None else None,
+        equations={"order": order, "fits": fits, "kappa": kappa},
+        star_scales=star_scales,
+    )
+    save_partial(path, result)
+    return result
+
+
+def _chunk_result(
+    start: int, stop: int, *, observations, predictions, pred_index, state, equations: dict, star_scales
+) -> dict:
+    """What :func:`flat_chunk` returns: reads, joins, :func:`chunk_equations` (``equations``: order,
+    fits, kappa)."""
     if state is None:
         obs = read_region(observations, start, stop, _NAMES, dim="obs")
     else:
@@ -141,15 +163,61 @@ def flat_chunk(
             sed=sed,
             sigma=sigma,
             scale=scale,
-            order=order,
-            fits=fits,
-            kappa=kappa,
+            **equations,
             self_calibrate=star_scales is not None,
         )
     )
     result["peak_rss_mb"] = peak_rss_mb()
-    save_partial(path, result)
     return result
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+_GLIBC_MMAP_THRESHOLD = 128 * 1024  # glibc's default mmap threshold
+
+
+def _keep_freed_memory() -> None:
+    """For the tasks of a build: let glibc reuse the memory they free instead of unmapping it.
+
+    Dask starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also pins glibc's mmap
+    threshold at 128 kB: every large array (a chunk's decoded flux and error, zarr's buffers)
+    is then a new mapping whose pages fault on first touch -- measured: 30 % of a task's CPU.
+    While a build runs, both thresholds are 256 MiB (freed memory is kept for the next task:
+    the worker's memory stays at one task's working set, whatever the number of
+    observations); :func:`_release_freed_memory` restores Dask's values at the end. Without
+    that environment variable, or off glibc, nothing is changed.
+    """
+    libc = _glibc() if os.environ.get("MALLOC_TRIM_THRESHOLD_", "").isdigit() else None
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, 256 * 2**20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 256 * 2**20)
+
+
+def _end_build() -> None:
+    """On a worker, after a build: drop its state (:func:`_build_state`), release freed memory."""
+    with _BUILD_LOCK:
+        _BUILD.clear()
+    _release_freed_memory()
+
+
+def _release_freed_memory() -> None:
+    """Undo :func:`_keep_freed_memory` (run on every worker at the end of a build) and release the
+    free memory to the system."""
+    trim = os.environ.get("MALLOC_TRIM_THRESHOLD_", "")
+    libc = _glibc() if trim.isdigit() else None
+    if libc is not None:
+        libc.mallopt(_M_TRIM_THRESHOLD, int(trim))
+        libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_MMAP_THRESHOLD)
+        libc.malloc_trim(0)
+
+
+def _glibc():
+    """The C library when it is glibc (has ``mallopt`` and ``malloc_trim``), else None."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt, libc.malloc_trim  # noqa: B018
+    except (OSError, AttributeError):
+        return None
+    return libc
 
 
 def _build_state(observations: str, predictions: str, build: tuple) -> dict:
@@ -163,6 +231,7 @@ def _build_state(observations: str, predictions: str, build: tuple) -> dict:
     with _BUILD_LOCK:
         if _BUILD.get("token") != token:
             _BUILD.clear()  # an earlier build's arrays are dropped first
+            _keep_freed_memory()
             group = zarr.open_group(observations, mode="r")
             arrays = {name: group[name] for name in _NAMES if name in group}
             stored = None
@@ -415,7 +484,10 @@ def _build(
         "build": (uuid.uuid4().hex, int(pred.sizes["star"]) if small else None),
     }
     prepare_work_area(settings.out, settings.iterations)
-    solutions, result, star_scales = _fit(client, settings, chunks, predicted)
+    try:
+        solutions, result, star_scales = _fit(client, settings, chunks, predicted)
+    finally:
+        client.run(_end_build)  # the workers drop the build's arrays and free memory
     gy, gx = detector_grid(grid_points)
     yy, xx = np.meshgrid(gy, gx, indexing="ij")
     # the Legendre design matrix at the grid points, (g*g, n_terms)
