@@ -36,6 +36,12 @@ real stars (--real-stars RUN, a run of `python -m jobs.train_model real`): every
   total sigma with the model discrepancy fitted nested: each fold's from the other folds) per
   band and Teff range; STELIB (never trained on) as a cross-library test of the final model
   at 3600-9000 A and of its total sigma. Figure: real_star_residuals.png.
+
+domain check (--domain): the OUTSIDE_DOMAIN check from the spectrum (lamost2csst.core.domain)
+  on the grid test split observed through the survey job's input path at S/N 10/20/50/100
+  (Teff estimate bias, scatter, pull coverage; fraction of 5000-9750 K stars flagged), on the
+  out-of-domain synthetic test set (lamost2csst/data/domain/test: fraction flagged per Teff)
+  and on MILES stars of every Teff (real spectra, not used to choose the thresholds).
 """
 
 EPILOG = """\
@@ -100,6 +106,11 @@ def build_parser():
         action="store_true",
         help="also evaluate a ridge regression trained on the same training models (the simple way)",
     )
+    p.add_argument(
+        "--domain",
+        action="store_true",
+        help="also evaluate the domain check (Teff estimate and OUTSIDE_DOMAIN rates; see above)",
+    )
     p.add_argument("--seed", type=int, default=2024, help="seed of the evaluation noise")
     return p
 
@@ -126,6 +137,7 @@ def run(args) -> dict:
         seed=args.seed,
         command=" ".join(sys.argv),
         real_stars=args.real_stars,
+        domain=args.domain,
     )
     print(evaluation.text)
     return evaluation.summary()

@@ -45,7 +45,13 @@ For every chunk of stars (lamost2csst.parallel.predict_tasks.predict_block):
   4. UaRA-net (the model is loaded once per worker): SED scaled like scale_sed, and its
      relative 1-sigma uncertainty: sigma = hypot(sigma_net, sigma_sys), the network's own
      sigma and the model discrepancy of the model card (0 when the card has none);
-  5. quality flags (bitmask, see below).
+  5. the domain check (lamost2csst.core.domain): the normalized input, binned to 8-px bins,
+     against noise-free templates (the model's training models and reference models beyond
+     its 4750-10000 K domain), with the spectrum's colour F(4000-4500 A)/F(6500-7000 A) as a
+     one-sided term (a template redder than the star is penalized; reddening never flags):
+     a Teff estimate with its error and the best template's reduced chi-square, stored per
+     star (teff_estimate, teff_estimate_error, domain_chi2);
+  6. quality flags (bitmask, see below).
 Every input star appears exactly once in the output, in the input's order.
 
 The output template is written first; each task writes its chunk's region and then the
@@ -70,21 +76,29 @@ flags (uint16 bitmask; 0 = nothing to report):
   4   NONFINITE_INPUT  NaN/inf flux or bad ivar on pixels not marked bad (masked by the job)
   8   LOW_SNR          median S/N per pixel of the input spectrum below --min-snr
   16  BAD_Z            z missing (NaN, -9999) or |z| > --max-abs-z
-  32  OUTSIDE_DOMAIN   the catalogue's teff (if it has one) outside 5000-9750 K
+  32  OUTSIDE_DOMAIN   outside the network's training domain. Where the catalogue gives a
+                   finite teff: that teff outside 5000-9750 K (as before). Otherwise (e.g.
+                   LAMOST files, which carry no Teff): the spectrum's own Teff estimate
+                   outside --domain-teff-range, or no template resembles the spectrum
+                   (domain_chi2 above --max-domain-chi2). The thresholds were chosen on
+                   synthetic stars (EVALUATION.md, "Domain check": rates on the grid's test
+                   split and on an out-of-domain test set). LAMOST's subclass, kept as a
+                   star coordinate, is not used.
   64  UNCERTAIN        median network sigma (sigma_net) above --max-sigma
 
 outputs:
-  OUT (Zarr v3, schema lamost2csst.predictions/2, xarray.open_zarr(OUT, consolidated=False)):
+  OUT (Zarr v3, schema lamost2csst.predictions/3, xarray.open_zarr(OUT, consolidated=False)):
       sed, sigma, sigma_net, sigma_sys (star, wave_out=574) float32, sigma (the total) =
-      hypot(sigma_net, sigma_sys); flags (star) uint16; coordinate wave_out (vacuum A); all
-      per-star coordinates of the input; attrs: flag meanings and thresholds, model path and
-      sha256, the model discrepancy's provenance and sha256, input store, package version,
-      time, summary.
+      hypot(sigma_net, sigma_sys); flags (star) uint16; teff_estimate, teff_estimate_error
+      (K) and domain_chi2 (star) float32; coordinate wave_out (vacuum A); all per-star
+      coordinates of the input; attrs: flag meanings and thresholds, model path and sha256,
+      the model discrepancy's provenance and sha256, the domain templates, input store,
+      package version, time, summary.
   OUT/.markers/chunk-<index>.done: JSON marker per finished chunk (for --resume).
   stdout: ONE JSON line, the summary: stars_in, stars_written, ok, flagged, flag_counts,
       chunks_total/done/skipped, seconds, spectra_per_second, seconds_setup (worker start,
       model load and compilation) and seconds_tasks, task_seconds_read/_prepare/_network/
-      _write (summed over the chunks: where the time goes), model_hash and, when the
+      _domain/_write (summed over the chunks: where the time goes), model_hash and, when the
       catalogue has true SEDs (the demo), truth: typical error per band (GU, GV, GI) per
       S/N bin = median over the band's pixels of the std over stars of sed/sed_true - 1.
   stderr: the Dask dashboard address, a progress bar over chunks, messages.
@@ -113,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     flags = parser.add_argument_group("quality flags")
     for option, default, metavar, help_ in _FLAG_OPTIONS:
         flags.add_argument(option, type=float, default=default, metavar=metavar, help=help_)
+    _add_domain_options(flags)
     _add_cluster_options(parser.add_argument_group("cluster"))
     add_reporting_options(parser.add_argument_group("reporting"), log_chunks=True)
     return parser
@@ -126,6 +141,38 @@ _FLAG_OPTIONS = (  # (option, default, metavar, help) of the quality-flag thresh
     ("--max-abs-z", 0.005, "Z", "BAD_Z above this |z| (default: %(default)s, 1500 km/s)"),
     ("--max-sigma", 0.1, "S", "UNCERTAIN above this median network sigma, sigma_net (default: %(default)s)"),
 )  # fmt: skip
+
+
+def _teff_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH in K (e.g. 4875,9875), got {text!r}") from None
+    return lo, hi
+
+
+def _add_domain_options(flags) -> None:
+    """The domain check's thresholds (defaults: those of FlagThresholds, chosen on synthetic sets)."""
+    from lamost2csst.core.flags import FlagThresholds
+
+    default = FlagThresholds()
+    lo, hi = default.domain_teff_range
+    flags.add_argument(
+        "--domain-teff-range",
+        type=_teff_range,
+        default=default.domain_teff_range,
+        metavar="LO,HI",
+        help=f"OUTSIDE_DOMAIN (stars without a catalogue teff) when the spectrum's Teff estimate is "
+        f"outside LO-HI K (default: {lo:g},{hi:g})",
+    )
+    flags.add_argument(
+        "--max-domain-chi2",
+        type=float,
+        default=default.max_domain_chi2,
+        metavar="X",
+        help="OUTSIDE_DOMAIN (stars without a catalogue teff) when the best domain template's reduced "
+        "chi-square is above X: no template resembles the spectrum (default: %(default)s)",
+    )
 
 
 def _add_data_options(data) -> None:
@@ -194,6 +241,8 @@ def _thresholds(args):
             min_snr=args.min_snr,
             max_abs_z=args.max_abs_z,
             max_sigma=args.max_sigma,
+            domain_teff_range=args.domain_teff_range,
+            max_domain_chi2=args.max_domain_chi2,
         )
     except ValueError as err:
         raise InputError(f"flag thresholds: {err}") from None

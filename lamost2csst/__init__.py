@@ -74,6 +74,61 @@ def predict(
     )
 
 
+def check_domain(norm_flux, norm_error, *, mask=None, color=None, model=None, thresholds=None):
+    """Whether each spectrum lies in the network's training domain, judged from the spectrum alone.
+
+    The same check as ``predict_catalogue`` runs for every star (:mod:`lamost2csst.core.domain`):
+    a chi-square of the normalized input (as :func:`prepare_inputs` returns it) against the
+    model's training models and reference models beyond its domain.
+
+    Parameters
+    ----------
+    norm_flux, norm_error : array_like (n_star, 2238)
+        Normalized rest-frame spectra on ``INPUT_WAVE`` and their 1-sigma errors.
+    mask : array_like of bool (n_star, 2238), optional
+        True where a pixel is unusable.
+    color : array_like (n_star,), optional
+        The spectra's colours, :func:`lamost2csst.core.domain.spectrum_color` of the observed
+        (not normalized) spectra, as the job uses them: without them, hot stars (B type) are
+        hard to tell from metal-poor A/F stars (see :mod:`lamost2csst.core.domain`).
+    model : path, optional
+        The ``.keras`` file whose training split (model card) gives the in-domain templates;
+        default the shipped model.
+    thresholds : lamost2csst.core.flags.FlagThresholds, optional
+        ``domain_teff_range``, ``max_domain_chi2`` and ``domain_error_floor`` (defaults as the job's).
+
+    Returns
+    -------
+    lamost2csst.core.domain.DomainEstimate, numpy.ndarray of bool
+        ``(estimate, outside)``: per star the Teff estimate (K), its error, the best template's
+        reduced chi-square and bins used (NaN without usable input), and True where the star
+        is outside the domain (what sets ``OUTSIDE_DOMAIN`` without a catalogue Teff).
+    """
+    from lamost2csst.core.domain import domain_outside, estimate_domain
+    from lamost2csst.core.flags import FlagThresholds
+    from lamost2csst.nn.inference import default_model_path
+    from lamost2csst.parallel.predict_tasks import domain_templates_for
+
+    thresholds = thresholds or FlagThresholds()
+    templates = domain_templates_for(str(default_model_path() if model is None else model))
+    estimate = estimate_domain(
+        norm_flux,
+        norm_error,
+        mask=mask,
+        templates=templates,
+        floor=thresholds.domain_error_floor,
+        color=color,
+        color_error=thresholds.domain_color_error,
+    )
+    outside = domain_outside(
+        estimate.teff,
+        estimate.chi2,
+        teff_range=thresholds.domain_teff_range,
+        max_chi2=thresholds.max_domain_chi2,
+    )
+    return estimate, outside
+
+
 def predict_catalogue(
     catalogue,
     out,
@@ -120,6 +175,7 @@ __all__ = [
     "add_noise",
     "air_to_vacuum",
     "band_statistics",
+    "check_domain",
     "continuum",
     "degrade",
     "degrade_error",

@@ -29,6 +29,7 @@ def test_api_functions_take_their_options_by_keyword_only():
         "resample": {"wave_out", "ivar", "mask", "z", "method"},
         "prepare_inputs": {"ivar", "z", "mask"},
         "predict": {"mask", "model", "batch_size"},
+        "check_domain": {"mask", "color", "model", "thresholds"},
     }
     for name, expected in keyword_only.items():
         params = inspect.signature(getattr(lamost2csst, name)).parameters
@@ -174,3 +175,23 @@ def test_no_private_name_crosses_a_package_boundary():
             if private or any(part.startswith("_") and not part.startswith("__") for part in target):
                 offenders.append(f"{path.relative_to(root)}:{node.lineno} {node.module} {private}")
     assert offenders == []
+
+
+def test_check_domain_equals_the_jobs_check_on_grid_models():
+    """lamost2csst.check_domain on noise-free training-grid inputs: their own Teff, no flag, tiny chi2."""
+    from lamost2csst.core.domain import spectrum_color
+    from lamost2csst.nn.inference import model_card
+
+    grid = lamost2csst.load_grid()
+    train = {tuple(np.round(k, 3)) for k in model_card()["split"]["train"]}
+    keys = np.round(np.stack([grid[p].values for p in ("teff", "logg", "feh", "alpha")], 1), 3)
+    rows = [i for i, k in enumerate(map(tuple, keys)) if k in train and grid.teff.values[i] in (5500, 8000)][
+        :4
+    ]
+    flux = grid.flux_in.values[rows].astype(np.float64)
+    norm, _ = lamost2csst.normalize(flux)
+    color = spectrum_color(lamost2csst.INPUT_WAVE, flux)
+    estimate, outside = lamost2csst.check_domain(norm, np.full(norm.shape, 1e-3), color=color)
+    np.testing.assert_allclose(estimate.teff, grid.teff.values[rows], rtol=1e-3)
+    assert not outside.any() and np.all(estimate.chi2 < 1e-3)
+    np.testing.assert_array_equal(estimate.n_bins, 279)

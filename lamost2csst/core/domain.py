@@ -14,7 +14,18 @@ which a synthetic template cannot be expected to match a real star), and
 
     chi2_k = sum_b (x_b - t_kb)**2 / (e_b**2 + floor**2)
 
-for every template ``k`` (no free scale: both are divided by their own continuum). From it:
+for every template ``k`` (no free scale: both are divided by their own continuum).
+
+The continuum normalization removes the spectrum's slope, and with it most of what tells a
+B star from a metal-poor A/F star: on the shipped grid, 12000-15000 K spectra match 7000-8000 K,
+[M/H] = -2.5 templates to 0.5 % rms. So the star's colour is used too, one-sided:
+:func:`spectrum_color` ``c = ln(mean F_lambda 4000-4500 A / mean F_lambda 6500-7000 A)`` (rest
+frame) can only be made SMALLER (redder) than a template's by interstellar reddening, so a
+template redder than the star by more than the flux calibration allows is penalized,
+
+    chi2_k += ((c - c_k) / color_error)**2   where c > c_k,
+
+and never the other way round: reddening never flags an in-domain star. From the total:
 
 * ``teff``: the weighted mean of the templates' ln Teff with weights
   ``exp(-(chi2_k - chi2_min) / (2 s))``, ``s = max(1, chi2_min / n_bins)`` (a poor best fit
@@ -36,6 +47,8 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
+    "COLOR_WINDOWS",
+    "DEFAULT_COLOR_ERROR",
     "DEFAULT_FLOOR",
     "DEFAULT_PIXELS_PER_BIN",
     "DomainEstimate",
@@ -43,6 +56,7 @@ __all__ = [
     "bin_spectra",
     "domain_outside",
     "estimate_domain",
+    "spectrum_color",
     "template_chi2",
 ]
 
@@ -52,6 +66,12 @@ DEFAULT_PIXELS_PER_BIN = 8
 DEFAULT_FLOOR = 0.01
 #: Fewest usable bins for an estimate (fewer: NaN, and no decision from the spectrum).
 MIN_BINS = 20
+#: Rest-frame windows (vacuum A) of :func:`spectrum_color`: blue, red.
+COLOR_WINDOWS = ((4000.0, 4500.0), (6500.0, 7000.0))
+#: 1-sigma uncertainty of the colour from the relative flux calibration (5 % between the windows).
+DEFAULT_COLOR_ERROR = 0.05
+#: Fewest usable pixels (fraction of a window's pixels) for a colour.
+MIN_COLOR_FRACTION = 0.5
 
 
 class DomainEstimate(NamedTuple):
@@ -82,6 +102,8 @@ class DomainTemplates:
     quantization : float
         Typical relative Teff step between neighbouring templates over the domain
         (``ln`` units); added in quadrature to the estimate's error.
+    color : numpy.ndarray (n_template,), optional
+        :func:`spectrum_color` of the noise-free templates (None: no colour term).
     provenance : dict
         Where the templates came from (recorded in the predictions' attrs).
     """
@@ -91,6 +113,7 @@ class DomainTemplates:
     pixels_per_bin: int = DEFAULT_PIXELS_PER_BIN
     quantization: float = 0.0
     provenance: dict = field(default_factory=dict)
+    color: np.ndarray | None = None
 
     def __post_init__(self):
         flux = np.asarray(self.flux, dtype=np.float64)
@@ -103,6 +126,51 @@ class DomainTemplates:
             raise ValueError("template flux must be finite and teff > 0")
         object.__setattr__(self, "flux", flux)
         object.__setattr__(self, "teff", teff)
+        if self.color is not None:
+            color = np.asarray(self.color, dtype=np.float64)
+            if color.shape != teff.shape or not np.all(np.isfinite(color)):
+                raise ValueError(f"color must be finite and of shape {teff.shape}, got {color.shape}")
+            object.__setattr__(self, "color", color)
+
+
+def spectrum_color(wave, flux, *, mask=None, z=0.0) -> np.ndarray:
+    """``ln(mean flux 4000-4500 A / mean flux 6500-7000 A)`` in the rest frame, per star (NaN: unmeasurable).
+
+    Parameters
+    ----------
+    wave : array_like (n_pixel,)
+        Vacuum wavelengths (A) of the spectra, in their own frame.
+    flux : array_like (n_star, n_pixel)
+        F_lambda (any units: only the ratio counts).
+    mask : array_like of bool (n_star, n_pixel), optional
+        True where a pixel is unusable (also non-finite flux is left out).
+    z : float or array_like (n_star,)
+        Redshift: the windows are taken at ``(1 + z)`` times the rest wavelengths.
+
+    Returns
+    -------
+    numpy.ndarray float64 (n_star,)
+        NaN where a window has fewer than :data:`MIN_COLOR_FRACTION` of its pixels usable, or a
+        non-positive mean.
+    """
+    wave = np.asarray(wave, dtype=np.float64)
+    flux = np.asarray(flux)
+    good = np.isfinite(flux)
+    if mask is not None:
+        good &= ~np.asarray(mask, dtype=bool)
+    scale = 1.0 + np.broadcast_to(np.asarray(z, dtype=np.float64), (flux.shape[0],))
+    scale = np.where(np.isfinite(scale), scale, np.nan)
+    means = []
+    for lo, hi in COLOR_WINDOWS:
+        inside = (wave >= lo * scale[:, None]) & (wave < hi * scale[:, None])
+        use = inside & good
+        n_use, n_in = use.sum(axis=1), inside.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(use, flux, 0.0).sum(axis=1, dtype=np.float64) / n_use
+            means.append(np.where((n_in > 0) & (n_use >= MIN_COLOR_FRACTION * n_in), mean, np.nan))
+    positive = (means[0] > 0) & (means[1] > 0)  # NaN compares False
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(positive, np.log(np.where(positive, means[0] / means[1], 1.0)), np.nan)
 
 
 def bin_spectra(flux, *, error=None, mask=None, pixels_per_bin: int = DEFAULT_PIXELS_PER_BIN):
@@ -169,7 +237,14 @@ def template_chi2(flux_b, error_b, usable, *, templates: np.ndarray, floor: floa
 
 
 def estimate_domain(
-    flux, error, *, mask=None, templates: DomainTemplates, floor: float = DEFAULT_FLOOR
+    flux,
+    error,
+    *,
+    mask=None,
+    templates: DomainTemplates,
+    floor: float = DEFAULT_FLOOR,
+    color=None,
+    color_error: float = DEFAULT_COLOR_ERROR,
 ) -> DomainEstimate:
     """Teff estimate, its error and the best template's reduced chi-square of each star.
 
@@ -183,6 +258,11 @@ def estimate_domain(
     templates : DomainTemplates
     floor : float
         Per-bin error floor (normalized flux units), see the module docstring.
+    color : array_like (n_star,), optional
+        :func:`spectrum_color` of the observed spectra (NaN: no colour term for that star;
+        None: none at all). Needs ``templates.color``.
+    color_error : float
+        1-sigma of the colour (flux calibration), the scale of the one-sided penalty.
 
     Returns
     -------
@@ -203,6 +283,8 @@ def estimate_domain(
     rows = np.flatnonzero(n_bins >= MIN_BINS)
     if rows.size:
         chi2 = template_chi2(flux_b[rows], error_b[rows], usable[rows], templates=templates.flux, floor=floor)
+        if color is not None:
+            chi2 += _color_penalty(np.asarray(color, dtype=np.float64)[rows], templates, color_error)
         best = chi2.min(axis=1)
         reduced = best / n_bins[rows]
         stretch = np.maximum(1.0, reduced).astype(np.float32)
@@ -221,6 +303,16 @@ def estimate_domain(
         *(out[name].astype(np.float32) for name in ("teff", "teff_error", "chi2")),
         n_bins=n_bins.astype(np.int32),
     )
+
+
+def _color_penalty(color, templates: DomainTemplates, color_error: float) -> np.ndarray:
+    """``((c - c_k) / color_error)**2`` where the star is bluer than template ``k`` (n_star, n_template)."""
+    if templates.color is None:
+        raise ValueError("a colour was given but the templates have none")
+    if not color_error > 0:
+        raise ValueError(f"color_error must be > 0, got {color_error}")
+    excess = np.nan_to_num(color[:, None] - templates.color[None, :], nan=0.0)
+    return ((np.maximum(excess, 0.0) / color_error) ** 2).astype(np.float32)
 
 
 def domain_outside(teff, chi2, *, teff_range, max_chi2) -> np.ndarray:

@@ -91,9 +91,13 @@ class FlagThresholds:
     The domain check from the spectrum (stars without a finite catalogue ``teff``;
     :mod:`lamost2csst.core.domain`) flags a Teff estimate outside ``domain_teff_range`` or a
     best template's reduced chi-square above ``max_domain_chi2``, with ``domain_error_floor``
-    added in quadrature to each bin's error. Their defaults were chosen on the grid's test
+    added in quadrature to each bin's error and ``domain_color_error`` the scale of the
+    one-sided colour penalty. Their defaults were chosen on the grid's test
     split and the out-of-domain synthetic test set (:mod:`lamost2csst.io.domain`), never on
-    real stars; the measured rates are in EVALUATION.md ("Domain check").
+    real stars: of the scanned ranges, 4875-9875 K (the midpoints between the domain's edges and
+    the grid's 4750/10000 K edge models) flags the most out-of-domain stars while flagging
+    <= 2 % of the in-domain ones at every S/N >= 20; the measured rates are in EVALUATION.md
+    ("Domain check").
     """
 
     max_masked_fraction: float = 0.2
@@ -101,9 +105,10 @@ class FlagThresholds:
     max_abs_z: float = 0.005
     teff_range: tuple[float, float] = (5000.0, 9750.0)
     max_sigma: float = 0.1
-    domain_teff_range: tuple[float, float] = (4750.0, 10250.0)
+    domain_teff_range: tuple[float, float] = (4875.0, 9875.0)
     max_domain_chi2: float = 3.0
     domain_error_floor: float = 0.01
+    domain_color_error: float = 0.05
 
     def __post_init__(self):
         problems = []

@@ -39,7 +39,7 @@ from lamost2csst.core.grids import BANDS, OUTPUT_WAVE
 from lamost2csst.core.slitless import DETECTOR_SHAPE, DETECTORS_PER_BAND
 from lamost2csst.errors import InputError
 from lamost2csst.io.observations import open_observations
-from lamost2csst.io.predictions import PREDICTIONS_SCHEMA
+from lamost2csst.io.predictions import SED_SCHEMAS
 from lamost2csst.io.storage import exists, resolve
 
 __all__ = [
@@ -65,7 +65,8 @@ def open_inputs(observations: str, predictions: str) -> tuple[xr.Dataset, xr.Dat
     ------
     InputError
         A store does not exist, the observations do not follow their schema, the
-        predictions are not ``lamost2csst.predictions/2``, or the two have different
+        predictions are not of a version in :data:`lamost2csst.io.predictions.SED_SCHEMAS`
+        (``lamost2csst.predictions/2`` or ``/3``), or the two have different
         ``wave_out`` grids.
     """
     for path, what in ((observations, "observations"), (predictions, "predictions")):
@@ -76,10 +77,11 @@ def open_inputs(observations: str, predictions: str) -> tuple[xr.Dataset, xr.Dat
     except ValueError as err:
         raise InputError(f"observations {observations}: {err}") from None
     pred = xr.open_zarr(resolve(predictions), consolidated=False)
-    if pred.attrs.get("schema") != PREDICTIONS_SCHEMA:
+    if pred.attrs.get("schema") not in SED_SCHEMAS:
         raise InputError(
-            f"predictions {predictions}: schema is {pred.attrs.get('schema')!r}, expected "
-            f"{PREDICTIONS_SCHEMA!r} (the output of jobs.predict_catalogue)"
+            f"predictions {predictions}: schema is {pred.attrs.get('schema')!r}, expected one of "
+            f"{', '.join(map(repr, SED_SCHEMAS))} (the output of jobs.predict_catalogue; a /1 store's "
+            "sigma is the network's alone: predict the catalogue again)"
         )
     if pred.sizes.get("wave_out") != obs.sizes.get("wave_out"):
         raise InputError("observations and predictions are not on the same wave_out grid")

@@ -1,7 +1,7 @@
 """The predictions store: predicted CSST-like SEDs, their sigmas and quality flags.
 
 Written by :func:`lamost2csst.parallel.predict.predict_catalogue`; schema
-``lamost2csst.predictions/2``, Zarr v3, readable with plain
+``lamost2csst.predictions/3``, Zarr v3, readable with plain
 ``xarray.open_zarr(store, consolidated=False)``::
 
     Dimensions:  (star: N, wave_out: 574)
@@ -14,6 +14,9 @@ Written by :func:`lamost2csst.parallel.predict.predict_catalogue`; schema
         sigma_net  (star, wave_out) float32  the network's own (aleatoric) relative 1-sigma
         sigma_sys  (star, wave_out) float32  model discrepancy: relative 1-sigma added in quadrature
         flags      (star) uint16             quality bitmask (lamost2csst.core.flags.Flag)
+        teff_estimate        (star) float32  Teff (K) estimated from the normalized input spectrum
+        teff_estimate_error  (star) float32  its 1-sigma uncertainty (K)
+        domain_chi2          (star) float32  reduced chi-square of the best domain template
 
 with ``sigma = hypot(sigma_net, sigma_sys)`` at every pixel (float32 round-off).
 ``sigma_net`` is what the network says about its own SED from the input's noise; it is
@@ -26,8 +29,18 @@ The ``UNCERTAIN`` flag is set on ``sigma_net`` (its threshold was set on the net
 The attrs ``sigma_sys`` (the discrepancy's provenance, its fitted pixels) and
 ``sigma_sys_sha256`` record which discrepancy was applied.
 
-Version 1 had ``sigma`` only (= the network's sigma, ``sigma_net`` here): such a store is
-still readable with xarray, but this package neither validates nor resumes it.
+``teff_estimate``, ``teff_estimate_error`` and ``domain_chi2`` are the domain check of
+:mod:`lamost2csst.core.domain` (NaN where the star has no usable input): a chi-square of the
+star's normalized input against noise-free templates (the network's training models and
+reference models beyond its 4750-10000 K domain), with the star's colour as a one-sided term. Where the input catalogue has no finite
+``teff``, they set the ``OUTSIDE_DOMAIN`` flag (thresholds in the attrs ``flag_thresholds``:
+``domain_teff_range``, ``max_domain_chi2``); the attrs ``domain_templates`` record which
+templates were used. A catalogue's ``subclass`` (LAMOST's spectral type, kept as a star
+coordinate like every other one) is a hint only: nothing in the job uses it.
+
+Version 1 had ``sigma`` only (= the network's sigma, ``sigma_net`` here), version 2 had no
+domain check: such stores are still readable with xarray, but this package neither validates
+nor resumes them.
 """
 
 from __future__ import annotations
@@ -47,6 +60,7 @@ from lamost2csst.io.regions import empty_array, star_coords
 
 __all__ = [
     "PREDICTIONS_SCHEMA",
+    "SED_SCHEMAS",
     "discrepancy_attrs",
     "is_other_version",
     "open_predictions",
@@ -54,13 +68,25 @@ __all__ = [
     "validate_predictions",
 ]
 
-PREDICTIONS_SCHEMA = "lamost2csst.predictions/2"
+PREDICTIONS_SCHEMA = "lamost2csst.predictions/3"
+#: Versions whose ``sed``, total ``sigma`` and ``flags`` mean what they mean now: what a consumer of
+#: the SEDs (``build_flatcube``) may read. /2 lacks only the domain check.
+SED_SCHEMAS = ("lamost2csst.predictions/2", PREDICTIONS_SCHEMA)
 DATA_VARS = {
     "sed": (("star", "wave_out"), np.float32),
     "sigma": (("star", "wave_out"), np.float32),
     "sigma_net": (("star", "wave_out"), np.float32),
     "sigma_sys": (("star", "wave_out"), np.float32),
     "flags": (("star",), np.uint16),
+    "teff_estimate": (("star",), np.float32),
+    "teff_estimate_error": (("star",), np.float32),
+    "domain_chi2": (("star",), np.float32),
+}
+#: Long names and units of the domain check's per-star variables.
+_DOMAIN_VARS = {
+    "teff_estimate": ("Teff estimated from the normalized input spectrum (domain check)", "K"),
+    "teff_estimate_error": ("1-sigma uncertainty of teff_estimate", "K"),
+    "domain_chi2": ("reduced chi-square of the best domain-check template", "1"),
 }
 #: Long names of the per-pixel variables (also their attrs in the store).
 _LONG_NAMES = {
@@ -113,11 +139,14 @@ def predictions_template(
     model_card: dict,
     thresholds: FlagThresholds,
     discrepancy: ModelDiscrepancy | None = None,
+    domain_provenance: dict | None = None,
 ) -> xr.Dataset:
     """The predictions Dataset of catalogue ``ds`` with never-computed arrays (the job's template).
 
     ``discrepancy`` is the model discrepancy the job applies (recorded in the attrs by
     :func:`discrepancy_attrs`); None: ``ModelDiscrepancy.none()`` (``sigma_sys`` = 0).
+    ``domain_provenance``: the domain templates' provenance
+    (:attr:`lamost2csst.core.domain.DomainTemplates.provenance`), the attrs ``domain_templates``.
     """
     from lamost2csst._version import __version__
 
@@ -150,6 +179,12 @@ def predictions_template(
             "flag_meanings": " ".join(f.name for f in Flag),
         },
     )
+    for name, (long_name, units) in _DOMAIN_VARS.items():
+        data_vars[name] = (
+            ("star",),
+            empty_array((n_star,), np.float32, chunk_stars),
+            {"long_name": long_name, "units": units},
+        )
     attrs = {
         "schema": PREDICTIONS_SCHEMA,
         "title": "UaRA-net predictions: CSST-like SEDs with per-pixel uncertainties",
@@ -160,6 +195,7 @@ def predictions_template(
         "model_command": model_card.get("command", ""),
         "model_epoch": model_card.get("epoch", -1),
         **discrepancy_attrs(discrepancy if discrepancy is not None else ModelDiscrepancy.none()),
+        "domain_templates": dict(domain_provenance or {}),
         "input_store": catalogue,
         "input_schema": ds.attrs.get("schema", ""),
         "input_frame": ds.attrs.get("frame", ""),
@@ -178,7 +214,7 @@ def validate_predictions(ds: xr.Dataset) -> xr.Dataset:
 
     Only metadata is checked (schema, the ``wave_out`` grid, variables, dims and dtypes). A store
     of another version of the schema (``lamost2csst.predictions/1``: no ``sigma_net`` or
-    ``sigma_sys``) is refused.
+    ``sigma_sys``; ``/2``: no ``teff_estimate``, ``teff_estimate_error``, ``domain_chi2``) is refused.
     """
     problems = []
     if ds.attrs.get("schema") != PREDICTIONS_SCHEMA:

@@ -9,7 +9,8 @@ summary's ``seconds_setup``), then runs one task per output chunk
 :func:`~lamost2csst.parallel.predict_tasks.predict_block`, write its region, then its
 marker; :mod:`lamost2csst.parallel.chunks`); ``resume=True`` skips the chunks with a
 marker, and refuses a predictions store of another schema version (``/1`` had no
-``sigma_net``/``sigma_sys``) or one made with another model discrepancy (the model card's
+``sigma_net``/``sigma_sys``, ``/2`` no domain check) or one made with another model
+discrepancy (the model card's
 ``sigma_sys``, recorded in the store's ``sigma_sys_sha256``). With true SEDs in the
 catalogue (the demo) the summary reports the typical error
 (:func:`lamost2csst.core.metrics.truth_table`).
@@ -35,7 +36,12 @@ from lamost2csst.io.storage import exists as storage_exists
 from lamost2csst.io.storage import resolve
 from lamost2csst.parallel.chunks import chunk_ranges, open_input, prepare_output, run_chunk_tasks
 from lamost2csst.parallel.locking import output_lock
-from lamost2csst.parallel.predict_tasks import predict_block, predict_chunk, summed_truth
+from lamost2csst.parallel.predict_tasks import (
+    domain_templates_for,
+    predict_block,
+    predict_chunk,
+    summed_truth,
+)
 from lamost2csst.parallel.runtime import remove_store
 from lamost2csst.parallel.workers import TensorFlowSetup
 
@@ -66,11 +72,13 @@ def predict_catalogue(
     batch_size: int = 1024,
     lamost_trouble: str = DEFAULT_TROUBLE,
 ) -> dict:
-    """Predict SEDs for every star of a spectra catalogue into a ``lamost2csst.predictions/2`` store.
+    """Predict SEDs for every star of a spectra catalogue into a ``lamost2csst.predictions/3`` store.
 
     Each star gets ``sed``, the total ``sigma = hypot(sigma_net, sigma_sys)``, its parts (the
     network's ``sigma_net`` and the model discrepancy ``sigma_sys`` of the model's card, 0
-    when the card has none) and ``flags`` (:mod:`lamost2csst.io.predictions`).
+    when the card has none), ``flags`` and the domain check of its spectrum
+    (``teff_estimate``, ``teff_estimate_error``, ``domain_chi2``; they set ``OUTSIDE_DOMAIN``
+    for stars without a finite catalogue ``teff``; :mod:`lamost2csst.io.predictions`).
 
     Parameters
     ----------
@@ -281,6 +289,7 @@ def _prepared_output(
             model_card=card,
             thresholds=thresholds,
             discrepancy=discrepancy,
+            domain_provenance=domain_templates_for(model_path).provenance,
         )
         if trouble != "keep":  # absent = "keep", as in the stores made before the option existed
             output.attrs["input_trouble"] = trouble
@@ -319,7 +328,8 @@ def _other_version(out: str, *, resume: bool, overwrite: bool) -> None:
     elif resume:
         raise InputError(
             f"cannot resume into {out}: it is a {schema} store and this lamost2csst writes "
-            f"{PREDICTIONS_SCHEMA} (sigma is now the total, with sigma_net and sigma_sys beside it); "
+            f"{PREDICTIONS_SCHEMA} (sigma is the total, with sigma_net and sigma_sys beside it, and "
+            "every star has the domain check's teff_estimate and domain_chi2); "
             "chunks of the two cannot be mixed. Write a new store (another output path), or rerun "
             "without --resume and with --overwrite to replace this one."
         )
@@ -378,7 +388,7 @@ def _summary(
         "task_seconds_compute": round(sum(m["seconds_compute"] for m in new), 3),
         **{
             f"task_seconds_{part}": round(sum(m.get(f"seconds_{part}", 0.0) for m in new), 3)
-            for part in ("prepare", "network", "write")
+            for part in ("prepare", "network", "domain", "write")
         },
         "worker_peak_rss_mb": max((m["peak_rss_mb"] for m in new), default=None),
     }

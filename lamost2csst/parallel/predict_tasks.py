@@ -7,16 +7,20 @@
   ``sigma = hypot(sigma_net, sigma_sys)`` with the model discrepancy,
   :mod:`lamost2csst.core.discrepancy`) and set the quality flags
   (:mod:`lamost2csst.core.flags`; ``UNCERTAIN`` on the network's ``sigma_net``, the sigma
-  its threshold was set on, so that a model discrepancy does not change the flag rates).
+  its threshold was set on, so that a model discrepancy does not change the flag rates), and,
+  given the domain check's templates, the spectrum's own Teff estimate and best-template
+  chi-square (:func:`lamost2csst.core.domain.estimate_domain`), which set ``OUTSIDE_DOMAIN``
+  for stars without a finite catalogue Teff (:func:`lamost2csst.core.flags.domain_flags`).
   It runs the same in a notebook;
 * :func:`predict_chunk` is one task: read a chunk of stars, :func:`predict_block`, write the
   chunk's region of the predictions store (``sed``, ``sigma``, ``sigma_net``,
-  ``sigma_sys``, ``flags``), then, when the catalogue has true SEDs, the chunk's truth
+  ``sigma_sys``, ``flags``, ``teff_estimate``, ``teff_estimate_error``, ``domain_chi2``), then,
+  when the catalogue has true SEDs, the chunk's truth
   statistics (:func:`lamost2csst.core.metrics.truth_statistics`, coverage on the total
   ``sigma``) beside its marker (``<out>/.markers/chunk-<index>.truth.npz``), then the
-  marker. The model and its discrepancy (the model card's,
-  :func:`lamost2csst.nn.inference.model_discrepancy`) are
-  read once per worker process (cached), not per chunk.
+  marker. The model, its discrepancy (the model card's,
+  :func:`lamost2csst.nn.inference.model_discrepancy`) and the domain templates
+  (:func:`domain_templates_for`) are read once per worker process (cached), not per chunk.
   :func:`summed_truth` adds the chunks' statistics up.
 """
 
@@ -32,10 +36,12 @@ from datetime import UTC, datetime
 import numpy as np
 
 from lamost2csst.core import OUTPUT_WAVE, prepare_inputs
+from lamost2csst.core.domain import DomainTemplates, estimate_domain, spectrum_color
 from lamost2csst.core.flags import (
     Flag,
     FlagThresholds,
     bad_redshift,
+    domain_flags,
     input_flags,
     median_snr,
     output_flags,
@@ -48,12 +54,14 @@ from lamost2csst.io.storage import read_bytes, write_bytes
 from lamost2csst.parallel.chunks import marker_path
 from lamost2csst.parallel.runtime import peak_rss_mb, write_json
 
-__all__ = ["predict_block", "predict_chunk", "summed_truth", "truth_path"]
+__all__ = ["domain_templates_for", "predict_block", "predict_chunk", "summed_truth", "truth_path"]
 
 #: What a task reads of the catalogue (names it lacks are left out).
 _READ = ("wave", "flux", "ivar", "mask", "z", "teff", "logg", "feh", "alpha", "snr_g", "sed_true")
 #: The per-pixel outputs of :func:`predict_block` (``SEDPrediction``'s fields).
 _PARTS = ("sed", "sigma", "sigma_net", "sigma_sys")
+#: The per-star outputs of the domain check (:func:`lamost2csst.core.domain.estimate_domain`).
+_DOMAIN = {"teff_estimate": "teff", "teff_estimate_error": "teff_error", "domain_chi2": "chi2"}
 
 
 def _prepared_block(
@@ -73,6 +81,8 @@ def _prepared_block(
         :func:`lamost2csst.core.prepare_inputs` of the sanitized pixels in the rest frame.
     flags : numpy.ndarray of uint16 (n_star,)
         :func:`lamost2csst.core.flags.input_flags`.
+    color : numpy.ndarray (n_star,)
+        :func:`lamost2csst.core.domain.spectrum_color` of the sanitized spectra (rest-frame windows).
     """
     flux, ivar, mask, nonfinite = sanitize_pixels(flux, ivar, mask)
     n_star = flux.shape[0]
@@ -94,7 +104,7 @@ def _prepared_block(
         teff=teff,
         thresholds=thresholds,
     )
-    return net, flags
+    return net, flags, spectrum_color(wave, flux, mask=mask, z=z_used)
 
 
 def predict_block(
@@ -112,6 +122,7 @@ def predict_block(
     batch_size: int = 1024,
     timings: dict | None = None,
     trouble: str = DEFAULT_TROUBLE,
+    domain: DomainTemplates | None = None,
 ) -> dict[str, np.ndarray]:
     """Predicted SEDs, sigmas and flags of a block of observed spectra (numpy in, numpy out).
 
@@ -144,19 +155,22 @@ def predict_block(
         :func:`lamost2csst.core.inputs.treat_trouble_spots` before the rest-frame shift; default
         :data:`~lamost2csst.core.inputs.DEFAULT_TROUBLE` ("mask"); "keep" leaves the pixels as they
         are. Only for observed-frame spectra: with ``observed=False`` nothing is treated.
+    domain : DomainTemplates, optional
+        Templates of the domain check (:func:`domain_templates_for`); None: no check (the
+        domain outputs are NaN and ``OUTSIDE_DOMAIN`` comes from ``teff`` only).
 
     Returns
     -------
     dict
         ``sed``, ``sigma`` (total), ``sigma_net``, ``sigma_sys`` float32 (n_star, 574), NaN
-        for ``NO_DATA`` stars; ``flags`` uint16 (n_star,); ``input_masked_fraction`` float32
-        (n_star,).
+        for ``NO_DATA`` stars; ``flags`` uint16 (n_star,); ``input_masked_fraction``,
+        ``teff_estimate``, ``teff_estimate_error`` (K) and ``domain_chi2`` float32 (n_star,).
     """
     from lamost2csst.nn.inference import predict
 
     t0 = time.perf_counter()
     thresholds = thresholds or FlagThresholds()
-    net, flags = _prepared_block(
+    net, flags, color = _prepared_block(
         wave,
         flux=flux,
         ivar=ivar,
@@ -181,9 +195,45 @@ def predict_block(
             for name in _PARTS:
                 out[name][rows] = got[name]
             flags[rows] |= output_flags(got["sigma_net"], thresholds=thresholds)
+    t_network = time.perf_counter()
+    checked = _domain_check(net, rows, color=color, domain=domain, teff=teff, thresholds=thresholds)
+    flags |= checked.pop("flags")
     if timings is not None:
-        timings.update(prepare=t_prepared - t0, network=time.perf_counter() - t_prepared)
-    return {**out, "flags": flags, "input_masked_fraction": net.mask.mean(axis=1).astype(np.float32)}
+        timings.update(
+            prepare=t_prepared - t0,
+            network=t_network - t_prepared,
+            domain=time.perf_counter() - t_network,
+        )
+    return {
+        **out,
+        **checked,
+        "flags": flags,
+        "input_masked_fraction": net.mask.mean(axis=1).astype(np.float32),
+    }
+
+
+def _domain_check(net, rows, *, color, domain, teff, thresholds: FlagThresholds) -> dict[str, np.ndarray]:
+    """The domain outputs (NaN where not estimated) and the ``OUTSIDE_DOMAIN`` flags they give."""
+    n_star = net.mask.shape[0]
+    res = {name: np.full(n_star, np.nan, np.float32) for name in _DOMAIN}
+    res["flags"] = np.zeros(n_star, np.uint16)
+    if domain is None or rows.size == 0:
+        return res
+    est = estimate_domain(
+        net.flux[rows],
+        net.error[rows],
+        mask=net.mask[rows],
+        templates=domain,
+        floor=thresholds.domain_error_floor,
+        color=color[rows],
+        color_error=thresholds.domain_color_error,
+    )
+    for name, field in _DOMAIN.items():
+        res[name][rows] = getattr(est, field)
+    res["flags"][rows] = domain_flags(
+        est.teff, est.chi2, teff=None if teff is None else np.asarray(teff)[rows], thresholds=thresholds
+    )
+    return res
 
 
 def truth_path(out: str, index: int) -> str:
@@ -205,6 +255,19 @@ def _training_models(model_path: str) -> frozenset | None:
     if not train:
         return None
     return frozenset(tuple(np.round(row, 3)) for row in np.asarray(train, dtype=np.float64))
+
+
+@functools.lru_cache(maxsize=4)
+def domain_templates_for(model_path: str) -> DomainTemplates:
+    """The domain check's templates for a model: its card's training models and the reference set (cached).
+
+    See :func:`lamost2csst.io.domain.domain_templates`; a card without a split uses every grid model.
+    """
+    from lamost2csst.io.domain import domain_templates
+    from lamost2csst.nn.inference import model_card
+
+    train = (model_card(model_path).get("split") or {}).get("train")
+    return domain_templates(train_keys=train or None)
 
 
 def _held_out(src: dict, model_path: str) -> np.ndarray | None:
@@ -249,7 +312,7 @@ def predict_chunk(
 
     t0 = time.perf_counter()
     src = read_region(catalogue, start, stop, _READ)
-    thresholds = FlagThresholds(**{**thresholds, "teff_range": tuple(thresholds["teff_range"])})
+    thresholds = FlagThresholds.from_dict(thresholds)
     t_read = time.perf_counter()
     timings = {}
     res = predict_block(
@@ -266,9 +329,10 @@ def predict_chunk(
         batch_size=forward_batch,
         timings=timings,
         trouble=trouble,
+        domain=domain_templates_for(model_path),
     )
     t_compute = time.perf_counter()
-    write_region(out, start, stop, {name: res[name] for name in (*_PARTS, "flags")})
+    write_region(out, start, stop, {name: res[name] for name in (*_PARTS, *_DOMAIN, "flags")})
     t_write = time.perf_counter()
     has_truth = "sed_true" in src
     if has_truth:
@@ -287,6 +351,7 @@ def predict_chunk(
         "seconds_compute": round(t_compute - t_read, 4),
         "seconds_prepare": round(timings["prepare"], 4),
         "seconds_network": round(timings["network"], 4),
+        "seconds_domain": round(timings["domain"], 4),
         "seconds_write": round(t_write - t_compute, 4),
         "host": socket.gethostname(),
         "pid": os.getpid(),

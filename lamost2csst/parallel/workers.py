@@ -11,7 +11,7 @@ __all__ = ["TensorFlowSetup"]
 
 
 class TensorFlowSetup(WorkerPlugin):
-    """Dask worker plugin: TensorFlow threads (and GPU memory growth), then the model, once per worker.
+    """Dask worker plugin: TensorFlow threads (and GPU memory growth), the model and the domain templates.
 
     Register with ``client.register_plugin(TensorFlowSetup(model_path))``. ``threads``
     defaults to the worker's thread count; the set-up is :func:`lamost2csst.nn.setup.configure`,
@@ -40,6 +40,9 @@ class TensorFlowSetup(WorkerPlugin):
         from lamost2csst.nn.inference import load_model, predict
 
         model = load_model(self.model_path)
+        from lamost2csst.parallel.predict_tasks import domain_templates_for
+
+        domain_templates_for(self.model_path)  # the domain check's templates, cached like the model
         if self.warm_batch:
             flat = np.ones((self.warm_batch, INPUT_WAVE.size), np.float32)
             predict(flat, 0.01 * flat, model=model, batch_size=self.warm_batch)

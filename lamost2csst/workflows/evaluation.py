@@ -382,6 +382,7 @@ def evaluate_model(
     seed: int = 2024,
     command: str | None = None,
     real_stars=None,
+    domain: bool = False,
 ) -> Evaluation:
     """Evaluate a model and write ``out/evaluation.md``, ``out/evaluation.json`` and the PNG figures.
 
@@ -413,6 +414,10 @@ def evaluate_model(
         sigma coverage and the STELIB cross-library test
         (:func:`lamost2csst.workflows.real_evaluation.real_star_evaluation`), a section of
         ``evaluation.md``, key ``real_stars`` of ``evaluation.json`` and ``real_star_residuals.png``.
+    domain : bool
+        Also the domain check (:func:`lamost2csst.workflows.domain_evaluation.domain_evaluation`:
+        the grid test split, the out-of-domain test set and MILES), a section of
+        ``evaluation.md`` and key ``domain`` of ``evaluation.json``.
 
     Raises
     ------
@@ -447,7 +452,21 @@ def evaluate_model(
     )
     if real_stars:
         text, result = _add_real_stars(out, text, result, real_stars)
+    if domain:
+        text, result = _add_domain(out, text, result, model_path=model_path, seed=seed)
     return Evaluation(out, text, result)
+
+
+def _add_domain(out: Path, text: str, result: dict, *, model_path, seed: int) -> tuple[str, dict]:
+    """Append the domain check's evaluation to the report and the JSON."""
+    from lamost2csst.workflows.domain_evaluation import domain_evaluation, domain_markdown
+
+    domain = domain_evaluation(model_path=model_path, seed=seed)
+    text += "\n" + domain_markdown(domain)
+    (out / "evaluation.md").write_text(text)
+    result["domain"] = domain
+    (out / "evaluation.json").write_text(json.dumps(result, indent=1) + "\n")
+    return text, result
 
 
 def _add_real_stars(out: Path, text: str, result: dict, run) -> tuple[str, dict]:

@@ -9,6 +9,7 @@ from lamost2csst.core.domain import (
     bin_spectra,
     domain_outside,
     estimate_domain,
+    spectrum_color,
     template_chi2,
 )
 
@@ -109,3 +110,35 @@ def test_templates_and_spectra_must_agree_in_bins():
         estimate_domain(np.ones((1, 50)), np.ones((1, 50)), templates=tmpl)
     with pytest.raises(ValueError, match="teff"):
         DomainTemplates(flux=np.ones((2, 5)), teff=[5000.0])
+
+
+def test_spectrum_color_is_the_log_ratio_of_the_window_means_in_the_rest_frame():
+    wave = np.arange(3900.0, 7100.0, 1.0)
+    flux = np.where(wave < 5000, 3.0, 1.5)[None, :].repeat(2, axis=0)
+    mask = np.zeros(flux.shape, bool)
+    mask[1, (wave >= 4000) & (wave < 4400)] = True  # 80 % of the blue window masked: no colour
+    got = spectrum_color(wave, flux, mask=mask)
+    assert got[0] == pytest.approx(np.log(2.0)) and np.isnan(got[1])
+    # a step at 4500 A, observed at z = 0.01: the rest-frame window 4000-4500 A is 4040-4545 A observed
+    step = np.where(wave < 4500 * 1.01, 2.0, 1.0)[None, :]
+    assert spectrum_color(wave, step, z=0.01)[0] == pytest.approx(np.log(2.0))
+    assert spectrum_color(wave, step, z=0.0)[0] == pytest.approx(np.log(2.0))
+    assert np.isnan(spectrum_color(wave, -step)[0])
+
+
+def test_the_colour_penalty_is_one_sided():
+    tmpl = DomainTemplates(
+        flux=np.ones((2, 40)), teff=[6000.0, 12000.0], pixels_per_bin=1, color=np.array([1.0, 2.0])
+    )
+    flat = np.ones((3, 40))
+    err = np.full((3, 40), 0.01)
+    # equal line spectra: the colour decides; a star redder than both (reddened) is never penalized
+    est = estimate_domain(flat, err, templates=tmpl, floor=0.0, color=[2.0, 1.0, 0.0], color_error=0.05)
+    assert est.teff[0] == pytest.approx(12000.0, rel=1e-6)  # bluer than the 6000 K template by 20 sigma
+    assert est.teff[1] == pytest.approx(np.sqrt(6000.0 * 12000.0), rel=1e-6)  # no penalty for either
+    assert est.teff[2] == pytest.approx(np.sqrt(6000.0 * 12000.0), rel=1e-6)
+    # the penalty is in the chi-square: a star bluer than every template has no good template
+    blue = estimate_domain(flat[:1], err[:1], templates=tmpl, floor=0.0, color=[2.5], color_error=0.05)
+    assert blue.chi2[0] == pytest.approx((0.5 / 0.05) ** 2 / 40, rel=1e-5)
+    with pytest.raises(ValueError, match="templates have none"):
+        estimate_domain(flat, err, templates=_templates([5000.0, 8000.0]), color=[1.0, 1.0, 1.0])

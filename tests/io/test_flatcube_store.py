@@ -135,9 +135,21 @@ def test_open_inputs_checks_both_stores(tmp_path):
     pred.to_zarr(p, zarr_format=3, consolidated=False)
     got_obs, got_pred = store.open_inputs(o, p)
     assert got_obs.sizes["obs"] == obs.sizes["obs"] and got_pred.sizes["star"] == 5
+    # /3 adds the domain check; /1's sigma was the network's alone
+    for version, readable in ((1, False), (3, True)):
+        other = str(tmp_path / f"p{version}.zarr")
+        pred.assign_attrs(schema=f"lamost2csst.predictions/{version}").to_zarr(
+            other, zarr_format=3, consolidated=False
+        )
+        if readable:
+            assert store.open_inputs(o, other)[1].sizes["star"] == 5
+        else:
+            with pytest.raises(InputError, match="predictions/1'.*network's alone"):
+                store.open_inputs(o, other)
     with pytest.raises(
         InputError,
-        match="schema is 'lamost2csst.slitless_observations/1', expected 'lamost2csst.predictions/2'",
+        match="schema is 'lamost2csst.slitless_observations/1', expected one of 'lamost2csst.predictions/2', "
+        "'lamost2csst.predictions/3'",
     ):
         store.open_inputs(o, o)
     with pytest.raises(InputError, match=f"observations {p}: not a lamost2csst slitless observation store"):

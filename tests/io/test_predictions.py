@@ -34,7 +34,7 @@ def catalogue(n=5):
     )
 
 
-def template(n=5, chunk_stars=2, thresholds=None, discrepancy=None):
+def template(n=5, chunk_stars=2, thresholds=None, discrepancy=None, domain_provenance=None):
     return predictions_template(
         catalogue(n),
         chunk_stars=chunk_stars,
@@ -44,12 +44,13 @@ def template(n=5, chunk_stars=2, thresholds=None, discrepancy=None):
         model_card={"command": "train", "epoch": 7},
         thresholds=thresholds or FlagThresholds(),
         discrepancy=discrepancy,
+        domain_provenance=domain_provenance,
     )
 
 
 def test_template_layout():
     ds = template(5, chunk_stars=2, thresholds=FlagThresholds(min_snr=3.0))
-    assert ds.attrs["schema"] == PREDICTIONS_SCHEMA == "lamost2csst.predictions/2"
+    assert ds.attrs["schema"] == PREDICTIONS_SCHEMA == "lamost2csst.predictions/3"
     assert dict(ds.sizes) == {"star": 5, "wave_out": OUTPUT_WAVE.size}
     np.testing.assert_array_equal(ds["wave_out"].values, OUTPUT_WAVE)
     assert (ds["sed"].dtype, ds["sigma"].dtype, ds["flags"].dtype) == (np.float32, np.float32, np.uint16)
@@ -57,6 +58,9 @@ def test_template_layout():
         assert (ds[name].dims, ds[name].dtype) == (("star", "wave_out"), np.float32)
         assert ds[name].chunks == ds["sed"].chunks
     assert "hypot(sigma_net, sigma_sys)" in ds["sigma"].attrs["long_name"]
+    for name, units in (("teff_estimate", "K"), ("teff_estimate_error", "K"), ("domain_chi2", "1")):
+        assert (ds[name].dims, ds[name].dtype, ds[name].attrs["units"]) == (("star",), np.float32, units)
+        assert ds[name].chunks == ds["flags"].chunks
     # no discrepancy given: recorded as none
     assert ds.attrs["sigma_sys"]["provenance"] == {"kind": "none"}
     assert ds.attrs["sigma_sys"]["fitted_pixels"] == 0
@@ -76,6 +80,8 @@ def test_template_layout():
         (lambda ds: ds.assign_attrs(schema="lamost2csst.network_input/1"), "schema"),
         (lambda ds: ds.drop_vars("sigma"), "missing data variable 'sigma'"),
         (lambda ds: ds.drop_vars("sigma_sys"), "missing data variable 'sigma_sys'"),
+        (lambda ds: ds.drop_vars("teff_estimate"), "missing data variable 'teff_estimate'"),
+        (lambda ds: ds.assign(domain_chi2=ds["flags"]), "domain_chi2 has dtype uint16"),
         (lambda ds: ds.assign(sigma_net=ds["sigma"].astype(np.float64)), "sigma_net has dtype float64"),
         (lambda ds: ds.assign(flags=ds["flags"].astype(np.int32)), "flags has dtype int32"),
         (lambda ds: ds.assign(flags=ds["sed"]), "flags has dims"),
@@ -137,14 +143,24 @@ def test_round_trip_keeps_the_three_sigmas_and_their_identity(tmp_path):
     assert ds.attrs["sigma_sys_sha256"] == template(1, discrepancy=d).attrs["sigma_sys_sha256"]
 
 
-def test_a_version_1_store_is_refused_naming_both_versions(tmp_path):
-    old = template(3, chunk_stars=3).drop_vars(["sigma_net", "sigma_sys"])
-    old = old.assign_attrs(schema="lamost2csst.predictions/1")
-    write_template(old, str(tmp_path / "v1.zarr"), 3)
+def test_the_domain_templates_are_recorded_in_the_attrs():
+    provenance = {"grid_models": 1518, "reference_models": 80, "pixels_per_bin": 8}
+    assert template(2, chunk_stars=2, domain_provenance=provenance).attrs["domain_templates"] == provenance
+    assert template(2, chunk_stars=2).attrs["domain_templates"] == {}
+
+
+_DOMAIN = ["teff_estimate", "teff_estimate_error", "domain_chi2"]
+
+
+@pytest.mark.parametrize("version, lacks", [(1, ["sigma_net", "sigma_sys", *_DOMAIN]), (2, _DOMAIN)])
+def test_an_older_store_is_refused_naming_both_versions(tmp_path, version, lacks):
+    old = template(3, chunk_stars=3).drop_vars(lacks)
+    old = old.assign_attrs(schema=f"lamost2csst.predictions/{version}")
+    write_template(old, str(tmp_path / "old.zarr"), 3)
     with pytest.raises(
-        ValueError, match="(?s)'lamost2csst.predictions/1'.*'lamost2csst.predictions/2'.*sigma_net"
+        ValueError, match=f"(?s)'lamost2csst.predictions/{version}'.*'lamost2csst.predictions/3'.*{lacks[0]}"
     ):
-        open_predictions(tmp_path / "v1.zarr")
-    assert is_other_version("lamost2csst.predictions/1") and is_other_version("lamost2csst.predictions/3")
+        open_predictions(tmp_path / "old.zarr")
+    assert is_other_version("lamost2csst.predictions/1") and is_other_version("lamost2csst.predictions/2")
     assert not is_other_version(PREDICTIONS_SCHEMA)
     assert not is_other_version("lamost2csst.spectra/1") and not is_other_version(None)

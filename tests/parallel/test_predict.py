@@ -124,12 +124,13 @@ def test_task_times_add_up_and_the_summary_sums_the_markers(finished):
     out, summary = finished
     markers = [json.loads(open(marker_path(str(out), i)).read()) for i in range(5)]
     for m in markers:
-        parts = [m[f"seconds_{p}"] for p in ("read", "prepare", "network", "write")]
+        parts = [m[f"seconds_{p}"] for p in ("read", "prepare", "network", "domain", "write")]
         assert min(parts) >= 0
-        assert m["seconds_prepare"] + m["seconds_network"] <= m["seconds_compute"] + 1e-3
+        inner = m["seconds_prepare"] + m["seconds_network"] + m["seconds_domain"]
+        assert inner <= m["seconds_compute"] + 1e-3
         assert m["seconds_read"] + m["seconds_compute"] + m["seconds_write"] <= m["seconds"] + 1e-3
         assert m["seconds_network"] > 0  # every chunk of the demo has stars to predict
-    for part in ("read", "compute", "prepare", "network", "write"):
+    for part in ("read", "compute", "prepare", "network", "domain", "write"):
         assert summary[f"task_seconds_{part}"] == pytest.approx(
             sum(m[f"seconds_{part}"] for m in markers), abs=2e-3
         )
@@ -153,6 +154,54 @@ def test_flags_match_their_conditions_and_the_summary(finished, demo):
     for f in Flag:
         assert summary["flag_counts"][f.name] == int(((flags & f) != 0).sum())
     assert ds.attrs["flag_thresholds"] == FlagThresholds().as_dict()
+
+
+def test_with_a_catalogue_teff_the_flag_follows_it_and_the_estimate_is_stored(finished, demo):
+    """The demo has a teff column: OUTSIDE_DOMAIN as before; the spectrum's estimate agrees with it."""
+    out, _ = finished
+    ds = xr.open_zarr(out, consolidated=False)
+    teff = demo.teff.values
+    outside = (ds.flags.values & Flag.OUTSIDE_DOMAIN) != 0
+    np.testing.assert_array_equal(outside, (teff < 5000) | (teff > 9750))
+    est = ds.teff_estimate.values
+    no_data = (ds.flags.values & Flag.NO_DATA) != 0
+    assert np.isnan(est[no_data]).all() and np.isnan(ds.domain_chi2.values[no_data]).all()
+    good = (ds.flags.values & (Flag.NO_DATA | Flag.MASKED_PIXELS)) == 0
+    assert np.isfinite(est[good]).all() and (ds.teff_estimate_error.values[good] > 0).all()
+    bright = good & (demo.snr_g.values > 30)
+    assert np.median(np.abs(np.log(est[bright] / teff[bright]))) < 0.02
+    assert ds.attrs["domain_templates"]["grid_models_from"] == "model card split['train']"
+
+
+def test_without_a_catalogue_teff_the_spectrum_decides(demo):
+    """Out-of-domain synthetic stars are flagged from their spectra; a finite catalogue teff still decides."""
+    from lamost2csst.core import LAMOST_WAVE
+    from lamost2csst.core.simulate import observe_spectra
+    from lamost2csst.io.domain import load_domain_test_set
+    from lamost2csst.parallel.predict_tasks import domain_templates_for
+    from lamost2csst.workflows.evaluation import split_models
+
+    outside = load_domain_test_set()
+    outside = outside.isel(model=np.flatnonzero(np.isin(outside.teff.values, [4000.0, 15000.0])))
+    test, _ = split_models(model_card(default_model_path()))
+    inside = test.isel(model=np.flatnonzero(np.isin(test.teff.values, [6000.0, 8000.0]))[:6])
+    clean = np.vstack([outside.flux_lamost.values, inside.flux_lamost.values])
+    n_out, n = outside.sizes["model"], clean.shape[0]
+    rng = np.random.default_rng(8)
+    flux, ivar, mask = observe_spectra(
+        clean, wave=LAMOST_WAVE, z=np.zeros(n), snr=np.full(n, 50.0), scale=np.ones(n), rng=rng
+    )
+    kwargs = {"model": load_model(), "domain": domain_templates_for(str(default_model_path()))}
+    args = (LAMOST_WAVE, flux, ivar, mask, np.zeros(n))
+    expected = np.arange(n) < n_out
+    for teff in (None, np.full(n, np.nan)):
+        res = predict_block(*args, teff=teff, **kwargs)
+        np.testing.assert_array_equal((res["flags"] & Flag.OUTSIDE_DOMAIN) != 0, expected)
+    res = predict_block(*args, teff=np.full(n, 6000.0), **kwargs)  # the catalogue's teff wins
+    assert not (res["flags"] & Flag.OUTSIDE_DOMAIN).any()
+    res = predict_block(*args, teff=np.full(n, 3000.0), **kwargs)
+    assert ((res["flags"] & Flag.OUTSIDE_DOMAIN) != 0).all()
+    np.testing.assert_array_equal(np.isfinite(res["teff_estimate"]), np.ones(n, bool))
 
 
 def test_truth_summary_equals_a_direct_computation(finished, demo):
@@ -290,7 +339,7 @@ def test_resume_into_a_version_1_store_is_refused_and_overwrite_replaces_it(
     _version_1_store(out, demo)
     with pytest.raises(
         InputError,
-        match=r"(?s)lamost2csst.predictions/1.*lamost2csst.predictions/2.*new store.*without --resume",
+        match=r"(?s)lamost2csst.predictions/1.*lamost2csst.predictions/3.*new store.*without --resume",
     ):
         predict_catalogue(catalogue, out, client=client, resume=True, progress=False)
     assert xr.open_zarr(out, consolidated=False).attrs["schema"] == "lamost2csst.predictions/1"  # untouched
@@ -460,3 +509,26 @@ def test_lamost_trouble_is_recorded_and_must_match_on_resume(client, demo, tmp_p
     with pytest.raises(InputError, match="lamost_trouble must be one of"):
         predict_catalogue(small, tmp_path / "q.zarr", client=client, lamost_trouble="drop")
     assert not (tmp_path / "q.zarr").exists()
+
+
+REAL_FILES = {  # LAMOST's own SUBCLASS and the Teff of that type on the main sequence (an outside check)
+    "spec-57287-KP193637N444141V03_sp10-161.fits.gz": ("F5", 6500.0),
+    "spec-58397-EG014118N254444M01_sp03-031.fits.gz": ("G3", 5800.0),
+}
+REAL_DIR = __import__("pathlib").Path(__file__).resolve().parents[2].parent / "shared" / "data" / "lamost"
+
+
+@pytest.mark.skipif(not REAL_DIR.exists(), reason=f"{REAL_DIR} (the real LAMOST files) not present")
+def test_the_real_lamost_files_stay_in_the_domain():
+    from lamost2csst.io import read_lamost
+    from lamost2csst.parallel.predict_tasks import domain_templates_for
+
+    kwargs = {"model": load_model(), "domain": domain_templates_for(str(default_model_path()))}
+    for name, (subclass, teff) in REAL_FILES.items():
+        ds = read_lamost(REAL_DIR / name)
+        assert ds.subclass.item() == subclass
+        res = predict_block(
+            ds.wave.values, ds.flux.values, ds.ivar.values, ds.mask.values, ds.z.values, **kwargs
+        )
+        assert not res["flags"][0] & Flag.OUTSIDE_DOMAIN, (name, res["teff_estimate"], res["domain_chi2"])
+        assert abs(res["teff_estimate"][0] - teff) < 500.0, (name, res["teff_estimate"][0])
