@@ -33,8 +33,9 @@ The attrs ``sigma_sys`` (the discrepancy's provenance, its fitted pixels) and
 :mod:`lamost2csst.core.domain` (NaN where the star has no usable input): a chi-square of the
 star's normalized input against noise-free templates (the network's training models and
 reference models beyond its 4750-10000 K domain), with the star's colour as a one-sided
-term. Where the input catalogue has no finite ``teff``, they set the ``OUTSIDE_DOMAIN`` flag (thresholds in the attrs ``flag_thresholds``:
-``domain_teff_range``, ``max_domain_chi2``); the attrs ``domain_templates`` record which
+term. Where the input catalogue has no finite ``teff``, they set the ``OUTSIDE_DOMAIN`` flag
+(thresholds in the attrs ``flag_thresholds``: ``domain_teff_range``, ``max_domain_chi2``,
+``domain_error_floor``, ``domain_color_error``); the attrs ``domain_templates`` record which
 templates were used. A catalogue's ``subclass`` (LAMOST's spectral type, kept as a star
 coordinate like every other one) is a hint only: nothing in the job uses it.
 
