@@ -155,10 +155,10 @@ def main(argv=None):
             print(json.dumps(row), flush=True)
     summary = {
         name: {
-            "median_seconds": statistics.median(r["seconds"] for r in rows),
-            "median_files_per_second": statistics.median(r["files_per_second"] for r in rows),
-            "median_files_per_second_per_worker": statistics.median(
-                r["files_per_second_per_worker"] for r in rows
+            "median_seconds": round(statistics.median(r["seconds"] for r in rows), 3),
+            "median_files_per_second": round(statistics.median(r["files_per_second"] for r in rows), 1),
+            "median_files_per_second_per_worker": round(
+                statistics.median(r["files_per_second_per_worker"] for r in rows), 1
             ),
         }
         for name, rows in runs.items()
