@@ -9,9 +9,13 @@ For each size, an observation store is simulated block by block (stars of a 10,0
 pool observed repeatedly at random positions; ``lamost2csst.io.observations``) with a
 predictions store for the pool, then ``build_flatcube`` (order 2, 3 iterations = 3 passes
 over the observations) runs on a LocalCluster of 1 and of 2 single-threaded workers.
-Reported: observation-passes per second (observations x iterations / seconds), and the peak
-resident memory of the workers, which must not grow with the number of observations.
-Writes ``benchmarks/results/flatcube.json``.
+Reported: observation-passes per second (observations x iterations / seconds), the same per
+CPU-second of the workers (their user + system time during the build: a rate per core that
+does not depend on what else the machine runs), and the peak resident memory of the workers,
+which must not grow with the number of observations. The code timed is the ``lamost2csst``
+that Python imports: run the file as a script with ``PYTHONPATH=<another tree>`` (from
+outside the repository) to time that tree on the same stores. Writes
+``benchmarks/results/flatcube.json``.
 """
 
 from __future__ import annotations
@@ -80,6 +84,14 @@ def _worker_memory():
     return peak_rss_mb(), psutil.Process().memory_info().rss / 2**20
 
 
+def _worker_cpu_seconds():
+    """User + system CPU seconds of a worker process so far (all its threads)."""
+    import psutil
+
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 500_000])
@@ -90,6 +102,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     from distributed import Client, LocalCluster
 
+    import lamost2csst
     from lamost2csst.parallel.flatcube import build_flatcube
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_flatcube_"))
@@ -105,14 +118,23 @@ def main(argv=None):
                 Client(cluster) as client,
             ):
                 out = work / f"cube-{n}-{workers}.zarr"
+                load = os.getloadavg()[0]
                 shutil.rmtree(out, ignore_errors=True)
+                cpu0 = client.run(_worker_cpu_seconds)
                 s = build_flatcube(obs, pred, out, client=client, order=2, iterations=3, progress=False)
+                cpu = sum(client.run(_worker_cpu_seconds).values()) - sum(cpu0.values())
                 after = client.run(_worker_memory)
             row = {
                 "observations": s["observations_in"],
                 "workers": workers,
                 "seconds": s["seconds"],
                 "observation_passes_per_s": round(3 * s["observations_in"] / s["seconds"]),
+                "observation_passes_per_s_per_worker": round(
+                    3 * s["observations_in"] / s["seconds"] / workers
+                ),
+                "worker_cpu_seconds": round(cpu, 1),
+                "observation_passes_per_cpu_second": round(3 * s["observations_in"] / cpu),
+                "load_1min_before": round(load, 2),
                 "worker_peak_rss_mb": round(max(v[0] for v in after.values()), 1),
                 "worker_rss_after_mb": round(max(v[1] for v in after.values()), 1),
             }
@@ -124,6 +146,7 @@ def main(argv=None):
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "command": " ".join(["python -m benchmarks.bench_flatcube", *(argv or sys.argv[1:])]),
+        "code": str(Path(lamost2csst.__file__).parents[1]),
         "results": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
