@@ -113,13 +113,16 @@ def test_non_finite_pixels_of_a_file_are_masked_by_the_reader():
 
 
 def test_counts_conserve_files_equal_ok_plus_flagged_plus_rejected(through_the_jobs):
-    ingest, predict, _, _ = through_the_jobs
+    ingest, predict, _, predictions = through_the_jobs
     n_files = len(MANIFEST["lamost"])
     assert ingest["files_found"] == n_files
     assert ingest["stars_added"] + ingest["rejected"] == n_files
     assert predict["stars_in"] == ingest["stars_added"] == predict["ok"] + predict["flagged"]
     n_ok = sum(c["outcome"] == "ok" for c in MANIFEST["lamost"])
-    assert predict["ok"] + predict["flag_counts"]["UNCERTAIN"] >= n_ok  # the clean files: no input flag
+    # the clean files get no INPUT flag; UNCERTAIN and OUTSIDE_DOMAIN depend on the model (the
+    # corpus's clean spectra are smooth test spectra, which the domain check may call non-stellar)
+    input_bits = sum(int(Flag[name]) for name in MANIFEST["input_flags"])
+    assert int(((predictions["flags"].values & input_bits) == 0).sum()) >= n_ok
 
 
 def test_hand_made_catalogue_with_non_finite_values_is_flagged(client, tmp_path):
