@@ -104,27 +104,19 @@ def check_domain(norm_flux, norm_error, *, mask=None, color=None, model=None, th
         reduced chi-square and bins used (NaN without usable input), and True where the star
         is outside the domain (what sets ``OUTSIDE_DOMAIN`` without a catalogue Teff).
     """
-    from lamost2csst.core.domain import domain_outside, estimate_domain
+    from lamost2csst.core.domain import check_spectra
     from lamost2csst.core.flags import FlagThresholds
     from lamost2csst.nn.inference import default_model_path
     from lamost2csst.parallel.predict_tasks import domain_templates_for
 
-    thresholds = thresholds or FlagThresholds()
     templates = domain_templates_for(str(default_model_path() if model is None else model))
-    estimate = estimate_domain(
+    estimate, outside = check_spectra(
         norm_flux,
         norm_error,
         mask=mask,
-        templates=templates,
-        floor=thresholds.domain_error_floor,
         color=color,
-        color_error=thresholds.domain_color_error,
-    )
-    outside = domain_outside(
-        estimate.teff,
-        estimate.chi2,
-        teff_range=thresholds.domain_teff_range,
-        max_chi2=thresholds.max_domain_chi2,
+        templates=templates,
+        thresholds=thresholds or FlagThresholds(),
     )
     return estimate, outside
 

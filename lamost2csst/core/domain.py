@@ -54,6 +54,7 @@ __all__ = [
     "DomainEstimate",
     "DomainTemplates",
     "bin_spectra",
+    "check_spectra",
     "domain_outside",
     "estimate_domain",
     "spectrum_color",
@@ -313,6 +314,31 @@ def _color_penalty(color, templates: DomainTemplates, color_error: float) -> np.
         raise ValueError(f"color_error must be > 0, got {color_error}")
     excess = np.nan_to_num(color[:, None] - templates.color[None, :], nan=0.0)
     return ((np.maximum(excess, 0.0) / color_error) ** 2).astype(np.float32)
+
+
+def check_spectra(flux, error, *, mask=None, color=None, templates: DomainTemplates, thresholds):
+    """:func:`estimate_domain` with the settings of ``thresholds`` and its :func:`domain_outside` decision.
+
+    ``thresholds`` is a :class:`lamost2csst.core.flags.FlagThresholds` (``domain_error_floor``,
+    ``domain_color_error``, ``domain_teff_range``, ``max_domain_chi2``). Returns
+    ``(estimate, outside)``.
+    """
+    estimate = estimate_domain(
+        flux,
+        error,
+        mask=mask,
+        templates=templates,
+        floor=thresholds.domain_error_floor,
+        color=color,
+        color_error=thresholds.domain_color_error,
+    )
+    outside = domain_outside(
+        estimate.teff,
+        estimate.chi2,
+        teff_range=thresholds.domain_teff_range,
+        max_chi2=thresholds.max_domain_chi2,
+    )
+    return estimate, outside
 
 
 def domain_outside(teff, chi2, *, teff_range, max_chi2) -> np.ndarray:

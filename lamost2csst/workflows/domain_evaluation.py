@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from lamost2csst.core import INPUT_WAVE, LAMOST_WAVE, prepare_inputs
-from lamost2csst.core.domain import domain_outside, estimate_domain, spectrum_color
+from lamost2csst.core.domain import check_spectra, domain_outside, spectrum_color
 from lamost2csst.core.flags import FlagThresholds
 from lamost2csst.core.simulate import C_KMS, draw_radial_velocities, observe_spectra
 
@@ -33,22 +33,6 @@ __all__ = ["MILES_TEFF_RANGES", "domain_evaluation", "domain_markdown"]
 
 #: Catalogue-Teff ranges (K) of the MILES table: outside / grey zone / domain / grey zone / outside.
 MILES_TEFF_RANGES = ((0, 4500), (4500, 5000), (5000, 9750), (9750, 11000), (11000, np.inf))
-
-
-def _check(flux, error, mask, *, color, templates, thresholds: FlagThresholds):
-    est = estimate_domain(
-        flux,
-        error,
-        mask=mask,
-        templates=templates,
-        floor=thresholds.domain_error_floor,
-        color=color,
-        color_error=thresholds.domain_color_error,
-    )
-    outside = domain_outside(
-        est.teff, est.chi2, teff_range=thresholds.domain_teff_range, max_chi2=thresholds.max_domain_chi2
-    )
-    return est, outside
 
 
 def _observed(ds, *, snr: float, realisations: int, seed: int):
@@ -80,8 +64,8 @@ def _grid_test(templates, test_ds, *, snrs, realisations, seed, thresholds, raw:
     rows = {}
     for snr in snrs:
         net, color, teff = _observed(test_ds, snr=snr, realisations=realisations, seed=seed)
-        est, outside = _check(
-            net.flux, net.error, net.mask, color=color, templates=templates, thresholds=thresholds
+        est, outside = check_spectra(
+            net.flux, net.error, mask=net.mask, color=color, templates=templates, thresholds=thresholds
         )
         domain = (teff >= 5000) & (teff <= 9750)
         raw[("domain", snr)] = (est.teff[domain], est.chi2[domain])
@@ -106,8 +90,8 @@ def _outside_test(templates, test_ds, *, snrs, realisations, seed, thresholds, r
     rows = {}
     for snr in snrs:
         net, color, teff = _observed(test_ds, snr=snr, realisations=realisations, seed=seed + 1)
-        est, outside = _check(
-            net.flux, net.error, net.mask, color=color, templates=templates, thresholds=thresholds
+        est, outside = check_spectra(
+            net.flux, net.error, mask=net.mask, color=color, templates=templates, thresholds=thresholds
         )
         per_teff = {}
         for t in np.unique(teff):
@@ -171,7 +155,7 @@ def _miles(templates, *, snrs, seed, thresholds) -> dict:
         noisy, error = add_noise(g.flux_in, snr=np.full(teff.size, snr), rng=rng)
         flux, err = normalize(noisy, error)
         color = spectrum_color(INPUT_WAVE, noisy)
-        est, outside = _check(flux, err, None, color=color, templates=templates, thresholds=thresholds)
+        est, outside = check_spectra(flux, err, color=color, templates=templates, thresholds=thresholds)
         table = {}
         for lo, hi in MILES_TEFF_RANGES:
             at = (teff >= lo) & (teff < hi)

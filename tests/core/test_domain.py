@@ -7,6 +7,7 @@ from lamost2csst.core.domain import (
     MIN_BINS,
     DomainTemplates,
     bin_spectra,
+    check_spectra,
     domain_outside,
     estimate_domain,
     spectrum_color,
@@ -142,3 +143,17 @@ def test_the_colour_penalty_is_one_sided():
     assert blue.chi2[0] == pytest.approx((0.5 / 0.05) ** 2 / 40, rel=1e-5)
     with pytest.raises(ValueError, match="templates have none"):
         estimate_domain(flat, err, templates=_templates([5000.0, 8000.0]), color=[1.0, 1.0, 1.0])
+
+
+def test_check_spectra_is_the_estimate_and_its_decision_under_the_thresholds():
+    from lamost2csst.core.flags import FlagThresholds
+
+    tmpl = DomainTemplates(
+        flux=np.ones((2, 40)), teff=[6000.0, 12000.0], pixels_per_bin=1, color=np.array([1.0, 2.0])
+    )
+    thresholds = FlagThresholds(domain_teff_range=(5000.0, 9000.0), domain_color_error=0.05)
+    est, outside = check_spectra(
+        np.ones((2, 40)), np.full((2, 40), 0.01), color=[2.0, 0.5], templates=tmpl, thresholds=thresholds
+    )
+    np.testing.assert_allclose(est.teff, [12000.0, np.sqrt(6000.0 * 12000.0)], rtol=1e-6)
+    np.testing.assert_array_equal(outside, [True, False])  # 12000 K > 9000; 8485 K inside
