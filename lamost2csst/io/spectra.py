@@ -30,28 +30,50 @@ of whole spectra), compressed with Blosc/lz4 + byte shuffle (zstd level 5 was th
 write bottleneck, see DESIGN.md; lz4 reads 3x faster than zstd level 1 at a 3 % lower
 ratio, BENCHMARKS.md), readable with plain
 ``xarray.open_zarr(store, consolidated=False)``.
+
+**Pixel precision.** By default the writers store ``flux`` and ``ivar`` rounded far below
+the noise (:class:`PixelPrecision`, kernels in :mod:`lamost2csst.core.precision`): each
+flux within 1 % of its pixel's sigma (``|stored - flux| <= 0.01 / sqrt(ivar)``), each ivar
+to 7 mantissa bits (relative error <= 2**-8, so sigma moves by <= ~0.2 %); masked pixels
+and pixels without information are kept bit for bit. The stored values are plain float32
+whose low mantissa bits are zero, so every reader reads them as before, and lz4 + byte
+shuffle stores them in half the bytes (12.1 instead of 23.9 kB per demo spectrum,
+BENCHMARKS.md "Catalogue bytes per spectrum"). The store's attrs record it
+(``pixel_encoding``, ``pixel_flux_fraction``, ``pixel_ivar_bits``); ``precision=None``
+keeps the pixels bit for bit. Stores written before carry no ``pixel_encoding`` (lossless)
+and are read as ever.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import xarray as xr
+import zarr
 
+from lamost2csst.core.precision import round_spectra
 from lamost2csst.errors import InputError
 from lamost2csst.io.regions import compressor, template_encoding, write_region
 from lamost2csst.io.storage import exists, resolve
 
 __all__ = [
+    "DEFAULT_PRECISION",
     "SCHEMA",
+    "PixelPrecision",
     "compressor",
     "create_spectra_store",
     "open_catalogue",
     "open_spectra",
+    "precision_attrs",
     "require_catalogue",
+    "round_pixels",
     "spectra_dataset",
+    "store_precision",
     "star_chunk",
     "validate_spectra",
     "write_spectra",
+    "write_spectra_pixels",
     "write_spectra_region",
 ]
 
@@ -61,6 +83,28 @@ OPTIONAL_FLOAT_COORDS = ("z_err", "snr_u", "snr_g", "snr_r", "snr_i", "snr_z", "
 DATA_VARS = {"flux": np.float32, "ivar": np.float32, "mask": np.bool_}
 FRAMES = ("observed", "rest")
 DEFAULT_CHUNK_STARS = 4096
+
+
+@dataclass(frozen=True)
+class PixelPrecision:
+    """How precisely a catalogue stores its pixels (see :func:`lamost2csst.core.precision.round_spectra`).
+
+    Attributes
+    ----------
+    flux_fraction : float
+        Each stored flux is within ``flux_fraction * sigma`` of the given one
+        (``sigma = ivar**-0.5`` of the given ivar).
+    ivar_bits : int
+        Mantissa bits kept of each ivar: relative error at most ``2**-(ivar_bits + 1)``, so
+        sigma moves by at most ~``2**-(ivar_bits + 2)`` of itself.
+    """
+
+    flux_fraction: float = 0.01
+    ivar_bits: int = 7
+
+
+#: The writers' default: flux within 1 % of sigma, ivar to 7 bits (sigma within ~0.2 %).
+DEFAULT_PRECISION = PixelPrecision()
 
 _COORD_ATTRS = {
     "obsid": {"long_name": "spectrum identifier (LAMOST OBSID)"},
@@ -179,6 +223,60 @@ def validate_spectra(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset
     return ds
 
 
+def precision_attrs(precision: PixelPrecision | None) -> dict:
+    """The store attrs that record a catalogue's pixel encoding (``precision=None``: lossless)."""
+    codec = "Blosc lz4 + byte shuffle"
+    if precision is None:
+        return {"pixel_encoding": f"flux and ivar float32 as given (lossless); {codec}"}
+    fraction, bits = float(precision.flux_fraction), int(precision.ivar_bits)
+    text = (
+        f"flux rounded to a power-of-two step within {fraction:g} sigma (|stored - flux| <= "
+        f"{fraction:g} / sqrt(ivar)); ivar rounded to {bits} mantissa bits (relative error <= "
+        f"2**-{bits + 1}); masked pixels and pixels with ivar <= 0 kept as given; {codec} "
+        "(lamost2csst.core.precision.round_spectra)"
+    )
+    return {"pixel_encoding": text, "pixel_flux_fraction": fraction, "pixel_ivar_bits": bits}
+
+
+def store_precision(store) -> PixelPrecision | None:
+    """The pixel precision a catalogue store records in its attrs; None (lossless) when none."""
+    attrs = zarr.open_group(str(store), mode="r").attrs
+    if "pixel_flux_fraction" not in attrs:
+        return None
+    return PixelPrecision(float(attrs["pixel_flux_fraction"]), int(attrs["pixel_ivar_bits"]))
+
+
+def _rounded_arrays(flux, ivar, mask, precision: PixelPrecision) -> tuple[np.ndarray, np.ndarray]:
+    return round_spectra(
+        flux, ivar=ivar, mask=mask, flux_fraction=precision.flux_fraction, ivar_bits=precision.ivar_bits
+    )
+
+
+def round_pixels(ds: xr.Dataset, precision: PixelPrecision | None = DEFAULT_PRECISION) -> xr.Dataset:
+    """A catalogue Dataset with its pixels as the writers store them under ``precision``.
+
+    Lazy (dask-backed) datasets stay lazy: the rounding runs block by block when computed.
+    The result's attrs record the encoding (:func:`precision_attrs`); ``precision=None``
+    changes nothing but those attrs.
+    """
+    ds = ds.assign_attrs(precision_attrs(precision))
+    if precision is None:
+        return ds
+    flux, ivar = xr.apply_ufunc(
+        _rounded_arrays,
+        ds["flux"],
+        ds["ivar"],
+        ds["mask"],
+        kwargs={"precision": precision},
+        output_core_dims=[[], []],
+        dask="parallelized",
+        output_dtypes=[np.float32, np.float32],
+        keep_attrs=False,
+    )
+    # the variables' data only: their attrs, and the coordinates', stay those of ds
+    return ds.assign(flux=ds["flux"].copy(data=flux.data), ivar=ds["ivar"].copy(data=ivar.data))
+
+
 def write_spectra(
     ds: xr.Dataset,
     store,
@@ -187,17 +285,21 @@ def write_spectra(
     level: int = 1,
     mode: str = "w-",
     compute: bool = True,
+    precision: PixelPrecision | None = DEFAULT_PRECISION,
 ):
     """Write a whole catalogue to a Zarr v3 store (computes dask-backed inputs).
 
     ``mode="w-"`` refuses to overwrite an existing store; pass ``mode="w"`` to replace it.
     With ``compute=False`` only the metadata is written and the dask ``Delayed`` that
     writes the arrays is returned (compute it, e.g. with ``client.compute``, to follow
-    its progress); otherwise the store path is returned.
+    its progress); otherwise the store path is returned. ``precision`` rounds the pixels
+    far below their noise (:class:`PixelPrecision`; default flux within 1 % of sigma);
+    ``precision=None`` stores them bit for bit.
     """
     validate_spectra(ds)
     chunk_stars = max(1, min(chunk_stars, ds.sizes["star"]))
     ds = ds.chunk({"star": chunk_stars, "wave": -1}) if ds.chunks else ds
+    ds = round_pixels(ds, precision)
     delayed = ds.to_zarr(
         store,
         mode=mode,
@@ -210,17 +312,23 @@ def write_spectra(
 
 
 def create_spectra_store(
-    template: xr.Dataset, store, *, chunk_stars: int = DEFAULT_CHUNK_STARS, level: int = 1
+    template: xr.Dataset,
+    store,
+    *,
+    chunk_stars: int = DEFAULT_CHUNK_STARS,
+    level: int = 1,
+    precision: PixelPrecision | None = DEFAULT_PRECISION,
 ):
     """Write only the metadata (and the non-star coordinates) of a catalogue: the template.
 
     ``template`` is a full-size Dataset whose star-dimensioned variables may be lazy dask
     arrays; nothing of them is computed. Fill it afterwards with
-    :func:`write_spectra_region`, chunk by chunk, from any process.
+    :func:`write_spectra_region`, chunk by chunk, from any process: the pixels are stored
+    under the ``precision`` recorded here (:func:`write_spectra`; None: bit for bit).
     """
     validate_spectra(template, check_values=False)
     chunk_stars = max(1, min(chunk_stars, template.sizes["star"]))
-    template = template.chunk({"star": chunk_stars})
+    template = template.chunk({"star": chunk_stars}).assign_attrs(precision_attrs(precision))
     template.to_zarr(
         store,
         mode="w-",
@@ -236,10 +344,27 @@ def write_spectra_region(part: xr.Dataset, store, *, start: int) -> None:
     """Write the stars ``start .. start + len(part)`` of a store made by :func:`create_spectra_store`.
 
     ``start`` and the part's length should align with the store's star chunks so that
-    concurrent writers never touch the same chunk.
+    concurrent writers never touch the same chunk. The pixels are stored under the
+    precision the store records (:func:`write_spectra_pixels`).
     """
     stop = start + part.sizes["star"]
-    write_region(store, start, stop, {n: v.values for n, v in part.variables.items() if "star" in v.dims})
+    arrays = {n: v.values for n, v in part.variables.items() if "star" in v.dims}
+    write_spectra_pixels(str(store), start, stop, arrays)
+
+
+def write_spectra_pixels(store: str, start: int, stop: int, arrays: dict) -> None:
+    """Write rows ``start:stop`` of a catalogue store's arrays, pixels under the store's precision.
+
+    ``arrays`` maps names to values (``flux``, ``ivar``, ``mask`` and any per-star
+    arrays); ``flux`` and ``ivar`` are rounded as the store's attrs say
+    (:func:`store_precision`; a store without them, e.g. one written before, bit for bit),
+    then everything is written with :func:`lamost2csst.io.regions.write_region`.
+    """
+    precision = store_precision(store) if "flux" in arrays and "ivar" in arrays else None
+    if precision is not None:
+        flux, ivar = _rounded_arrays(arrays["flux"], arrays["ivar"], arrays.get("mask"), precision)
+        arrays = {**arrays, "flux": flux, "ivar": ivar}
+    write_region(store, start, stop, arrays)
 
 
 def open_spectra(store, *, chunks=None) -> xr.Dataset:

@@ -6,11 +6,16 @@ import xarray as xr
 import zarr
 
 from lamost2csst.core import LAMOST_WAVE
+from lamost2csst.core.precision import round_spectra
 from lamost2csst.io.spectra import (
+    DEFAULT_PRECISION,
     SCHEMA,
+    PixelPrecision,
     create_spectra_store,
     open_spectra,
+    precision_attrs,
     spectra_dataset,
+    store_precision,
     validate_spectra,
     write_spectra,
     write_spectra_region,
@@ -52,16 +57,48 @@ def test_dataset_layout_and_default_mask():
 
 def test_zarr_round_trip_is_identical_and_chunked_by_star(tmp_path):
     ds = make(10)
-    write_spectra(ds, tmp_path / "c.zarr", chunk_stars=4)
+    write_spectra(ds, tmp_path / "c.zarr", chunk_stars=4, precision=None)  # pixels bit for bit
     back = open_spectra(tmp_path / "c.zarr")
     assert back["flux"].chunks == ((4, 4, 2), (LAMOST_WAVE.size,))
-    xr.testing.assert_identical(back.load(), ds)
-    # a Zarr v3 store, readable by plain xarray, compressed with zstd
+    lossless = ds.assign_attrs(pixel_encoding=back.attrs["pixel_encoding"])
+    assert "lossless" in back.attrs["pixel_encoding"] and store_precision(tmp_path / "c.zarr") is None
+    xr.testing.assert_identical(back.load(), lossless)
+    # a Zarr v3 store, readable by plain xarray, compressed with Blosc
     group = zarr.open_group(str(tmp_path / "c.zarr"), mode="r")
     assert group.metadata.zarr_format == 3
     codecs = [type(c).__name__ for c in group["flux"].metadata.codecs]
     assert "BloscCodec" in codecs
-    xr.testing.assert_identical(xr.open_zarr(tmp_path / "c.zarr", consolidated=False).load(), ds)
+    xr.testing.assert_identical(xr.open_zarr(tmp_path / "c.zarr", consolidated=False).load(), lossless)
+
+
+def bits(x):
+    return np.asarray(x, dtype=np.float32).view(np.uint32)
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_default_write_stores_the_rounding_kernels_output(tmp_path, lazy):
+    ds = make(10)
+    flux, ivar = round_spectra(ds["flux"].values, ivar=ds["ivar"].values, mask=ds["mask"].values)
+    write_spectra(ds.chunk({"star": 3}) if lazy else ds, tmp_path / "c.zarr", chunk_stars=4)
+    back = open_spectra(tmp_path / "c.zarr").load()
+    np.testing.assert_array_equal(bits(back["flux"].values), bits(flux))  # NaN payloads too
+    np.testing.assert_array_equal(bits(back["ivar"].values), bits(ivar))
+    assert not np.array_equal(back["flux"].values, ds["flux"].values, equal_nan=True)  # it did round
+    assert back.attrs["pixel_flux_fraction"] == 0.01 and back.attrs["pixel_ivar_bits"] == 7
+    assert store_precision(tmp_path / "c.zarr") == DEFAULT_PRECISION == PixelPrecision(0.01, 7)
+    rest = ["flux", "ivar"]  # everything else as given, attrs of the coordinates and variables too
+    expected = ds.drop_vars(rest).assign_attrs(precision_attrs(DEFAULT_PRECISION))
+    xr.testing.assert_identical(back.drop_vars(rest), expected)
+    assert back["flux"].attrs == ds["flux"].attrs and back["ivar"].attrs == ds["ivar"].attrs
+    coarse = PixelPrecision(flux_fraction=0.3, ivar_bits=2)
+    write_spectra(ds, tmp_path / "coarse.zarr", precision=coarse)
+    flux, ivar = round_spectra(
+        ds["flux"].values, ivar=ds["ivar"].values, mask=ds["mask"].values, flux_fraction=0.3, ivar_bits=2
+    )
+    back = open_spectra(tmp_path / "coarse.zarr")
+    np.testing.assert_array_equal(bits(back["flux"].values), bits(flux))
+    np.testing.assert_array_equal(bits(back["ivar"].values), bits(ivar))
+    assert store_precision(tmp_path / "coarse.zarr") == coarse
 
 
 def test_write_refuses_to_overwrite(tmp_path):
@@ -83,7 +120,16 @@ def test_template_then_region_writes_equal_a_whole_write(tmp_path):
         open_spectra(tmp_path / "t.zarr")
     for start in (8, 0, 4):  # any order, one writer per chunk
         write_spectra_region(ds.isel(star=slice(start, start + 4)), tmp_path / "t.zarr", start=start)
-    xr.testing.assert_identical(open_spectra(tmp_path / "t.zarr").load(), ds)
+    write_spectra(ds, tmp_path / "whole.zarr", chunk_stars=4)
+    xr.testing.assert_identical(
+        open_spectra(tmp_path / "t.zarr").load(), open_spectra(tmp_path / "whole.zarr").load()
+    )
+    # a template made lossless takes its regions bit for bit
+    create_spectra_store(ds, tmp_path / "l.zarr", chunk_stars=4, precision=None)
+    for start in (0, 4, 8):
+        write_spectra_region(ds.isel(star=slice(start, start + 4)), tmp_path / "l.zarr", start=start)
+    lossless = open_spectra(tmp_path / "l.zarr").load()
+    xr.testing.assert_identical(lossless, ds.assign_attrs(pixel_encoding=lossless.attrs["pixel_encoding"]))
 
 
 @pytest.mark.parametrize(
