@@ -43,8 +43,15 @@ from lamost2csst.core import LAMOST_WAVE
 from lamost2csst.errors import InputError
 from lamost2csst.io.readers import ReaderError, read_lamost
 from lamost2csst.io.readers.lamost import lamost_dataset, read_lamost_file
-from lamost2csst.io.regions import write_region, write_template
-from lamost2csst.io.spectra import DEFAULT_CHUNK_STARS, SCHEMA, validate_spectra
+from lamost2csst.io.regions import write_template
+from lamost2csst.io.spectra import (
+    DEFAULT_CHUNK_STARS,
+    DEFAULT_PRECISION,
+    SCHEMA,
+    precision_attrs,
+    validate_spectra,
+    write_spectra_pixels,
+)
 from lamost2csst.parallel.chunks import MARKERS, empty_array, markers_group
 from lamost2csst.parallel.locking import output_lock
 from lamost2csst.parallel.runtime import read_json, write_json
@@ -184,7 +191,7 @@ def _marker(out: str, start: int) -> str:
 
 
 def _write_marked(out: str, start: int, stop: int, arrays: dict, t0: float) -> dict:
-    write_region(out, start, stop, arrays)
+    write_spectra_pixels(out, start, stop, arrays)  # rounded as the store's attrs say (pixel_encoding)
     marker = {
         "start": int(start),
         "stop": int(stop),
@@ -252,6 +259,7 @@ def _template(coords: list[dict], chunk_stars: int) -> xr.Dataset:
             "source": INGEST_SOURCE,
             "reader": read_lamost.__module__,
             "chunk_stars": int(chunk_stars),
+            **precision_attrs(DEFAULT_PRECISION),
         },
     )
     validate_spectra(ds, check_values=False)
