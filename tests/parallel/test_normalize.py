@@ -12,6 +12,7 @@ import lamost2csst.parallel.normalize as normalize_module
 from lamost2csst.core import INPUT_WAVE, prepare_inputs
 from lamost2csst.errors import InputError
 from lamost2csst.io import toy_catalogue, write_spectra
+from lamost2csst.io.spectra import round_pixels
 from lamost2csst.parallel import NETWORK_INPUT_SCHEMA, normalize_catalogue
 
 N_STAR, CHUNK = 300, 64  # 5 chunks, the last one ragged (44 stars)
@@ -27,8 +28,9 @@ def expected(toy):
     """The kernel after the default trouble-spot masking (observed frame, before the shift)."""
     from lamost2csst.core.inputs import treat_trouble_spots
 
-    ivar, mask = treat_trouble_spots(toy.wave.values, toy.ivar.values, toy.mask.values, mode="mask")
-    return prepare_inputs(toy.wave.values, toy.flux.values, ivar=ivar, z=toy.z.values, mask=mask)
+    stored = round_pixels(toy)  # the catalogue's pixels as written (within 1 % of sigma)
+    ivar, mask = treat_trouble_spots(stored.wave.values, stored.ivar.values, stored.mask.values, mode="mask")
+    return prepare_inputs(stored.wave.values, stored.flux.values, ivar=ivar, z=stored.z.values, mask=mask)
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +192,7 @@ def test_rest_frame_input_is_not_shifted_again(client, toy, tmp_path):
     rest = toy.isel(star=slice(0, 40)).assign_attrs(frame="rest")
     write_spectra(rest, tmp_path / "rest.zarr", chunk_stars=16)
     normalize_catalogue(tmp_path / "rest.zarr", tmp_path / "o.zarr", client=client, progress=False)
+    rest = round_pixels(rest)  # as stored
     expected = prepare_inputs(
         rest.wave.values, rest.flux.values, ivar=rest.ivar.values, z=np.zeros(40), mask=rest.mask.values
     )
@@ -206,6 +209,7 @@ def test_stars_without_a_usable_redshift_are_kept_fully_masked_and_counted(clien
         tmp_path / "badz.zarr", tmp_path / "o.zarr", client=client, progress=False, lamost_trouble="keep"
     )
     assert summary["stars_written"] == 40 and summary["stars_bad_z"] == 2
+    part = round_pixels(part)  # as stored
     out = xr.open_zarr(tmp_path / "o.zarr", consolidated=False)
     assert out.mask.values[[3, 17]].all() and np.isnan(out.flux.values[[3, 17]]).all()
     good = np.setdiff1d(np.arange(40), [3, 17])
@@ -240,8 +244,13 @@ def test_trouble_spots_are_masked_as_predict_does(client, catalogue, toy, expect
     assert toy.attrs.get("frame") == "observed"
     kept_out = tmp_path / "keep.zarr"
     normalize_catalogue(catalogue, kept_out, client=client, progress=False, lamost_trouble="keep")
+    stored = round_pixels(toy)  # as written
     untreated = prepare_inputs(
-        toy.wave.values, toy.flux.values, ivar=toy.ivar.values, z=toy.z.values, mask=toy.mask.values
+        stored.wave.values,
+        stored.flux.values,
+        ivar=stored.ivar.values,
+        z=stored.z.values,
+        mask=stored.mask.values,
     )
     assert_equals_kernel(kept_out, untreated)
     kept = xr.open_zarr(kept_out, consolidated=False)
