@@ -15,6 +15,7 @@ from lamost2csst.core.flags import Flag, FlagThresholds, sanitize_pixels
 from lamost2csst.errors import InputError
 from lamost2csst.io import write_spectra
 from lamost2csst.io.simulated import grid_catalogue
+from lamost2csst.io.spectra import round_pixels
 from lamost2csst.nn.inference import default_model_path, load_model, model_card, model_discrepancy
 from lamost2csst.parallel.predict import PREDICTIONS_SCHEMA, predict_block, predict_catalogue
 
@@ -38,7 +39,8 @@ def by_hand(demo):
     """The documented steps written out with the public functions, on the whole catalogue."""
     from lamost2csst.core.inputs import treat_trouble_spots
 
-    flux, ivar, mask, _ = sanitize_pixels(demo.flux.values, demo.ivar.values, demo.mask.values)
+    stored = round_pixels(demo)  # the catalogue's pixels as written (within 1 % of sigma)
+    flux, ivar, mask, _ = sanitize_pixels(stored.flux.values, stored.ivar.values, stored.mask.values)
     ivar, mask = treat_trouble_spots(demo.wave.values, ivar, mask, mode="mask")  # the job's default
     z = demo.z.values
     has_z = np.isfinite(z)
