@@ -419,7 +419,7 @@ def write_bad_values(path: Path) -> None:
             "source": "lamost2csst bad-input corpus",
         },
     )
-    write_spectra(ds, path, chunk_stars=n)
+    write_spectra(ds, path, chunk_stars=n, precision=None)  # the bad values bit for bit, as made
 
 
 def write_wrong_schema(path: Path) -> None:
