@@ -8,6 +8,7 @@ from reader_files import REAL_LAMOST, lamost_arrays, lamost_header, write_lamost
 
 from lamost2csst.core import LAMOST_WAVE
 from lamost2csst.io import ReaderError, open_spectra, read_lamost, validate_spectra, write_spectra
+from lamost2csst.io.spectra import round_pixels
 
 needs_real = pytest.mark.skipif(not REAL_LAMOST.exists(), reason=f"{REAL_LAMOST} not present")
 PROVENANCE = ("file",)
@@ -220,5 +221,5 @@ def test_result_round_trips_through_zarr(tmp_path):
     ds = read_lamost(files)
     write_spectra(ds, tmp_path / "cat.zarr")
     back = open_spectra(tmp_path / "cat.zarr").compute()
-    np.testing.assert_array_equal(back.flux.values, ds.flux.values)
+    np.testing.assert_array_equal(back.flux.values, round_pixels(ds).flux.values)  # as the writer stores it
     assert list(back["class"].values) == ["STAR", "STAR"] and back.attrs["format"] == ds.attrs["format"]
