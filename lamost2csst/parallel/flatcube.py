@@ -35,7 +35,6 @@ inputs) are :mod:`lamost2csst.io.flatcube` and :mod:`lamost2csst.io.observations
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import threading
@@ -80,7 +79,7 @@ from lamost2csst.io.regions import read_region
 from lamost2csst.io.storage import exists, resolve
 from lamost2csst.parallel.chunks import LOG, chunk_ranges, missing_chunks
 from lamost2csst.parallel.locking import output_lock
-from lamost2csst.parallel.runtime import peak_rss_mb
+from lamost2csst.parallel.runtime import keep_freed_memory, peak_rss_mb, release_freed_memory
 
 __all__ = ["FLATCUBE_SCHEMA", "build_flatcube", "flat_chunk"]
 
@@ -171,53 +170,11 @@ def _chunk_result(
     return result
 
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
-_GLIBC_MMAP_THRESHOLD = 128 * 1024  # glibc's default mmap threshold
-
-
-def _keep_freed_memory() -> None:
-    """For the tasks of a build: let glibc reuse the memory they free instead of unmapping it.
-
-    Dask starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also pins glibc's mmap
-    threshold at 128 kB: every large array (a chunk's decoded flux and error, zarr's buffers)
-    is then a new mapping whose pages fault on first touch -- measured: 30 % of a task's CPU.
-    While a build runs, both thresholds are 256 MiB (freed memory is kept for the next task:
-    the worker's memory stays at one task's working set, whatever the number of
-    observations); :func:`_release_freed_memory` restores Dask's values at the end. Without
-    that environment variable, or off glibc, nothing is changed.
-    """
-    libc = _glibc() if os.environ.get("MALLOC_TRIM_THRESHOLD_", "").isdigit() else None
-    if libc is not None:
-        libc.mallopt(_M_MMAP_THRESHOLD, 256 * 2**20)
-        libc.mallopt(_M_TRIM_THRESHOLD, 256 * 2**20)
-
-
 def _end_build() -> None:
     """On a worker, after a build: drop its state (:func:`_build_state`), release freed memory."""
     with _BUILD_LOCK:
         _BUILD.clear()
-    _release_freed_memory()
-
-
-def _release_freed_memory() -> None:
-    """Undo :func:`_keep_freed_memory` (run on every worker at the end of a build) and release the
-    free memory to the system."""
-    trim = os.environ.get("MALLOC_TRIM_THRESHOLD_", "")
-    libc = _glibc() if trim.isdigit() else None
-    if libc is not None:
-        libc.mallopt(_M_TRIM_THRESHOLD, int(trim))
-        libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_MMAP_THRESHOLD)
-        libc.malloc_trim(0)
-
-
-def _glibc():
-    """The C library when it is glibc (has ``mallopt`` and ``malloc_trim``), else None."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt, libc.malloc_trim  # noqa: B018
-    except (OSError, AttributeError):
-        return None
-    return libc
+    release_freed_memory()
 
 
 def _build_state(observations: str, predictions: str, build: tuple) -> dict:
@@ -231,7 +188,7 @@ def _build_state(observations: str, predictions: str, build: tuple) -> dict:
     with _BUILD_LOCK:
         if _BUILD.get("token") != token:
             _BUILD.clear()  # an earlier build's arrays are dropped first
-            _keep_freed_memory()
+            keep_freed_memory()
             group = zarr.open_group(observations, mode="r")
             arrays = {name: group[name] for name in _NAMES if name in group}
             stored = None

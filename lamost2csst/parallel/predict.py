@@ -42,7 +42,7 @@ from lamost2csst.parallel.predict_tasks import (
     predict_chunk,
     summed_truth,
 )
-from lamost2csst.parallel.runtime import remove_store
+from lamost2csst.parallel.runtime import release_freed_memory, remove_store
 from lamost2csst.parallel.workers import TensorFlowSetup
 
 __all__ = [
@@ -207,20 +207,23 @@ def _predict_locked(
     )
     client.register_plugin(TensorFlowSetup(model_path, warm_batch=int(batch_size)))
     t_tasks = time.perf_counter()
-    markers, new = run_chunk_tasks(
-        client,
-        predict_chunk,
-        chunk_ranges(ds.sizes["star"], chunk_stars),
-        out=out,
-        desc="predict",
-        progress=progress,
-        catalogue=catalogue,
-        model_path=model_path,
-        observed=ds.attrs.get("frame") == "observed",
-        thresholds=thresholds.as_dict(),
-        forward_batch=int(batch_size),  # (client.map has its own batch_size)
-        trouble=trouble,
-    )
+    try:
+        markers, new = run_chunk_tasks(
+            client,
+            predict_chunk,
+            chunk_ranges(ds.sizes["star"], chunk_stars),
+            out=out,
+            desc="predict",
+            progress=progress,
+            catalogue=catalogue,
+            model_path=model_path,
+            observed=ds.attrs.get("frame") == "observed",
+            thresholds=thresholds.as_dict(),
+            forward_batch=int(batch_size),  # (client.map has its own batch_size)
+            trouble=trouble,
+        )
+    finally:
+        client.run(release_freed_memory, on_error="ignore")  # kept by the workers for the tasks
     summary = _summary(
         catalogue,
         out,

@@ -5,6 +5,8 @@
 * :func:`write_json` / :func:`read_json`: resume markers. A marker is written to a
   temporary name and renamed, so it is either absent or complete; an unreadable marker
   reads as absent (its chunk is redone).
+* :func:`keep_freed_memory` / :func:`release_freed_memory`: while a job's tasks run on a Dask
+  worker, glibc keeps the memory they free for the next task instead of unmapping it.
 * :func:`dask_client`: attach to ``scheduler`` or start a LocalCluster on 127.0.0.1
   (dashboard on 127.0.0.1 too: never exposed unless a user asks).
 
@@ -15,6 +17,7 @@ library does not know the command lines.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import sys
@@ -24,9 +27,11 @@ from lamost2csst.errors import InputError
 __all__ = [
     "JobInputError",
     "dask_client",
+    "keep_freed_memory",
     "open_own_store",
     "peak_rss_mb",
     "read_json",
+    "release_freed_memory",
     "remove_store",
     "worker_mapper",
     "write_json",
@@ -78,6 +83,49 @@ def peak_rss_mb() -> float:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+_GLIBC_MMAP_THRESHOLD = 128 * 1024  # glibc's default mmap threshold
+_KEPT_BYTES = 256 * 2**20
+
+
+def keep_freed_memory() -> None:
+    """On a Dask worker, for a job's tasks: let glibc reuse the memory they free instead of unmapping it.
+
+    Dask starts its worker processes with ``MALLOC_TRIM_THRESHOLD_=65536``, which also pins glibc's
+    mmap threshold at 128 kB: every large array a task makes (a chunk's decoded pixels, its
+    float64 temporaries, zarr's buffers) is then a new mapping whose pages fault on first touch,
+    and TensorFlow's own buffers too (BENCHMARKS.md: 30 % of a flat-cube task's CPU; the predict
+    task 1.9x slower). While a job runs both thresholds are 256 MiB: freed memory is kept for the
+    next task, so a worker's memory stays at one task's working set whatever the number of stars.
+    :func:`release_freed_memory` restores Dask's values. Without that environment variable (not a
+    Dask worker process), or off glibc, nothing is changed.
+    """
+    libc = _glibc() if os.environ.get("MALLOC_TRIM_THRESHOLD_", "").isdigit() else None
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, _KEPT_BYTES)
+        libc.mallopt(_M_TRIM_THRESHOLD, _KEPT_BYTES)
+
+
+def release_freed_memory() -> None:
+    """Undo :func:`keep_freed_memory` (on every worker at the end of a job) and return free memory."""
+    trim = os.environ.get("MALLOC_TRIM_THRESHOLD_", "")
+    libc = _glibc() if trim.isdigit() else None
+    if libc is not None:
+        libc.mallopt(_M_TRIM_THRESHOLD, int(trim))
+        libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_MMAP_THRESHOLD)
+        libc.malloc_trim(0)
+
+
+def _glibc():
+    """The C library when it is glibc (has ``mallopt`` and ``malloc_trim``), else None."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt, libc.malloc_trim  # noqa: B018
+    except (OSError, AttributeError):
+        return None
+    return libc
 
 
 def open_own_store(out: str, *, schema: str, action: str):

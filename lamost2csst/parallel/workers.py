@@ -32,7 +32,9 @@ class TensorFlowSetup(WorkerPlugin):
 
     def setup(self, worker=None):
         from lamost2csst.nn.setup import configure
+        from lamost2csst.parallel.runtime import keep_freed_memory
 
+        keep_freed_memory()
         configure(
             threads=self.threads or (worker.state.nthreads if worker is not None else 1),
             gpu_memory_growth=True,

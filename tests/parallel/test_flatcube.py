@@ -262,27 +262,3 @@ def test_predictions_read_per_task_or_once_per_worker_give_the_same_cube(
     assert a.fit.values.any()
     for name in ("coeffs", "covariance", "n_obs", "star_scale"):
         np.testing.assert_array_equal(a[name].values, b[name].values)
-
-
-def test_freed_memory_is_kept_during_a_build_and_released_after(monkeypatch):
-    """Under Dask's MALLOC_TRIM_THRESHOLD_ the tasks of a build reuse freed memory (no fresh pages
-    per chunk); at the end of the build it goes back to the system."""
-    import psutil
-
-    import lamost2csst.parallel.flatcube as module
-
-    if module._glibc() is None:
-        pytest.skip("not glibc")
-    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
-    process = psutil.Process()
-    module._keep_freed_memory()
-    try:
-        before = process.memory_info().rss
-        block = np.ones(2**23)  # 64 MiB, touched
-        del block
-        kept = process.memory_info().rss
-    finally:
-        module._release_freed_memory()
-    released = process.memory_info().rss
-    assert kept - before > 48 * 2**20  # freed, but kept for the next task
-    assert kept - released > 48 * 2**20  # returned at the end

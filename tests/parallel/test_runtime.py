@@ -3,8 +3,10 @@
 import ast
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from lamost2csst.parallel import runtime
 from lamost2csst.parallel.runtime import dask_client
 
 PACKAGE = Path(__file__).resolve().parents[2] / "lamost2csst"
@@ -99,3 +101,31 @@ def test_peak_rss_is_the_process_own_not_inherited_from_its_parent():
     idle, busy = (float(v) for v in out.stdout.split())
     assert idle < 200  # the parent held 400 MB when it started the child
     assert 300 <= busy < 300 + idle + 50  # the child's own 300 MB are seen
+
+
+def test_freed_memory_is_kept_during_a_job_and_released_after(monkeypatch):
+    """Under Dask's MALLOC_TRIM_THRESHOLD_ the tasks of a job reuse freed memory (no fresh pages to
+    fault in per chunk); after the job a new array is a fresh mapping again (Dask's setting)."""
+    import resource
+
+    if runtime._glibc() is None:
+        pytest.skip("not glibc")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+
+    def faults_of_a_new_block() -> int:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        block = np.ones(2**23)  # 64 MiB, touched
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        del block
+        return faults
+
+    runtime.keep_freed_memory()
+    try:
+        faults_of_a_new_block()  # the first task's arrays: fresh pages
+        kept = faults_of_a_new_block()  # the next task's: the freed pages again
+    finally:
+        runtime.release_freed_memory()
+    faults_of_a_new_block()
+    fresh = faults_of_a_new_block()  # Dask's setting: every large array a new mapping
+    assert fresh >= 16  # 64 MiB: 16,384 pages (32 where numpy gets huge pages)
+    assert kept <= fresh // 8
