@@ -114,9 +114,11 @@ def round_mantissa(x, *, keep_bits: int) -> np.ndarray:
 
 
 def round_spectra(
-    flux, *, ivar, mask=None, flux_fraction: float | None = 0.01, ivar_bits: int | None = 7
+    flux, *, ivar, mask=None, flux_fraction: float | None, ivar_bits: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A catalogue's ``(flux, ivar)`` as stored: flux within ``flux_fraction`` sigma, ivar to ``ivar_bits``.
+    """``(flux, ivar)`` rounded: flux within ``flux_fraction`` sigma, ivar to ``ivar_bits`` mantissa bits.
+
+    (The catalogue writers' choice of the two is :data:`lamost2csst.io.spectra.DEFAULT_PRECISION`.)
 
     Parameters
     ----------

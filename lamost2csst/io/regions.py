@@ -30,14 +30,16 @@ __all__ = [
 ]
 
 
-def compressor(level: int = 1, *, cname: str = "lz4") -> BloscCodec:
+def compressor(level: int = 1, *, cname: str = "lz4", shuffle: str = "shuffle") -> BloscCodec:
     """The Blosc codec of catalogue arrays: lz4 with byte shuffle by default.
 
     On demo spectra (2048 stars of flux, ivar, mask) lz4 decodes 3x and encodes 2.4x
     faster than zstd level 1 at a 3 % lower ratio (1.47 vs 1.51; BENCHMARKS.md): reading
-    the catalogue was ~20 % of the predict job's time with zstd.
+    the catalogue was ~20 % of the predict job's time with zstd. ``shuffle="bitshuffle"``
+    is for values whose low mantissa bits are zero (a catalogue's rounded flux,
+    :mod:`lamost2csst.io.spectra`): it stores them in fewer bytes, decoding ~2x slower.
     """
-    return BloscCodec(cname=cname, clevel=level, shuffle="shuffle")
+    return BloscCodec(cname=cname, clevel=level, shuffle=shuffle)
 
 
 def empty_array(shape: tuple[int, ...], dtype, chunk_stars: int) -> da.Array:
@@ -64,15 +66,18 @@ def template_encoding(template: xr.Dataset, chunk_stars: int, *, level: int = 1)
     return encoding
 
 
-def write_template(template: xr.Dataset, out: str, chunk_stars: int) -> None:
-    """Write a template's metadata and coordinates, no data (refuses an existing ``out``)."""
+def write_template(template: xr.Dataset, out: str, chunk_stars: int, *, encoding: dict | None = None) -> None:
+    """Write a template's metadata and coordinates, no data (refuses an existing ``out``).
+
+    ``encoding`` defaults to :func:`template_encoding`.
+    """
     template.to_zarr(
         out,
         mode="w-",
         compute=False,
         zarr_format=3,
         consolidated=False,
-        encoding=template_encoding(template, chunk_stars),
+        encoding=template_encoding(template, chunk_stars) if encoding is None else encoding,
     )
 
 

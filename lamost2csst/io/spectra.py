@@ -33,15 +33,18 @@ ratio, BENCHMARKS.md), readable with plain
 
 **Pixel precision.** By default the writers store ``flux`` and ``ivar`` rounded far below
 the noise (:class:`PixelPrecision`, kernels in :mod:`lamost2csst.core.precision`): each
-flux within 1 % of its pixel's sigma (``|stored - flux| <= 0.01 / sqrt(ivar)``), each ivar
+flux within 1e-5 of its pixel's sigma (``|stored - flux| <= 1e-5 / sqrt(ivar)``), each ivar
 to 7 mantissa bits (relative error <= 2**-8, so sigma moves by <= ~0.2 %); masked pixels
-and pixels without information are kept bit for bit. The stored values are plain float32
-whose low mantissa bits are zero, so every reader reads them as before, and lz4 + byte
-shuffle stores them in half the bytes (12.1 instead of 23.9 kB per demo spectrum,
-BENCHMARKS.md "Catalogue bytes per spectrum"). The store's attrs record it
-(``pixel_encoding``, ``pixel_flux_fraction``, ``pixel_ivar_bits``); ``precision=None``
-keeps the pixels bit for bit. Stores written before carry no ``pixel_encoding`` (lossless)
-and are read as ever.
+and pixels without information are kept bit for bit. The flux bound is that tight because
+the shipped network amplifies input changes up to ~300x for some stars (in units of its own
+sigma): with it the predicted SEDs move by < 1 % of their sigma (at 1 % of the input sigma,
+by up to 0.9 sigma). The stored values are plain float32 whose low mantissa bits are zero,
+so every reader reads them as before; flux is stored with lz4 + *bit* shuffle (which stores
+those zero bits in nearly nothing), ivar and mask with lz4 + byte shuffle: 14.4 instead of
+23.9 kB per demo spectrum (BENCHMARKS.md "Catalogue bytes per spectrum"). The store's attrs
+record it (``pixel_encoding``, ``pixel_flux_fraction``, ``pixel_ivar_bits``);
+``precision=None`` keeps the pixels bit for bit and the codecs as before. Stores written
+before carry no ``pixel_encoding`` (lossless) and are read as ever.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ import zarr
 
 from lamost2csst.core.precision import round_spectra
 from lamost2csst.errors import InputError
-from lamost2csst.io.regions import compressor, template_encoding, write_region
+from lamost2csst.io.regions import compressor, template_encoding, write_region, write_template
 from lamost2csst.io.storage import exists, resolve
 
 __all__ = [
@@ -67,14 +70,17 @@ __all__ = [
     "open_spectra",
     "precision_attrs",
     "require_catalogue",
+    "round_arrays",
     "round_pixels",
     "spectra_dataset",
+    "spectra_encoding",
     "store_precision",
     "star_chunk",
     "validate_spectra",
     "write_spectra",
     "write_spectra_pixels",
     "write_spectra_region",
+    "write_spectra_template",
 ]
 
 SCHEMA = "lamost2csst.spectra/1"
@@ -99,11 +105,11 @@ class PixelPrecision:
         sigma moves by at most ~``2**-(ivar_bits + 2)`` of itself.
     """
 
-    flux_fraction: float = 0.01
+    flux_fraction: float = 1e-5
     ivar_bits: int = 7
 
 
-#: The writers' default: flux within 1 % of sigma, ivar to 7 bits (sigma within ~0.2 %).
+#: The writers' default: flux within 1e-5 of sigma, ivar to 7 bits (sigma within ~0.2 %).
 DEFAULT_PRECISION = PixelPrecision()
 
 _COORD_ATTRS = {
@@ -225,9 +231,9 @@ def validate_spectra(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset
 
 def precision_attrs(precision: PixelPrecision | None) -> dict:
     """The store attrs that record a catalogue's pixel encoding (``precision=None``: lossless)."""
-    codec = "Blosc lz4 + byte shuffle"
     if precision is None:
-        return {"pixel_encoding": f"flux and ivar float32 as given (lossless); {codec}"}
+        return {"pixel_encoding": "flux and ivar float32 as given (lossless); Blosc lz4 + byte shuffle"}
+    codec = "flux Blosc lz4 + bit shuffle, ivar and mask Blosc lz4 + byte shuffle"
     fraction, bits = float(precision.flux_fraction), int(precision.ivar_bits)
     text = (
         f"flux rounded to a power-of-two step within {fraction:g} sigma (|stored - flux| <= "
@@ -238,18 +244,39 @@ def precision_attrs(precision: PixelPrecision | None) -> dict:
     return {"pixel_encoding": text, "pixel_flux_fraction": fraction, "pixel_ivar_bits": bits}
 
 
-def store_precision(store) -> PixelPrecision | None:
-    """The pixel precision a catalogue store records in its attrs; None (lossless) when none."""
-    attrs = zarr.open_group(str(store), mode="r").attrs
+def store_attrs_precision(attrs) -> PixelPrecision | None:
+    """The pixel precision that a catalogue's attrs record; None (lossless) when none."""
     if "pixel_flux_fraction" not in attrs:
         return None
     return PixelPrecision(float(attrs["pixel_flux_fraction"]), int(attrs["pixel_ivar_bits"]))
 
 
-def _rounded_arrays(flux, ivar, mask, precision: PixelPrecision) -> tuple[np.ndarray, np.ndarray]:
+def store_precision(store) -> PixelPrecision | None:
+    """The pixel precision a catalogue store records in its attrs; None (lossless) when none."""
+    return store_attrs_precision(zarr.open_group(str(store), mode="r").attrs)
+
+
+def round_arrays(
+    flux, ivar, mask, precision: PixelPrecision = DEFAULT_PRECISION
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(flux, ivar)`` arrays as a catalogue written with ``precision`` stores them."""
     return round_spectra(
         flux, ivar=ivar, mask=mask, flux_fraction=precision.flux_fraction, ivar_bits=precision.ivar_bits
     )
+
+
+def spectra_encoding(template: xr.Dataset, chunk_stars: int, *, level: int = 1) -> dict:
+    """Zarr encoding of a catalogue store: :func:`~lamost2csst.io.regions.template_encoding`,
+    and bit shuffle for ``flux`` when its attrs record a rounding (:func:`precision_attrs`)."""
+    encoding = template_encoding(template, chunk_stars, level=level)
+    if "pixel_flux_fraction" in template.attrs and "flux" in encoding:
+        encoding["flux"]["compressors"] = [compressor(level, shuffle="bitshuffle")]
+    return encoding
+
+
+def write_spectra_template(template: xr.Dataset, out: str, chunk_stars: int) -> None:
+    """:func:`~lamost2csst.io.regions.write_template` of a catalogue, with :func:`spectra_encoding`."""
+    write_template(template, out, chunk_stars, encoding=spectra_encoding(template, chunk_stars))
 
 
 def round_pixels(ds: xr.Dataset, precision: PixelPrecision | None = DEFAULT_PRECISION) -> xr.Dataset:
@@ -257,13 +284,17 @@ def round_pixels(ds: xr.Dataset, precision: PixelPrecision | None = DEFAULT_PREC
 
     Lazy (dask-backed) datasets stay lazy: the rounding runs block by block when computed.
     The result's attrs record the encoding (:func:`precision_attrs`); ``precision=None``
-    changes nothing but those attrs.
+    changes nothing but those attrs. A Dataset whose attrs already record ``precision`` (an
+    opened store written with it) is not rounded again.
     """
-    ds = ds.assign_attrs(precision_attrs(precision))
-    if precision is None:
+    done = precision is not None and store_attrs_precision(ds.attrs) == precision
+    ds = ds.drop_attrs(deep=False).assign_attrs(
+        {k: v for k, v in ds.attrs.items() if not k.startswith("pixel_")} | precision_attrs(precision)
+    )
+    if precision is None or done:
         return ds
     flux, ivar = xr.apply_ufunc(
-        _rounded_arrays,
+        round_arrays,
         ds["flux"],
         ds["ivar"],
         ds["mask"],
@@ -293,7 +324,7 @@ def write_spectra(
     With ``compute=False`` only the metadata is written and the dask ``Delayed`` that
     writes the arrays is returned (compute it, e.g. with ``client.compute``, to follow
     its progress); otherwise the store path is returned. ``precision`` rounds the pixels
-    far below their noise (:class:`PixelPrecision`; default flux within 1 % of sigma);
+    far below their noise (:class:`PixelPrecision`; default flux within 1e-5 of sigma);
     ``precision=None`` stores them bit for bit.
     """
     validate_spectra(ds)
@@ -306,7 +337,7 @@ def write_spectra(
         zarr_format=3,
         consolidated=False,
         compute=compute,
-        encoding=template_encoding(ds, chunk_stars, level=level),
+        encoding=spectra_encoding(ds, chunk_stars, level=level),
     )
     return store if compute else delayed
 
@@ -335,7 +366,7 @@ def create_spectra_store(
         zarr_format=3,
         consolidated=False,
         compute=False,
-        encoding=template_encoding(template, chunk_stars, level=level),
+        encoding=spectra_encoding(template, chunk_stars, level=level),
     )
     return store
 
@@ -362,7 +393,7 @@ def write_spectra_pixels(store: str, start: int, stop: int, arrays: dict) -> Non
     """
     precision = store_precision(store) if "flux" in arrays and "ivar" in arrays else None
     if precision is not None:
-        flux, ivar = _rounded_arrays(arrays["flux"], arrays["ivar"], arrays.get("mask"), precision)
+        flux, ivar = round_arrays(arrays["flux"], arrays["ivar"], arrays.get("mask"), precision)
         arrays = {**arrays, "flux": flux, "ivar": ivar}
     write_region(store, start, stop, arrays)
 

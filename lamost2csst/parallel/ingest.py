@@ -43,7 +43,6 @@ from lamost2csst.core import LAMOST_WAVE
 from lamost2csst.errors import InputError
 from lamost2csst.io.readers import ReaderError, read_lamost
 from lamost2csst.io.readers.lamost import lamost_dataset, read_lamost_file
-from lamost2csst.io.regions import write_template
 from lamost2csst.io.spectra import (
     DEFAULT_CHUNK_STARS,
     DEFAULT_PRECISION,
@@ -51,6 +50,7 @@ from lamost2csst.io.spectra import (
     precision_attrs,
     validate_spectra,
     write_spectra_pixels,
+    write_spectra_template,
 )
 from lamost2csst.parallel.chunks import MARKERS, empty_array, markers_group
 from lamost2csst.parallel.locking import output_lock
@@ -474,7 +474,7 @@ def _append_template(out: str, accepted: list, state: _StoreState) -> None:
             safe_chunks=False,
         )
     else:
-        write_template(template, out, state.chunk_stars)
+        write_spectra_template(template, out, state.chunk_stars)
         markers_group(out)
         state.exists = True
 

@@ -112,11 +112,13 @@ def test_round_mantissa_all_bits_and_bad_bits():
 def test_round_spectra_keeps_masked_pixels_and_uses_the_given_ivar():
     flux = f32(1.234, 1.234, 1.234)
     ivar = f32(1.3, 1.3, 1.3)  # sigma 0.877: step 2**-6; ivar with 2 bits: 1.3 -> 1.25
-    out_flux, out_ivar = round_spectra(flux, ivar=ivar, mask=[False, True, False], ivar_bits=2)
+    out_flux, out_ivar = round_spectra(
+        flux, ivar=ivar, mask=[False, True, False], flux_fraction=0.01, ivar_bits=2
+    )
     np.testing.assert_array_equal(out_flux, [79 * 2.0**-6, flux[1], 79 * 2.0**-6])
     np.testing.assert_array_equal(out_ivar, [1.25, ivar[1], 1.25])
     lossless = round_spectra(flux, ivar=ivar, flux_fraction=None, ivar_bits=None)
     np.testing.assert_array_equal(bits(lossless[0]), bits(flux))
     np.testing.assert_array_equal(bits(lossless[1]), bits(ivar))
     with pytest.raises(ValueError, match="same shape"):
-        round_spectra(flux, ivar=ivar[:2])
+        round_spectra(flux, ivar=ivar[:2], flux_fraction=0.01, ivar_bits=7)

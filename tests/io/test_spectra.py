@@ -78,14 +78,19 @@ def bits(x):
 @pytest.mark.parametrize("lazy", [False, True])
 def test_default_write_stores_the_rounding_kernels_output(tmp_path, lazy):
     ds = make(10)
-    flux, ivar = round_spectra(ds["flux"].values, ivar=ds["ivar"].values, mask=ds["mask"].values)
+    flux, ivar = round_spectra(
+        ds["flux"].values, ivar=ds["ivar"].values, mask=ds["mask"].values, flux_fraction=1e-5, ivar_bits=7
+    )
     write_spectra(ds.chunk({"star": 3}) if lazy else ds, tmp_path / "c.zarr", chunk_stars=4)
     back = open_spectra(tmp_path / "c.zarr").load()
     np.testing.assert_array_equal(bits(back["flux"].values), bits(flux))  # NaN payloads too
     np.testing.assert_array_equal(bits(back["ivar"].values), bits(ivar))
     assert not np.array_equal(back["flux"].values, ds["flux"].values, equal_nan=True)  # it did round
-    assert back.attrs["pixel_flux_fraction"] == 0.01 and back.attrs["pixel_ivar_bits"] == 7
-    assert store_precision(tmp_path / "c.zarr") == DEFAULT_PRECISION == PixelPrecision(0.01, 7)
+    assert back.attrs["pixel_flux_fraction"] == 1e-5 and back.attrs["pixel_ivar_bits"] == 7
+    assert store_precision(tmp_path / "c.zarr") == DEFAULT_PRECISION == PixelPrecision(1e-5, 7)
+    group = zarr.open_group(str(tmp_path / "c.zarr"), mode="r")
+    assert group["flux"].metadata.codecs[-1].shuffle.value == "bitshuffle"  # the rounded flux
+    assert group["ivar"].metadata.codecs[-1].shuffle.value == "shuffle"
     rest = ["flux", "ivar"]  # everything else as given, attrs of the coordinates and variables too
     expected = ds.drop_vars(rest).assign_attrs(precision_attrs(DEFAULT_PRECISION))
     xr.testing.assert_identical(back.drop_vars(rest), expected)

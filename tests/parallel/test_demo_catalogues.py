@@ -116,7 +116,7 @@ def test_grid_demo_is_the_eager_catalogue_and_a_foreign_store_is_kept(client, tm
     path, logged = tmp_path / "demo.zarr", []
     grid_demo_catalogue(str(path), n_star=300, seed=6, client=client, progress=False, log=logged.append)
     assert "300 LAMOST-like stars simulated from the shipped grid" in logged[0]
-    # the eager catalogue as the writers store it (pixels within 1 % of sigma, lamost2csst.io.spectra)
+    # the eager catalogue as the writers store it (pixels within 1e-5 of sigma, lamost2csst.io.spectra)
     xr.testing.assert_identical(open_spectra(path).compute(), round_pixels(grid_catalogue(300, seed=6)))
     foreign = tmp_path / "foreign.zarr"
     write_spectra(toy_catalogue(5), foreign)

@@ -12,11 +12,11 @@ import lamost2csst
 from lamost2csst.core import prepare_inputs
 from lamost2csst.core.flags import sanitize_pixels
 from lamost2csst.core.inputs import treat_trouble_spots
-from lamost2csst.core.precision import round_spectra
 from lamost2csst.errors import InputError
 from lamost2csst.io import read_lamost
 from lamost2csst.io.lamost_export import export_lamost
 from lamost2csst.io.simulated import grid_catalogue
+from lamost2csst.io.spectra import round_arrays
 from lamost2csst.parallel.ingest import find_lamost_files, ingest_lamost
 from lamost2csst.parallel.predict import predict_catalogue
 
@@ -63,8 +63,8 @@ def test_catalogue_holds_every_readable_star_once_with_its_pixels(ingested, demo
     lamost2csst.io.validate_spectra(cat)
     np.testing.assert_array_equal(cat.obsid.values, demo.obsid.values)
     flux, ivar, mask, _ = sanitize_pixels(demo.flux.values, demo.ivar.values, demo.mask.values)
-    flux, ivar = round_spectra(flux, ivar=ivar, mask=mask)  # stored within 1 % of sigma (the default)
-    assert (cat.attrs["pixel_flux_fraction"], cat.attrs["pixel_ivar_bits"]) == (0.01, 7)
+    flux, ivar = round_arrays(flux, ivar, mask)  # stored within 1e-5 of sigma (the default precision)
+    assert (cat.attrs["pixel_flux_fraction"], cat.attrs["pixel_ivar_bits"]) == (1e-5, 7)
     np.testing.assert_array_equal(cat.mask.values, mask)  # the reader masks the NaN fault pixels too
     np.testing.assert_array_equal(cat.ivar.values, ivar)
     np.testing.assert_array_equal(cat.flux.values[~mask], flux[~mask])
@@ -136,7 +136,7 @@ def test_predictions_from_both_layouts_equal_the_hand_made_path(client, ingested
         z = ds.z.values
         has_z = np.isfinite(z)
         assert has_z.sum() > 0 and np.any(np.abs(z[has_z]) > 1e-4)  # real Doppler shifts to undo
-        flux, ivar = round_spectra(ds.flux.values, ivar=ds.ivar.values, mask=ds.mask.values)  # as stored
+        flux, ivar = round_arrays(ds.flux.values, ds.ivar.values, ds.mask.values)  # as stored
         ivar, mask = treat_trouble_spots(ds.wave.values, ivar, ds.mask.values, mode="mask")
         net = prepare_inputs(ds.wave.values, flux[has_z], ivar=ivar[has_z], z=z[has_z], mask=mask[has_z])
         sed, sigma = lamost2csst.predict(net.flux, net.error, mask=net.mask)
@@ -203,7 +203,7 @@ def test_each_file_is_read_once_and_the_store_holds_what_the_reader_reads(
     accepted = [f for f in files if f not in rejects]
     assert cat.file.values.tolist() == accepted  # file order
     direct = read_lamost(accepted)
-    flux, ivar = round_spectra(direct.flux.values, ivar=direct.ivar.values, mask=direct.mask.values)
+    flux, ivar = round_arrays(direct.flux.values, direct.ivar.values, direct.mask.values)
     direct = direct.assign(flux=(direct.flux.dims, flux), ivar=(direct.ivar.dims, ivar))  # as stored
     for name in ("flux", "ivar", "mask"):
         assert cat[name].dtype == direct[name].dtype

@@ -28,7 +28,7 @@ def expected(toy):
     """The kernel after the default trouble-spot masking (observed frame, before the shift)."""
     from lamost2csst.core.inputs import treat_trouble_spots
 
-    stored = round_pixels(toy)  # the catalogue's pixels as written (within 1 % of sigma)
+    stored = round_pixels(toy)  # the catalogue's pixels as written (within 1e-5 of sigma)
     ivar, mask = treat_trouble_spots(stored.wave.values, stored.ivar.values, stored.mask.values, mode="mask")
     return prepare_inputs(stored.wave.values, stored.flux.values, ivar=ivar, z=stored.z.values, mask=mask)
 

@@ -39,7 +39,7 @@ def by_hand(demo):
     """The documented steps written out with the public functions, on the whole catalogue."""
     from lamost2csst.core.inputs import treat_trouble_spots
 
-    stored = round_pixels(demo)  # the catalogue's pixels as written (within 1 % of sigma)
+    stored = round_pixels(demo)  # the catalogue's pixels as written (within 1e-5 of sigma)
     flux, ivar, mask, _ = sanitize_pixels(stored.flux.values, stored.ivar.values, stored.mask.values)
     ivar, mask = treat_trouble_spots(demo.wave.values, ivar, mask, mode="mask")  # the job's default
     z = demo.z.values
