@@ -355,30 +355,29 @@ def predict(
         discrepancy = ModelDiscrepancy.none(N_OUTPUT)
     if discrepancy.n_pixel != N_OUTPUT:
         raise ValueError(f"the discrepancy has {discrepancy.n_pixel} pixels, OUTPUT_WAVE {N_OUTPUT}")
-    sed, sigma_net = _network_output(model, flux, error, batch_size=batch_size)
-    if np.all(discrepancy.scale == 1) and not np.any(discrepancy.floor):
-        # none: sigma is the network's, bit for bit (and the float64 arithmetic is skipped)
-        if not return_parts:
-            return sed, sigma_net
-        return SEDPrediction(sed, sigma_net.copy(), sigma_net, np.zeros_like(sigma_net))
-    sigma, sigma_sys = discrepancy.sigma_parts(sigma_net, sed=sed)  # colour classes: the predicted SED
-    if return_parts:
-        return SEDPrediction(sed, sigma, sigma_net, sigma_sys)
-    return sed, sigma
+    parts = _network_output(model, flux, error, batch_size=batch_size, discrepancy=discrepancy)
+    return parts if return_parts else (parts.sed, parts.sigma)
 
 
-def _network_output(model, flux, error, *, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The network's ``(sed, sigma_net)`` for prepared float32 inputs, in batches of ``batch_size``."""
+def _network_output(model, flux, error, *, batch_size: int, discrepancy: ModelDiscrepancy) -> SEDPrediction:
+    """The network's outputs for prepared float32 inputs, in batches of ``batch_size``, with the
+    discrepancy applied batch by batch (its float64 arithmetic on cache-sized blocks, not on
+    whole-call temporaries; elementwise per star, so the numbers do not depend on the batches)."""
     n = flux.shape[0]
-    sed = np.empty((n, N_OUTPUT), np.float32)
-    sigma = np.empty((n, N_OUTPUT), np.float32)
+    parts = SEDPrediction(*(np.empty((n, N_OUTPUT), np.float32) for _ in SEDPrediction._fields))
     if n == 0:
-        return sed, sigma
+        return parts
+    none = bool(np.all(discrepancy.scale == 1) and not np.any(discrepancy.floor))
     forward = _compiled_forward(model)
     # every batch of one call has one shape where the backend pads (JAX): a call of >= batch_size
     # spectra uses the batch_size shape only; a smaller call the next power of two
     pad_to = min(batch_size, 1 << (n - 1).bit_length())
     for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        sed[start:stop], sigma[start:stop] = forward(flux[start:stop], error[start:stop], pad_to=pad_to)
-    return sed, sigma
+        rows = slice(start, min(start + batch_size, n))
+        sed, sigma_net = forward(flux[rows], error[rows], pad_to=pad_to)
+        parts.sed[rows], parts.sigma_net[rows] = sed, sigma_net
+        if none:  # sigma is the network's, bit for bit (and the float64 arithmetic is skipped)
+            parts.sigma[rows], parts.sigma_sys[rows] = sigma_net, 0.0
+        else:  # colour classes: the predicted SED
+            parts.sigma[rows], parts.sigma_sys[rows] = discrepancy.sigma_parts(sigma_net, sed=sed)
+    return parts

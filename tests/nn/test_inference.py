@@ -328,3 +328,23 @@ def test_a_wrong_discrepancy_argument_is_an_error(model):
         predict(*_inputs(1), model=model, discrepancy={"scale": 2.0})
     with pytest.raises(ValueError, match="574"):
         predict(*_inputs(1), model=model, discrepancy=_discrepancy().none(10))
+
+
+def test_batches_do_not_change_the_colour_class_discrepancy(model):
+    """The discrepancy is applied batch by batch: the numbers equal its formula on the whole call."""
+    from lamost2csst.nn.inference import model_discrepancy
+
+    shipped = model_discrepancy()  # the shipped card's: colour classes
+    assert shipped.color_edges
+    flux, error = _inputs(11, seed=5)
+    flux[::3] *= np.linspace(0.6, 1.4, 2238, dtype=np.float32)  # other colours, other classes
+    whole = predict(flux, error, model=model, discrepancy=shipped, return_parts=True, batch_size=1024)
+    sigma, sigma_sys = shipped.sigma_parts(whole.sigma_net, sed=whole.sed)
+    np.testing.assert_array_equal(whole.sigma, sigma)
+    np.testing.assert_array_equal(whole.sigma_sys, sigma_sys)
+    for batch_size in (1, 4):
+        batched = predict(
+            flux, error, model=model, discrepancy=shipped, return_parts=True, batch_size=batch_size
+        )
+        for a, b in zip(batched, whole):
+            np.testing.assert_allclose(a, b, rtol=2e-5)  # the network's float32 round-off per batch shape
