@@ -156,18 +156,26 @@ def spectrum_color(wave, flux, *, mask=None, z=0.0) -> np.ndarray:
     """
     wave = np.asarray(wave, dtype=np.float64)
     flux = np.asarray(flux)
-    good = np.isfinite(flux)
-    if mask is not None:
-        good &= ~np.asarray(mask, dtype=bool)
+    mask = None if mask is None else np.asarray(mask, dtype=bool)
     scale = 1.0 + np.broadcast_to(np.asarray(z, dtype=np.float64), (flux.shape[0],))
     scale = np.where(np.isfinite(scale), scale, np.nan)
+    finite = scale[np.isfinite(scale)]
     means = []
     for lo, hi in COLOR_WINDOWS:
-        inside = (wave >= lo * scale[:, None]) & (wave < hi * scale[:, None])
-        use = inside & good
+        # only the pixels that can fall in the window for some star (the rest are outside for all)
+        span = (
+            slice(*np.searchsorted(wave, [lo * finite.min(), hi * finite.max()], side="left"))
+            if finite.size
+            else slice(0, 0)
+        )
+        w, f = wave[span], flux[:, span]
+        inside = (w >= lo * scale[:, None]) & (w < hi * scale[:, None])
+        use = inside & np.isfinite(f)
+        if mask is not None:
+            use &= ~mask[:, span]
         n_use, n_in = use.sum(axis=1), inside.sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(use, flux, 0.0).sum(axis=1, dtype=np.float64) / n_use
+            mean = np.where(use, f, 0.0).sum(axis=1, dtype=np.float64) / n_use
             means.append(np.where((n_in > 0) & (n_use >= MIN_COLOR_FRACTION * n_in), mean, np.nan))
     positive = (means[0] > 0) & (means[1] > 0)  # NaN compares False
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -194,27 +202,31 @@ def bin_spectra(flux, *, error=None, mask=None, pixels_per_bin: int = DEFAULT_PI
     """
     if pixels_per_bin < 1:
         raise ValueError(f"pixels_per_bin must be >= 1, got {pixels_per_bin}")
-    flux = np.asarray(flux, dtype=np.float64)
+    flux = np.asarray(flux)
     if flux.ndim != 2:
         raise ValueError(f"flux must be (n_star, n_pixel), got shape {flux.shape}")
     n_star, n_pix = flux.shape
     n_bin = n_pix // pixels_per_bin
     cut = (slice(None), slice(0, n_bin * pixels_per_bin))
     shape = (n_star, n_bin, pixels_per_bin)
-    bad = ~np.isfinite(flux)
+    bad = ~np.isfinite(flux[cut])
     if mask is not None:
-        bad |= np.asarray(mask, dtype=bool)
+        bad |= np.asarray(mask, dtype=bool)[cut]
     if error is not None:
-        error = np.asarray(error, dtype=np.float64)
+        error = np.asarray(error)
         if error.shape != flux.shape:
             raise ValueError(f"error {error.shape} and flux {flux.shape} must have the same shape")
-        bad |= ~(np.isfinite(error) & (error > 0))
-    usable = ~bad[cut].reshape(shape).any(axis=2)
-    flux_b = np.where(usable, np.where(bad, 0.0, flux)[cut].reshape(shape).mean(axis=2), np.nan)
-    error_b = None
-    if error is not None:
-        var = np.where(bad, 0.0, error**2)[cut].reshape(shape).sum(axis=2)
-        error_b = np.where(usable, np.sqrt(var) / pixels_per_bin, np.nan)
+        with np.errstate(invalid="ignore"):
+            bad |= ~(np.isfinite(error[cut]) & (error[cut] > 0))
+    usable = ~bad.reshape(shape).any(axis=2)
+    # a usable bin has no bad pixel: the sums need no zeroing (unusable bins become NaN);
+    # the sums run in float64 whatever the input's precision
+    with np.errstate(invalid="ignore", over="ignore"):
+        flux_b = np.where(usable, flux[cut].reshape(shape).mean(axis=2, dtype=np.float64), np.nan)
+        error_b = None
+        if error is not None:
+            var = np.square(error[cut], dtype=np.float64).reshape(shape).sum(axis=2)
+            error_b = np.where(usable, np.sqrt(var) / pixels_per_bin, np.nan)
     return flux_b, error_b, usable
 
 
@@ -312,8 +324,10 @@ def _color_penalty(color, templates: DomainTemplates, color_error: float) -> np.
         raise ValueError("a colour was given but the templates have none")
     if not color_error > 0:
         raise ValueError(f"color_error must be > 0, got {color_error}")
-    excess = np.nan_to_num(color[:, None] - templates.color[None, :], nan=0.0)
-    return ((np.maximum(excess, 0.0) / color_error) ** 2).astype(np.float32)
+    excess = np.subtract.outer(color.astype(np.float32), np.asarray(templates.color, dtype=np.float32))
+    np.fmax(excess, np.float32(0.0), out=excess)  # bluer templates (and a NaN colour): no penalty
+    excess *= np.float32(1.0 / color_error)
+    return np.square(excess, out=excess)
 
 
 def check_spectra(flux, error, *, mask=None, color=None, templates: DomainTemplates, thresholds):
