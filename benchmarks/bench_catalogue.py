@@ -3,19 +3,26 @@
 Run from the repository root::
 
     python -m benchmarks.bench_catalogue                  # 40,000 stars end to end
-    python -m benchmarks.bench_catalogue --n 100000 --n-files 500
+    python -m benchmarks.bench_catalogue --n 100000 --n-files 0 --workers 2   # issue 21's ratios
 
 All cases in one run, on the same demo catalogue (LAMOST-like stars simulated from the
-shipped grid, ``lamost2csst.io.simulated``), with the shipped model:
+shipped grid, ``lamost2csst.io.simulated``), with the shipped model, for each worker count W:
 
-* ``raw predict (in memory)``: ``lamost2csst.predict`` on spectra already normalized and in
-  the worker's memory (the machine's limit for this model), on 1 and on 2 single-threaded
-  Dask worker processes (the data are prepared in the worker before the clock starts);
+* ``bare network``: the compiled forward pass alone
+  (``lamost2csst.nn.inference._compiled_forward``, batches of 1024) on network arrays already
+  prepared in memory, and ``public predict()``: ``lamost2csst.predict`` (input checks, masked
+  pixels, the model card's discrepancy) on the same normalized spectra; both in W plain
+  single-threaded processes at once (TensorFlow 1 thread each; each process prepares its share
+  of the first ``--n-raw`` stars before the clock starts; best of ``--repeat``, the two cases
+  alternating);
 * ``predict_catalogue``: the job, from the Zarr catalogue to the Zarr output (reading,
-  rest frame, resampling, normalization, network, flags, writing), on the same clusters;
-* ``simple per-file loop``: what a user would write without this package's jobs: for each
-  LAMOST FITS file, ``read_lamost``, ``prepare_inputs``, ``model.predict`` (Keras), in one
-  process with TensorFlow's default threads (all cores).
+  rest frame, resampling, normalization, network, domain check, flags, writing) on a
+  LocalCluster of W single-threaded workers; its steady rate is
+  ``stars / (seconds - seconds_setup)`` (the set-up: TensorFlow and the model in the workers,
+  the output's template);
+* ``simple per-file loop`` (``--n-files`` > 0): what a user would write without this package's
+  jobs: for each LAMOST FITS file, ``read_lamost``, ``prepare_inputs``, ``model.predict``
+  (Keras), in one process with TensorFlow's default threads (all cores).
 
 Prints one line per case and writes ``benchmarks/results/catalogue.json``.
 """
@@ -35,28 +42,81 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 
-def _raw_predict(catalogue: str, start: int, stop: int, repeat: int) -> dict:
-    """In a worker: prepare stars start:stop in memory (untimed), then time lamost2csst.predict."""
+def _raw_child(catalogue: str, start: int, stop: int, repeat: int) -> dict:
+    """Child process (TensorFlow on 1 thread): prepare stars start:stop in memory (untimed), then
+    time the bare forward pass and the public ``predict`` on them, alternating; best of ``repeat``."""
     import numpy as np
-    import xarray as xr
 
-    from lamost2csst.core import prepare_inputs
-    from lamost2csst.core.flags import sanitize_pixels
-    from lamost2csst.nn.inference import load_model, predict
+    from lamost2csst.nn.setup import configure
 
-    ds = xr.open_zarr(catalogue, consolidated=False).isel(star=slice(start, stop))
-    flux, ivar, mask, _ = sanitize_pixels(ds.flux.values, ds.ivar.values, ds.mask.values)
-    z = ds.z.values
-    keep = np.isfinite(z)
-    net = prepare_inputs(ds.wave.values, flux[keep], ivar=ivar[keep], z=z[keep], mask=mask[keep])
-    model = load_model()
-    predict(net.flux[:1024], net.error[:1024], mask=net.mask[:1024], model=model)  # warm-up (tracing)
-    best = float("inf")
+    configure(threads=1)
+    import lamost2csst
+    from lamost2csst.core.flags import FlagThresholds
+    from lamost2csst.io.regions import read_region
+    from lamost2csst.nn.inference import _compiled_forward, load_model, prepare_network_arrays
+    from lamost2csst.parallel.predict_tasks import _prepared_block
+
+    src = read_region(catalogue, start, stop, ("wave", "flux", "ivar", "mask", "z"))
+    net, _, _ = _prepared_block(
+        src["wave"], flux=src["flux"], ivar=src["ivar"], mask=src["mask"], z=src["z"], teff=None,
+        thresholds=FlagThresholds(), observed=True, trouble="mask",
+    )  # fmt: skip
+    keep = np.isfinite(src["z"])  # the stars the job sends to the network
+    flux, error, mask = net.flux[keep], net.error[keep], net.mask[keep]
+    ready_flux, ready_error = prepare_network_arrays(flux, error, mask=mask)
+    forward = _compiled_forward(load_model())
+    n = int(keep.sum())
+
+    def bare():
+        for i in range(0, n, 1024):
+            forward(ready_flux[i : i + 1024], ready_error[i : i + 1024])
+
+    def public():
+        lamost2csst.predict(flux, error, mask=mask)
+
+    bare(), public()  # warm-up (tracing, the model card)
+    best = {"bare": float("inf"), "public": float("inf")}
     for _ in range(repeat):
-        t = time.perf_counter()
-        predict(net.flux, net.error, mask=net.mask, model=model)
-        best = min(best, time.perf_counter() - t)
-    return {"n": int(keep.sum()), "seconds": best}
+        for name, run in (("bare", bare), ("public", public)):
+            t = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - t)
+    return {"n": n, **best}
+
+
+def _raw_cases(catalogue: Path, n_raw: int, workers: int, repeat: int) -> list[dict]:
+    """The bare network and the public predict() in ``workers`` single-threaded processes at once."""
+    per = n_raw // workers
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.bench_catalogue",
+                "--child-raw",
+                str(catalogue),
+                str(i * per),
+                str((i + 1) * per),
+                str(repeat),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )  # fmt: skip
+        for i in range(workers)
+    ]
+    parts = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode:
+            raise RuntimeError(f"a raw-predict child failed (exit {proc.returncode})")
+        parts.append(json.loads(out.strip().splitlines()[-1]))
+    n = sum(p["n"] for p in parts)
+    return [
+        {"case": case, "workers": workers, "n": n, "seconds": max(p[key] for p in parts)}
+        for case, key in (("bare network (in memory)", "bare"), ("public predict() (in memory)", "public"))
+    ]
 
 
 def _simple_child(files: list[str]) -> dict:
@@ -99,17 +159,23 @@ def lamost_size_plan(
 ) -> dict:
     """What a LAMOST-size run needs, from the measured per-core rates and a GPU network rate.
 
-    Per star and per core, from the 1-worker job run: ``read`` (Zarr read + decompression)
-    and ``prep`` (everything but the network: job compute time minus raw network time);
-    the network on the CPU from the raw 1-worker case. On N GPUs the network runs at
+    Per star and per core, from the job run with the fewest workers: ``read`` (Zarr read +
+    decompression) and ``prep`` (everything but the network: job compute time minus the network
+    time per core of the raw case with as many workers; saved runs before 2026-12-07 call it
+    ``raw predict``, later ones ``bare network``). On N GPUs the network runs at
     ``N * gpu_rate`` (``gpu_rate_source`` says where that rate comes from) while reading and
     preprocessing stay on ``cores_per_gpu`` CPU cores per GPU, and the shared file system
     delivers ``disk_gb_per_s``.
     """
-    job1 = next(r for r in results if r["case"].startswith("predict_catalogue") and r["workers"] == 1)
-    raw1 = next(r for r in results if r["case"].startswith("raw predict") and r["workers"] == 1)
+    jobs = [r for r in results if r["case"].startswith("predict_catalogue")]
+    job1 = min(jobs, key=lambda r: r["workers"])
+    raw1 = next(
+        r
+        for r in results
+        if r["case"].startswith(("raw predict", "bare network")) and r["workers"] == job1["workers"]
+    )
     read_s = job1["task_seconds_read"] / job1["n"]
-    net_s = 1.0 / raw1["spectra_per_s"]
+    net_s = raw1["workers"] / raw1["spectra_per_s"]
     prep_s = max(job1["task_seconds_compute"] / job1["n"] - net_s, 0.0)
     rows = []
     for n_gpu in (0, 1, 4, 8, 16):
@@ -145,11 +211,46 @@ def lamost_size_plan(
     }
 
 
+def _ratios(results: list[dict]) -> dict:
+    """Issue 21's ratios per worker count, all from this run: the job's steady rate over the public
+    predict() and the public predict() over the bare network; and the job over the per-file loop."""
+    by = {(r["case"].split(" (")[0], r["workers"]): r for r in results}
+    ratios = {}
+    for workers in sorted({r["workers"] for r in results if r["case"].startswith("predict_catalogue")}):
+        job, public = by[("predict_catalogue", workers)], by[("public predict()", workers)]
+        bare = by[("bare network", workers)]
+        ratios[f"{workers} workers: job steady / public predict()"] = round(
+            job["steady_spectra_per_s"] / public["spectra_per_s"], 3
+        )
+        ratios[f"{workers} workers: job end to end / public predict()"] = round(
+            job["spectra_per_s"] / public["spectra_per_s"], 3
+        )
+        ratios[f"{workers} workers: public predict() / bare network"] = round(
+            public["spectra_per_s"] / bare["spectra_per_s"], 3
+        )
+        if ("simple per-file loop", 1) in by:
+            ratios[f"{workers} workers: job / simple per-file loop"] = round(
+                job["spectra_per_s"] / by[("simple per-file loop", 1)]["spectra_per_s"], 1
+            )
+    return ratios
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=40_000, help="stars of the end-to-end catalogue")
-    p.add_argument("--n-raw", type=int, default=20_000, help="stars of the in-memory predict case")
-    p.add_argument("--n-files", type=int, default=300, help="FITS files of the simple per-file loop")
+    p.add_argument(
+        "--n-raw", type=int, default=20_000, help="stars of the in-memory cases (shared by the processes)"
+    )
+    p.add_argument(
+        "--n-files", type=int, default=300, help="FITS files of the simple per-file loop (0: skip it)"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="worker (= process) counts (default 1 2)",
+    )
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--out", default="benchmarks/results/catalogue.json")
     p.add_argument(
@@ -170,6 +271,7 @@ def main(argv=None):
         "store it in that file as lamost_size_plan",
     )
     p.add_argument("--child-simple", nargs="*", help=argparse.SUPPRESS)
+    p.add_argument("--child-raw", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.replan:
         saved = json.loads(Path(args.replan).read_text())
@@ -183,6 +285,10 @@ def main(argv=None):
             print(json.dumps(row))
         saved["lamost_size_plan"] = plan
         Path(args.replan).write_text(json.dumps(saved, indent=1) + "\n")
+        return
+    if args.child_raw is not None:
+        catalogue, start, stop, repeat = args.child_raw
+        print(json.dumps(_raw_child(catalogue, int(start), int(stop), int(repeat))))
         return
     if args.child_simple is not None:
         print(json.dumps(_simple_child(args.child_simple)))
@@ -221,62 +327,50 @@ def main(argv=None):
         if not catalogue.exists():
             with client.as_current():
                 write_spectra(grid_catalogue(args.n, seed=1, lazy=True), catalogue, chunk_stars=BLOCK_STARS)
-    files = export_lamost(grid_catalogue(args.n_files, seed=2), work / "fits", layout="image")
 
-    for workers in (1, 2):
+    for workers in args.workers:
+        for row in _raw_cases(catalogue, args.n_raw, workers, args.repeat):
+            record(row["case"], workers, row["n"], row["seconds"])
         with (
             LocalCluster(
                 n_workers=workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0"
             ) as cluster,
             Client(cluster) as client,
         ):
-            per = args.n_raw // workers
-            futures = [
-                client.submit(_raw_predict, str(catalogue), i * per, (i + 1) * per, args.repeat, pure=False)
-                for i in range(workers)
-            ]
-            parts = client.gather(futures)
-            record(
-                "raw predict (in memory)",
-                workers,
-                sum(r["n"] for r in parts),
-                max(r["seconds"] for r in parts),
-            )
             out = work / f"pred-{workers}.zarr"
             shutil.rmtree(out, ignore_errors=True)
             s = predict_catalogue(catalogue, out, client=client, progress=False)
+            steady = s["stars_written"] / (s["seconds"] - s["seconds_setup"])
             record(
                 "predict_catalogue (Zarr -> Zarr)",
                 workers,
                 s["stars_written"],
                 s["seconds"],
+                steady_spectra_per_s=round(steady, 1),
                 worker_peak_rss_mb=s["worker_peak_rss_mb"],
                 seconds_setup=s["seconds_setup"],
                 **{k: v for k, v in s.items() if k.startswith("task_seconds_")},
             )
 
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_catalogue", "--child-simple", *files],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
-    simple = json.loads(proc.stdout.strip().splitlines()[-1])
-    record(
-        "simple per-file loop (read_lamost, prepare_inputs, model.predict)", 1, simple["n"], simple["seconds"]
-    )
+    if args.n_files:
+        files = export_lamost(grid_catalogue(args.n_files, seed=2), work / "fits", layout="image")
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.bench_catalogue", "--child-simple", *files],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        simple = json.loads(proc.stdout.strip().splitlines()[-1])
+        record(
+            "simple per-file loop (read_lamost, prepare_inputs, model.predict)",
+            1,
+            simple["n"],
+            simple["seconds"],
+        )
 
-    by = {(r["case"].split(" (")[0], r["workers"]): r["spectra_per_s"] for r in results}
-    ratios = {
-        "job / raw predict, 2 workers": round(by[("predict_catalogue", 2)] / by[("raw predict", 2)], 3),
-        "job / raw predict, 1 worker": round(by[("predict_catalogue", 1)] / by[("raw predict", 1)], 3),
-        "job 2 workers / simple per-file loop": round(
-            by[("predict_catalogue", 2)] / by[("simple per-file loop", 1)], 1
-        ),
-        "job 2 workers / 1 worker": round(by[("predict_catalogue", 2)] / by[("predict_catalogue", 1)], 2),
-    }
+    ratios = _ratios(results)
     print(json.dumps(ratios))
     bytes_per_star = sum(f.stat().st_size for f in catalogue.rglob("*") if f.is_file()) / args.n
     plan = lamost_size_plan(
