@@ -27,9 +27,9 @@ __all__ = ["round_mantissa", "round_spectra", "round_to_noise"]
 
 _MANTISSA_BITS = 23  # explicit mantissa bits of float32
 _EXPONENT_MASK = np.uint32(0x7F800000)
-# A hair below 1: the step's power of two is taken from 2 * fraction * sigma computed in float64,
-# whose own rounding (~1e-16) must never push the step above the bound.
-_SAFETY = 1.0 - 1e-12
+# A hair below 1: the step's power of two is taken from 2 * fraction * sigma computed in float32,
+# whose own rounding (<= ~2e-7 relative) must never push the step above the bound.
+_SAFETY = 1.0 - 1e-6
 
 
 def round_to_noise(flux, *, ivar, fraction: float = 0.01) -> np.ndarray:
@@ -49,8 +49,9 @@ def round_to_noise(flux, *, ivar, fraction: float = 0.01) -> np.ndarray:
     -------
     numpy.ndarray of float32, the shape of ``flux``
         Each rounded flux ``k * 2**e`` (``e`` the largest integer with
-        ``2**e < 2 * fraction * sigma``: a bound that is itself a power of two takes the next
-        one down, so that float64 rounding of the bound never lets the error exceed it), a
+        ``2**e < (1 - 1e-6) * 2 * fraction * sigma``: a bound within 1e-6 above a power of two
+        takes the next one down, so that the float32 rounding of the bound never lets the
+        error exceed it), a
         float32 whose low mantissa bits are zero; ties round to even. Kept
         bit for bit: pixels with non-finite flux, ``ivar <= 0`` or non-finite ``ivar``, those
         whose step is below the float32 spacing of the flux (nothing to drop), and the rare
@@ -58,21 +59,35 @@ def round_to_noise(flux, *, ivar, fraction: float = 0.01) -> np.ndarray:
     """
     if not 0 < fraction <= 0.5:
         raise ValueError(f"fraction must be in (0, 0.5], got {fraction!r}")
-    flux32 = np.asarray(flux, dtype=np.float32)
-    ivar64 = np.broadcast_to(np.asarray(ivar, dtype=np.float64), flux32.shape)
-    flux64 = flux32.astype(np.float64)
-    usable = np.isfinite(flux64) & np.isfinite(ivar64) & (ivar64 > 0)
+    flux32 = np.ascontiguousarray(flux, dtype=np.float32)
+    ivar = np.asarray(ivar)
+    work = np.float64 if ivar.dtype == np.float64 else np.float32  # float64 ivar may hold sigma > 1e19
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        bound = np.where(usable, 2.0 * fraction * _SAFETY / np.sqrt(np.where(usable, ivar64, 1.0)), 0.0)
-        _, exponent = np.frexp(bound)  # bound = m * 2**exponent, 0.5 <= m < 1
-        step = np.ldexp(1.0, exponent - 1)  # the largest power of two <= bound
-        # the float32 spacing of |flux| (its ulp); a step at or below it leaves nothing to drop
-        spacing = np.spacing(np.abs(flux32)).astype(np.float64)
-        coarse = usable & (bound > 0) & (step > spacing)
-        safe_step = np.where(coarse, step, 1.0)
-        rounded = (np.rint(flux64 / safe_step) * safe_step).astype(np.float32)
-    keep = ~coarse | ~np.isfinite(rounded)
-    return np.where(keep, flux32, rounded)
+        # 2 * fraction * sigma, a hair low (float32 sqrt, division and cast: <= 2e-7 relative error);
+        # inf for ivar = 0, NaN for ivar < 0 or NaN, 0 for ivar = inf: all left out below
+        bound = (work(2.0 * fraction * _SAFETY) / np.sqrt(ivar.astype(work, copy=False))).astype(np.float32)
+    bound = np.broadcast_to(bound, flux32.shape)
+    bits = flux32.view(np.uint32)
+    flux_exp = ((bits >> 23) & 0xFF).astype(np.int32)
+    step_exp = ((bound.view(np.uint32) >> 23) & 0xFF).astype(np.int32)  # the step is 2**(step_exp - 127)
+    usable = (flux_exp != 255) & (step_exp != 0) & (step_exp != 255)
+    # mantissa bits below the step: the flux is m * 2**(max(flux_exp, 1) - 150) with an integer m
+    drop = step_exp - np.maximum(flux_exp, 1) + 23
+    out = bits.copy()
+    in_bits = usable & (drop > 0) & (drop <= 23)
+    d = np.where(in_bits, drop, 1).astype(np.uint32)
+    # round half to even on the bit pattern: a carry into the exponent is the right result; the
+    # parity of the last kept bit is the implicit leading 1 when all 23 stored bits are dropped
+    odd = np.where((d == 23) & (flux_exp != 0), np.uint32(1), (bits >> d) & np.uint32(1))
+    rounded = (bits + (np.uint32(1) << (d - np.uint32(1))) - np.uint32(1) + odd) & ~((np.uint32(1) << d) - 1)
+    in_bits &= ((rounded >> 23) & 0xFF) != 255  # would overflow to inf: kept
+    np.copyto(out, rounded, where=in_bits)
+    tiny = np.flatnonzero(usable & (drop > 23))  # |flux| below the step: 0 or one step, in float64
+    if tiny.size:
+        step = np.ldexp(1.0, step_exp.ravel()[tiny] - 127)
+        values = np.rint(flux32.ravel()[tiny].astype(np.float64) / step) * step
+        out.ravel()[tiny] = values.astype(np.float32).view(np.uint32)
+    return out.view(np.float32)
 
 
 def round_mantissa(x, *, keep_bits: int) -> np.ndarray:

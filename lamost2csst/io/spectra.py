@@ -111,6 +111,8 @@ class PixelPrecision:
 
 #: The writers' default: flux within 1e-5 of sigma, ivar to 7 bits (sigma within ~0.2 %).
 DEFAULT_PRECISION = PixelPrecision()
+#: Stars rounded at a time by :func:`round_arrays`.
+ROUND_ROWS = 256
 
 _COORD_ATTRS = {
     "obsid": {"long_name": "spectrum identifier (LAMOST OBSID)"},
@@ -259,10 +261,23 @@ def store_precision(store) -> PixelPrecision | None:
 def round_arrays(
     flux, ivar, mask, precision: PixelPrecision = DEFAULT_PRECISION
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(flux, ivar)`` arrays as a catalogue written with ``precision`` stores them."""
-    return round_spectra(
-        flux, ivar=ivar, mask=mask, flux_fraction=precision.flux_fraction, ivar_bits=precision.ivar_bits
-    )
+    """``(flux, ivar)`` arrays as a catalogue written with ``precision`` stores them.
+
+    Rounded :data:`ROUND_ROWS` stars at a time (bounded temporaries, whatever the size).
+    """
+    flux, ivar = np.asarray(flux, np.float32), np.asarray(ivar, np.float32)
+    mask = np.zeros(flux.shape, bool) if mask is None else np.asarray(mask, bool)
+    out_flux, out_ivar = np.empty_like(flux), np.empty_like(ivar)
+    for start in range(0, max(flux.shape[0], 1) if flux.ndim else 1, ROUND_ROWS):
+        rows = slice(start, start + ROUND_ROWS) if flux.ndim else ...
+        out_flux[rows], out_ivar[rows] = round_spectra(
+            flux[rows],
+            ivar=ivar[rows],
+            mask=mask[rows],
+            flux_fraction=precision.flux_fraction,
+            ivar_bits=precision.ivar_bits,
+        )
+    return out_flux, out_ivar
 
 
 def spectra_encoding(template: xr.Dataset, chunk_stars: int, *, level: int = 1) -> dict:

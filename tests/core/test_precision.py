@@ -61,6 +61,34 @@ def test_round_to_noise_bound_on_random_spectra(fraction):
     np.testing.assert_array_equal(out[~coarse], flux[~coarse])
 
 
+def reference_round_to_noise(flux, ivar, fraction):
+    """The same rounding written plainly in float64: step 2**floor(log2(2 fraction sigma)), rint."""
+    flux64, ivar64 = np.float32(flux).astype(np.float64), np.asarray(ivar, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = 2 * fraction / np.sqrt(ivar64)
+    step = 2.0 ** np.floor(np.log2(bound))
+    out = (np.rint(flux64 / step) * step).astype(np.float32)
+    keep = ~np.isfinite(step) | (step <= np.spacing(np.abs(np.float32(flux))))
+    return np.where(keep, np.float32(flux), out), bound / step
+
+
+def test_round_to_noise_equals_a_plain_float64_rounding():
+    rng = np.random.default_rng(11)
+    n = 200_000
+    sigma = 10.0 ** rng.uniform(-6, 6, n)
+    flux = rng.normal(0, 1, n) * 10.0 ** rng.uniform(-8, 8, n)
+    flux[:1000] = np.round(flux[:1000] / 2**-8) * 2**-8 + 2**-9  # exact ties at sigma 2**-8 / 0.02
+    sigma[:1000] = 2**-7 / 0.02 * 0.75
+    flux[1000:1100] = rng.normal(0, 1e-40, 100)  # subnormals
+    flux, ivar = flux.astype(np.float32), (1 / sigma**2).astype(np.float32)
+    expected, ratio = reference_round_to_noise(flux, ivar, 0.01)
+    away = ratio > 1 + 1e-5  # bounds within 1e-5 of a power of two take the next one down here
+    assert away.mean() > 0.99
+    got = round_to_noise(flux, ivar=ivar, fraction=0.01)
+    np.testing.assert_array_equal(bits(got[away]), bits(expected[away]))
+    assert np.any(got[:1000] != flux[:1000])
+
+
 def test_round_to_noise_rejects_a_bad_fraction():
     for fraction in (0.0, -0.01, 0.6):
         with pytest.raises(ValueError, match="fraction"):
