@@ -3,7 +3,8 @@
 Run from the repository root::
 
     python -m benchmarks.bench_codecs --catalogue /work/readme19b/outputs/demo_grid_catalogue.zarr
-    python -m benchmarks.bench_codecs --catalogue STORE --chunks 4 --lamost 1000
+    python -m benchmarks.bench_codecs --catalogue STORE --chunks 3 --predict 4096 --lamost 1000
+    python -m benchmarks.bench_codecs --fresh 20000 --out benchmarks/results/codecs_fresh.json
 
 Reads ``--chunks`` star chunks (spread over the store) of a spectra catalogue's ``flux``,
 ``ivar`` and ``mask`` and encodes each with every candidate: the lossless codecs (Blosc lz4,
@@ -21,7 +22,9 @@ spectra/s, each the best of ``--repeat`` runs; the ratios are against today's en
 ingests them (``ingest_lamost``, one worker), reports the same table on the pixels ingest
 reads from them (before rounding), and the ingested store's own bytes per spectrum.
 ``--predict N`` reports, for each rounding, how far the shipped model's SEDs of the
-catalogue's first N stars move, in units of their sigma. Writes
+catalogue's first N stars move, in units of their sigma. ``--fresh N`` instead simulates N
+grid demo stars and writes them with the default encoding and losslessly: bytes per spectrum
+of each array and of the whole store, and the write seconds. Writes
 ``benchmarks/results/codecs.json``.
 """
 
@@ -296,15 +299,58 @@ def _print(rows: list[dict], title: str) -> None:
         )
 
 
+def fresh_demo(n: int) -> dict:
+    """A freshly simulated ``n``-star grid demo written with the default encoding and lossless.
+
+    Per array, the store's bytes per spectrum (all files), and the seconds of each
+    ``write_spectra`` (one process, eager arrays, chunks of the demo's 2048 stars).
+    """
+    import dask
+
+    from lamost2csst.io.simulated import BLOCK_STARS, grid_catalogue
+    from lamost2csst.io.spectra import write_spectra
+
+    root = Path(tempfile.mkdtemp(prefix="bench_codecs_fresh_"))
+    try:
+        t0 = time.perf_counter()
+        with dask.config.set(scheduler="threads", num_workers=2):
+            ds = grid_catalogue(n, seed=0, lazy=True).compute()
+        out = {"stars": n, "simulate_seconds": round(time.perf_counter() - t0, 1)}
+        for label, kwargs in (("default", {}), ("lossless", {"precision": None})):
+            store = root / f"{label}.zarr"
+            t0 = time.perf_counter()
+            write_spectra(ds, store, chunk_stars=BLOCK_STARS, **kwargs)
+            seconds = time.perf_counter() - t0
+            sizes = {
+                p.name: round(sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / n)
+                for p in store.iterdir()
+                if p.is_dir()
+            }
+            total = round(sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) / n)
+            pixels = sum(sizes[k] for k in ("flux", "ivar", "mask"))
+            out[label] = {"write_seconds": round(seconds, 1), "pixels": pixels, "store": total, **sizes}
+        return out
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--catalogue", required=True, help="a spectra catalogue (Zarr)")
+    parser.add_argument("--fresh", type=int, default=0, help="only: a freshly written N-star demo's bytes")
+    parser.add_argument("--catalogue", help="a spectra catalogue (Zarr)")
     parser.add_argument("--chunks", type=int, default=4, help="star chunks read from it")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--lamost", type=int, default=0, help="also: N demo stars exported as LAMOST files")
     parser.add_argument("--predict", type=int, default=0, help="also: prediction shift on the first N stars")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "codecs.json"))
     args = parser.parse_args()
+    if args.fresh:
+        record = {"date": datetime.now(UTC).isoformat(timespec="seconds"), **fresh_demo(args.fresh)}
+        print(json.dumps(record))
+        Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
+        return
+    if not args.catalogue:
+        parser.error("--catalogue is required (unless --fresh)")
     chunks = read_chunks(args.catalogue, args.chunks)
     record = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
