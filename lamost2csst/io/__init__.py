@@ -11,6 +11,8 @@ from lamost2csst._lazy import lazy_exports
 
 _EXPORTS = {
     "SCHEMA": "lamost2csst.io.spectra",
+    "DEFAULT_PRECISION": "lamost2csst.io.spectra",
+    "PixelPrecision": "lamost2csst.io.spectra",
     "create_spectra_store": "lamost2csst.io.spectra",
     "open_spectra": "lamost2csst.io.spectra",
     "spectra_dataset": "lamost2csst.io.spectra",

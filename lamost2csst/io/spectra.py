@@ -41,7 +41,8 @@ sigma): with it the predicted SEDs move by < 1 % of their sigma (at 1 % of the i
 by up to 0.9 sigma). The stored values are plain float32 whose low mantissa bits are zero,
 so every reader reads them as before; flux is stored with lz4 + *bit* shuffle (which stores
 those zero bits in nearly nothing), ivar and mask with lz4 + byte shuffle: 14.4 instead of
-23.9 kB per demo spectrum (BENCHMARKS.md "Catalogue bytes per spectrum"). The store's attrs
+23.9 kB per demo spectrum, decoded in ~1.8x the time (+5 us per spectrum and core; BENCHMARKS.md
+"Catalogue bytes per spectrum"). The store's attrs
 record it (``pixel_encoding``, ``pixel_flux_fraction``, ``pixel_ivar_bits``);
 ``precision=None`` keeps the pixels bit for bit and the codecs as before. Stores written
 before carry no ``pixel_encoding`` (lossless) and are read as ever.
