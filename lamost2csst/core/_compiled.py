@@ -30,7 +30,14 @@ except ImportError:  # pragma: no cover
     numba = None
     AVAILABLE = False
 
-__all__ = ["AVAILABLE", "fill_masked", "prepare_uniform", "prepare_uniform_cubic", "rebin_uniform"]
+__all__ = [
+    "AVAILABLE",
+    "count_bad_unmasked",
+    "fill_masked",
+    "prepare_uniform",
+    "prepare_uniform_cubic",
+    "rebin_uniform",
+]
 
 
 def _check_row(
@@ -425,6 +432,19 @@ def _fill_masked(flux, error, mask, masked_error, out_flux, out_error):  # pragm
     return n_bad
 
 
+def _count_bad_unmasked(flux, error, mask):  # pragma: no cover - compiled
+    """The number of unmasked pixels with NaN/inf flux or error, or error <= 0 (the check of
+    :func:`_fill_masked` without its outputs)."""
+    n_bad = 0
+    for s in range(flux.shape[0]):
+        for i in range(flux.shape[1]):
+            if not mask[s, i]:
+                f = flux[s, i]
+                e = error[s, i]
+                n_bad += not (np.isfinite(f) and np.isfinite(e) and e > 0.0)
+    return n_bad
+
+
 _FLAGS = dict(
     nogil=True, cache=True, error_model="numpy", fastmath={"contract", "reassoc", "arcp", "nsz"}
 )  # NaN semantics kept
@@ -438,5 +458,6 @@ if AVAILABLE:
     prepare_uniform = numba.njit(**_FLAGS)(_prepare_uniform)
     prepare_uniform_cubic = numba.njit(**_FLAGS)(_prepare_uniform_cubic)
     fill_masked = numba.njit(**_FLAGS)(_fill_masked)
+    count_bad_unmasked = numba.njit(**_FLAGS)(_count_bad_unmasked)
 else:  # pragma: no cover
-    rebin_uniform = prepare_uniform = prepare_uniform_cubic = fill_masked = None
+    rebin_uniform = prepare_uniform = prepare_uniform_cubic = fill_masked = count_bad_unmasked = None

@@ -47,6 +47,7 @@ __all__ = [
     "TROUBLE_INFLATION",
     "TROUBLE_MODES",
     "NetworkInput",
+    "check_unmasked_pixels",
     "fill_masked_pixels",
     "prepare_inputs",
     "treat_trouble_spots",
@@ -204,6 +205,36 @@ def fill_masked_pixels(
     flux = np.where(mask, 1.0, flux).astype(np.float32)
     error = np.where(mask, masked_error, error).astype(np.float32)
     return flux, error
+
+
+def check_unmasked_pixels(flux: np.ndarray, error: np.ndarray, mask: np.ndarray) -> None:
+    """Raise what :func:`fill_masked_pixels` raises for these arrays, without making its copies.
+
+    For callers that fill batch by batch (``lamost2csst.predict``): bad input is refused before
+    any batch is computed. Same 2-D shapes (checked by the caller); one compiled pass with numba,
+    else numpy in blocks of rows.
+
+    Raises
+    ------
+    ValueError
+        NaN/inf flux or error, or error <= 0, on pixels that are not masked.
+    """
+    if _compiled.AVAILABLE and flux.size:
+        bad = _compiled.count_bad_unmasked(
+            np.ascontiguousarray(flux), np.ascontiguousarray(error), np.ascontiguousarray(mask)
+        )
+    else:
+        bad = any(
+            _has_bad_unmasked(flux[i : i + 1024], error[i : i + 1024], mask[i : i + 1024])
+            for i in range(0, flux.shape[0], 1024)
+        )
+    if bad:
+        _raise_for_bad_unmasked(flux, error, mask)
+
+
+def _has_bad_unmasked(flux, error, mask) -> bool:
+    with np.errstate(invalid="ignore"):
+        return bool((~mask & (~np.isfinite(flux) | ~np.isfinite(error) | ~(error > 0))).any())
 
 
 def _raise_for_bad_unmasked(flux, error, mask) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from lamost2csst.core.discrepancy import ModelDiscrepancy
 from lamost2csst.core.grids import INPUT_WAVE, OUTPUT_WAVE
-from lamost2csst.core.inputs import fill_masked_pixels
+from lamost2csst.core.inputs import check_unmasked_pixels, fill_masked_pixels
 
 __all__ = [
     "DISCREPANCY_KEY",
@@ -196,6 +196,12 @@ def prepare_network_arrays(norm_flux, norm_error, *, mask=None):
     ValueError
         Wrong shapes, NaN/inf or non-positive errors on pixels that are not masked.
     """
+    flux, error, mask = _checked_shapes(norm_flux, norm_error, mask)
+    return fill_masked_pixels(flux, error, mask, masked_error=MASKED_ERROR)
+
+
+def _checked_shapes(norm_flux, norm_error, mask):
+    """``(flux, error, mask)`` as arrays after the shape and dtype checks (values are not checked)."""
     flux = np.asarray(norm_flux)
     error = np.asarray(norm_error)
     for name, a in (("norm_flux", flux), ("norm_error", error)):
@@ -216,7 +222,7 @@ def prepare_network_arrays(norm_flux, norm_error, *, mask=None):
             raise ValueError(
                 f"mask must be a boolean array of shape {flux.shape}, got {mask.dtype} {mask.shape}"
             )
-    return fill_masked_pixels(flux, error, mask, masked_error=MASKED_ERROR)
+    return flux, error, mask
 
 
 @functools.lru_cache(maxsize=8)
@@ -346,7 +352,8 @@ def predict(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if discrepancy is not None and not isinstance(discrepancy, ModelDiscrepancy):
         raise ValueError(f"discrepancy must be a ModelDiscrepancy, got {type(discrepancy).__name__}")
-    flux, error = prepare_network_arrays(norm_flux, norm_error, mask=mask)
+    flux, error, mask = _checked_shapes(norm_flux, norm_error, mask)
+    check_unmasked_pixels(flux, error, mask)  # bad input is refused before any batch runs
     if model is None or isinstance(model, (str, os.PathLike)):
         if discrepancy is None:
             discrepancy = model_discrepancy(model)
@@ -355,14 +362,20 @@ def predict(
         discrepancy = ModelDiscrepancy.none(N_OUTPUT)
     if discrepancy.n_pixel != N_OUTPUT:
         raise ValueError(f"the discrepancy has {discrepancy.n_pixel} pixels, OUTPUT_WAVE {N_OUTPUT}")
-    parts = _network_output(model, flux, error, batch_size=batch_size, discrepancy=discrepancy)
+    parts = _network_output(model, flux, error, mask, batch_size=batch_size, discrepancy=discrepancy)
     return parts if return_parts else (parts.sed, parts.sigma)
 
 
-def _network_output(model, flux, error, *, batch_size: int, discrepancy: ModelDiscrepancy) -> SEDPrediction:
-    """The network's outputs for prepared float32 inputs, in batches of ``batch_size``, with the
-    discrepancy applied batch by batch (its float64 arithmetic on cache-sized blocks, not on
-    whole-call temporaries; elementwise per star, so the numbers do not depend on the batches)."""
+def _network_output(
+    model, flux, error, mask, *, batch_size: int, discrepancy: ModelDiscrepancy
+) -> SEDPrediction:
+    """The network's outputs for checked inputs, in batches of ``batch_size``.
+
+    Batch by batch: the masked pixels filled (:func:`prepare_network_arrays` of the batch), the
+    forward pass, the discrepancy (its float64 arithmetic): copies and temporaries of one batch,
+    not of the whole call (whose fresh pages cost more than the arithmetic); every step is
+    elementwise per star, so the numbers do not depend on the batches.
+    """
     n = flux.shape[0]
     parts = SEDPrediction(*(np.empty((n, N_OUTPUT), np.float32) for _ in SEDPrediction._fields))
     if n == 0:
@@ -374,7 +387,10 @@ def _network_output(model, flux, error, *, batch_size: int, discrepancy: ModelDi
     pad_to = min(batch_size, 1 << (n - 1).bit_length())
     for start in range(0, n, batch_size):
         rows = slice(start, min(start + batch_size, n))
-        sed, sigma_net = forward(flux[rows], error[rows], pad_to=pad_to)
+        batch_flux, batch_error = fill_masked_pixels(
+            flux[rows], error[rows], mask[rows], masked_error=MASKED_ERROR
+        )
+        sed, sigma_net = forward(batch_flux, batch_error, pad_to=pad_to)
         parts.sed[rows], parts.sigma_net[rows] = sed, sigma_net
         if none:  # sigma is the network's, bit for bit (and the float64 arithmetic is skipped)
             parts.sigma[rows], parts.sigma_sys[rows] = sigma_net, 0.0

@@ -126,3 +126,22 @@ def test_fill_masked_pixels_on_hand_numbers_both_paths(monkeypatch):
         monkeypatch.setattr(_compiled, "AVAILABLE", available)
         with pytest.raises(ValueError, match=r"1 unmasked pixels in 1 spectra \(first: row 0\)"):
             fill_masked_pixels(flux, error, unmasked_bad, masked_error=7.0)
+
+
+def test_check_unmasked_pixels_refuses_what_fill_refuses_both_paths(monkeypatch):
+    from lamost2csst.core.inputs import check_unmasked_pixels
+
+    flux = np.ones((2100, 4))  # over two of the numpy path's blocks of 1024 rows
+    error = np.full((2100, 4), 0.1)
+    mask = np.zeros((2100, 4), bool)
+    flux[5, 0], mask[5, 0] = np.nan, True  # masked: fine
+    error[7, 1], mask[7, 1] = -1.0, True
+    for available in (True, False):
+        monkeypatch.setattr(_compiled, "AVAILABLE", available)
+        check_unmasked_pixels(flux, error, mask)  # nothing to refuse
+        for row, col, array, value in ((2050, 3, flux, np.inf), (1500, 2, error, 0.0), (3, 1, flux, np.nan)):
+            bad = array.copy()
+            bad[row, col] = value
+            args = (bad, error, mask) if array is flux else (flux, bad, mask)
+            with pytest.raises(ValueError, match=rf"1 unmasked pixels in 1 spectra \(first: row {row}\)"):
+                check_unmasked_pixels(*args)

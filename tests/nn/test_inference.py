@@ -348,3 +348,24 @@ def test_batches_do_not_change_the_colour_class_discrepancy(model):
         )
         for a, b in zip(batched, whole):
             np.testing.assert_allclose(a, b, rtol=2e-5)  # the network's float32 round-off per batch shape
+
+
+def test_bad_input_in_a_late_batch_is_refused_before_any_batch_runs(model, monkeypatch):
+    import lamost2csst.nn.inference as inference
+
+    flux, error = _inputs(9)
+    flux[8, 100] = np.nan  # in the fifth batch of two
+    calls = []
+    real = inference._compiled_forward
+
+    def counting(m, backend=None):
+        forward = real(m, backend)
+        return lambda *a, **k: calls.append(1) or forward(*a, **k)
+
+    monkeypatch.setattr(inference, "_compiled_forward", counting)
+    with pytest.raises(ValueError, match="row 8"):
+        predict(flux, error, model=model, batch_size=2)
+    assert calls == []
+    flux[8, 100] = 1.0
+    predict(flux, error, model=model, batch_size=2)
+    assert len(calls) == 5  # the counter counts: five batches of <= 2
