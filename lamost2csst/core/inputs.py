@@ -207,34 +207,37 @@ def fill_masked_pixels(
     return flux, error
 
 
-def check_unmasked_pixels(flux: np.ndarray, error: np.ndarray, mask: np.ndarray) -> None:
+def check_unmasked_pixels(flux: np.ndarray, error: np.ndarray, mask: np.ndarray | None) -> None:
     """Raise what :func:`fill_masked_pixels` raises for these arrays, without making its copies.
 
     For callers that fill batch by batch (``lamost2csst.predict``): bad input is refused before
-    any batch is computed. Same 2-D shapes (checked by the caller); one compiled pass with numba,
-    else numpy in blocks of rows.
+    any batch is computed. Same 2-D shapes (checked by the caller; ``mask`` None: nothing
+    masked); one compiled pass with numba, else numpy in blocks of rows.
 
     Raises
     ------
     ValueError
         NaN/inf flux or error, or error <= 0, on pixels that are not masked.
     """
-    if _compiled.AVAILABLE and flux.size:
+    if _compiled.AVAILABLE and flux.size and mask is not None:
         bad = _compiled.count_bad_unmasked(
             np.ascontiguousarray(flux), np.ascontiguousarray(error), np.ascontiguousarray(mask)
         )
     else:
         bad = any(
-            _has_bad_unmasked(flux[i : i + 1024], error[i : i + 1024], mask[i : i + 1024])
+            _has_bad_unmasked(
+                flux[i : i + 1024], error[i : i + 1024], None if mask is None else mask[i : i + 1024]
+            )
             for i in range(0, flux.shape[0], 1024)
         )
     if bad:
-        _raise_for_bad_unmasked(flux, error, mask)
+        _raise_for_bad_unmasked(flux, error, np.zeros(flux.shape, bool) if mask is None else mask)
 
 
 def _has_bad_unmasked(flux, error, mask) -> bool:
     with np.errstate(invalid="ignore"):
-        return bool((~mask & (~np.isfinite(flux) | ~np.isfinite(error) | ~(error > 0))).any())
+        bad = ~np.isfinite(flux) | ~np.isfinite(error) | ~(error > 0)
+    return bool((bad if mask is None else bad & ~mask).any())
 
 
 def _raise_for_bad_unmasked(flux, error, mask) -> None:

@@ -197,11 +197,13 @@ def prepare_network_arrays(norm_flux, norm_error, *, mask=None):
         Wrong shapes, NaN/inf or non-positive errors on pixels that are not masked.
     """
     flux, error, mask = _checked_shapes(norm_flux, norm_error, mask)
+    mask = np.zeros(flux.shape, bool) if mask is None else mask
     return fill_masked_pixels(flux, error, mask, masked_error=MASKED_ERROR)
 
 
 def _checked_shapes(norm_flux, norm_error, mask):
-    """``(flux, error, mask)`` as arrays after the shape and dtype checks (values are not checked)."""
+    """``(flux, error, mask)`` as arrays after the shape and dtype checks (values are not checked;
+    ``mask`` stays None when not given)."""
     flux = np.asarray(norm_flux)
     error = np.asarray(norm_error)
     for name, a in (("norm_flux", flux), ("norm_error", error)):
@@ -214,9 +216,7 @@ def _checked_shapes(norm_flux, norm_error, mask):
             )
     if flux.shape != error.shape:
         raise ValueError(f"norm_flux {flux.shape} and norm_error {error.shape} differ in shape")
-    if mask is None:
-        mask = np.zeros(flux.shape, bool)
-    else:
+    if mask is not None:
         mask = np.asarray(mask)
         if mask.dtype != bool or mask.shape != flux.shape:
             raise ValueError(
@@ -362,14 +362,20 @@ def predict(
         discrepancy = ModelDiscrepancy.none(N_OUTPUT)
     if discrepancy.n_pixel != N_OUTPUT:
         raise ValueError(f"the discrepancy has {discrepancy.n_pixel} pixels, OUTPUT_WAVE {N_OUTPUT}")
-    parts = _network_output(model, flux, error, mask, batch_size=batch_size, discrepancy=discrepancy)
+    parts = _network_output(
+        model, flux, error, mask, batch_size=batch_size, discrepancy=discrepancy, parts=return_parts
+    )
     return parts if return_parts else (parts.sed, parts.sigma)
 
 
 def _network_output(
-    model, flux, error, mask, *, batch_size: int, discrepancy: ModelDiscrepancy
+    model, flux, error, mask, *, batch_size: int, discrepancy: ModelDiscrepancy, parts: bool = True
 ) -> SEDPrediction:
     """The network's outputs for checked inputs, in batches of ``batch_size``.
+
+    ``mask`` may be None (nothing masked). With ``parts=False`` only ``sed`` and ``sigma`` are
+    kept (``sigma_net`` and ``sigma_sys`` are None): the outputs are the only arrays of the size
+    of the call.
 
     Batch by batch: the masked pixels filled (:func:`prepare_network_arrays` of the batch), the
     forward pass, the discrepancy (its float64 arithmetic): copies and temporaries of one batch,
@@ -377,9 +383,9 @@ def _network_output(
     elementwise per star, so the numbers do not depend on the batches.
     """
     n = flux.shape[0]
-    parts = SEDPrediction(*(np.empty((n, N_OUTPUT), np.float32) for _ in SEDPrediction._fields))
+    kept = SEDPrediction(*(np.empty((n, N_OUTPUT), np.float32) if parts or i < 2 else None for i in range(4)))
     if n == 0:
-        return parts
+        return kept
     none = bool(np.all(discrepancy.scale == 1) and not np.any(discrepancy.floor))
     forward = _compiled_forward(model)
     # every batch of one call has one shape where the backend pads (JAX): a call of >= batch_size
@@ -387,13 +393,16 @@ def _network_output(
     pad_to = min(batch_size, 1 << (n - 1).bit_length())
     for start in range(0, n, batch_size):
         rows = slice(start, min(start + batch_size, n))
+        batch_mask = np.zeros((rows.stop - start, N_INPUT), bool) if mask is None else mask[rows]
         batch_flux, batch_error = fill_masked_pixels(
-            flux[rows], error[rows], mask[rows], masked_error=MASKED_ERROR
+            flux[rows], error[rows], batch_mask, masked_error=MASKED_ERROR
         )
         sed, sigma_net = forward(batch_flux, batch_error, pad_to=pad_to)
-        parts.sed[rows], parts.sigma_net[rows] = sed, sigma_net
         if none:  # sigma is the network's, bit for bit (and the float64 arithmetic is skipped)
-            parts.sigma[rows], parts.sigma_sys[rows] = sigma_net, 0.0
+            sigma, sigma_sys = sigma_net, 0.0
         else:  # colour classes: the predicted SED
-            parts.sigma[rows], parts.sigma_sys[rows] = discrepancy.sigma_parts(sigma_net, sed=sed)
-    return parts
+            sigma, sigma_sys = discrepancy.sigma_parts(sigma_net, sed=sed)
+        kept.sed[rows], kept.sigma[rows] = sed, sigma
+        if parts:
+            kept.sigma_net[rows], kept.sigma_sys[rows] = sigma_net, sigma_sys
+    return kept

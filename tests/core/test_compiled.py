@@ -139,6 +139,8 @@ def test_check_unmasked_pixels_refuses_what_fill_refuses_both_paths(monkeypatch)
     for available in (True, False):
         monkeypatch.setattr(_compiled, "AVAILABLE", available)
         check_unmasked_pixels(flux, error, mask)  # nothing to refuse
+        with pytest.raises(ValueError, match=r"2 unmasked pixels in 2 spectra \(first: row 5\)"):
+            check_unmasked_pixels(flux, error, None)  # no mask: the two masked pixels count
         for row, col, array, value in ((2050, 3, flux, np.inf), (1500, 2, error, 0.0), (3, 1, flux, np.nan)):
             bad = array.copy()
             bad[row, col] = value
