@@ -231,19 +231,23 @@ def check_unmasked_pixels(flux: np.ndarray, error: np.ndarray, mask: np.ndarray 
             for i in range(0, flux.shape[0], 1024)
         )
     if bad:
-        _raise_for_bad_unmasked(flux, error, np.zeros(flux.shape, bool) if mask is None else mask)
+        _raise_for_bad_unmasked(flux, error, mask)
 
 
 def _has_bad_unmasked(flux, error, mask) -> bool:
+    return bool(_bad_unmasked(flux, error, mask).any())
+
+
+def _bad_unmasked(flux, error, mask) -> np.ndarray:
+    """True at unmasked pixels with NaN/inf flux or error, or error <= 0 (``mask`` None: none masked)."""
     with np.errstate(invalid="ignore"):
         bad = ~np.isfinite(flux) | ~np.isfinite(error) | ~(error > 0)
-    return bool((bad if mask is None else bad & ~mask).any())
+    return bad if mask is None else bad & ~mask
 
 
 def _raise_for_bad_unmasked(flux, error, mask) -> None:
     """Raise for NaN/inf flux or error, or error <= 0, on unmasked pixels (numpy path and message)."""
-    with np.errstate(invalid="ignore"):
-        bad = ~mask & (~np.isfinite(flux) | ~np.isfinite(error) | ~(error > 0))
+    bad = _bad_unmasked(flux, error, mask)
     if bad.any():
         stars = np.flatnonzero(bad.any(axis=1))
         raise ValueError(

@@ -269,8 +269,8 @@ def round_arrays(
     flux, ivar = np.asarray(flux, np.float32), np.asarray(ivar, np.float32)
     mask = np.zeros(flux.shape, bool) if mask is None else np.asarray(mask, bool)
     out_flux, out_ivar = np.empty_like(flux), np.empty_like(ivar)
-    for start in range(0, max(flux.shape[0], 1) if flux.ndim else 1, ROUND_ROWS):
-        rows = slice(start, start + ROUND_ROWS) if flux.ndim else ...
+    for start in range(0, flux.shape[0], ROUND_ROWS):
+        rows = slice(start, start + ROUND_ROWS)
         out_flux[rows], out_ivar[rows] = round_spectra(
             flux[rows],
             ivar=ivar[rows],
