@@ -111,6 +111,14 @@ def build_parser():
         action="store_true",
         help="also evaluate the domain check (Teff estimate and OUTSIDE_DOMAIN rates; see above)",
     )
+    p.add_argument(
+        "--grid-domain",
+        choices=("synthetic", "real"),
+        default="synthetic",
+        help="for a model co-trained on real stars (train_model real --domain-input): predict the "
+        "grid test's spectra as synthetic (default: the synthetic SED, what the grid teaches) or "
+        "as real (the SED of a real star with that spectrum); MILES is always predicted as real",
+    )
     p.add_argument("--seed", type=int, default=2024, help="seed of the evaluation noise")
     return p
 
@@ -138,6 +146,7 @@ def run(args) -> dict:
         command=" ".join(sys.argv),
         real_stars=args.real_stars,
         domain=args.domain,
+        grid_domain=args.grid_domain,
     )
     print(evaluation.text)
     return evaluation.summary()

@@ -196,6 +196,15 @@ def _add_data_options(data) -> None:
         help="spectra per forward pass of the network (default: %(default)s)",
     )
     add_trouble_option(data)
+    data.add_argument(
+        "--spectra",
+        choices=("auto", "real", "synthetic"),
+        default="auto",
+        help="what the catalogue's spectra are, for a model with a real-star branch (the shipped "
+        "one): 'real' predicts real stars' SEDs (LAMOST), 'synthetic' the synthetic grid's; "
+        "'auto' (default) reads the catalogue's spectra_kind attr (the demo catalogues are "
+        "synthetic; ingested LAMOST files and catalogues without it are real)",
+    )
 
 
 def _add_cluster_options(cluster) -> None:
@@ -295,6 +304,7 @@ def run(args: argparse.Namespace, client) -> dict:
             thresholds=_thresholds(args),
             batch_size=args.batch_size,
             lamost_trouble=args.lamost_trouble,
+            spectra=args.spectra,
         ),
     )
 

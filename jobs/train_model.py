@@ -143,9 +143,9 @@ def _add_real_options(real) -> None:
     real.add_argument(
         "--replay",
         type=non_negative_float,
-        default=0.2,
+        default=None,
         help="grid training models replayed per real-star row and epoch, through the survey job's "
-        "input path at S/N 20-40 (default 0.2)",
+        "input path at S/N 20-40 (default 0.2; 0 with --domain-input)",
     )
     real.add_argument(
         "--libraries",
@@ -160,6 +160,22 @@ def _add_real_options(real) -> None:
         help="no fine-tuning: fit the model discrepancy sigma_sys of --init as it is to the real stars "
         "(which it never saw), coverage nested over --folds; RUN/final/best.keras is --init with "
         "sigma_sys in its card",
+    )
+    real.add_argument(
+        "--domain-input",
+        action="store_true",
+        help="train only a real-star branch on top of --init (added if it has none, starting at "
+        "zero): the model gets a domain input, predicts the synthetic SED exactly as --init at "
+        "'synthetic' and the corrected one at 'real' (what predictions use by default); no "
+        "replay is needed (nothing of --init changes), --replay must be 0",
+    )
+    real.add_argument(
+        "--extend",
+        choices=("constant", "linear", "none"),
+        default="constant",
+        help="with --domain-input: the real-star correction beyond the wavelengths the real stars "
+        "cover: the value at the edge (default), a straight line through the last 500 A, or none "
+        "(the synthetic SED, with a step at the edge)",
     )
     real.add_argument(
         "--eval-snr",
@@ -305,7 +321,13 @@ def _run_real(args, *, progress) -> dict:
     """The ``real`` stage: :func:`lamost2csst.workflows.realstars.cross_validate_real_stars`."""
     from lamost2csst.workflows.realstars import cross_validate_real_stars
 
-    config = _train_config(args, val_snrs=(args.eval_snr,), replay=args.replay)
+    config = _train_config(
+        args,
+        val_snrs=(args.eval_snr,),
+        replay=(0.0 if args.domain_input else 0.2) if args.replay is None else args.replay,
+        domain="real" if args.domain_input else "synthetic",
+        trainable="real" if args.domain_input else "all",
+    )
 
     def report(stage, epoch, n_epochs, info):
         if progress and (epoch % args.validate_every == 0 or epoch == n_epochs):
@@ -339,6 +361,7 @@ def _run_real(args, *, progress) -> dict:
         threads=args.threads,
         progress=report,
         command=" ".join([PROG, *map(shlex.quote, sys.argv[1:])]),
+        extend=args.extend,
     )
     return _export_real(args, result)
 
@@ -360,6 +383,11 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if not 0 < args.test_fraction < 1:
         build_parser().error("--test-fraction must be in (0, 1)")
+    if getattr(args, "domain_input", False) and args.replay:
+        build_parser().error(
+            "--replay must be 0 with --domain-input: "
+            "the grid's (synthetic) rows leave the real-star branch unchanged"
+        )
     from jobs._cli import run_cli
 
     try:

@@ -49,6 +49,7 @@ def predict(
     batch_size: int = 1024,
     discrepancy=None,
     return_parts: bool = False,
+    domain: str | None = None,
 ):
     """Predicted scaled SEDs and relative sigmas ``(sed, sigma)``, each (n, 574) float32.
 
@@ -58,8 +59,9 @@ def predict(
     ``model`` is a loaded model or a path (default: the shipped model). ``sigma`` is the total
     ``hypot(sigma_net, sigma_sys)``: the network's own sigma and the model discrepancy of the
     model's card (none for an already-loaded model unless ``discrepancy`` is given);
-    ``return_parts=True`` returns ``(sed, sigma, sigma_net, sigma_sys)``. See
-    :func:`lamost2csst.nn.inference.predict`.
+    ``return_parts=True`` returns ``(sed, sigma, sigma_net, sigma_sys)``. ``domain``: for a model
+    with a real-star branch, ``"real"`` (default: a survey's stars) or ``"synthetic"`` (the grid's
+    SED). See :func:`lamost2csst.nn.inference.predict`.
     """
     from lamost2csst.nn.inference import predict as _predict
 
@@ -71,6 +73,7 @@ def predict(
         batch_size=batch_size,
         discrepancy=discrepancy,
         return_parts=return_parts,
+        domain=domain,
     )
 
 

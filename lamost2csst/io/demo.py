@@ -352,7 +352,9 @@ def toy_catalogue(n_star: int, *, seed: int = 0, lazy: bool = False) -> xr.Datas
     )
     ds["snr_g"].attrs.update(units="1", long_name="signal-to-noise ratio per pixel (toy: same at all pixels)")
     ds["teff"].attrs.update(units="K", long_name="effective temperature of the toy Planck continuum")
-    ds.attrs.update(demo_seed=int(seed), demo_block_stars=BLOCK_STARS, demo_n_star=int(n_star))
+    ds.attrs.update(
+        demo_seed=int(seed), demo_block_stars=BLOCK_STARS, demo_n_star=int(n_star), spectra_kind="synthetic"
+    )
     if lazy:
         lazy_coords = block_arrays(_toy_coords, n_star, fields=_TOY_COORDS, lazy=True, **blocks)
         ds = with_lazy_coords(ds, lazy_coords, block_stars=BLOCK_STARS)

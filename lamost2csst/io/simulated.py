@@ -281,6 +281,7 @@ def grid_catalogue(
         demo_n_star=int(n_star),
         demo_grid=grid_digest(grid),
         demo_grid_models=int(grid.sizes["model"]),
+        spectra_kind="synthetic",
     )
     if lazy:
         lazy_coords = block_arrays(_grid_coords, n_star, fields=_COORDS, **blocks)

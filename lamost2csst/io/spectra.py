@@ -23,6 +23,9 @@ spectra on ONE shared wavelength grid::
         frame       "observed" (apply z) or "rest" (z already removed)
         flux_unit   e.g. "1e-17 erg s-1 cm-2 A-1" or "relative"
         source      provenance (free text)
+        spectra_kind  optional: "real" (a survey's stars; the default when absent) or
+                    "synthetic" (simulated from the grid, as the demo catalogues), for a
+                    model with a real-star branch (predict_catalogue --spectra auto)
 
 Every pixel has a value: pixels without data carry ``mask=True`` and ``ivar=0`` (their
 flux may be NaN). Stores are Zarr v3, chunked along ``star`` only (a chunk is a block

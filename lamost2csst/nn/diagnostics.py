@@ -44,13 +44,13 @@ def error_branch_response(model, flux, error, *, mask=None, factor: float = 2.0,
     """
     import keras
 
-    from lamost2csst.nn.inference import predict, prepare_network_arrays
+    from lamost2csst.nn.inference import DOMAINS, network_inputs, predict, prepare_network_arrays
 
     if not factor > 0:
         raise ValueError(f"factor must be positive, got {factor!r}")
     net_flux, net_error = prepare_network_arrays(flux, error, mask=mask)
     branch = keras.Model(model.inputs, model.get_layer("fc_err_1").output)
-    units = np.asarray(branch({"flux": net_flux, "error": net_error}, training=False))
+    units = np.asarray(branch(network_inputs(model, net_flux, net_error, DOMAINS["real"]), training=False))
     sed, sigma = prediction if prediction is not None else predict(flux, error, mask=mask, model=model)
     sed_k, sigma_k = predict(flux, np.asarray(error) * factor, mask=mask, model=model)
     return {

@@ -29,6 +29,7 @@ from lamost2csst.core.inputs import check_unmasked_pixels, fill_masked_pixels
 
 __all__ = [
     "DISCREPANCY_KEY",
+    "DOMAINS",
     "MASKED_ERROR",
     "SEDPrediction",
     "default_model_path",
@@ -39,8 +40,13 @@ __all__ = [
     "predict",
     "prepare_network_arrays",
     "save_model",
+    "takes_domain",
     "write_model_card",
 ]
+
+#: The values of a model's ``domain`` input (:attr:`lamost2csst.nn.model.ModelConfig.domain_input`):
+#: what kind of spectrum a prediction is for. Real is what a survey observes.
+DOMAINS = {"synthetic": 0.0, "real": 1.0}
 
 #: The model card's key of the model discrepancy (``ModelDiscrepancy.to_dict()``).
 DISCREPANCY_KEY = "sigma_sys"
@@ -188,6 +194,34 @@ def load_model(path=None):
     return _load_cached(str(path.resolve()), path.stat().st_mtime_ns)
 
 
+def takes_domain(model) -> bool:
+    """Whether ``model`` has the ``domain`` input (:attr:`~lamost2csst.nn.model.ModelConfig.domain_input`)."""
+    return any(getattr(t, "name", None) == "domain" for t in model.inputs)
+
+
+def domain_value(domain: str | None) -> float:
+    """The ``domain`` input for a prediction of kind ``domain`` (None: ``"real"``).
+
+    Raises
+    ------
+    ValueError
+        ``domain`` is not one of :data:`DOMAINS`.
+    """
+    if domain is None:
+        domain = "real"
+    if domain not in DOMAINS:
+        raise ValueError(f"domain must be one of {sorted(DOMAINS)}, got {domain!r}")
+    return DOMAINS[domain]
+
+
+def network_inputs(model, flux, error, domain: float) -> dict:
+    """The input dict of ``model``: ``flux``, ``error`` and, for a model that takes it, ``domain``."""
+    inputs = {"flux": flux, "error": error}
+    if takes_domain(model):
+        inputs["domain"] = np.full((flux.shape[0], 1), domain, np.float32)
+    return inputs
+
+
 def prepare_network_arrays(norm_flux, norm_error, *, mask=None):
     """Validated float32 network inputs; masked pixels get flux 1 and error ``MASKED_ERROR``.
 
@@ -227,7 +261,9 @@ def _checked_shapes(norm_flux, norm_error, mask):
 
 @functools.lru_cache(maxsize=8)
 def _compiled_forward(model, backend=None):
-    """``forward(flux, error, *, pad_to=None) -> (sed, sigma)`` as numpy arrays, compiled for Keras's backend.
+    """``forward(flux, error, *, domain=1.0, pad_to=None) -> (sed, sigma)``: numpy, compiled for Keras's backend.
+
+    ``domain`` is the value of the model's ``domain`` input (ignored by a model without one).
 
     TensorFlow (the default): one ``tf.function``, TF32 off (full float32 on GPUs too). JAX
     (``KERAS_BACKEND=jax``, e.g. on a GPU machine without TensorFlow): one ``jax.jit`` of the
@@ -243,12 +279,12 @@ def _compiled_forward(model, backend=None):
         tf.config.experimental.enable_tensor_float_32_execution(False)  # see JAX_MATMUL_PRECISION
 
         @tf.function(reduce_retracing=True)
-        def tf_forward(flux, error):
-            out = model({"flux": flux, "error": error}, training=False)
+        def tf_forward(inputs):
+            out = model(inputs, training=False)
             return out["sed"], out["sigma"]
 
-        def forward(flux, error, *, pad_to=None):  # noqa: ARG001 - tf.function retraces little
-            s, e = tf_forward(flux, error)
+        def forward(flux, error, *, domain=1.0, pad_to=None):  # noqa: ARG001 - tf.function retraces little
+            s, e = tf_forward(network_inputs(model, flux, error, domain))
             return s.numpy(), e.numpy()
 
         forward.compiled = tf_forward  # for tests: experimental_get_tracing_count() counts traces
@@ -257,15 +293,13 @@ def _compiled_forward(model, backend=None):
         import jax
 
         @jax.jit
-        def jax_forward(trainable, non_trainable, flux, error):
-            out, _ = model.stateless_call(
-                trainable, non_trainable, {"flux": flux, "error": error}, training=False
-            )
+        def jax_forward(trainable, non_trainable, inputs):
+            out, _ = model.stateless_call(trainable, non_trainable, inputs, training=False)
             return out["sed"], out["sigma"]
 
         precision = JAX_MATMUL_PRECISION
 
-        def forward(flux, error, *, pad_to=None):
+        def forward(flux, error, *, domain=1.0, pad_to=None):
             # jax.jit compiles once per input shape (on a GPU ~10-30 s each, autotuning
             # included): pad the batch to pad_to, or else to the next power of two (flux 1,
             # error 1: a valid, ignorable spectrum), so that the ragged last batches of a
@@ -279,15 +313,15 @@ def _compiled_forward(model, backend=None):
             trainable = [v.value for v in model.trainable_variables]
             non_trainable = [v.value for v in model.non_trainable_variables]
             with jax.default_matmul_precision(precision):
-                s, e = jax_forward(trainable, non_trainable, flux, error)
+                s, e = jax_forward(trainable, non_trainable, network_inputs(model, flux, error, domain))
             return np.asarray(s)[:n], np.asarray(e)[:n]
 
         forward.compiled = jax_forward  # for tests: jax_forward._cache_size() counts compilations
 
         return forward
 
-    def forward(flux, error, *, pad_to=None):  # noqa: ARG001
-        out = model({"flux": flux, "error": error}, training=False)
+    def forward(flux, error, *, domain=1.0, pad_to=None):  # noqa: ARG001
+        out = model(network_inputs(model, flux, error, domain), training=False)
         return keras.ops.convert_to_numpy(out["sed"]), keras.ops.convert_to_numpy(out["sigma"])
 
     return forward
@@ -314,6 +348,7 @@ def predict(
     batch_size: int = 1024,
     discrepancy: ModelDiscrepancy | None = None,
     return_parts: bool = False,
+    domain: str | None = None,
 ):
     """Predicted scaled SEDs and relative 1-sigma uncertainties for normalized spectra.
 
@@ -339,6 +374,11 @@ def predict(
     return_parts : bool
         Return an :class:`SEDPrediction` ``(sed, sigma, sigma_net, sigma_sys)`` instead of
         ``(sed, sigma)``.
+    domain : {"real", "synthetic"}, optional
+        What the spectra are, for a model co-trained on real stars (one with a ``domain`` input,
+        :attr:`~lamost2csst.nn.model.ModelConfig.domain_input`): ``"real"`` (the default; a
+        survey's spectra) predicts the SED a real star of that spectrum has, ``"synthetic"`` the
+        SED of the synthetic grid's star. A model without the input gives the same for both.
 
     Returns
     -------
@@ -352,6 +392,7 @@ def predict(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if discrepancy is not None and not isinstance(discrepancy, ModelDiscrepancy):
         raise ValueError(f"discrepancy must be a ModelDiscrepancy, got {type(discrepancy).__name__}")
+    value = domain_value(domain)
     flux, error, mask = _checked_shapes(norm_flux, norm_error, mask)
     check_unmasked_pixels(flux, error, mask)  # bad input is refused before any batch runs
     if model is None or isinstance(model, (str, os.PathLike)):
@@ -363,13 +404,28 @@ def predict(
     if discrepancy.n_pixel != N_OUTPUT:
         raise ValueError(f"the discrepancy has {discrepancy.n_pixel} pixels, OUTPUT_WAVE {N_OUTPUT}")
     parts = _network_output(
-        model, flux, error, mask, batch_size=batch_size, discrepancy=discrepancy, parts=return_parts
+        model,
+        flux,
+        error,
+        mask,
+        batch_size=batch_size,
+        discrepancy=discrepancy,
+        parts=return_parts,
+        domain=value,
     )
     return parts if return_parts else (parts.sed, parts.sigma)
 
 
 def _network_output(
-    model, flux, error, mask, *, batch_size: int, discrepancy: ModelDiscrepancy, parts: bool = True
+    model,
+    flux,
+    error,
+    mask,
+    *,
+    batch_size: int,
+    discrepancy: ModelDiscrepancy,
+    parts: bool = True,
+    domain: float = DOMAINS["real"],
 ) -> SEDPrediction:
     """The network's outputs for checked inputs, in batches of ``batch_size``.
 
@@ -397,7 +453,7 @@ def _network_output(
         batch_flux, batch_error = fill_masked_pixels(
             flux[rows], error[rows], batch_mask, masked_error=MASKED_ERROR
         )
-        sed, sigma_net = forward(batch_flux, batch_error, pad_to=pad_to)
+        sed, sigma_net = forward(batch_flux, batch_error, domain=domain, pad_to=pad_to)
         if none:  # sigma is the network's, bit for bit (and the float64 arithmetic is skipped)
             sigma, sigma_sys = sigma_net, 0.0
         else:  # colour classes: the predicted SED

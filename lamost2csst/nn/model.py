@@ -22,6 +22,21 @@ Two choices the paper leaves open, fixed here and recorded in the model config:
 * ``sed_bias``: the bias of ``FC_4`` may start at the mean training SED (in ln for the
   exponential head; the network then learns departures from the mean star); this changes the
   start point, not the architecture.
+
+Beyond the paper, ``domain_input``: a third input ``domain`` of shape (batch, 1), 0 for a
+synthetic spectrum (the grid) and 1 for a real one (an empirical library, a survey), and a
+real-star branch: ``FC_real 32`` on the last hidden layer of the SED head (``fc_3``) and
+``FC_real 574`` to a correction ``delta`` of ln(SED), applied as ``sed * exp(domain * delta)``.
+The network learns what synthetic spectra get wrong for real stars in that branch alone, with
+everything else kept as trained on the grid, so the synthetic SED (``domain`` 0) stays exactly
+what the grid taught: fine-tuning the whole network on real stars, with or without the domain
+joined to every dense layer, made the grid test 2-4x worse (EVALUATION.md). ``FC_real 574``
+starts at zero, so a network that just got the branch (:func:`add_domain_input`) predicts the
+same at both values. Trained with a loss masked outside a library's coverage, ``delta`` learns
+nothing at the wavelengths no real star of the training reached: there a fixed (non-trainable)
+linear map ``real_extend`` carries the correction on from the covered pixels
+(:func:`set_real_coverage`: the edge value, by default), so that the real SED has no step at
+the edge of the library's coverage.
 """
 
 from __future__ import annotations
@@ -33,10 +48,22 @@ import keras
 import numpy as np
 from keras import layers
 
-from lamost2csst.nn.inference import N_INPUT, N_OUTPUT
+from lamost2csst.nn.inference import DOMAINS, N_INPUT, N_OUTPUT, takes_domain
 from lamost2csst.nn.layers import LogRatio, Offset, SubUnit
 
-__all__ = ["ModelConfig", "build_uaranet"]
+__all__ = [
+    "DOMAINS",
+    "EXTENSIONS",
+    "ModelConfig",
+    "add_domain_input",
+    "build_uaranet",
+    "extension_matrix",
+    "set_real_coverage",
+    "takes_domain",
+]
+
+#: How the real-star correction continues beyond the pixels a real library covers.
+EXTENSIONS = ("constant", "linear", "none")
 
 LOG_ERROR_REFERENCE = 0.03  # a normalized input error at S/N ~33: ln(error / this) ~ +-1 over S/N 12-90
 
@@ -65,6 +92,8 @@ class ModelConfig:
     sigma_floor: float = 1e-5
     dropout: float = 0.0  # > 0 enables MC dropout before every hidden FC layer (epistemic option)
     sed_activation: str = "exponential"  # "linear" is the literal reading of Eq. 8
+    domain_input: bool = False  # a third input "domain" (0 synthetic, 1 real) and the real-star branch
+    real_layer: int = 32  # width of the real-star branch's hidden layer
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -135,17 +164,49 @@ def _sed_head(z, config: ModelConfig):
 
     Returns
     -------
-    keras tensor (batch, n_output)
+    sed : keras tensor (batch, n_output)
         The ``sed`` output.
+    hidden : keras tensor
+        The last hidden layer (the input of the ``sed`` layer).
     """
     h = z
     for i, units in enumerate(config.sed_layers, start=1):
         if config.dropout > 0:
             h = layers.Dropout(config.dropout, name=f"dropout_{i}")(h)
         h = _dense(units, f"fc_{i}")(h)
-    return layers.Dense(
+    sed = layers.Dense(
         config.n_output, activation=config.sed_activation, kernel_initializer="he_normal", name="sed"
     )(h)
+    return sed, h
+
+
+def _real_branch(hidden, sed, domain, config: ModelConfig):
+    """The real-star branch: ``sed * exp(domain * delta(hidden))`` (the output named ``sed_real``).
+
+    Parameters
+    ----------
+    hidden : keras tensor
+        The SED head's last hidden layer.
+    sed : keras tensor (batch, n_output)
+        The synthetic SED.
+    domain : keras tensor (batch, 1)
+        The ``domain`` input (0 synthetic, 1 real).
+    config : ModelConfig
+        Architecture.
+
+    Returns
+    -------
+    keras tensor (batch, n_output)
+    """
+    h = _dense(config.real_layer, "fc_real_1")(hidden)
+    delta = layers.Dense(config.n_output, kernel_initializer="zeros", name="fc_real_2")(h)
+    delta = layers.Dense(
+        config.n_output, use_bias=False, kernel_initializer="identity", trainable=False, name="real_extend"
+    )(delta)
+    factor = layers.Activation("exponential", name="real_factor")(
+        layers.Multiply(name="real_delta")([delta, domain])
+    )
+    return layers.Multiply(name="sed_real")([sed, factor])
 
 
 def _sigma_head(z, error, config: ModelConfig):
@@ -222,7 +283,7 @@ def _initialise_heads(model: keras.Model, config: ModelConfig, *, sed_bias, sigm
 def build_uaranet(
     config: ModelConfig | None = None, *, sed_bias=None, sigma_init: float = 0.05, name: str = "uaranet"
 ) -> keras.Model:
-    """A fresh UaRA-net with inputs ``{"flux", "error"}`` and outputs ``{"sed", "sigma"}``.
+    """A fresh UaRA-net with inputs ``{"flux", "error"}`` (and ``"domain"``) and outputs ``{"sed", "sigma"}``.
 
     Parameters
     ----------
@@ -240,11 +301,97 @@ def build_uaranet(
     config = config or ModelConfig()
     flux = keras.Input((config.n_input,), name="flux")
     error = keras.Input((config.n_input,), name="error")
+    inputs = {"flux": flux, "error": error}
     z = _feature_branch(flux, config)
-    sed = _sed_head(z, config)
+    sed, hidden = _sed_head(z, config)
+    if config.domain_input:
+        inputs["domain"] = keras.Input((1,), name="domain")
+        sed = _real_branch(hidden, sed, inputs["domain"], config)
     sigma = _sigma_head(z, error, config)
-    model = keras.Model(
-        inputs={"flux": flux, "error": error}, outputs={"sed": sed, "sigma": sigma}, name=name
-    )
+    model = keras.Model(inputs=inputs, outputs={"sed": sed, "sigma": sigma}, name=name)
     _initialise_heads(model, config, sed_bias=sed_bias, sigma_init=sigma_init)
     return model
+
+
+def add_domain_input(model, config: ModelConfig):
+    """A copy of the trained ``model`` with the ``domain`` input and the real-star branch.
+
+    Every weight is copied; the branch's last layer starts at zero, so the copy's outputs equal
+    ``model``'s for ``domain`` 0 and 1 until it is trained.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A UaRA-net without the input.
+    config : ModelConfig
+        Its architecture (``domain_input`` False).
+
+    Returns
+    -------
+    keras.Model
+    """
+    if takes_domain(model) or config.domain_input:
+        raise ValueError("the model already has a domain input")
+    new = build_uaranet(dataclasses.replace(config, domain_input=True), name=model.name)
+    for layer in new.layers:
+        if layer.get_weights() and not layer.name.startswith(("fc_real_", "real_extend")):
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    return new
+
+
+def extension_matrix(covered, *, extend: str = "constant", wave=None, span: float = 500.0) -> np.ndarray:
+    """The ``real_extend`` kernel: ``delta_out = delta @ E`` for a library covering ``covered`` pixels.
+
+    Parameters
+    ----------
+    covered : array_like of bool (n_output,)
+        Pixels where the real stars of the training have targets (one contiguous range).
+    extend : {"constant", "linear", "none"}
+        Beyond the covered range: the value at its edge pixel; a straight line in wavelength
+        through the edge pixel and the pixel ``span`` A inside it; or 0 (the synthetic SED).
+    wave : array_like (n_output,), optional
+        The output wavelengths (default ``OUTPUT_WAVE``).
+    span : float
+        Wavelength lever of the ``linear`` rule (A).
+
+    Returns
+    -------
+    numpy.ndarray float32 (n_output, n_output)
+    """
+    from lamost2csst.core.grids import OUTPUT_WAVE
+
+    covered = np.asarray(covered, bool)
+    wave = OUTPUT_WAVE if wave is None else np.asarray(wave, float)
+    if extend not in EXTENSIONS:
+        raise ValueError(f"extend must be one of {EXTENSIONS}, got {extend!r}")
+    if covered.shape != wave.shape:
+        raise ValueError(f"covered has shape {covered.shape}, the output grid {wave.shape}")
+    idx = np.flatnonzero(covered)
+    if idx.size < 2 or idx[-1] - idx[0] + 1 != idx.size:
+        raise ValueError("covered must be one contiguous range of at least two pixels")
+    n = wave.size
+    matrix = np.zeros((n, n), np.float32)
+    matrix[idx, idx] = 1.0
+    if extend == "none":
+        return matrix
+    for side, edge, outside in (
+        ("blue", idx[0], np.arange(idx[0])),
+        ("red", idx[-1], np.arange(idx[-1] + 1, n)),
+    ):
+        if not outside.size:
+            continue
+        if extend == "constant":
+            matrix[edge, outside] = 1.0
+            continue
+        target = wave[edge] + (span if side == "blue" else -span)
+        inner = idx[np.argmin(np.abs(wave[idx] - target))]
+        t = (wave[outside] - wave[edge]) / (wave[edge] - wave[inner])  # delta = d_e + t (d_e - d_i)
+        matrix[edge, outside] = 1.0 + t
+        matrix[inner, outside] = -t
+    return matrix
+
+
+def set_real_coverage(model, covered, *, extend: str = "constant") -> None:
+    """Set ``model``'s ``real_extend`` for a real library covering ``covered`` (:func:`extension_matrix`)."""
+    layer = model.get_layer("real_extend")
+    layer.set_weights([extension_matrix(covered, extend=extend)])

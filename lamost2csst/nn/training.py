@@ -29,6 +29,7 @@ from lamost2csst._provenance import machine_line
 from lamost2csst.core.grids import BANDS, OUTPUT_WAVE, band_pixels
 from lamost2csst.core.pairs import GriddedLibrary, make_pairs
 from lamost2csst.errors import InputError
+from lamost2csst.nn.inference import DOMAINS, takes_domain
 
 __all__ = [
     "INPUT_PATHS",
@@ -42,6 +43,9 @@ __all__ = [
     "validation_metrics",
 ]
 
+
+#: What a run trains: the whole network, or only the real-star branch of a model with the domain input.
+TRAINABLE = ("all", "real")
 
 #: How training inputs are made: Eq. 1 noise on INPUT_WAVE, or observed through the LAMOST path.
 INPUT_PATHS = ("direct", "lamost")
@@ -79,6 +83,8 @@ class TrainConfig:
     replay: float = 0.0  # replay-library rows per training row in every epoch (fine-tuning with replay)
     replay_snrs: tuple[float, ...] = (20.0, 25.0, 30.0, 35.0, 40.0)
     replay_input_path: str = "lamost"
+    domain: str = "synthetic"  # what the training library is (replay is the grid: synthetic); see model.py
+    trainable: str = "all"  # "real": only the real-star branch trains (model.py), the rest stays
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.validate_every < 1:
@@ -98,6 +104,10 @@ class TrainConfig:
             )
         if not self.replay >= 0 or not self.replay_snrs or min(self.replay_snrs) <= 0:
             raise ValueError("replay must be >= 0 and replay_snrs non-empty and positive")
+        if self.domain not in DOMAINS:
+            raise ValueError(f"domain must be one of {sorted(DOMAINS)}, got {self.domain!r}")
+        if self.trainable not in TRAINABLE:
+            raise ValueError(f"trainable must be one of {TRAINABLE}, got {self.trainable!r}")
 
     def learning_rate_at(self, epoch: int) -> float:
         """Cosine decay from ``learning_rate`` (epoch 0) to ``lr_min`` (last epoch)."""
@@ -147,6 +157,7 @@ class EpochData(NamedTuple):
     target_mask: np.ndarray
     snr: np.ndarray  # (k,)
     star: np.ndarray  # (k,) index into the library
+    domain: np.ndarray  # (k,) float32: the value of the network's domain input (DOMAINS)
 
 
 def epoch_pairs(
@@ -157,6 +168,7 @@ def epoch_pairs(
     mask_augment: float = 0.0,
     max_masked_span: int = 200,
     input_path: str = "direct",
+    domain: str = "synthetic",
 ) -> EpochData:
     """Every star of ``lib`` at every SNR with fresh noise, normalized, ready for the network.
 
@@ -169,6 +181,9 @@ def epoch_pairs(
     path (rest frame, cubic-convolution resampling onto ``INPUT_WAVE``, normalization). The
     network then learns the line-profile smoothing and the correlated noise of that path
     (:func:`lamost2csst.core.simulate.observed_network_inputs`). Needs ``lib.flux_lamost``.
+
+    ``domain`` (a key of :data:`~lamost2csst.nn.inference.DOMAINS`) is what ``lib`` is: every
+    row's value of the network's ``domain`` input.
     """
     from lamost2csst.nn.inference import prepare_network_arrays
 
@@ -207,7 +222,8 @@ def epoch_pairs(
     if mask_augment > 0:
         mask = mask | _mask_spans(mask.shape, probability=mask_augment, max_span=max_masked_span, rng=rng)
     flux, error = prepare_network_arrays(flux, error, mask=mask)
-    return EpochData(flux, error, sed.astype(np.float32), target_mask, snr, star)
+    rows = np.full(snr.size, DOMAINS[domain], np.float32)
+    return EpochData(flux, error, sed.astype(np.float32), target_mask, snr, star, rows)
 
 
 def validation_metrics(sed_true, target_mask, sed_pred, sigma, *, snr, wave=OUTPUT_WAVE) -> dict:
@@ -324,6 +340,12 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     config_json = json.loads(json.dumps(dataclasses.asdict(config)))
     model, optimizer, state = _start_or_resume(model, config, config_json, run_dir=run_dir, resume=resume)
+    if (config.domain != "synthetic" or config.trainable == "real") and not takes_domain(model):
+        raise ValueError(
+            f"training on {config.domain} spectra (trainable={config.trainable!r}) needs a model with "
+            "the domain input (lamost2csst.nn.model.add_domain_input)"
+        )
+    _set_trainable(model, config.trainable)
     train_step = _make_train_step(model, optimizer, beta=float(config.beta))
 
     val = epoch_pairs(
@@ -331,6 +353,7 @@ def train(
         snrs=config.val_snrs,
         rng=np.random.default_rng([config.seed, 1, 2, 3]),
         input_path=config.input_path,
+        domain=config.domain,
     )
     t_start = time.perf_counter() - state["seconds"]
     history = open(run_dir / "history.jsonl", "a")
@@ -387,6 +410,15 @@ def _finish_run(model, state: dict, *, run_dir: Path) -> dict:
     return summary
 
 
+def _set_trainable(model, which: str) -> None:
+    """``which`` of :data:`TRAINABLE`: every layer trains, or the real-star branch alone (its fixed
+    ``real_extend`` map never does)."""
+    for layer in model.layers:
+        layer.trainable = (
+            which == "all" or layer.name.startswith("fc_real_")
+        ) and layer.name != "real_extend"
+
+
 def _make_train_step(model, optimizer, *, beta: float):
     """The compiled training step: one Adam step on the Gaussian NLL of a batch, returning the loss.
 
@@ -402,16 +434,22 @@ def _make_train_step(model, optimizer, *, beta: float):
     Returns
     -------
     callable
-        ``train_step(flux, error, sed, tmask)``, a ``tf.function``.
+        ``train_step(flux, error, domain, sed, tmask)``, a ``tf.function`` (``domain`` (k,) is
+        ignored by a model without the input).
     """
     import tensorflow as tf
 
     from lamost2csst.nn.losses import gaussian_nll
 
+    with_domain = takes_domain(model)
+
     @tf.function(reduce_retracing=True)
-    def train_step(flux, error, sed, tmask):
+    def train_step(flux, error, domain, sed, tmask):
+        inputs = {"flux": flux, "error": error}
+        if with_domain:
+            inputs["domain"] = tf.reshape(domain, (-1, 1))
         with tf.GradientTape() as tape:
-            out = model({"flux": flux, "error": error}, training=True)
+            out = model(inputs, training=True)
             loss = gaussian_nll(sed, out["sed"], out["sigma"], mask=tmask, beta=beta)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
@@ -465,6 +503,7 @@ def _run_epoch(
         mask_augment=config.mask_augment,
         max_masked_span=config.max_masked_span,
         input_path=config.input_path,
+        domain=config.domain,
     )
     if config.replay > 0:
         data = _concat_epochs(data, _replay_pairs(replay_lib, data.flux.shape[0], config=config, rng=rng))
@@ -473,7 +512,11 @@ def _run_epoch(
     for start in range(0, order.size, config.batch_size):
         idx = order[start : start + config.batch_size]
         losses.append(
-            float(train_step(data.flux[idx], data.error[idx], data.sed[idx], data.target_mask[idx]))
+            float(
+                train_step(
+                    data.flux[idx], data.error[idx], data.domain[idx], data.sed[idx], data.target_mask[idx]
+                )
+            )
         )
     state["epoch"] = epoch + 1
     state["passes"] += int(order.size)
@@ -613,7 +656,8 @@ def _validate(model, val: EpochData, info: dict, state: dict, *, run_dir: Path, 
     from lamost2csst.nn.inference import predict, save_model
     from lamost2csst.nn.losses import gaussian_nll
 
-    sed_pred, sigma = predict(val.flux, val.error, model=model)
+    domain = next(k for k, v in DOMAINS.items() if v == val.domain[0]) if val.domain.size else None
+    sed_pred, sigma = predict(val.flux, val.error, model=model, domain=domain)
     val_nll = float(gaussian_nll(val.sed, sed_pred, sigma, mask=val.target_mask))
     info["val_nll"] = val_nll
     info.update(validation_metrics(val.sed, val.target_mask, sed_pred, sigma, snr=val.snr))

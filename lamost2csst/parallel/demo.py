@@ -95,7 +95,13 @@ def toy_demo_catalogue(
             progress=progress,
         )
 
-    wanted = {"demo_n_star": n_star, "demo_seed": seed, "demo_block_stars": BLOCK_STARS, "source": SOURCE}
+    wanted = {
+        "demo_n_star": n_star,
+        "demo_seed": seed,
+        "demo_block_stars": BLOCK_STARS,
+        "source": SOURCE,
+        "spectra_kind": "synthetic",
+    }
     return ensure_demo_catalogue(path, wanted=wanted, build=build, log=log)
 
 
@@ -133,5 +139,6 @@ def grid_demo_catalogue(
         "demo_block_stars": BLOCK_STARS,
         "source": SOURCE,
         "demo_grid": grid_digest(grid),
+        "spectra_kind": "synthetic",
     }
     return ensure_demo_catalogue(path, wanted=wanted, build=build, log=log)

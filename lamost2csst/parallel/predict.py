@@ -71,6 +71,7 @@ def predict_catalogue(
     thresholds: FlagThresholds | None = None,
     batch_size: int = 1024,
     lamost_trouble: str = DEFAULT_TROUBLE,
+    spectra: str = "auto",
 ) -> dict:
     """Predict SEDs for every star of a spectra catalogue into a ``lamost2csst.predictions/3`` store.
 
@@ -113,6 +114,13 @@ def predict_catalogue(
         treatment existed. Other than "keep" it is recorded in the output's attrs
         (``input_trouble``; absent = "keep") and must match on resume. A rest-frame catalogue
         (``frame`` not "observed") is never treated.
+    spectra : {"auto", "real", "synthetic"}
+        What the catalogue's spectra are, for a model with a real-star branch (a ``domain``
+        input, :mod:`lamost2csst.nn.model`): "real" predicts the SEDs of real stars (a survey),
+        "synthetic" the synthetic grid's SEDs (simulated catalogues: the demo); "auto" takes the
+        catalogue's ``spectra_kind`` attr (the demo and simulated catalogues say "synthetic"),
+        and "real" where it has none. Recorded in the output's attrs (``input_spectra``) for such
+        a model, and it must match on resume; a model without the input ignores it.
 
     Returns
     -------
@@ -151,6 +159,7 @@ def predict_catalogue(
             batch_size=batch_size,
             t0=t0,
             trouble=lamost_trouble,
+            spectra=spectra,
         )
 
 
@@ -168,6 +177,7 @@ def _predict_locked(
     batch_size: int,
     t0: float,
     trouble: str = DEFAULT_TROUBLE,
+    spectra: str = "auto",
 ) -> dict:
     """The work of :func:`predict_catalogue` once it holds the output's lock: prepare, run, summarize.
 
@@ -185,6 +195,8 @@ def _predict_locked(
         ``time.perf_counter()`` at the start of the job.
     trouble : str
         ``lamost_trouble`` of :func:`predict_catalogue`.
+    spectra : str
+        ``spectra`` of :func:`predict_catalogue`.
 
     Returns
     -------
@@ -192,6 +204,7 @@ def _predict_locked(
         The summary, also stored in the output's attrs.
     """
     ds = open_input(catalogue)
+    spectra = spectra_kind(ds, spectra)
     if ds.attrs.get("frame") != "observed":
         trouble = "keep"  # the trouble spots are at observed wavelengths: a rest-frame catalogue has none
     chunk_stars, digest = _prepared_output(
@@ -204,6 +217,7 @@ def _predict_locked(
         resume=resume,
         overwrite=overwrite,
         trouble=trouble,
+        spectra=spectra,
     )
     client.register_plugin(TensorFlowSetup(model_path, warm_batch=int(batch_size)))
     t_tasks = time.perf_counter()
@@ -221,6 +235,7 @@ def _predict_locked(
             thresholds=thresholds.as_dict(),
             forward_batch=int(batch_size),  # (client.map has its own batch_size)
             trouble=trouble,
+            spectra=spectra,
         )
     finally:
         client.run(release_freed_memory, on_error="ignore")  # kept by the workers for the tasks
@@ -251,6 +266,7 @@ def _prepared_output(
     resume: bool,
     overwrite: bool,
     trouble: str = DEFAULT_TROUBLE,
+    spectra: str = "real",
 ) -> tuple[int, str]:
     """Write (or check, on resume) the output's template; its chunk size and the model's hash.
 
@@ -267,6 +283,8 @@ def _prepared_output(
         As for :func:`predict_catalogue`.
     trouble : str
         ``lamost_trouble`` of :func:`predict_catalogue` (an attr only when not "keep").
+    spectra : str
+        "real" or "synthetic" (an attr ``input_spectra`` only for a model with a domain input).
 
     Returns
     -------
@@ -296,6 +314,8 @@ def _prepared_output(
         )
         if trouble != "keep":  # absent = "keep", as in the stores made before the option existed
             output.attrs["input_trouble"] = trouble
+        if (card.get("model_config") or {}).get("domain_input"):
+            output.attrs["input_spectra"] = spectra
         return output
 
     chunk_stars = prepare_output(
@@ -307,9 +327,32 @@ def _prepared_output(
         schema=PREDICTIONS_SCHEMA,
         template=template,
         variable="sed",
-        same_attrs=("model_hash", "sigma_sys_sha256", "flag_thresholds", "input_resampling", "input_trouble"),
+        same_attrs=(
+            "model_hash",
+            "sigma_sys_sha256",
+            "flag_thresholds",
+            "input_resampling",
+            "input_trouble",
+            "input_spectra",
+        ),
     )
     return chunk_stars, digest
+
+
+#: What ``spectra="auto"`` makes of a catalogue: its ``spectra_kind`` attr, else a survey's real stars.
+SPECTRA_KINDS = ("auto", "real", "synthetic")
+
+
+def spectra_kind(ds, spectra: str) -> str:
+    """``spectra`` ("auto": the catalogue's ``spectra_kind`` attr, "real" without one), checked."""
+    if spectra not in SPECTRA_KINDS:
+        raise InputError(f"spectra must be one of {SPECTRA_KINDS}, got {spectra!r}")
+    if spectra != "auto":
+        return spectra
+    kind = ds.attrs.get("spectra_kind", "real")
+    if kind not in ("real", "synthetic"):
+        raise InputError(f"the catalogue's spectra_kind attr is {kind!r}; expected 'real' or 'synthetic'")
+    return kind
 
 
 def _other_version(out: str, *, resume: bool, overwrite: bool) -> None:

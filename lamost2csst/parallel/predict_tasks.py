@@ -123,6 +123,7 @@ def predict_block(
     timings: dict | None = None,
     trouble: str = DEFAULT_TROUBLE,
     domain: DomainTemplates | None = None,
+    spectra: str = "real",
 ) -> dict[str, np.ndarray]:
     """Predicted SEDs, sigmas and flags of a block of observed spectra (numpy in, numpy out).
 
@@ -158,6 +159,9 @@ def predict_block(
     domain : DomainTemplates, optional
         Templates of the domain check (:func:`domain_templates_for`); None: no check (the
         domain outputs are NaN and ``OUTSIDE_DOMAIN`` comes from ``teff`` only).
+    spectra : {"real", "synthetic"}
+        What the spectra are, for a model with a real-star branch
+        (:func:`lamost2csst.nn.inference.predict`'s ``domain``).
 
     Returns
     -------
@@ -184,7 +188,13 @@ def predict_block(
     n_star = flags.shape[0]
     rows = np.flatnonzero((flags & Flag.NO_DATA) == 0)
     t_prepared = time.perf_counter()
-    kwargs = {"model": model, "discrepancy": discrepancy, "batch_size": batch_size, "return_parts": True}
+    kwargs = {
+        "model": model,
+        "discrepancy": discrepancy,
+        "batch_size": batch_size,
+        "return_parts": True,
+        "domain": spectra,
+    }
     if rows.size == n_star:  # the usual case: no copies
         out = predict(net.flux, net.error, mask=net.mask, **kwargs)._asdict()
         flags |= output_flags(out["sigma_net"], thresholds=thresholds)
@@ -306,6 +316,7 @@ def predict_chunk(
     thresholds: dict,
     forward_batch: int,
     trouble: str = DEFAULT_TROUBLE,
+    spectra: str = "real",
 ) -> dict:
     """One task: stars ``start:stop`` of ``catalogue`` -> the same region of ``out``, then the marker."""
     from lamost2csst.nn.inference import load_model, model_discrepancy
@@ -330,6 +341,7 @@ def predict_chunk(
         timings=timings,
         trouble=trouble,
         domain=domain_templates_for(model_path),
+        spectra=spectra,
     )
     t_compute = time.perf_counter()
     write_region(out, start, stop, {name: res[name] for name in (*_PARTS, *_DOMAIN, "flags")})

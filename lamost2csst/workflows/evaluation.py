@@ -176,20 +176,23 @@ def split_models(card: dict, *, grid=None, split=None, ensemble=()):
     return ds.isel(model=np.flatnonzero(keep)), ds.isel(model=np.flatnonzero([k in trained for k in keys]))
 
 
-def predict_any(model, flux, error):
-    """``(sed, sigma, sigma_aleatoric)`` of one model or of an ensemble (a list of models)."""
+def predict_any(model, flux, error, *, domain: str | None = None):
+    """``(sed, sigma, sigma_aleatoric)`` of one model or of an ensemble (a list of models).
+
+    ``domain`` as in :func:`lamost2csst.nn.inference.predict` (ensemble members have no such input).
+    """
     from lamost2csst.nn.inference import predict
     from lamost2csst.nn.uncertainty import predict_ensemble
 
     if isinstance(model, list):
         out = predict_ensemble(flux, error, models=model)
         return out.sed, out.sigma, out.sigma_aleatoric
-    sed, sigma = predict(flux, error, model=model)
+    sed, sigma = predict(flux, error, model=model, domain=domain)
     return sed, sigma, sigma
 
 
 def grid_evaluation(
-    model, ds, *, snrs, realisations, seed, baseline=None, input_path="direct"
+    model, ds, *, snrs, realisations, seed, baseline=None, input_path="direct", domain: str = "synthetic"
 ) -> GridEvaluation:
     """Predictions of ``model`` (or an ensemble) for the grid models of ``ds`` at each SNR x realisation.
 
@@ -198,7 +201,8 @@ def grid_evaluation(
     Realisation ``k`` draws its noise from ``default_rng([seed, k])`` ("direct") or
     ``default_rng([seed, k, 1])`` ("lamost"). A ``baseline`` (a callable from normalized
     input flux to SED, e.g. :class:`RidgeBaseline`) sees the same inputs; its typical errors
-    become the ``ridge_error_B`` columns of the rows.
+    become the ``ridge_error_B`` columns of the rows. ``domain``: how a model co-trained on
+    real stars (:func:`lamost2csst.nn.inference.predict`) sees the grid's spectra; synthetic, by default.
     """
     lib = evaluation_library(ds, lamost=input_path == "lamost")
     parts, baseline_seds = [], []
@@ -208,7 +212,7 @@ def grid_evaluation(
         data = epoch_pairs(lib, snrs=snrs, rng=np.random.default_rng(key), input_path=input_path)
         if baseline is not None:
             baseline_seds.append(baseline(data.flux))
-        sed, sigma, aleatoric = predict_any(model, data.flux, data.error)
+        sed, sigma, aleatoric = predict_any(model, data.flux, data.error, domain=domain)
         parts.append(
             (data.sed, data.target_mask, sed, sigma, lib.teff[data.star], data.snr, data.star, aleatoric)
         )
@@ -267,7 +271,7 @@ def miles_evaluation(model, *, snr, threshold, seed):
         g.flux_in[keep], g.input_mask[keep], g.sed[keep], g.target_mask[keep], params[keep, 0]
     )
     data = epoch_pairs(lib, snrs=(snr,), rng=np.random.default_rng([seed, 99]))
-    sed, sigma, aleatoric = predict_any(model, data.flux, data.error)
+    sed, sigma, aleatoric = predict_any(model, data.flux, data.error, domain="real")
     r = relative_residual(sed, data.sed, mask=data.target_mask)
     result = {
         "n_selected": int(sel.sum()),
@@ -324,16 +328,18 @@ def _load_models(model_path, ensemble):
 
 
 def _grid_results(
-    model, card, *, grid, split, ensemble, snrs, realisations, lamost_path, ridge_baseline, seed
+    model, card, *, grid, split, ensemble, snrs, realisations, lamost_path, ridge_baseline, seed, domain
 ) -> _Results:
     ds, train_ds = split_models(card, grid=grid, split=split, ensemble=ensemble or ())
     branch = branch_health(model[0] if isinstance(model, list) else model, ds, seed=seed)
     baseline = RidgeBaseline.from_library(evaluation_library(train_ds), seed=seed) if ridge_baseline else None
-    direct = grid_evaluation(model, ds, snrs=snrs, realisations=realisations, seed=seed, baseline=baseline)
+    direct = grid_evaluation(
+        model, ds, snrs=snrs, realisations=realisations, seed=seed, baseline=baseline, domain=domain
+    )
     lamost = None
     if lamost_path and "flux_lamost" in ds:
         lamost = grid_evaluation(
-            model, ds, snrs=snrs, realisations=realisations, seed=seed, input_path="lamost"
+            model, ds, snrs=snrs, realisations=realisations, seed=seed, input_path="lamost", domain=domain
         )
     return _Results(grid=direct, lamost=lamost, branch=branch)
 
@@ -383,6 +389,7 @@ def evaluate_model(
     command: str | None = None,
     real_stars=None,
     domain: bool = False,
+    grid_domain: str = "synthetic",
 ) -> Evaluation:
     """Evaluate a model and write ``out/evaluation.md``, ``out/evaluation.json`` and the PNG figures.
 
@@ -418,6 +425,11 @@ def evaluate_model(
         Also the domain check (:func:`lamost2csst.workflows.domain_evaluation.domain_evaluation`:
         the grid test split, the out-of-domain test set and MILES), a section of
         ``evaluation.md`` and key ``domain`` of ``evaluation.json``.
+    grid_domain : {"synthetic", "real"}
+        How a model co-trained on real stars (one with a ``domain`` input) sees the grid test's
+        spectra: ``"synthetic"`` asks for the synthetic SED (the test of what it learned from
+        the grid), ``"real"`` for what it predicts for a real star with that spectrum. A model
+        without the input gives the same for both. MILES is always predicted as real.
 
     Raises
     ------
@@ -441,6 +453,7 @@ def evaluate_model(
             lamost_path=lamost_path,
             ridge_baseline=ridge_baseline,
             seed=seed,
+            domain=grid_domain,
         )
     if miles:
         results.miles, results.miles_arrays = miles_evaluation(

@@ -214,8 +214,23 @@ def _grid_replay(init) -> GriddedLibrary:
     return evaluation_library(train_ds, lamost=True)
 
 
-def _fine_tune(init, train_lib, val_lib, replay_lib, *, config, run_dir: Path, card: dict, progress):
-    """One fine-tuning run (resumed if it was interrupted); returns the path of its best model."""
+def _fine_tune(
+    init,
+    train_lib,
+    val_lib,
+    replay_lib,
+    *,
+    config,
+    run_dir: Path,
+    card: dict,
+    progress,
+    extend: str = "constant",
+):
+    """One fine-tuning run (resumed if it was interrupted); returns the path of its best model.
+
+    A model given the real-star branch here has its correction carried beyond ``train_lib``'s
+    coverage by the rule ``extend`` (:func:`lamost2csst.nn.model.set_real_coverage`).
+    """
     from lamost2csst.nn.training import initial_model, train
 
     run_dir = Path(run_dir)
@@ -223,7 +238,13 @@ def _fine_tune(init, train_lib, val_lib, replay_lib, *, config, run_dir: Path, c
     if (run_dir / "summary.json").exists() and best.exists():
         return best
     resume = (run_dir / "checkpoint.keras").exists()
-    model, _, _ = initial_model(train_lib, init=init)  # a fresh copy of the initial model
+    model, model_config, _ = initial_model(train_lib, init=init)  # a fresh copy of the initial model
+    model, model_config = _with_domain_input(model, model_config, domain=config.domain)
+    if config.trainable == "real":
+        from lamost2csst.nn.model import set_real_coverage
+
+        set_real_coverage(model, covered_pixels(train_lib), extend=extend)
+        card = {**card, "real_extend": extend}
     train(
         model,
         train_lib,
@@ -231,11 +252,35 @@ def _fine_tune(init, train_lib, val_lib, replay_lib, *, config, run_dir: Path, c
         config=config,
         run_dir=run_dir,
         resume=resume,
-        card=card,
+        card={**card, "model_config": model_config},
         replay_lib=replay_lib,
         progress=progress,
     )
     return best
+
+
+#: A pixel counts as covered by a real library when at least this many of its training stars reach it.
+MIN_COVERING_STARS = 5
+
+
+def covered_pixels(lib: GriddedLibrary) -> np.ndarray:
+    """Output pixels with a target in at least :data:`MIN_COVERING_STARS` stars of ``lib``."""
+    return np.sum(~lib.target_mask, axis=0) >= min(MIN_COVERING_STARS, len(lib))
+
+
+def _with_domain_input(model, model_config: dict | None, *, domain: str):
+    """``(model, model_config)`` ready to train on ``domain`` spectra: a model co-trained on real
+    stars beside the synthetic replay needs the ``domain`` input (added, predictions unchanged)."""
+    from lamost2csst.nn.inference import takes_domain
+    from lamost2csst.nn.model import ModelConfig, add_domain_input
+
+    if domain == "synthetic" or takes_domain(model):
+        return model, model_config
+    if model_config is None:
+        raise InputError("the initial model's card has no model_config: cannot add the domain input")
+    config = ModelConfig.from_dict(model_config)
+    model = add_domain_input(model, config)
+    return model, {**model_config, "domain_input": True}
 
 
 class RealStarPrediction(NamedTuple):
@@ -258,7 +303,7 @@ def predict_real_stars(model_path, lib: GriddedLibrary, *, snr: float, seed: int
     from lamost2csst.nn.training import epoch_pairs
 
     data = epoch_pairs(lib, snrs=(snr,), rng=np.random.default_rng([seed, 99]))
-    sed, sigma = predict(data.flux, data.error, model=load_model(model_path))
+    sed, sigma = predict(data.flux, data.error, model=load_model(model_path), domain="real")
     total = sigma if discrepancy is None else discrepancy.sigma_parts(sigma, sed=sed)[0]
     return RealStarPrediction(relative_residual(sed, data.sed, mask=data.target_mask), sigma, total, sed)
 
@@ -291,6 +336,7 @@ def cross_validate_real_stars(
     threads: int | None = None,
     progress=None,
     command: str | None = None,
+    extend: str = "constant",
 ) -> dict:
     """K-fold fine-tuning on real stars with grid replay, the model discrepancy, and the final model.
 
@@ -323,6 +369,9 @@ def cross_validate_real_stars(
         ``progress(stage, epoch, n_epochs, info)``.
     command : str, optional
         The command line, recorded in the final model's card.
+    extend : {"constant", "linear", "none"}
+        With ``config.trainable == "real"``: how the real-star correction continues beyond the
+        library's coverage (:func:`lamost2csst.nn.model.extension_matrix`).
 
     Returns
     -------
@@ -363,6 +412,7 @@ def cross_validate_real_stars(
             run_dir=out / f"fold-{k}",
             card={**card, "fold": k, "n_folds": n_folds},
             progress=_stage_progress(progress, f"fold {k + 1}/{n_folds}"),
+            extend=extend,
         )
         test = np.flatnonzero(folds == k)
         residual[test], sigma_net[test], _, sed[test] = predict_real_stars(
@@ -380,6 +430,7 @@ def cross_validate_real_stars(
         run_dir=out / "final",
         card={**card, "fold": "all"},
         progress=_stage_progress(progress, "final"),
+        extend=extend,
     )
     discrepancy, result = _discrepancy_record(
         real,

@@ -1,5 +1,7 @@
 """UaRA-net against Table 1 of the paper: layer output sizes and the parameter count."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -108,3 +110,76 @@ def test_config_round_trip_and_unknown_keys():
     assert ModelConfig.from_dict(json.loads(cfg.to_json())) == cfg
     with pytest.raises(ValueError, match="unknown"):
         ModelConfig.from_dict({"widht": 3})
+
+
+def _spectra(n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    flux = (1 + 0.02 * rng.standard_normal((n, 2238))).astype("float32")
+    return flux, np.full_like(flux, 0.02)
+
+
+def test_domain_input_adds_the_real_star_branch_only():
+    from lamost2csst.nn.model import takes_domain
+
+    plain = build_uaranet(ModelConfig())
+    both = build_uaranet(ModelConfig(domain_input=True))
+    assert not takes_domain(plain) and takes_domain(both)
+    # fc_real_1 (300 -> 32) and fc_real_2 (32 -> 574) train; real_extend (574 x 574) is fixed
+    assert both.count_params() - plain.count_params() == (300 * 32 + 32) + (32 * 574 + 574) + 574 * 574
+    assert not both.get_layer("real_extend").trainable
+    np.testing.assert_array_equal(both.get_layer("real_extend").get_weights()[0], np.eye(574))
+    assert ModelConfig(domain_input=True) == ModelConfig.from_dict(
+        json.loads(ModelConfig(domain_input=True).to_json())
+    )
+
+
+def test_add_domain_input_keeps_the_predictions_at_both_values():
+    from lamost2csst.nn.inference import predict
+    from lamost2csst.nn.model import add_domain_input
+
+    config = ModelConfig(error_input="log")
+    plain = build_uaranet(config, sed_bias=np.linspace(0.5, 2.0, 574))
+    for layer in ("sed", "fc_err_3"):  # heads away from their zero start, so the test can see a change
+        kernel, bias = plain.get_layer(layer).get_weights()
+        plain.get_layer(layer).set_weights([np.full_like(kernel, 1e-3), bias])
+    both = add_domain_input(plain, config)
+    flux, error = _spectra()
+    sed0, sigma0 = predict(flux, error, model=plain)
+    for domain in ("real", "synthetic"):
+        sed, sigma = predict(flux, error, model=both, domain=domain)
+        np.testing.assert_array_equal(sed, sed0)
+        np.testing.assert_array_equal(sigma, sigma0)
+    # a correction of +0.1 in ln(SED) from the branch: the real SED is exp(0.1) x the synthetic one
+    kernel, bias = both.get_layer("fc_real_2").get_weights()
+    both.get_layer("fc_real_2").set_weights([kernel, np.full_like(bias, 0.1)])
+    real, sigma_real = predict(flux, error, model=both, domain="real")
+    synthetic, _ = predict(flux, error, model=both, domain="synthetic")
+    default, _ = predict(flux, error, model=both)
+    np.testing.assert_array_equal(synthetic, sed0)
+    np.testing.assert_allclose(real / synthetic, np.exp(0.1), rtol=1e-5)
+    np.testing.assert_array_equal(default, real)
+    np.testing.assert_array_equal(sigma_real, sigma0)
+    with pytest.raises(ValueError, match="already has a domain input"):
+        add_domain_input(both, config)
+    with pytest.raises(ValueError, match="domain must be one of"):
+        predict(flux, error, model=both, domain="grid")
+
+
+def test_extension_matrix_carries_the_correction_beyond_the_covered_range():
+    from lamost2csst.nn.model import extension_matrix
+
+    wave = np.linspace(3000.0, 9000.0, 61)  # 100 A pixels
+    covered = (wave >= 4000) & (wave <= 7000)
+    delta = np.where(covered, 0.001 * (wave - 5500) / 100, 0.0)  # a straight line where covered
+    const = delta @ extension_matrix(covered, extend="constant", wave=wave)
+    np.testing.assert_allclose(const[covered], delta[covered])
+    np.testing.assert_allclose(const[wave > 7000], delta[wave == 7000][0])
+    np.testing.assert_allclose(const[wave < 4000], delta[wave == 4000][0])
+    line = delta @ extension_matrix(covered, extend="linear", wave=wave, span=500.0)
+    np.testing.assert_allclose(line, 0.001 * (wave - 5500) / 100, atol=1e-9)  # the line continues
+    none = delta @ extension_matrix(covered, extend="none", wave=wave)
+    np.testing.assert_array_equal(none[~covered], 0.0)
+    with pytest.raises(ValueError, match="contiguous"):
+        extension_matrix(covered & (np.abs(wave - 5500) > 50), wave=wave)
+    with pytest.raises(ValueError, match="extend must be one of"):
+        extension_matrix(covered, extend="cubic", wave=wave)

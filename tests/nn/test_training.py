@@ -311,3 +311,34 @@ def test_replay_draws_the_configured_rows_of_the_replay_library(lib, tmp_path):
         train(build_uaranet(), real, real, config=cfg, run_dir=tmp_path / "none")
     with pytest.raises(ValueError, match="replay"):
         TrainConfig(replay=-1.0)
+
+
+def test_real_branch_training_changes_the_branch_alone(lib, tmp_path):
+    """Real-star rows carry domain 1; with trainable="real" every weight but the real-star
+    branch's stays bit for bit (so the synthetic SED is the grid-trained one); a model without
+    the domain input is refused."""
+    from lamost2csst.nn.inference import predict
+    from lamost2csst.nn.model import ModelConfig
+
+    real = lib.take(slice(0, 6))
+    cfg = TrainConfig(epochs=2, batch_size=4, validate_every=2, snrs=(30.0,), domain="real", trainable="real")
+    data = epoch_pairs(real, snrs=(30.0,), rng=np.random.default_rng(0), domain="real")
+    assert data.domain.tolist() == [1.0] * 6
+    with pytest.raises(ValueError, match="domain input"):
+        train(build_uaranet(), real, real, config=cfg, run_dir=tmp_path / "plain")
+    model = build_uaranet(ModelConfig(domain_input=True))
+    before = {layer.name: _weights(layer) for layer in model.layers if layer.get_weights()}
+    synthetic0, _ = predict(data.flux, data.error, model=model, domain="synthetic")
+    model, summary = train(model, real, real, config=cfg, run_dir=tmp_path / "both")
+    assert summary["passes"] == 2 * 6
+    for layer in model.layers:
+        if layer.name not in before:
+            continue
+        same = all(np.array_equal(a, b) for a, b in zip(before[layer.name], layer.get_weights()))
+        assert same != layer.name.startswith("fc_real_"), layer.name
+    synthetic, _ = predict(data.flux, data.error, model=model, domain="synthetic")
+    np.testing.assert_array_equal(synthetic, synthetic0)
+    with pytest.raises(ValueError, match="domain must be one of"):
+        TrainConfig(domain="grid")
+    with pytest.raises(ValueError, match="trainable must be one of"):
+        TrainConfig(trainable="heads")

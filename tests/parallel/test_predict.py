@@ -46,7 +46,8 @@ def by_hand(demo):
     has_z = np.isfinite(z)
     net = prepare_inputs(demo.wave.values, flux[has_z], ivar=ivar[has_z], z=z[has_z], mask=mask[has_z])
     parts = {name: np.full((N_STAR, OUTPUT_WAVE.size), np.nan, np.float32) for name in PARTS}
-    got = lamost2csst.predict(net.flux, net.error, mask=net.mask, return_parts=True)
+    # the catalogue is simulated from the grid (spectra_kind "synthetic"): the job asks for that SED
+    got = lamost2csst.predict(net.flux, net.error, mask=net.mask, return_parts=True, domain="synthetic")
     for name in PARTS:
         parts[name][has_z] = getattr(got, name)
     return parts
@@ -511,6 +512,50 @@ def test_lamost_trouble_is_recorded_and_must_match_on_resume(client, demo, tmp_p
     with pytest.raises(InputError, match="lamost_trouble must be one of"):
         predict_catalogue(small, tmp_path / "q.zarr", client=client, lamost_trouble="drop")
     assert not (tmp_path / "q.zarr").exists()
+
+
+def _model_with_real_branch(tmp_path, shift=0.1):
+    """The shipped network with a real-star branch whose correction is +``shift`` in ln(SED) everywhere."""
+    from lamost2csst.nn.inference import save_model
+    from lamost2csst.nn.model import ModelConfig, add_domain_input
+
+    card = model_card()
+    model = add_domain_input(load_model(), ModelConfig.from_dict(card["model_config"]))
+    kernel, bias = model.get_layer("fc_real_2").get_weights()
+    model.get_layer("fc_real_2").set_weights([kernel, np.full_like(bias, shift)])
+    config = {**card["model_config"], "domain_input": True}
+    return save_model(model, tmp_path / "branch.keras", card={**card, "model_config": config})
+
+
+def test_spectra_kind_chooses_the_synthetic_or_the_real_sed_and_must_match_on_resume(
+    client, demo, finished, tmp_path
+):
+    small = tmp_path / "small.zarr"
+    write_spectra(demo.isel(star=slice(0, 40)), small, chunk_stars=40)  # simulated: spectra_kind synthetic
+    model = _model_with_real_branch(tmp_path)
+    reference = xr.open_zarr(finished[0], consolidated=False).isel(star=slice(0, 40))
+    auto = tmp_path / "auto.zarr"
+    predict_catalogue(small, auto, client=client, model=model, progress=False)
+    synthetic = xr.open_zarr(auto, consolidated=False)
+    assert synthetic.attrs["input_spectra"] == "synthetic"
+    # the grid-trained SED (to float32 rounding: the reference ran in batches of another size)
+    np.testing.assert_allclose(synthetic.sed.values, reference.sed.values, rtol=1e-5)
+    real_out = tmp_path / "real.zarr"
+    predict_catalogue(small, real_out, client=client, model=model, progress=False, spectra="real")
+    real = xr.open_zarr(real_out, consolidated=False)
+    assert real.attrs["input_spectra"] == "real"
+    ok = np.isfinite(reference.sed.values)
+    np.testing.assert_allclose(real.sed.values[ok] / reference.sed.values[ok], np.exp(0.1), rtol=1e-5)
+    np.testing.assert_allclose(real.sigma_net.values, reference.sigma_net.values, rtol=1e-5)
+    with pytest.raises(InputError, match="cannot resume.*input_spectra"):
+        predict_catalogue(small, real_out, client=client, model=model, resume=True, progress=False)
+    assert "input_spectra" not in xr.open_zarr(finished[0], consolidated=False).attrs  # no branch, no attr
+    odd = tmp_path / "odd.zarr"
+    write_spectra(demo.isel(star=slice(0, 40)).assign_attrs(spectra_kind="simulated"), odd, chunk_stars=40)
+    with pytest.raises(InputError, match="spectra_kind attr is 'simulated'"):
+        predict_catalogue(odd, tmp_path / "q.zarr", client=client, model=model, progress=False)
+    with pytest.raises(InputError, match="spectra must be one of"):
+        predict_catalogue(small, tmp_path / "q.zarr", client=client, model=model, spectra="grid")
 
 
 REAL_FILES = {  # LAMOST's own SUBCLASS and the Teff of that type on the main sequence (an outside check)
