@@ -261,7 +261,7 @@ def _checked_shapes(norm_flux, norm_error, mask):
 
 @functools.lru_cache(maxsize=8)
 def _compiled_forward(model, backend=None):
-    """``forward(flux, error, *, domain=1.0, pad_to=None) -> (sed, sigma)``: numpy, compiled for Keras's backend.
+    """``forward(flux, error, *, domain=1.0, pad_to=None) -> (sed, sigma)``, compiled for the backend.
 
     ``domain`` is the value of the model's ``domain`` input (ignored by a model without one).
 
