@@ -178,6 +178,14 @@ def _add_real_options(real) -> None:
         "(the synthetic SED, with a step at the edge)",
     )
     real.add_argument(
+        "--extension-check",
+        type=positive_float,
+        metavar="CUT",
+        help="with --domain-input: instead of the run, choose --extend on MILES alone: train the branch "
+        "(K-fold) with MILES cut above CUT A (e.g. 6600) and write each rule's out-of-fold errors "
+        "at 6800-7350 A to RUN/extension_check.json",
+    )
+    real.add_argument(
         "--eval-snr",
         type=positive_float,
         default=100.0,
@@ -336,6 +344,21 @@ def _run_real(args, *, progress) -> dict:
                 file=sys.stderr,
             )
 
+    if args.extension_check:
+        from lamost2csst.workflows.extension_check import extension_check
+
+        result = extension_check(
+            out=args.run_dir,
+            config=config,
+            cut=args.extension_check,
+            n_folds=args.folds,
+            seed=args.fold_seed,
+            eval_snr=args.eval_snr,
+            threads=args.threads,
+            progress=report,
+            command=" ".join([PROG, *map(shlex.quote, sys.argv[1:])]),
+        )
+        return {"cut": result["cut"], "errors": result["errors"], "seconds": result["seconds"]}
     if args.sigma_only:
         from lamost2csst.workflows.realstars import fit_model_discrepancy
 
@@ -383,6 +406,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if not 0 < args.test_fraction < 1:
         build_parser().error("--test-fraction must be in (0, 1)")
+    if getattr(args, "extension_check", None) and not args.domain_input:
+        build_parser().error("--extension-check needs --domain-input (it tests the real-star branch)")
     if getattr(args, "domain_input", False) and args.replay:
         build_parser().error(
             "--replay must be 0 with --domain-input: "

@@ -7,9 +7,10 @@ file loads with ``safe_mode=True`` (no Python code executed from the file).
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers, ops
 
-__all__ = ["LogRatio", "Offset", "SoftThreshold", "StridedZeroPadShortcut", "SubUnit"]
+__all__ = ["Extension", "LogRatio", "Offset", "SoftThreshold", "StridedZeroPadShortcut", "SubUnit"]
 
 _PACKAGE = "lamost2csst"
 
@@ -174,3 +175,42 @@ class Offset(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "offset": self.offset}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Extension(layers.Layer):
+    """A fixed sparse linear map ``y[:, j] = sum_k weight[k, j] * x[:, source[k, j]]`` (k < 2).
+
+    The real-star correction beyond a library's coverage (:func:`lamost2csst.nn.model.extension_matrix`,
+    whose columns have at most two non-zeros); ``source`` and ``weight`` are non-trainable
+    weights (set with :meth:`set_matrix`), the identity until set.
+    """
+
+    def build(self, input_shape):
+        n = int(input_shape[-1])
+        self.source = self.add_weight(
+            shape=(2, n), dtype="int32", initializer="zeros", trainable=False, name="source"
+        )
+        self.weight = self.add_weight(shape=(2, n), initializer="zeros", trainable=False, name="weight")
+        self.set_matrix(np.eye(n, dtype=np.float32))
+
+    def set_matrix(self, matrix) -> None:
+        """Take the map from a dense (n, n) ``matrix`` with at most two non-zeros per column."""
+        matrix = np.asarray(matrix, np.float32)
+        n = matrix.shape[1]
+        if matrix.shape != (n, n) or np.count_nonzero(matrix, axis=0).max(initial=0) > 2:
+            raise ValueError(f"expected a square matrix with <= 2 non-zeros per column, got {matrix.shape}")
+        source = np.zeros((2, n), np.int32)
+        weight = np.zeros((2, n), np.float32)
+        for j in range(n):
+            rows = np.flatnonzero(matrix[:, j])
+            source[: rows.size, j] = rows
+            weight[: rows.size, j] = matrix[rows, j]
+        self.source.assign(source)
+        self.weight.assign(weight)
+
+    def call(self, inputs):
+        return (
+            ops.take(inputs, self.source[0], axis=1) * self.weight[0]
+            + ops.take(inputs, self.source[1], axis=1) * self.weight[1]
+        )

@@ -49,7 +49,7 @@ import numpy as np
 from keras import layers
 
 from lamost2csst.nn.inference import DOMAINS, N_INPUT, N_OUTPUT, takes_domain
-from lamost2csst.nn.layers import LogRatio, Offset, SubUnit
+from lamost2csst.nn.layers import Extension, LogRatio, Offset, SubUnit
 
 __all__ = [
     "DOMAINS",
@@ -58,6 +58,7 @@ __all__ = [
     "add_domain_input",
     "build_uaranet",
     "extension_matrix",
+    "grid_network",
     "set_real_coverage",
     "takes_domain",
 ]
@@ -200,9 +201,7 @@ def _real_branch(hidden, sed, domain, config: ModelConfig):
     """
     h = _dense(config.real_layer, "fc_real_1")(hidden)
     delta = layers.Dense(config.n_output, kernel_initializer="zeros", name="fc_real_2")(h)
-    delta = layers.Dense(
-        config.n_output, use_bias=False, kernel_initializer="identity", trainable=False, name="real_extend"
-    )(delta)
+    delta = Extension(name="real_extend")(delta)
     factor = layers.Activation("exponential", name="real_factor")(
         layers.Multiply(name="real_delta")([delta, domain])
     )
@@ -339,6 +338,18 @@ def add_domain_input(model, config: ModelConfig):
     return new
 
 
+def grid_network(model, config: ModelConfig):
+    """The grid-trained network inside a model with a real-star branch: a model without the
+    ``domain`` input (``config.domain_input`` False) whose outputs equal ``model``'s at ``domain`` 0."""
+    if not takes_domain(model) or config.domain_input:
+        raise ValueError("grid_network needs a model with a real-star branch and its config without it")
+    plain = build_uaranet(config, name=model.name)
+    for layer in plain.layers:
+        if layer.get_weights():
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    return plain
+
+
 def extension_matrix(covered, *, extend: str = "constant", wave=None, span: float = 500.0) -> np.ndarray:
     """The ``real_extend`` kernel: ``delta_out = delta @ E`` for a library covering ``covered`` pixels.
 
@@ -393,5 +404,4 @@ def extension_matrix(covered, *, extend: str = "constant", wave=None, span: floa
 
 def set_real_coverage(model, covered, *, extend: str = "constant") -> None:
     """Set ``model``'s ``real_extend`` for a real library covering ``covered`` (:func:`extension_matrix`)."""
-    layer = model.get_layer("real_extend")
-    layer.set_weights([extension_matrix(covered, extend=extend)])
+    model.get_layer("real_extend").set_matrix(extension_matrix(covered, extend=extend))

@@ -100,7 +100,9 @@ def real_star_evaluation(run, *, stelib: bool = True) -> tuple[dict, dict]:
     init, final = Path(cv["init"]), run / "final" / "best.keras"
     real, fold, residual, sigma, sed = _out_of_fold(run, cv)
     lib = real.library
-    base_r, base_sigma, _, _ = predict_real_stars(init, lib, snr=cv["eval_snr"], seed=cv["seed"])
+    base_r, base_sigma, _, _ = predict_real_stars(
+        init, lib, snr=cv["eval_snr"], seed=cv["seed"], domain="synthetic"
+    )
     nested = cross_fitted_sigma(
         residual, sigma_net=sigma, fold=fold, sed=sed, **discrepancy_settings(len(lib))
     )
@@ -143,7 +145,9 @@ def real_star_evaluation(run, *, stelib: bool = True) -> tuple[dict, dict]:
         r_final, _, total, _ = predict_real_stars(
             final, st, snr=cv["eval_snr"], seed=cv["seed"], discrepancy=model_discrepancy(final)
         )
-        r_init, s_init, _, _ = predict_real_stars(init, st, snr=cv["eval_snr"], seed=cv["seed"])
+        r_init, s_init, _, _ = predict_real_stars(
+            init, st, snr=cv["eval_snr"], seed=cv["seed"], domain="synthetic"
+        )
         result["stelib"] = {
             "kind": "cross-library (never trained on, not in sigma_sys)",
             "n_star": len(st),
@@ -169,7 +173,9 @@ def _miles_cross_library(
     r_final, s_final, total, _ = predict_real_stars(
         final, miles, snr=cv["eval_snr"], seed=cv["seed"], discrepancy=model_discrepancy(final)
     )
-    r_init, s_init, _, _ = predict_real_stars(init, miles, snr=cv["eval_snr"], seed=cv["seed"])
+    r_init, s_init, _, _ = predict_real_stars(
+        init, miles, snr=cv["eval_snr"], seed=cv["seed"], domain="synthetic"
+    )
     lib = real.library
     result = {
         "run": str(run),

@@ -19,6 +19,7 @@ Every fold's run directory is resumable; a finished fold is not trained again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -239,7 +240,7 @@ def _fine_tune(
         return best
     resume = (run_dir / "checkpoint.keras").exists()
     model, model_config, _ = initial_model(train_lib, init=init)  # a fresh copy of the initial model
-    model, model_config = _with_domain_input(model, model_config, domain=config.domain)
+    model, model_config = _with_domain_input(model, model_config, domain=config.domain, seed=config.seed)
     if config.trainable == "real":
         from lamost2csst.nn.model import set_real_coverage
 
@@ -268,17 +269,24 @@ def covered_pixels(lib: GriddedLibrary) -> np.ndarray:
     return np.sum(~lib.target_mask, axis=0) >= min(MIN_COVERING_STARS, len(lib))
 
 
-def _with_domain_input(model, model_config: dict | None, *, domain: str):
-    """``(model, model_config)`` ready to train on ``domain`` spectra: a model co-trained on real
-    stars beside the synthetic replay needs the ``domain`` input (added, predictions unchanged)."""
-    from lamost2csst.nn.inference import takes_domain
-    from lamost2csst.nn.model import ModelConfig, add_domain_input
+def _with_domain_input(model, model_config: dict | None, *, domain: str, seed: int = 0):
+    """``(model, model_config)`` ready to train on ``domain`` spectra: for real stars, the initial
+    model's grid network with a fresh real-star branch (its random start seeded by ``seed``
+    alone, so a run from a model that already has a branch, e.g. the shipped one, starts where a
+    run from its grid network does)."""
+    import keras
 
-    if domain == "synthetic" or takes_domain(model):
+    from lamost2csst.nn.inference import takes_domain
+    from lamost2csst.nn.model import ModelConfig, add_domain_input, grid_network
+
+    if domain == "synthetic":
         return model, model_config
     if model_config is None:
-        raise InputError("the initial model's card has no model_config: cannot add the domain input")
-    config = ModelConfig.from_dict(model_config)
+        raise InputError("the initial model's card has no model_config: cannot add the real-star branch")
+    config = dataclasses.replace(ModelConfig.from_dict(model_config), domain_input=False)
+    if takes_domain(model):
+        model = grid_network(model, config)
+    keras.utils.set_random_seed(seed)
     model = add_domain_input(model, config)
     return model, {**model_config, "domain_input": True}
 
@@ -292,18 +300,22 @@ class RealStarPrediction(NamedTuple):
     sed: np.ndarray
 
 
-def predict_real_stars(model_path, lib: GriddedLibrary, *, snr: float, seed: int, discrepancy=None):
+def predict_real_stars(
+    model_path, lib: GriddedLibrary, *, snr: float, seed: int, discrepancy=None, domain: str = "real"
+):
     """Predict ``lib``'s stars at input S/N ``snr`` (Eq. 1 noise, ``default_rng([seed, 99])``, direct path).
 
     ``discrepancy`` (a :class:`~lamost2csst.core.discrepancy.ModelDiscrepancy`) makes ``sigma`` the
-    total; without it ``sigma`` is the network's. Returns a :class:`RealStarPrediction`.
+    total; without it ``sigma`` is the network's. ``domain="synthetic"`` asks a model with a
+    real-star branch for its grid network's SED (what an initial model is compared as).
+    Returns a :class:`RealStarPrediction`.
     """
     from lamost2csst.core.metrics import relative_residual
     from lamost2csst.nn.inference import load_model, predict
     from lamost2csst.nn.training import epoch_pairs
 
     data = epoch_pairs(lib, snrs=(snr,), rng=np.random.default_rng([seed, 99]))
-    sed, sigma = predict(data.flux, data.error, model=load_model(model_path), domain="real")
+    sed, sigma = predict(data.flux, data.error, model=load_model(model_path), domain=domain)
     total = sigma if discrepancy is None else discrepancy.sigma_parts(sigma, sed=sed)[0]
     return RealStarPrediction(relative_residual(sed, data.sed, mask=data.target_mask), sigma, total, sed)
 
@@ -319,6 +331,10 @@ def _save_oof(out: Path, real: RealStars, folds, *, residual, sigma_net, sed) ->
         names=real.names,
         teff=real.library.teff,
     )
+
+
+#: Keys of the initial model's card that describe it, not how it was trained (not copied as lineage).
+_NOT_LINEAGE = ("sha256", "sigma_sys", "sigma_sys_command", "real_star_cv", "split", "init_training")
 
 
 def cross_validate_real_stars(
@@ -390,12 +406,17 @@ def cross_validate_real_stars(
     lib = real.library
     folds = star_folds(len(lib), n_folds=n_folds, seed=seed)
     replay = _grid_replay(init)
+    init_card = model_card(init)
     card = {
         "stage": "finetune-real",
         "init": str(init),
+        "init_sha256": init_card.get("sha256"),
+        # how the initial network was trained on the grid (what the synthetic SED still is)
+        "init_training": init_card.get("init_training")
+        or {k: v for k, v in init_card.items() if k not in _NOT_LINEAGE},
         "real_library": real.info,
         "command": command,
-        "split": model_card(init).get("split"),  # the grid models replayed are this split's training ones
+        "split": init_card.get("split"),  # the grid models replayed are this split's training ones
     }
     residual = np.full((len(lib), lib.sed.shape[1]), np.nan, np.float32)
     sigma_net = np.full_like(residual, np.nan)
@@ -418,7 +439,7 @@ def cross_validate_real_stars(
         residual[test], sigma_net[test], _, sed[test] = predict_real_stars(
             best, lib.take(test), snr=eval_snr, seed=seed
         )
-    base_r, base_sigma, _, _ = predict_real_stars(init, lib, snr=eval_snr, seed=seed)
+    base_r, base_sigma, _, _ = predict_real_stars(init, lib, snr=eval_snr, seed=seed, domain="synthetic")
     _save_oof(out, real, folds, residual=residual, sigma_net=sigma_net, sed=sed)
     val = _validation_part(len(lib), fraction=val_fraction, seed=seed + n_folds)
     final = _fine_tune(

@@ -169,6 +169,22 @@ def test_bad_arguments_exit_2(capsys):
     assert "positive integer" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--domain-input", "--replay", "0.2"], "--replay must be 0 with --domain-input"),
+        (["--extension-check", "6600"], "--extension-check needs --domain-input"),
+        (["--domain-input", "--extend", "cubic"], "invalid choice: 'cubic'"),
+    ],
+)
+def test_real_branch_arguments_that_cannot_work_exit_2(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        train_model.main(["real", "--run-dir", str(tmp_path / "r"), *argv])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_finetune_on_stelib_from_a_pretrained_model(tmp_path, capsys):
     pytest.importorskip("mangadap")
     grid = _grid_part(tmp_path)

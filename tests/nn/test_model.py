@@ -124,10 +124,12 @@ def test_domain_input_adds_the_real_star_branch_only():
     plain = build_uaranet(ModelConfig())
     both = build_uaranet(ModelConfig(domain_input=True))
     assert not takes_domain(plain) and takes_domain(both)
-    # fc_real_1 (300 -> 32) and fc_real_2 (32 -> 574) train; real_extend (574 x 574) is fixed
-    assert both.count_params() - plain.count_params() == (300 * 32 + 32) + (32 * 574 + 574) + 574 * 574
-    assert not both.get_layer("real_extend").trainable
-    np.testing.assert_array_equal(both.get_layer("real_extend").get_weights()[0], np.eye(574))
+    # fc_real_1 (300 -> 32) and fc_real_2 (32 -> 574) train; real_extend (2 x 574 sources and
+    # weights) is fixed, the identity until a library's coverage is set
+    assert both.count_params() - plain.count_params() == (300 * 32 + 32) + (32 * 574 + 574) + 2 * 2 * 574
+    assert not both.get_layer("real_extend").trainable_weights
+    x = np.random.default_rng(1).standard_normal((3, 574)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(both.get_layer("real_extend")(x)), x)
     assert ModelConfig(domain_input=True) == ModelConfig.from_dict(
         json.loads(ModelConfig(domain_input=True).to_json())
     )
@@ -159,8 +161,14 @@ def test_add_domain_input_keeps_the_predictions_at_both_values():
     np.testing.assert_allclose(real / synthetic, np.exp(0.1), rtol=1e-5)
     np.testing.assert_array_equal(default, real)
     np.testing.assert_array_equal(sigma_real, sigma0)
+    from lamost2csst.nn.model import grid_network
+
+    inner = grid_network(both, config)  # the grid network back, whatever the branch learnt
+    np.testing.assert_array_equal(predict(flux, error, model=inner)[0], sed0)
     with pytest.raises(ValueError, match="already has a domain input"):
         add_domain_input(both, config)
+    with pytest.raises(ValueError, match="needs a model with a real-star branch"):
+        grid_network(plain, config)
     with pytest.raises(ValueError, match="domain must be one of"):
         predict(flux, error, model=both, domain="grid")
 
@@ -177,6 +185,14 @@ def test_extension_matrix_carries_the_correction_beyond_the_covered_range():
     np.testing.assert_allclose(const[wave < 4000], delta[wave == 4000][0])
     line = delta @ extension_matrix(covered, extend="linear", wave=wave, span=500.0)
     np.testing.assert_allclose(line, 0.001 * (wave - 5500) / 100, atol=1e-9)  # the line continues
+    from lamost2csst.nn.layers import Extension
+
+    layer = Extension()
+    layer.build((None, wave.size))
+    layer.set_matrix(extension_matrix(covered, extend="linear", wave=wave, span=500.0))
+    np.testing.assert_allclose(np.asarray(layer(delta[None, :].astype("float32")))[0], line, atol=1e-6)
+    with pytest.raises(ValueError, match="non-zeros per column"):
+        layer.set_matrix(np.ones((wave.size, wave.size)))
     none = delta @ extension_matrix(covered, extend="none", wave=wave)
     np.testing.assert_array_equal(none[~covered], 0.0)
     with pytest.raises(ValueError, match="contiguous"):

@@ -1,5 +1,6 @@
 """Real-star fine-tuning: folds by star, out-of-fold predictions, the discrepancy in the final card."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -137,3 +138,26 @@ def test_real_stars_names_its_libraries():
 
     with pytest.raises(InputError, match="miles"):
         real_stars(("ngsl",))
+
+
+def test_a_run_from_a_model_with_a_branch_starts_like_one_from_its_grid_network():
+    """The branch is replaced by a fresh one seeded by the run's seed alone: starting from the
+    shipped model (which has a branch) or from its grid network gives the same start."""
+    from lamost2csst.nn.inference import load_model, model_card
+    from lamost2csst.nn.model import ModelConfig, add_domain_input, grid_network
+    from lamost2csst.workflows.realstars import _with_domain_input
+
+    card = model_card()
+    config = dataclasses.replace(ModelConfig.from_dict(card["model_config"]), domain_input=False)
+    shipped = load_model()
+    plain = grid_network(shipped, config) if shipped.inputs and len(shipped.inputs) == 3 else shipped
+    with_branch = add_domain_input(plain, config)
+    kernel, bias = with_branch.get_layer("fc_real_2").get_weights()
+    with_branch.get_layer("fc_real_2").set_weights([kernel + 0.5, bias])  # a "trained" branch
+    a, _ = _with_domain_input(plain, {**card["model_config"], "domain_input": False}, domain="real", seed=3)
+    b, cfg = _with_domain_input(
+        with_branch, {**card["model_config"], "domain_input": True}, domain="real", seed=3
+    )
+    assert cfg["domain_input"] is True
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
