@@ -76,6 +76,13 @@ def test_predict_through_the_public_api_with_a_given_model(tmp_path):
     sed, sigma = lamost2csst.predict(np.ones((2, 2238)), np.full((2, 2238), 0.02), model=model)
     np.testing.assert_allclose(sed, 2.0, rtol=1e-6)  # zero-kernel head: the start SED exactly
     np.testing.assert_allclose(sigma, 0.05, rtol=1e-5)
+    for domain in ("real", "synthetic"):  # a model without a real-star branch: the same for both
+        np.testing.assert_array_equal(
+            lamost2csst.predict(np.ones((2, 2238)), np.full((2, 2238), 0.02), model=model, domain=domain)[0],
+            sed,
+        )
+    with pytest.raises(ValueError, match="domain must be one of"):
+        lamost2csst.predict(np.ones((2, 2238)), np.full((2, 2238), 0.02), model=model, domain="lamost")
 
 
 def test_lazy_io_names_resolve_to_their_modules():

@@ -27,7 +27,10 @@ stars and kept in the model card; where the model has none, ``sigma_sys`` is 0 a
 ``sigma == sigma_net``. Use ``sigma`` as the SED's uncertainty (e.g. a flat-field weight).
 The ``UNCERTAIN`` flag is set on ``sigma_net`` (its threshold was set on the network's sigma).
 The attrs ``sigma_sys`` (the discrepancy's provenance, its fitted pixels) and
-``sigma_sys_sha256`` record which discrepancy was applied.
+``sigma_sys_sha256`` record which discrepancy was applied. For a model with a real-star
+branch (:mod:`lamost2csst.nn.model`) the attr ``input_spectra`` says which SED ``sed`` is:
+``"real"`` (a real star's, the survey's case) or ``"synthetic"`` (the grid's; simulated
+catalogues); absent for a model without the branch.
 
 ``teff_estimate``, ``teff_estimate_error`` and ``domain_chi2`` are the domain check of
 :mod:`lamost2csst.core.domain` (NaN where the star has no usable input): a chi-square of the

@@ -517,14 +517,26 @@ def test_lamost_trouble_is_recorded_and_must_match_on_resume(client, demo, tmp_p
 def _model_with_real_branch(tmp_path, shift=0.1):
     """The shipped network with a real-star branch whose correction is +``shift`` in ln(SED) everywhere."""
     from lamost2csst.nn.inference import save_model
-    from lamost2csst.nn.model import ModelConfig, add_domain_input
+    from lamost2csst.nn.model import ModelConfig, add_domain_input, grid_network
 
     card = model_card()
-    model = add_domain_input(load_model(), ModelConfig.from_dict(card["model_config"]))
+    config = ModelConfig.from_dict({**card["model_config"], "domain_input": False})
+    model = add_domain_input(grid_network(load_model(), config), config)  # the shipped grid network
     kernel, bias = model.get_layer("fc_real_2").get_weights()
     model.get_layer("fc_real_2").set_weights([kernel, np.full_like(bias, shift)])
     config = {**card["model_config"], "domain_input": True}
     return save_model(model, tmp_path / "branch.keras", card={**card, "model_config": config})
+
+
+def _grid_network_file(tmp_path):
+    """The shipped model's grid network alone (no real-star branch), with its card."""
+    from lamost2csst.nn.inference import save_model
+    from lamost2csst.nn.model import ModelConfig, grid_network
+
+    card = model_card()
+    config = {**card["model_config"], "domain_input": False}
+    model = grid_network(load_model(), ModelConfig.from_dict(config))
+    return save_model(model, tmp_path / "grid.keras", card={**card, "model_config": config})
 
 
 def test_spectra_kind_chooses_the_synthetic_or_the_real_sed_and_must_match_on_resume(
@@ -549,7 +561,9 @@ def test_spectra_kind_chooses_the_synthetic_or_the_real_sed_and_must_match_on_re
     np.testing.assert_allclose(real.sigma_net.values, reference.sigma_net.values, rtol=1e-5)
     with pytest.raises(InputError, match="cannot resume.*input_spectra"):
         predict_catalogue(small, real_out, client=client, model=model, resume=True, progress=False)
-    assert "input_spectra" not in xr.open_zarr(finished[0], consolidated=False).attrs  # no branch, no attr
+    assert (
+        xr.open_zarr(finished[0], consolidated=False).attrs["input_spectra"] == "synthetic"
+    )  # shipped: auto
     odd = tmp_path / "odd.zarr"
     write_spectra(demo.isel(star=slice(0, 40)).assign_attrs(spectra_kind="simulated"), odd, chunk_stars=40)
     with pytest.raises(InputError, match="spectra_kind attr is 'simulated'"):
