@@ -21,16 +21,29 @@ BAND_NAMES = ("GU", "GV", "GI")
 
 
 def _header(card, *, model_label, command) -> list[str]:
-    trained_on = (
-        "grid models"
-        if card.get("stage", "pretrain") == "pretrain"
-        else f"{card.get('library', 'empirical')} stars (fine-tuned from {card.get('init', '?')})"
-    )
+    stage = card.get("stage", "pretrain")
+    if stage == "pretrain":
+        trained_on = f"{card.get('train_models', '?')} grid models"
+    elif stage == "finetune-real":
+        real = card.get("real_library") or {}
+        branch = (
+            "a real-star branch" if (card.get("model_config") or {}).get("domain_input") else "fine-tuning"
+        )
+        n_grid = len((card.get("split") or {}).get("train", [])) or "?"
+        trained_on = (
+            f"{n_grid} grid models, then {branch} on {real.get('used', '?')} {real.get('library', 'real')} "
+            f"stars (from the network sha256 {str(card.get('init_sha256', '?'))[:12]})"
+        )
+    else:
+        trained_on = (
+            f"{card.get('train_models', '?')} {card.get('library', 'empirical')} stars "
+            f"(fine-tuned from {card.get('init', '?')})"
+        )
     return [
         "# UaRA-net evaluation",
         "",
         f"model: `{model_label}` (sha256 {card.get('sha256', '?')[:12]}), "
-        f"trained on {card.get('train_models', '?')} {trained_on}; command: `{command}`",
+        f"trained on {trained_on}; command: `{command}`",
     ]
 
 

@@ -31,7 +31,8 @@ def _predicting(monkeypatch, lib, n_snr, *, factor, sigma, aleatoric=None):
     """Replace the network by the truth times ``factor`` with constant sigma (rows in epoch_pairs' order)."""
     truth = np.tile(lib.sed, (n_snr, 1))
 
-    def fake(model, flux, error):
+    def fake(model, flux, error, *, domain=None):
+        assert domain in ("synthetic", "real")
         assert model == "stand-in" and flux.shape[0] == truth.shape[0]
         total = np.full(truth.shape, sigma, np.float32)
         alea = total if aleatoric is None else np.full(truth.shape, aleatoric, np.float32)
@@ -94,7 +95,8 @@ def test_realisations_draw_fresh_noise_and_the_seed_fixes_it(grid, monkeypatch):
     lib = evaluation_library(ds)
     inputs = []
 
-    def recording(model, flux, error):
+    def recording(model, flux, error, *, domain=None):
+        assert domain == "synthetic"  # the grid test asks for the grid's SED by default
         inputs.append(flux.copy())
         return lib.sed, lib.sed, lib.sed
 
