@@ -64,6 +64,12 @@ stages:
              model is trained on all folds (RUN/final/best.keras, its card carries sigma_sys
              and the out-of-fold numbers; RUN/crossval.json). Interrupted: run it again
              (finished folds are kept, a fold in progress resumes).
+             --domain-input (how the shipped model is made): instead of fine-tuning the
+             whole network, only a real-star branch is trained (a correction of ln SED,
+             applied when the model's domain input says "real"; lamost2csst.nn.model), on
+             --init's grid network, which stays as it is; no replay. Beyond the library's
+             wavelengths the correction is carried on by --extend; --extension-check CUT
+             chooses that rule on MILES alone.
 
 Optimizer: Adam, learning rate --lr (paper: 1e-3) with cosine decay over --epochs to
 --lr-min; the loss is Eq. 17 (Gaussian NLL of relative residuals; --beta for beta-NLL).
@@ -80,6 +86,7 @@ examples:
   python -m jobs.train_model pretrain --run-dir runs/try --epochs 50 --export my.keras
   python -m jobs.train_model finetune --run-dir runs/stelib --export stelib.keras
   python -m jobs.train_model real --run-dir runs/real-miles --threads 2
+  python -m jobs.train_model real --run-dir runs/cv-branch --domain-input --threads 2
 """
 
 
