@@ -14,6 +14,11 @@ honestly and then makes the model to ship:
    from the residuals of the other folds);
 4. the final model is fine-tuned the same way on all folds and its card carries the discrepancy.
 
+With ``config.trainable == "real"`` (``train_model real --domain-input``, how the shipped model is
+made) "fine-tuned" means: the initial model's grid network gets a fresh real-star branch
+(:mod:`lamost2csst.nn.model`), and only that branch is trained, on the real stars as real
+(``domain`` 1); the grid network, and so every synthetic SED, stays as it was.
+
 Every fold's run directory is resumable; a finished fold is not trained again.
 """
 
