@@ -176,12 +176,13 @@ def _load_cached(path: str, mtime_ns: int):  # noqa: ARG001 - the lru_cache key:
         raise
 
 
-def load_model(path=None):
+def load_model(path=None, *, fresh: bool = False):
     """Load a UaRA-net ``.keras`` file (the shipped model when ``path`` is None).
 
     Loaded models are cached per process (one load per Dask worker); a file changed on disk
-    is loaded again. Files are loaded in Keras safe mode: a file that would run Python code
-    (a ``Lambda`` layer, a pickled function) raises ``ValueError`` instead.
+    is loaded again; ``fresh=True`` returns a new copy outside the cache (one to change).
+    Files are loaded in Keras safe mode: a file that would run Python code (a ``Lambda``
+    layer, a pickled function) raises ``ValueError`` instead.
     """
     path = Path(path) if path is not None else default_model_path()
     if not path.exists():
@@ -191,6 +192,8 @@ def load_model(path=None):
         raise FileNotFoundError(f"no model file at {path}{hint}")
     if path.suffix != ".keras":
         raise ValueError(f"expected a Keras 3 .keras model file, got {path.name!r}")
+    if fresh:
+        return _load_cached.__wrapped__(str(path.resolve()), path.stat().st_mtime_ns)
     return _load_cached(str(path.resolve()), path.stat().st_mtime_ns)
 
 

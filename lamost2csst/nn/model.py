@@ -312,7 +312,7 @@ def build_uaranet(
     return model
 
 
-def add_domain_input(model, config: ModelConfig):
+def add_domain_input(model, config: ModelConfig, *, seed: int | None = None):
     """A copy of the trained ``model`` with the ``domain`` input and the real-star branch.
 
     Every weight is copied; the branch's last layer starts at zero, so the copy's outputs equal
@@ -324,6 +324,9 @@ def add_domain_input(model, config: ModelConfig):
         A UaRA-net without the input.
     config : ModelConfig
         Its architecture (``domain_input`` False).
+    seed : int, optional
+        Keras' random state is set to it first, so that the branch's random start depends on it
+        alone (not on what was built or loaded before in the process).
 
     Returns
     -------
@@ -331,6 +334,8 @@ def add_domain_input(model, config: ModelConfig):
     """
     if takes_domain(model) or config.domain_input:
         raise ValueError("the model already has a domain input")
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
     new = build_uaranet(dataclasses.replace(config, domain_input=True), name=model.name)
     for layer in new.layers:
         if layer.get_weights() and not layer.name.startswith(("fc_real_", "real_extend")):

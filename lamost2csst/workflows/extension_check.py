@@ -61,7 +61,7 @@ def extension_check(
     from lamost2csst.core.grids import OUTPUT_WAVE
     from lamost2csst.core.metrics import relative_residual
     from lamost2csst.errors import InputError
-    from lamost2csst.nn.inference import predict
+    from lamost2csst.nn.inference import load_model, predict
     from lamost2csst.nn.model import EXTENSIONS, extension_matrix
     from lamost2csst.nn.training import epoch_pairs
     from lamost2csst.workflows.realstars import (
@@ -99,7 +99,7 @@ def extension_check(
     for rule in EXTENSIONS:
         residual = np.full(lib.sed.shape, np.nan, np.float32)
         for k in range(n_folds):
-            model = _fresh_model(out / f"fold-{k}" / "best.keras")
+            model = load_model(out / f"fold-{k}" / "best.keras", fresh=True)  # its extension is changed
             covered = covered_pixels(cut_lib.take(np.flatnonzero(folds != k)))
             model.get_layer("real_extend").set_matrix(extension_matrix(covered, extend=rule))
             test = np.flatnonzero(folds == k)
@@ -120,12 +120,3 @@ def extension_check(
     }
     (out / "extension_check.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
-
-
-def _fresh_model(path):
-    """A model loaded anew (not the per-process cache of :func:`lamost2csst.nn.inference.load_model`)."""
-    import keras
-
-    import lamost2csst.nn.layers  # noqa: F401  (registers the custom layers)
-
-    return keras.saving.load_model(path, compile=False, safe_mode=True)

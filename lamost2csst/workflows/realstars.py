@@ -279,8 +279,6 @@ def _with_domain_input(model, model_config: dict | None, *, domain: str, seed: i
     model's grid network with a fresh real-star branch (its random start seeded by ``seed``
     alone, so a run from a model that already has a branch, e.g. the shipped one, starts where a
     run from its grid network does)."""
-    import keras
-
     from lamost2csst.nn.inference import takes_domain
     from lamost2csst.nn.model import ModelConfig, add_domain_input, grid_network
 
@@ -291,8 +289,7 @@ def _with_domain_input(model, model_config: dict | None, *, domain: str, seed: i
     config = dataclasses.replace(ModelConfig.from_dict(model_config), domain_input=False)
     if takes_domain(model):
         model = grid_network(model, config)
-    keras.utils.set_random_seed(seed)
-    model = add_domain_input(model, config)
+    model = add_domain_input(model, config, seed=seed)
     return model, {**model_config, "domain_input": True}
 
 

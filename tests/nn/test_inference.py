@@ -109,6 +109,10 @@ def test_save_load_round_trip_is_safe_and_exact(model, tmp_path):
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
     assert load_model(path) is loaded  # cached per process
+    fresh = load_model(path, fresh=True)  # a copy to change, outside the cache
+    assert fresh is not loaded and load_model(path) is loaded
+    for w_fresh, w_loaded in zip(fresh.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(w_fresh, w_loaded)
     # The archive holds JSON config + HDF5 weights only (no pickled Python objects).
     import zipfile
 
