@@ -351,46 +351,37 @@ def _run_real(args, *, progress) -> dict:
                 file=sys.stderr,
             )
 
+    common = {
+        "out": args.run_dir,
+        "init": args.init,
+        "n_folds": args.folds,
+        "seed": args.fold_seed,
+        "eval_snr": args.eval_snr,
+        "command": " ".join([PROG, *map(shlex.quote, sys.argv[1:])]),
+    }
     if args.extension_check:
         from lamost2csst.workflows.extension_check import extension_check
 
         result = extension_check(
-            out=args.run_dir,
+            **common,
             config=config,
             cut=args.extension_check,
-            n_folds=args.folds,
-            seed=args.fold_seed,
-            eval_snr=args.eval_snr,
+            val_fraction=args.test_fraction,
             threads=args.threads,
             progress=report,
-            command=" ".join([PROG, *map(shlex.quote, sys.argv[1:])]),
         )
         return {"cut": result["cut"], "errors": result["errors"], "seconds": result["seconds"]}
     if args.sigma_only:
         from lamost2csst.workflows.realstars import fit_model_discrepancy
 
-        result = fit_model_discrepancy(
-            out=args.run_dir,
-            init=args.init,
-            n_folds=args.folds,
-            seed=args.fold_seed,
-            eval_snr=args.eval_snr,
-            libraries=args.libraries,
-            command=" ".join([PROG, *map(shlex.quote, sys.argv[1:])]),
-        )
-        return _export_real(args, result)
+        return _export_real(args, fit_model_discrepancy(**common, libraries=args.libraries))
     result = cross_validate_real_stars(
-        out=args.run_dir,
+        **common,
         config=config,
-        init=args.init,
-        n_folds=args.folds,
-        seed=args.fold_seed,
-        eval_snr=args.eval_snr,
         val_fraction=args.test_fraction,
         libraries=args.libraries,
         threads=args.threads,
         progress=report,
-        command=" ".join([PROG, *map(shlex.quote, sys.argv[1:])]),
         extend=args.extend,
     )
     return _export_real(args, result)

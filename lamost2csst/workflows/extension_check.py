@@ -26,11 +26,13 @@ def extension_check(
     *,
     out,
     config,
+    init=None,
     cut: float = 6600.0,
     wavelengths=CHECK_WAVELENGTHS,
     n_folds: int = 5,
     seed: int = 2024,
     eval_snr: float = 100.0,
+    val_fraction: float = 0.15,
     threads: int | None = None,
     progress=None,
     command: str | None = None,
@@ -44,11 +46,13 @@ def extension_check(
         resumable) and ``out/extension_check.json``.
     config : lamost2csst.nn.training.TrainConfig
         The branch's training (``domain="real"``, ``trainable="real"``).
+    init : path, optional
+        The model whose grid network gets the branch (default: the shipped model).
     cut : float
         MILES targets above this wavelength (A) are hidden from training.
     wavelengths : sequence of float
         Where the rules are compared (A; above ``cut``).
-    n_folds, seed, eval_snr, threads, progress, command
+    n_folds, seed, eval_snr, val_fraction, threads, progress, command
         As for :func:`~lamost2csst.workflows.realstars.cross_validate_real_stars`.
 
     Returns
@@ -85,10 +89,12 @@ def extension_check(
     cross_validate_real_stars(
         out=out,
         config=config,
+        init=init,
         real=RealStars(cut_lib, full.names, full.params, full.info),
         n_folds=n_folds,
         seed=seed,
         eval_snr=eval_snr,
+        val_fraction=val_fraction,
         threads=threads,
         progress=progress,
         command=command,

@@ -559,6 +559,14 @@ def fit_model_discrepancy(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     init = Path(init) if init else default_model_path()
+    seen = (model_card(init).get("real_library") or {}).get("library", "")
+    used = str(real.info.get("library", "+".join(libraries))) if real is not None else "+".join(libraries)
+    if seen and set(seen.split("+")) & set(used.split("+")):
+        raise InputError(
+            f"{init} was trained on {seen} stars: its residuals on {used} are in-sample and would "
+            "give too small a sigma_sys; pass --init with a model that never saw them (or run "
+            "without --sigma-only: the discrepancy is then fitted out-of-fold)"
+        )
     real = _run_stars(out, real, seed=seed, libraries=libraries)
     folds = star_folds(len(real.library), n_folds=n_folds, seed=seed)
     residual, sigma_net, _, sed = predict_real_stars(init, real.library, snr=eval_snr, seed=seed)

@@ -161,3 +161,12 @@ def test_a_run_from_a_model_with_a_branch_starts_like_one_from_its_grid_network(
     assert cfg["domain_input"] is True
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(wa, wb)
+
+
+def test_sigma_only_refuses_a_model_trained_on_the_same_library(small_real, tmp_path):
+    """The shipped model's branch saw the MILES stars: their residuals would be in-sample."""
+    from lamost2csst.workflows.realstars import fit_model_discrepancy
+
+    as_miles = RealStars(small_real.library, small_real.names, small_real.params, {"library": "miles"})
+    with pytest.raises(InputError, match="trained on miles stars"):
+        fit_model_discrepancy(out=tmp_path, n_folds=3, seed=1, real=as_miles)
