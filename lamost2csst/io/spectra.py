@@ -77,6 +77,7 @@ __all__ = [
     "round_arrays",
     "round_pixels",
     "spectra_dataset",
+    "spectra_kind",
     "spectra_encoding",
     "store_precision",
     "star_chunk",
@@ -92,6 +93,8 @@ REQUIRED_STAR_COORDS = ("obsid", "ra", "dec", "z")
 OPTIONAL_FLOAT_COORDS = ("z_err", "snr_u", "snr_g", "snr_r", "snr_i", "snr_z", "teff", "logg", "feh", "alpha")
 DATA_VARS = {"flux": np.float32, "ivar": np.float32, "mask": np.bool_}
 FRAMES = ("observed", "rest")
+#: Values of the optional ``spectra_kind`` attr: a survey's real stars (the default) or simulated ones.
+SPECTRA_KINDS = ("real", "synthetic")
 DEFAULT_CHUNK_STARS = 4096
 
 
@@ -185,6 +188,20 @@ def spectra_dataset(
         ds[name].attrs.update(spec[2] if len(spec) > 2 else _COORD_ATTRS.get(name, {}))
     validate_spectra(ds)
     return ds
+
+
+def spectra_kind(ds) -> str:
+    """What a catalogue's spectra are: its ``spectra_kind`` attr, ``"real"`` where it has none.
+
+    Raises
+    ------
+    InputError
+        The attr holds something else than one of :data:`SPECTRA_KINDS`.
+    """
+    kind = ds.attrs.get("spectra_kind", "real")
+    if kind not in SPECTRA_KINDS:
+        raise InputError(f"the catalogue's spectra_kind attr is {kind!r}; expected one of {SPECTRA_KINDS}")
+    return kind
 
 
 def validate_spectra(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:

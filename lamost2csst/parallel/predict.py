@@ -32,6 +32,7 @@ from lamost2csst.core.inputs import DEFAULT_TROUBLE, TROUBLE_MODES
 from lamost2csst.core.metrics import SNR_BINS, truth_statistics, truth_table
 from lamost2csst.errors import InputError
 from lamost2csst.io.predictions import PREDICTIONS_SCHEMA, is_other_version, predictions_template
+from lamost2csst.io.spectra import spectra_kind
 from lamost2csst.io.storage import exists as storage_exists
 from lamost2csst.io.storage import resolve
 from lamost2csst.parallel.chunks import chunk_ranges, open_input, prepare_output, run_chunk_tasks
@@ -145,6 +146,8 @@ def predict_catalogue(
     thresholds = thresholds or FlagThresholds()
     if lamost_trouble not in TROUBLE_MODES:
         raise InputError(f"lamost_trouble must be one of {TROUBLE_MODES}, got {lamost_trouble!r}")
+    if spectra not in SPECTRA_CHOICES:
+        raise InputError(f"spectra must be one of {SPECTRA_CHOICES}, got {spectra!r}")
     with output_lock(out, job="predict_catalogue", resume=resume):
         return _predict_locked(
             client,
@@ -204,7 +207,8 @@ def _predict_locked(
         The summary, also stored in the output's attrs.
     """
     ds = open_input(catalogue)
-    spectra = spectra_kind(ds, spectra)
+    if spectra == "auto":
+        spectra = spectra_kind(ds)
     if ds.attrs.get("frame") != "observed":
         trouble = "keep"  # the trouble spots are at observed wavelengths: a rest-frame catalogue has none
     chunk_stars, digest = _prepared_output(
@@ -339,20 +343,8 @@ def _prepared_output(
     return chunk_stars, digest
 
 
-#: What ``spectra="auto"`` makes of a catalogue: its ``spectra_kind`` attr, else a survey's real stars.
-SPECTRA_KINDS = ("auto", "real", "synthetic")
-
-
-def spectra_kind(ds, spectra: str) -> str:
-    """``spectra`` ("auto": the catalogue's ``spectra_kind`` attr, "real" without one), checked."""
-    if spectra not in SPECTRA_KINDS:
-        raise InputError(f"spectra must be one of {SPECTRA_KINDS}, got {spectra!r}")
-    if spectra != "auto":
-        return spectra
-    kind = ds.attrs.get("spectra_kind", "real")
-    if kind not in ("real", "synthetic"):
-        raise InputError(f"the catalogue's spectra_kind attr is {kind!r}; expected 'real' or 'synthetic'")
-    return kind
+#: ``spectra`` of :func:`predict_catalogue` ("auto": :func:`lamost2csst.io.spectra.spectra_kind`).
+SPECTRA_CHOICES = ("auto", "real", "synthetic")
 
 
 def _other_version(out: str, *, resume: bool, overwrite: bool) -> None:

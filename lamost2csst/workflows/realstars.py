@@ -407,7 +407,7 @@ def cross_validate_real_stars(
     real = _run_stars(out, real, seed=seed, libraries=libraries)
     lib = real.library
     folds = star_folds(len(lib), n_folds=n_folds, seed=seed)
-    replay = _grid_replay(init)
+    replay = _grid_replay(init) if config.replay > 0 else None  # the grid observed anew: minutes
     init_card = model_card(init)
     card = {
         "stage": "finetune-real",
